@@ -1,0 +1,37 @@
+"""mjq-notebook: a MongoDB job queue you can see.
+
+The core (queue, worker, connection) imports neither pandas nor ipywidgets; the history and
+notebook layers import them when used.
+"""
+
+from .connection import connect, embedded_server
+from .errors import (
+    DataLossWarning,
+    Empty,
+    InvalidQueueError,
+    JobQueueError,
+    LeaseLostError,
+    PublishError,
+    ServerUnavailable,
+)
+from .job import Job, Status
+from .queue import JobQueue
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataLossWarning",
+    "Empty",
+    "InvalidQueueError",
+    "Job",
+    "JobQueue",
+    "JobQueueError",
+    "LeaseLostError",
+    "PublishError",
+    "ServerUnavailable",
+    "Status",
+    "Worker",
+    "connect",
+    "embedded_server",
+]

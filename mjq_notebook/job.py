@@ -1,0 +1,99 @@
+"""The job record: status names, the document schema and the ``Job`` dict."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import traceback as tb
+from typing import Any
+
+from bson import ObjectId
+
+
+class Status(str, enum.Enum):
+    """A job's lifecycle; the values are the strings stored in ``status``."""
+
+    WAITING = "waiting"
+    WORKING = "working"
+    DONE = "done"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATUSES = tuple(s.value for s in Status)
+FINISHED = (Status.DONE.value, Status.FAILED.value)
+
+
+def utcnow() -> dt.datetime:
+    """The current time as a tz-aware UTC datetime, truncated to BSON's millisecond precision."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def new_document(
+    data: Any, *, priority: int, available_at: dt.datetime, max_attempts: int, now: dt.datetime
+) -> dict[str, Any]:
+    """A waiting job in the seed's shape plus our own fields.
+
+    ``ts.started`` and ``ts.done`` start as None (the seed pre-filled them with the publish
+    time; readers must accept both).
+    """
+    return {
+        "_id": ObjectId(),
+        "status": Status.WAITING.value,
+        "ts": {"created": now, "started": None, "done": None},
+        "data": data,
+        "priority": priority,
+        "available_at": available_at,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "lease_until": None,
+        "worker": None,
+    }
+
+
+def error_document(error: BaseException | str) -> dict[str, str]:
+    """What ``fail()`` stores about an error: its type, message and traceback."""
+    if isinstance(error, BaseException):
+        text = "".join(tb.format_exception(type(error), error, error.__traceback__))
+        return {"type": type(error).__name__, "message": str(error), "traceback": text}
+    return {"type": "Error", "message": str(error), "traceback": ""}
+
+
+class Job(dict):
+    """A job document as returned by the queue: a plain ``dict`` with a few conveniences.
+
+    The seed printed dicts and users index ``job["data"]``, so a ``Job`` is one.
+    """
+
+    finished = False  # set once this process has finished or released it
+
+    @property
+    def id(self) -> ObjectId:
+        return self["_id"]
+
+    @property
+    def data(self) -> Any:
+        return self.get("data")
+
+    @property
+    def status(self) -> Status:
+        return Status(self["status"])
+
+    @property
+    def attempts(self) -> int:
+        return int(self.get("attempts") or 0)
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        return self.get("error")
+
+    def __repr__(self) -> str:
+        return f"Job({dict.__repr__(self)})"
+
+    def _repr_html_(self) -> str:
+        from .display import job_html  # display sits above this layer: import on use
+
+        return job_html(self)

@@ -1,0 +1,481 @@
+"""JobQueue: publish into a capped collection, claim atomically, finish into history."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+import time
+import uuid
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import bson
+from bson import ObjectId
+from bson.codec_options import CodecOptions
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import (
+    CollectionInvalid,
+    ConnectionFailure,
+    InvalidDocument,
+    OperationFailure,
+)
+
+from .errors import DataLossWarning, Empty, InvalidQueueError, LeaseLostError, PublishError
+from .job import FINISHED, STATUSES, Job, Status, error_document, new_document, utcnow
+from .wakeup import Wakeup
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+log = logging.getLogger("mjq_notebook")
+
+MAX_BSON_SIZE = 16 * 1024 * 1024
+_RETRY_CAP_S = 5.0  # longest pause between attempts while the server is unreachable
+
+
+class JobQueue:
+    """A job queue in a capped MongoDB collection, compatible with pymjq's ``JobQueue(db)``.
+
+    Claims are single atomic ``find_one_and_update`` calls, so competing workers never hold
+    the same job; a claim is a lease, and a job whose worker vanished comes back when the lease
+    expires. Finished jobs are copied to ``<name>.history`` so the ring buffer's evictions never
+    lose them.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        name: str = "jobqueue",
+        *,
+        max_jobs: int = 100_000,
+        size_bytes: int = 64 * 2**20,
+        lease: float = 60.0,
+        max_attempts: int = 3,
+        backoff: float = 1.0,
+    ) -> None:
+        codec = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc, document_class=dict)
+        self.db = db.with_options(codec_options=codec)
+        self.name = name
+        self.lease = float(lease)
+        self.max_attempts = int(max_attempts)
+        self.backoff = float(backoff)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.collection = self.db[name]
+        self.history_collection = self.db[f"{name}.history"]
+        self._meta = self.db[f"{name}.meta"]
+        self._ensure_collection(max_jobs, size_bytes)
+        self._wakeup = Wakeup(self.collection)
+        self._lost_reported = 0
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _ensure_collection(self, max_jobs: int, size_bytes: int) -> None:
+        """Create the capped collection and its indexes; leave a non-capped one untouched."""
+        if self.name not in self.db.list_collection_names(filter={"name": self.name}):
+            try:
+                self.db.create_collection(self.name, capped=True, size=size_bytes, max=max_jobs)
+                log.info("Creating %s collection.", self.name)
+            except (CollectionInvalid, OperationFailure):
+                pass  # another process created it first; check below what it is
+        self._capped = self.valid()
+        if self._capped:
+            self.collection.create_index(
+                [("status", ASCENDING), ("priority", DESCENDING), ("_id", ASCENDING)]
+            )
+            self.collection.create_index([("status", ASCENDING), ("lease_until", ASCENDING)])
+
+    def valid(self) -> bool:
+        """True when the collection exists and is capped (the seed's check)."""
+        return bool(self.collection.options().get("capped"))
+
+    def _require_capped(self) -> None:
+        if not self._capped:
+            raise InvalidQueueError(
+                f"collection {self.db.name}.{self.name} is not capped, so it can't be a job "
+                "queue; nothing was written. Use another name, or drop it and let JobQueue "
+                "create it."
+            )
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def pub(
+        self,
+        data: Any,
+        *,
+        priority: int = 0,
+        delay: float = 0,
+        max_attempts: int | None = None,
+    ) -> ObjectId:
+        """Publish one job; returns its id. Higher ``priority`` is claimed first; a ``delay``
+        in seconds keeps it unclaimable until then."""
+        [doc] = self._documents([data], priority, delay, max_attempts)
+        self.collection.insert_one(doc)
+        self._count_published(1)
+        return doc["_id"]
+
+    def pub_many(
+        self,
+        items: Iterable[Any],
+        *,
+        priority: int = 0,
+        delay: float = 0,
+        max_attempts: int | None = None,
+    ) -> list[ObjectId]:
+        """Publish many jobs in one round trip; all are checked before any is written."""
+        docs = self._documents(list(items), priority, delay, max_attempts)
+        if docs:
+            self.collection.insert_many(docs, ordered=True)
+            self._count_published(len(docs))
+        return [doc["_id"] for doc in docs]
+
+    def _documents(
+        self, items: list[Any], priority: int, delay: float, max_attempts: int | None
+    ) -> list[dict[str, Any]]:
+        self._require_capped()
+        now = utcnow()
+        available = now + dt.timedelta(seconds=delay)
+        attempts = self.max_attempts if max_attempts is None else int(max_attempts)
+        docs = []
+        for index, data in enumerate(items):
+            doc = new_document(
+                data, priority=int(priority), available_at=available, max_attempts=attempts, now=now
+            )
+            _check_encodable(doc, f"the data of job {index}" if len(items) > 1 else "the data")
+            docs.append(doc)
+        return docs
+
+    def _count_published(self, n: int) -> None:
+        # A running total lets counts() tell jobs evicted unfinished from jobs that finished.
+        self._meta.update_one({"_id": "counters"}, {"$inc": {"published": n}}, upsert=True)
+
+    # -- claiming -------------------------------------------------------------------------
+
+    def next(self, timeout: float | None = None) -> Job:
+        """Claim the next job (highest priority, then oldest): it becomes ``working`` with a
+        lease. Waits up to ``timeout`` seconds (None: forever), then raises ``Empty``."""
+        self._require_capped()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.1
+        while True:
+            try:
+                job = self._claim_one()
+                pause = 0.1
+            except ConnectionFailure:
+                # The server is away (restart, failover): back off, bounded, and try again.
+                if deadline is not None and time.monotonic() + pause > deadline:
+                    raise
+                log.warning("MongoDB unreachable while claiming; retrying in %.1fs", pause)
+                time.sleep(pause)
+                pause = min(pause * 2, _RETRY_CAP_S)
+                continue
+            if job is not None:
+                return job
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise Empty(f"no job in {self.name} within {timeout:g}s")
+            # A delayed or retried job, or an expired lease, becomes claimable without an
+            # insert: wait no longer than until the next one is due (and at most a second,
+            # for those other processes schedule meanwhile).
+            wait = min(self._seconds_until_due(), 1.0)
+            self._wakeup.wait(wait if remaining is None else min(remaining, wait))
+
+    def _claim_one(self) -> Job | None:
+        """One atomic claim; expired claims beyond their attempts are failed on the way."""
+        while True:
+            now = utcnow()
+            doc = self.collection.find_one_and_update(
+                {
+                    "$or": [
+                        {"status": Status.WAITING.value, "available_at": {"$not": {"$gt": now}}},
+                        {"status": Status.WORKING.value, "lease_until": {"$lt": now}},
+                    ]
+                },
+                {
+                    "$set": {
+                        "status": Status.WORKING.value,
+                        "ts.started": now,
+                        "lease_until": now + dt.timedelta(seconds=self.lease),
+                        "worker": self.worker_id,
+                    },
+                    "$inc": {"attempts": 1},
+                },
+                sort=[("priority", DESCENDING), ("_id", ASCENDING)],
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:
+                return None
+            job = Job(doc)
+            if job.attempts <= self._max_attempts(job):
+                return job
+            # Its earlier workers all vanished mid-job: the job has used up its attempts.
+            reason = f"lease expired on each of {job.attempts - 1} attempts; worker lost"
+            self._finish(job, Status.FAILED, {"error": error_document(reason)})
+
+    def _seconds_until_due(self) -> float:
+        """Seconds until a waiting job's delay or a working job's lease runs out."""
+        now = utcnow()
+        rows = list(
+            self.collection.aggregate(
+                [
+                    {"$match": {"$or": [
+                        {"status": Status.WAITING.value, "available_at": {"$gt": now}},
+                        {"status": Status.WORKING.value, "lease_until": {"$gt": now}},
+                    ]}},
+                    {"$group": {"_id": None, "due": {"$min": {"$cond": [
+                        {"$eq": ["$status", Status.WAITING.value]}, "$available_at", "$lease_until"
+                    ]}}}},
+                ]
+            )
+        )
+        if not rows or rows[0]["due"] is None:
+            return float("inf")
+        return max(0.0, (rows[0]["due"] - now).total_seconds())
+
+    def _max_attempts(self, job: Job) -> int:
+        return int(job.get("max_attempts") or self.max_attempts)
+
+    def __iter__(self) -> Iterator[Job]:
+        """Seed API: yield jobs forever; a job is marked done when the loop asks for the next.
+
+        A job still held when the loop stops (``break``, an exception) goes back to waiting.
+        """
+        while True:
+            job = self.next()
+            try:
+                yield job
+            except GeneratorExit:
+                self.release(job)
+                raise
+            self.done(job)
+
+    @contextlib.contextmanager
+    def claim(self, timeout: float | None = None) -> Iterator[Job]:
+        """Claim a job for the block: done when it ends (with ``job["result"]`` if set),
+        failed when it raises, back to waiting on KeyboardInterrupt."""
+        job = self.next(timeout)
+        try:
+            yield job
+        except Exception as exc:
+            if not job.finished:
+                self.fail(job, exc)
+            raise
+        except BaseException:
+            if not job.finished:
+                self.release(job)
+            raise
+        if not job.finished:
+            self.done(job, job.get("result"))
+
+    # -- finishing ------------------------------------------------------------------------
+
+    def done(self, job: Job, result: Any = None) -> None:
+        """working -> done, with ``ts.done`` and an optional ``result``."""
+        _check_encodable({"result": result}, f"the result of job {job.id}")
+        self._finish(job, Status.DONE, {"result": result})
+
+    def fail(self, job: Job, error: BaseException | str) -> bool:
+        """Record ``error`` (type, message, traceback). The job waits again, after an
+        exponential back-off, while attempts remain; else it is ``failed``.
+        Returns True when it will be retried."""
+        err = error_document(error)
+        if job.attempts >= self._max_attempts(job):
+            self._finish(job, Status.FAILED, {"error": err})
+            return False
+        delay = self.backoff * 2 ** (job.attempts - 1)
+        self._update_owned(
+            job,
+            {
+                "status": Status.WAITING.value,
+                "available_at": utcnow() + dt.timedelta(seconds=delay),
+                "error": err,
+                "lease_until": None,
+            },
+            then=Status.WAITING,
+        )
+        return True
+
+    def release(self, job: Job) -> None:
+        """working -> waiting without using up an attempt (the worker is stopping)."""
+        self._update_owned(
+            job,
+            {
+                "status": Status.WAITING.value,
+                "lease_until": None,
+                "worker": None,
+                "ts.started": None,
+            },
+            inc={"attempts": -1},
+        )
+        job.finished = True
+
+    def touch(self, job: Job, lease: float | None = None) -> None:
+        """Extend the job's lease (a heartbeat for long jobs); LeaseLostError if it was lost."""
+        until = utcnow() + dt.timedelta(seconds=self.lease if lease is None else lease)
+        self._update_owned(job, {"lease_until": until})
+
+    heartbeat = touch
+
+    def _finish(self, job: Job, status: Status, fields: dict[str, Any]) -> None:
+        now = utcnow()
+        final = {**job, **fields, "status": status.value, "lease_until": None}
+        final["ts"] = {**job.get("ts", {}), "done": now}
+        # History first: a job is then always findable in the queue or in history, which is
+        # what counts() relies on to tell an evicted job from a finished one.
+        self.history_collection.replace_one({"_id": job.id}, final, upsert=True)
+        try:
+            self._update_owned(
+                job,
+                {**fields, "status": status.value, "ts.done": now, "lease_until": None},
+                then=status,
+            )
+        except LeaseLostError:
+            self.history_collection.delete_one(
+                {"_id": job.id, "worker": job.get("worker"), "attempts": job.get("attempts")}
+            )
+            raise
+
+    def _update_owned(
+        self,
+        job: Job,
+        fields: dict[str, Any],
+        *,
+        inc: dict[str, int] | None = None,
+        then: Status | None = None,
+    ) -> None:
+        """Update ``job`` only while this claim still owns it.
+
+        ``then`` is the status the update sets: a retry after a lost reply (the server did
+        apply it) finds the job already there under our claim and succeeds again.
+        """
+        statuses = [Status.WORKING.value] + ([then.value] if then else [])
+        owned = {
+            "_id": job.id,
+            "status": {"$in": statuses},
+            "worker": job.get("worker"),
+            "attempts": job.get("attempts"),
+        }
+        update: dict[str, Any] = {"$set": fields}
+        if inc:
+            update["$inc"] = inc
+        result = self.collection.update_one(owned, update)
+        if result.matched_count == 0:
+            raise LeaseLostError(
+                f"job {job.id} is no longer held by this worker (its lease expired and it was "
+                "claimed again, or it was finished already)"
+            )
+        if then is not None and then is not Status.WORKING:
+            job.finished = True
+        for key, value in fields.items():
+            if key.startswith("ts."):
+                job.setdefault("ts", {})[key[3:]] = value
+            else:
+                job[key] = value
+
+    # -- inspecting -----------------------------------------------------------------------
+
+    def queue_count(self) -> int:
+        """Jobs waiting to be claimed (the seed's count)."""
+        return self.collection.count_documents({"status": Status.WAITING.value})
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per status, plus ``lost``: jobs evicted from the capped collection unfinished.
+
+        done/failed come from history (which outlives the ring buffer) plus seed-written
+        finished jobs still in the queue. A non-zero ``lost`` also raises a DataLossWarning.
+        """
+        counts = dict.fromkeys(STATUSES, 0)
+        unfinished_ours = 0
+        # Read the queue before history: a job finishing in between is then counted twice
+        # (harmless), never zero times (which would look like a loss).
+        for row in self.collection.aggregate(
+            [
+                {"$group": {
+                    "_id": {"status": "$status", "ours": {"$gt": ["$max_attempts", None]}},
+                    "n": {"$sum": 1},
+                }}
+            ]
+        ):
+            status, ours = row["_id"]["status"], row["_id"]["ours"]
+            if status in FINISHED and ours:
+                continue  # counted from history below
+            if status in counts:
+                counts[status] += row["n"]
+            if ours and status not in FINISHED:
+                unfinished_ours += row["n"]
+        finished_ours = 0
+        for row in self.history_collection.aggregate(
+            [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        ):
+            if row["_id"] in FINISHED:
+                counts[row["_id"]] += row["n"]
+                finished_ours += row["n"]
+        meta = self._meta.find_one({"_id": "counters"}) or {}
+        lost = max(0, int(meta.get("published", 0)) - unfinished_ours - finished_ours)
+        counts["lost"] = lost
+        if lost > self._lost_reported:
+            self._lost_reported = lost
+            warnings.warn(
+                f"{lost} job(s) in {self.db.name}.{self.name} were evicted from the capped "
+                "collection before they finished: it is too small for the backlog "
+                "(raise max_jobs/size_bytes)",
+                DataLossWarning,
+                stacklevel=2,
+            )
+        return counts
+
+    def jobs(self, status: str | None = None, limit: int = 20) -> list[Job]:
+        """The newest jobs in the queue, newest first (optionally of one status)."""
+        query = {} if status is None else {"status": Status(status).value}
+        cursor = self.collection.find(query, sort=[("_id", DESCENDING)], limit=limit)
+        return [Job(doc) for doc in cursor]
+
+    def get(self, job_id: ObjectId) -> Job | None:
+        """The job's current document: from the queue, else from history."""
+        doc = self.collection.find_one({"_id": job_id}) or self.history_collection.find_one(
+            {"_id": job_id}
+        )
+        return None if doc is None else Job(doc)
+
+    def clear_queue(self) -> None:
+        """Drop the queue, its history and counters (the seed dropped the collection)."""
+        self._wakeup.close()
+        for collection in (self.collection, self.history_collection, self._meta):
+            collection.drop()
+        self._wakeup = Wakeup(self.collection)
+        self._lost_reported = 0
+
+    def history(self, **kwargs: Any):
+        """Job history as a pandas DataFrame (see ``mjq_notebook.history.load``)."""
+        from .history import load
+
+        return load(self, **kwargs)
+
+    def __repr__(self) -> str:
+        try:
+            counts = self.counts()
+            state = ", ".join(f"{k}={v}" for k, v in counts.items() if v or k != "lost")
+        except Exception as exc:  # a repr must not raise; the message carries no URI
+            state = f"unavailable: {type(exc).__name__}"
+        return f"<JobQueue {self.db.name}.{self.name} {state}>"
+
+    def _repr_html_(self) -> str:
+        from .display import queue_html  # display sits above this layer: import on use
+
+        return queue_html(self)
+
+
+def _check_encodable(doc: dict[str, Any], what: str) -> None:
+    """Raise PublishError unless ``doc`` encodes to BSON within the size limit."""
+    try:
+        size = len(bson.encode(doc))
+    except (InvalidDocument, TypeError, OverflowError, ValueError) as exc:
+        raise PublishError(f"{what} can't be stored as BSON: {exc}; nothing was written") from None
+    if size > MAX_BSON_SIZE:
+        raise PublishError(
+            f"{what} is {size / 2**20:.1f} MiB as BSON, over MongoDB's 16 MiB document "
+            "limit; nothing was written"
+        )

@@ -1,0 +1,120 @@
+"""A wake-up signal for consumers: a tailable, awaitData cursor on the capped collection.
+
+The cursor never decides who owns a job (claims do); it only ends a wait early when something
+new is inserted. It reads raw batches, so one getMore consumes every document inserted since
+the last one and a burst of inserts is one signal, not one per document. One thread at a time
+follows the cursor; other threads of the same queue wait on a condition the follower signals.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import bson
+from pymongo import CursorType
+from pymongo.errors import PyMongoError
+
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
+
+# awaitData time per getMore. Short enough that next(timeout=...) is honoured closely; an idle
+# consumer costs one cheap getMore per interval, and an insert still wakes it within ~ms.
+AWAIT_MS = 250
+
+
+class Wakeup:
+    """Waits until a document is inserted into ``collection`` or the time-out passes."""
+
+    def __init__(self, collection: Collection) -> None:
+        self._collection = collection
+        self._cursor: Any = None
+        self._last_id: Any = None
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._following = False
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True when an insert was seen."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            generation = self._generation
+            while self._following:  # another thread follows the cursor: wait for its signal
+                remaining = deadline - time.monotonic()
+                if self._generation != generation or remaining <= 0:
+                    return self._generation != generation
+                self._cond.wait(remaining)
+            if self._generation != generation:
+                return True
+            self._following = True
+        seen = False
+        try:
+            seen = self._follow(deadline)
+        finally:
+            with self._cond:
+                self._following = False
+                self._generation += seen
+                self._cond.notify_all()
+        return seen
+
+    def close(self) -> None:
+        cursor, self._cursor = self._cursor, None
+        if cursor is not None:
+            cursor.close()
+
+    def _follow(self, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if deadline - time.monotonic() < AWAIT_MS / 1000:
+                # A getMore could overrun the deadline: pause instead; the caller claims next.
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                return False
+            if self._cursor is None or not self._cursor.alive:
+                if not self._open():
+                    if self._last_id is None:  # empty collection or server unreachable:
+                        # wait one await interval rather than spin, then let the caller claim
+                        time.sleep(min(AWAIT_MS / 1000, max(0.0, deadline - time.monotonic())))
+                    return False
+            try:
+                batch = next(self._cursor, None)  # one getMore: returns within AWAIT_MS
+            except PyMongoError:
+                self._cursor = None
+                continue
+            if self._take(batch):
+                return True
+            if not self._cursor.alive:
+                # It died without news: the document it stood on is gone (eviction, a dropped
+                # collection). Start again from the end, after the caller has claimed.
+                self._cursor = self._last_id = None
+                return False
+        return False
+
+    def _take(self, batch: bytes | None) -> bool:
+        """Note the newest id in ``batch``; True when it holds a document we had not seen."""
+        ids = [doc["_id"] for doc in bson.decode_all(batch)] if batch else []
+        new = [i for i in ids if i != self._last_id]
+        if ids:
+            self._last_id = ids[-1]
+        return bool(new)
+
+    def _open(self) -> bool:
+        """Open the cursor where the last one stopped; False when it could not be opened.
+
+        Without a position it only takes one (the current end) and returns False: whatever
+        was inserted before that must be found by the caller's next claim, not by waiting.
+        """
+        try:
+            if self._last_id is None:
+                last = self._collection.find_one({}, {"_id": 1}, sort=[("$natural", -1)])
+                self._last_id = last and last["_id"]  # an empty collection: no tailable cursor
+                return False
+            # $gte keeps the cursor alive while the document we stopped at exists; if it was
+            # evicted, whatever the cursor returns first is new to us.
+            self._cursor = self._collection.find_raw_batches(
+                {"_id": {"$gte": self._last_id}}, {"_id": 1}, cursor_type=CursorType.TAILABLE_AWAIT
+            ).max_await_time_ms(AWAIT_MS)
+        except PyMongoError:
+            self._cursor = None
+            time.sleep(AWAIT_MS / 1000)  # the server is unreachable: don't spin
+            return False
+        return True

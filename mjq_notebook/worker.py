@@ -1,0 +1,209 @@
+"""Run a handler over a queue's jobs in threads, with lease heartbeats and clean stops."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.errors import ConnectionFailure
+
+from .errors import Empty, LeaseLostError, PublishError
+from .job import Job
+from .queue import JobQueue
+
+log = logging.getLogger("mjq_notebook.worker")
+
+Handler = Callable[[Job], Any]
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did: jobs done, failed (retried or final) and released."""
+
+    done: int = 0
+    failed: int = 0
+    released: int = 0
+
+
+class Worker:
+    """Run ``handler(job)`` over ``queue`` in ``concurrency`` threads.
+
+    The handler's return value is stored as the job's result; an exception fails the job
+    (retried while attempts remain). Leases of running jobs are extended in the background.
+    ``stop()`` (or SIGINT/SIGTERM under ``run()``) stops taking jobs and lets running ones
+    finish; a second signal releases them back to waiting and returns at once.
+    """
+
+    def __init__(
+        self, queue: JobQueue, handler: Handler, concurrency: int = 1, *, poll: float = 1.0
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.queue = queue
+        self.handler = handler
+        self.concurrency = concurrency
+        self.poll = poll
+        self.stats = WorkerStats()
+        self._stopping = threading.Event()
+        self._running: dict[Any, Job] = {}  # job id -> job, for heartbeats and hard stops
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._halt = threading.Event()  # set once the worker threads have ended
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self, *, drain: bool = False, max_jobs: int | None = None) -> Worker:
+        """Start the threads and return; ``drain`` stops when the queue has nothing left."""
+        self._stopping.clear()
+        self._halt.clear()
+        self._budget = max_jobs
+        self._threads = []
+        for i in range(self.concurrency):
+            thread = threading.Thread(
+                target=self._loop, args=(drain,), name=f"mjq-worker-{i}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        threading.Thread(target=self._heartbeat, name="mjq-heartbeat", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop taking jobs; running ones finish."""
+        self._stopping.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the threads; True when all have ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._threads):
+            return False
+        self._halt.set()
+        return True
+
+    def release_running(self) -> None:
+        """Hand every running job back to the queue (a hard stop)."""
+        with self._lock:
+            jobs = list(self._running.values())
+        for job in jobs:
+            try:
+                self.queue.release(job)
+                self.stats.released += 1
+            except Exception as exc:
+                log.warning("could not release job %s: %s", job.id, exc)
+
+    def run(self, *, drain: bool = False, max_jobs: int | None = None) -> WorkerStats:
+        """Work in the foreground until stopped (SIGINT/SIGTERM), drained, or ``max_jobs``."""
+        signals = 0
+
+        def on_signal(signum: int, frame: Any) -> None:
+            nonlocal signals
+            signals += 1
+            self.stop()
+            if signals == 1:
+                log.warning("stopping: finishing running jobs (signal again to release them)")
+            else:
+                self.release_running()
+                raise KeyboardInterrupt
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start(drain=drain, max_jobs=max_jobs)
+            while not self.join(timeout=0.2):
+                pass
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return self.stats
+
+    # -- threads -------------------------------------------------------------------------
+
+    def _take_budget(self) -> bool:
+        with self._lock:
+            if self._budget is None:
+                return True
+            if self._budget <= 0:
+                return False
+            self._budget -= 1
+            return True
+
+    def _loop(self, drain: bool) -> None:
+        while not self._stopping.is_set():
+            if not self._take_budget():
+                self.stop()
+                return
+            try:
+                job = self.queue.next(timeout=self.poll)
+            except Empty:
+                self._give_back_budget()
+                if drain and self._drained():
+                    self.stop()
+                continue
+            except ConnectionFailure as exc:
+                self._give_back_budget()
+                log.warning("MongoDB unreachable: %s", exc)
+                continue
+            self._run_one(job)
+
+    def _give_back_budget(self) -> None:
+        with self._lock:
+            if self._budget is not None:
+                self._budget += 1
+
+    def _drained(self) -> bool:
+        counts = self.queue.counts()
+        with self._lock:
+            mine = len(self._running)
+        return counts["waiting"] == 0 and counts["working"] == 0 and mine == 0
+
+    def _run_one(self, job: Job) -> None:
+        with self._lock:
+            self._running[job.id] = job
+        try:
+            try:
+                result = self.handler(job)
+            except Exception as exc:
+                log.info("job %s failed: %s: %s", job.id, type(exc).__name__, exc)
+                self._persist(self.queue.fail, job, exc)
+                self.stats.failed += 1
+                return
+            try:
+                self._persist(self.queue.done, job, result)
+                self.stats.done += 1
+            except PublishError as exc:  # the result can't be stored: that is the job failing
+                self._persist(self.queue.fail, job, exc)
+                self.stats.failed += 1
+        except LeaseLostError as exc:
+            log.warning("%s", exc)
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
+
+    def _persist(self, finish: Callable[[Job, Any], Any], job: Job, arg: Any) -> None:
+        """Record a job's outcome, riding out a server that is briefly away."""
+        pause = 0.1
+        while True:
+            try:
+                finish(job, arg)
+                return
+            except ConnectionFailure as exc:
+                log.warning("MongoDB unreachable saving job %s (%s); retrying", job.id, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def _heartbeat(self) -> None:
+        interval = max(self.queue.lease / 3, 0.05)
+        while not self._halt.wait(interval):
+            with self._lock:
+                jobs = list(self._running.values())
+            for job in jobs:
+                try:
+                    self.queue.touch(job)
+                except (LeaseLostError, ConnectionFailure) as exc:
+                    if not job.finished:  # else it just finished: nothing to extend
+                        log.warning("heartbeat for job %s: %s", job.id, exc)
