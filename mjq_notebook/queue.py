@@ -215,6 +215,10 @@ class JobQueue:
             reason = f"lease expired on each of {job.attempts - 1} attempts; worker lost"
             self._finish(job, Status.FAILED, {"error": error_document(reason)})
 
+    def wait(self, timeout: float) -> bool:
+        """Block until a job is published (True) or ``timeout`` seconds pass (False)."""
+        return self._wakeup.wait(timeout)
+
     def _seconds_until_due(self) -> float:
         """Seconds until a waiting job's delay or a working job's lease runs out."""
         now = utcnow()

@@ -1,0 +1,195 @@
+"""The ``mjq`` command: serve, pub, work, tail, stats and demo."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .connection import DEFAULT_DATA_DIR, connect, embedded_server
+from .errors import JobQueueError
+from .queue import JobQueue
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return args.command(args) or 0
+    except JobQueueError as exc:
+        print(f"mjq: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--uri", help="MongoDB URI (default: $MJQ_MONGODB_URI, $MONGODB_URI, "
+                        "else the embedded server in ./.mjq-data)")
+    common.add_argument("--db", default="job_queue", help="database name (default: job_queue)")
+    common.add_argument("--queue", default="jobqueue", help="queue name (default: jobqueue)")
+
+    parser = argparse.ArgumentParser(
+        prog="mjq", description="A MongoDB job queue you can see.",
+        epilog="Start with `mjq demo`.",
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(command=func)
+        return sub
+
+    sub = command("serve", cmd_serve, "run the embedded MongoDB server in the foreground")
+    sub.add_argument("--path", default=DEFAULT_DATA_DIR, help="data folder (default: .mjq-data)")
+    sub.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+
+    sub = command("pub", cmd_pub, "publish jobs: a JSON document, or JSON lines from a file")
+    sub.add_argument("json", nargs="?", help='job data as JSON, e.g. \'{"message": "hi"}\'')
+    sub.add_argument("--file", help="a file of JSON lines, one job each ('-' for stdin)")
+    sub.add_argument("--priority", type=int, default=0, help="higher is claimed first")
+    sub.add_argument("--delay", type=float, default=0, help="seconds before it can be claimed")
+
+    sub = command("work", cmd_work, "run a handler over the queue until stopped")
+    sub.add_argument("handler", help="the function to run per job, as package.module:function")
+    sub.add_argument("--concurrency", type=int, default=1, help="threads (default: 1)")
+    sub.add_argument("--lease", type=float, default=60, help="lease seconds per claim")
+    sub.add_argument("--max-jobs", type=int, help="stop after this many jobs")
+    sub.add_argument("--drain", action="store_true", help="stop when the queue is empty")
+
+    sub = command("tail", cmd_tail, "show new jobs and status changes as they happen")
+    sub.add_argument("--limit", type=int, default=50, help="newest jobs to follow")
+    sub.add_argument("--duration", type=float, help="stop after this many seconds")
+
+    command("stats", cmd_stats, "counts per status and wait/run time percentiles")
+
+    sub = command("demo", cmd_demo, "publish a realistic workload, work it, print a summary")
+    sub.add_argument("--jobs", type=int, default=300, help="jobs to publish (default: 300)")
+    sub.add_argument("--concurrency", type=int, default=4, help="worker threads (default: 4)")
+    return parser
+
+
+def _queue(args: argparse.Namespace, **options: Any) -> JobQueue:
+    return JobQueue(connect(args.uri, args.db), args.queue, **options)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    with embedded_server(args.path, port=args.port) as server:
+        print(f"mjq: serving {args.path} at {server.uri}", flush=True)
+        print(f"     export MJQ_MONGODB_URI={server.uri}", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+def cmd_pub(args: argparse.Namespace) -> int:
+    if (args.json is None) == (args.file is None):
+        print("mjq pub: give job data as JSON, or --file", file=sys.stderr)
+        return 2
+    try:
+        if args.file is None:
+            items = [json.loads(args.json)]
+        else:
+            stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+            with stream:
+                items = [json.loads(line) for line in stream if line.strip()]
+    except (json.JSONDecodeError, OSError) as exc:
+        print(f"mjq pub: {exc}; nothing was published", file=sys.stderr)
+        return 2
+    queue = _queue(args)
+    ids = queue.pub_many(items, priority=args.priority, delay=args.delay)
+    for job_id in ids:
+        print(job_id)
+    return 0
+
+
+def _load_handler(spec: str) -> Any:
+    module_name, _, func_name = spec.partition(":")
+    if not func_name:
+        raise SystemExit(f"mjq work: handler must be module:function, got {spec!r}")
+    sys.path.insert(0, "")  # like `python -m`: the current folder is importable
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def cmd_work(args: argparse.Namespace) -> int:
+    from .worker import Worker
+
+    handler = _load_handler(args.handler)
+    queue = _queue(args, lease=args.lease)
+    worker = Worker(queue, handler, concurrency=args.concurrency)
+    print(f"mjq: working {queue.db.name}.{queue.name} as {queue.worker_id}", flush=True)
+    stats = worker.run(drain=args.drain, max_jobs=args.max_jobs)
+    print(f"mjq: stopped: {stats.done} done, {stats.failed} failed, {stats.released} released",
+          flush=True)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from .watch import changes
+
+    queue = _queue(args)
+    for job, previous in changes(queue, limit=args.limit, duration=args.duration):
+        ts = job.get("ts") or {}
+        when = ts.get("done") or ts.get("started") or ts.get("created")
+        stamp = when.strftime("%H:%M:%S.%f")[:-3] if when else "?"
+        change = job["status"] if previous is None else f"{previous} -> {job['status']}"
+        data = json.dumps(job.get("data"), default=str)
+        if len(data) > 80:
+            data = data[:77] + "..."
+        print(f"{stamp}  {job.id}  {change:<18} {data}", flush=True)
+    return 0
+
+
+def _print_stats(queue: JobQueue) -> None:
+    from .history import load, summary
+
+    counts = queue.counts()
+    print("jobs: " + "  ".join(f"{k} {v}" for k, v in counts.items() if k != "lost" or v))
+    table = summary(load(queue))
+    print("\nlatency (seconds):")
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    _print_stats(_queue(args))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .demo import handle, workload
+    from .worker import Worker
+
+    db = connect(args.uri, args.db)
+    queue = JobQueue(db, "demo" if args.queue == "jobqueue" else args.queue, lease=30,
+                     backoff=0.05)
+    queue.clear_queue()
+    queue = JobQueue(db, queue.name, lease=30, backoff=0.05)
+    host, port = db.client.address or ("?", 0)
+    print(f"mjq demo: {args.jobs} jobs into {db.name}.{queue.name} on {host}:{port}, "
+          f"{args.concurrency} worker threads")
+    queue.pub_many(workload(args.jobs))
+    worker = Worker(queue, handle, concurrency=args.concurrency, poll=0.2).start(drain=True)
+    with tqdm(total=args.jobs, unit="job", desc="finished") as bar:
+        while not worker.join(timeout=0.25):
+            bar.update(queue.history_collection.count_documents({}) - bar.n)
+        bar.update(args.jobs - bar.n)
+    print()
+    _print_stats(queue)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
