@@ -32,13 +32,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--uri", help="MongoDB URI (default: $MJQ_MONGODB_URI, $MONGODB_URI, "
-                        "else the embedded server in ./.mjq-data)")
+    common.add_argument(
+        "--uri",
+        help="MongoDB URI (default: $MJQ_MONGODB_URI, $MONGODB_URI, "
+        "else the embedded server in ./.mjq-data)",
+    )
     common.add_argument("--db", default="job_queue", help="database name (default: job_queue)")
     common.add_argument("--queue", default="jobqueue", help="queue name (default: jobqueue)")
 
     parser = argparse.ArgumentParser(
-        prog="mjq", description="A MongoDB job queue you can see.",
+        prog="mjq",
+        description="A MongoDB job queue you can see.",
         epilog="Start with `mjq demo`.",
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
@@ -99,12 +103,18 @@ def cmd_pub(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.file is None:
-            items = [json.loads(args.json)]
+            lines = [args.json]
+        elif args.file == "-":
+            lines = sys.stdin.read().splitlines()
         else:
-            stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
-            with stream:
-                items = [json.loads(line) for line in stream if line.strip()]
-    except (json.JSONDecodeError, OSError) as exc:
+            with open(args.file, encoding="utf-8") as stream:
+                lines = stream.read().splitlines()
+        items = []
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                where = f"line {number}: " if args.file else ""
+                items.append(_json(line, where))
+    except (ValueError, OSError) as exc:
         print(f"mjq pub: {exc}; nothing was published", file=sys.stderr)
         return 2
     queue = _queue(args)
@@ -112,6 +122,13 @@ def cmd_pub(args: argparse.Namespace) -> int:
     for job_id in ids:
         print(job_id)
     return 0
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}invalid JSON: {exc}") from None
 
 
 def _load_handler(spec: str) -> Any:
@@ -130,8 +147,10 @@ def cmd_work(args: argparse.Namespace) -> int:
     worker = Worker(queue, handler, concurrency=args.concurrency)
     print(f"mjq: working {queue.db.name}.{queue.name} as {queue.worker_id}", flush=True)
     stats = worker.run(drain=args.drain, max_jobs=args.max_jobs)
-    print(f"mjq: stopped: {stats.done} done, {stats.failed} failed, {stats.released} released",
-          flush=True)
+    print(
+        f"mjq: stopped: {stats.done} done, {stats.failed} failed, {stats.released} released",
+        flush=True,
+    )
     return 0
 
 
@@ -173,13 +192,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .worker import Worker
 
     db = connect(args.uri, args.db)
-    queue = JobQueue(db, "demo" if args.queue == "jobqueue" else args.queue, lease=30,
-                     backoff=0.05)
+    queue = JobQueue(db, "demo" if args.queue == "jobqueue" else args.queue, lease=30, backoff=0.05)
     queue.clear_queue()
     queue = JobQueue(db, queue.name, lease=30, backoff=0.05)
     host, port = db.client.address or ("?", 0)
-    print(f"mjq demo: {args.jobs} jobs into {db.name}.{queue.name} on {host}:{port}, "
-          f"{args.concurrency} worker threads")
+    print(
+        f"mjq demo: {args.jobs} jobs into {db.name}.{queue.name} on {host}:{port}, "
+        f"{args.concurrency} worker threads"
+    )
     queue.pub_many(workload(args.jobs))
     worker = Worker(queue, handle, concurrency=args.concurrency, poll=0.2).start(drain=True)
     with tqdm(total=args.jobs, unit="job", desc="finished") as bar:

@@ -18,7 +18,7 @@ class InvalidQueueError(JobQueueError, TypeError):
 
 
 class PublishError(JobQueueError, ValueError):
-    """Data can't be stored (not BSON-encodable, or over the server's size limit); nothing was written."""
+    """Data can't be stored (not BSON-encodable, or over 16 MiB); nothing was written."""
 
 
 class LeaseLostError(JobQueueError):

@@ -225,13 +225,28 @@ class JobQueue:
         rows = list(
             self.collection.aggregate(
                 [
-                    {"$match": {"$or": [
-                        {"status": Status.WAITING.value, "available_at": {"$gt": now}},
-                        {"status": Status.WORKING.value, "lease_until": {"$gt": now}},
-                    ]}},
-                    {"$group": {"_id": None, "due": {"$min": {"$cond": [
-                        {"$eq": ["$status", Status.WAITING.value]}, "$available_at", "$lease_until"
-                    ]}}}},
+                    {
+                        "$match": {
+                            "$or": [
+                                {"status": Status.WAITING.value, "available_at": {"$gt": now}},
+                                {"status": Status.WORKING.value, "lease_until": {"$gt": now}},
+                            ]
+                        }
+                    },
+                    {
+                        "$group": {
+                            "_id": None,
+                            "due": {
+                                "$min": {
+                                    "$cond": [
+                                        {"$eq": ["$status", Status.WAITING.value]},
+                                        "$available_at",
+                                        "$lease_until",
+                                    ]
+                                }
+                            },
+                        }
+                    },
                 ]
             )
         )
@@ -333,7 +348,14 @@ class JobQueue:
         try:
             self._update_owned(
                 job,
-                {**fields, "status": status.value, "ts.done": now, "lease_until": None},
+                # max_attempts marks it as finished by us, also a seed-written job (counts())
+                {
+                    **fields,
+                    "status": status.value,
+                    "ts.done": now,
+                    "lease_until": None,
+                    "max_attempts": self._max_attempts(job),
+                },
                 then=status,
             )
         except LeaseLostError:
@@ -397,10 +419,12 @@ class JobQueue:
         # (harmless), never zero times (which would look like a loss).
         for row in self.collection.aggregate(
             [
-                {"$group": {
-                    "_id": {"status": "$status", "ours": {"$gt": ["$max_attempts", None]}},
-                    "n": {"$sum": 1},
-                }}
+                {
+                    "$group": {
+                        "_id": {"status": "$status", "ours": {"$gt": ["$max_attempts", None]}},
+                        "n": {"$sum": 1},
+                    }
+                }
             ]
         ):
             status, ours = row["_id"]["status"], row["_id"]["ours"]

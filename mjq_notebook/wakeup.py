@@ -69,12 +69,11 @@ class Wakeup:
                 # A getMore could overrun the deadline: pause instead; the caller claims next.
                 time.sleep(max(0.0, deadline - time.monotonic()))
                 return False
-            if self._cursor is None or not self._cursor.alive:
-                if not self._open():
-                    if self._last_id is None:  # empty collection or server unreachable:
-                        # wait one await interval rather than spin, then let the caller claim
-                        time.sleep(min(AWAIT_MS / 1000, max(0.0, deadline - time.monotonic())))
-                    return False
+            if (self._cursor is None or not self._cursor.alive) and not self._open():
+                if self._last_id is None:  # an empty collection: no cursor to wait on, so
+                    # pause one await interval rather than spin; the caller then claims
+                    time.sleep(min(AWAIT_MS / 1000, max(0.0, deadline - time.monotonic())))
+                return False
             try:
                 batch = next(self._cursor, None)  # one getMore: returns within AWAIT_MS
             except PyMongoError:

@@ -139,14 +139,12 @@ class Worker:
                 return
             try:
                 job = self.queue.next(timeout=self.poll)
-            except Empty:
+            except (Empty, ConnectionFailure) as exc:
                 self._give_back_budget()
-                if drain and self._drained():
+                if isinstance(exc, ConnectionFailure):
+                    log.warning("MongoDB unreachable: %s", exc)
+                elif drain and self._drained():
                     self.stop()
-                continue
-            except ConnectionFailure as exc:
-                self._give_back_budget()
-                log.warning("MongoDB unreachable: %s", exc)
                 continue
             self._run_one(job)
 
@@ -156,7 +154,10 @@ class Worker:
                 self._budget += 1
 
     def _drained(self) -> bool:
-        counts = self.queue.counts()
+        try:
+            counts = self.queue.counts()
+        except ConnectionFailure:
+            return False
         with self._lock:
             mine = len(self._running)
         return counts["waiting"] == 0 and counts["working"] == 0 and mine == 0

@@ -1,0 +1,42 @@
+"""A real MongoDB wire server for every test: SecantusDB on a free port, or
+``MJQ_TEST_MONGODB_URI`` (a real mongod). Each test gets a database of its own."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from mjq_notebook import JobQueue, embedded_server
+from mjq_notebook.connection import client_for
+
+TEST_URI = os.environ.get("MJQ_TEST_MONGODB_URI")
+
+
+@pytest.fixture(scope="session")
+def server_uri():
+    if TEST_URI:
+        yield TEST_URI
+        return
+    with embedded_server(":memory:") as server:
+        yield server.uri
+
+
+@pytest.fixture(scope="session")
+def client(server_uri):
+    client = client_for(server_uri)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def db(client):
+    name = f"mjq_test_{uuid.uuid4().hex[:10]}"
+    yield client[name]
+    client.drop_database(name)
+
+
+@pytest.fixture
+def queue(db):
+    return JobQueue(db, lease=30, backoff=0.05)

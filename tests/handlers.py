@@ -1,0 +1,36 @@
+"""Job handlers for worker processes started by the tests (`mjq work handlers:<name>`).
+
+Each appends ``<job id> <pid> <attempt>`` to the file named by MJQ_TEST_LOG; small appends
+to a file opened with O_APPEND are atomic, so concurrent processes can share it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def _log(job, word: str = "ran") -> None:
+    with open(os.environ["MJQ_TEST_LOG"], "a") as f:
+        f.write(f"{job.id} {os.getpid()} {job.attempts} {word}\n")
+
+
+def record(job):
+    """Note the job and take a little time, so that several workers interleave."""
+    time.sleep(float(os.environ.get("MJQ_TEST_SLEEP", "0.01")))
+    _log(job)
+    return {"pid": os.getpid()}
+
+
+def hang(job):
+    """Note the start, then never finish (the test kills this worker)."""
+    _log(job, "started")
+    time.sleep(3600)
+
+
+def fail_first(job):
+    """Fail the first attempt of every job, succeed on the retry."""
+    _log(job)
+    if job.attempts == 1:
+        raise RuntimeError("first attempt always fails")
+    return "second time lucky"

@@ -1,0 +1,134 @@
+"""The mjq command, run as users run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mjq_notebook import JobQueue
+from mjq_notebook.connection import client_for
+
+
+def mjq(*args, uri, cwd=None, timeout=120, stdin=None):
+    env = {**os.environ, "MJQ_MONGODB_URI": uri}
+    return subprocess.run(
+        [sys.executable, "-m", "mjq_notebook.cli", *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_pub_json_and_jsonl_file(db, server_uri, tmp_path):
+    one = mjq("pub", '{"message": "hi"}', "--db", db.name, "--priority", "3", uri=server_uri)
+    assert one.returncode == 0, one.stderr
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"n": 1}\n\n{"n": 2}\n')
+    many = mjq("pub", "--file", str(jobs), "--db", db.name, uri=server_uri)
+    assert many.returncode == 0, many.stderr
+    assert len(many.stdout.split()) == 2
+    q = JobQueue(db)
+    assert q.queue_count() == 3
+    assert q.next(timeout=0).data == {"message": "hi"}  # priority 3 first
+
+
+def test_pub_bad_json_publishes_nothing(db, server_uri, tmp_path):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"n": 1}\n{"n": \n')
+    result = mjq("pub", "--file", str(jobs), "--db", db.name, uri=server_uri)
+    assert result.returncode == 2 and "nothing was published" in result.stderr
+    assert db.list_collection_names() == []
+
+
+def test_stats_prints_counts_and_percentiles(db, server_uri):
+    q = JobQueue(db)
+    q.pub_many([{"n": n} for n in range(3)])
+    q.done(q.next(timeout=0))
+    result = mjq("stats", "--db", db.name, uri=server_uri)
+    assert result.returncode == 0, result.stderr
+    assert "waiting 2" in result.stdout and "done 1" in result.stdout
+    assert "p50" in result.stdout and "wait_s" in result.stdout
+
+
+def test_demo_publishes_works_and_summarises(db, server_uri):
+    result = mjq("demo", "--jobs", "40", "--db", db.name, uri=server_uri, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert "waiting 0  working 0" in result.stdout
+    counts = JobQueue(db, "demo").counts()
+    assert counts["done"] + counts["failed"] == 40
+    assert "p99" in result.stdout and "run_s" in result.stdout
+
+
+def test_tail_shows_new_jobs_and_status_changes(db, server_uri):
+    q = JobQueue(db)
+    env = {**os.environ, "MJQ_MONGODB_URI": server_uri}
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "mjq_notebook.cli", "tail", "--db", db.name, "--duration", "4"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    job_id = q.pub({"greeting": "<hello>"})
+    time.sleep(0.5)
+    q.done(q.next(timeout=0))
+    out, err = tail.communicate(timeout=30)
+    assert tail.returncode == 0, err
+    lines = [line for line in out.splitlines() if str(job_id) in line]
+    assert any("waiting" in line and '"<hello>"' in line for line in lines), out
+    assert any("-> done" in line for line in lines), out
+
+
+@pytest.mark.parametrize("command", ["serve", "pub", "work", "tail", "stats", "demo"])
+def test_every_command_has_help_with_connection_options(command):
+    result = subprocess.run(
+        [sys.executable, "-m", "mjq_notebook.cli", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    for option in ("--uri", "--db", "--queue"):
+        assert option in result.stdout
+
+
+def test_serve_runs_in_the_foreground_and_is_found_by_other_commands(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MJQ_MONGODB_URI", "MONGODB_URI")}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "mjq_notebook.cli", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = serve.stdout.readline()
+        uri = first.split(" at ")[1].strip()
+        assert client_for(uri).admin.command("ping")["ok"] == 1
+        # no URI given: the other command finds the running server through .mjq-data
+        pub = subprocess.run(
+            [sys.executable, "-m", "mjq_notebook.cli", "pub", json.dumps({})],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert pub.returncode == 0, pub.stderr
+        assert JobQueue(client_for(uri)["job_queue"]).queue_count() == 1
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(30)
+    assert serve.returncode == 0
+    assert not (tmp_path / ".mjq-data" / "mjq-server.uri").exists()

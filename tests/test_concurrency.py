@@ -1,0 +1,158 @@
+"""Competing worker processes on a real server: exactly once, nothing lost, crashes and
+server restarts survived."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mjq_notebook import JobQueue, embedded_server
+from mjq_notebook.connection import client_for
+
+from .conftest import TEST_URI
+
+HERE = Path(__file__).parent
+
+
+def start_worker(uri, db, handler, log, *extra, sleep="0.01"):
+    env = {**os.environ, "MJQ_MONGODB_URI": uri, "MJQ_TEST_LOG": str(log), "MJQ_TEST_SLEEP": sleep}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mjq_notebook.cli",
+            "work",
+            f"handlers:{handler}",
+            "--db",
+            db.name,
+            *extra,
+        ],
+        cwd=HERE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def read_log(log):
+    if not log.exists():
+        return []
+    return [line.split() for line in log.read_text().splitlines()]
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_competing_processes_run_every_job_exactly_once(db, server_uri, tmp_path):
+    q = JobQueue(db)
+    ids = {str(i) for i in q.pub_many([{"n": n} for n in range(60)])}
+    log = tmp_path / "ran.log"
+    workers = [
+        start_worker(server_uri, db, "record", log, "--concurrency", "2", "--drain")
+        for _ in range(3)
+    ]
+    for w in workers:
+        out, _ = w.communicate(timeout=180)
+        assert w.returncode == 0, out
+    ran = read_log(log)
+    runs = collections.Counter(job_id for job_id, *_ in ran)
+    assert set(runs) == ids
+    assert max(runs.values()) == 1, "a job ran twice"
+    assert len({pid for _, pid, *_ in ran}) > 1, "only one process got work"
+    assert q.counts() == {"waiting": 0, "working": 0, "done": 60, "failed": 0, "lost": 0}
+    assert q.collection.count_documents({"attempts": {"$ne": 1}}) == 0
+
+
+def test_a_killed_workers_job_completes_elsewhere_after_its_lease(db, server_uri, tmp_path):
+    q = JobQueue(db, lease=30)
+    job_id = q.pub({"task": "long"})
+    log = tmp_path / "ran.log"
+    doomed = start_worker(server_uri, db, "hang", log, "--lease", "1.5")
+    wait_for(lambda: read_log(log), 30, "the worker to start the job")
+    assert q.get(job_id)["status"] == "working"
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(10)
+    started = time.monotonic()
+    job = q.next(timeout=15)
+    assert job.id == job_id and job.attempts == 2
+    assert time.monotonic() - started < 5
+    q.done(job, "rescued")
+    assert q.get(job_id)["status"] == "done"
+
+
+def test_sigterm_lets_the_running_job_finish(db, server_uri, tmp_path):
+    q = JobQueue(db)
+    q.pub_many([{"n": n} for n in range(3)])
+    log = tmp_path / "ran.log"
+    worker = start_worker(server_uri, db, "record", log, sleep="1.0")
+    wait_for(lambda: q.counts()["working"] == 1, 30, "a claim")
+    worker.send_signal(signal.SIGTERM)
+    out, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, out
+    assert "1 done" in out
+    counts = q.counts()
+    assert counts["done"] == 1 and counts["working"] == 0 and counts["waiting"] == 2
+
+
+def test_failed_attempts_are_retried_by_workers(db, server_uri, tmp_path):
+    JobQueue(db, backoff=0.05).pub_many([{"n": n} for n in range(4)])
+    log = tmp_path / "ran.log"
+    worker = start_worker(server_uri, db, "fail_first", log, "--drain")
+    out, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 0, out
+    q = JobQueue(db)
+    assert q.counts()["done"] == 4
+    assert all(
+        d["attempts"] == 2 and d["result"] == "second time lucky"
+        for d in q.history_collection.find()
+    )
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(bool(TEST_URI), reason="restarts the embedded server; can't restart yours")
+def test_workers_ride_out_a_server_restart(tmp_path):
+    port, data = _free_port(), tmp_path / "data"
+    log = tmp_path / "ran.log"
+    with embedded_server(data, port=port) as server:
+        uri = server.uri
+        db = client_for(uri)["restart"]
+        q = JobQueue(db)
+        ids = {str(i) for i in q.pub_many([{"n": n} for n in range(40)])}
+        workers = [start_worker(uri, db, "record", log, "--drain", sleep="0.05") for _ in range(2)]
+        wait_for(lambda: len(read_log(log)) >= 5, 60, "some jobs to run")
+    # the server is down now, mid-work
+    time.sleep(2)
+    assert any(w.poll() is None for w in workers), "workers crashed while the server was away"
+    with embedded_server(data, port=port):
+        for w in workers:
+            out, _ = w.communicate(timeout=240)
+            assert w.returncode == 0, out
+        q = JobQueue(client_for(uri)["restart"])
+        counts = q.counts()
+        assert counts == {"waiting": 0, "working": 0, "done": 40, "failed": 0, "lost": 0}, counts
+        assert {str(d["_id"]) for d in q.history_collection.find({"status": "done"})} == ids
+        runs = collections.Counter(job_id for job_id, *_ in read_log(log))
+        assert set(runs) == ids
+        repeated = {k: v for k, v in runs.items() if v > 1}
+        # A job may only run again if its claim's reply was lost in the outage; it was then
+        # reclaimed after its lease, still finishing exactly once.
+        assert len(repeated) <= 2, repeated

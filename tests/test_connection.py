@@ -1,0 +1,91 @@
+"""connect(): URIs, the embedded default, clear errors with masked passwords, light imports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from mjq_notebook import JobQueue, ServerUnavailable, connect
+from mjq_notebook.connection import mask_uri
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _python(code: str, cwd, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("MJQ_MONGODB_URI", "MONGODB_URI")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_connect_uses_the_uri_argument_then_the_environment(server_uri, monkeypatch):
+    assert connect(server_uri, db="alpha").name == "alpha"
+    monkeypatch.setenv("MJQ_MONGODB_URI", server_uri)
+    db = connect(db="beta")
+    assert db.name == "beta" and db.command("ping")["ok"] == 1
+
+
+def test_missing_server_names_the_uri_with_the_password_masked():
+    uri = f"mongodb://alice:s3cr3t@127.0.0.1:{_closed_port()}/?authSource=admin"
+    with pytest.raises(ServerUnavailable) as info:
+        connect(uri, timeout=0.5)
+    message = str(info.value)
+    assert "s3cr3t" not in message
+    assert "alice:***@127.0.0.1" in message and "within 0.5s" in message
+    assert isinstance(info.value, ConnectionError)
+
+
+def test_mask_uri_hides_only_passwords():
+    assert mask_uri("mongodb://u:p@h:1,h2:2/db") == "mongodb://u:***@h:1,h2:2/db"
+    assert mask_uri("mongodb+srv://u:p%40ss@c.example.net") == "mongodb+srv://u:***@c.example.net"
+    assert mask_uri("mongodb://h:27017/") == "mongodb://h:27017/"
+
+
+def test_embedded_default_keeps_data_in_mjq_data(tmp_path):
+    code = "from mjq_notebook import connect, JobQueue; q = JobQueue(connect()); "
+    first = _python(code + "q.pub({'a': 1}); print(q.queue_count())", tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "1"
+    assert (tmp_path / ".mjq-data").is_dir()
+    second = _python(code + "print(q.queue_count())", tmp_path)
+    assert second.stdout.strip() == "1", second.stderr
+
+
+def test_without_the_local_extra_the_error_says_what_to_install(tmp_path):
+    code = (
+        "import sys; sys.modules['secantus'] = None\n"
+        "from mjq_notebook import connect\n"
+        "try:\n    connect()\nexcept Exception as e:\n    print(type(e).__name__, e)"
+    )
+    result = _python(code, tmp_path)
+    assert "ServerUnavailable" in result.stdout
+    assert "pip install 'mjq-notebook[local]'" in result.stdout
+    assert "MJQ_MONGODB_URI" in result.stdout
+
+
+def test_import_does_not_load_pandas_or_widgets(tmp_path):
+    code = (
+        "import sys, mjq_notebook\n"
+        "print(sorted(m for m in ('pandas', 'ipywidgets', 'IPython', 'secantus') "
+        "if m in sys.modules))"
+    )
+    assert _python(code, tmp_path).stdout.strip() == "[]"
+
+
+def test_reprs_carry_no_address_or_credentials(db):
+    q = JobQueue(db)
+    for text in (repr(q), q._repr_html_()):
+        assert "mongodb://" not in text and "127.0.0.1" not in text

@@ -1,0 +1,104 @@
+"""Worker threads: handlers, results, failures, heartbeats, stopping."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from mjq_notebook import JobQueue, Worker
+
+
+def test_worker_runs_every_job_once_across_threads(queue):
+    ids = queue.pub_many([{"n": n} for n in range(30)])
+    seen, lock = [], threading.Lock()
+
+    def handler(job):
+        with lock:
+            seen.append(job.id)
+        return job.data["n"] * 2
+
+    stats = Worker(queue, handler, concurrency=4, poll=0.2).start(drain=True)
+    assert stats.join(timeout=60)
+    assert sorted(seen) == sorted(ids)
+    assert stats.stats.done == 30
+    results = {d["_id"]: d["result"] for d in queue.history_collection.find()}
+    assert all(results[i] == n * 2 for n, i in enumerate(ids))
+
+
+def test_handler_exceptions_fail_and_retry(db):
+    q = JobQueue(db, max_attempts=2, backoff=0.05)
+    q.pub({"x": 1})
+
+    def handler(job):
+        raise KeyError("missing")
+
+    worker = Worker(q, handler, poll=0.2).start(drain=True)
+    assert worker.join(timeout=30)
+    assert worker.stats.failed == 2
+    [row] = q.history_collection.find()
+    assert row["status"] == "failed" and row["error"]["type"] == "KeyError"
+
+
+def test_unstorable_result_fails_the_job(db):
+    q = JobQueue(db, max_attempts=1)
+    q.pub({})
+    worker = Worker(q, lambda job: object(), poll=0.2).start(drain=True)
+    assert worker.join(timeout=30)
+    [row] = q.history_collection.find()
+    assert row["status"] == "failed" and row["error"]["type"] == "PublishError"
+
+
+def test_heartbeat_keeps_a_long_job_leased(db):
+    q = JobQueue(db, lease=0.6)
+    job_id = q.pub({})
+    rival = JobQueue(db, lease=0.6)
+    worker = Worker(q, lambda job: time.sleep(2.0), poll=0.2).start(drain=True)
+    time.sleep(0.3)
+    with pytest.raises(Exception, match="no job"):
+        rival.next(timeout=1.5)  # the lease would have expired twice without heartbeats
+    assert worker.join(timeout=30)
+    assert q.get(job_id)["attempts"] == 1 and q.get(job_id)["status"] == "done"
+
+
+def test_stop_finishes_running_jobs_and_takes_no_more(queue):
+    queue.pub_many([{"n": n} for n in range(5)])
+    started = threading.Event()
+
+    def handler(job):
+        started.set()
+        time.sleep(0.5)
+
+    worker = Worker(queue, handler, poll=0.2).start()
+    assert started.wait(10)
+    worker.stop()
+    assert worker.join(timeout=10)
+    counts = queue.counts()
+    assert counts["done"] == 1 and counts["working"] == 0 and counts["waiting"] == 4
+
+
+def test_release_running_hands_jobs_back(queue):
+    queue.pub({})
+    started, proceed = threading.Event(), threading.Event()
+
+    def handler(job):
+        started.set()
+        proceed.wait(10)
+
+    worker = Worker(queue, handler, poll=0.2).start()
+    assert started.wait(10)
+    worker.stop()
+    worker.release_running()
+    assert queue.counts()["waiting"] == 1
+    proceed.set()
+    worker.join(timeout=10)
+    assert queue.counts()["done"] == 0  # its late result was refused: the job is not ours
+    assert queue.next(timeout=0).attempts == 1
+
+
+def test_max_jobs_stops_the_worker(queue):
+    queue.pub_many([{"n": n} for n in range(5)])
+    worker = Worker(queue, lambda job: None, concurrency=2, poll=0.2).start(max_jobs=3)
+    assert worker.join(timeout=30)
+    assert queue.counts()["done"] == 3 and queue.queue_count() == 2
