@@ -469,7 +469,11 @@ class JobQueue:
         return None if doc is None else Job(doc)
 
     def clear_queue(self) -> None:
-        """Drop the queue, its history and counters (the seed dropped the collection)."""
+        """Drop the queue, its history and counters (the seed dropped the collection).
+
+        A collection that is not capped is not a queue of ours and is left alone.
+        """
+        self._require_capped()
         self._wakeup.close()
         for collection in (self.collection, self.history_collection, self._meta):
             collection.drop()

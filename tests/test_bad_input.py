@@ -63,6 +63,8 @@ def test_non_capped_collection_is_never_written(db):
         q.pub_many([{"x": 1}])
     with pytest.raises(InvalidQueueError, match="not capped"):
         q.next(timeout=0)
+    with pytest.raises(InvalidQueueError, match="not capped"):
+        q.clear_queue()
     assert list(db.jobqueue.find({}, {"_id": 0})) == [{"mine": True}]
     assert list(db.jobqueue.index_information()) == ["_id_"]
     assert sorted(db.list_collection_names()) == ["jobqueue"]

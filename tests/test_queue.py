@@ -238,3 +238,30 @@ def test_repr_shows_names_and_counts(queue):
     assert queue.db.name in text and "jobqueue" in text and "waiting=1" in text
     html = queue._repr_html_()
     assert "waiting" in html and "jobqueue" in html
+
+
+def test_job_html_escapes_job_data(queue):
+    queue.pub({"name": "<script>alert(1)</script>", "<b>key</b>": "&"})
+    job = queue.next(timeout=0)
+    queue.fail(job, ValueError("<img src=x onerror=alert(2)>"))
+    html = queue.get(job.id)._repr_html_()
+    assert "<script>" not in html and "<img" not in html and "<b>key" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html
+
+
+def test_history_frame_has_exact_timings(queue):
+    queue.pub({"n": 1})
+    queue.pub({"n": 2})
+    job = queue.next(timeout=0)
+    time.sleep(0.05)
+    queue.done(job)
+    frame = queue.history().set_index("id")
+    stored = queue.get(job.id)["ts"]
+    row = frame.loc[job.id]
+    assert row.wait_s == (stored["started"] - stored["created"]).total_seconds()
+    assert row.run_s == (stored["done"] - stored["started"]).total_seconds() >= 0.05
+    assert row.total_s == pytest.approx(row.wait_s + row.run_s)
+    assert str(frame["created"].dt.tz) == "UTC"
+    waiting = frame[frame.status == "waiting"].iloc[0]
+    assert waiting.run_s != waiting.run_s  # NaN
