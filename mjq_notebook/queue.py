@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("mjq_notebook")
 
 MAX_BSON_SIZE = 16 * 1024 * 1024
-_RETRY_CAP_S = 5.0  # longest pause between attempts while the server is unreachable
+_RETRY_CAP_S = 5.0
+# Jobs we published (or finished) carry max_attempts; pymjq's documents never do.
+_HAS_MAX_ATTEMPTS = {"$ne": [{"$type": "$max_attempts"}, "missing"]}  # longest pause between attempts while the server is unreachable
 
 
 class JobQueue:
@@ -421,7 +423,7 @@ class JobQueue:
             [
                 {
                     "$group": {
-                        "_id": {"status": "$status", "ours": {"$gt": ["$max_attempts", None]}},
+                        "_id": {"status": "$status", "ours": _HAS_MAX_ATTEMPTS},
                         "n": {"$sum": 1},
                     }
                 }
