@@ -192,9 +192,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .worker import Worker
 
     db = connect(args.uri, args.db)
-    queue = JobQueue(db, "demo" if args.queue == "jobqueue" else args.queue, lease=30, backoff=0.05)
+    name = "demo" if args.queue == "jobqueue" else args.queue
+    queue = JobQueue(db, name, lease=30, backoff=0.05)
     queue.clear_queue()
-    queue = JobQueue(db, queue.name, lease=30, backoff=0.05)
     host, port = db.client.address or ("?", 0)
     print(
         f"mjq demo: {args.jobs} jobs into {db.name}.{queue.name} on {host}:{port}, "

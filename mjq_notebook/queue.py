@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("mjq_notebook")
 
 MAX_BSON_SIZE = 16 * 1024 * 1024
-_RETRY_CAP_S = 5.0
+_RETRY_CAP_S = 5.0  # longest pause between attempts while the server is unreachable
 # Jobs we published (or finished) carry max_attempts; pymjq's documents never do.
-_HAS_MAX_ATTEMPTS = {"$ne": [{"$type": "$max_attempts"}, "missing"]}  # longest pause between attempts while the server is unreachable
+_HAS_MAX_ATTEMPTS = {"$ne": [{"$type": "$max_attempts"}, "missing"]}
 
 
 class JobQueue:
@@ -75,11 +75,12 @@ class JobQueue:
 
     # -- set-up ---------------------------------------------------------------------------
 
-    def _ensure_collection(self, max_jobs: int, size_bytes: int) -> None:
+    def _ensure_collection(self, max_jobs: int | None, size_bytes: int) -> None:
         """Create the capped collection and its indexes; leave a non-capped one untouched."""
         if self.name not in self.db.list_collection_names(filter={"name": self.name}):
+            limits = {"size": size_bytes} | ({"max": max_jobs} if max_jobs else {})
             try:
-                self.db.create_collection(self.name, capped=True, size=size_bytes, max=max_jobs)
+                self.db.create_collection(self.name, capped=True, **limits)
                 log.info("Creating %s collection.", self.name)
             except (CollectionInvalid, OperationFailure):
                 pass  # another process created it first; check below what it is
@@ -471,14 +472,17 @@ class JobQueue:
         return None if doc is None else Job(doc)
 
     def clear_queue(self) -> None:
-        """Drop the queue, its history and counters (the seed dropped the collection).
+        """Drop the queue, its history and counters, and start again empty.
 
-        A collection that is not capped is not a queue of ours and is left alone.
+        The seed only dropped the collection; its next ``pub`` then made a plain, uncapped
+        one. A collection that is not capped is not a queue of ours and is left alone.
         """
         self._require_capped()
+        options = self.collection.options()
         self._wakeup.close()
         for collection in (self.collection, self.history_collection, self._meta):
             collection.drop()
+        self._ensure_collection(options.get("max"), options["size"])
         self._wakeup = Wakeup(self.collection)
         self._lost_reported = 0
 

@@ -27,8 +27,13 @@ def test_seed_api_round_trip(db):
     q.done(job)
     stored = db.jobqueue.find_one({"_id": job_id})
     assert stored["status"] == "done" and stored["ts"]["done"] >= stored["ts"]["started"]
+    q.pub({"message": "again"})
     q.clear_queue()
-    assert "jobqueue" not in db.list_collection_names()
+    assert q.counts() == {"waiting": 0, "working": 0, "done": 0, "failed": 0, "lost": 0}
+    assert q.valid() and db.jobqueue.count_documents({}) == 0
+    assert db["jobqueue.history"].count_documents({}) == 0
+    q.pub({"message": "after clearing"})
+    assert q.next(timeout=0).data == {"message": "after clearing"}
 
 
 def test_default_capacity_holds_many_jobs(db):

@@ -90,3 +90,12 @@ def test_consumer_rides_out_eviction_of_its_cursor_position(db):
     publisher.pub({"n": "after eviction"})
     consumer.join(10)
     assert got and got[0].data == {"n": "after eviction"}
+
+
+def test_clearing_a_seed_sized_queue_keeps_it_capped(db):
+    db.create_collection("jobqueue", capped=True, size=100_000)  # pymjq's: no max
+    q = JobQueue(db)
+    q.pub({"x": 1})
+    q.clear_queue()
+    assert db.jobqueue.options() == {"capped": True, "size": 100_000}
+    assert q.queue_count() == 0
