@@ -89,3 +89,12 @@ def test_reprs_carry_no_address_or_credentials(db):
     q = JobQueue(db)
     for text in (repr(q), q._repr_html_()):
         assert "mongodb://" not in text and "127.0.0.1" not in text
+
+
+def test_a_stale_server_file_is_ignored(tmp_path):
+    data = tmp_path / ".mjq-data"
+    data.mkdir()
+    (data / "mjq-server.uri").write_text("mongodb://127.0.0.1:1/\n999999999\n")  # no such pid
+    code = "from mjq_notebook import connect; print(connect().command('ping')['ok'])"
+    result = _python(code, tmp_path)
+    assert result.stdout.strip() == "1.0", result.stderr
