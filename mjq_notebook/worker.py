@@ -93,7 +93,7 @@ class Worker:
         for job in jobs:
             try:
                 self.queue.release(job)
-                self.stats.released += 1
+                self._count("released")
             except Exception as exc:
                 log.warning("could not release job %s: %s", job.id, exc)
 
@@ -111,7 +111,9 @@ class Worker:
                 self.release_running()
                 raise KeyboardInterrupt
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {}
+        if threading.current_thread() is threading.main_thread():  # else signals can't be had
+            previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.start(drain=drain, max_jobs=max_jobs)
             while not self.join(timeout=0.2):
@@ -171,19 +173,23 @@ class Worker:
             except Exception as exc:
                 log.info("job %s failed: %s: %s", job.id, type(exc).__name__, exc)
                 self._persist(self.queue.fail, job, exc)
-                self.stats.failed += 1
+                self._count("failed")
                 return
             try:
                 self._persist(self.queue.done, job, result)
-                self.stats.done += 1
+                self._count("done")
             except PublishError as exc:  # the result can't be stored: that is the job failing
                 self._persist(self.queue.fail, job, exc)
-                self.stats.failed += 1
+                self._count("failed")
         except LeaseLostError as exc:
             log.warning("%s", exc)
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
+
+    def _count(self, outcome: str) -> None:
+        with self._lock:
+            setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
 
     def _persist(self, finish: Callable[[Job, Any], Any], job: Job, arg: Any) -> None:
         """Record a job's outcome, riding out a server that is briefly away."""

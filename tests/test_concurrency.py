@@ -156,3 +156,19 @@ def test_workers_ride_out_a_server_restart(tmp_path):
         # A job may only run again if its claim's reply was lost in the outage; it was then
         # reclaimed after its lease, still finishing exactly once.
         assert len(repeated) <= 2, repeated
+
+
+def test_a_second_signal_releases_the_running_job(db, server_uri, tmp_path):
+    q = JobQueue(db)
+    job_id = q.pub({"task": "long"})
+    log = tmp_path / "ran.log"
+    worker = start_worker(server_uri, db, "hang", log)
+    wait_for(lambda: read_log(log), 30, "the worker to start the job")
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert worker.poll() is None  # the first signal waits for the running job
+    worker.send_signal(signal.SIGTERM)
+    out, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 130, out
+    job = q.get(job_id)
+    assert job["status"] == "waiting" and job["attempts"] == 0
