@@ -208,6 +208,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         bar.update(args.jobs - bar.n)
     print()
     _print_stats(queue)
+    print(
+        f"\nnext: `mjq stats --queue {queue.name}`, or in a notebook: "
+        f"JobQueue(connect(), {queue.name!r}).history()"
+    )
     return 0
 
 
