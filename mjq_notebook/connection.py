@@ -8,6 +8,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,9 +85,23 @@ def embedded_uri(path: str | os.PathLike = DEFAULT_DATA_DIR) -> str:
         return server.uri
 
 
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """A running embedded server: ``uri`` is what clients connect to."""
+
+    uri: str
+    port: int
+    server: Any  # the SecantusDBServer itself
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 @contextlib.contextmanager
-def embedded_server(path: str | os.PathLike = ":memory:", port: int = 0) -> Iterator[Any]:
-    """Run an embedded SecantusDB server for the block; ``server.uri`` is its address."""
+def embedded_server(
+    path: str | os.PathLike = ":memory:", port: int = 0
+) -> Iterator[EmbeddedServer]:
+    """Run an embedded SecantusDB server for the block; ``.uri`` is its address."""
     folder = None if str(path) == ":memory:" else Path(path).resolve()
     server = _start_server(folder, port=port)
     try:
@@ -95,7 +110,7 @@ def embedded_server(path: str | os.PathLike = ":memory:", port: int = 0) -> Iter
         _stop_server(server, folder)
 
 
-def _start_server(folder: Path | None, port: int = 0):
+def _start_server(folder: Path | None, port: int = 0) -> EmbeddedServer:
     try:
         from secantus import SecantusDBServer
     except ImportError:
@@ -112,12 +127,15 @@ def _start_server(folder: Path | None, port: int = 0):
             f"could not start the embedded server on {folder or storage}: {exc}. If another "
             "process uses that folder, point this one at it with MJQ_MONGODB_URI"
         ) from exc
+    # SecantusDB keeps a record per retryable write and scans them all on each write, so
+    # with retries on it slows down minute by minute; our writes are safe to retry ourselves.
+    embedded = EmbeddedServer(f"{server.uri.rstrip('/')}/?retryWrites=false", server.port, server)
     if folder is not None:
-        (folder / URI_FILE).write_text(f"{server.uri}\n{os.getpid()}\n")
-    return server
+        (folder / URI_FILE).write_text(f"{embedded.uri}\n{os.getpid()}\n")
+    return embedded
 
 
-def _stop_server(server: Any, folder: Path | None) -> None:
+def _stop_server(server: EmbeddedServer, folder: Path | None) -> None:
     if folder is not None:
         with contextlib.suppress(OSError):
             (folder / URI_FILE).unlink()

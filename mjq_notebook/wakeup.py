@@ -36,7 +36,7 @@ class Wakeup:
         self._following = False
 
     def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds; True when an insert was seen."""
+        """Block about ``timeout`` seconds (up to AWAIT_MS more); True when an insert was seen."""
         deadline = time.monotonic() + timeout
         with self._cond:
             generation = self._generation
@@ -64,11 +64,9 @@ class Wakeup:
             cursor.close()
 
     def _follow(self, deadline: float) -> bool:
+        # A getMore may overrun the deadline by up to AWAIT_MS; sleeping out the rest
+        # instead would leave the consumer deaf to inserts for that long.
         while time.monotonic() < deadline:
-            if deadline - time.monotonic() < AWAIT_MS / 1000:
-                # A getMore could overrun the deadline: pause instead; the caller claims next.
-                time.sleep(max(0.0, deadline - time.monotonic()))
-                return False
             if (self._cursor is None or not self._cursor.alive) and not self._open():
                 if self._last_id is None:  # an empty collection: no cursor to wait on, so
                     # pause one await interval rather than spin; the caller then claims
