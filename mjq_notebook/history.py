@@ -5,7 +5,7 @@ pandas is imported here, on use: ``import mjq_notebook`` stays light for workers
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .job import FINISHED, STATUSES
 
@@ -74,7 +74,3 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
         }
     return pd.DataFrame(rows).T.astype({"count": "int64"})
 
-
-def percentiles(queue: JobQueue) -> dict[str, Any]:
-    """Counts and the latency summary of ``queue``, for the CLI."""
-    return {"counts": queue.counts(), "latency": summary(load(queue))}

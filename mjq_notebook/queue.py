@@ -72,6 +72,7 @@ class JobQueue:
         self._ensure_collection(max_jobs, size_bytes)
         self._wakeup = Wakeup(self.collection)
         self._lost_reported = 0
+        self._next_requeue = 0.0  # monotonic time of the next look for expired leases
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -165,7 +166,7 @@ class JobQueue:
         pause = 0.1
         while True:
             try:
-                job = self._claim_one()
+                job = self._claim()
                 pause = 0.1
             except ConnectionFailure:
                 # The server is away (restart, failover): back off, bounded, and try again.
@@ -186,17 +187,25 @@ class JobQueue:
             wait = min(self._seconds_until_due(), 1.0)
             self._wakeup.wait(wait if remaining is None else min(remaining, wait))
 
+    def _claim(self) -> Job | None:
+        """Claim one job, first handing abandoned jobs (expired leases) back to waiting."""
+        if time.monotonic() >= self._next_requeue:
+            self._requeue_expired()
+        job = self._claim_one()
+        if job is None and self._requeue_expired():  # idle: look for abandoned jobs now
+            job = self._claim_one()
+        return job
+
     def _claim_one(self) -> Job | None:
-        """One atomic claim; expired claims beyond their attempts are failed on the way."""
+        """One atomic claim of the best waiting job that is due.
+
+        Only waiting jobs are claimed, so the query walks the (status, priority, _id) index
+        and stops at the first due job, however long the backlog.
+        """
         while True:
             now = utcnow()
             doc = self.collection.find_one_and_update(
-                {
-                    "$or": [
-                        {"status": Status.WAITING.value, "available_at": {"$not": {"$gt": now}}},
-                        {"status": Status.WORKING.value, "lease_until": {"$lt": now}},
-                    ]
-                },
+                {"status": Status.WAITING.value, "available_at": {"$not": {"$gt": now}}},
                 {
                     "$set": {
                         "status": Status.WORKING.value,
@@ -214,9 +223,23 @@ class JobQueue:
             job = Job(doc)
             if job.attempts <= self._max_attempts(job):
                 return job
-            # Its earlier workers all vanished mid-job: the job has used up its attempts.
-            reason = f"lease expired on each of {job.attempts - 1} attempts; worker lost"
+            # Its last worker vanished mid-job (the lease expired) and no attempts are left.
+            reason = f"the worker of attempt {job.attempts - 1} was lost (its lease expired)"
             self._finish(job, Status.FAILED, {"error": error_document(reason)})
+
+    def _requeue_expired(self) -> bool:
+        """working -> waiting for jobs whose lease expired; True when there were any.
+
+        Each is a conditional update, so a worker that is merely late finds the job gone
+        (LeaseLostError) rather than two workers finishing it.
+        """
+        self._next_requeue = time.monotonic() + min(self.lease / 4, 1.0)
+        now = utcnow()
+        result = self.collection.update_many(
+            {"status": Status.WORKING.value, "lease_until": {"$lt": now}},
+            {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}},
+        )
+        return result.modified_count > 0
 
     def wait(self, timeout: float) -> bool:
         """Block until a job is published (True) or ``timeout`` seconds pass (False)."""

@@ -270,3 +270,20 @@ def test_history_frame_has_exact_timings(queue):
     assert str(frame["created"].dt.tz) == "UTC"
     waiting = frame[frame.status == "waiting"].iloc[0]
     assert waiting.run_s != waiting.run_s  # NaN
+
+
+def test_abandoned_job_comes_back_while_the_queue_stays_busy(db):
+    crashed = JobQueue(db, lease=0.3)
+    abandoned = crashed.pub({"first": True})
+    assert crashed.next(timeout=0).id == abandoned  # ...and its worker is never heard of again
+    backlog = crashed.pub_many([{"n": n} for n in range(10)])
+    busy = JobQueue(db, lease=0.3)
+    order = []
+    for _ in range(11):
+        job = busy.next(timeout=5)  # claims keep succeeding: no idle moment to look around
+        order.append(job.id)
+        busy.done(job)
+        time.sleep(0.1)
+    assert set(order) == {abandoned, *backlog}
+    assert order.index(abandoned) < 8  # it came back soon after its lease, not at the end
+    assert busy.get(abandoned)["attempts"] == 2
