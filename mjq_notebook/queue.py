@@ -73,6 +73,7 @@ class JobQueue:
         self._wakeup = Wakeup(self.collection)
         self._lost_reported = 0
         self._next_requeue = 0.0  # monotonic time of the next look for expired leases
+        self._due = self._due_checked = 0.0  # see _idle_wait()
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -118,6 +119,8 @@ class JobQueue:
         in seconds keeps it unclaimable until then."""
         [doc] = self._documents([data], priority, delay, max_attempts)
         self.collection.insert_one(doc)
+        if delay:
+            self._expect(delay)
         self._count_published(1)
         return doc["_id"]
 
@@ -133,6 +136,8 @@ class JobQueue:
         docs = self._documents(list(items), priority, delay, max_attempts)
         if docs:
             self.collection.insert_many(docs, ordered=True)
+            if delay:
+                self._expect(delay)
             self._count_published(len(docs))
         return [doc["_id"] for doc in docs]
 
@@ -181,20 +186,35 @@ class JobQueue:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise Empty(f"no job in {self.name} within {timeout:g}s")
-            # A delayed or retried job, or an expired lease, becomes claimable without an
-            # insert: wait no longer than until the next one is due (and at most a second,
-            # for those other processes schedule meanwhile).
-            wait = min(self._seconds_until_due(), 1.0)
+            wait = self._idle_wait()
             self._wakeup.wait(wait if remaining is None else min(remaining, wait))
 
     def _claim(self) -> Job | None:
         """Claim one job, first handing abandoned jobs (expired leases) back to waiting."""
         if time.monotonic() >= self._next_requeue:
             self._requeue_expired()
-        job = self._claim_one()
-        if job is None and self._requeue_expired():  # idle: look for abandoned jobs now
-            job = self._claim_one()
-        return job
+        return self._claim_one()
+
+    def _idle_wait(self) -> float:
+        """Seconds an idle consumer may wait for an insert before it claims again.
+
+        A delayed or retried job, or an expired lease, becomes claimable without an insert:
+        wait no longer than until the next one is due. That is read from the server at most
+        once a second (so at most a second late for what other processes schedule); what
+        this queue object schedules itself is known at once (``_expect``).
+        """
+        now = time.monotonic()
+        if now >= self._due_checked + 1.0:
+            self._due_checked = now
+            self._due = now + self._seconds_until_due()
+        due_in = self._due - now
+        if due_in <= 0:  # it was due, yet nothing could be claimed: someone else took it
+            due_in = self._due_checked + 1.0 - now
+        return min(max(due_in, 0.0), 1.0)
+
+    def _expect(self, seconds: float) -> None:
+        """Note that something this object scheduled becomes claimable in ``seconds``."""
+        self._due = min(self._due, time.monotonic() + seconds)
 
     def _claim_one(self) -> Job | None:
         """One atomic claim of the best waiting job that is due.
@@ -222,6 +242,7 @@ class JobQueue:
                 return None
             job = Job(doc)
             if job.attempts <= self._max_attempts(job):
+                self._expect(self.lease)
                 return job
             # Its last worker vanished mid-job (the lease expired) and no attempts are left.
             reason = f"the worker of attempt {job.attempts - 1} was lost (its lease expired)"
@@ -341,6 +362,7 @@ class JobQueue:
             },
             then=Status.WAITING,
         )
+        self._expect(delay)
         return True
 
     def release(self, job: Job) -> None:
