@@ -73,4 +73,3 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
             "max": values.max(),
         }
     return pd.DataFrame(rows).T.astype({"count": "int64"})
-

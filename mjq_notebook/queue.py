@@ -24,6 +24,7 @@ from pymongo.errors import (
     OperationFailure,
 )
 
+from . import writes
 from .errors import DataLossWarning, Empty, InvalidQueueError, LeaseLostError, PublishError
 from .job import FINISHED, STATUSES, Job, Status, error_document, new_document, utcnow
 from .wakeup import Wakeup
@@ -70,6 +71,7 @@ class JobQueue:
         self.history_collection = self.db[f"{name}.history"]
         self._meta = self.db[f"{name}.meta"]
         self._ensure_collection(max_jobs, size_bytes)
+        self._fuse = writes.supports_client_bulk_write(self.db)  # see writes.py
         self._wakeup = Wakeup(self.collection)
         self._lost_reported = 0
         self._next_requeue = 0.0  # monotonic time of the next look for expired leases
@@ -118,10 +120,7 @@ class JobQueue:
         """Publish one job; returns its id. Higher ``priority`` is claimed first; a ``delay``
         in seconds keeps it unclaimable until then."""
         [doc] = self._documents([data], priority, delay, max_attempts)
-        self.collection.insert_one(doc)
-        if delay:
-            self._expect(delay)
-        self._count_published(1)
+        self._insert([doc], delay)
         return doc["_id"]
 
     def pub_many(
@@ -135,10 +134,7 @@ class JobQueue:
         """Publish many jobs in one round trip; all are checked before any is written."""
         docs = self._documents(list(items), priority, delay, max_attempts)
         if docs:
-            self.collection.insert_many(docs, ordered=True)
-            if delay:
-                self._expect(delay)
-            self._count_published(len(docs))
+            self._insert(docs, delay)
         return [doc["_id"] for doc in docs]
 
     def _documents(
@@ -157,9 +153,15 @@ class JobQueue:
             docs.append(doc)
         return docs
 
-    def _count_published(self, n: int) -> None:
-        # A running total lets counts() tell jobs evicted unfinished from jobs that finished.
-        self._meta.update_one({"_id": "counters"}, {"$inc": {"published": n}}, upsert=True)
+    def _insert(self, docs: list[dict[str, Any]], delay: float) -> None:
+        # A running total of published jobs lets counts() tell jobs evicted unfinished from
+        # jobs that finished; it is written after the jobs, in the same round trip if it can.
+        count = writes.Update(
+            self._meta, {"_id": "counters"}, {"$inc": {"published": len(docs)}}, upsert=True
+        )
+        writes.run(self.db, [writes.Insert(self.collection, docs), count], together=self._fuse)
+        if delay:
+            self._expect(delay)
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -390,22 +392,19 @@ class JobQueue:
         now = utcnow()
         final = {**job, **fields, "status": status.value, "lease_until": None}
         final["ts"] = {**job.get("ts", {}), "done": now}
+        # max_attempts marks it as finished by us, also a seed-written job (see counts())
+        fields = {
+            **fields,
+            "status": status.value,
+            "ts.done": now,
+            "lease_until": None,
+            "max_attempts": self._max_attempts(job),
+        }
         # History first: a job is then always findable in the queue or in history, which is
         # what counts() relies on to tell an evicted job from a finished one.
-        self.history_collection.replace_one({"_id": job.id}, final, upsert=True)
+        history = writes.Replace(self.history_collection, {"_id": job.id}, final, upsert=True)
         try:
-            self._update_owned(
-                job,
-                # max_attempts marks it as finished by us, also a seed-written job (counts())
-                {
-                    **fields,
-                    "status": status.value,
-                    "ts.done": now,
-                    "lease_until": None,
-                    "max_attempts": self._max_attempts(job),
-                },
-                then=status,
-            )
+            self._update_owned(job, fields, then=status, after=history)
         except LeaseLostError:
             self.history_collection.delete_one(
                 {"_id": job.id, "worker": job.get("worker"), "attempts": job.get("attempts")}
@@ -419,8 +418,9 @@ class JobQueue:
         *,
         inc: dict[str, int] | None = None,
         then: Status | None = None,
+        after: writes.Write | None = None,
     ) -> None:
-        """Update ``job`` only while this claim still owns it.
+        """Update ``job`` only while this claim still owns it (after the write ``after``).
 
         ``then`` is the status the update sets: a retry after a lost reply (the server did
         apply it) finds the job already there under our claim and succeeds again.
@@ -435,8 +435,9 @@ class JobQueue:
         update: dict[str, Any] = {"$set": fields}
         if inc:
             update["$inc"] = inc
-        result = self.collection.update_one(owned, update)
-        if result.matched_count == 0:
+        planned = [*([after] if after else []), writes.Update(self.collection, owned, update)]
+        matched = writes.run(self.db, planned, together=self._fuse and len(planned) > 1)[-1]
+        if matched == 0:
             raise LeaseLostError(
                 f"job {job.id} is no longer held by this worker (its lease expired and it was "
                 "claimed again, or it was finished already)"
