@@ -498,8 +498,14 @@ def package_commit() -> str:
     """The mjq_notebook checkout's git commit (``-dirty`` with local changes), if known."""
     folder = os.path.dirname(os.path.abspath(mjq_notebook.__file__))
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=folder,
-                             capture_output=True, text=True, timeout=5, check=True)
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip()
@@ -554,9 +560,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="jobs per side in the round-trip profile, 0 to skip (50)",
     )
     p.add_argument("--seed", type=int, default=1, help="random seed for the gaps (1)")
-    p.add_argument("--retry-writes", action=argparse.BooleanOptionalAction, default=None,
-                   help="the client's retryWrites (default: off for the embedded server, whose\n"
-                   "retryable-write table slows every write as it grows; on with --uri)")
+    p.add_argument(
+        "--retry-writes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the client's retryWrites (default: off for the embedded server, whose\n"
+        "retryable-write table slows every write as it grows; on with --uri)",
+    )
     args = p.parse_args(argv)
     if args.retry_writes is None:
         args.retry_writes = bool(args.uri)
