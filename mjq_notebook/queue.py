@@ -30,6 +30,7 @@ from .job import FINISHED, STATUSES, Job, Status, error_document, new_document, 
 from .wakeup import Wakeup
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pymongo.database import Database
 
 log = logging.getLogger("mjq_notebook")
@@ -535,11 +536,11 @@ class JobQueue:
         self._wakeup = Wakeup(self.collection)
         self._lost_reported = 0
 
-    def history(self, **kwargs: Any):
+    def history(self) -> pd.DataFrame:
         """Job history as a pandas DataFrame (see ``mjq_notebook.history.load``)."""
         from .history import load
 
-        return load(self, **kwargs)
+        return load(self)
 
     def __repr__(self) -> str:
         try:
