@@ -140,18 +140,22 @@ def test_workers_ride_out_a_server_restart(tmp_path):
         workers = [start_worker(uri, db, "record", log, "--drain", sleep="0.05") for _ in range(2)]
         wait_for(lambda: len(read_log(log)) >= 5, 60, "some jobs to run")
     # the server is down now, mid-work
+    ran_before_restart = len(read_log(log))
     time.sleep(2)
-    assert any(w.poll() is None for w in workers), "workers crashed while the server was away"
+    assert all(w.poll() is None for w in workers), "a worker quit while the server was away"
     with embedded_server(data, port=port):
         for w in workers:
             out, _ = w.communicate(timeout=240)
             assert w.returncode == 0, out
+            # bounded back-off: a handful of complaints per worker, not a crash loop
+            assert out.count("unreachable") < 30, out
         q = JobQueue(client_for(uri)["restart"])
         counts = q.counts()
         assert counts == {"waiting": 0, "working": 0, "done": 40, "failed": 0, "lost": 0}, counts
         assert {str(d["_id"]) for d in q.history_collection.find({"status": "done"})} == ids
         runs = collections.Counter(job_id for job_id, *_ in read_log(log))
         assert set(runs) == ids
+        assert sum(runs.values()) > ran_before_restart + 10, "little work was left for after"
         repeated = {k: v for k, v in runs.items() if v > 1}
         # A job may only run again if its claim's reply was lost in the outage; it was then
         # reclaimed after its lease, still finishing exactly once.
