@@ -6,19 +6,21 @@ import logging
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo.errors import ConnectionFailure
 
-from .errors import Empty, LeaseLostError, PublishError
+from .errors import DataLossWarning, Empty, LeaseLostError, PublishError
 from .job import Job
 from .queue import JobQueue
 
 log = logging.getLogger("mjq_notebook.worker")
 
 Handler = Callable[[Job], Any]
+LOSS_CHECK_INTERVAL = 30.0  # seconds between looks for jobs lost to eviction
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Worker:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._halt = threading.Event()  # set once the worker threads have ended
+        self._lost_logged = 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -187,6 +190,23 @@ class Worker:
             with self._lock:
                 self._running.pop(job.id, None)
 
+    def _check_losses(self) -> None:
+        """Say so in the log when the capped collection evicted jobs before they finished."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DataLossWarning)  # logged instead, below
+                lost = self.queue.counts()["lost"]
+        except ConnectionFailure:
+            return
+        if lost > self._lost_logged:
+            self._lost_logged = lost
+            log.warning(
+                "%d job(s) of %s were evicted from the capped collection before they finished; "
+                "make the queue larger (max_jobs/size_bytes)",
+                lost,
+                self.queue.name,
+            )
+
     def _count(self, outcome: str) -> None:
         with self._lock:
             setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
@@ -204,8 +224,15 @@ class Worker:
                 pause = min(pause * 2, 5.0)
 
     def _heartbeat(self) -> None:
+        """Extend running jobs' leases; now and then, look for jobs lost to eviction."""
         interval = max(self.queue.lease / 3, 0.05)
-        while not self._halt.wait(interval):
+        next_loss_check = time.monotonic()
+        while True:
+            if time.monotonic() >= next_loss_check:
+                next_loss_check = time.monotonic() + LOSS_CHECK_INTERVAL
+                self._check_losses()
+            if self._halt.wait(interval):
+                return
             with self._lock:
                 jobs = list(self._running.values())
             for job in jobs:

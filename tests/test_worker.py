@@ -102,3 +102,12 @@ def test_max_jobs_stops_the_worker(queue):
     worker = Worker(queue, lambda job: None, concurrency=2, poll=0.2).start(max_jobs=3)
     assert worker.join(timeout=30)
     assert queue.counts()["done"] == 3 and queue.queue_count() == 2
+
+
+def test_worker_logs_jobs_lost_to_eviction(db, caplog):
+    q = JobQueue(db, max_jobs=3, size_bytes=100_000)
+    q.pub_many([{"n": n} for n in range(5)])  # 2 evicted before anyone claimed them
+    with caplog.at_level("WARNING", logger="mjq_notebook.worker"):
+        worker = Worker(q, lambda job: None, poll=0.2).start(drain=True)
+        assert worker.join(timeout=30)
+    assert any("2 job(s) of jobqueue were evicted" in r.getMessage() for r in caplog.records)
