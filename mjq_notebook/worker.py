@@ -72,7 +72,8 @@ class Worker:
             )
             thread.start()
             self._threads.append(thread)
-        threading.Thread(target=self._heartbeat, name="mjq-heartbeat", daemon=True).start()
+        self._beat = threading.Thread(target=self._heartbeat, name="mjq-heartbeat", daemon=True)
+        self._beat.start()
         return self
 
     def stop(self) -> None:
@@ -87,7 +88,8 @@ class Worker:
         if any(t.is_alive() for t in self._threads):
             return False
         self._halt.set()
-        return True
+        self._beat.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not self._beat.is_alive()
 
     def release_running(self) -> None:
         """Hand every running job back to the queue (a hard stop)."""

@@ -106,7 +106,8 @@ def test_max_jobs_stops_the_worker(queue):
 
 def test_worker_logs_jobs_lost_to_eviction(db, caplog):
     q = JobQueue(db, max_jobs=3, size_bytes=100_000)
-    q.pub_many([{"n": n} for n in range(5)])  # 2 evicted before anyone claimed them
+    for n in range(5):
+        q.pub({"n": n})  # the first 2 are evicted before anyone claims them
     with caplog.at_level("WARNING", logger="mjq_notebook.worker"):
         worker = Worker(q, lambda job: None, poll=0.2).start(drain=True)
         assert worker.join(timeout=30)
