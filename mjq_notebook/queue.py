@@ -254,19 +254,18 @@ class JobQueue:
             reason = f"the worker of attempt {job.attempts - 1} was lost (its lease expired)"
             self._finish(job, Status.FAILED, {"error": error_document(reason)})
 
-    def _requeue_expired(self) -> bool:
-        """working -> waiting for jobs whose lease expired; True when there were any.
+    def _requeue_expired(self) -> None:
+        """working -> waiting for jobs whose lease expired.
 
         Each is a conditional update, so a worker that is merely late finds the job gone
         (LeaseLostError) rather than two workers finishing it.
         """
         self._next_requeue = time.monotonic() + min(self.lease / 4, 1.0)
         now = utcnow()
-        result = self.collection.update_many(
+        self.collection.update_many(
             {"status": Status.WORKING.value, "lease_until": {"$lt": now}},
             {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}},
         )
-        return result.modified_count > 0
 
     def wait(self, timeout: float) -> bool:
         """Block until a job is published (True) or ``timeout`` seconds pass (False)."""
