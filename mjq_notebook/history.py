@@ -1,75 +1,306 @@
-"""Job history as a pandas DataFrame, and latency summaries of the ``ts`` fields.
+"""Job history as a pandas DataFrame: one row per job, from the capped queue and its history.
 
-pandas is imported here, on use: ``import mjq_notebook`` stays light for workers.
+pandas is imported here, on use: ``import mjq_notebook`` stays light for workers. Importing
+this module registers the ``df.mjq`` accessor (see ``timing`` and ``plots`` for what it does).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from .job import FINISHED, STATUSES
+import bson
+import pandas as pd
+from bson import ObjectId
+from bson.codec_options import CodecOptions
+from pymongo import DESCENDING
+
+from .job import FINISHED, STATUSES, Status
+from .plots import plot_latency, plot_timeline
+from .timing import STAGES, summary, throughput
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from pymongo.collection import Collection
 
     from .queue import JobQueue
 
-COLUMNS = ["id", "status", "created", "started", "done", "wait_s", "run_s", "total_s", "attempts"]
-_PROJECTION = {"_id": 1, "status": 1, "ts": 1, "attempts": 1}
+__all__ = ["COLUMNS", "load", "plot_latency", "plot_timeline", "summary", "throughput"]
+
+COLUMNS = [
+    "id", "status", "created", "started", "done", *STAGES,
+    "attempts", "priority", "worker", "error_type",
+]  # fmt: skip
+TIME = "datetime64[ms, UTC]"  # BSON dates have millisecond precision
+_TIMES = ("created", "started", "done")
+DTYPES = {
+    "id": "object",
+    "status": pd.CategoricalDtype(list(STATUSES), ordered=True),
+    "created": TIME,
+    "started": TIME,
+    "done": TIME,
+    **dict.fromkeys(STAGES, "float64"),
+    "attempts": "Int64",  # seed-written jobs have no attempt count
+    "priority": "Int64",
+    "worker": "str",
+    "error_type": "str",
+}
+# The server flattens our own fields (find projections take expressions since MongoDB 4.4).
+_PROJECTION = {
+    "_id": 1,
+    "status": 1,
+    "created": "$ts.created",
+    "started": "$ts.started",
+    "done": "$ts.done",
+    "attempts": 1,
+    "priority": 1,
+    "worker": 1,
+    "error_type": "$error.type",
+}
+# Naive datetimes decode faster than tz-aware ones; BSON dates are UTC, localised below.
+_CODEC = CodecOptions(tz_aware=False)
+PROGRESS_OVER = 10_000  # documents; smaller loads are silent
+_ID_SLACK = dt.timedelta(seconds=2)  # ObjectIds count whole seconds, made just after ts.created
 
 
-def load(queue: JobQueue) -> pd.DataFrame:
-    """One row per job, from the capped queue and the history collection (history wins).
+def load(
+    queue: JobQueue,
+    since: Any = None,
+    until: Any = None,
+    status: str | Iterable[str] | None = None,
+    query: Mapping[str, Any] | None = None,
+    fields: Iterable[str] | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """One row per job, from the queue and ``<name>.history`` (a job in both: the latest state).
 
-    Timing columns are NaN where a stage has not happened, including seed-written jobs
-    whose ``ts.started``/``ts.done`` were pre-filled while they still waited.
+    ``since``/``until`` bound ``ts.created`` (a datetime, a string pandas parses, or a
+    timedelta meaning "that long ago"); ``status`` is one status or several; ``query`` is any
+    extra MongoDB filter; ``fields`` lists the ``data.*`` paths to load (default: all of
+    ``data``; ``[]``: none); ``limit`` keeps the newest jobs. All of it runs in MongoDB.
+    Timing columns are NaN where a stage has not happened, including seed-written jobs whose
+    ``ts.started``/``ts.done`` were pre-filled while they still waited.
     """
-    import pandas as pd
+    match = job_filter(since, until, status, query)
+    data = _data_projection(fields)
+    collections = [queue.history_collection, queue.collection]  # history first: it wins ties
+    total = sum(c.estimated_document_count() for c in collections)
+    if limit is not None:
+        total = min(total, 2 * limit)
+    from tqdm.auto import tqdm
 
-    finished = list(queue.history_collection.find({}, _PROJECTION))
-    seen = {doc["_id"] for doc in finished}
-    current = [d for d in queue.collection.find({}, _PROJECTION) if d["_id"] not in seen]
-    frame = pd.json_normalize(finished + current)
-    if frame.empty:
-        frame = pd.DataFrame(columns=["_id", "status", "ts.created", "ts.started", "ts.done"])
-    for column in ("ts.created", "ts.started", "ts.done", "attempts"):
-        if column not in frame:
-            frame[column] = None
-    times = {k: pd.to_datetime(frame[f"ts.{k}"], utc=True) for k in ("created", "started", "done")}
-    status = pd.Categorical(frame["status"], categories=list(STATUSES), ordered=True)
+    with tqdm(
+        total=total, unit="job", desc="history", disable=total <= PROGRESS_OVER, leave=False
+    ) as bar:
+        history, current = (
+            _fetch(c, match, {**_PROJECTION, **data}, limit, bar) for c in collections
+        )
+    return frame_from_batches(history, current, limit=limit, data=bool(data))
+
+
+def job_filter(
+    since: Any = None,
+    until: Any = None,
+    status: str | Iterable[str] | None = None,
+    query: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The MongoDB filter for a history query (shared by ``load`` and ``JobQueue.stats``)."""
+    clauses: list[Mapping[str, Any]] = []
+    for bound, operator, slack in ((since, "$gte", -_ID_SLACK), (until, "$lt", _ID_SLACK)):
+        if bound is not None:
+            moment = _as_datetime(bound)
+            # Our _ids are made as the job is created: a range on them uses the _id index.
+            clauses.append({"_id": {operator: ObjectId.from_datetime(moment + slack)}})
+            clauses.append({"ts.created": {operator: moment}})
+    if status is not None:
+        names = [status] if isinstance(status, str) else list(status)
+        clauses.append({"status": {"$in": [Status(name).value for name in names]}})
+    if query:
+        clauses.append(dict(query))
+    if len(clauses) > 1:
+        return {"$and": clauses}
+    return dict(clauses[0]) if clauses else {}
+
+
+def _as_datetime(value: Any) -> dt.datetime:
+    if isinstance(value, dt.timedelta | pd.Timedelta):
+        return dt.datetime.now(dt.timezone.utc) - pd.Timedelta(value).to_pytimedelta()
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")  # naive times are UTC, as BSON's are
+    return stamp.to_pydatetime()
+
+
+def _data_projection(fields: Iterable[str] | None) -> dict[str, int]:
+    if fields is None:
+        return {"data": 1}
+    if isinstance(fields, str):
+        fields = [fields]
+    paths = list(fields)
+    bad = [path for path in paths if path != "data" and not path.startswith("data.")]
+    if bad:
+        raise ValueError(f"fields are data paths like 'data.user', not {bad}")
+    return dict.fromkeys(paths, 1)
+
+
+def _fetch(
+    collection: Collection, match: dict, projection: dict, limit: int | None, bar: Any
+) -> list[bytes]:
+    """The matching documents as raw BSON batches, as the server sent them."""
+    raw = collection.with_options(codec_options=_CODEC)
+    if limit is None:
+        cursor = raw.find_raw_batches(match, projection)
+    else:  # ObjectIds grow with creation time: the newest jobs come from the _id index
+        cursor = raw.find_raw_batches(match, projection, sort=[("_id", DESCENDING)], limit=limit)
+    batches = []
+    for batch in cursor:
+        batches.append(batch)
+        if not bar.disable:
+            bar.update(_count_documents(batch))
+    return batches
+
+
+def _count_documents(batch: bytes) -> int:
+    count = offset = 0
+    while offset < len(batch):  # each BSON document starts with its int32 length
+        offset += int.from_bytes(batch[offset : offset + 4], "little")
+        count += 1
+    return count
+
+
+def frame_from_batches(
+    history: list[bytes], queue: list[bytes], *, limit: int | None = None, data: bool = True
+) -> pd.DataFrame:
+    """The history frame from raw BSON batches of ``<name>.history`` and the queue.
+
+    The batches hold documents projected as ``load`` asks the server to. Without data
+    columns, pymongoarrow (when installed) decodes them straight into columns.
+    """
+    parts = [_decode(batches, arrow=not data) for batches in (history, queue)]
+    for source, part in zip((1, 0), parts, strict=True):
+        part["_source"] = source
+    raw = pd.concat([part for part in parts if len(part)] or parts[:1], ignore_index=True)
+    raw = raw.reindex(columns=[*_PROJECTION, *raw.columns.difference([*_PROJECTION])])
+    if len(parts[0]) and len(parts[1]):
+        # A job in both collections appears once: more attempts is later; a tie: history.
+        order = raw["attempts"].astype("float64").fillna(-1) * 2 + raw["_source"]
+        raw = raw.loc[order.sort_values(kind="stable").index]
+        raw = raw.drop_duplicates("_id", keep="last")
+    frame = pd.concat([_job_columns(raw), _flatten(raw.get("data"), "data")], axis=1)
+    if limit is not None and len(frame) > limit:
+        frame = frame.nlargest(limit, "created", keep="first")
+    return frame.sort_values("created", kind="stable", ignore_index=True)
+
+
+def _decode(batches: list[bytes], arrow: bool) -> pd.DataFrame:
+    """One column per top-level field; data stays one column of dicts/values."""
+    if arrow:
+        frame = _decode_arrow(batches)
+        if frame is not None:
+            return frame
+    documents = []
+    for batch in batches:
+        documents.extend(bson.decode_all(batch, _CODEC))  # C code, one call per batch
+    return pd.DataFrame(documents)
+
+
+def _decode_arrow(batches: list[bytes]) -> pd.DataFrame | None:
+    """Our own fields with pymongoarrow, or None (not installed, or a field of another type).
+
+    Only for fields of known type: pymongoarrow infers a column's type from its first value
+    and then silently changes later values of other types (1.5 becomes 1 in an int column,
+    a string becomes null), so job data, which may be anything, is always decoded by bson.
+    """
+    try:
+        import pyarrow as pa
+        from pymongoarrow.api import Schema
+        from pymongoarrow.context import PyMongoArrowContext
+        from pymongoarrow.types import ObjectIdType
+    except ImportError:
+        return None
+    timestamp, integer, text = pa.timestamp("ms"), pa.int64(), pa.string()
+    types = {"_id": ObjectIdType(), "status": text, "created": timestamp, "started": timestamp,
+             "done": timestamp, "attempts": integer, "priority": integer, "worker": text,
+             "error_type": text}  # fmt: skip
+    context = PyMongoArrowContext(Schema(types), _CODEC)
+    try:
+        for batch in batches:
+            context.process_bson_stream(batch)
+    except (TypeError, OverflowError):  # e.g. a hand-written job with a string priority
+        return None
+    frame = context.finish().to_pandas()
+    frame["_id"] = frame["_id"].astype(object)
+    return frame
+
+
+def _job_columns(raw: pd.DataFrame) -> pd.DataFrame:
+    status = raw["status"]
+    times = {name: pd.to_datetime(raw[name], utc=True).astype(TIME) for name in _TIMES}
     # A stage only happened if the status says so (the seed pre-filled ts while waiting).
-    started = times["started"].where(frame["status"] != "waiting")
-    done = times["done"].where(frame["status"].isin(FINISHED))
-    out = pd.DataFrame(
+    started = times["started"].where(status.notna() & (status != Status.WAITING.value))
+    done = times["done"].where(status.isin(FINISHED))
+    created = times["created"]
+    frame = pd.DataFrame(
         {
-            "id": frame["_id"],
+            "id": raw["_id"],
             "status": status,
-            "created": times["created"],
+            "created": created,
             "started": started,
             "done": done,
-            "wait_s": (started - times["created"]).dt.total_seconds(),
+            "wait_s": (started - created).dt.total_seconds(),
             "run_s": (done - started).dt.total_seconds(),
-            "total_s": (done - times["created"]).dt.total_seconds(),
-            "attempts": pd.to_numeric(frame["attempts"]).fillna(0).astype("int64"),
+            "total_s": (done - created).dt.total_seconds(),
+            "attempts": raw["attempts"],
+            "priority": raw["priority"],
+            "worker": raw["worker"],
+            "error_type": raw["error_type"],
         },
-        columns=COLUMNS,
+        index=raw.index,
     )
-    return out.sort_values("created", ignore_index=True)
+    return frame.astype(DTYPES)
 
 
-def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """count, mean, p50, p90, p99 and max of wait_s, run_s and total_s (seconds)."""
-    import pandas as pd
+def _flatten(values: pd.Series | None, prefix: str) -> pd.DataFrame:
+    """``data`` as ``data.<field>`` columns: nested documents flattened, lists kept as objects."""
+    if values is None:
+        return pd.DataFrame()
+    is_document = pd.Series([type(v) is dict for v in values], index=values.index, dtype=bool)
+    columns: list[pd.DataFrame] = []
+    others = values[~is_document & values.notna()]
+    if len(others):  # data that is not a document (the seed allowed any value)
+        columns.append(values.where(~is_document).rename(prefix).to_frame())
+    documents = values[is_document]
+    if len(documents):
+        table = pd.DataFrame(documents.tolist(), index=documents.index).reindex(values.index)
+        for name in table.columns:
+            column = table[name]
+            if column.dtype == object and any(type(v) is dict for v in column):
+                columns.append(_flatten(column, f"{prefix}.{name}"))
+            else:
+                columns.append(column.rename(f"{prefix}.{name}").to_frame())
+    return pd.concat(columns, axis=1) if columns else pd.DataFrame(index=values.index)
 
-    rows = {}
-    for column in ("wait_s", "run_s", "total_s"):
-        values = frame[column].dropna()
-        rows[column] = {
-            "count": len(values),
-            "mean": values.mean(),
-            "p50": values.quantile(0.5),
-            "p90": values.quantile(0.9),
-            "p99": values.quantile(0.99),
-            "max": values.max(),
-        }
-    return pd.DataFrame(rows).T.astype({"count": "int64"})
+
+@pd.api.extensions.register_dataframe_accessor("mjq")
+class HistoryAccessor:
+    """``df.mjq.summary()``, ``.throughput()``, ``.plot_latency()``, ``.plot_timeline()``."""
+
+    required = ("status", "created", "started", "done", *STAGES)
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        missing = [c for c in self.required if c not in frame.columns]
+        if missing:
+            raise AttributeError(f"not a job history frame: no column(s) {missing}")
+        self._frame = frame
+
+    def summary(self, by: str | list[str] | None = None) -> pd.DataFrame:
+        return summary(self._frame, by=by)
+
+    def throughput(self, freq: str = "1min") -> pd.DataFrame:
+        return throughput(self._frame, freq=freq)
+
+    def plot_latency(self, **kwargs: Any) -> Any:
+        return plot_latency(self._frame, **kwargs)
+
+    def plot_timeline(self, **kwargs: Any) -> Any:
+        return plot_timeline(self._frame, **kwargs)

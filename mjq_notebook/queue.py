@@ -10,7 +10,7 @@ import socket
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import bson
@@ -535,11 +535,39 @@ class JobQueue:
         self._wakeup = Wakeup(self.collection)
         self._lost_reported = 0
 
-    def history(self) -> pd.DataFrame:
-        """Job history as a pandas DataFrame (see ``mjq_notebook.history.load``)."""
+    def history(
+        self,
+        since: Any = None,
+        until: Any = None,
+        status: str | Iterable[str] | None = None,
+        query: Mapping[str, Any] | None = None,
+        fields: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Job history as a pandas DataFrame, one row per job (see ``history.load``).
+
+        Filters run in MongoDB; the frame has the ``.mjq``
+        accessor (``.mjq.summary(by="data.kind")``, ``.mjq.plot_latency()``).
+        """
         from .history import load
 
-        return load(self)
+        return load(self, since, until, status, query, fields, limit)
+
+    def stats(
+        self,
+        since: Any = None,
+        until: Any = None,
+        by: str | list[str] | None = None,
+        query: Mapping[str, Any] | None = None,
+        exact: bool = False,
+    ) -> pd.DataFrame:
+        """``summary(self.history(...), by)`` computed inside MongoDB: for huge histories.
+
+        Percentiles are approximate on MongoDB 7.0+ unless ``exact=True``.
+        """
+        from .server_stats import stats
+
+        return stats(self, since, until, by, query, exact)
 
     def __repr__(self) -> str:
         try:

@@ -1,0 +1,199 @@
+"""``JobQueue.stats``: the ``summary()`` table computed inside MongoDB, for histories too big
+to load. Only one row per (group, stage) crosses the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .job import FINISHED, Status
+from .timing import PERCENTILES, STAGES, summary_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .queue import JobQueue
+
+PERCENTILE_WIRE_VERSION = 21  # MongoDB 7.0 added $percentile
+_FIELDS = {"status": "$status", "worker": "$worker", "priority": "$priority",
+           "attempts": "$attempts", "error_type": "$error.type"}  # fmt: skip
+
+
+def stats(
+    queue: JobQueue,
+    since: Any = None,
+    until: Any = None,
+    by: str | list[str] | None = None,
+    query: Mapping[str, Any] | None = None,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """The ``timing.summary`` table of the jobs ``history.load`` would return, from MongoDB.
+
+    Percentiles are ``$percentile``'s approximations on MongoDB 7.0+; ``exact=True`` (and
+    older servers) sort each group's values on the server and interpolate as pandas does,
+    which holds every value of a group in one document (16 MB: about a million jobs).
+    """
+    from .history import job_filter
+
+    keys = [] if by is None else [by] if isinstance(by, str) else list(by)
+    match = job_filter(since, until, None, query)
+    timings = _timings(keys)
+    unfinished_or_seed = {
+        "$or": [{"status": {"$nin": list(FINISHED)}}, {"max_attempts": {"$exists": False}}]
+    }
+    if not exact:
+        exact = queue.db.command("hello").get("maxWireVersion", 0) < PERCENTILE_WIRE_VERSION
+    pipeline = [
+        {"$match": match},
+        {"$project": timings},
+        {
+            "$unionWith": {
+                "coll": queue.collection.name,
+                # finished jobs of ours are counted from history (see JobQueue.counts)
+                "pipeline": [
+                    {"$match": {"$and": [match, unfinished_or_seed]}},
+                    {"$project": timings},
+                ],
+            }
+        },
+        {"$group": _group(keys, exact)},
+    ]
+    if exact:
+        pipeline.append({"$project": _exact_percentiles()})
+    rows = list(queue.history_collection.aggregate(pipeline))
+    parts = {_key(row["_id"], keys): _rows(row) for row in rows}
+    return summary_table(parts, keys)
+
+
+def _timings(keys: list[str]) -> dict[str, Any]:
+    """Each job's status, stage durations in seconds (absent if not reached), group keys."""
+    started = {"$ne": ["$status", Status.WAITING.value]}
+    finished = {"$in": ["$status", list(FINISHED)]}
+
+    def seconds(condition: Any, end: str, start: str) -> dict[str, Any]:
+        difference = {"$divide": [{"$subtract": [end, start]}, 1000]}
+        usable = {"$and": [condition, {"$isNumber": difference}]}
+        return {"$cond": [usable, difference, "$$REMOVE"]}
+
+    return {
+        "_id": 0,
+        "status": 1,
+        "wait_s": seconds(started, "$ts.started", "$ts.created"),
+        "run_s": seconds({"$and": [started, finished]}, "$ts.done", "$ts.started"),
+        "total_s": seconds(finished, "$ts.done", "$ts.created"),
+        **{f"k{i}": {"$ifNull": [_path(key), None]} for i, key in enumerate(keys)},
+    }
+
+
+def _path(column: str) -> str:
+    if column.startswith("data.") or column == "data":
+        return f"${column}"
+    if column in _FIELDS:
+        return _FIELDS[column]
+    raise ValueError(f"stats can group by {sorted(_FIELDS)} or data.<field>, not {column!r}")
+
+
+def _group(keys: list[str], exact: bool) -> dict[str, Any]:
+    def count_status(status: str) -> dict[str, Any]:
+        return {"$sum": {"$cond": [{"$eq": ["$status", status]}, 1, 0]}}
+
+    group: dict[str, Any] = {
+        "_id": {f"k{i}": f"$k{i}" for i in range(len(keys))} if keys else None,
+        "done": count_status(Status.DONE.value),
+        "failed": count_status(Status.FAILED.value),
+    }
+    for stage in STAGES:
+        value = f"${stage}"
+        group[f"{stage}_count"] = {"$sum": {"$cond": [{"$isNumber": value}, 1, 0]}}
+        group[f"{stage}_mean"] = {"$avg": value}
+        group[f"{stage}_max"] = {"$max": value}
+        if exact:
+            group[f"{stage}_values"] = {"$push": value}
+        else:
+            quantiles = list(PERCENTILES.values())
+            group[f"{stage}_p"] = {
+                "$percentile": {"input": value, "p": quantiles, "method": "approximate"}
+            }
+    return group
+
+
+def _exact_percentiles() -> dict[str, Any]:
+    """Sort each stage's values and interpolate linearly between them, as ``numpy.quantile``."""
+    kept = {f"{stage}_{stat}": 1 for stage in STAGES for stat in ("count", "mean", "max")}
+    percentiles = {
+        f"{stage}_p": {
+            "$let": {
+                "vars": {
+                    "a": {"$sortArray": {"input": f"${stage}_values", "sortBy": 1}},
+                    "last": {"$subtract": [{"$size": f"${stage}_values"}, 1]},
+                },
+                "in": [_interpolate(q) for q in PERCENTILES.values()],
+            }
+        }
+        for stage in STAGES
+    }
+    return {"_id": 1, "done": 1, "failed": 1, **kept, **percentiles}
+
+
+def _interpolate(q: float) -> dict[str, Any]:
+    position = {"$multiply": [q, "$$last"]}
+    return {
+        "$cond": [
+            {"$lt": ["$$last", 0]},
+            None,
+            {
+                "$let": {
+                    "vars": {"pos": position, "lo": {"$floor": position}},
+                    "in": {
+                        "$let": {
+                            "vars": {
+                                "low": {"$arrayElemAt": ["$$a", {"$toInt": "$$lo"}]},
+                                "high": {
+                                    "$arrayElemAt": [
+                                        "$$a",
+                                        {"$toInt": {"$min": [{"$add": ["$$lo", 1]}, "$$last"]}},
+                                    ]
+                                },
+                            },
+                            "in": {
+                                "$add": [
+                                    "$$low",
+                                    {
+                                        "$multiply": [
+                                            {"$subtract": ["$$high", "$$low"]},
+                                            {"$subtract": ["$$pos", "$$lo"]},
+                                        ]
+                                    },
+                                ]
+                            },
+                        }
+                    },
+                }
+            },
+        ]
+    }
+
+
+def _key(group_id: Any, keys: list[str]) -> Any:
+    if not keys:
+        return None
+    values = tuple(group_id.get(f"k{i}") for i in range(len(keys)))
+    return values[0] if len(values) == 1 else values
+
+
+def _rows(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One group's rows in ``timing.summary``'s shape, as plain dicts."""
+    finished = row["done"] + row["failed"]
+    failure_rate = row["failed"] / finished if finished else float("nan")
+    table = {}
+    for stage in STAGES:
+        percentiles = row.get(f"{stage}_p") or [None] * len(PERCENTILES)
+        table[stage] = {
+            "count": row[f"{stage}_count"],
+            "mean": row[f"{stage}_mean"],
+            **dict(zip(PERCENTILES, percentiles, strict=True)),
+            "max": row[f"{stage}_max"],
+            "failure_rate": failure_rate,
+        }
+    return table
