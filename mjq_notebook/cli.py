@@ -73,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", type=int, default=50, help="newest jobs to follow")
     sub.add_argument("--duration", type=float, help="stop after this many seconds")
 
-    command("stats", cmd_stats, "counts per status and wait/run time percentiles")
+    sub = command("stats", cmd_stats, "counts per status and wait/run time percentiles")
+    sub.add_argument("--by", help="group by a field, e.g. data.kind, status, worker")
+    sub.add_argument("--since", help="only jobs created since: a time, or a duration like 1h")
+    sub.add_argument("--exact", action="store_true", help="exact percentiles (else approximate)")
 
     sub = command("demo", cmd_demo, "publish a realistic workload, work it, print a summary")
     sub.add_argument("--jobs", type=int, default=300, help="jobs to publish (default: 300)")
@@ -170,18 +173,16 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_stats(queue: JobQueue) -> None:
-    from .history import load, summary
-
+def _print_stats(queue: JobQueue, by: str | None = None, **options: Any) -> None:
     counts = queue.counts()
     print("jobs: " + "  ".join(f"{k} {v}" for k, v in counts.items() if k != "lost" or v))
-    table = summary(load(queue))
-    print("\nlatency (seconds):")
+    table = queue.stats(by=by, **options)  # computed in MongoDB: nothing big is loaded
+    print("\nlatency (seconds)" + (f" by {by}" if by else "") + ":")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    _print_stats(_queue(args))
+    _print_stats(_queue(args), by=args.by, since=args.since, exact=args.exact)
     return 0
 
 
@@ -207,10 +208,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             bar.update(queue.history_collection.count_documents({}) - bar.n)
         bar.update(args.jobs - bar.n)
     print()
-    _print_stats(queue)
+    _print_stats(queue, by="data.kind", exact=True)
     print(
-        f"\nnext: `mjq stats --queue {queue.name}`, or in a notebook: "
-        f"JobQueue(connect(), {queue.name!r}).history()"
+        f"\nnext: `mjq stats --queue {queue.name} --by data.kind`, or in a notebook:\n"
+        f"  df = JobQueue(connect(), {queue.name!r}).history()\n"
+        '  df.mjq.summary(by="data.kind"); df.mjq.plot_latency()'
     )
     return 0
 

@@ -6,6 +6,7 @@ this module registers the ``df.mjq`` accessor (see ``timing`` and ``plots`` for 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,10 @@ _PROJECTION = {
 _CODEC = CodecOptions(tz_aware=False)
 PROGRESS_OVER = 10_000  # documents; smaller loads are silent
 _ID_SLACK = dt.timedelta(seconds=2)  # ObjectIds count whole seconds, made just after ts.created
+_OBJECT_ID_TIMES = (  # the seconds an ObjectId can hold (an unsigned 32-bit count since 1970)
+    dt.datetime(1970, 1, 2, tzinfo=dt.timezone.utc),
+    dt.datetime(2106, 1, 1, tzinfo=dt.timezone.utc),
+)
 
 
 def load(
@@ -74,12 +79,12 @@ def load(
 ) -> pd.DataFrame:
     """One row per job, from the queue and ``<name>.history`` (a job in both: the latest state).
 
-    ``since``/``until`` bound ``ts.created`` (a datetime, a string pandas parses, or a
-    timedelta meaning "that long ago"); ``status`` is one status or several; ``query`` is any
-    extra MongoDB filter; ``fields`` lists the ``data.*`` paths to load (default: all of
-    ``data``; ``[]``: none); ``limit`` keeps the newest jobs. All of it runs in MongoDB.
-    Timing columns are NaN where a stage has not happened, including seed-written jobs whose
-    ``ts.started``/``ts.done`` were pre-filled while they still waited.
+    ``since``/``until`` bound ``ts.created``: a datetime, a string pandas reads as a time,
+    or a duration (``"15min"``, a timedelta) meaning that long ago. ``status`` is one status
+    or several; ``query`` any extra MongoDB filter; ``fields`` the ``data.*`` paths to load
+    (default: all of ``data``; ``[]``: none); ``limit`` keeps the newest jobs. All of it runs
+    in MongoDB. Timing columns are NaN where a stage has not happened, including seed-written
+    jobs whose ``ts.started``/``ts.done`` were pre-filled while they still waited.
     """
     match = job_filter(since, until, status, query)
     data = _data_projection(fields)
@@ -109,8 +114,9 @@ def job_filter(
     for bound, operator, slack in ((since, "$gte", -_ID_SLACK), (until, "$lt", _ID_SLACK)):
         if bound is not None:
             moment = _as_datetime(bound)
-            # Our _ids are made as the job is created: a range on them uses the _id index.
-            clauses.append({"_id": {operator: ObjectId.from_datetime(moment + slack)}})
+            if _OBJECT_ID_TIMES[0] < moment < _OBJECT_ID_TIMES[1]:
+                # Our _ids are made as the job is created: a range on them uses the _id index.
+                clauses.append({"_id": {operator: ObjectId.from_datetime(moment + slack)}})
             clauses.append({"ts.created": {operator: moment}})
     if status is not None:
         names = [status] if isinstance(status, str) else list(status)
@@ -123,7 +129,13 @@ def job_filter(
 
 
 def _as_datetime(value: Any) -> dt.datetime:
-    if isinstance(value, dt.timedelta | pd.Timedelta):
+    """A datetime, a string pandas reads as a time, or a duration ("15min") meaning ago."""
+    if isinstance(value, str):
+        try:  # a duration first: pandas would read "1h" as 01:00 on 1 January of year 1
+            value = pd.Timedelta(value)
+        except ValueError:
+            value = pd.Timestamp(value)
+    if isinstance(value, dt.timedelta):  # pd.Timedelta is one too
         return dt.datetime.now(dt.timezone.utc) - pd.Timedelta(value).to_pytimedelta()
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is None:
@@ -257,7 +269,11 @@ def _job_columns(raw: pd.DataFrame) -> pd.DataFrame:
         },
         index=raw.index,
     )
-    return frame.astype(DTYPES)
+    for name, dtype in DTYPES.items():
+        # a hand-written job (say priority "high") keeps its column as it was stored
+        with contextlib.suppress(TypeError, ValueError):
+            frame[name] = frame[name].astype(dtype)
+    return frame
 
 
 def _flatten(values: pd.Series | None, prefix: str) -> pd.DataFrame:

@@ -35,6 +35,7 @@ def plot_latency(
     squash everything else into one bar.
     """
     import numpy as np
+    from matplotlib.ticker import FuncFormatter
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=figsize, layout="constrained")
@@ -55,17 +56,15 @@ def plot_latency(
         ax.hist(values, bins=edges, color="#4c78a8", alpha=0.85)
         for name, q in PERCENTILES.items():
             at = float(np.quantile(values, q))
-            ax.axvline(at, color="#e45756", linestyle=_MARKER_STYLES[name], linewidth=1.2)
-            ax.annotate(
-                f"{name} {_seconds(at)}",
-                xy=(at, 1.0),
-                xycoords=("data", "axes fraction"),
-                rotation=90,
-                va="top",
-                ha="right",
-                fontsize=8,
+            ax.axvline(
+                at,
                 color="#e45756",
+                linestyle=_MARKER_STYLES[name],
+                linewidth=1.3,
+                label=f"{name} {_seconds(at)}",
             )
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.legend(loc="upper right", fontsize=8, framealpha=0.85, edgecolor="none")
     axes[0].set_ylabel("jobs")
     return fig
 
@@ -77,22 +76,28 @@ def plot_timeline(
 
     ``freq`` defaults to a round interval giving about 60 points over the frame's time span.
     """
+    import pandas as pd
+
     plt = _pyplot()
     freq = freq or _auto_freq(frame)
     table = throughput(frame, freq=freq)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=figsize, sharex=True, layout="constrained")
     if table.empty:
         top.text(0.5, 0.5, "no jobs yet", ha="center", va="center", transform=top.transAxes)
-    x = table.index.tz_convert(None) if len(table) else table.index
+        return fig
+    # one more point at the end, so the last interval is drawn as wide as the others
+    end = table.index[-1] + pd.tseries.frequencies.to_offset(freq)
+    table = pd.concat([table, table.iloc[[-1]].set_axis([end])])
+    x = table.index.tz_convert(None)  # matplotlib draws naive times; they are UTC
     for column, color in (("created", "#4c78a8"), ("started", "#f58518"), ("done", "#54a24b")):
         top.step(x, table[column], where="post", label=column, color=color)
     top.set_ylabel(f"jobs per {freq}")
-    top.legend(loc="upper left", fontsize=8, frameon=False)
     bottom.fill_between(x, table["backlog"], step="post", alpha=0.4, label="backlog (waiting)")
     bottom.step(x, table["running"], where="post", label="running", color="#e45756")
     bottom.set_ylabel("jobs")
     bottom.set_xlabel("time (UTC)")
-    bottom.legend(loc="upper left", fontsize=8, frameon=False)
+    for ax in (top, bottom):
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     fig.autofmt_xdate()
     return fig
 

@@ -96,8 +96,7 @@ def throughput(frame: pd.DataFrame, freq: str = "1min") -> pd.DataFrame:
     stamps = pd.concat(events.values())
     if stamps.empty:
         index = pd.DatetimeIndex([], tz="UTC", name="time", dtype=frame["created"].dtype)
-        counts = pd.DataFrame(0, index=index, columns=[*events, "backlog", "running"])
-        return counts
+        return pd.DataFrame(0, index=index, columns=[*events, "backlog", "running"], dtype="int64")
     index = pd.date_range(stamps.min(), stamps.max(), freq=freq, name="time")
     counts = pd.DataFrame(
         {name: times.value_counts().reindex(index, fill_value=0) for name, times in events.items()}

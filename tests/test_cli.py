@@ -51,12 +51,15 @@ def test_pub_bad_json_publishes_nothing(db, server_uri, tmp_path):
 
 def test_stats_prints_counts_and_percentiles(db, server_uri):
     q = JobQueue(db)
-    q.pub_many([{"n": n} for n in range(3)])
+    q.pub_many([{"kind": kind} for kind in ("email", "email", "report")])
     q.done(q.next(timeout=0))
     result = mjq("stats", "--db", db.name, uri=server_uri)
     assert result.returncode == 0, result.stderr
     assert "waiting 2" in result.stdout and "done 1" in result.stdout
     assert "p50" in result.stdout and "wait_s" in result.stdout
+    result = mjq("stats", "--by", "data.kind", "--since", "1h", "--db", db.name, uri=server_uri)
+    assert result.returncode == 0, result.stderr
+    assert "by data.kind" in result.stdout and "report" in result.stdout
 
 
 def test_demo_publishes_works_and_summarises(db, server_uri):
@@ -66,6 +69,8 @@ def test_demo_publishes_works_and_summarises(db, server_uri):
     counts = JobQueue(db, "demo").counts()
     assert counts["done"] + counts["failed"] == 40
     assert "p99" in result.stdout and "run_s" in result.stdout
+    for kind in ("thumbnail", "email", "report"):  # the per-kind breakdown
+        assert kind in result.stdout
 
 
 def test_tail_shows_new_jobs_and_status_changes(db, server_uri):

@@ -78,12 +78,11 @@ def test_without_the_local_extra_the_error_says_what_to_install(tmp_path):
 
 
 def test_import_does_not_load_pandas_or_widgets(tmp_path):
-    code = (
-        "import sys, mjq_notebook\n"
-        "print(sorted(m for m in ('pandas', 'ipywidgets', 'IPython', 'secantus') "
-        "if m in sys.modules))"
-    )
+    heavy = "('pandas', 'ipywidgets', 'IPython', 'secantus', 'matplotlib', 'pyarrow')"
+    code = f"import sys, mjq_notebook\nprint(sorted(m for m in {heavy} if m in sys.modules))"
     assert _python(code, tmp_path).stdout.strip() == "[]"
+    code = "import sys, mjq_notebook.history\nprint('matplotlib' in sys.modules)"
+    assert _python(code, tmp_path).stdout.strip() == "False"  # plots import it when drawn
 
 
 def test_reprs_carry_no_address_or_credentials(db):
