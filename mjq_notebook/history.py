@@ -84,22 +84,20 @@ def load(
     or several; ``query`` any extra MongoDB filter; ``fields`` the ``data.*`` paths to load
     (default: all of ``data``; ``[]``: none); ``limit`` keeps the newest jobs. All of it runs
     in MongoDB. Timing columns are NaN where a stage has not happened, including seed-written
-    jobs whose ``ts.started``/``ts.done`` were pre-filled while they still waited.
+    jobs whose ``ts.started``/``ts.done`` were pre-filled while they still waited. A retried
+    job's ``started`` is its last claim, so earlier attempts and back-off count as waiting;
+    ``error_type`` is its last error's, kept when a retry then succeeded.
     """
     match = job_filter(since, until, status, query)
     data = _data_projection(fields)
     collections = [queue.history_collection, queue.collection]  # history first: it wins ties
-    total = sum(c.estimated_document_count() for c in collections)
-    if limit is not None:
-        total = min(total, 2 * limit)
-    from tqdm.auto import tqdm
-
-    with tqdm(
-        total=total, unit="job", desc="history", disable=total <= PROGRESS_OVER, leave=False
-    ) as bar:
+    progress = _Progress()
+    try:
         history, current = (
-            _fetch(c, match, {**_PROJECTION, **data}, limit, bar) for c in collections
+            _fetch(c, match, {**_PROJECTION, **data}, limit, progress) for c in collections
         )
+    finally:
+        progress.close()
     return frame_from_batches(history, current, limit=limit, data=bool(data))
 
 
@@ -156,7 +154,7 @@ def _data_projection(fields: Iterable[str] | None) -> dict[str, int]:
 
 
 def _fetch(
-    collection: Collection, match: dict, projection: dict, limit: int | None, bar: Any
+    collection: Collection, match: dict, projection: dict, limit: int | None, progress: _Progress
 ) -> list[bytes]:
     """The matching documents as raw BSON batches, as the server sent them."""
     raw = collection.with_options(codec_options=_CODEC)
@@ -167,17 +165,38 @@ def _fetch(
     batches = []
     for batch in cursor:
         batches.append(batch)
-        if not bar.disable:
-            bar.update(_count_documents(batch))
+        progress.update(batch)
     return batches
 
 
-def _count_documents(batch: bytes) -> int:
-    count = offset = 0
-    while offset < len(batch):  # each BSON document starts with its int32 length
-        offset += int.from_bytes(batch[offset : offset + 4], "little")
-        count += 1
-    return count
+class _Progress:
+    """A tqdm bar that appears once more than PROGRESS_OVER jobs have arrived.
+
+    It has no total: counting first would cost a round trip (and a full scan on some servers)
+    on every load, for the few loads big enough to show a bar.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.bar: Any = None
+
+    def update(self, batch: bytes) -> None:
+        documents = 0
+        offset = 0
+        while offset < len(batch):  # each BSON document starts with its int32 length
+            offset += int.from_bytes(batch[offset : offset + 4], "little")
+            documents += 1
+        self.count += documents
+        if self.bar is not None:
+            self.bar.update(documents)
+        elif self.count > PROGRESS_OVER:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(initial=self.count, unit="job", desc="history", leave=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def frame_from_batches(

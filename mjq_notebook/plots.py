@@ -35,7 +35,7 @@ def plot_latency(
     squash everything else into one bar.
     """
     import numpy as np
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=figsize, layout="constrained")
@@ -64,6 +64,7 @@ def plot_latency(
                 label=f"{name} {_seconds(at)}",
             )
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # whole jobs
         ax.legend(loc="upper right", fontsize=8, framealpha=0.85, edgecolor="none")
     axes[0].set_ylabel("jobs")
     return fig
