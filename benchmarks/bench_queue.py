@@ -19,14 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import os
-import platform
 import queue as stdqueue
 import random
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -35,12 +30,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import pymongo
+from _common import environment, parser, round_done, run_bench, scratch_database, verdict
 from pymongo import ASCENDING, DESCENDING, CursorType, ReturnDocument, monitoring
 from pymongo.database import Database
 
-import mjq_notebook
-from mjq_notebook import Empty, JobQueue, embedded_server
+from mjq_notebook import Empty, JobQueue
 from mjq_notebook.connection import client_for
 from mjq_notebook.job import new_document, utcnow
 
@@ -465,16 +459,15 @@ def table(res: Results) -> list[str]:
         base, ours = res.median(row.metric, "baseline"), res.median(row.metric, "ours")
         ratio = ours / base
         target = "-" if row.target is None else f"<= {row.target:.1f}x"
-        verdict = "-" if row.target is None else ("PASS" if ratio <= row.target else "FAIL")
         lines.append(
             f"| {row.label} ({row.unit}) | {base * row.scale:.3f} | {ours * row.scale:.3f} "
-            f"| {ratio:.2f}x | {target} | {verdict} |"
+            f"| {ratio:.2f}x | {target} | {verdict(ratio, row.target)} |"
         )
     speed = {s: res.median("pub", s) / res.median("pub_many", s) for s in ("baseline", "ours")}
-    verdict = "PASS" if speed["ours"] >= 10 else "FAIL"
+    speed_up = "PASS" if speed["ours"] >= 10 else "FAIL"
     lines.append(
         f"| pub_many speed-up per job over pub (x) | {speed['baseline']:.1f} | "
-        f"{speed['ours']:.1f} | - | ours >= 10x | {verdict} |"
+        f"{speed['ours']:.1f} | - | ours >= 10x | {speed_up} |"
     )
     return lines
 
@@ -494,52 +487,12 @@ def per_round(res: Results) -> list[str]:
     return lines
 
 
-def package_commit() -> str:
-    """The mjq_notebook checkout's git commit (``-dirty`` with local changes), if known."""
-    folder = os.path.dirname(os.path.abspath(mjq_notebook.__file__))
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip()
-
-
-def environment(client: Any, args: argparse.Namespace) -> list[str]:
-    """Server, Python and pymongo versions and the date."""
-    info = client.server_info()
-    if "secantusVersion" in info:
-        server = f"SecantusDB {info['secantusVersion']} (reports MongoDB {info['version']})"
-    else:
-        server = f"mongod {info['version']}"
-    where = "--uri" if args.uri else "embedded, in-process, :memory:"
-    return [
-        f"date:    {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"server:  {server} [{where}]",
-        f"python:  {platform.python_version()} ({platform.platform()})",
-        f"pymongo: {pymongo.version} (retryWrites={args.retry_writes})",
-        f"cpus:    {os.cpu_count()}",
-        f"package: mjq_notebook {mjq_notebook.__version__} at commit {package_commit()}",
-    ]
-
-
 # -- main ------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; defaults finish in about two minutes on the embedded server."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument(
-        "--uri",
-        default=os.environ.get("MJQ_TEST_MONGODB_URI"),
-        help="MongoDB URI (default: $MJQ_TEST_MONGODB_URI, else embedded SecantusDB)",
-    )
+    p = parser(__doc__)
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     p.add_argument("--latency-n", type=int, default=100, help="latency samples per round")
     p.add_argument("--gap-min", type=float, default=0.005, help="smallest gap, s (0.005)")
@@ -576,23 +529,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def bench(uri: str, args: argparse.Namespace) -> None:
     """Run every round and the profile against ``uri``, then print the report."""
     client = client_for(uri, retryWrites=args.retry_writes)
-    dbname = f"mjq_bench_{uuid.uuid4().hex[:8]}"
-    db = client[dbname]
-    print("\n".join(environment(client, args)), flush=True)
+    print("\n".join(environment(client, args, f" (retryWrites={args.retry_writes})")), flush=True)
     res = Results()
     started = time.perf_counter()
-    try:
+    with scratch_database(client) as db:
         for rnd in range(args.rounds):
             run_round(db, args, rnd, res)
-            print(
-                f"round {rnd + 1}/{args.rounds} done at {time.perf_counter() - started:.0f}s",
-                file=sys.stderr,
-                flush=True,
-            )
-        prof = profile(uri, dbname, args) if args.profile_n else []
-    finally:
-        client.drop_database(dbname)
-        client.close()
+            round_done(rnd, args.rounds, started)
+        prof = profile(uri, db.name, args) if args.profile_n else []
     print(f"\nmedians over {args.rounds} rounds ({time.perf_counter() - started:.0f}s):\n")
     print("\n".join(table(res)))
     print("\nper round:")
@@ -603,12 +547,7 @@ def bench(uri: str, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.uri:
-        bench(args.uri, args)
-        return
-    with embedded_server() as server:
-        bench(server.uri, args)
+    run_bench(bench, parse_args(argv))
 
 
 if __name__ == "__main__":

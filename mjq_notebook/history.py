@@ -1,7 +1,8 @@
 """Job history as a pandas DataFrame: one row per job, from the capped queue and its history.
 
-pandas is imported here, on use: ``import mjq_notebook`` stays light for workers. Importing
-this module registers the ``df.mjq`` accessor (see ``timing`` and ``plots`` for what it does).
+The package imports this module (and so pandas) only when history is asked for, so
+``import mjq_notebook`` stays light for workers. Importing it registers the ``df.mjq``
+accessor (see ``timing`` and ``plots`` for what it does).
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def load(
     job's ``started`` is its last claim, so earlier attempts and back-off count as waiting;
     ``error_type`` is its last error's, kept when a retry then succeeded.
     """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of jobs, not {limit!r}")
     match = job_filter(since, until, status, query)
     data = _data_projection(fields)
     collections = [queue.history_collection, queue.collection]  # history first: it wins ties
@@ -207,14 +210,15 @@ def frame_from_batches(
     The batches hold documents projected as ``load`` asks the server to. Without data
     columns, pymongoarrow (when installed) decodes them straight into columns.
     """
-    parts = [_decode(batches, arrow=not data) for batches in (history, queue)]
+    columns = [*_PROJECTION, *(["data"] if data else [])]
+    parts = [_decode(batches, columns, arrow=not data) for batches in (history, queue)]
     for source, part in zip((1, 0), parts, strict=True):
         part["_source"] = source
     raw = pd.concat([part for part in parts if len(part)] or parts[:1], ignore_index=True)
-    raw = raw.reindex(columns=[*_PROJECTION, *raw.columns.difference([*_PROJECTION])])
     if len(parts[0]) and len(parts[1]):
         # A job in both collections appears once: more attempts is later; a tie: history.
-        order = raw["attempts"].astype("float64").fillna(-1) * 2 + raw["_source"]
+        attempts = pd.to_numeric(raw["attempts"], errors="coerce").fillna(-1)
+        order = attempts * 2 + raw["_source"]
         raw = raw.loc[order.sort_values(kind="stable").index]
         raw = raw.drop_duplicates("_id", keep="last")
     frame = pd.concat([_job_columns(raw), _flatten(raw.get("data"), "data")], axis=1)
@@ -223,8 +227,8 @@ def frame_from_batches(
     return frame.sort_values("created", kind="stable", ignore_index=True)
 
 
-def _decode(batches: list[bytes], arrow: bool) -> pd.DataFrame:
-    """One column per top-level field; data stays one column of dicts/values."""
+def _decode(batches: list[bytes], columns: list[str], arrow: bool) -> pd.DataFrame:
+    """One column per projected field; data stays one column of dicts/values."""
     if arrow:
         frame = _decode_arrow(batches)
         if frame is not None:
@@ -232,7 +236,8 @@ def _decode(batches: list[bytes], arrow: bool) -> pd.DataFrame:
     documents = []
     for batch in batches:
         documents.extend(bson.decode_all(batch, _CODEC))  # C code, one call per batch
-    return pd.DataFrame(documents)
+    # Naming the columns spares pandas a pass over every document to collect their keys.
+    return pd.DataFrame(documents, columns=columns)
 
 
 def _decode_arrow(batches: list[bytes]) -> pd.DataFrame | None:

@@ -168,13 +168,16 @@ def test_bad_arguments_are_refused(queue):
         queue.history(fields=["status"])
     with pytest.raises(ValueError):
         queue.history(status="finished")
+    with pytest.raises(ValueError, match="limit"):
+        queue.history(limit=0)  # MongoDB would read 0 as "no limit"
 
 
 def test_empty_history_has_the_same_columns_and_types(queue, known, db):
     full = queue.history(fields=[])
-    empty = JobQueue(db, name="nothing").history()
-    assert empty.empty and list(empty.columns) == COLUMNS
-    pd.testing.assert_series_equal(empty.dtypes, full.dtypes)
+    nothing = JobQueue(db, name="nothing")
+    for empty in (nothing.history(), nothing.history(fields=[]), nothing.history(limit=5)):
+        assert empty.empty and list(empty.columns) == COLUMNS
+        pd.testing.assert_series_equal(empty.dtypes, full.dtypes)
     assert summary(empty)["count"].tolist() == [0, 0, 0]
     assert throughput(empty).empty
 
