@@ -334,13 +334,17 @@ class HistoryAccessor:
         self._frame = frame
 
     def summary(self, by: str | list[str] | None = None) -> pd.DataFrame:
+        """Latency percentiles and failure rate, optionally per group (``timing.summary``)."""
         return summary(self._frame, by=by)
 
     def throughput(self, freq: str = "1min") -> pd.DataFrame:
+        """Jobs created/started/done per interval, backlog and running (``timing.throughput``)."""
         return throughput(self._frame, freq=freq)
 
     def plot_latency(self, **kwargs: Any) -> Any:
+        """Wait and run time histograms with p50/p90/p99 marked (``plots.plot_latency``)."""
         return plot_latency(self._frame, **kwargs)
 
     def plot_timeline(self, **kwargs: Any) -> Any:
+        """Throughput and backlog over time (``plots.plot_timeline``)."""
         return plot_timeline(self._frame, **kwargs)

@@ -24,60 +24,71 @@ def summary(frame: pd.DataFrame, by: str | list[str] | None = None) -> pd.DataFr
     value for ``by`` form their own NaN group. ``failure_rate`` is failed / finished jobs of
     the row's group. Percentiles interpolate linearly between jobs, as ``Series.quantile``.
     """
+    import numpy as np
+
     keys = [] if by is None else [by] if isinstance(by, str) else list(by)
+    if frame.empty:  # an empty queue's frame has no data columns to group by
+        return summary_table({}, keys)
     missing = [key for key in keys if key not in frame.columns]
     if missing:
         raise KeyError(f"cannot group by {missing}: no such column")
-    if not keys:
-        return summary_table({None: _summarise(frame)}, keys)
-    groups = frame.groupby(keys, dropna=False, observed=True, sort=False)
-    return summary_table({key: _summarise(group) for key, group in groups}, keys)
-
-
-def _summarise(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
     status = frame["status"].astype("object")
-    finished = int(status.isin(("done", "failed")).sum())
-    failure_rate = (status == "failed").sum() / finished if finished else float("nan")
-    rows = {}
-    for stage in STAGES:
-        values = frame[stage].dropna()
-        quantiles = values.quantile(list(PERCENTILES.values())) if len(values) else [None] * 3
-        rows[stage] = {
-            "count": len(values),
-            "mean": values.mean(),
-            **dict(zip(PERCENTILES, quantiles, strict=True)),
-            "max": values.max(),
-            "failure_rate": failure_rate,
-        }
-    return rows
+    work = frame[[*keys, *STAGES]].assign(
+        _finished=status.isin(("done", "failed")), _failed=status.eq("failed"), _all=0
+    )
+    groups = work.groupby(keys or ["_all"], dropna=False, observed=True, sort=False)
+    stages = groups[list(STAGES)]  # every statistic below comes out in the same group order
+    statistics = {
+        "count": stages.count(),
+        "mean": stages.mean(),
+        **{name: stages.quantile(q) for name, q in PERCENTILES.items()},
+        "max": stages.max(),
+    }
+    flags = groups[["_finished", "_failed"]].sum()
+    failure_rate = flags["_failed"] / flags["_finished"].where(flags["_finished"] > 0)
+    columns = {name: table.to_numpy().ravel() for name, table in statistics.items()}
+    columns["failure_rate"] = np.repeat(failure_rate.to_numpy(dtype=float), len(STAGES))
+    return _tidy(columns, statistics["count"].index, keys)
 
 
 def summary_table(
     parts: Mapping[Any, Mapping[str, Mapping[str, Any]]], keys: list[str]
 ) -> pd.DataFrame:
-    """The summary frame from {group key: {stage: {statistic: value}}} (None: no grouping).
+    """The summary frame from {group key: {stage: {statistic: value}}} (key None: no groups).
 
-    Shared by ``summary`` and the server-side ``JobQueue.stats`` so both give one shape.
+    How the server-side ``JobQueue.stats`` gives the same shape as ``summary``.
     """
     import pandas as pd
 
-    dtypes = {"count": "int64", **dict.fromkeys(SUMMARY_COLUMNS[1:], "float64")}
-    if not keys:
-        rows = parts.get(None) or {stage: {"count": 0} for stage in STAGES}
-        table = pd.DataFrame.from_dict(rows, orient="index", columns=SUMMARY_COLUMNS)
-        return table.astype(dtypes).rename_axis("stage")
-    index, records = [], []
-    for key, rows in parts.items():
-        for stage, row in rows.items():
-            index.append((*(key if isinstance(key, tuple) else (key,)), stage))
-            records.append(row)
-    names = [*keys, "stage"]
-    if index:
-        multi = pd.MultiIndex.from_tuples(index, names=names)
+    if not keys and not parts:  # no jobs at all: still one row per stage
+        parts = {None: {stage: {"count": 0} for stage in STAGES}}
+    groups = list(parts)
+    rows = [parts[group].get(stage, {}) for group in groups for stage in STAGES]
+    columns = {name: [row.get(name) for row in rows] for name in SUMMARY_COLUMNS}
+    if len(keys) > 1:
+        index = pd.MultiIndex.from_tuples(groups, names=keys)
     else:
-        multi = pd.MultiIndex.from_arrays([[]] * len(names), names=names)
-    table = pd.DataFrame.from_records(records, index=multi, columns=SUMMARY_COLUMNS)
-    table = table.astype(dtypes)
+        index = pd.Index(groups, name=keys[0] if keys else None)
+    return _tidy(columns, index, keys)
+
+
+def _tidy(columns: Mapping[str, Any], groups: pd.Index, keys: list[str]) -> pd.DataFrame:
+    """The table from per-(group, stage) columns: index (groups..., stage), sorted groups."""
+    import numpy as np
+    import pandas as pd
+
+    stage = np.tile(np.array(STAGES, dtype=object), len(groups))
+    if keys:
+        repeated = groups.repeat(len(STAGES))
+        levels = [repeated.get_level_values(i) for i in range(repeated.nlevels)]
+        index = pd.MultiIndex.from_arrays([*levels, stage], names=[*keys, "stage"])
+    else:
+        index = pd.Index(stage, name="stage")
+    dtypes = {"count": "int64", **dict.fromkeys(SUMMARY_COLUMNS[1:], "float64")}
+    table = pd.DataFrame(dict(columns), index=index, columns=SUMMARY_COLUMNS)
+    table = table.fillna({"count": 0}).astype(dtypes)
+    if not keys:
+        return table
     try:
         return table.sort_index(level=keys, sort_remaining=False, na_position="last")
     except TypeError:  # group values of mixed types: keep first-seen order

@@ -180,6 +180,7 @@ def test_empty_history_has_the_same_columns_and_types(queue, known, db):
         pd.testing.assert_series_equal(empty.dtypes, full.dtypes)
     assert summary(empty)["count"].tolist() == [0, 0, 0]
     assert throughput(empty).empty
+    assert summary(empty, by="data.kind").empty  # not a KeyError for the missing column
 
 
 def _python_decoder(monkeypatch):
@@ -281,12 +282,26 @@ def test_exact_stats_agree_with_summary(queue):
     queue.collection.insert_one({  # a seed job pymjq finished: counted from the queue
         "_id": ObjectId.from_datetime(at(40)), "status": "done", "data": {"kind": "a"},
         "ts": {"created": at(40), "started": at(41), "done": at(43)}})  # fmt: skip
+    queue.history_collection.insert_one(job_doc("done", 50, 51, 52))  # no kind: a NaN group
     frame = queue.history()
     _assert_same_table(queue.stats(exact=True), summary(frame))
     _assert_same_table(queue.stats(by="data.kind", exact=True), summary(frame, by="data.kind"))
     since = queue.stats(since=at(10), exact=True)
     _assert_same_table(since, summary(queue.history(since=at(10))))
-    assert since.loc["run_s", "count"] == 6
+    assert since.loc["run_s", "count"] == 7  # kind b, the seed job and the kindless one
+
+
+def test_servers_without_percentile_get_exact_stats(queue, monkeypatch):
+    from mjq_notebook import server_stats
+
+    frame = _frame(queue)
+    monkeypatch.setattr(server_stats, "PERCENTILE_WIRE_VERSION", 10**6)  # as on MongoDB 6.0
+    _assert_same_table(queue.stats(by="data.kind"), summary(frame, by="data.kind"))
+
+
+def test_stats_refuses_fields_it_cannot_group_by(queue):
+    with pytest.raises(ValueError, match=r"data\.<field>"):
+        queue.stats(by="created")
 
 
 def test_approximate_stats_stay_between_neighbouring_values(queue):
