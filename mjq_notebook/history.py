@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import gc
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import bson
@@ -210,6 +211,25 @@ def frame_from_batches(
     The batches hold documents projected as ``load`` asks the server to. Without data
     columns, pymongoarrow (when installed) decodes them straight into columns.
     """
+    with _gc_paused():
+        return _frame(history, queue, limit, data)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while decoding (as msgpack's docs advise for big
+    unpacks): the documents are dicts of plain values, never cycles, yet the hundreds of
+    collections their allocation would trigger each walk the whole heap (-25% here)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _frame(history: list[bytes], queue: list[bytes], limit: int | None, data: bool) -> pd.DataFrame:
     columns = [*_PROJECTION, *(["data"] if data else [])]
     parts = [_decode(batches, columns, arrow=not data) for batches in (history, queue)]
     for source, part in zip((1, 0), parts, strict=True):

@@ -204,6 +204,28 @@ def test_a_field_of_unexpected_type_falls_back_to_bson(queue, monkeypatch):
     pd.testing.assert_frame_equal(frame, queue.history(fields=[]), check_dtype=False)
 
 
+def test_the_garbage_collector_is_paused_only_while_decoding(queue, known, monkeypatch):
+    import gc
+
+    seen = []
+    flatten = history_module._flatten
+    monkeypatch.setattr(
+        history_module, "_flatten", lambda *a: seen.append(gc.isenabled()) or flatten(*a)
+    )
+    queue.history()
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        queue.history()
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+    monkeypatch.setattr(history_module, "_flatten", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        queue.history()
+    assert gc.isenabled()
+
+
 def test_a_progress_bar_shows_for_big_loads_only(queue, known, monkeypatch, capsys):
     queue.history()
     assert "history" not in capsys.readouterr().err
