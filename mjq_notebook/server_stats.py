@@ -32,7 +32,7 @@ def stats(
 
     Percentiles are ``$percentile``'s approximations on MongoDB 7.0+; ``exact=True`` (and
     older servers) sort each group's values on the server and interpolate as pandas does,
-    which holds every value of a group in one document (16 MB: about a million jobs).
+    which holds every value of a group in one 16 MB document: about 300,000 jobs a group.
     """
     from .history import job_filter
 
