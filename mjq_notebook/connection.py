@@ -62,6 +62,11 @@ def client_for(uri: str, *, timeout: float = 5.0, **kwargs: Any):
     return client
 
 
+def wire_version(db: Database) -> int:
+    """The server's ``maxWireVersion``: which MongoDB features it has (21: 7.0, 25: 8.0)."""
+    return int(db.command("hello").get("maxWireVersion", 0))
+
+
 def connect(uri: str | None = None, db: str = "job_queue", *, timeout: float = 5.0) -> Database:
     """A pymongo ``Database``: from ``uri``, else ``MJQ_MONGODB_URI``/``MONGODB_URI``, else the
     embedded server with its data in ``./.mjq-data`` (started once per process).

@@ -24,6 +24,9 @@ class Status(str, enum.Enum):
 
 STATUSES = tuple(s.value for s in Status)
 FINISHED = (Status.DONE.value, Status.FAILED.value)
+# An aggregation expression, true for jobs this package published or finished: they carry
+# max_attempts, pymjq's documents never do. Their finished state is counted from history.
+PUBLISHED_BY_US = {"$ne": [{"$type": "$max_attempts"}, "missing"]}
 
 
 def utcnow() -> dt.datetime:

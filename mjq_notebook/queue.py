@@ -26,7 +26,16 @@ from pymongo.errors import (
 
 from . import writes
 from .errors import DataLossWarning, Empty, InvalidQueueError, LeaseLostError, PublishError
-from .job import FINISHED, STATUSES, Job, Status, error_document, new_document, utcnow
+from .job import (
+    FINISHED,
+    PUBLISHED_BY_US,
+    STATUSES,
+    Job,
+    Status,
+    error_document,
+    new_document,
+    utcnow,
+)
 from .wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -37,8 +46,6 @@ log = logging.getLogger("mjq_notebook")
 
 MAX_BSON_SIZE = 16 * 1024 * 1024
 _RETRY_CAP_S = 5.0  # longest pause between attempts while the server is unreachable
-# Jobs we published (or finished) carry max_attempts; pymjq's documents never do.
-_HAS_MAX_ATTEMPTS = {"$ne": [{"$type": "$max_attempts"}, "missing"]}
 
 
 class JobQueue:
@@ -473,7 +480,7 @@ class JobQueue:
             [
                 {
                     "$group": {
-                        "_id": {"status": "$status", "ours": _HAS_MAX_ATTEMPTS},
+                        "_id": {"status": "$status", "ours": PUBLISHED_BY_US},
                         "n": {"$sum": 1},
                     }
                 }

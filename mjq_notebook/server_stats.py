@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .job import FINISHED, Status
+from .connection import wire_version
+from .job import FINISHED, PUBLISHED_BY_US, Status
 from .timing import PERCENTILES, STAGES, summary_table
 
 if TYPE_CHECKING:
@@ -40,10 +41,10 @@ def stats(
     match = job_filter(since, until, None, query)
     timings = _timings(keys)
     unfinished_or_seed = {
-        "$or": [{"status": {"$nin": list(FINISHED)}}, {"max_attempts": {"$exists": False}}]
+        "$or": [{"status": {"$nin": list(FINISHED)}}, {"$expr": {"$not": [PUBLISHED_BY_US]}}]
     }
     if not exact:
-        exact = queue.db.command("hello").get("maxWireVersion", 0) < PERCENTILE_WIRE_VERSION
+        exact = wire_version(queue.db) < PERCENTILE_WIRE_VERSION
     pipeline = [
         {"$match": match},
         {"$project": timings},

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from pymongo.errors import ClientBulkWriteException, ConnectionFailure
 from pymongo.operations import InsertOne, ReplaceOne, UpdateOne
 
+from .connection import wire_version
+
 if TYPE_CHECKING:
     from pymongo.collection import Collection
     from pymongo.database import Database
@@ -47,7 +49,7 @@ Write = Insert | Update | Replace
 
 def supports_client_bulk_write(db: Database) -> bool:
     """True when the server takes one bulkWrite across collections (MongoDB 8.0+)."""
-    return db.command("hello").get("maxWireVersion", 0) >= CLIENT_BULK_WRITE_WIRE_VERSION
+    return wire_version(db) >= CLIENT_BULK_WRITE_WIRE_VERSION
 
 
 def run(db: Database, writes: list[Write], *, together: bool) -> list[int | None]:
