@@ -5,7 +5,7 @@ Each function returns the matplotlib Figure, so users can restyle it or save it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .timing import PERCENTILES, throughput
 
@@ -18,14 +18,6 @@ _STAGE_LABELS = {"wait_s": "waiting for a worker", "run_s": "running"}
 _MARKER_STYLES = {"p50": ":", "p90": "--", "p99": "-."}
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
-        raise ImportError("plots need matplotlib: pip install matplotlib") from exc
-    return plt
-
-
 def plot_latency(
     frame: pd.DataFrame, *, log: bool = True, bins: int = 40, figsize: tuple = (9, 3.2)
 ) -> Figure:
@@ -34,10 +26,10 @@ def plot_latency(
     ``log=True`` puts seconds on a log axis with log-spaced bins, so a few slow jobs do not
     squash everything else into one bar.
     """
+    import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=figsize, layout="constrained")
     for ax, (stage, label) in zip(axes, _STAGE_LABELS.items(), strict=True):
         values = frame[stage].dropna().to_numpy(dtype=float)
@@ -77,9 +69,9 @@ def plot_timeline(
 
     ``freq`` defaults to a round interval giving about 60 points over the frame's time span.
     """
+    import matplotlib.pyplot as plt
     import pandas as pd
 
-    plt = _pyplot()
     freq = freq or _auto_freq(frame)
     table = throughput(frame, freq=freq)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=figsize, sharex=True, layout="constrained")
