@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
+import warnings
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class JobQueueError(Exception):
@@ -31,3 +36,16 @@ class ServerUnavailable(JobQueueError, ConnectionError):
 
 class DataLossWarning(UserWarning):
     """Jobs that never finished were evicted from the capped collection."""
+
+
+def warn_at_caller(message: str, category: type[Warning]) -> None:
+    """Warn at the first frame outside this package: the user's line or notebook cell,
+    however deep inside mjq_notebook the warning arose."""
+    frame, level = sys._getframe(1), 2  # level 2: warn_at_caller's caller
+    while frame is not None and _in_package(frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def _in_package(filename: str) -> bool:
+    return os.path.abspath(filename).startswith(_PACKAGE_DIR)

@@ -9,7 +9,6 @@ import os
 import socket
 import time
 import uuid
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,17 +19,26 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import (
     CollectionInvalid,
     ConnectionFailure,
+    DuplicateKeyError,
     InvalidDocument,
     OperationFailure,
 )
 
 from . import writes
-from .errors import DataLossWarning, Empty, InvalidQueueError, LeaseLostError, PublishError
+from .errors import (
+    DataLossWarning,
+    Empty,
+    InvalidQueueError,
+    LeaseLostError,
+    PublishError,
+    warn_at_caller,
+)
 from .job import (
     FINISHED,
     PUBLISHED_BY_US,
     STATUSES,
     Job,
+    JobList,
     Status,
     error_document,
     new_document,
@@ -41,6 +49,8 @@ from .wakeup import Wakeup
 if TYPE_CHECKING:
     import pandas as pd
     from pymongo.database import Database
+
+    from .widgets import Dashboard, Explorer, Publisher, Tail
 
 log = logging.getLogger("mjq_notebook")
 
@@ -176,9 +186,10 @@ class JobQueue:
 
     # -- claiming -------------------------------------------------------------------------
 
-    def next(self, timeout: float | None = None) -> Job:
+    def next(self, timeout: float | None = 0) -> Job:
         """Claim the next job (highest priority, then oldest): it becomes ``working`` with a
-        lease. Waits up to ``timeout`` seconds (None: forever), then raises ``Empty``."""
+        lease. With no job, raises ``Empty`` at once, as pymjq did; ``timeout`` waits up to
+        that many seconds first (None: forever)."""
         self._require_capped()
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.1
@@ -198,7 +209,8 @@ class JobQueue:
                 return job
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise Empty(f"no job in {self.name} within {timeout:g}s")
+                waited = f" within {timeout:g}s" if timeout else ""
+                raise Empty(f"no job waiting in {self.db.name}.{self.name}{waited}")
             wait = self._idle_wait()
             self._wakeup.wait(wait if remaining is None else min(remaining, wait))
 
@@ -322,7 +334,7 @@ class JobQueue:
         A job still held when the loop stops (``break``, an exception) goes back to waiting.
         """
         while True:
-            job = self.next()
+            job = self.next(timeout=None)
             try:
                 yield job
             except GeneratorExit:
@@ -331,9 +343,9 @@ class JobQueue:
             self.done(job)
 
     @contextlib.contextmanager
-    def claim(self, timeout: float | None = None) -> Iterator[Job]:
+    def claim(self, timeout: float | None = 0) -> Iterator[Job]:
         """Claim a job for the block: done when it ends (with ``job["result"]`` if set),
-        failed when it raises, back to waiting on KeyboardInterrupt."""
+        failed when it raises, back to waiting on KeyboardInterrupt. ``timeout`` as ``next``."""
         job = self.next(timeout)
         try:
             yield job
@@ -397,6 +409,62 @@ class JobQueue:
         self._update_owned(job, {"lease_until": until})
 
     heartbeat = touch
+
+    # -- requeueing -----------------------------------------------------------------------
+
+    def retry(self, job: Mapping[str, Any] | ObjectId) -> bool:
+        """A failed job back to waiting, with ``max_attempts`` more attempts; its last error
+        stays on it. False when it is not failed (already requeued, say, or done)."""
+        job_id = job if isinstance(job, ObjectId) else job["_id"]
+        self._require_capped()
+        doc = self.history_collection.find_one({"_id": job_id, "status": Status.FAILED.value})
+        doc = doc or self.collection.find_one({"_id": job_id, "status": Status.FAILED.value})
+        return doc is not None and self._requeue(doc)
+
+    def retry_failed(self, query: Mapping[str, Any] | None = None) -> int:
+        """Every failed job matching ``query`` (a MongoDB filter, e.g. ``{"data.kind":
+        "email"}``) back to waiting, as ``retry``; returns how many were requeued."""
+        self._require_capped()
+        match = {**(query or {}), "status": Status.FAILED.value}
+        failed = {doc["_id"]: doc for doc in self.collection.find(match)}
+        # finished jobs are in history first; the ring may have evicted them since
+        failed.update((doc["_id"], doc) for doc in self.history_collection.find(match))
+        return sum(self._requeue(doc) for doc in failed.values())
+
+    def _requeue(self, failed: dict[str, Any]) -> bool:
+        """Move one failed job (its final document) back to waiting; True if this call did.
+
+        Each step is conditional on the failed attempt, so concurrent requeues of one job
+        succeed once. The queue holds it as waiting before its history row goes: a job is
+        never in neither (see ``counts``).
+        """
+        now = utcnow()
+        attempt = {"_id": failed["_id"], "attempts": failed.get("attempts")}
+        fields = {
+            "status": Status.WAITING.value,
+            "available_at": now,
+            "lease_until": None,
+            "worker": None,
+            "ts.started": None,
+            "ts.done": None,
+            "max_attempts": int(failed.get("attempts") or 0) + self.max_attempts,
+        }
+        updated = self.collection.update_one(
+            {**attempt, "status": Status.FAILED.value}, {"$set": fields}
+        )
+        if not updated.matched_count:
+            if self.collection.find_one({"_id": failed["_id"]}, {"_id": 1}) is not None:
+                return False  # requeued by someone else already, or not failed
+            doc = {key: value for key, value in failed.items() if key != "result"}
+            doc.update((key, value) for key, value in fields.items() if "." not in key)
+            doc["ts"] = {**failed.get("ts", {}), "started": None, "done": None}
+            try:  # evicted from the ring: back in from history
+                self.collection.insert_one(doc)
+            except DuplicateKeyError:
+                return False  # another requeue put it back first
+        self.history_collection.delete_one({**attempt, "status": Status.FAILED.value})
+        self._expect(0)
+        return True
 
     def _finish(self, job: Job, status: Status, fields: dict[str, Any]) -> None:
         now = utcnow()
@@ -466,11 +534,12 @@ class JobQueue:
         """Jobs waiting to be claimed (the seed's count)."""
         return self.collection.count_documents({"status": Status.WAITING.value})
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, *, warn: bool = True) -> dict[str, int]:
         """Jobs per status, plus ``lost``: jobs evicted from the capped collection unfinished.
 
         done/failed come from history (which outlives the ring buffer) plus seed-written
-        finished jobs still in the queue. A non-zero ``lost`` also raises a DataLossWarning.
+        finished jobs still in the queue. When ``lost`` grows, a DataLossWarning names the
+        caller's line (``warn=False``: displays, which show ``lost`` themselves).
         """
         counts = dict.fromkeys(STATUSES, 0)
         unfinished_ours = 0
@@ -503,22 +572,29 @@ class JobQueue:
         meta = self._meta.find_one({"_id": "counters"}) or {}
         lost = max(0, int(meta.get("published", 0)) - unfinished_ours - finished_ours)
         counts["lost"] = lost
-        if lost > self._lost_reported:
+        if warn and lost > self._lost_reported:
             self._lost_reported = lost
-            warnings.warn(
+            warn_at_caller(
                 f"{lost} job(s) in {self.db.name}.{self.name} were evicted from the capped "
                 "collection before they finished: it is too small for the backlog "
                 "(raise max_jobs/size_bytes)",
                 DataLossWarning,
-                stacklevel=2,
             )
         return counts
 
-    def jobs(self, status: str | None = None, limit: int = 20) -> list[Job]:
-        """The newest jobs in the queue, newest first (optionally of one status)."""
-        query = {} if status is None else {"status": Status(status).value}
-        cursor = self.collection.find(query, sort=[("_id", DESCENDING)], limit=limit)
-        return [Job(doc) for doc in cursor]
+    def jobs(
+        self,
+        status: str | None = None,
+        limit: int = 20,
+        query: Mapping[str, Any] | None = None,
+    ) -> JobList:
+        """The newest jobs in the queue, newest first, optionally of one status and matching
+        ``query`` (a MongoDB filter); a list that shows as a table in a notebook."""
+        match = {**(query or {})}
+        if status is not None:
+            match["status"] = Status(status).value
+        cursor = self.collection.find(match, sort=[("_id", DESCENDING)], limit=limit)
+        return JobList(Job(doc) for doc in cursor)
 
     def get(self, job_id: ObjectId) -> Job | None:
         """The job's current document: from the queue, else from history."""
@@ -576,9 +652,35 @@ class JobQueue:
 
         return stats(self, since, until, by, query, exact)
 
+    # -- notebook widgets (mjq_notebook.widgets; imported on use) -------------------------
+
+    def tail(self, limit: int = 50) -> Tail:
+        """A live table of the newest ``limit`` jobs: filter, search, inspect, requeue."""
+        from .widgets import Tail
+
+        return Tail(self, limit=limit)
+
+    def publisher(self) -> Publisher:
+        """A form that publishes jobs from JSON, with priority, delay and copies."""
+        from .widgets import Publisher
+
+        return Publisher(self)
+
+    def dashboard(self) -> Dashboard:
+        """Counters, throughput, latency, the live tail and the publish form in one view."""
+        from .widgets import Dashboard
+
+        return Dashboard(self)
+
+    def explore(self) -> Explorer:
+        """A history explorer: time range, status and grouping -> summary table and plot."""
+        from .widgets import Explorer
+
+        return Explorer(self)
+
     def __repr__(self) -> str:
         try:
-            counts = self.counts()
+            counts = self.counts(warn=False)
             state = ", ".join(f"{k}={v}" for k, v in counts.items() if v or k != "lost")
         except Exception as exc:  # a repr must not raise; the message carries no URI
             state = f"unavailable: {type(exc).__name__}"

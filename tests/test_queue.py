@@ -287,3 +287,36 @@ def test_abandoned_job_comes_back_while_the_queue_stays_busy(db):
     assert set(order) == {abandoned, *backlog}
     assert order.index(abandoned) < 8  # it came back soon after its lease, not at the end
     assert busy.get(abandoned)["attempts"] == 2
+
+
+def test_next_without_timeout_raises_empty_at_once_as_pymjq_did(queue):
+    started = time.monotonic()
+    with pytest.raises(Empty, match="no job waiting"):
+        queue.next()
+    with pytest.raises(Empty), queue.claim():
+        pass
+    assert time.monotonic() - started < 0.5
+    queue.pub({"n": 1})
+    assert queue.next().data == {"n": 1}
+
+
+def test_next_with_timeout_none_waits_for_a_late_publish(queue):
+    got = []
+    consumer = threading.Thread(target=lambda: got.append(queue.next(timeout=None)))
+    consumer.start()
+    time.sleep(0.4)
+    assert consumer.is_alive() and not got  # still waiting: None means forever
+    JobQueue(queue.db).pub({"late": True})
+    consumer.join(5)
+    assert got and got[0].data == {"late": True}
+
+
+def test_jobs_filters_in_mongodb_and_is_still_a_list(queue):
+    queue.pub_many([{"kind": "a", "n": n} for n in range(3)] + [{"kind": "b", "n": 9}])
+    queue.next()
+    newest = queue.jobs(limit=2)
+    assert isinstance(newest, list) and all(isinstance(j, Job) for j in newest)
+    assert [j.data["n"] for j in newest] == [9, 2]
+    assert [j.data["n"] for j in queue.jobs(query={"data.kind": "a"})] == [2, 1, 0]
+    assert [j.data["n"] for j in queue.jobs("working")] == [0]
+    assert [j.data["n"] for j in queue.jobs("waiting", query={"data.kind": "a"})] == [2, 1]

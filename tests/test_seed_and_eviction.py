@@ -101,3 +101,22 @@ def test_clearing_a_seed_sized_queue_keeps_it_capped(db):
     assert db.jobqueue.options() == before
     assert before["capped"] is True and "max" not in before
     assert q.queue_count() == 0
+
+
+def test_data_loss_warning_names_the_users_line_not_the_package(db):
+    q = JobQueue(db, max_jobs=2, size_bytes=100_000)
+    for n in range(4):
+        q.pub({"n": n})
+    cell = compile("q.counts()", "<ipython-input-7>", "exec")  # what a notebook cell runs
+    with pytest.warns(DataLossWarning) as caught:
+        exec(cell, {"q": q})
+    assert caught[0].filename == "<ipython-input-7>"
+    q.pub({"n": 4})
+    with pytest.warns(DataLossWarning) as caught:
+        repr(q.counts())  # this line
+    assert caught[0].filename == __file__
+    q.pub({"n": 5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert q.counts(warn=False)["lost"] == 4  # displays show lost themselves
+        repr(q)
