@@ -299,7 +299,7 @@ def _job_columns(raw: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "id": raw["_id"],
-            "status": status,
+            "status": status.where(status.isin(STATUSES)),  # a status of no lifecycle: NaN
             "created": created,
             "started": started,
             "done": done,

@@ -1,40 +1,50 @@
 """Figures of a job history frame; matplotlib is imported on first use.
 
-Each function returns the matplotlib Figure, so users can restyle it or save it.
+Each function returns a new matplotlib Figure, so users can restyle it or save it. Figures
+are built with matplotlib's object API, never through pyplot: a pyplot figure stays open in
+pyplot, and Jupyter's inline backend then shows it a second time at the end of the cell.
+A Figure made this way is only shown by Jupyter if the inline backend registered its figure
+formatter (it does once pyplot was used in the kernel), so ``HistoryFigure`` also has a
+``_repr_png_``: the figure shows exactly once either way.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .display import format_seconds
 from .timing import PERCENTILES, throughput
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 FLOOR_S = 1e-3  # BSON dates have millisecond precision: shorter times show as 1 ms
 _STAGE_LABELS = {"wait_s": "waiting for a worker", "run_s": "running"}
 _MARKER_STYLES = {"p50": ":", "p90": "--", "p99": "-."}
+_BAR = "#4c78a8"
+_MARK = "#d62728"
 
 
 def plot_latency(
-    frame: pd.DataFrame, *, log: bool = True, bins: int = 40, figsize: tuple = (9, 3.2)
+    frame: pd.DataFrame, *, log: bool = True, bins: int = 40, figsize: tuple = (9, 3.4)
 ) -> Figure:
     """Histograms of wait and run times, with p50/p90/p99 marked.
 
-    ``log=True`` puts seconds on a log axis with log-spaced bins, so a few slow jobs do not
-    squash everything else into one bar.
+    ``log=True`` puts durations on a log axis with log-spaced bins, so a few slow jobs do not
+    squash everything else into one bar. The legend (the percentiles' values) sits above
+    each plot, clear of the bars and the lines.
     """
-    import matplotlib.pyplot as plt
     import numpy as np
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
-    fig, axes = plt.subplots(1, 2, figsize=figsize, layout="constrained")
+    fig = new_figure(figsize=figsize)
+    axes = fig.subplots(1, 2)
     for ax, (stage, label) in zip(axes, _STAGE_LABELS.items(), strict=True):
         values = frame[stage].dropna().to_numpy(dtype=float)
-        ax.set_title(f"{label} ({len(values):,} jobs)")
-        ax.set_xlabel("seconds")
+        ax.set_title(f"{label} ({len(values):,} jobs)", pad=22, fontsize=10)
+        ax.set_xlabel("duration")
         if not len(values):
             ax.text(0.5, 0.5, "no jobs yet", ha="center", va="center", transform=ax.transAxes)
             continue
@@ -43,21 +53,20 @@ def plot_latency(
             low, high = values.min(), max(values.max(), values.min() * 10)
             edges = np.geomspace(low, high, bins + 1)
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator(_duration_ticks(low, high)))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             edges = np.linspace(values.min(), values.max() or 1.0, bins + 1)
-        ax.hist(values, bins=edges, color="#4c78a8", alpha=0.85)
+        ax.hist(values, bins=edges, color=_BAR, alpha=0.85)
         for name, q in PERCENTILES.items():
             at = float(np.quantile(values, q))
-            ax.axvline(
-                at,
-                color="#e45756",
-                linestyle=_MARKER_STYLES[name],
-                linewidth=1.3,
-                label=f"{name} {_seconds(at)}",
-            )
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.axvline(at, color=_MARK, linestyle=_MARKER_STYLES[name], linewidth=1.3,
+                       label=f"{name} {format_seconds(at)}")  # fmt: skip
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _tick_seconds(v)))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # whole jobs
-        ax.legend(loc="upper right", fontsize=8, framealpha=0.85, edgecolor="none")
+        # above the plot, so it never covers the bars or the percentile lines
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8, frameon=False,
+                  borderaxespad=0.2, handlelength=1.8, columnspacing=1.2)  # fmt: skip
     axes[0].set_ylabel("jobs")
     return fig
 
@@ -65,34 +74,84 @@ def plot_latency(
 def plot_timeline(
     frame: pd.DataFrame, freq: str | None = None, *, figsize: tuple = (9, 4.5)
 ) -> Figure:
-    """Jobs created/started/done per interval (top) and backlog and running jobs (bottom).
+    """Jobs created/started/done per interval (top), and backlog and running jobs (bottom).
 
-    ``freq`` defaults to a round interval giving about 60 points over the frame's time span.
+    The bottom panel draws, for each interval, the most jobs that were waiting (backlog) or
+    running at any moment in it (``throughput``'s ``peak_*`` columns): a burst shorter than
+    an interval still shows at its full height. ``freq`` defaults to a round interval giving
+    about 60 points over the frame's time span.
     """
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     freq = freq or _auto_freq(frame)
     table = throughput(frame, freq=freq)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=figsize, sharex=True, layout="constrained")
+    fig = new_figure(figsize=figsize)
+    top, bottom = fig.subplots(2, 1, sharex=True)
     if table.empty:
         top.text(0.5, 0.5, "no jobs yet", ha="center", va="center", transform=top.transAxes)
         return fig
     # one more point at the end, so the last interval is drawn as wide as the others
     end = table.index[-1] + pd.tseries.frequencies.to_offset(freq)
     table = pd.concat([table, table.iloc[[-1]].set_axis([end])])
-    x = table.index.tz_convert(None)  # matplotlib draws naive times; they are UTC
+    x = table.index.tz_convert(None).to_pydatetime()  # matplotlib draws naive times; UTC
     for column, color in (("created", "#4c78a8"), ("started", "#f58518"), ("done", "#54a24b")):
         top.step(x, table[column], where="post", label=column, color=color)
     top.set_ylabel(f"jobs per {freq}")
-    bottom.fill_between(x, table["backlog"], step="post", alpha=0.4, label="backlog (waiting)")
-    bottom.step(x, table["running"], where="post", label="running", color="#e45756")
-    bottom.set_ylabel("jobs")
+    bottom.fill_between(x, table["peak_backlog"], step="post", alpha=0.4,
+                        label="backlog (waiting)", color="#4c78a8", linewidth=0)  # fmt: skip
+    bottom.step(x, table["peak_running"], where="post", label="running", color="#e45756")
+    bottom.set_ylabel("jobs (peak)")
     bottom.set_xlabel("time (UTC)")
     for ax in (top, bottom):
+        ax.set_ylim(bottom=0)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    fig.autofmt_xdate()
+    _time_axis(bottom)
     return fig
+
+
+def new_figure(**kwargs: Any) -> Figure:
+    """A ``HistoryFigure`` (constrained layout), not registered with pyplot."""
+    from .figure import HistoryFigure
+
+    return HistoryFigure(layout="constrained", **kwargs)
+
+
+def _time_axis(ax: Axes) -> None:
+    """Ticks at round times, labelled as times ("12:26:30"), the date once in the corner."""
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=4, maxticks=9)
+    formatter = mdates.ConciseDateFormatter(locator)
+    # seconds-level ticks as full times, not the bare "30" ConciseDateFormatter shows
+    formatter.formats[-1] = "%H:%M:%S.%f"
+    formatter.zero_formats[-1] = "%H:%M:%S"
+    formatter.offset_formats = ["", "%Y", "%Y-%m", "%Y-%m-%d", "%Y-%m-%d", "%Y-%m-%d"]
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(formatter)
+
+
+_NICE_SECONDS = [
+    m * 10.0**e for e in range(-3, 3) for m in (1, 2, 5)
+] + [60, 120, 300, 600, 1200, 1800, 3600, 7200, 18000, 43200, 86400]  # fmt: skip
+_ROUND_TICKS = {10.0**e for e in range(-3, 3)} | {60, 600, 3600, 86400}
+
+
+def _duration_ticks(low: float, high: float) -> list[float]:
+    """Round durations (1 ms, 10 ms, 1 s, 1 min, …) between ``low`` and ``high``."""
+    ticks = [t for t in sorted(_NICE_SECONDS) if low * 0.95 <= t <= high * 1.05]
+    if len(ticks) > 5:  # a wide range: powers of ten, and the minute and the hour
+        rounder = [t for t in ticks if t in _ROUND_TICKS]
+        ticks = rounder if len(rounder) >= 3 else ticks
+    while len(ticks) > 5:  # labels like "200 ms" need room on a half-width plot
+        ticks = ticks[::2]
+    if len(ticks) < 2:  # a narrow range between two round values: its ends and middle
+        ticks = [float(f"{t:.2g}") for t in (low, (low * high) ** 0.5, high)]
+    return ticks
+
+
+def _tick_seconds(value: float) -> str:
+    """Tick labels: "5 ms", "2 s", "1 min"."""
+    return "0" if value == 0 else format_seconds(value)
 
 
 def _auto_freq(frame: pd.DataFrame, points: int = 60) -> str:
@@ -113,7 +172,3 @@ _ROUND_INTERVALS = [
     (1, "1s"), (5, "5s"), (10, "10s"), (30, "30s"), (60, "1min"), (300, "5min"),
     (600, "10min"), (1800, "30min"), (3600, "1h"), (6 * 3600, "6h"), (86400, "1D"),
 ]  # fmt: skip
-
-
-def _seconds(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.3g} s"

@@ -85,7 +85,7 @@ def _tidy(columns: Mapping[str, Any], groups: pd.Index, keys: list[str]) -> pd.D
     else:
         index = pd.Index(stage, name="stage")
     dtypes = {"count": "int64", **dict.fromkeys(SUMMARY_COLUMNS[1:], "float64")}
-    table = pd.DataFrame(dict(columns), index=index, columns=SUMMARY_COLUMNS)
+    table = _summary_class()(dict(columns), index=index, columns=SUMMARY_COLUMNS)
     table = table.fillna({"count": 0}).astype(dtypes)
     if not keys:
         return table
@@ -95,19 +95,29 @@ def _tidy(columns: Mapping[str, Any], groups: pd.Index, keys: list[str]) -> pd.D
         return table
 
 
+THROUGHPUT_COLUMNS = [
+    "created", "started", "done", "backlog", "running", "peak_backlog", "peak_running",
+]  # fmt: skip
+
+
 def throughput(frame: pd.DataFrame, freq: str = "1min") -> pd.DataFrame:
-    """Jobs created, started and done per interval, and the backlog and running jobs at its end.
+    """Jobs created, started and done per interval; backlog and running jobs at its end and at
+    their peak within it.
 
     ``backlog`` counts jobs created but not started by the interval's end; ``running`` those
-    started but not done. ``freq`` is a fixed pandas frequency ("10s", "1min", "1h").
+    started but not done. ``peak_backlog``/``peak_running`` are the most there were at any
+    moment of the interval (events at the same millisecond taken together), so a burst that
+    comes and goes between two interval ends still shows. ``freq`` is a fixed pandas
+    frequency ("10s", "1min", "1h"); each row is labelled with its interval's start.
     """
     import pandas as pd
 
-    events = {name: frame[name].dropna().dt.floor(freq) for name in ("created", "started", "done")}
+    times = {name: frame[name].dropna() for name in ("created", "started", "done")}
+    events = {name: values.dt.floor(freq) for name, values in times.items()}
     stamps = pd.concat(events.values())
     if stamps.empty:
         index = pd.DatetimeIndex([], tz="UTC", name="time", dtype=frame["created"].dtype)
-        return pd.DataFrame(0, index=index, columns=[*events, "backlog", "running"], dtype="int64")
+        return pd.DataFrame(0, index=index, columns=THROUGHPUT_COLUMNS, dtype="int64")
     index = pd.date_range(stamps.min(), stamps.max(), freq=freq, name="time")
     counts = pd.DataFrame(
         {name: times.value_counts().reindex(index, fill_value=0) for name, times in events.items()}
@@ -115,4 +125,53 @@ def throughput(frame: pd.DataFrame, freq: str = "1min") -> pd.DataFrame:
     totals = counts.cumsum()
     counts["backlog"] = totals["created"] - totals["started"]
     counts["running"] = totals["started"] - totals["done"]
+    counts["peak_backlog"] = _peaks(times["created"], times["started"], counts["backlog"], freq)
+    counts["peak_running"] = _peaks(times["started"], times["done"], counts["running"], freq)
     return counts.astype("int64")
+
+
+def _peaks(up: pd.Series, down: pd.Series, at_end: pd.Series, freq: str) -> pd.Series:
+    """The highest level of a count that ``up`` times raise and ``down`` times lower, within
+    each interval of ``at_end`` (the level at each interval's end)."""
+    import numpy as np
+    import pandas as pd
+
+    steps = pd.concat([pd.Series(1, index=up.to_numpy()), pd.Series(-1, index=down.to_numpy())])
+    level = steps.groupby(level=0).sum().cumsum()  # the level just after each instant
+    highest = level.groupby(level.index.floor(freq)).max()
+    highest = highest.set_axis(highest.index.astype(at_end.index.dtype)).reindex(at_end.index)
+    # The level an interval starts with: the one the interval before it ended with.
+    carried = at_end.shift(1, fill_value=0)
+    return pd.Series(np.fmax(highest.to_numpy(float), carried.to_numpy(float)), at_end.index)
+
+
+def _summary_class() -> type:
+    """``SummaryTable``, made on first use: defining a DataFrame subclass imports pandas."""
+    return __getattr__("SummaryTable")
+
+
+def __getattr__(name: str) -> Any:
+    if name != "SummaryTable":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in globals():  # made already (module __getattr__ is also called directly)
+        return globals()[name]
+    import pandas as pd
+
+    class SummaryTable(pd.DataFrame):
+        """The ``summary()``/``stats()`` table: a plain DataFrame for code, shown for reading
+        in notebooks (durations as "850 ms"/"12.3 s", the failure rate once per group)."""
+
+        @property
+        def _constructor(self) -> type:
+            return SummaryTable
+
+        def _repr_html_(self) -> str | None:
+            from .display import summary_html
+
+            if not set(self.columns) <= set(SUMMARY_COLUMNS) or self.columns.has_duplicates:
+                return super()._repr_html_()  # reshaped into something else: pandas' view
+            return summary_html(self)
+
+    SummaryTable.__module__, SummaryTable.__qualname__ = __name__, name
+    globals()[name] = SummaryTable  # pickle finds it here, and the next call too
+    return SummaryTable
