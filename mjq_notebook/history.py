@@ -343,7 +343,8 @@ def _flatten(values: pd.Series | None, prefix: str) -> pd.DataFrame:
 
 @pd.api.extensions.register_dataframe_accessor("mjq")
 class HistoryAccessor:
-    """``df.mjq.summary()``, ``.throughput()``, ``.plot_latency()``, ``.plot_timeline()``."""
+    """``df.mjq.summary()``, ``.throughput()``, ``.plot_latency()``, ``.plot_timeline()``,
+    ``.explore()``."""
 
     required = ("status", "created", "started", "done", *STAGES)
 
@@ -368,3 +369,9 @@ class HistoryAccessor:
     def plot_timeline(self, **kwargs: Any) -> Any:
         """Throughput and backlog over time (``plots.plot_timeline``)."""
         return plot_timeline(self._frame, **kwargs)
+
+    def explore(self) -> Any:
+        """A history explorer widget over this frame: status and grouping -> summary, plot."""
+        from .widgets import Explorer  # the widget layer sits above this one: import on use
+
+        return Explorer(frame=self._frame)

@@ -1,0 +1,172 @@
+// The mjq tail table: rows keyed by job id, patched in place so scroll and selection survive.
+// Every value is job data: it is only ever written with textContent, never as HTML.
+
+const COLUMNS = [
+  ["id", "id"],
+  ["status", "status"],
+  ["created", "created (UTC)"],
+  ["wait", "wait"],
+  ["run", "run"],
+  ["attempts", "attempts"],
+  ["data", "data"],
+];
+const NUMERIC = new Set(["wait", "run", "attempts"]);
+const FLASH_MS = 1200;
+
+function cell(tag, text, className) {
+  const node = document.createElement(tag);
+  node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function render({ model, el }) {
+  el.classList.add("mjq-tail");
+  const state = cell("div", "", "mjq-tail-state");
+  const scroller = cell("div", "", "mjq-tail-scroll");
+  const table = document.createElement("table");
+  const head = document.createElement("tr");
+  for (const [key, title] of COLUMNS) {
+    head.appendChild(cell("th", title, NUMERIC.has(key) ? "mjq-tail-n" : ""));
+  }
+  const thead = document.createElement("thead");
+  thead.appendChild(head);
+  const tbody = document.createElement("tbody");
+  const empty = cell("div", "no jobs", "mjq-tail-empty");
+  table.append(thead, tbody);
+  scroller.append(table, empty);
+  el.append(state, scroller);
+
+  const rowsById = new Map(); // job id -> <tr>
+  const timers = new Map(); // job id -> flash timeout
+  let first = true;
+
+  function select(id) {
+    model.set("selected", model.get("selected") === id ? "" : id);
+    model.save_changes();
+  }
+
+  function makeRow(id) {
+    const tr = document.createElement("tr");
+    tr.tabIndex = 0;
+    for (const [key] of COLUMNS) {
+      tr.appendChild(cell("td", "", NUMERIC.has(key) ? "mjq-tail-n" : `mjq-tail-${key}`));
+    }
+    tr.addEventListener("click", () => select(id));
+    tr.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        select(id);
+      }
+    });
+    return tr;
+  }
+
+  // Write a row's cells; true when any text changed.
+  function fill(tr, row) {
+    let changed = false;
+    COLUMNS.forEach(([key], index) => {
+      const text = row[key] == null ? "" : String(row[key]);
+      const td = tr.children[index];
+      if (td.textContent !== text) {
+        td.textContent = text;
+        changed = true;
+      }
+    });
+    const status = String(row.status ?? "");
+    if (tr.dataset.status !== status) tr.dataset.status = status;
+    tr.title = String(row.data ?? "");
+    return changed;
+  }
+
+  function flash(id, tr) {
+    tr.classList.remove("mjq-tail-flash");
+    void tr.offsetWidth; // restart the animation
+    tr.classList.add("mjq-tail-flash");
+    clearTimeout(timers.get(id));
+    timers.set(id, setTimeout(() => {
+      tr.classList.remove("mjq-tail-flash");
+      timers.delete(id);
+    }, FLASH_MS));
+  }
+
+  // The first row at least partly visible, and its distance from the top of the view, so
+  // rows inserted above it don't push what the user is reading out of view.
+  function anchor() {
+    if (scroller.scrollTop <= 0) return null;
+    for (const tr of tbody.children) {
+      if (tr.offsetTop + tr.offsetHeight > scroller.scrollTop) {
+        return { tr, offset: tr.offsetTop - scroller.scrollTop };
+      }
+    }
+    return null;
+  }
+
+  function update() {
+    const rows = model.get("rows") || [];
+    const kept = anchor();
+    const seen = new Set();
+    let previous = null;
+    for (const row of rows) {
+      const id = String(row.id);
+      if (seen.has(id)) continue;
+      seen.add(id);
+      let tr = rowsById.get(id);
+      const isNew = !tr;
+      if (isNew) {
+        tr = makeRow(id);
+        rowsById.set(id, tr);
+      }
+      const changed = fill(tr, row);
+      const expected = previous ? previous.nextSibling : tbody.firstChild;
+      if (expected !== tr) tbody.insertBefore(tr, expected);
+      if (!first && (isNew || changed)) flash(id, tr);
+      previous = tr;
+    }
+    for (const [id, tr] of rowsById) {
+      if (!seen.has(id)) {
+        tr.remove();
+        rowsById.delete(id);
+        clearTimeout(timers.get(id));
+        timers.delete(id);
+      }
+    }
+    if (kept && kept.tr.isConnected) {
+      scroller.scrollTop = kept.tr.offsetTop - kept.offset;
+    }
+    empty.style.display = rows.length ? "none" : "";
+    first = false;
+    showSelection();
+  }
+
+  function showSelection() {
+    const selected = model.get("selected");
+    for (const [id, tr] of rowsById) {
+      const on = id === selected;
+      tr.classList.toggle("mjq-tail-selected", on);
+      tr.setAttribute("aria-selected", on ? "true" : "false");
+    }
+  }
+
+  function showState() {
+    const text = String(model.get("state") || "");
+    state.textContent = text;
+    state.dataset.state = text.startsWith("reconnecting")
+      ? "reconnecting"
+      : text === "live" || text === "paused" ? text : "other";
+  }
+
+  model.on("change:rows", update);
+  model.on("change:selected", showSelection);
+  model.on("change:state", showState);
+  update();
+  showState();
+  return () => {
+    model.off("change:rows", update);
+    model.off("change:selected", showSelection);
+    model.off("change:state", showState);
+    for (const timer of timers.values()) clearTimeout(timer);
+  };
+}
+
+export default { render };

@@ -1,0 +1,253 @@
+"""The dashboard: counters, a throughput sparkline and a latency histogram over the live tail
+and the publish form, in one layout that fits a notebook cell.
+
+One subscription to the queue's shared ``Watcher`` feeds the header (the tail subscribes to
+the same watcher). Two writers, each owning its widgets: the watcher's callback sets the
+counters; a small chart thread of this dashboard redraws the SVG charts when the data changed
+(the histogram at most once a second) and slides the sparkline's time axis while the queue is
+idle. Both stop on ``close()`` or when the dashboard is no longer shown anywhere.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from .. import display
+from ..watch import Snapshot, Watcher
+from .charts import histogram_svg, rate, sparkline_svg
+from .publisher import Publisher
+
+if TYPE_CHECKING:
+    from ..queue import JobQueue
+    from ..watch import Subscription
+
+log = logging.getLogger("mjq_notebook")
+
+SPARK_WINDOW_S = 600.0  # the sparkline's span: the last 10 minutes
+SPARK_STEP_S = 10.0  # one point per 10 s
+RATE_S = 60.0  # "jobs/s" in the caption: finished in the last minute
+HISTOGRAM_JOBS = 1000  # the histogram shows the newest finished jobs, up to this many
+HISTOGRAM_EVERY_S = 1.0  # redrawn at most this often
+TICK_S = 1.0  # the chart thread looks at least this often (for the sparkline's time axis)
+HEADER_RATE = 2.0  # snapshots a second for the header
+
+
+class Dashboard(widgets.VBox):
+    """Counters, throughput and latency of ``queue`` live, over its tail and a publish form.
+
+    ``.counters``, ``.sparkline`` and ``.histogram`` are HTML widgets (the charts inline SVG);
+    ``.tail`` is a ``Tail`` and ``.publisher`` a ``Publisher`` (the tail's "copy to publish
+    form" fills it). ``close()`` stops everything it started.
+    """
+
+    def __init__(self, queue: JobQueue, *, limit: int = 50, **kwargs: Any) -> None:
+        from .tail import Tail  # the tail's module needs anywidget: import it with the widget
+
+        self.queue = queue
+        self.watcher = Watcher.of(queue)
+        self._subscription: Subscription | None = None
+        self._charts: _ChartThread | None = None
+        self._closed = True  # until __init__ has made everything close() closes
+        self._histogram_key: tuple = ()
+        self._histogram_at = 0.0
+        self.counters = widgets.HTML(layout=widgets.Layout(flex="1 1 330px", min_width="330px"))
+        self.sparkline = widgets.HTML(layout=widgets.Layout(flex="0 1 290px"))
+        self.histogram = widgets.HTML(layout=widgets.Layout(flex="0 1 370px"))
+        self.tail = Tail(queue, limit=limit)
+        self.publisher = Publisher(queue)
+        self.tail.on_copy(self.publisher.load)
+        self.tail.counters.layout.display = "none"  # the header shows them, with the state
+        self.publisher.on_publish(lambda _ids: self.watcher.poke())
+        header = widgets.HBox(
+            [self.counters, self.sparkline, self.histogram],
+            layout=widgets.Layout(
+                flex_flow="row wrap", align_items="flex-start", justify_content="space-between"
+            ),
+        )
+        # The stylesheet goes once, in a widget that never changes; the live parts only
+        # carry their classes, so each update is small.
+        heading = widgets.HTML(display.stylesheet() + _heading("Publish a job"))
+        self._parts = [header, heading]
+        self._render_charts(self.watcher.snapshot, force=True)
+        self._render_counters(self.watcher.snapshot)
+        super().__init__(
+            [header, self.tail, heading, self.publisher],
+            layout=kwargs.pop(
+                "layout", widgets.Layout(width="100%", max_width="1000px", overflow="hidden")
+            ),
+            **kwargs,
+        )
+        self._view_count = 0  # have the front end count its views (see _on_views)
+        self.observe(self._on_views, names="_view_count")
+        self._closed = False
+        self._start()
+
+    # -- life --------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._subscription is None and not self._closed:
+            self._charts = _ChartThread(self)
+            self._subscription = self.watcher.subscribe(self._on_snapshot, rate=HEADER_RATE)
+
+    def _stop(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        charts, self._charts = self._charts, None
+        if subscription is not None:
+            subscription.close()
+        if charts is not None:
+            charts.stop()
+
+    def _on_views(self, change: dict[str, Any]) -> None:
+        """Stop when the last view goes (its cell re-run or cleared); resume when shown again."""
+        old, new = change["old"] or 0, change["new"] or 0
+        if new == 0 and old > 0:
+            self._stop()
+        elif new > 0:
+            self._start()
+
+    def close(self) -> None:
+        """Stop the header's subscription and chart thread, the tail and the form."""
+        if getattr(self, "_closed", True):  # closed, or __init__ failed (Widget.__del__)
+            return
+        self._closed = True
+        self._stop()
+        self.tail.close()
+        self.publisher.close()
+        for part in [*self._parts, self.counters, self.sparkline, self.histogram]:
+            part.close()
+        super().close()
+
+    # -- drawing -----------------------------------------------------------------------------
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        """On the watcher's thread: counters now, the charts on the chart thread."""
+        self._render_counters(snapshot)
+        charts = self._charts
+        if charts is not None:
+            charts.wake()
+
+    def _render_counters(self, snapshot: Snapshot) -> None:
+        value = counters_html(snapshot)
+        if value != self.counters.value:
+            self.counters.value = value
+
+    def _render_charts(self, snapshot: Snapshot, *, force: bool = False) -> None:
+        """Redraw what changed: the sparkline when its text differs, the histogram when the
+        finished jobs changed and it was last drawn over a second ago (or ``force``)."""
+        now = time.time()
+        spark = sparkline_html(snapshot, now)
+        if spark != self.sparkline.value:
+            self.sparkline.value = spark
+        finished = snapshot.finished[-1].done if snapshot.finished else None
+        key = (len(snapshot.finished), finished)
+        due = now >= self._histogram_at + HISTOGRAM_EVERY_S
+        if force or (key != self._histogram_key and due):
+            self._histogram_key, self._histogram_at = key, now
+            self.histogram.value = histogram_html(snapshot)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else self.watcher.snapshot.state
+        return f"<Dashboard {self.queue.db.name}.{self.queue.name} ({state})>"
+
+
+class _ChartThread:
+    """Redraws a dashboard's charts off the watcher's thread; holds it only weakly, so a
+    dashboard dropped without ``close()`` can still be collected (the thread then ends)."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self._dashboard = weakref.ref(dashboard)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        name = f"mjq-dashboard-{dashboard.queue.name}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(TICK_S)
+            self._wake.clear()
+            dashboard = self._dashboard()
+            if dashboard is None or self._stop.is_set():
+                return
+            try:
+                dashboard._render_charts(dashboard.watcher.snapshot)
+            except Exception:  # drawing must never kill the thread or reach the notebook
+                log.exception("mjq: the dashboard's charts failed")
+            del dashboard
+
+
+# -- HTML of the header (plain functions of a snapshot, so they are easy to test) ------------
+
+
+def counters_html(snapshot: Snapshot) -> str:
+    """Status badges, and the watcher's state when it is not simply live."""
+    counts = snapshot.counts
+    badges = display.counts_html(counts) if counts else "<span class='mjq-dim'>counting…</span>"
+    if snapshot.state == "live":  # the tail below says so; here only how it follows
+        state = f"<span class='mjq-dim' style='font-size:11px'>via {_e(snapshot.mode)}</span>"
+    elif snapshot.state == "reconnecting":
+        reason = f": {snapshot.message}" if snapshot.message else ""
+        state = f"<div class='mjq-warn'>reconnecting…{_e(reason)}</div>"
+    else:
+        state = f"<span class='mjq-dim' style='font-size:11px'>{_e(snapshot.state)}…</span>"
+    return _wrap(f"{badges}<div>{state}</div>")
+
+
+def sparkline_html(snapshot: Snapshot, now: float) -> str:
+    """Created and finished jobs per 10 s over the last 10 minutes, with a caption.
+
+    ``now`` is rounded up to the next 10 s, so the picture (and the message sent to the
+    browser) changes only when the data or the 10 s bucket does.
+    """
+    now = math.ceil(now / SPARK_STEP_S) * SPARK_STEP_S
+    finished = [item.done for item in snapshot.finished]
+    svg = sparkline_svg(
+        snapshot.created, finished, now, window=SPARK_WINDOW_S, step=SPARK_STEP_S, width=280
+    )
+    per_s = rate(finished, now, RATE_S)
+    caption = f"last {SPARK_WINDOW_S / 60:g} min · {per_s:.1f} jobs/s finished (last {RATE_S:g} s)"
+    legend = (
+        "<span style='color:var(--jp-brand-color1,#1976d2)'>━ created</span> "
+        "<span style='color:var(--jp-success-color1,#388e3c)'>━ finished</span>"
+    )
+    return _wrap(
+        f"<div style='font-size:11px' class='mjq-dim'>{_e(caption)}</div>{svg}"
+        f"<div style='font-size:11px'>{legend}</div>"
+    )
+
+
+def histogram_html(snapshot: Snapshot) -> str:
+    """Wait and run times of the newest finished jobs (up to HISTOGRAM_JOBS)."""
+    recent = snapshot.finished[-HISTOGRAM_JOBS:]
+    svg = histogram_svg([f.wait_s for f in recent], [f.run_s for f in recent])
+    caption = f"latency of the last {len(recent):,} finished jobs"
+    return _wrap(f"<div style='font-size:11px' class='mjq-dim'>{_e(caption)}</div>{svg}")
+
+
+def _heading(text: str) -> str:
+    return _wrap(f"<div class='mjq-h' style='margin-top:8px'>{_e(text)}</div>")
+
+
+def _wrap(body: str) -> str:
+    return f'<div class="mjq">{body}</div>'
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))

@@ -1,0 +1,324 @@
+"""The publish form: a JSON editor with live validation, job options, Publish and Publish N.
+
+Built from ipywidgets core controls only, so it works wherever ipywidgets does. Everything
+runs on the kernel's own thread (observers and button clicks); no background thread.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import bson
+import ipywidgets as widgets
+from bson.errors import InvalidDocument
+
+from ..errors import InvalidQueueError, PublishError
+
+if TYPE_CHECKING:
+    from bson import ObjectId
+
+    from ..queue import JobQueue
+
+log = logging.getLogger("mjq_notebook")
+
+MAX_BSON_SIZE = 16 * 1024 * 1024
+EXAMPLE = {"message": "hello world!"}
+MAX_COPIES = 10_000
+SHOWN_IDS = 3  # ids listed after a publish; the rest are counted
+MAX_BATCH_BYTES = 64 * 1024 * 1024  # "publish N copies" writes at most this much at once
+_INVALID = object()  # the editor holds no publishable value
+
+# Monospace editor text; error and success colours follow JupyterLab's theme variables.
+_STYLE = (
+    "<style>.mjq-editor textarea{font-family:var(--jp-code-font-family,monospace);"
+    "font-size:var(--jp-code-font-size,13px)}</style>"
+)
+_ERROR = "color:var(--jp-error-color1,#d32f2f)"
+_OK = "color:var(--jp-success-color1,#388e3c)"
+_MUTED = "color:var(--jp-ui-font-color2,#757575)"
+
+
+def check_json(text: str) -> tuple[Any, str]:
+    """``(value, "")`` when ``text`` is JSON that MongoDB can store as job data, else
+    ``(_INVALID, message)``; the message is plain text (callers escape it)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return _INVALID, _json_error(text, exc)
+    except RecursionError:
+        return _INVALID, "the JSON is nested too deeply to read"
+    size = data_size(value)
+    if isinstance(size, str):
+        return _INVALID, size
+    if size > MAX_BSON_SIZE:
+        return _INVALID, (
+            f"this data is {size / 2**20:.1f} MiB as BSON, over MongoDB's 16 MiB document limit"
+        )
+    return value, ""
+
+
+def data_size(value: Any) -> int | str:
+    """The BSON size of a job's ``data`` field, or why it can't be stored."""
+    try:
+        return len(bson.encode({"data": value}))
+    except (InvalidDocument, TypeError, OverflowError, ValueError, RecursionError) as exc:
+        return f"this data can't be stored in MongoDB: {exc}"
+
+
+def _json_error(text: str, exc: json.JSONDecodeError) -> str:
+    """The parser's complaint with its line and column, and the line with a caret under it."""
+    if not text.strip():
+        return 'the editor is empty: enter a JSON value, e.g. {"message": "hi"}'
+    line = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
+    start = max(0, exc.colno - 40)
+    snippet = line[start : start + 80]
+    caret = " " * (exc.colno - 1 - start) + "^"
+    return f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})\n{snippet}\n{caret}"
+
+
+class Publisher(widgets.VBox):
+    """A form that publishes jobs to ``queue``: JSON data, priority, delay, max attempts.
+
+    Bad JSON or data MongoDB can't store is reported under the editor as you type, and the
+    publish buttons stay disabled until it is fixed; a failed publish is reported there too
+    and never raises into the notebook. ``on_publish(callback)`` is told the new ids.
+    """
+
+    def __init__(self, queue: JobQueue, data: Any = EXAMPLE, **kwargs: Any) -> None:
+        self.queue = queue
+        self._data: Any = _INVALID
+        self._problem = ""
+        self._busy = False
+        self._callbacks: list[Callable[[list[ObjectId]], None]] = []
+        self.editor = widgets.Textarea(
+            value=_pretty(data)[0],
+            placeholder='{"message": "hello world!"}',
+            description="data",
+            tooltip="The job's data as JSON: any JSON value (an object, a list, a string…)",
+            rows=8,
+            continuous_update=True,
+            # stretched, not 100%: 100% plus the widget's margin overflows the form's box
+            layout=widgets.Layout(width="auto", align_self="stretch"),
+        )
+        self.editor.add_class("mjq-editor")
+        self.priority = widgets.IntText(
+            value=0,
+            description="priority",
+            tooltip="Jobs with a higher priority are claimed first (default 0)",
+            layout=widgets.Layout(width="170px"),
+            style={"description_width": "55px"},
+        )
+        self.delay = widgets.FloatText(
+            value=0.0,
+            description="delay (s)",
+            tooltip="Seconds before a worker may claim the job (0: at once)",
+            layout=widgets.Layout(width="170px"),
+            style={"description_width": "65px"},
+        )
+        self.max_attempts = widgets.BoundedIntText(
+            value=queue.max_attempts,
+            min=1,
+            max=max(1000, queue.max_attempts),
+            description="attempts",
+            tooltip="How many times a worker may try the job before it is marked failed",
+            layout=widgets.Layout(width="150px"),
+            style={"description_width": "60px"},
+        )
+        self.copies = widgets.BoundedIntText(
+            value=1,
+            min=1,
+            max=MAX_COPIES,
+            description="copies",
+            tooltip=f"How many identical jobs 'Publish N copies' creates (1 to {MAX_COPIES:,})",
+            layout=widgets.Layout(width="150px"),
+            style={"description_width": "50px"},
+        )
+        self.publish_button = widgets.Button(
+            description="Publish",
+            button_style="primary",
+            icon="paper-plane",
+            tooltip="Publish one job with this data",
+        )
+        self.publish_copies_button = widgets.Button(
+            description="Publish 1 copy",
+            tooltip="Publish as many identical jobs as 'copies' says, in one round trip",
+        )
+        self.message = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self._style = widgets.HTML(_STYLE, layout=widgets.Layout(height="0px", margin="0"))
+        self.editor.observe(self._validate, names="value")
+        for control in (self.priority, self.delay, self.max_attempts):
+            control.observe(self._validate, names="value")
+        self.copies.observe(self._on_copies, names="value")
+        self.publish_button.on_click(lambda _: self.publish(1))
+        self.publish_copies_button.on_click(lambda _: self.publish(self.copies.value))
+        options = widgets.HBox(
+            [self.priority, self.delay, self.max_attempts],
+            layout=widgets.Layout(flex_flow="row wrap"),
+        )
+        buttons = widgets.HBox(
+            [self.publish_button, self.copies, self.publish_copies_button],
+            layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
+        )
+        super().__init__(
+            [self._style, self.editor, options, buttons, self.message],
+            layout=kwargs.pop("layout", widgets.Layout(width="100%", max_width="1000px")),
+            **kwargs,
+        )
+        self._validate()
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def valid(self) -> bool:
+        """True when the editor and the options hold something publishable."""
+        return self._data is not _INVALID and not self._problem
+
+    def _validate(self, _change: Any = None) -> None:
+        """Parse and check the editor and options; show the problem, or clear it."""
+        self._data, problem = check_json(self.editor.value)
+        if not problem:
+            problem = self._option_problem()
+        self._problem = problem
+        with self.hold_sync():
+            self._set_buttons()
+            if problem:
+                self._show(problem, _ERROR)
+            elif self.message.value.startswith("<div data-kind='error'"):
+                self.message.value = ""  # fixed: the stale complaint goes
+
+    def _option_problem(self) -> str:
+        delay = self.delay.value
+        if delay is None or not delay >= 0:  # also NaN
+            return "delay must be 0 or more seconds"
+        return ""
+
+    def _on_copies(self, change: Any) -> None:
+        n = change["new"]
+        self.publish_copies_button.description = f"Publish {n:,} cop{'y' if n == 1 else 'ies'}"
+
+    def _set_buttons(self) -> None:
+        disabled = self._busy or not self.valid
+        self.publish_button.disabled = disabled
+        self.publish_copies_button.disabled = disabled
+
+    def _show(self, text: str, style: str, kind: str = "error") -> None:
+        body = html.escape(text)
+        self.message.value = (
+            f"<div data-kind='{kind}' style='{style};white-space:pre-wrap;"
+            f"font-family:var(--jp-code-font-family,monospace);font-size:12px'>{body}</div>"
+        )
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def publish(self, copies: int = 1) -> list[ObjectId]:
+        """Publish ``copies`` identical jobs from the form; returns their ids ([] on failure).
+
+        Never raises: the outcome is shown in ``message``.
+        """
+        self._validate()
+        if not self.valid:
+            return []
+        copies = max(1, min(int(copies), MAX_COPIES))
+        total = copies * data_size(self._data)
+        if copies > 1 and total > MAX_BATCH_BYTES:
+            self._show(
+                f"{copies:,} copies of this data are {total / 2**20:.0f} MiB: over the "
+                f"{MAX_BATCH_BYTES // 2**20} MiB one publish may write (a capped queue that "
+                "small would evict them); nothing was published",
+                _ERROR,
+            )
+            return []
+        options = {
+            "priority": int(self.priority.value),
+            "delay": float(self.delay.value),
+            "max_attempts": int(self.max_attempts.value),
+        }
+        self._busy = True
+        self._set_buttons()
+        self._show("publishing…", _MUTED, kind="busy")
+        try:
+            if copies == 1:
+                ids = [self.queue.pub(self._data, **options)]
+            else:
+                ids = self.queue.pub_many([self._data] * copies, **options)
+        except (PublishError, InvalidQueueError) as exc:
+            self._show(str(exc), _ERROR)
+            return []
+        except Exception as exc:  # a server error: shown here, never raised into the notebook
+            self._show(
+                f"publishing failed: {type(exc).__name__}: {exc}\n"
+                "check the queue before trying again: the server may have stored the job(s)",
+                _ERROR,
+            )
+            return []
+        finally:
+            self._busy = False
+            self._set_buttons()
+        self._show(_published(ids), _OK, kind="ok")
+        for callback in list(self._callbacks):
+            try:
+                callback(ids)
+            except Exception:  # a listener's bug must not look like a failed publish
+                log.exception("on_publish callback failed")
+        return ids
+
+    def load(self, data: Any) -> None:
+        """Fill the editor with ``data`` as indented JSON (the tail's "copy to publish form").
+
+        Values JSON can't hold (dates, ObjectIds) become their text, and the message says so.
+        """
+        text, converted = _pretty(data)
+        self.editor.value = text
+        if converted and self.valid:
+            self._show(
+                "loaded; values JSON can't hold (dates, ids) were turned into text",
+                _MUTED,
+                kind="note",
+            )
+
+    def on_publish(self, callback: Callable[[list[ObjectId]], None], remove: bool = False) -> None:
+        """Call ``callback(ids)`` after every successful publish (``remove=True`` to stop)."""
+        if remove:
+            self._callbacks.remove(callback)
+        else:
+            self._callbacks.append(callback)
+
+    def close(self) -> None:
+        """Close the form and its controls (their front-end views go away)."""
+        if not hasattr(self, "message"):  # __init__ failed (close() runs from Widget.__del__)
+            return
+        self._callbacks.clear()
+        for child in self._controls():
+            child.close()
+        super().close()
+
+    def _controls(self) -> list[widgets.Widget]:
+        boxes = [child for child in self.children if isinstance(child, widgets.Box)]
+        inner = [control for box in boxes for control in box.children]
+        return [*inner, *boxes, self._style, self.editor, self.message]
+
+    def __repr__(self) -> str:
+        state = "valid" if self.valid else f"invalid: {self._problem.splitlines()[0]}"
+        return f"<Publisher {self.queue.db.name}.{self.queue.name} ({state})>"
+
+
+def _pretty(data: Any) -> tuple[str, bool]:
+    """``data`` as indented JSON, and whether some values had to be turned into text."""
+    converted = False
+
+    def as_text(value: Any) -> str:
+        nonlocal converted
+        converted = True
+        return str(value)
+
+    return json.dumps(data, indent=2, ensure_ascii=False, default=as_text), converted
+
+
+def _published(ids: list[ObjectId]) -> str:
+    shown = ", ".join(str(i) for i in ids[:SHOWN_IDS])
+    more = f" and {len(ids) - SHOWN_IDS:,} more" if len(ids) > SHOWN_IDS else ""
+    return f"published {len(ids):,} job{'s' if len(ids) != 1 else ''}: {shown}{more}"

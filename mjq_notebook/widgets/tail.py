@@ -1,0 +1,444 @@
+"""``Tail``: the queue's newest jobs as a live table, with filters, detail and requeue.
+
+The table is an anywidget (``JobTable``) whose state is a list of rows keyed by job id; its
+JavaScript patches rows in place, so the user's scroll and selection survive updates. The
+controls are ipywidgets core widgets, so tests drive them headless.
+
+Threads: the queue's shared ``Watcher`` calls ``_on_snapshot`` on its own thread, which is
+the only writer of the live parts (rows, state, counters, and the detail of the selected job
+while it changes). Button and selection handlers run on the kernel's thread; every write of
+both sides goes through ``self._lock``, and a callback of a stale subscription (paused,
+closed) writes nothing. Nothing here ever writes to the inputs the user edits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import html
+import json
+import logging
+import pathlib
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as W
+import traitlets
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo.errors import PyMongoError
+
+from .. import display
+from ..job import STATUSES, Job
+from ..watch import Snapshot, Subscription, Watcher
+
+try:
+    import anywidget
+except ImportError as exc:  # pragma: no cover - a dependency; say what to install
+    raise ImportError(
+        "the live tail needs anywidget (a dependency of mjq-notebook): pip install anywidget"
+    ) from exc
+
+if TYPE_CHECKING:
+    from ..queue import JobQueue
+
+log = logging.getLogger("mjq_notebook")
+
+_STATIC = pathlib.Path(__file__).parent / "_static"
+LIVE_RATE = 10.0  # table updates a second at most, rows from the watcher's window
+QUERY_RATE = 2.0  # with a status filter or a search, re-reads of the queue a second at most
+SEARCH_SCAN = 10  # a search looks through this many times `limit` newest jobs
+REQUEUE_SCAN = 10_000  # failed jobs a search looks through for "requeue all"
+PREVIEW_WIDTH = 80
+
+
+class JobTable(anywidget.AnyWidget):
+    """The tail's table: ``rows`` (dicts of strings keyed by ``"id"``), ``selected`` (a job
+    id, set by a click) and ``state`` ("live", "paused", "reconnecting…: why")."""
+
+    _esm = _STATIC / "tail.js"
+    _css = _STATIC / "tail.css"
+    rows = traitlets.List(traitlets.Dict()).tag(sync=True)
+    selected = traitlets.Unicode("").tag(sync=True)
+    state = traitlets.Unicode("connecting…").tag(sync=True)
+
+    def __repr__(self) -> str:
+        return f"<JobTable {len(self.rows)} rows, {self.state}>"
+
+
+class Tail(W.VBox):
+    """The newest ``limit`` jobs of ``queue``, live. See the module docstring."""
+
+    def __init__(self, queue: JobQueue, limit: int = 50) -> None:
+        self.queue = queue
+        self.limit = int(limit)
+        self.watcher = Watcher.of(queue)
+        self._lock = threading.RLock()
+        self._sub: Subscription | None = None
+        self._token: object | None = None  # identifies the current subscription's callback
+        self._status: str | None = None  # the filter and search as the watcher thread reads them
+        self._term = ""
+        self._shown: dict[str, Job] = {}  # jobs in the rows, by id string
+        self._detail_job: Job | None = None
+        self._copy_callbacks: list[Callable[[Any], None]] = []
+        self._closed = False
+
+        self.table = JobTable()
+        self.table._view_count = 0  # let the front end count its views (see _views_changed)
+        self.status_filter = W.Dropdown(
+            options=["all", *STATUSES], value="all", description="status", layout={"width": "11em"}
+        )
+        self.status_filter.style.description_width = "auto"
+        self.search = W.Text(placeholder="id prefix or text in the data", layout={"width": "20em"})
+        self.pause_button = W.ToggleButton(
+            description="Pause", icon="pause", tooltip="stop following the queue"
+        )
+        self.counters = W.HTML()
+        self.message = W.HTML()
+        self.detail = W.HTML()
+        fit = {"width": "auto"}  # buttons are 148 px by default: the labels would be cut
+        self.requeue_button = W.Button(
+            description="Requeue",
+            icon="redo",
+            tooltip="put this failed job back to waiting",
+            layout={"display": "none", **fit},
+        )
+        self.requeue_all_button = W.Button(
+            description="Requeue all failed…",
+            tooltip="every failed job matching the filter",
+            layout=fit,
+        )
+        self.copy_button = W.Button(
+            description="Copy to publish form",
+            icon="copy",
+            disabled=True,
+            tooltip="load the selected job's data into the publish form",
+            layout=fit,
+        )
+        self.confirm_label = W.HTML()
+        self.confirm_button = W.Button(description="Requeue", button_style="danger", layout=fit)
+        self.cancel_button = W.Button(description="Cancel", layout=fit)
+        self.confirm_box = W.HBox(
+            [self.confirm_label, self.confirm_button, self.cancel_button],
+            layout={"display": "none"},
+        )
+        self._pending_requeue: dict[str, Any] | None = None
+
+        super().__init__(
+            [
+                W.HBox([self.status_filter, self.search, self.pause_button]),
+                self.counters,
+                self.table,
+                W.HBox([self.requeue_button, self.requeue_all_button, self.copy_button]),
+                self.confirm_box,
+                self.message,
+                self.detail,
+            ]
+        )
+        self.status_filter.observe(self._filter_changed, "value")
+        self.search.observe(self._filter_changed, "value")
+        self.pause_button.observe(self._pause_changed, "value")
+        self.table.observe(self._selected_changed, "selected")
+        self.table.observe(self._views_changed, "_view_count")
+        self.requeue_button.on_click(self._requeue)
+        self.requeue_all_button.on_click(self._ask_requeue_all)
+        self.confirm_button.on_click(self._confirm_requeue_all)
+        self.cancel_button.on_click(self._cancel_requeue_all)
+        self.copy_button.on_click(self._copy)
+        self._subscribe()
+
+    # -- public -------------------------------------------------------------------------
+
+    def select(self, job_id: ObjectId | str) -> None:
+        """Show the job's detail (as a click on its row does)."""
+        self.table.selected = str(job_id)
+
+    def on_copy(self, callback: Callable[[Any], None], remove: bool = False) -> None:
+        """Call ``callback(data)`` with the selected job's data on "Copy to publish form"."""
+        if remove:
+            self._copy_callbacks.remove(callback)
+        else:
+            self._copy_callbacks.append(callback)
+
+    def close(self) -> None:
+        """Stop following the queue (the watcher's thread ends with its last subscriber)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._unsubscribe()
+        for child in self._widgets():
+            child.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<Tail {self.queue.db.name}.{self.queue.name}: {self.table!r}>"
+
+    # -- following the queue -------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        if self._closed:
+            return
+        token = object()
+        with self._lock:
+            if self._sub is not None:
+                return
+            self._token = token
+            self._status, self._term = self._filter()
+        sub = self.watcher.subscribe(
+            functools.partial(self._on_snapshot, token), window=self.limit, rate=self._rate()
+        )
+        with self._lock:
+            if self._token is token:
+                self._sub = sub
+                return
+        sub.close()  # paused or closed meanwhile
+
+    def _unsubscribe(self) -> None:
+        with self._lock:
+            sub, self._sub, self._token = self._sub, None, None
+        if sub is not None:
+            sub.close()  # outside the lock: it may wait for a callback that wants the lock
+
+    def _filter(self) -> tuple[str | None, str]:
+        status = self.status_filter.value
+        return (None if status == "all" else status), self.search.value.strip()
+
+    def _rate(self) -> float:
+        return LIVE_RATE if self._status is None and not self._term else QUERY_RATE
+
+    def _on_snapshot(self, token: object, snapshot: Snapshot) -> None:
+        """On the watcher's thread: the rows, state and counters for ``snapshot``."""
+        with self._lock:
+            if token is not self._token:
+                return
+            status, term = self._status, self._term
+        jobs = self._jobs_for(snapshot, status, term)
+        rows = None if jobs is None else [job_row(job) for job in jobs]
+        counters = _counters_html(snapshot.counts) if snapshot.counts else None
+        with self._lock:
+            if token is not self._token:
+                return
+            with self.table.hold_sync():
+                _assign(self.table, "state", _state_text(snapshot))
+                if rows is not None:
+                    _assign(self.table, "rows", rows)
+            if counters is not None:
+                _assign(self.counters, "value", counters)
+            if jobs is not None:
+                self._shown = {str(job.id): job for job in jobs}
+                selected = self._shown.get(self.table.selected)
+                if selected is not None and selected != self._detail_job:
+                    self._show_detail(selected)
+
+    def _jobs_for(self, snapshot: Snapshot, status: str | None, term: str) -> list[Job] | None:
+        """The jobs to show: the window, or (filtered) a read of the queue (the subscription's
+        rate keeps those to QUERY_RATE a second); None to leave the rows as they are."""
+        if status is None and not term:
+            return list(snapshot.jobs[: self.limit])
+        try:
+            if not term:
+                return list(self.queue.jobs(status=status, limit=self.limit))
+            jobs = self.queue.jobs(status=status, limit=self.limit * SEARCH_SCAN)
+        except PyMongoError:
+            return None  # the watcher reports the outage
+        return [job for job in jobs if matches(job, term)][: self.limit]
+
+    def _filter_changed(self, _change: Any = None) -> None:
+        with self._lock:
+            self._status, self._term = self._filter()
+            sub = self._sub
+        self.requeue_all_button.layout.display = (
+            None if self._status in (None, "failed") else "none"
+        )
+        self._cancel_requeue_all()
+        if sub is not None:
+            sub.rate = self._rate()
+            sub.resend()
+
+    def _pause_changed(self, change: Any) -> None:
+        if change["new"]:
+            self._unsubscribe()
+            self.pause_button.description, self.pause_button.icon = "Resume", "play"
+            with self._lock:
+                _assign(self.table, "state", "paused")
+        else:
+            self.pause_button.description, self.pause_button.icon = "Pause", "pause"
+            self._subscribe()
+
+    def _views_changed(self, change: Any) -> None:
+        """A tail no longer shown anywhere stops following the queue; shown again, resumes."""
+        old, new = change["old"] or 0, change["new"] or 0
+        if old > 0 and new == 0:
+            self._unsubscribe()
+        elif new > 0 and old == 0 and not self.pause_button.value:
+            self._subscribe()
+
+    # -- selection and detail ------------------------------------------------------------
+
+    def _selected_changed(self, change: Any) -> None:
+        self._say("")  # the last action's message was about the job selected before
+        job = self._shown.get(change["new"])
+        if job is None and change["new"]:
+            try:
+                job = self.queue.get(ObjectId(change["new"]))
+            except (InvalidId, TypeError):
+                job = None
+            except PyMongoError as exc:
+                self._say(f"could not read job {change['new']}: {type(exc).__name__}")
+                return
+        with self._lock:
+            if self.table.selected == change["new"]:
+                self._show_detail(job)
+
+    def _show_detail(self, job: Job | None) -> None:
+        """The detail pane and the buttons for ``job`` (None: nothing selected). Call with
+        ``self._lock`` held."""
+        self._detail_job = job
+        _assign(self.detail, "value", "" if job is None else display.job_html(job))
+        failed = job is not None and job.get("status") == "failed"
+        self.requeue_button.layout.display = None if failed else "none"
+        self.copy_button.disabled = job is None
+
+    def _selected_job(self) -> Job | None:
+        with self._lock:
+            return self._detail_job
+
+    # -- actions -------------------------------------------------------------------------
+
+    def _requeue(self, _button: Any = None) -> None:
+        job = self._selected_job()
+        if job is None:
+            return
+        try:
+            requeued = self.queue.retry(job.id)
+            fresh = self.queue.get(job.id)
+        except PyMongoError as exc:
+            self._say(f"requeue failed: {type(exc).__name__}")
+            return
+        self._say(f"job {job.id} is waiting again" if requeued else f"job {job.id} was not failed")
+        with self._lock:
+            if self._detail_job is job:
+                self._show_detail(fresh)
+        self.watcher.poke()
+
+    def _ask_requeue_all(self, _button: Any = None) -> None:
+        _, term = self._filter()
+        try:
+            if term:
+                failed = self.queue.jobs(status="failed", limit=REQUEUE_SCAN)
+                ids = [job.id for job in failed if matches(job, term)]
+                query, count = {"_id": {"$in": ids}}, len(ids)
+            else:
+                query, count = None, self.queue.counts(warn=False)["failed"]
+        except PyMongoError as exc:
+            self._say(f"could not count the failed jobs: {type(exc).__name__}")
+            return
+        if not count:
+            self._say("no failed jobs match this filter")
+            return
+        self._pending_requeue = {"query": query}
+        plural = "job" if count == 1 else "jobs"
+        self.confirm_label.value = f"<b>Requeue {count:,} failed {plural} matching this filter?</b>"
+        self.confirm_box.layout.display = None
+
+    def _confirm_requeue_all(self, _button: Any = None) -> None:
+        pending, self._pending_requeue = self._pending_requeue, None
+        self.confirm_box.layout.display = "none"
+        if pending is None:
+            return
+        try:
+            count = self.queue.retry_failed(pending["query"])
+        except PyMongoError as exc:
+            self._say(f"requeue failed: {type(exc).__name__}")
+            return
+        self._say(f"requeued {count:,} failed job{'' if count == 1 else 's'}")
+        self.watcher.poke()
+
+    def _cancel_requeue_all(self, _button: Any = None) -> None:
+        self._pending_requeue = None
+        self.confirm_box.layout.display = "none"
+
+    def _copy(self, _button: Any = None) -> None:
+        job = self._selected_job()
+        if job is None:
+            return
+        for callback in list(self._copy_callbacks):
+            try:
+                callback(job.get("data"))
+            except Exception:  # one broken callback must not stop the others
+                log.exception("mjq: an on_copy callback failed")
+
+    def _say(self, text: str) -> None:
+        self.message.value = f'<span class="mjq-dim">{html.escape(text)}</span>' if text else ""
+
+    def _widgets(self) -> Sequence[W.Widget]:
+        return (
+            self.table, self.status_filter, self.search, self.pause_button, self.counters,
+            self.message, self.detail, self.requeue_button, self.requeue_all_button,
+            self.copy_button, self.confirm_label, self.confirm_button, self.cancel_button,
+            self.confirm_box, *self.children,
+        )  # fmt: skip
+
+
+# -- rows -----------------------------------------------------------------------------------
+
+
+def job_row(job: Job) -> dict[str, str]:
+    """One table row: plain strings (the front end renders them as text, never as HTML)."""
+    ts = job.get("ts") or {}
+    created, started, done = (_time(ts.get(k)) for k in ("created", "started", "done"))
+    attempts, most = job.get("attempts"), job.get("max_attempts")
+    return {
+        "id": str(job.get("_id")),
+        "status": str(job.get("status", "?")),
+        "created": _clock(created),
+        "wait": display.format_seconds(_between(created, started)),
+        "run": display.format_seconds(_between(started, done)),
+        "attempts": f"{attempts or 0}/{most}" if most else str(attempts or 0),
+        "data": display.data_preview(job.get("data"), PREVIEW_WIDTH),
+    }
+
+
+def matches(job: Job, term: str) -> bool:
+    """True when ``term`` starts the job's id or appears in its data as JSON (any case)."""
+    if str(job.get("_id")).startswith(term.lower()):
+        return True
+    text = json.dumps(job.get("data"), default=str, ensure_ascii=False)
+    return term.lower() in text.lower()
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, dt.datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _clock(when: dt.datetime | None) -> str:
+    """HH:MM:SS.mmm in UTC."""
+    if when is None:
+        return "—"
+    when = when.astimezone(dt.timezone.utc)
+    return when.strftime("%H:%M:%S.") + f"{when.microsecond // 1000:03d}"
+
+
+def _between(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
+    return None if start is None or end is None else (end - start).total_seconds()
+
+
+def _state_text(snapshot: Snapshot) -> str:
+    if snapshot.state == "reconnecting":
+        return f"reconnecting…: {snapshot.message}" if snapshot.message else "reconnecting…"
+    if snapshot.state == "connecting":
+        return "connecting…"
+    return snapshot.state
+
+
+def _counters_html(counts: dict[str, int]) -> str:
+    return f'<div class="mjq">{display.stylesheet()}{display.counts_html(counts)}</div>'
+
+
+def _assign(widget: W.Widget, name: str, value: Any) -> None:
+    """Set a trait only when it changes: an equal value sends nothing to the front end."""
+    if getattr(widget, name) != value:
+        setattr(widget, name, value)

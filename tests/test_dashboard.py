@@ -1,0 +1,218 @@
+"""The dashboard (live header over the tail and the publish form) and its SVG charts."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from mjq_notebook import JobQueue
+from mjq_notebook.widgets.charts import (
+    bucket_counts,
+    histogram_svg,
+    quantile,
+    rate,
+    sparkline_svg,
+)
+from tests.test_publisher import XSS, assert_escaped
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+# -- charts: pure functions ------------------------------------------------------------------
+
+
+def _svg(text: str) -> ET.Element:
+    root = ET.fromstring(text)  # well-formed XML, or this raises
+    assert root.tag == f"{SVG}svg"
+    return root
+
+
+def test_bucket_counts_and_rate():
+    now = 1000.0
+    times = [400.0, 405.0, 995.0, 999.9, 1000.0, 1001.0, 399.0]
+    counts = bucket_counts(times, now, window=600, step=10)
+    assert len(counts) == 60
+    assert counts[0] == 2 and counts[-1] == 3 and sum(counts) == 5
+    assert rate(times, now, seconds=10) == pytest.approx(0.3)
+
+
+def test_sparkline_draws_created_and_finished_per_step():
+    now = 10_000.0
+    created = [now - 5 - i for i in range(30)]  # 30 jobs in the last 35 s
+    finished = [now - 5.0] * 4
+    root = _svg(sparkline_svg(created, finished, now, window=600, step=10))
+    lines = root.findall(f"{SVG}polyline")
+    assert len(lines) == 2
+    for line in lines:
+        points = [tuple(map(float, p.split(","))) for p in line.get("points").split()]
+        assert len(points) == 60
+        assert all(math.isfinite(x) and math.isfinite(y) for x, y in points)
+    created_y = [float(p.split(",")[1]) for p in lines[0].get("points").split()]
+    assert created_y[-1] < created_y[0]  # the recent bucket is higher (smaller y) than old ones
+    assert "var(--jp-brand-color1" in lines[0].get("style")
+    assert "var(--jp-success-color1" in lines[1].get("style")
+    empty = sparkline_svg([], [], now)
+    assert empty != sparkline_svg(created, finished, now)
+    _svg(empty)
+
+
+def test_histogram_marks_percentiles_on_log_bins():
+    wait = [0.001 * 1.2**i for i in range(60)]
+    run = [2.0, 3.0, None, float("nan"), 0.0]
+    text = histogram_svg(wait, run, bins=20)
+    root = _svg(text)
+    bars = root.findall(f"{SVG}rect")
+    assert 0 < len(bars) <= 40
+    marks = [line for line in root.findall(f"{SVG}line") if "dasharray" in line.get("style")]
+    assert len(marks) == 4  # p50 and p90 in each panel
+    labels = " ".join(t.text for t in root.iter(f"{SVG}text"))
+    assert "wait · 60 jobs" in labels and "run · 3 jobs" in labels  # None and NaN skipped
+    assert "p50" in labels and "p90" in labels
+    assert "1 ms" in labels  # the 0.0 run time counts as BSON's 1 ms floor
+    empty = _svg(histogram_svg([], []))
+    assert "no jobs yet" in " ".join(t.text for t in empty.iter(f"{SVG}text"))
+
+
+def test_quantile_matches_numpy():
+    np = pytest.importorskip("numpy")
+    values = sorted([0.3, 5.0, 1.0, 2.5, 0.01, 7.0, 7.0])
+    for q in (0, 0.5, 0.9, 1):
+        assert quantile(values, q) == pytest.approx(float(np.quantile(values, q)))
+    assert math.isnan(quantile([], 0.5))
+
+
+# -- the dashboard against the server --------------------------------------------------------
+
+
+def _wait_for(predicate, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+@pytest.fixture
+def other(client, queue):
+    """The same queue through another client, as another kernel or a worker would see it."""
+    from mjq_notebook.connection import client_for
+
+    host, port = client.address
+    second = client_for(f"mongodb://{host}:{port}/")
+    try:
+        yield JobQueue(second[queue.db.name], name=queue.name, lease=30, backoff=0.05)
+    finally:
+        second.close()
+
+
+def _threads() -> int:
+    """``threading.active_count()`` less the embedded test server's own threads (it serves
+    each new connection on a thread of this process; a real mongod has none here)."""
+    server = [t for t in threading.enumerate() if t.name.startswith("secantus")]
+    return threading.active_count() - len(server)
+
+
+@pytest.fixture
+def dashboard(queue):
+    from mjq_notebook.widgets.dashboard import Dashboard
+
+    board = Dashboard(queue)
+    yield board
+    board.close()
+    assert _ours() == []
+
+
+def _ours() -> list[str]:
+    """Threads of this package still running (pymongo's own come and go with its clients)."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("mjq-")]
+
+
+def _row_ids(board) -> set[str]:
+    return {row["id"] for row in board.tail.table.rows}
+
+
+def test_a_job_from_another_client_shows_within_a_second(other, dashboard):
+    _wait_for(lambda: "via " in dashboard.counters.value, 5, "the watcher going live")
+    job_id = other.pub({"kind": "from-elsewhere"})
+    start = time.monotonic()
+    _wait_for(lambda: str(job_id) in _row_ids(dashboard), 3, "the job showing in the tail")
+    assert time.monotonic() - start < 1.0
+    _wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters")
+    # The watcher re-reads counts at most once a second and the header takes 2 snapshots a
+    # second: just after the watcher started (its counts fresh) that is up to 1.5 s.
+    assert time.monotonic() - start < 1.6
+
+
+def test_finishing_jobs_updates_the_histogram_and_sparkline(other, dashboard):
+    _wait_for(lambda: "via " in dashboard.counters.value, 5, "the watcher going live")
+    histogram, sparkline = dashboard.histogram.value, dashboard.sparkline.value
+    assert "no jobs yet" in histogram
+    other.pub_many([{"n": i} for i in range(3)])
+    for _ in range(3):
+        other.done(other.next(timeout=2))
+    _wait_for(lambda: "done 3" in dashboard.counters.value, 3, "the counters saying done 3")
+    _wait_for(lambda: "run · 3 jobs" in dashboard.histogram.value, 3, "the histogram")
+    assert dashboard.sparkline.value != sparkline
+    _svg(_only_svg(dashboard.histogram.value))
+    _svg(_only_svg(dashboard.sparkline.value))
+
+
+def _only_svg(value: str) -> str:
+    return value[value.index("<svg") : value.index("</svg>") + len("</svg>")]
+
+
+def test_publisher_and_tail_are_wired(dashboard, queue):
+    dashboard.publisher.editor.value = '{"kind": "mine"}'
+    dashboard.publisher.publish_button.click()
+    [job] = queue.jobs()
+    _wait_for(lambda: str(job.id) in _row_ids(dashboard), 3, "the published job in the tail")
+    dashboard.publisher.editor.value = "{}"
+    dashboard.tail.select(job.id)
+    dashboard.tail.copy_button.click()
+    assert json.loads(dashboard.publisher.editor.value) == {"kind": "mine"}
+
+
+def test_close_leaves_no_thread(queue):
+    from mjq_notebook.widgets.dashboard import Dashboard
+
+    before = _threads()
+    board = Dashboard(queue)
+    _wait_for(lambda: "via " in board.counters.value, 5, "the watcher going live")
+    assert _threads() == before + 2  # the queue's watcher and the dashboard's chart thread
+    board.close()
+    board.close()  # idempotent
+    assert _threads() == before
+
+
+def test_stops_when_no_longer_shown_and_resumes_when_shown(other, dashboard):
+    before = _ours()
+    assert len(before) == 2  # the queue's watcher and the dashboard's chart thread
+    dashboard._view_count = 1  # what the front end reports for a displayed widget
+    dashboard._view_count = 0  # its cell re-run or cleared
+    assert dashboard._subscription is None and dashboard._charts is None
+    assert len(_ours()) == 1  # the tail (shown apart from the header) still follows
+    dashboard._view_count = 1  # shown again
+    assert sorted(_ours()) == sorted(before)
+    job_id = other.pub({"n": 1})
+    _wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters again")
+    assert job_id
+
+
+@pytest.mark.parametrize("payload", XSS)
+def test_payloads_in_jobs_are_escaped_everywhere(other, dashboard, payload):
+    job_id = other.pub({payload: payload, "kind": payload})
+    other.fail(other.next(timeout=2), RuntimeError(payload))
+    _wait_for(lambda: str(job_id) in _row_ids(dashboard), 3, "the job in the tail")
+    dashboard.tail.select(job_id)
+    dashboard.tail.copy_button.click()  # the payload goes into the form (a value, not HTML)
+    dashboard.publisher.publish_button.click()
+    dashboard.publisher.editor.value = payload + "{"  # and into its error message
+    time.sleep(0.3)
+    assert_escaped(dashboard)
+    assert html.escape(payload) in dashboard.publisher.message.value

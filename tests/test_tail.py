@@ -1,0 +1,303 @@
+"""The live tail, headless: rows from other clients and processes within the bounds, filters,
+pause, detail, requeue with confirmation, escaping, and clean stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pymongo.errors import OperationFailure
+
+from mjq_notebook import JobQueue
+from mjq_notebook.connection import client_for
+from mjq_notebook.watch import Watcher
+from mjq_notebook.widgets import Tail
+from mjq_notebook.widgets import tail as tail_module
+
+from .test_watch import wait_for, watcher_threads
+
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'><b>'
+
+
+@pytest.fixture(params=["auto", "polling"])
+def queue(request, monkeypatch, db):
+    """The queue as the server allows (change streams here), and with polling forced."""
+    q = JobQueue(db, lease=30, backoff=0.05)
+    if request.param == "polling":
+
+        def no_change_streams(*args, **kwargs):
+            raise OperationFailure("$changeStream is only supported on replica sets", code=40573)
+
+        monkeypatch.setattr(q.collection, "watch", no_change_streams)
+    return q
+
+
+@pytest.fixture
+def other(server_uri, db):
+    """The same queue through a second client: another kernel, as far as the tail can tell."""
+    client = client_for(server_uri)
+    yield JobQueue(client[db.name], lease=30, backoff=0.05)
+    client.close()
+
+
+@pytest.fixture
+def tail(queue):
+    tail = Tail(queue, limit=20)
+    wait_for(lambda: tail.table.state == "live", 10, "the tail to go live")
+    yield tail
+    tail.close()
+
+
+def row(tail, job_id):
+    return next((r for r in tail.table.rows if r["id"] == str(job_id)), None)
+
+
+def shows(tail, job_id, status=None, **cells):
+    r = row(tail, job_id)
+    return (
+        r is not None
+        and (status is None or r["status"] == status)
+        and all(r[k] == v for k, v in cells.items())
+    )
+
+
+def test_a_job_from_another_client_appears_within_half_a_second(tail, other):
+    for n in range(3):
+        job_id = other.pub({"n": n, "text": "hello"})
+        took = wait_for(lambda: shows(tail, job_id, "waiting"), 0.5, "the new job")  # noqa: B023
+        assert took < 0.5
+    r = row(tail, job_id)
+    assert r["attempts"] == "0/3" and r["data"] == '{"n": 2, "text": "hello"}'
+    assert r["wait"] == r["run"] == "—" and len(r["created"]) == len("12:00:00.000")
+    assert all(isinstance(v, str) for v in r.values())
+    assert tail.table.rows[0]["id"] == str(job_id)  # newest first
+
+
+def test_a_job_from_mjq_pub_in_another_process_appears(tail, server_uri, db):
+    env = {k: v for k, v in os.environ.items() if k not in ("MJQ_MONGODB_URI", "MONGODB_URI")}
+    out = subprocess.run(
+        [sys.executable, "-m", "mjq_notebook.cli", "pub", "--uri", server_uri, "--db", db.name,
+         json.dumps({"from": "cli"})],
+        capture_output=True, text=True, timeout=60, env=env, check=True,
+    ).stdout  # fmt: skip
+    job_id = out.strip()
+    assert wait_for(lambda: shows(tail, job_id, "waiting"), 0.5, "the job from mjq pub") < 0.5
+
+
+def test_status_changes_show_within_a_second(tail, other):
+    job_id = other.pub({"task": 1}, max_attempts=2)
+    wait_for(lambda: shows(tail, job_id, "waiting"), 0.5, "the job")
+    job = other.next()
+    wait_for(lambda: shows(tail, job_id, "working", attempts="1/2"), 1, "working")
+    other.fail(job, ValueError("first try"))  # attempts remain: waiting again
+    wait_for(lambda: shows(tail, job_id, "waiting", attempts="1/2"), 1, "waiting for a retry")
+    time.sleep(0.1)  # the retry's back-off
+    job = other.next()
+    wait_for(lambda: shows(tail, job_id, "working", attempts="2/2"), 1, "working again")
+    other.fail(job, ValueError("second try"))
+    wait_for(lambda: shows(tail, job_id, "failed"), 1, "failed")
+    done_id = other.pub({"task": 2})
+    other.done(other.next(), "ok")
+    wait_for(lambda: shows(tail, done_id, "done"), 1, "done")
+    r = row(tail, done_id)
+    assert r["wait"] != "—" and r["run"] != "—"
+    wait_for(lambda: "done 1" in tail.counters.value, 2, "the counters")
+    assert "failed 1" in tail.counters.value
+
+
+def test_filter_and_search_narrow_the_rows(tail, queue):
+    ids = queue.pub_many([{"kind": "email", "to": "ann"}, {"kind": "sms"}, {"kind": "email"}])
+    queue.done(queue.next())  # the first email
+    wait_for(lambda: len(tail.table.rows) == 3, 2, "three rows")
+    tail.status_filter.value = "waiting"
+    wait_for(lambda: {r["id"] for r in tail.table.rows} == {str(i) for i in ids[1:]}, 2, "waiting")
+    tail.search.value = "EMAIL"
+    wait_for(lambda: [r["id"] for r in tail.table.rows] == [str(ids[2])], 2, "waiting emails")
+    tail.status_filter.value = "all"
+    emails = [str(ids[2]), str(ids[0])]
+    wait_for(lambda: [r["id"] for r in tail.table.rows] == emails, 2, "all emails")
+    tail.search.value = str(ids[1])  # an id (or a prefix of one)
+    wait_for(lambda: [r["id"] for r in tail.table.rows] == [str(ids[1])], 2, "by id")
+    # filtered rows stay live
+    late = queue.pub({"kind": "sms", "late": True})
+    tail.search.value = "sms"
+    wait_for(lambda: [r["id"] for r in tail.table.rows] == [str(late), str(ids[1])], 2, "live")
+    tail.search.value = ""
+    wait_for(lambda: len(tail.table.rows) == 4, 2, "everything again")
+    assert tail.search.value == "" and tail.status_filter.value == "all"  # never written back
+
+
+def test_pause_stops_updates_and_resume_catches_up(tail, queue):
+    tail.pause_button.value = True
+    assert tail.table.state == "paused" and tail.pause_button.description == "Resume"
+    assert watcher_threads() == []  # nothing polls while paused
+    job_id = queue.pub({"while": "paused"})
+    time.sleep(0.7)
+    assert row(tail, job_id) is None
+    tail.pause_button.value = False
+    wait_for(lambda: shows(tail, job_id, "waiting"), 1, "the catch-up")
+    assert tail.table.state == "live"
+
+
+def test_select_shows_the_detail_with_the_traceback_and_requeue(tail, queue):
+    job_id = queue.pub({"payload": XSS}, max_attempts=1)
+    try:
+        raise RuntimeError(f"bad {XSS}")
+    except RuntimeError as exc:
+        queue.fail(queue.next(), exc)
+    wait_for(lambda: shows(tail, job_id, "failed"), 1, "failed")
+    assert tail.requeue_button.layout.display == "none"
+    tail.select(job_id)
+    assert tail.table.selected == str(job_id)
+    detail = tail.detail.value
+    assert "Traceback" in detail and "RuntimeError" in detail
+    assert "<script>" not in detail and "&lt;script&gt;" in detail
+    assert "<img src=x" not in detail
+    assert tail.requeue_button.layout.display is None
+    tail.requeue_button.click()
+    assert queue.get(job_id)["status"] == "waiting"
+    assert "waiting again" in tail.message.value
+    wait_for(lambda: shows(tail, job_id, "waiting", attempts="1/4"), 1, "requeued")
+    assert tail.requeue_button.layout.display == "none"
+    tail.requeue_button.click()  # not failed any more: nothing happens
+    assert queue.get(job_id)["status"] == "waiting"
+
+
+def test_the_detail_follows_the_selected_job(tail, queue):
+    job_id = queue.pub({"follow": "me"})
+    wait_for(lambda: row(tail, job_id), 1, "the job")
+    tail.select(job_id)
+    assert "waiting" in tail.detail.value
+    queue.done(queue.next(), {"answer": 42})
+    wait_for(lambda: "42" in tail.detail.value, 1, "the result in the detail")
+    tail.select("")
+    assert tail.detail.value == "" and tail.copy_button.disabled
+
+
+def test_requeue_all_needs_confirmation_and_requeues_only_the_failed(tail, queue):
+    ids = queue.pub_many([{"n": n, "kind": "a" if n % 2 else "b"} for n in range(6)],
+                         max_attempts=1)  # fmt: skip
+    for n in range(6):
+        job = queue.next()
+        if n < 4:
+            queue.fail(job, "broken")
+        elif n == 4:
+            queue.done(job)
+    # ids[0..3] failed, ids[4] done, ids[5] working
+    wait_for(lambda: shows(tail, ids[3], "failed"), 1, "the failures")
+    tail.requeue_all_button.click()
+    assert tail.confirm_box.layout.display is None
+    assert "Requeue 4 failed jobs" in tail.confirm_label.value
+    assert queue.counts()["failed"] == 4  # nothing happened yet
+    tail.cancel_button.click()
+    assert tail.confirm_box.layout.display == "none" and queue.counts()["failed"] == 4
+    tail.search.value = '"kind": "a"'
+    tail.requeue_all_button.click()
+    assert "Requeue 2 failed jobs" in tail.confirm_label.value
+    tail.confirm_button.click()
+    assert {queue.get(i)["status"] for i in (ids[1], ids[3])} == {"waiting"}
+    assert {queue.get(i)["status"] for i in (ids[0], ids[2])} == {"failed"}
+    tail.search.value = ""
+    tail.requeue_all_button.click()
+    assert "Requeue 2 failed jobs" in tail.confirm_label.value
+    tail.confirm_button.click()
+    assert "requeued 2" in tail.message.value
+    statuses = [queue.get(i)["status"] for i in ids]
+    assert statuses == ["waiting"] * 4 + ["done", "working"]
+    assert queue.history_collection.count_documents({"status": "done"}) == 1
+    tail.requeue_all_button.click()
+    assert tail.confirm_box.layout.display == "none" and "no failed" in tail.message.value
+
+
+def test_copy_to_the_publish_form(tail, queue):
+    got = []
+    tail.on_copy(got.append)
+    job_id = queue.pub({"copy": [1, 2]})
+    wait_for(lambda: row(tail, job_id), 1, "the job")
+    assert tail.copy_button.disabled
+    tail.select(job_id)
+    tail.copy_button.click()
+    assert got == [{"copy": [1, 2]}]
+
+
+def test_rows_are_plain_text_and_the_counters_escaped(tail, queue):
+    job_id = queue.pub({XSS: XSS})
+    wait_for(lambda: row(tail, job_id), 1, "the job")
+    data = row(tail, job_id)["data"]
+    assert "<script>" in data  # raw text: the front end writes it with textContent only
+    js = (Path(tail_module.__file__).parent / "_static" / "tail.js").read_text()
+    assert "innerHTML" not in js and "textContent" in js
+    assert "<script>" not in tail.counters.value
+
+
+def test_close_stops_the_thread_and_closes_the_widgets(queue):
+    Tail(queue).close()  # open the client's pooled connections first
+    before = threading.active_count()
+    tail = Tail(queue)
+    wait_for(lambda: tail.table.state == "live", 10, "live")
+    assert len(watcher_threads()) == 1
+    tail.close()
+    tail.close()
+    assert watcher_threads() == []
+    assert threading.active_count() == before
+    assert tail.table.comm is None and tail.search.comm is None
+
+
+def test_two_tails_share_one_watcher_and_thread(queue):
+    first, second = Tail(queue), Tail(queue, limit=5)
+    try:
+        assert first.watcher is second.watcher is Watcher.of(queue)
+        assert len(watcher_threads()) == 1
+        job_id = queue.pub({"both": True})
+        wait_for(lambda: row(first, job_id) and row(second, job_id), 1, "both tails")
+        first.close()
+        assert len(watcher_threads()) == 1
+        other_id = queue.pub({"second": "still live"})
+        wait_for(lambda: row(second, other_id), 1, "the second tail")
+    finally:
+        first.close()
+        second.close()
+    assert watcher_threads() == []
+
+
+def test_a_tail_no_longer_shown_stops_following(queue):
+    tail = Tail(queue)
+    try:
+        wait_for(lambda: tail.table.state == "live", 10, "live")
+        tail.table._view_count = 1  # the front end counts its views
+        tail.table._view_count = 0  # the cell was cleared or re-run
+        assert watcher_threads() == []
+        tail.table._view_count = 1  # shown again
+        job_id = queue.pub({"back": True})
+        wait_for(lambda: row(tail, job_id), 1, "the job after the view came back")
+    finally:
+        tail.close()
+
+
+def test_at_most_ten_messages_a_second_and_none_when_idle(tail, queue):
+    sent = []
+    for widget in (tail.table, tail.counters, tail.detail):
+        original = widget._send
+
+        def counting(msg, buffers=None, widget=widget, original=original):
+            sent.append((time.monotonic(), widget, msg))
+            return original(msg, buffers=buffers)
+
+        widget._send = counting
+    time.sleep(0.6)
+    sent.clear()
+    time.sleep(1.0)
+    assert sent == [], "sent updates although nothing changed"
+    start = time.monotonic()
+    while time.monotonic() - start < 2.0:
+        queue.pub({"flood": True})
+        time.sleep(0.01)
+    table = [t for t, widget, _ in sent if widget is tail.table]
+    assert 5 <= len(table) <= 24, len(table)  # ~10 a second over 2 s
+    assert len([w for _, w, _ in sent if w is tail.counters]) <= 4  # counts: once a second

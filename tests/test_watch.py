@@ -1,0 +1,264 @@
+"""The shared Watcher: live snapshots from change streams or polling, throttled callbacks,
+one thread per queue that stops with its last subscriber, and outages ridden out."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+
+import pytest
+from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
+
+from mjq_notebook import JobQueue, embedded_server
+from mjq_notebook.connection import client_for
+from mjq_notebook.watch import Watcher, _describe, changes
+from mjq_notebook.widgets import Tail
+
+from .conftest import TEST_URI
+
+
+def wait_for(predicate, timeout, what="the condition"):
+    """Poll ``predicate`` until true; returns the seconds it took."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.005)
+    return time.monotonic() - start
+
+
+def watcher_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("mjq-watch-")]
+
+
+def status_of(watcher, job_id):
+    return next((j["status"] for j in watcher.snapshot.jobs if j.id == job_id), None)
+
+
+@pytest.fixture(params=["auto", "polling"])
+def mode(request, monkeypatch, queue):
+    """Run a test as the server allows (change streams here) and with polling forced: the
+    watch() call fails as on a standalone mongod."""
+    if request.param == "polling":
+
+        def no_change_streams(*args, **kwargs):
+            raise OperationFailure("$changeStream is only supported on replica sets", code=40573)
+
+        monkeypatch.setattr(queue.collection, "watch", no_change_streams)
+    return request.param
+
+
+@pytest.fixture
+def other_queue(server_uri, db):
+    """The same queue seen through a second client, as another kernel or process sees it."""
+    second = client_for(server_uri)
+    yield JobQueue(second[db.name], lease=30, backoff=0.05)
+    second.close()
+
+
+def test_new_jobs_and_status_changes_show_up(queue, mode, other_queue):
+    watcher = Watcher.of(queue)
+    sub = watcher.subscribe(lambda s: None)
+    try:
+        wait_for(lambda: watcher.snapshot.state == "live", 10, "live")
+        assert watcher.snapshot.mode == ("polling" if mode == "polling" else watcher.snapshot.mode)
+        job_id = other_queue.pub({"n": 1})
+        assert wait_for(lambda: status_of(watcher, job_id) == "waiting", 0.5, "the insert") < 0.5
+        job = other_queue.next()
+        wait_for(lambda: status_of(watcher, job_id) == "working", 1, "working")
+        other_queue.done(job, {"ok": True})
+        wait_for(lambda: status_of(watcher, job_id) == "done", 1, "done")
+        wait_for(lambda: watcher.snapshot.counts.get("done") == 1, 2, "the counts")
+        finished = watcher.snapshot.finished
+        assert [f.id for f in finished] == [job_id]
+        assert finished[0].status == "done" and finished[0].run_s >= 0
+        assert finished[0].wait_s >= 0
+        assert len(watcher.snapshot.created) == 1
+    finally:
+        sub.close()
+    assert watcher.snapshot.state == "stopped"
+
+
+def test_the_window_is_the_newest_jobs(queue, mode):
+    ids = queue.pub_many([{"n": n} for n in range(8)])
+    watcher = Watcher.of(queue)
+    sub = watcher.subscribe(lambda s: None, window=5)
+    try:
+        wait_for(lambda: watcher.snapshot.state == "live", 10, "live")
+        assert [j.id for j in watcher.snapshot.jobs] == ids[::-1][:5]
+        more = queue.pub_many([{"n": n} for n in range(8, 10)])
+        wait_for(lambda: watcher.snapshot.jobs[0].id == more[-1], 1, "the new jobs")
+        assert [j.id for j in watcher.snapshot.jobs] == (ids + more)[::-1][:5]
+        # a wider subscriber widens the window for all
+        wider = watcher.subscribe(lambda s: None, window=7)
+        wait_for(lambda: len(watcher.snapshot.jobs) == 7, 2, "the wider window")
+        wider.close()
+    finally:
+        sub.close()
+
+
+def test_one_watcher_and_one_thread_per_queue(queue, db):
+    same = JobQueue(db, lease=30)
+    assert Watcher.of(queue) is Watcher.of(same)
+    assert Watcher.of(queue) is not Watcher.of(JobQueue(db, "another"))
+    before = threading.active_count()
+    subs = [Watcher.of(q).subscribe(lambda s: None) for q in (queue, same, queue)]
+    assert len(watcher_threads()) == 1
+    subs[0].close()
+    subs[0].close()  # idempotent
+    assert len(watcher_threads()) == 1
+    for sub in subs[1:]:
+        sub.close()
+    assert watcher_threads() == []
+    assert threading.active_count() <= before
+
+
+def test_callbacks_are_throttled_and_only_on_change(queue):
+    calls = []
+    sub = Watcher.of(queue).subscribe(lambda s: calls.append((time.monotonic(), s)), rate=4)
+    try:
+        wait_for(lambda: calls and calls[-1][1].state == "live", 10, "a first call")
+        time.sleep(0.6)
+        quiet = len(calls)
+        time.sleep(1.0)
+        assert len(calls) == quiet, "called back although nothing changed"
+        start = time.monotonic()
+        while time.monotonic() - start < 1.5:
+            queue.pub({"burst": True})
+            time.sleep(0.02)
+        burst = [t for t, _ in calls if t >= start]
+        assert 2 <= len(burst) <= 8, len(burst)  # ~4/s over 1.5 s
+        gaps = [b - a for a, b in itertools.pairwise(burst)]
+        assert min(gaps) >= 0.2
+        versions = [s.version for _, s in calls]
+        assert versions == sorted(set(versions))
+    finally:
+        sub.close()
+
+
+def test_a_failing_callback_is_logged_and_the_others_still_run(queue, caplog):
+    good = []
+
+    def bad(snapshot):
+        raise RuntimeError("boom")
+
+    watcher = Watcher.of(queue)
+    with caplog.at_level(logging.ERROR, logger="mjq_notebook"):
+        subs = [watcher.subscribe(bad), watcher.subscribe(good.append)]
+        try:
+            job_id = queue.pub({"x": 1})
+            wait_for(lambda: any(j.id == job_id for s in good for j in s.jobs), 2, "the job")
+        finally:
+            for sub in subs:
+                sub.close()
+    assert "boom" in caplog.text
+
+
+def test_finished_is_seeded_from_history(queue):
+    for n in range(2):
+        queue.pub({"n": n})
+        queue.done(queue.next())
+    queue.pub({"last": True}, max_attempts=1)
+    queue.fail(queue.next(), ValueError("bad"))
+    watcher = Watcher.of(queue)
+    sub = watcher.subscribe(lambda s: None)
+    try:
+        wait_for(lambda: watcher.snapshot.state == "live", 10, "live")
+        statuses = sorted(f.status for f in watcher.snapshot.finished)
+        assert statuses == ["done", "done", "failed"]
+        assert all(f.wait_s is not None and f.run_s is not None for f in watcher.snapshot.finished)
+    finally:
+        sub.close()
+
+
+def test_poke_rereads_at_once(queue, monkeypatch):
+    def no_change_streams(*args, **kwargs):
+        raise OperationFailure("no", code=40573)
+
+    monkeypatch.setattr(queue.collection, "watch", no_change_streams)
+    watcher = Watcher.of(queue)
+    sub = watcher.subscribe(lambda s: None)
+    try:
+        wait_for(lambda: watcher.snapshot.state == "live", 10, "live")
+        job_id = queue.pub({"a": 1})
+        job = queue.next()
+        queue.done(job)  # no insert after the first: only a poke or the next round shows it
+        watcher.poke()
+        wait_for(lambda: status_of(watcher, job_id) == "done", 0.6, "done")
+    finally:
+        sub.close()
+
+
+def test_changes_yields_new_jobs_and_status_changes(queue, other_queue):
+    seen = []
+
+    def follow():
+        for job, previous in changes(queue, limit=10, interval=0.1, duration=3):
+            seen.append((job.id, previous, job["status"]))
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    time.sleep(0.5)
+    job_id = other_queue.pub({"hello": "<world>"})
+    time.sleep(0.4)
+    other_queue.done(other_queue.next())
+    thread.join(10)
+    assert (job_id, None, "waiting") in seen
+    assert seen[-1][0] == job_id and seen[-1][2] == "done", seen
+    assert watcher_threads() == []
+
+
+def test_describe_never_shows_a_password():
+    exc = ServerSelectionTimeoutError(
+        "mongodb://alice:s3cr3t@db.example:27017: [Errno 111] Connection refused "
+        "(configured timeouts: socketTimeoutMS: 20000.0ms), Timeout: 1.0s, Topology..."
+    )
+    text = _describe(exc)
+    assert "s3cr3t" not in text and text.startswith("ServerSelectionTimeoutError: ")
+    assert "Topology" not in text
+
+
+@pytest.mark.skipif(bool(TEST_URI), reason="restarts the embedded server; can't restart yours")
+@pytest.mark.parametrize("polling", [False, True])
+def test_an_outage_shows_reconnecting_then_resumes(tmp_path, polling, monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "data"
+    with embedded_server(data, port=port) as server:
+        client = client_for(server.uri, timeout=1)
+        q = JobQueue(client["outage"])
+        if polling:
+            monkeypatch.setattr(
+                q.collection, "watch", lambda *a, **k: (_ for _ in ()).throw(OperationFailure("x"))
+            )
+        first = q.pub({"before": True})
+        watcher = Watcher.of(q)
+        states = []
+        sub = watcher.subscribe(lambda s: states.append(s.state))
+        tail = Tail(q)
+        wait_for(lambda: status_of(watcher, first) == "waiting", 10, "the first job")
+    try:
+        wait_for(lambda: watcher.snapshot.state == "reconnecting", 20, "reconnecting")
+        assert watcher.snapshot.message and "://" not in watcher.snapshot.message
+        wait_for(lambda: tail.table.state.startswith("reconnecting…: "), 1, "the tail to say so")
+        time.sleep(1)  # it keeps trying, quietly
+        assert watcher_threads()
+        with embedded_server(data, port=port):
+            wait_for(lambda: watcher.snapshot.state == "live", 30, "live again")
+            second = JobQueue(client_for(server.uri)["outage"]).pub({"after": True})
+            wait_for(lambda: status_of(watcher, second) == "waiting", 2, "a job after the outage")
+            assert "reconnecting" in states and states[-1] == "live"
+            wait_for(lambda: tail.table.rows[0]["id"] == str(second), 1, "the tail to resume")
+            assert tail.table.state == "live"
+            tail.close()
+            sub.close()
+    finally:
+        tail.close()
+        sub.close()
+        client.close()
+    assert watcher_threads() == []
