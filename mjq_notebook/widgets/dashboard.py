@@ -58,9 +58,9 @@ class Dashboard(widgets.VBox):
         self._closed = True  # until __init__ has made everything close() closes
         self._histogram_key: tuple = ()
         self._histogram_at = 0.0
-        self.counters = widgets.HTML(layout=widgets.Layout(flex="1 1 330px", min_width="330px"))
+        self.counters = widgets.HTML(layout=widgets.Layout(flex="1 1 320px", min_width="320px"))
         self.sparkline = widgets.HTML(layout=widgets.Layout(flex="0 1 290px"))
-        self.histogram = widgets.HTML(layout=widgets.Layout(flex="0 1 370px"))
+        self.histogram = widgets.HTML(layout=widgets.Layout(flex="0 1 340px"))
         self.tail = Tail(queue, limit=limit)
         self.publisher = Publisher(queue)
         self.tail.on_copy(self.publisher.load)
@@ -236,7 +236,7 @@ def sparkline_html(snapshot: Snapshot, now: float) -> str:
 def histogram_html(snapshot: Snapshot) -> str:
     """Wait and run times of the newest finished jobs (up to HISTOGRAM_JOBS)."""
     recent = snapshot.finished[-HISTOGRAM_JOBS:]
-    svg = histogram_svg([f.wait_s for f in recent], [f.run_s for f in recent])
+    svg = histogram_svg([f.wait_s for f in recent], [f.run_s for f in recent], width=330)
     caption = f"latency of the last {len(recent):,} finished jobs"
     return _wrap(f"<div style='font-size:11px' class='mjq-dim'>{_e(caption)}</div>{svg}")
 

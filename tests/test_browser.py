@@ -1,0 +1,314 @@
+"""``q.dashboard()`` in a real JupyterLab 4, driven by Debian's Chromium through Playwright.
+
+One JupyterLab server, one notebook and one page for the module: the notebook shows the
+dashboard of a fresh database; the tests publish and work jobs from this process and look at
+the rendered page, click in it, and read MongoDB. ``MJQ_SCREENSHOTS=1`` also writes the
+light and dark screenshots to ``docs/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("jupyterlab", reason="the browser tests need jupyterlab (the dev extra)")
+pytest.importorskip("ipykernel", reason="the browser tests need ipykernel (the dev extra)")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the browser tests need playwright (the dev extra)"
+)
+CHROMIUM = os.environ.get("MJQ_CHROMIUM") or shutil.which("chromium")
+if not CHROMIUM:
+    pytest.skip(
+        "Chromium is not installed (Debian: apt-get install chromium; or set MJQ_CHROMIUM to "
+        "a Chromium binary), so JupyterLab can't be driven in a browser",
+        allow_module_level=True,
+    )
+
+from mjq_notebook import JobQueue  # noqa: E402
+
+from .notebook_helpers import jupyter_lab, write_notebook  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+expect = sync_api.expect
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# The kernel's threads, less the subshells JupyterLab's widget manager may ask ipykernel 7 for
+THREADS = "sum(not t.name.startswith('subshell-') for t in threading.enumerate())"
+XSS = (
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(1)</script>",
+    '"><svg onload=alert(1)>',
+    "'><img src=x onerror=alert(1)>",
+)
+
+
+@dataclass
+class Lab:
+    page: object  # playwright Page, showing the notebook with the dashboard
+    queue: JobQueue  # the dashboard's queue, opened from this process
+    alerts: list[str] = field(default_factory=list)  # messages of every dialog that opened
+    errors: list[str] = field(default_factory=list)  # uncaught page errors
+
+    @property
+    def dashboard(self):
+        """The dashboard's output in the notebook."""
+        return self.page.locator(".jp-OutputArea-output").filter(has=self.publish_button).first
+
+    @property
+    def publish_button(self):
+        return self.page.get_by_role("button", name=re.compile(r"^\W*Publish$"))
+
+    def row(self, text: str):
+        """The tail table's row showing ``text``."""
+        return self.page.locator(".mjq-tail tbody tr", has_text=text).first
+
+    def kernel_value(self, expression: str) -> str:
+        """``expression`` evaluated in the notebook's kernel, as text."""
+        return self.page.evaluate(
+            """async (expression) => {
+                const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+                const reply = await kernel.requestExecute({
+                    code: "", silent: true, store_history: false,
+                    user_expressions: {value: expression},
+                }).done;
+                return reply.content.user_expressions.value.data["text/plain"];
+            }""",
+            expression,
+        )
+
+    def run(self, command: str, args: dict | None = None) -> None:
+        self.page.evaluate(
+            "([command, args]) => window.jupyterapp.commands.execute(command, args)",
+            [command, args or {}],
+        )
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, client, server_uri):
+    db_name = f"mjq_test_{uuid.uuid4().hex[:10]}"
+    queue = JobQueue(client[db_name], lease=30)
+    queue.pub({"kind": "before the notebook"})
+    root = tmp_path_factory.mktemp("lab-root")
+    write_notebook(
+        root / "dashboard.ipynb",
+        [
+            "import threading\n"
+            "from mjq_notebook import JobQueue, connect\n"
+            f"q = JobQueue(connect({server_uri!r}, {db_name!r}))\n"
+            "q.counts()  # the client's threads have started: count from here\n"
+            f"threads_before = {THREADS}\n"
+            "q.dashboard()",
+        ],
+    )
+    home = tmp_path_factory.mktemp("jupyter-home")
+    started = time.monotonic()
+    try:
+        with jupyter_lab(root, home) as url, sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1500})
+            page.set_default_timeout(30_000)
+            lab = Lab(page, queue)
+            page.on("dialog", lambda dialog: (lab.alerts.append(dialog.message), dialog.dismiss()))
+            page.on("pageerror", lambda error: lab.errors.append(str(error)))
+            page.goto(f"{url}/lab/tree/dashboard.ipynb")
+            page.wait_for_function(
+                "window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
+                "?.connectionStatus === 'connected'",
+                timeout=60_000,
+            )
+            lab.run("application:toggle-left-area")  # more room for the dashboard
+            lab.run("notebook:run-all-cells")
+            try:
+                expect(lab.publish_button).to_be_visible(timeout=60_000)
+            except AssertionError:
+                outputs = "\n".join(page.locator(".jp-OutputArea").all_inner_texts())
+                pytest.fail(f"the notebook showed no dashboard; its output:\n{outputs}")
+            print(f"\nJupyterLab showed the dashboard after {time.monotonic() - started:.1f}s")
+            yield lab
+            browser.close()
+    finally:
+        client.drop_database(db_name)
+
+
+def test_a_job_published_elsewhere_appears_in_the_page(lab):
+    token = f"appears-{uuid.uuid4().hex[:8]}"
+    published = time.monotonic()
+    lab.queue.pub({"browser": token})
+    expect(lab.row(token)).to_be_visible(timeout=5_000)
+    print(f"\npublished job shown after {time.monotonic() - published:.2f}s")
+
+
+def test_a_worker_turns_the_row_done(lab):
+    token = f"worked-{uuid.uuid4().hex[:8]}"
+    target = lab.queue.pub({"browser": token})
+    expect(lab.row(token)).to_be_visible(timeout=5_000)
+    while True:  # work everything waiting, as a worker would, until ours is done
+        job = lab.queue.next(timeout=5)
+        lab.queue.done(job, result={"ok": True})
+        if job.id == target:
+            break
+    finished = time.monotonic()
+    expect(lab.row(token)).to_contain_text("done", timeout=5_000)
+    print(f"\ndone shown after {time.monotonic() - finished:.2f}s")
+
+
+def test_publish_in_the_page_writes_the_job(lab):
+    token = f"from-the-page-{uuid.uuid4().hex[:8]}"
+    editor = lab.dashboard.locator(".mjq-editor textarea")
+    editor.fill(f'{{"browser": "{token}", "n": 1}}')
+    expect(lab.publish_button).to_be_enabled()
+    lab.publish_button.click()
+    deadline = time.monotonic() + 10
+    while (doc := lab.queue.collection.find_one({"data.browser": token})) is None:
+        assert time.monotonic() < deadline, "the job published in the page never reached MongoDB"
+        time.sleep(0.1)
+    assert doc["data"] == {"browser": token, "n": 1} and doc["status"] == "waiting"
+    expect(lab.dashboard).to_contain_text(str(doc["_id"]), timeout=5_000)
+    expect(lab.row(token)).to_be_visible(timeout=5_000)
+
+
+# Jobs like a real queue's, for the screenshots: (data, seconds of work, error or None).
+SCREENSHOT_JOBS = [
+    ({"kind": "thumbnail", "image": "cats/0412.jpg", "size": [256, 256]}, 0.04, None),
+    ({"kind": "email", "to": "ada@example.com", "template": "welcome"}, 0.12, None),
+    ({"kind": "report", "month": "2026-10", "format": "pdf", "pages": 14}, 0.45, None),
+    ({"kind": "thumbnail", "image": "cats/0413.jpg", "size": [256, 256]}, 0.05, None),
+    (
+        {"kind": "email", "to": "bob@example.com", "template": "reset"},
+        0.3,
+        TimeoutError("SMTP server smtp.example.com did not answer within 10 s"),
+    ),
+    ({"kind": "thumbnail", "image": "dogs/0007.png", "size": [512, 512]}, 0.09, None),
+    ({"kind": "email", "to": "cy@example.com", "template": "digest"}, 0.15, None),
+    ({"kind": "report", "month": "2026-11", "format": "xlsx", "pages": 3}, 0.6, None),
+    ({"kind": "thumbnail", "image": "dogs/0008.png", "size": [512, 512]}, 0.07, None),
+]
+STILL_WORKING = [
+    {"kind": "report", "month": "2026-09", "format": "pdf", "pages": 40},
+    {"kind": "thumbnail", "image": "birds/0001.jpg", "size": [1024, 1024]},
+]
+STILL_WAITING = [
+    {"kind": "email", "to": "dee@example.com", "template": "welcome"},
+    {"kind": "thumbnail", "image": "birds/0002.jpg", "size": [256, 256]},
+    {"kind": "report", "month": "2026-12", "format": "pdf", "pages": 9},
+]
+
+
+def test_screenshots_in_light_and_dark(lab, tmp_path):
+    queue = JobQueue(lab.queue.db, lease=60, max_attempts=1)
+    first = 10_000  # above every other job's priority: the claims below take these jobs
+    failed = None
+    for data, seconds, error in SCREENSHOT_JOBS:
+        job_id = queue.pub(data, priority=first)
+        job = queue.next(timeout=5)
+        assert job.id == job_id
+        time.sleep(seconds)
+        if error is None:
+            queue.done(job, result={"ok": True, "ms": round(seconds * 1000)})
+        else:
+            try:
+                raise error
+            except TimeoutError as exc:
+                queue.fail(job, exc)
+            failed = job.id
+    working = queue.pub_many(STILL_WORKING, priority=first)
+    assert [queue.next(timeout=5).id for _ in working] == working
+    last = queue.pub_many(STILL_WAITING)[-1]
+    expect(lab.row(str(last))).to_be_visible(timeout=5_000)
+    lab.row(str(failed)).click()  # a failed job's detail shows the most
+    expect(lab.dashboard).to_contain_text("TimeoutError", timeout=5_000)
+    editor = lab.dashboard.locator(".mjq-editor textarea")
+    editor.fill('{"kind": "email", "to": "eve@example.com", "template": "welcome"}')
+    editor.blur()
+    lab.page.mouse.move(0, 0)  # no hover highlight in the picture
+    lab.page.wait_for_timeout(1500)  # the rows' flash fades
+    shots = []
+    for theme, light in (("JupyterLab Light", "true"), ("JupyterLab Dark", "false")):
+        lab.run("apputils:change-theme", {"theme": theme})
+        lab.page.wait_for_function(f"document.body.dataset.jpThemeLight === '{light}'")
+        lab.page.wait_for_timeout(1000)  # the theme's stylesheet loads and applies
+        path = tmp_path / f"dashboard-{'light' if light == 'true' else 'dark'}.png"
+        lab.dashboard.screenshot(path=str(path))
+        shots.append(path)
+        if os.environ.get("MJQ_SCREENSHOTS") == "1":
+            DOCS.mkdir(exist_ok=True)
+            shutil.copyfile(path, DOCS / path.name)
+    print(f"\nscreenshots: {', '.join(str(p) for p in shots)}")
+    assert all(p.stat().st_size > 10_000 for p in shots)
+    assert lab.alerts == []
+
+
+def test_hostile_job_data_and_errors_run_no_script(lab):
+    ids = [lab.queue.pub({text: text, "nested": {"list": [text]}}) for text in XSS]
+    failing = lab.queue.pub({"xss": "fails"}, priority=100, max_attempts=1)
+    job = lab.queue.next(timeout=5)
+    assert job.id == failing
+    try:
+        raise RuntimeError("<img src=x onerror=alert(2)>")
+    except RuntimeError as exc:
+        lab.queue.fail(job, exc)
+    lab.queue.pub({"xss": "result"}, priority=100)
+    job = lab.queue.next(timeout=5)
+    lab.queue.done(job, result={"<script>alert(3)</script>": "<img src=x onerror=alert(3)>"})
+    for job_id in [*ids, failing, job.id]:
+        row = lab.row(str(job_id))
+        expect(row).to_be_visible(timeout=5_000)
+        row.click()
+        expect(lab.dashboard).to_contain_text(f"Job {job_id}", timeout=5_000)  # the detail
+        if job_id == failing:  # its error and traceback, as text
+            expect(lab.dashboard).to_contain_text("RuntimeError")
+            expect(lab.dashboard).to_contain_text("<img src=x onerror=alert(2)>")
+        lab.page.wait_for_timeout(200)
+    expect(lab.dashboard).to_contain_text("<img src=x onerror=alert(3)>")  # the result
+    lab.page.wait_for_timeout(500)
+    assert lab.alerts == [], f"job data ran script in the page: {lab.alerts}"
+    dashboard = lab.dashboard
+    for selector in ("img[src='x']", "svg[onload]", "script"):
+        assert dashboard.locator(selector).count() == 0, f"{selector} rendered from job data"
+    assert not lab.errors, lab.errors
+
+
+def test_requeue_a_failed_job_in_the_page(lab):
+    token = f"requeue-{uuid.uuid4().hex[:8]}"
+    failing = lab.queue.pub({"browser": token}, priority=100, max_attempts=1)
+    job = lab.queue.next(timeout=5)
+    assert job.id == failing
+    lab.queue.fail(job, "broken on purpose")
+    expect(lab.row(token)).to_contain_text("failed", timeout=5_000)
+    lab.row(token).click()
+    requeue = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Requeue$"))
+    expect(requeue).to_be_visible(timeout=5_000)
+    requeue.click()
+    expect(lab.row(token)).to_contain_text("waiting", timeout=5_000)
+    doc = lab.queue.collection.find_one({"_id": failing})
+    assert doc["status"] == "waiting" and doc["error"]["message"] == "broken on purpose"
+
+
+def test_a_dashboard_no_longer_shown_stops(lab):
+    before = int(lab.kernel_value("threads_before"))
+    shown = int(lab.kernel_value(THREADS))
+    assert shown > before, "the dashboard runs no thread of its own?"
+    lab.run("notebook:clear-all-cell-outputs")  # as re-running or clearing the cell does
+    deadline = time.monotonic() + 5
+    while (now := int(lab.kernel_value(THREADS))) > before:
+        assert time.monotonic() < deadline, (
+            f"{before} threads before the dashboard, {shown} while shown, {now} 5 s after its "
+            "output was cleared: " + lab.kernel_value("[t.name for t in threading.enumerate()]")
+        )
+        time.sleep(0.2)
+    assert now == before
