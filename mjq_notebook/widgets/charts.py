@@ -12,6 +12,8 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 
+from ..display import format_seconds
+
 BRAND = "var(--jp-brand-color1,#1976d2)"
 SUCCESS = "var(--jp-success-color1,#388e3c)"
 ACCENT = "var(--jp-warn-color1,#f57c00)"
@@ -136,8 +138,8 @@ def _panel(
         parts.append(
             f'<rect x="{x0 + i * bar_w + 0.5:.1f}" y="{top_y + plot_h - h:.1f}" '
             f'width="{max(bar_w - 1, 0.5):.1f}" height="{h:.1f}" style="fill:{colour};'
-            f'opacity:.8"><title>{_esc(_seconds(edges[i]))} to {_esc(_seconds(edges[i + 1]))}: '
-            f"{count}</title></rect>"
+            f'opacity:.8"><title>{_esc(format_seconds(edges[i]))} to '
+            f"{_esc(format_seconds(edges[i + 1]))}: {count}</title></rect>"
         )
     span = math.log(edges[-1] / edges[0])
     for q, dash in ((0.5, "2,2"), (0.9, "5,2")):
@@ -146,13 +148,13 @@ def _panel(
         parts.append(
             f'<line x1="{x:.1f}" y1="{top_y:.1f}" x2="{x:.1f}" y2="{top_y + plot_h:.1f}" '
             f'style="stroke:{MARK};stroke-width:1.2;stroke-dasharray:{dash}">'
-            f"<title>p{round(q * 100)} {_esc(_seconds(at))}</title></line>"
+            f"<title>p{round(q * 100)} {_esc(format_seconds(at))}</title></line>"
         )
     p50, p90 = quantile(values, 0.5), quantile(values, 0.9)
-    parts.append(_label(x0, 20, f"p50 {_seconds(p50)} · p90 {_seconds(p90)}"))
+    parts.append(_label(x0, 20, f"p50 {format_seconds(p50)} · p90 {format_seconds(p90)}"))
     bottom = top_y + plot_h + label_h
-    parts.append(_label(x0, bottom, _seconds(edges[0])))
-    parts.append(_label(x0 + width, bottom, _seconds(edges[-1]), anchor="end"))
+    parts.append(_label(x0, bottom, format_seconds(edges[0])))
+    parts.append(_label(x0 + width, bottom, format_seconds(edges[-1]), anchor="end"))
     return "".join(parts)
 
 
@@ -198,19 +200,6 @@ def _label(x: float, y: float, text: str, anchor: str = "start") -> str:
 
 def _esc(text: str) -> str:
     return html.escape(str(text))
-
-
-def _seconds(value: float) -> str:
-    """A duration for reading: "850 ms", "12.3 s", "4.2 min", "1.5 h"."""
-    if not math.isfinite(value):
-        return "—"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 60:
-        return f"{value:.3g} s"
-    if value < 3600:
-        return f"{value / 60:.2g} min"
-    return f"{value / 3600:.2g} h"
 
 
 def _span(seconds: float) -> str:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import html
 import io
-import math
 import sys
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from .. import display
 from ..job import STATUSES
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class Explorer(widgets.VBox):
             from ..timing import summary
 
             table = summary(self.frame, by)
-            self.table.value = summary_html(table)
+            self.table.value = display.summary_html(table)
         except Exception as exc:
             self.table.value = ""
             self._note(f"couldn't summarise by {by}: {type(exc).__name__}: {exc}", _ERROR, True)
@@ -191,31 +191,6 @@ class Explorer(widgets.VBox):
         rows = "not loaded" if self.frame is None else f"{len(self.frame):,} jobs"
         where = f"{self.queue.db.name}.{self.queue.name}" if self.queue is not None else "frame"
         return f"<Explorer {where}: {rows}>"
-
-
-def summary_html(table: pd.DataFrame) -> str:
-    """The summary table as HTML, values escaped, durations formatted for reading.
-
-    Uses the package's formatted display when the frame carries one (``_repr_html_`` of a
-    subclass or the display module's formatter), else ``DataFrame.to_html`` (which escapes).
-    """
-    import pandas as pd
-
-    if type(table) is not pd.DataFrame and hasattr(table, "_repr_html_"):
-        rendered = table._repr_html_()
-        if rendered:
-            return rendered
-    from .. import display
-
-    formatter = getattr(display, "summary_html", None)
-    if callable(formatter):
-        return formatter(table)
-    seconds = getattr(display, "format_seconds", _seconds)
-    formatters: dict[str, Any] = {
-        name: seconds for name in table.columns if name not in ("count", "failure_rate")
-    }
-    formatters["failure_rate"] = _percent
-    return table.to_html(formatters=formatters, escape=True, border=0, na_rep="—")
 
 
 def latency_png(frame: pd.DataFrame) -> bytes:
@@ -266,21 +241,3 @@ def _group_columns(frame: pd.DataFrame) -> list[str]:
 def _loaded(frame: pd.DataFrame, since: str) -> str:
     what = "jobs" if len(frame) != 1 else "job"
     return f"{len(frame):,} {what} ({since})"
-
-
-def _seconds(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 60:
-        return f"{value:.3g} s"
-    if value < 3600:
-        return f"{value / 60:.2g} min"
-    return f"{value / 3600:.2g} h"
-
-
-def _percent(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:.1%}"
