@@ -6,13 +6,12 @@ import argparse
 import importlib
 import json
 import logging
-import signal
 import sys
-import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from .connection import DEFAULT_DATA_DIR, connect, embedded_server
+from .connection import DEFAULT_DATA_DIR, connect, mask_uri
 from .errors import JobQueueError
 from .queue import JobQueue
 
@@ -52,9 +51,28 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(command=func)
         return sub
 
-    sub = command("serve", cmd_serve, "run the embedded MongoDB server in the foreground")
+    sub = command(
+        "serve",
+        cmd_serve,
+        "run the embedded MongoDB server in the foreground; or start, show or stop the "
+        "shared one that connect() starts in the background",
+    )
     sub.add_argument("--path", default=DEFAULT_DATA_DIR, help="data folder (default: .mjq-data)")
     sub.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    sub.add_argument(
+        "--idle-timeout",
+        type=float,
+        help="stop after this many seconds with no client connected (0: never; default: "
+        "never in the foreground, $MJQ_SERVER_IDLE_TIMEOUT or 3600 with --detach)",
+    )
+    action = sub.add_mutually_exclusive_group()
+    action.add_argument(
+        "--detach", action="store_true", help="start the shared server in the background"
+    )
+    action.add_argument(
+        "--status", action="store_true", help="where the shared server runs, uptime, clients"
+    )
+    action.add_argument("--stop", action="store_true", help="stop the shared server cleanly")
 
     sub = command("pub", cmd_pub, "publish jobs: a JSON document, or JSON lines from a file")
     sub.add_argument("json", nargs="?", help='job data as JSON, e.g. \'{"message": "hi"}\'')
@@ -88,16 +106,69 @@ def _queue(args: argparse.Namespace, **options: Any) -> JobQueue:
     return JobQueue(connect(args.uri, args.db), args.queue, **options)
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
-    with embedded_server(args.path, port=args.port) as server:
-        print(f"mjq: serving {args.path} at {server.uri}", flush=True)
-        print(f"     export MJQ_MONGODB_URI={server.uri}", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import server
+
+    folder = Path(args.path).resolve()
+    if args.status:
+        return _serve_status(folder)
+    if args.stop:
+        info = server.stop_server(folder)
+        if info is None:
+            print(f"mjq: no server runs for {folder}; nothing to stop")
+        else:
+            print(f"mjq: stopped the server for {folder} (pid {info.pid}, {info.uri})")
+        return 0
+    if args.detach:
+        info = server.ensure_server(folder, idle_timeout=args.idle_timeout)
+        print(f"mjq: the server for {folder} runs at {info.uri} (pid {info.pid})", flush=True)
+        return 0
+
+    def ready(embedded: Any) -> None:
+        print(f"mjq: serving {args.path} at {embedded.uri}", flush=True)
+        print(f"     export MJQ_MONGODB_URI={embedded.uri}", flush=True)
+
+    # SIGTERM and Ctrl-C stop it cleanly: data flushed, URI file removed, exit 0
+    server.serve(
+        folder, port=args.port, idle_timeout=args.idle_timeout, take_lock=True, on_ready=ready
+    )
+    return 0
+
+
+def _serve_status(folder: Path) -> int:
+    from . import server
+
+    info = server.read_info(folder)
+    if info is None or not server.pid_alive(info.pid):
+        print(f"mjq: no server runs for {folder}")
+        return 1
+    connections = server.count_connections(info.port)  # before our ping adds some
+    pids = server.client_pids(info.port)
+    if not server.answers(info.uri, server.BUSY_TIMEOUT):
+        print(f"mjq: no server answers for {folder} (pid {info.pid} recorded at {info.uri})")
+        return 1
+    if connections is None:  # no /proc: ask the server, leaving out our own connections
+        connections = server.count_connections(info.port, info.uri)
+    clients = "unknown" if connections is None else f"{connections} connections"
+    if pids:
+        many = len(pids) > 1
+        clients += f" from {len(pids)} process{'es' * many} (pid{'s' * many} "
+        clients += ", ".join(map(str, pids)) + ")"
+    print(f"mjq: the server for {folder} is running")
+    print(f"  uri:     {mask_uri(info.uri)}")
+    print(f"  pid:     {info.pid}")
+    print(f"  folder:  {info.path}")
+    print(f"  uptime:  {_duration(info.uptime)}")
+    print(f"  clients: {clients}")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    text = f"{hours}h {minutes:02d}m {secs:02d}s" if hours or days else f"{minutes}m {secs:02d}s"
+    return f"{days}d {text}" if days else text
 
 
 def cmd_pub(args: argparse.Namespace) -> int:

@@ -1,12 +1,14 @@
-"""Find a MongoDB to talk to: a URI if one is given, else the embedded SecantusDB server."""
+"""Find a MongoDB to talk to: a URI if one is given, else the shared embedded server (a
+SecantusDB process per data folder, see ``server.py``)."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import importlib.util
 import os
 import re
-import threading
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +28,6 @@ _INSTALL_HINT = (
     "server is not installed: pip install 'mjq-notebook[local]', or set "
     "MJQ_MONGODB_URI=mongodb://host:27017"
 )
-
-_embedded_lock = threading.Lock()
-_embedded: dict[str, Any] = {}  # path -> running server started by this process
 
 
 def mask_uri(uri: str) -> str:
@@ -69,25 +68,36 @@ def wire_version(db: Database) -> int:
 
 def connect(uri: str | None = None, db: str = "job_queue", *, timeout: float = 5.0) -> Database:
     """A pymongo ``Database``: from ``uri``, else ``MJQ_MONGODB_URI``/``MONGODB_URI``, else the
-    embedded server with its data in ``./.mjq-data`` (started once per process).
+    shared embedded server for ``./.mjq-data`` (started as a process of its own if none runs).
     """
     uri = uri or _env_uri() or embedded_uri()
     return client_for(uri, timeout=timeout)[db]
 
 
-def embedded_uri(path: str | os.PathLike = DEFAULT_DATA_DIR) -> str:
-    """The URI of the embedded server for ``path``: one another process runs, else our own."""
-    folder = Path(path).resolve()
-    with _embedded_lock:
-        if str(folder) in _embedded:
-            return _embedded[str(folder)].uri
-        running = _running_uri(folder)
-        if running:
-            return running
-        server = _start_server(folder)
-        _embedded[str(folder)] = server
-        atexit.register(_stop_server, server, folder)
-        return server.uri
+def embedded_uri(
+    path: str | os.PathLike = DEFAULT_DATA_DIR, *, idle_timeout: float | None = None
+) -> str:
+    """The URI of the shared embedded server for the data folder ``path``.
+
+    A live server of that folder (its pid exists and it answers a ping) is shared; else one is
+    started as a detached process that outlives this one, and stops by itself after
+    ``idle_timeout`` seconds with no client (default ``$MJQ_SERVER_IDLE_TIMEOUT``, else an
+    hour; 0: never). Processes racing to start it end up with one.
+    """
+    if not _have_secantus():
+        raise ServerUnavailable(_INSTALL_HINT)
+    from .server import ensure_server
+
+    return ensure_server(path, idle_timeout=idle_timeout).uri
+
+
+def _have_secantus() -> bool:
+    if "secantus" in sys.modules:
+        return sys.modules["secantus"] is not None
+    try:
+        return importlib.util.find_spec("secantus") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -106,16 +116,27 @@ class EmbeddedServer:
 def embedded_server(
     path: str | os.PathLike = ":memory:", port: int = 0
 ) -> Iterator[EmbeddedServer]:
-    """Run an embedded SecantusDB server for the block; ``.uri`` is its address."""
+    """Run an embedded SecantusDB server inside this process for the block; ``.uri`` is its
+    address. With a data folder, other processes find it there while the block runs."""
     folder = None if str(path) == ":memory:" else Path(path).resolve()
     server = _start_server(folder, port=port)
+    if folder is not None:
+        from .server import write_info
+
+        write_info(folder, server.uri, os.getpid(), time.time())
     try:
         yield server
     finally:
-        _stop_server(server, folder)
+        if folder is not None:
+            from .server import remove_info
+
+            remove_info(folder, os.getpid())
+        with contextlib.suppress(Exception):
+            server.stop()
 
 
 def _start_server(folder: Path | None, port: int = 0) -> EmbeddedServer:
+    """Start SecantusDB in this process on 127.0.0.1 (any free port when ``port`` is 0)."""
     try:
         from secantus import SecantusDBServer
     except ImportError:
@@ -124,35 +145,21 @@ def _start_server(folder: Path | None, port: int = 0) -> EmbeddedServer:
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         storage = str(folder)
-    server = SecantusDBServer(storage_path=storage, port=port)
     try:
-        server.start()
+        server = SecantusDBServer(host="127.0.0.1", storage_path=storage, port=port)
     except Exception as exc:  # WiredTiger refuses a folder another process has open
         raise ServerUnavailable(
-            f"could not start the embedded server on {folder or storage}: {exc}. If another "
+            f"could not open {folder or storage} for the embedded server: {exc}. If another "
             "process uses that folder, point this one at it with MJQ_MONGODB_URI"
+        ) from exc
+    try:
+        server.start()
+    except Exception as exc:  # the port is taken
+        with contextlib.suppress(Exception):
+            server.stop()  # let go of the folder
+        raise ServerUnavailable(
+            f"could not start the embedded server on {folder or storage}, port {port}: {exc}"
         ) from exc
     # SecantusDB keeps a record per retryable write and scans them all on each write, so
     # with retries on it slows down minute by minute; our writes are safe to retry ourselves.
-    embedded = EmbeddedServer(f"{server.uri.rstrip('/')}/?retryWrites=false", server.port, server)
-    if folder is not None:
-        (folder / URI_FILE).write_text(f"{embedded.uri}\n{os.getpid()}\n")
-    return embedded
-
-
-def _stop_server(server: EmbeddedServer, folder: Path | None) -> None:
-    if folder is not None:
-        with contextlib.suppress(OSError):
-            (folder / URI_FILE).unlink()
-    with contextlib.suppress(Exception):
-        server.stop()
-
-
-def _running_uri(folder: Path) -> str | None:
-    """The URI another live process serves ``folder`` on; None when the file is stale."""
-    try:
-        uri, pid = (folder / URI_FILE).read_text().split()[:2]
-        os.kill(int(pid), 0)  # signal 0 only asks whether the process exists
-    except (OSError, ValueError):
-        return None
-    return uri
+    return EmbeddedServer(f"{server.uri.rstrip('/')}/?retryWrites=false", server.port, server)

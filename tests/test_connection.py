@@ -11,6 +11,7 @@ import pytest
 
 from mjq_notebook import JobQueue, ServerUnavailable, connect
 from mjq_notebook.connection import mask_uri
+from mjq_notebook.server import IDLE_ENV, pid_alive, stop_server
 
 
 def _closed_port() -> int:
@@ -21,6 +22,7 @@ def _closed_port() -> int:
 
 def _python(code: str, cwd, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("MJQ_MONGODB_URI", "MONGODB_URI")}
+    clean[IDLE_ENV] = "120"  # a safety net: the shared server it starts stops by itself
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=cwd,
@@ -29,6 +31,13 @@ def _python(code: str, cwd, **env: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A working folder; the shared server that connect() starts there is stopped after."""
+    yield tmp_path
+    stop_server(tmp_path / ".mjq-data")
 
 
 def test_connect_uses_the_uri_argument_then_the_environment(server_uri, monkeypatch):
@@ -54,7 +63,8 @@ def test_mask_uri_hides_only_passwords():
     assert mask_uri("mongodb://h:27017/") == "mongodb://h:27017/"
 
 
-def test_embedded_default_keeps_data_in_mjq_data(tmp_path):
+def test_embedded_default_keeps_data_in_mjq_data(workdir):
+    tmp_path = workdir
     code = "from mjq_notebook import connect, JobQueue; q = JobQueue(connect()); "
     first = _python(code + "q.pub({'a': 1}); print(q.queue_count())", tmp_path)
     assert first.returncode == 0, first.stderr
@@ -63,6 +73,9 @@ def test_embedded_default_keeps_data_in_mjq_data(tmp_path):
     second = _python(code + "print(q.queue_count(), q.db.client.options.retry_writes)", tmp_path)
     # retryable writes are off: SecantusDB slows down with every retryable write it records
     assert second.stdout.strip() == "1 False", second.stderr
+    # both used one server, in a process of its own that outlived them
+    assert (tmp_path / ".mjq-data" / "mjq-server.log").read_text().count(" serving ") == 1
+    assert pid_alive(int((tmp_path / ".mjq-data" / "mjq-server.uri").read_text().split()[1]))
 
 
 def test_without_the_local_extra_the_error_says_what_to_install(tmp_path):
@@ -91,7 +104,8 @@ def test_reprs_carry_no_address_or_credentials(db):
         assert "mongodb://" not in text and "127.0.0.1" not in text
 
 
-def test_a_stale_server_file_is_ignored(tmp_path):
+def test_a_stale_server_file_is_ignored(workdir):
+    tmp_path = workdir
     data = tmp_path / ".mjq-data"
     data.mkdir()
     (data / "mjq-server.uri").write_text("mongodb://127.0.0.1:1/\n999999999\n")  # no such pid
