@@ -18,6 +18,9 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .errors import ServerUnavailable
+from .outage import ADVICE, display_deadline, failure_reason
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -540,7 +543,8 @@ def queue_html(queue: JobQueue, newest: int = 10) -> str:
     """The queue's database and name, how full its ring is, its counts and newest jobs.
 
     It never raises (it is a repr): a part that can't be read says "unavailable (ErrorType)",
-    never the error's text, which could carry a connection string.
+    never the error's text, which could carry a connection string. When no server answers
+    it says so within about ``DISPLAY_TIMEOUT_S`` (see ``display_deadline``).
     """
     from pymongo.errors import ConnectionFailure
 
@@ -552,20 +556,34 @@ def queue_html(queue: JobQueue, newest: int = 10) -> str:
         ("jobs", lambda: counts_html(queue.counts())),
         (f"newest {newest}", lambda: _job_table(list(queue.jobs(limit=newest)), now)),
     )
-    for title, build in sections:
-        try:
-            body = build()
-        except ConnectionFailure as exc:  # the server is away: don't wait for it thrice
-            parts.append(f'<dl class="mjq-kv"><dt>server</dt><dd>{_unavailable(exc)}</dd></dl>')
-            break
-        except Exception as exc:
-            body = _unavailable(exc)
-        parts.append(f'<dl class="mjq-kv"><dt>{_e(title)}</dt><dd>{body}</dd></dl>')
+    with display_deadline(queue):
+        for title, build in sections:
+            try:
+                body = build()
+            except (ConnectionFailure, ServerUnavailable) as exc:  # away: don't wait thrice
+                server = _unavailable_server(exc)
+                parts.append(f'<dl class="mjq-kv"><dt>server</dt><dd>{server}</dd></dl>')
+                break
+            except Exception as exc:
+                body = _unavailable(exc)
+            parts.append(f'<dl class="mjq-kv"><dt>{_e(title)}</dt><dd>{body}</dd></dl>')
     return _wrap("".join(parts))
 
 
 def _unavailable(exc: BaseException) -> str:
     return f'<span class="mjq-dim">unavailable ({_e(type(exc).__name__)})</span>'
+
+
+def _unavailable_server(exc: BaseException) -> str:
+    """Shows "unavailable (ServerUnavailable)", why, and what to do; like the rest of the
+    page, no address (a saved notebook travels)."""
+    from pymongo.errors import ConnectionFailure
+
+    cause = exc.__context__ if isinstance(exc, ServerUnavailable) else exc
+    if not isinstance(cause, ConnectionFailure):
+        return _unavailable(exc)
+    why = f"no MongoDB server answered ({failure_reason(cause)}); {ADVICE}"
+    return f'{_unavailable(ServerUnavailable())}<div class="mjq-dim">{_e(why)}</div>'
 
 
 def _ring_html(queue: JobQueue) -> str:

@@ -20,6 +20,7 @@ from bson.codec_options import CodecOptions
 from pymongo import DESCENDING
 
 from .job import FINISHED, STATUSES, Status
+from .outage import unavailable_as_error
 from .plots import plot_latency, plot_timeline
 from .timing import STAGES, summary, throughput
 
@@ -70,6 +71,7 @@ _OBJECT_ID_TIMES = (  # the seconds an ObjectId can hold (an unsigned 32-bit cou
 )
 
 
+@unavailable_as_error
 def load(
     queue: JobQueue,
     since: Any = None,

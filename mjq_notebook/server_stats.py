@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .connection import wire_version
 from .job import FINISHED, PUBLISHED_BY_US, Status
+from .outage import unavailable_as_error
 from .timing import PERCENTILES, STAGES, summary_table
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ _FIELDS = {"status": "$status", "worker": "$worker", "priority": "$priority",
            "attempts": "$attempts", "error_type": "$error.type"}  # fmt: skip
 
 
+@unavailable_as_error
 def stats(
     queue: JobQueue,
     since: Any = None,

@@ -13,7 +13,7 @@ from typing import Any
 
 from pymongo.errors import ConnectionFailure
 
-from .errors import DataLossWarning, Empty, LeaseLostError, PublishError
+from .errors import DataLossWarning, Empty, LeaseLostError, PublishError, ServerUnavailable
 from .job import Job
 from .queue import JobQueue
 
@@ -21,6 +21,9 @@ log = logging.getLogger("mjq_notebook.worker")
 
 Handler = Callable[[Job], Any]
 LOSS_CHECK_INTERVAL = 30.0  # seconds between looks for jobs lost to eviction
+# The server is away: JobQueue's public methods say so as ServerUnavailable; a raw
+# ConnectionFailure is still caught in case one comes from elsewhere.
+AWAY = (ConnectionFailure, ServerUnavailable)
 
 
 @dataclass
@@ -146,9 +149,9 @@ class Worker:
                 return
             try:
                 job = self.queue.next(timeout=self.poll)
-            except (Empty, ConnectionFailure) as exc:
+            except (Empty, *AWAY) as exc:
                 self._give_back_budget()
-                if isinstance(exc, ConnectionFailure):
+                if isinstance(exc, AWAY):
                     log.warning("MongoDB unreachable: %s", exc)
                 elif drain and self._drained():
                     self.stop()
@@ -163,7 +166,7 @@ class Worker:
     def _drained(self) -> bool:
         try:
             counts = self.queue.counts()
-        except ConnectionFailure:
+        except AWAY:
             return False
         with self._lock:
             mine = len(self._running)
@@ -198,7 +201,7 @@ class Worker:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DataLossWarning)  # logged instead, below
                 lost = self.queue.counts()["lost"]
-        except ConnectionFailure:
+        except AWAY:
             return
         if lost > self._lost_logged:
             self._lost_logged = lost
@@ -220,7 +223,7 @@ class Worker:
             try:
                 finish(job, arg)
                 return
-            except ConnectionFailure as exc:
+            except AWAY as exc:
                 log.warning("MongoDB unreachable saving job %s (%s); retrying", job.id, exc)
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
@@ -240,6 +243,6 @@ class Worker:
             for job in jobs:
                 try:
                     self.queue.touch(job)
-                except (LeaseLostError, ConnectionFailure) as exc:
+                except (LeaseLostError, *AWAY) as exc:
                     if not job.finished:  # else it just finished: nothing to extend
                         log.warning("heartbeat for job %s: %s", job.id, exc)

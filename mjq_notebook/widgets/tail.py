@@ -30,6 +30,7 @@ from bson.errors import InvalidId
 from pymongo.errors import PyMongoError
 
 from .. import display
+from ..errors import ServerUnavailable
 from ..job import STATUSES, Job
 from ..watch import Snapshot, Subscription, Watcher
 
@@ -240,7 +241,7 @@ class Tail(W.VBox):
             if not term:
                 return list(self.queue.jobs(status=status, limit=self.limit))
             jobs = self.queue.jobs(status=status, limit=self.limit * SEARCH_SCAN)
-        except PyMongoError:
+        except (PyMongoError, ServerUnavailable):
             return None  # the watcher reports the outage
         return [job for job in jobs if matches(job, term)][: self.limit]
 
@@ -284,7 +285,7 @@ class Tail(W.VBox):
                 job = self.queue.get(ObjectId(change["new"]))
             except (InvalidId, TypeError):
                 job = None
-            except PyMongoError as exc:
+            except (PyMongoError, ServerUnavailable) as exc:
                 self._say(f"could not read job {change['new']}: {type(exc).__name__}")
                 return
         with self._lock:
@@ -313,7 +314,7 @@ class Tail(W.VBox):
         try:
             requeued = self.queue.retry(job.id)
             fresh = self.queue.get(job.id)
-        except PyMongoError as exc:
+        except (PyMongoError, ServerUnavailable) as exc:
             self._say(f"requeue failed: {type(exc).__name__}")
             return
         self._say(f"job {job.id} is waiting again" if requeued else f"job {job.id} was not failed")
@@ -331,7 +332,7 @@ class Tail(W.VBox):
                 query, count = {"_id": {"$in": ids}}, len(ids)
             else:
                 query, count = None, self.queue.counts(warn=False)["failed"]
-        except PyMongoError as exc:
+        except (PyMongoError, ServerUnavailable) as exc:
             self._say(f"could not count the failed jobs: {type(exc).__name__}")
             return
         if not count:
@@ -349,7 +350,7 @@ class Tail(W.VBox):
             return
         try:
             count = self.queue.retry_failed(pending["query"])
-        except PyMongoError as exc:
+        except (PyMongoError, ServerUnavailable) as exc:
             self._say(f"requeue failed: {type(exc).__name__}")
             return
         self._say(f"requeued {count:,} failed job{'' if count == 1 else 's'}")
