@@ -44,6 +44,7 @@ from .job import (
     new_document,
     utcnow,
 )
+from .outage import display_timeout, unavailable_as_error
 from .wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mjq_notebook")
 
 MAX_BSON_SIZE = 16 * 1024 * 1024
+SWEEP_EVERY_S = 1.0  # finished jobs leave the ring at least this often while consumers run...
+SWEEP_AFTER = 50  # ...and after this many finishes by this queue object
 _RETRY_CAP_S = 5.0  # longest pause between attempts while the server is unreachable
 
 
@@ -67,6 +70,7 @@ class JobQueue:
     lose them.
     """
 
+    @unavailable_as_error
     def __init__(
         self,
         db: Database,
@@ -93,6 +97,8 @@ class JobQueue:
         self._wakeup = Wakeup(self.collection)
         self._lost_reported = 0
         self._next_requeue = 0.0  # monotonic time of the next look for expired leases
+        self._next_sweep = 0.0  # ... and of the next sweep of finished jobs (_sweep_finished)
+        self._finished_since_sweep = 0
         self._due = self._due_checked = 0.0  # see _idle_wait()
 
     # -- set-up ---------------------------------------------------------------------------
@@ -113,6 +119,7 @@ class JobQueue:
             )
             self.collection.create_index([("status", ASCENDING), ("lease_until", ASCENDING)])
 
+    @unavailable_as_error
     def valid(self) -> bool:
         """True when the collection exists and is capped (the seed's check)."""
         return bool(self.collection.options().get("capped"))
@@ -127,6 +134,7 @@ class JobQueue:
 
     # -- publishing -----------------------------------------------------------------------
 
+    @unavailable_as_error
     def pub(
         self,
         data: Any,
@@ -141,6 +149,7 @@ class JobQueue:
         self._insert([doc], delay)
         return doc["_id"]
 
+    @unavailable_as_error
     def pub_many(
         self,
         items: Iterable[Any],
@@ -186,6 +195,7 @@ class JobQueue:
 
     # -- claiming -------------------------------------------------------------------------
 
+    @unavailable_as_error
     def next(self, timeout: float | None = 0) -> Job:
         """Claim the next job (highest priority, then oldest): it becomes ``working`` with a
         lease. With no job, raises ``Empty`` at once, as pymjq did; ``timeout`` waits up to
@@ -215,9 +225,13 @@ class JobQueue:
             self._wakeup.wait(wait if remaining is None else min(remaining, wait))
 
     def _claim(self) -> Job | None:
-        """Claim one job, first handing abandoned jobs (expired leases) back to waiting."""
-        if time.monotonic() >= self._next_requeue:
+        """Claim one job, first handing abandoned jobs (expired leases) back to waiting and
+        taking finished ones out of the ring, when those are due."""
+        now = time.monotonic()
+        if now >= self._next_requeue:
             self._requeue_expired()
+        if now >= self._next_sweep or self._finished_since_sweep >= SWEEP_AFTER:
+            self._sweep_finished()
         return self._claim_one()
 
     def _idle_wait(self) -> float:
@@ -285,6 +299,33 @@ class JobQueue:
             {"status": Status.WORKING.value, "lease_until": {"$lt": now}},
             {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}},
         )
+
+    def _sweep_finished(self) -> None:
+        """Delete from the ring the jobs this package finished: they are in history already.
+
+        The ring then holds only unfinished jobs, so it evicts a waiting job only when the
+        backlog outgrows it, and servers that pay per document in a capped collection stay
+        fast as jobs go through. The newest document stays, done or not: the consumers'
+        tailable wake-up cursors stand on it, and an empty capped collection can hold none.
+        pymjq's finished jobs stay too (they have no history row).
+        """
+        self._next_sweep = time.monotonic() + SWEEP_EVERY_S
+        self._finished_since_sweep = 0
+        # The last document inserted, and the one with the newest id (the same but for
+        # clock differences between publishers; not all servers honour $natural).
+        keep = [
+            doc["_id"]
+            for order in ("$natural", "_id")
+            if (doc := self.collection.find_one({}, {"_id": 1}, sort=[(order, DESCENDING)]))
+        ]
+        if keep:
+            self.collection.delete_many(
+                {
+                    "status": {"$in": list(FINISHED)},
+                    "max_attempts": {"$exists": True},  # finished by us: in history first
+                    "_id": {"$nin": keep},
+                }
+            )
 
     def wait(self, timeout: float) -> bool:
         """Block until a job is published (True) or ``timeout`` seconds pass (False)."""
@@ -362,11 +403,13 @@ class JobQueue:
 
     # -- finishing ------------------------------------------------------------------------
 
+    @unavailable_as_error
     def done(self, job: Job, result: Any = None) -> None:
         """working -> done, with ``ts.done`` and an optional ``result``."""
         _check_encodable({"result": result}, f"the result of job {job.id}")
         self._finish(job, Status.DONE, {"result": result})
 
+    @unavailable_as_error
     def fail(self, job: Job, error: BaseException | str) -> bool:
         """Record ``error`` (type, message, traceback). The job waits again, after an
         exponential back-off, while attempts remain; else it is ``failed``.
@@ -389,6 +432,7 @@ class JobQueue:
         self._expect(delay)
         return True
 
+    @unavailable_as_error
     def release(self, job: Job) -> None:
         """working -> waiting without using up an attempt (the worker is stopping)."""
         self._update_owned(
@@ -403,6 +447,7 @@ class JobQueue:
         )
         job.finished = True
 
+    @unavailable_as_error
     def touch(self, job: Job, lease: float | None = None) -> None:
         """Extend the job's lease (a heartbeat for long jobs); LeaseLostError if it was lost."""
         until = utcnow() + dt.timedelta(seconds=self.lease if lease is None else lease)
@@ -412,6 +457,7 @@ class JobQueue:
 
     # -- requeueing -----------------------------------------------------------------------
 
+    @unavailable_as_error
     def retry(self, job: Mapping[str, Any] | ObjectId) -> bool:
         """A failed job back to waiting, with ``max_attempts`` more attempts; its last error
         stays on it. False when it is not failed (already requeued, say, or done)."""
@@ -421,6 +467,7 @@ class JobQueue:
         doc = doc or self.collection.find_one({"_id": job_id, "status": Status.FAILED.value})
         return doc is not None and self._requeue(doc)
 
+    @unavailable_as_error
     def retry_failed(self, query: Mapping[str, Any] | None = None) -> int:
         """Every failed job matching ``query`` (a MongoDB filter, e.g. ``{"data.kind":
         "email"}``) back to waiting, as ``retry``; returns how many were requeued."""
@@ -488,6 +535,7 @@ class JobQueue:
                 {"_id": job.id, "worker": job.get("worker"), "attempts": job.get("attempts")}
             )
             raise
+        self._finished_since_sweep += 1
 
     def _update_owned(
         self,
@@ -530,10 +578,12 @@ class JobQueue:
 
     # -- inspecting -----------------------------------------------------------------------
 
+    @unavailable_as_error
     def queue_count(self) -> int:
         """Jobs waiting to be claimed (the seed's count)."""
         return self.collection.count_documents({"status": Status.WAITING.value})
 
+    @unavailable_as_error
     def counts(self, *, warn: bool = True) -> dict[str, int]:
         """Jobs per status, plus ``lost``: jobs evicted from the capped collection unfinished.
 
@@ -582,20 +632,32 @@ class JobQueue:
             )
         return counts
 
+    @unavailable_as_error
     def jobs(
         self,
         status: str | None = None,
         limit: int = 20,
         query: Mapping[str, Any] | None = None,
     ) -> JobList:
-        """The newest jobs in the queue, newest first, optionally of one status and matching
-        ``query`` (a MongoDB filter); a list that shows as a table in a notebook."""
+        """The newest jobs, newest first, optionally of one status and matching ``query`` (a
+        MongoDB filter); a list that shows as a table in a notebook.
+
+        Finished jobs leave the ring for history (see ``_sweep_finished``), so both are read;
+        a job in both shows once, in its latest state.
+        """
         match = {**(query or {})}
         if status is not None:
             match["status"] = Status(status).value
-        cursor = self.collection.find(match, sort=[("_id", DESCENDING)], limit=limit)
-        return JobList(Job(doc) for doc in cursor)
+        latest: dict[Any, dict[str, Any]] = {}
+        for collection in (self.history_collection, self.collection):
+            for doc in collection.find(match, sort=[("_id", DESCENDING)], limit=limit):
+                held = latest.get(doc["_id"])
+                if held is None or _attempts(doc) > _attempts(held):
+                    latest[doc["_id"]] = doc  # on a tie, history's copy is the final one
+        newest = sorted(latest, key=_id_order, reverse=True)[:limit]
+        return JobList(Job(latest[job_id]) for job_id in newest)
 
+    @unavailable_as_error
     def get(self, job_id: ObjectId) -> Job | None:
         """The job's current document: from the queue, else from history."""
         doc = self.collection.find_one({"_id": job_id}) or self.history_collection.find_one(
@@ -603,6 +665,7 @@ class JobQueue:
         )
         return None if doc is None else Job(doc)
 
+    @unavailable_as_error
     def clear_queue(self) -> None:
         """Drop the queue, its history and counters, and start again empty.
 
@@ -618,6 +681,7 @@ class JobQueue:
         self._wakeup = Wakeup(self.collection)
         self._lost_reported = 0
 
+    @unavailable_as_error
     def history(
         self,
         since: Any = None,
@@ -636,6 +700,7 @@ class JobQueue:
 
         return load(self, since, until, status, query, fields, limit)
 
+    @unavailable_as_error
     def stats(
         self,
         since: Any = None,
@@ -678,6 +743,7 @@ class JobQueue:
 
         return Explorer(self)
 
+    @display_timeout
     def __repr__(self) -> str:
         try:
             counts = self.counts(warn=False)
@@ -690,6 +756,22 @@ class JobQueue:
         from .display import queue_html  # display sits above this layer: import on use
 
         return queue_html(self)
+
+
+def _id_order(value: Any) -> tuple[int, Any]:
+    """A sort key for ``_id`` values as MongoDB orders them: by BSON type, then by value
+    (numbers < strings < ObjectIds; hand-written jobs may have any of them)."""
+    if isinstance(value, ObjectId):
+        return 3, value
+    if isinstance(value, str):
+        return 2, value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return 1, value
+    return 0, str(value)
+
+
+def _attempts(doc: Mapping[str, Any]) -> int:
+    return int(doc.get("attempts") or 0)
 
 
 def _check_encodable(doc: dict[str, Any], what: str) -> None:

@@ -222,7 +222,7 @@ class Watcher:
             while not stop.is_set():
                 try:
                     self._follow(stop)
-                except PyMongoError as exc:
+                except (PyMongoError, ConnectionError) as exc:  # + ServerUnavailable
                     self._outage(stop, _describe(exc))
                 except Exception as exc:  # a bug of ours: say so, and don't spin
                     log.exception("mjq: the watcher of %s failed", self.queue.name)
@@ -333,8 +333,13 @@ class Watcher:
         doc = event.get("fullDocument")
         self._counts_stale = True
         if kind == "delete":
-            if self._jobs.pop(key, None) is not None:
-                self._read_window()  # refill the window from the queue
+            held = self._jobs.get(key)
+            # A finished job leaves the ring for history (JobQueue._sweep_finished): it
+            # stays shown as it was. Any other deletion (eviction, a hand-made delete) drops
+            # it and refills the window.
+            if held is not None and held.get("status") not in FINISHED:
+                del self._jobs[key]
+                self._read_window()
         elif kind in ("insert", "update", "replace") and doc is not None:
             self._apply(Job(doc))
         return True

@@ -181,6 +181,9 @@ def test_publisher_and_tail_are_wired(dashboard, queue):
 def test_close_leaves_no_thread(queue):
     from mjq_notebook.widgets.dashboard import Dashboard
 
+    warm = Dashboard(queue)  # the client's pool grows to what a dashboard needs (the
+    _wait_for(lambda: "via " in warm.counters.value, 5, "the watcher going live")
+    warm.close()  # in-process test server serves each new connection on a thread of ours)
     before = _threads()
     board = Dashboard(queue)
     _wait_for(lambda: "via " in board.counters.value, 5, "the watcher going live")

@@ -1,0 +1,108 @@
+"""Finished jobs leave the capped ring for history, so the ring holds only unfinished work."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import warnings
+
+import pytest
+
+from mjq_notebook import JobQueue
+from mjq_notebook import queue as queue_module
+
+
+@pytest.fixture
+def sweep_often(monkeypatch):
+    """Sweep on every claim after a finish (the default waits for 50 finishes or 1 s)."""
+    monkeypatch.setattr(queue_module, "SWEEP_AFTER", 1)
+
+
+def _work(q, n):
+    for _ in range(n):
+        q.done(q.next(timeout=2))
+
+
+def test_the_ring_keeps_only_unfinished_jobs_and_the_newest(db, sweep_often):
+    q = JobQueue(db, max_attempts=1)
+    when = dt.datetime(2016, 1, 6, tzinfo=dt.timezone.utc)
+    db.jobqueue.insert_one(  # finished by pymjq: no history row, so it must stay
+        {"status": "done", "ts": {"created": when, "started": when, "done": when}, "data": 0}
+    )
+    q.pub_many([{"n": n} for n in range(6)])
+    _work(q, 4)
+    q.fail(q.next(), RuntimeError("no"))
+    q.pub({"n": "last"})
+    working = q.next()  # sweeps the ring before it claims
+    assert working.data == {"n": 5}
+    ring = [doc["data"] for doc in db.jobqueue.find(sort=[("$natural", 1)])]
+    assert ring == [0, {"n": 5}, {"n": "last"}]
+    counts = q.counts()
+    assert counts == {"waiting": 1, "working": 1, "done": 5, "failed": 1, "lost": 0}
+    frame = q.history()
+    assert len(frame) == 8 and frame.id.is_unique
+    assert frame.status.value_counts().to_dict() == {"done": 5, "waiting": 1, "working": 1,
+                                                     "failed": 1}  # fmt: skip
+    newest = q.jobs(limit=10)
+    assert [job.data for job in newest] == [{"n": "last"}, *({"n": n} for n in range(5, -1, -1)), 0]
+    assert [job["status"] for job in newest] == ["waiting", "working", "failed", *["done"] * 5]
+
+
+def test_a_waiting_job_is_evicted_only_when_the_backlog_outgrows_the_ring(db, sweep_often):
+    q = JobQueue(db, max_jobs=5, size_bytes=100_000)
+    low = q.pub_many([{"low": n} for n in range(3)], priority=-1)  # wait behind everything
+    for n in range(20):  # 20 jobs pass through a 5-job ring while the 3 wait
+        q.pub({"n": n})
+        q.done(q.next())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DataLossWarning
+        counts = q.counts()
+    assert counts == {"waiting": 3, "working": 0, "done": 20, "failed": 0, "lost": 0}
+    assert [q.next().id for _ in range(3)] == low
+    for n in range(7):  # a backlog of 7 in a ring of 5 does lose jobs, and says so
+        q.pub({"backlog": n})
+    with pytest.warns(queue_module.DataLossWarning):
+        assert q.counts()["lost"] > 0
+
+
+def test_a_swept_failed_job_is_requeued_from_history(db, sweep_often):
+    q = JobQueue(db, max_attempts=1)
+    q.pub({"n": 0})
+    q.done(q.next())
+    job_id = q.pub({"n": 1})
+    q.fail(q.next(), RuntimeError("no"))
+    q.pub({"n": 2})
+    q.done(q.next())
+    with pytest.raises(queue_module.Empty):
+        q.next()
+    assert db.jobqueue.find_one({"_id": job_id}) is None  # swept: only in history
+    assert q.retry(job_id)
+    assert q.next().id == job_id
+    assert q.counts() == {"waiting": 0, "working": 1, "done": 2, "failed": 0, "lost": 0}
+
+
+def test_a_consumer_on_a_swept_ring_still_wakes_at_once(db, sweep_often):
+    q = JobQueue(db)
+    q.pub({"n": 0})
+    _work(q, 1)
+    q.pub({"n": 1})
+    _work(q, 1)
+    with pytest.raises(queue_module.Empty):
+        q.next()  # sweeps: the ring keeps the newest job (and, where $natural is not
+    assert db.jobqueue.count_documents({}) <= 2  # honoured, the one it finds instead)
+    got, started = [], threading.Event()
+
+    def consume():
+        started.set()
+        got.append((q.next(timeout=10), time.monotonic()))
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    started.wait()
+    time.sleep(0.7)  # the consumer is deep in its wait
+    sent = time.monotonic()
+    JobQueue(db).pub({"n": 2})
+    consumer.join(10)
+    assert got and got[0][0].data == {"n": 2}
+    assert got[0][1] - sent < 0.25  # woken by the insert, not by a 250 ms poll
