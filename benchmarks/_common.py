@@ -36,6 +36,11 @@ def parser(description: str | None) -> argparse.ArgumentParser:
         default=os.environ.get("MJQ_TEST_MONGODB_URI"),
         help="MongoDB URI (default: $MJQ_TEST_MONGODB_URI, else embedded SecantusDB)",
     )
+    p.add_argument(
+        "--embedded-path",
+        default=":memory:",
+        help="without --uri: the in-process server's data folder (default :memory:)",
+    )
     return p
 
 
@@ -44,7 +49,7 @@ def run_bench(bench: Callable[[str, argparse.Namespace], None], args: argparse.N
     if args.uri:
         bench(args.uri, args)
         return
-    with embedded_server() as server:
+    with embedded_server(args.embedded_path) as server:
         bench(server.uri, args)
 
 
@@ -84,7 +89,7 @@ def environment(client: Any, args: argparse.Namespace, pymongo_note: str) -> lis
         server = f"SecantusDB {info['secantusVersion']} (reports MongoDB {info['version']})"
     else:
         server = f"mongod {info['version']}"
-    where = "--uri" if args.uri else "embedded, in-process, :memory:"
+    where = "--uri" if args.uri else f"embedded, in-process, {args.embedded_path}"
     return [
         f"date:    {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"server:  {server} [{where}]",

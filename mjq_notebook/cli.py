@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .connection import DEFAULT_DATA_DIR, connect, mask_uri
+from .connection import DEFAULT_DATA_DIR, connect, env_uri, mask_uri
 from .errors import JobQueueError
 from .queue import JobQueue
 
@@ -285,6 +285,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  df = JobQueue(connect(), {queue.name!r}).history()\n"
         '  df.mjq.summary(by="data.kind"); df.mjq.plot_latency()'
     )
+    if not (args.uri or env_uri()):
+        print(
+            "\nthe embedded server keeps running for notebooks and workers in this folder "
+            "(`mjq serve --status`); `mjq serve --stop` stops it, and it stops by itself "
+            "after an hour unused"
+        )
     return 0
 
 

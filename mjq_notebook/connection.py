@@ -35,7 +35,8 @@ def mask_uri(uri: str) -> str:
     return re.sub(r"(?<=://)([^:/@]+):([^@/]*)@", r"\1:***@", uri)
 
 
-def _env_uri() -> str | None:
+def env_uri() -> str | None:
+    """The URI from MJQ_MONGODB_URI or MONGODB_URI, if either is set."""
     return next((os.environ[v] for v in ENV_VARS if os.environ.get(v)), None)
 
 
@@ -70,7 +71,7 @@ def connect(uri: str | None = None, db: str = "job_queue", *, timeout: float = 5
     """A pymongo ``Database``: from ``uri``, else ``MJQ_MONGODB_URI``/``MONGODB_URI``, else the
     shared embedded server for ``./.mjq-data`` (started as a process of its own if none runs).
     """
-    uri = uri or _env_uri() or embedded_uri()
+    uri = uri or env_uri() or embedded_uri()
     return client_for(uri, timeout=timeout)[db]
 
 

@@ -22,6 +22,7 @@ from pymongo.errors import (
     DuplicateKeyError,
     InvalidDocument,
     OperationFailure,
+    PyMongoError,
 )
 
 from . import writes
@@ -56,8 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mjq_notebook")
 
 MAX_BSON_SIZE = 16 * 1024 * 1024
-SWEEP_EVERY_S = 1.0  # finished jobs leave the ring at least this often while consumers run...
-SWEEP_AFTER = 50  # ...and after this many finishes by this queue object
+SWEEP_EVERY_S = 1.0  # finishing sweeps finished jobs out of the ring at most this often...
+SWEEP_AFTER = 50  # ...or after this many finishes by this queue object
 _RETRY_CAP_S = 5.0  # longest pause between attempts while the server is unreachable
 
 
@@ -225,13 +226,9 @@ class JobQueue:
             self._wakeup.wait(wait if remaining is None else min(remaining, wait))
 
     def _claim(self) -> Job | None:
-        """Claim one job, first handing abandoned jobs (expired leases) back to waiting and
-        taking finished ones out of the ring, when those are due."""
-        now = time.monotonic()
-        if now >= self._next_requeue:
+        """Claim one job, first handing abandoned jobs (expired leases) back to waiting."""
+        if time.monotonic() >= self._next_requeue:
             self._requeue_expired()
-        if now >= self._next_sweep or self._finished_since_sweep >= SWEEP_AFTER:
-            self._sweep_finished()
         return self._claim_one()
 
     def _idle_wait(self) -> float:
@@ -311,6 +308,12 @@ class JobQueue:
         """
         self._next_sweep = time.monotonic() + SWEEP_EVERY_S
         self._finished_since_sweep = 0
+        try:
+            self._delete_finished()
+        except PyMongoError as exc:  # the job is finished all the same; the next sweep tries
+            log.debug("could not sweep finished jobs from %s: %s", self.name, exc)
+
+    def _delete_finished(self) -> None:
         # The last document inserted, and the one with the newest id (the same but for
         # clock differences between publishers; not all servers honour $natural).
         keep = [
@@ -536,6 +539,8 @@ class JobQueue:
             )
             raise
         self._finished_since_sweep += 1
+        if self._finished_since_sweep >= SWEEP_AFTER or time.monotonic() >= self._next_sweep:
+            self._sweep_finished()  # after the finish, not before a claim: no one waits on it
 
     def _update_owned(
         self,

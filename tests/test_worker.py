@@ -111,4 +111,10 @@ def test_worker_logs_jobs_lost_to_eviction(db, caplog):
     with caplog.at_level("WARNING", logger="mjq_notebook.worker"):
         worker = Worker(q, lambda job: None, poll=0.2).start(drain=True)
         assert worker.join(timeout=30)
-    assert any("2 job(s) of jobqueue were evicted" in r.getMessage() for r in caplog.records)
+    # the worker's first look may overlap a finishing job, which counts() may see in both
+    # collections at once (never in neither): it can log fewer than 2, never a false loss
+    logged = [
+        r.getMessage() for r in caplog.records if "of jobqueue were evicted" in r.getMessage()
+    ]
+    assert logged and all(m.startswith(("1 job(s)", "2 job(s)")) for m in logged)
+    assert q.counts(warn=False)["lost"] == 2
