@@ -103,3 +103,36 @@ def test_a_consumer_on_a_swept_ring_still_wakes_at_once(db, sweep_often):
     consumer.join(10)
     assert got and got[0][0].data == {"n": 2}
     assert got[0][1] - sent < 0.25  # woken by the insert, not by a 250 ms poll
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["server mode", "polling"])
+def test_the_watcher_keeps_showing_jobs_swept_out_of_the_ring(
+    db, sweep_often, monkeypatch, polling
+):
+    from pymongo.errors import OperationFailure
+
+    from mjq_notebook.watch import Watcher
+
+    from .test_watch import status_of, wait_for
+
+    q = JobQueue(db)
+    if polling:
+
+        def no_change_streams(*args, **kwargs):
+            raise OperationFailure("$changeStream is only supported on replica sets", code=40573)
+
+        monkeypatch.setattr(q.collection, "watch", no_change_streams)
+    watcher = Watcher.of(q)
+    sub = watcher.subscribe(lambda snapshot: None)
+    try:
+        wait_for(lambda: watcher.snapshot.state == "live", 10, "live")
+        ids = q.pub_many([{"n": n} for n in range(3)])
+        _work(q, 3)  # each finish sweeps: only the newest stays in the ring
+        assert db.jobqueue.count_documents({}) <= 2
+        for job_id in ids:
+            wait_for(lambda j=job_id: status_of(watcher, j) == "done", 2, "done in the window")
+        time.sleep(0.6)  # a polling round later, still shown (from history)
+        assert [status_of(watcher, j) for j in ids] == ["done"] * 3
+        wait_for(lambda: watcher.snapshot.counts.get("done") == 3, 3, "the counts")
+    finally:
+        sub.close()
