@@ -40,3 +40,14 @@ def db(client):
 @pytest.fixture
 def queue(db):
     return JobQueue(db, lease=30, backoff=0.05)
+
+
+def force_polling(monkeypatch, queue) -> None:
+    """Make ``queue``'s change streams fail as on a standalone mongod, which has none, so
+    the watcher falls back to polling."""
+    from pymongo.errors import OperationFailure
+
+    def no_change_streams(*args, **kwargs):
+        raise OperationFailure("$changeStream is only supported on replica sets", code=40573)
+
+    monkeypatch.setattr(queue.collection, "watch", no_change_streams)

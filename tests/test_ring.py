@@ -109,19 +109,14 @@ def test_a_consumer_on_a_swept_ring_still_wakes_at_once(db, sweep_often):
 def test_the_watcher_keeps_showing_jobs_swept_out_of_the_ring(
     db, sweep_often, monkeypatch, polling
 ):
-    from pymongo.errors import OperationFailure
-
     from mjq_notebook.watch import Watcher
 
+    from .conftest import force_polling
     from .test_watch import status_of, wait_for
 
     q = JobQueue(db)
     if polling:
-
-        def no_change_streams(*args, **kwargs):
-            raise OperationFailure("$changeStream is only supported on replica sets", code=40573)
-
-        monkeypatch.setattr(q.collection, "watch", no_change_streams)
+        force_polling(monkeypatch, q)
     watcher = Watcher.of(q)
     sub = watcher.subscribe(lambda snapshot: None)
     try:

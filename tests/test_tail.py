@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pymongo.errors import OperationFailure
 
 from mjq_notebook import JobQueue
 from mjq_notebook.connection import client_for
@@ -20,6 +19,7 @@ from mjq_notebook.watch import Watcher
 from mjq_notebook.widgets import Tail
 from mjq_notebook.widgets import tail as tail_module
 
+from .conftest import force_polling
 from .test_watch import wait_for, watcher_threads
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'><b>'
@@ -30,11 +30,7 @@ def queue(request, monkeypatch, db):
     """The queue as the server allows (change streams here), and with polling forced."""
     q = JobQueue(db, lease=30, backoff=0.05)
     if request.param == "polling":
-
-        def no_change_streams(*args, **kwargs):
-            raise OperationFailure("$changeStream is only supported on replica sets", code=40573)
-
-        monkeypatch.setattr(q.collection, "watch", no_change_streams)
+        force_polling(monkeypatch, q)
     return q
 
 

@@ -16,7 +16,7 @@ from mjq_notebook.connection import client_for
 from mjq_notebook.watch import Watcher, _describe, changes
 from mjq_notebook.widgets import Tail
 
-from .conftest import TEST_URI
+from .conftest import TEST_URI, force_polling
 
 
 def wait_for(predicate, timeout, what="the condition"):
@@ -42,11 +42,7 @@ def mode(request, monkeypatch, queue):
     """Run a test as the server allows (change streams here) and with polling forced: the
     watch() call fails as on a standalone mongod."""
     if request.param == "polling":
-
-        def no_change_streams(*args, **kwargs):
-            raise OperationFailure("$changeStream is only supported on replica sets", code=40573)
-
-        monkeypatch.setattr(queue.collection, "watch", no_change_streams)
+        force_polling(monkeypatch, queue)
     return request.param
 
 
@@ -183,10 +179,7 @@ def test_finished_is_seeded_from_history(queue):
 
 
 def test_poke_rereads_at_once(queue, monkeypatch):
-    def no_change_streams(*args, **kwargs):
-        raise OperationFailure("no", code=40573)
-
-    monkeypatch.setattr(queue.collection, "watch", no_change_streams)
+    force_polling(monkeypatch, queue)
     watcher = Watcher.of(queue)
     sub = watcher.subscribe(lambda s: None)
     try:
