@@ -6,14 +6,13 @@ import logging
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo.errors import ConnectionFailure
 
-from .errors import DataLossWarning, Empty, LeaseLostError, PublishError, ServerUnavailable
+from .errors import Empty, LeaseLostError, PublishError, ServerUnavailable
 from .job import Job
 from .queue import JobQueue
 
@@ -165,7 +164,7 @@ class Worker:
 
     def _drained(self) -> bool:
         try:
-            counts = self.queue.counts()
+            counts = self.queue.counts(warn=False)  # _check_losses logs losses
         except AWAY:
             return False
         with self._lock:
@@ -198,9 +197,7 @@ class Worker:
     def _check_losses(self) -> None:
         """Say so in the log when the capped collection evicted jobs before they finished."""
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DataLossWarning)  # logged instead, below
-                lost = self.queue.counts()["lost"]
+            lost = self.queue.counts(warn=False)["lost"]  # logged instead, below
         except AWAY:
             return
         if lost > self._lost_logged:
