@@ -28,8 +28,8 @@ from bson import ObjectId
 from pymongo import DESCENDING
 from pymongo.errors import OperationFailure, PyMongoError
 
-from .connection import mask_uri
 from .job import FINISHED, Job
+from .outage import failure_reason
 from .wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -223,10 +223,10 @@ class Watcher:
                 try:
                     self._follow(stop)
                 except (PyMongoError, ConnectionError) as exc:  # + ServerUnavailable
-                    self._outage(stop, _describe(exc))
+                    self._outage(stop, failure_reason(exc))
                 except Exception as exc:  # a bug of ours: say so, and don't spin
                     log.exception("mjq: the watcher of %s failed", self.queue.name)
-                    self._outage(stop, _describe(exc))
+                    self._outage(stop, failure_reason(exc))
         finally:
             self._set_state("stopped", "")
             self._publish()
@@ -484,17 +484,6 @@ def _finished(doc: Mapping[str, Any]) -> Finished | None:
     wait_s = (started - created).total_seconds() if started and created else None
     run_s = (done - started).total_seconds() if started else None
     return Finished(doc["_id"], str(status), done.timestamp(), wait_s, run_s)
-
-
-def _describe(exc: BaseException) -> str:
-    """A short, password-free line about ``exc`` for the widgets' state."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    for cut in (", Timeout:", " (configured timeouts"):
-        text = text.split(cut)[0]
-    text = mask_uri(text)
-    if len(text) > 120:
-        text = text[:117] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def changes(

@@ -13,7 +13,8 @@ from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.connection import client_for
-from mjq_notebook.watch import Watcher, _describe, changes
+from mjq_notebook.outage import failure_reason
+from mjq_notebook.watch import Watcher, changes
 from mjq_notebook.widgets import Tail
 
 from .conftest import TEST_URI, force_polling
@@ -212,12 +213,12 @@ def test_changes_yields_new_jobs_and_status_changes(queue, other_queue):
     assert watcher_threads() == []
 
 
-def test_describe_never_shows_a_password():
+def test_the_outage_reason_never_shows_a_password():
     exc = ServerSelectionTimeoutError(
         "mongodb://alice:s3cr3t@db.example:27017: [Errno 111] Connection refused "
         "(configured timeouts: socketTimeoutMS: 20000.0ms), Timeout: 1.0s, Topology..."
     )
-    text = _describe(exc)
+    text = failure_reason(exc)  # what the watcher shows while reconnecting
     assert "s3cr3t" not in text and text.startswith("ServerSelectionTimeoutError: ")
     assert "Topology" not in text
 
