@@ -375,16 +375,19 @@ class JobQueue:
     def __iter__(self) -> Iterator[Job]:
         """Seed API: yield jobs forever; a job is marked done when the loop asks for the next.
 
-        A job still held when the loop stops (``break``, an exception) goes back to waiting.
+        A job still held when the loop stops (``break``, an exception) goes back to waiting;
+        one the loop body finished itself (``q.done(job)``/``q.fail(job, exc)``) is left as is.
         """
         while True:
             job = self.next(timeout=None)
             try:
                 yield job
             except GeneratorExit:
-                self.release(job)
+                if not job.finished:
+                    self.release(job)
                 raise
-            self.done(job)
+            if not job.finished:
+                self.done(job)
 
     @contextlib.contextmanager
     def claim(self, timeout: float | None = 0) -> Iterator[Job]:

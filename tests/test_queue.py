@@ -184,6 +184,20 @@ def test_iteration_marks_done_when_the_loop_asks_for_the_next(queue):
     assert queue.get(ids[2])["status"] == "waiting"
 
 
+def test_iteration_leaves_jobs_the_loop_finished_itself(db):
+    queue = JobQueue(db, backoff=60)  # the failed job is not due again during the loop
+    ids = queue.pub_many([{"n": n} for n in range(3)])
+    for job in queue:
+        if job["data"]["n"] == 0:
+            queue.fail(job, "no")  # retried later: the loop must not mark it done
+        elif job["data"]["n"] == 2:
+            queue.done(job, "last")  # finished before break: not released back
+            break
+    assert [queue.get(i)["status"] for i in ids] == ["waiting", "done", "done"]
+    assert queue.get(ids[2])["result"] == "last"
+    assert queue.get(ids[0])["attempts"] == 1
+
+
 def test_expired_lease_makes_job_claimable_again(db):
     q1 = JobQueue(db, lease=0.5)
     q2 = JobQueue(db, lease=30)
