@@ -222,7 +222,8 @@ def cmd_work(args: argparse.Namespace) -> int:
     print(f"mjq: working {queue.db.name}.{queue.name} as {queue.worker_id}", flush=True)
     stats = worker.run(drain=args.drain, max_jobs=args.max_jobs)
     print(
-        f"mjq: stopped: {stats.done} done, {stats.failed} failed, {stats.released} released",
+        f"mjq: stopped: {stats.done} done, {stats.failed} failed, {stats.retried} retried, "
+        f"{stats.released} released",
         flush=True,
     )
     return 0

@@ -15,6 +15,7 @@ import datetime as dt
 import html
 import json
 import math
+import textwrap
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -53,8 +54,8 @@ box-shadow:inset 0 0 0 1px var(--mjq-warn)}
 .mjq .mjq-warn{color:var(--mjq-warn);background:var(--mjq-warn-bg);padding:2px 6px;
 border-radius:3px;margin:4px 0;display:inline-block}
 .mjq .mjq-kv{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:1px 12px;margin:0}
-.mjq .mjq-kv>dt{color:var(--mjq-fg2);font-weight:normal;margin:0}
-.mjq .mjq-kv>dd{margin:0;min-width:0;overflow-wrap:anywhere}
+.mjq .mjq-kv>dt{color:var(--mjq-fg2);font-weight:normal;margin:0;float:none;width:auto}
+.mjq .mjq-kv>dd{margin:0;min-width:0;overflow-wrap:anywhere;float:none;width:auto}
 .mjq .mjq-sec{margin:8px 0 0}.mjq .mjq-h{font-weight:600;margin:0 0 2px}
 .mjq details>summary{cursor:pointer}.mjq details details{margin-left:2px}
 .mjq table.mjq-t{border-collapse:collapse;margin:4px 0;font-size:12.5px}
@@ -63,6 +64,7 @@ border:none;border-bottom:1px solid var(--mjq-line);background:none;color:inheri
 white-space:nowrap}
 .mjq table.mjq-t th{font-weight:600}.mjq table.mjq-t .mjq-n{text-align:right;
 font-variant-numeric:tabular-nums}.mjq table.mjq-t td.mjq-wide{white-space:normal}
+.mjq table.mjq-t code{white-space:nowrap}.mjq table.mjq-t td.mjq-wide code{white-space:normal}
 .mjq .mjq-bar{display:inline-block;width:110px;height:8px;border-radius:4px;overflow:hidden;
 background:var(--mjq-bg2);vertical-align:middle}
 .mjq .mjq-bar>span{display:block;height:100%;background:var(--mjq-done)}
@@ -454,11 +456,38 @@ def _has_long_string(value: Any) -> bool:
 
 # -- lists of jobs ------------------------------------------------------------------------
 
-_LIST_COLUMNS = ("id", "status", "created (UTC)", "wait", "run", "attempts", "data")
+_LIST_COLUMNS = ("id", "status", "created (UTC)", "wait", "run", "attempts", "error", "data")
+_ONGOING = "“…”: still going on"
+
+
+def _list_columns(rows: list[tuple[str, ...]]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The columns and rows to show: ``error`` only when some job has one."""
+    error = _LIST_COLUMNS.index("error")
+    if any(row[error] for row in rows):
+        return list(_LIST_COLUMNS), rows
+    keep = [i for i in range(len(_LIST_COLUMNS)) if i != error]
+    return [_LIST_COLUMNS[i] for i in keep], [tuple(row[i] for i in keep) for row in rows]
+
+
+def _ongoing(rows: list[tuple[str, ...]]) -> bool:
+    return any(cell.endswith(" …") for row in rows for cell in row[3:5])
+
+
+def _error_preview(error: Any) -> str:
+    """``Type: message`` on one line, shortened at a word (NOT escaped)."""
+    if not error:
+        return ""
+    if isinstance(error, Mapping):
+        kind, message = str(error.get("type") or "Error"), error.get("message")
+        text = kind + (f": {message}" if message not in (None, "") else "")
+    else:
+        text = str(error)
+    return textwrap.shorten(text, 60, placeholder=" …")
 
 
 def _list_row(job: Mapping[str, Any], now: dt.datetime) -> tuple[str, ...]:
-    """Plain-text cells of one row; ``…`` marks a wait or run still going on."""
+    """Plain-text cells of one row (``_LIST_COLUMNS``); ``…`` marks a wait or run still
+    going on."""
     status = str(job.get("status", "?"))
     created, started, done = _times(job, status)
     wait = _seconds_between(created, started)
@@ -480,34 +509,48 @@ def _list_row(job: Mapping[str, Any], now: dt.datetime) -> tuple[str, ...]:
         wait_text.replace("— …", "—"),
         run_text.replace("— …", "—"),
         tries,
+        _error_preview(job.get("error")),
         data_preview(job.get("data"), 60),
     )
+
+
+_CELL_HTML = {  # column -> how its (escaped) text shows
+    "id": "<td><code>{}</code></td>",
+    "created (UTC)": '<td class="mjq-mono">{}</td>',
+    "wait": '<td class="mjq-n">{}</td>',
+    "run": '<td class="mjq-n">{}</td>',
+    "attempts": '<td class="mjq-n">{}</td>',
+    "error": '<td class="mjq-wide" style="color:var(--mjq-failed)">{}</td>',
+    "data": '<td class="mjq-wide"><code>{}</code></td>',
+}
 
 
 def _job_table(jobs: list[Mapping[str, Any]], now: dt.datetime) -> str:
     if not jobs:
         return '<div class="mjq-dim">no jobs</div>'
+    columns, rows = _list_columns([_list_row(job, now) for job in jobs[:_LIST_ROWS]])
     head = "".join(
         f'<th class="{"mjq-n" if name in ("wait", "run", "attempts") else ""}">{name}</th>'
-        for name in _LIST_COLUMNS
+        for name in columns
     )
-    rows = []
-    for job in jobs[:_LIST_ROWS]:
-        cells = _list_row(job, now)
-        rows.append(
-            "<tr>"
-            f"<td><code>{_e(cells[0])}</code></td><td>{status_badge(cells[1])}</td>"
-            f'<td class="mjq-mono">{_e(cells[2])}</td>'
-            + "".join(f'<td class="mjq-n">{_e(cell)}</td>' for cell in cells[3:6])
-            + f'<td class="mjq-wide"><code>{_e(cells[6])}</code></td></tr>'
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{status_badge(cell)}</td>" if name == "status"
+            else _CELL_HTML[name].format(_e(cell))
+            for name, cell in zip(columns, row, strict=True)
         )
-    more = ""
+        + "</tr>"
+        for row in rows
+    )  # fmt: skip
+    notes = []
     if len(jobs) > _LIST_ROWS:
-        more = f'<div class="mjq-dim">… {len(jobs) - _LIST_ROWS:,} more not shown</div>'
-    return (
-        f'<table class="mjq-t"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
-        f"</table>{more}"
-    )
+        notes.append(f"… {len(jobs) - _LIST_ROWS:,} more not shown")
+    if _ongoing(rows):
+        notes.append(_ONGOING)
+    more = f'<div class="mjq-dim">{_e(" · ".join(notes))}</div>' if notes else ""
+    return f'<table class="mjq-t"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
+
 
 
 def job_list_html(jobs: Iterable[Mapping[str, Any]], now: dt.datetime | None = None) -> str:
@@ -517,7 +560,7 @@ def job_list_html(jobs: Iterable[Mapping[str, Any]], now: dt.datetime | None = N
     if not jobs:
         return _wrap('<div class="mjq-dim">no jobs</div>')
     plural = "" if len(jobs) == 1 else "s"
-    title = f'<div class="mjq-dim">{len(jobs):,} job{plural} · “…”: still going on</div>'
+    title = f'<div class="mjq-dim">{len(jobs):,} job{plural}</div>'
     return _wrap(title + _job_table(jobs, now))
 
 
@@ -527,12 +570,15 @@ def job_list_text(jobs: Iterable[Mapping[str, Any]], now: dt.datetime | None = N
     jobs = list(jobs)
     if not jobs:
         return "no jobs"
-    rows = [_LIST_COLUMNS, *(_list_row(job, now) for job in jobs[:_LIST_ROWS])]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_LIST_COLUMNS) - 1)]
+    columns, rows = _list_columns([_list_row(job, now) for job in jobs[:_LIST_ROWS]])
+    table = [tuple(columns), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
-             for row in rows]  # fmt: skip
+             for row in table]  # fmt: skip
     if len(jobs) > _LIST_ROWS:
         lines.append(f"… {len(jobs) - _LIST_ROWS:,} more")
+    if _ongoing(rows):
+        lines.append(_ONGOING)
     return "\n".join(line.rstrip() for line in lines)
 
 

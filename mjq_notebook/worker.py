@@ -27,10 +27,12 @@ AWAY = (ConnectionFailure, ServerUnavailable)
 
 @dataclass
 class WorkerStats:
-    """What a worker did: jobs done, failed (retried or final) and released."""
+    """What a worker did: jobs done, jobs failed for good (attempts used up), failed attempts
+    that will be retried, and jobs released back to waiting by a hard stop."""
 
     done: int = 0
     failed: int = 0
+    retried: int = 0
     released: int = 0
 
 
@@ -179,15 +181,13 @@ class Worker:
                 result = self.handler(job)
             except Exception as exc:
                 log.info("job %s failed: %s: %s", job.id, type(exc).__name__, exc)
-                self._persist(self.queue.fail, job, exc)
-                self._count("failed")
+                self._fail(job, exc)
                 return
             try:
                 self._persist(self.queue.done, job, result)
                 self._count("done")
             except PublishError as exc:  # the result can't be stored: that is the job failing
-                self._persist(self.queue.fail, job, exc)
-                self._count("failed")
+                self._fail(job, exc)
         except LeaseLostError as exc:
             log.warning("%s", exc)
         finally:
@@ -213,13 +213,16 @@ class Worker:
         with self._lock:
             setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
 
-    def _persist(self, finish: Callable[[Job, Any], Any], job: Job, arg: Any) -> None:
+    def _fail(self, job: Job, exc: Exception) -> None:
+        retried = self._persist(self.queue.fail, job, exc)
+        self._count("retried" if retried else "failed")
+
+    def _persist(self, finish: Callable[[Job, Any], Any], job: Job, arg: Any) -> Any:
         """Record a job's outcome, riding out a server that is briefly away."""
         pause = 0.1
         while True:
             try:
-                finish(job, arg)
-                return
+                return finish(job, arg)
             except AWAY as exc:
                 log.warning("MongoDB unreachable saving job %s (%s); retrying", job.id, exc)
                 time.sleep(pause)

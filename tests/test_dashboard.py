@@ -61,6 +61,17 @@ def test_sparkline_draws_created_and_finished_per_step():
     _svg(empty)
 
 
+def test_the_sparkline_spans_as_far_back_as_the_jobs_go():
+    from mjq_notebook.widgets.dashboard import spark_window
+
+    now = 10_000.0
+    assert spark_window([], now) == 60
+    assert spark_window([now - 30, now - 5], now) == 60  # a queue started 30 s ago: 1 min
+    assert spark_window([now - 90], now) == 120
+    assert spark_window([now - 200], now) == 300
+    assert spark_window([now - 5000], now) == 600  # the longest, however old
+
+
 def test_histogram_marks_percentiles_on_log_bins():
     wait = [0.001 * 1.2**i for i in range(60)]
     run = [2.0, 3.0, None, float("nan"), 0.0]
@@ -205,6 +216,25 @@ def test_stops_when_no_longer_shown_and_resumes_when_shown(other, dashboard):
     job_id = other.pub({"n": 1})
     _wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters again")
     assert job_id
+
+
+def test_stop_freezes_it_on_screen_and_start_resumes(other, dashboard):
+    _wait_for(lambda: "via " in dashboard.counters.value, 5, "the watcher going live")
+    other.pub({"n": 1})
+    _wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters")
+    dashboard.stop()
+    assert _ours() == []  # no watcher, no chart thread: nothing follows the queue
+    assert dashboard.comm is not None and dashboard.tail.table.comm is not None  # still shown
+    assert "stopped" in dashboard.counters.value and "waiting 1" in dashboard.counters.value
+    assert dashboard.tail.table.state == "paused"
+    dashboard._view_count = 1  # shown again (say, in another output): it stays stopped
+    assert _ours() == []
+    other.pub({"n": 2})
+    time.sleep(0.5)
+    assert "waiting 1" in dashboard.counters.value  # frozen
+    dashboard.start()
+    _wait_for(lambda: "waiting 2" in dashboard.counters.value, 3, "the counters again")
+    assert "stopped" not in dashboard.counters.value and dashboard.tail.table.state != "paused"
 
 
 @pytest.mark.parametrize("payload", XSS)

@@ -217,6 +217,24 @@ def test_job_list_html_and_text(queue):
     assert "no jobs" in assert_inert(job_list_html([])) and job_list_text([]) == "no jobs"
 
 
+def test_job_list_shows_errors_and_the_ongoing_legend_only_when_there_are_some(db):
+    queue = JobQueue(db, max_attempts=1)
+    queue.pub_many([{"n": i} for i in range(3)])
+    quiet = job_list_html(queue.jobs())  # all waiting: "…" marks their wait
+    assert ">error</th>" not in quiet and "still going on" in assert_inert(quiet)
+    queue.fail(queue.next(), ValueError("corrupt input <b>from</b> user12\n" + "x " * 50))
+    queue.done(queue.next())
+    queue.done(queue.next())
+    page = job_list_html(queue.jobs())
+    text = assert_inert(page)  # escaped: the <b> is text
+    assert ">error</th>" in page and "ValueError: corrupt input <b>from</b> user12 x" in text
+    assert "still going on" not in text  # nothing waits or runs any more
+    plain = job_list_text(queue.jobs())
+    assert plain.splitlines()[0].split()[-2:] == ["error", "data"]
+    assert "ValueError: corrupt input" in plain and plain.count("\n") == 3
+    assert ">error</th>" not in job_list_html(queue.jobs("done"))  # no job there has one
+
+
 def test_queue_view_shows_fullness_counts_lost_and_newest_jobs(db):
     queue = JobQueue(db, name="small", max_jobs=10, size_bytes=2**20)
     queue.pub_many([{"n": i} for i in range(4)])

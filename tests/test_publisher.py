@@ -134,8 +134,10 @@ def test_n_copies_publish_identical_jobs_with_the_options(form, queue):
     form.priority.value = 7
     form.delay.value = 30.0
     form.max_attempts.value = 2
+    assert form.publish_copies_button.layout.display == "none"  # 1 copy: "Publish" does it
     form.copies.value = 5
     assert form.publish_copies_button.description == "Publish 5 copies"
+    assert form.publish_copies_button.layout.display is None  # shown
     form.publish_copies_button.click()
     jobs = queue.jobs(limit=10)
     assert len(jobs) == 5

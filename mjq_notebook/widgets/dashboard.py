@@ -10,6 +10,7 @@ idle. Both stop on ``close()`` or when the dashboard is no longer shown anywhere
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import math
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mjq_notebook")
 
-SPARK_WINDOW_S = 600.0  # the sparkline's span: the last 10 minutes
-SPARK_STEP_S = 10.0  # one point per 10 s
+# The sparkline's span: the shortest of these that holds the jobs it knows of (so a queue
+# that started a minute ago fills the picture), in 60 steps.
+SPARK_WINDOWS_S = (60.0, 120.0, 300.0, 600.0)
+SPARK_STEPS = 60
 RATE_S = 60.0  # "jobs/s" in the caption: finished in the last minute
 HISTOGRAM_JOBS = 1000  # the histogram shows the newest finished jobs, up to this many
 HISTOGRAM_EVERY_S = 1.0  # redrawn at most this often
@@ -45,7 +48,8 @@ class Dashboard(widgets.VBox):
 
     ``.counters``, ``.sparkline`` and ``.histogram`` are HTML widgets (the charts inline SVG);
     ``.tail`` is a ``Tail`` and ``.publisher`` a ``Publisher`` (the tail's "copy to publish
-    form" fills it). ``close()`` stops everything it started.
+    form" fills it). ``stop()`` freezes it on screen and ``start()`` resumes; ``close()``
+    stops everything it started and removes it.
     """
 
     def __init__(self, queue: JobQueue, *, limit: int = 50, **kwargs: Any) -> None:
@@ -56,6 +60,7 @@ class Dashboard(widgets.VBox):
         self._subscription: Subscription | None = None
         self._charts: _ChartThread | None = None
         self._closed = True  # until __init__ has made everything close() closes
+        self._stopped = False  # stop() called: stay still even when shown again
         self._histogram_key: tuple = ()
         self._histogram_at = 0.0
         self.counters = widgets.HTML(layout=widgets.Layout(flex="1 1 320px", min_width="320px"))
@@ -92,8 +97,28 @@ class Dashboard(widgets.VBox):
 
     # -- life --------------------------------------------------------------------------------
 
+    def stop(self) -> None:
+        """Stop following the queue and keep the last state on screen, marked "stopped"
+        (the queue's watcher thread ends with its last subscriber); ``start()`` resumes."""
+        if self._closed:
+            return
+        self._stopped = True
+        self._stop()
+        self.tail.pause_button.value = True  # the tail unsubscribes and says "paused"
+        snapshot = self.watcher.snapshot
+        self._render_charts(snapshot, force=True)
+        self._render_counters(dataclasses.replace(snapshot, state="stopped"))
+
+    def start(self) -> None:
+        """Follow the queue again after ``stop()``."""
+        if self._closed:
+            return
+        self._stopped = False
+        self.tail.pause_button.value = False
+        self._start()
+
     def _start(self) -> None:
-        if self._subscription is None and not self._closed:
+        if self._subscription is None and not self._closed and not self._stopped:
             self._charts = _ChartThread(self)
             self._subscription = self.watcher.subscribe(self._on_snapshot, rate=HEADER_RATE)
 
@@ -205,24 +230,33 @@ def counters_html(snapshot: Snapshot) -> str:
     elif snapshot.state == "reconnecting":
         reason = f": {snapshot.message}" if snapshot.message else ""
         state = f"<div class='mjq-warn'>reconnecting…{_e(reason)}</div>"
+    elif snapshot.state == "stopped":
+        state = "<span class='mjq-dim' style='font-size:11px'>stopped: start() resumes</span>"
     else:
         state = f"<span class='mjq-dim' style='font-size:11px'>{_e(snapshot.state)}…</span>"
     return _wrap(f"{badges}<div>{state}</div>")
 
 
-def sparkline_html(snapshot: Snapshot, now: float) -> str:
-    """Created and finished jobs per 10 s over the last 10 minutes, with a caption.
+def spark_window(times: list[float], now: float) -> float:
+    """The shortest of ``SPARK_WINDOWS_S`` that reaches back to the oldest of ``times``."""
+    oldest = min(times, default=now)
+    return next((w for w in SPARK_WINDOWS_S if now - oldest <= w), SPARK_WINDOWS_S[-1])
 
-    ``now`` is rounded up to the next 10 s, so the picture (and the message sent to the
-    browser) changes only when the data or the 10 s bucket does.
+
+def sparkline_html(snapshot: Snapshot, now: float) -> str:
+    """Created and finished jobs per step over the last 1 to 10 minutes (as far back as the
+    jobs go), with a caption.
+
+    ``now`` is rounded up to the next step, so the picture (and the message sent to the
+    browser) changes only when the data or the step does.
     """
-    now = math.ceil(now / SPARK_STEP_S) * SPARK_STEP_S
     finished = [item.done for item in snapshot.finished]
-    svg = sparkline_svg(
-        snapshot.created, finished, now, window=SPARK_WINDOW_S, step=SPARK_STEP_S, width=280
-    )
+    window = spark_window([*snapshot.created, *finished], now)
+    step = window / SPARK_STEPS
+    now = math.ceil(now / step) * step
+    svg = sparkline_svg(snapshot.created, finished, now, window=window, step=step, width=280)
     per_s = rate(finished, now, RATE_S)
-    caption = f"last {SPARK_WINDOW_S / 60:g} min · {per_s:.1f} jobs/s finished (last {RATE_S:g} s)"
+    caption = f"last {window / 60:g} min · {per_s:.1f} jobs/s finished (last {RATE_S:g} s)"
     legend = (
         "<span style='color:var(--jp-brand-color1,#1976d2)'>━ created</span> "
         "<span style='color:var(--jp-success-color1,#388e3c)'>━ finished</span>"

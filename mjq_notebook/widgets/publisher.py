@@ -146,6 +146,7 @@ class Publisher(widgets.VBox):
         self.publish_copies_button = widgets.Button(
             description="Publish 1 copy",
             tooltip="Publish as many identical jobs as 'copies' says, in one round trip",
+            layout=widgets.Layout(display="none"),  # shown once copies > 1 (see _on_copies)
         )
         self.message = widgets.HTML(layout=widgets.Layout(width="100%"))
         self._style = widgets.HTML(_STYLE, layout=widgets.Layout(height="0px", margin="0"))
@@ -197,8 +198,10 @@ class Publisher(widgets.VBox):
         return ""
 
     def _on_copies(self, change: Any) -> None:
+        """Name the copies button after the number; with 1 copy "Publish" says it all."""
         n = change["new"]
         self.publish_copies_button.description = f"Publish {n:,} cop{'y' if n == 1 else 'ies'}"
+        self.publish_copies_button.layout.display = "none" if n == 1 else None
 
     def _set_buttons(self) -> None:
         disabled = self._busy or not self.valid
