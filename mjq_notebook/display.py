@@ -552,7 +552,6 @@ def _job_table(jobs: list[Mapping[str, Any]], now: dt.datetime) -> str:
     return f'<table class="mjq-t"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
 
 
-
 def job_list_html(jobs: Iterable[Mapping[str, Any]], now: dt.datetime | None = None) -> str:
     """A table of jobs: id, status, created, wait, run, attempts and a data preview."""
     now = _aware(now) if isinstance(now, dt.datetime) else dt.datetime.now(dt.timezone.utc)
