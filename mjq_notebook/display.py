@@ -63,7 +63,8 @@ border-radius:3px;margin:4px 0;display:inline-block}
 border:none;border-bottom:1px solid var(--mjq-line);background:none;color:inherit;
 white-space:nowrap}
 .mjq table.mjq-t th{font-weight:600}.mjq table.mjq-t .mjq-n{text-align:right;
-font-variant-numeric:tabular-nums}.mjq table.mjq-t td.mjq-wide{white-space:normal}
+font-variant-numeric:tabular-nums}.mjq table.mjq-t td.mjq-wide{white-space:normal;
+overflow-wrap:anywhere}
 .mjq table.mjq-t code{white-space:nowrap}.mjq table.mjq-t td.mjq-wide code{white-space:normal}
 .mjq .mjq-bar{display:inline-block;width:110px;height:8px;border-radius:4px;overflow:hidden;
 background:var(--mjq-bg2);vertical-align:middle}

@@ -40,6 +40,7 @@ log = logging.getLogger("mjq_notebook")
 RECENT_S = 15 * 60  # how far back `finished` and `created` reach
 RECENT_MAX = 5000  # and how many entries each holds at most
 HISTORY_SEED = 1000  # finished jobs read from history when the watcher starts
+HISTORY_POLL = 200  # polling mode: the newest history rows read each round, for the charts
 POLL_S = 0.5  # polling mode: re-read the window at least this often
 POLL_EMPTY_S = 0.1  # and this often while the queue is empty
 AWAIT_MS = 200  # change-stream mode: longest wait for an event per getMore
@@ -281,16 +282,21 @@ class Watcher:
     def _seed(self) -> None:
         """Read the window and the finished jobs in history afresh (start, after an outage)."""
         self._read_window()
-        rows = self.queue.history_collection.find(
-            {}, {"status": 1, "ts": 1}, sort=[("_id", DESCENDING)], limit=HISTORY_SEED
-        )
-        for row in rows:
-            self._note_finished(row)
+        self._read_history(HISTORY_SEED)
         self._counts_stale = True
         self._refresh_counts()
         self._recent_at = float("-inf")  # the first live snapshot carries the seed
         self._backoff = BACKOFF_S
         self._set_state("live", "")
+
+    def _read_history(self, limit: int) -> None:
+        """Note the finishes of the ``limit`` newest jobs in history, shown in the window or
+        not (the charts count them all)."""
+        rows = self.queue.history_collection.find(
+            {}, {"status": 1, "ts": 1}, sort=[("_id", DESCENDING)], limit=limit
+        )
+        for row in rows:
+            self._note_finished(row)
 
     def _read_window(self) -> None:
         with self._lock:
@@ -317,6 +323,7 @@ class Watcher:
             return
         self._poke.clear()
         self._read_window()
+        self._read_history(HISTORY_POLL)  # finishes beyond the window don't show in it
         if time.monotonic() >= self._counts_at + POLL_COUNTS_EVERY_S:
             self._counts_stale = True  # changes outside the window are invisible here
 
@@ -331,6 +338,10 @@ class Watcher:
             return False
         key = (event.get("documentKey") or {}).get("_id")
         doc = event.get("fullDocument")
+        if doc is None and kind in ("update", "replace"):
+            # Gone before the lookup: a finished job swept out of the ring. Its final state
+            # is in history (written before the ring's update).
+            doc = self.queue.history_collection.find_one({"_id": key})
         self._counts_stale = True
         if kind == "delete":
             held = self._jobs.get(key)

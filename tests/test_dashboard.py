@@ -58,6 +58,8 @@ def test_sparkline_draws_created_and_finished_per_step():
     assert "var(--jp-success-color1" in lines[1].get("style")
     empty = sparkline_svg([], [], now)
     assert empty != sparkline_svg(created, finished, now)
+    assert "peak 10 per 10 s" in sparkline_svg(created, finished, now, window=600, step=10)
+    assert "no jobs in this time" in empty and "peak" not in _svg(empty).findtext(f"{SVG}text")
     _svg(empty)
 
 

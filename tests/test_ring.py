@@ -131,3 +131,29 @@ def test_the_watcher_keeps_showing_jobs_swept_out_of_the_ring(
         wait_for(lambda: watcher.snapshot.counts.get("done") == 3, 3, "the counts")
     finally:
         sub.close()
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["server mode", "polling"])
+def test_the_watcher_notes_every_finish_of_jobs_swept_out_of_the_ring(
+    db, sweep_often, monkeypatch, polling
+):
+    """The charts count finishes of jobs beyond the shown window too, though a swept job is
+    gone from the ring before the watcher can look it up."""
+    from mjq_notebook.watch import Watcher
+
+    from .conftest import force_polling
+    from .test_watch import wait_for
+
+    q = JobQueue(db)
+    if polling:
+        force_polling(monkeypatch, q)
+    watcher = Watcher.of(q)
+    sub = watcher.subscribe(lambda snapshot: None, window=1)  # shows only the newest job
+    try:
+        wait_for(lambda: watcher.snapshot.state == "live", 10, "live")
+        ids = q.pub_many([{"n": n} for n in range(6)])
+        _work(q, 6)
+        wait_for(lambda: len(watcher.snapshot.finished) == 6, 5, "six finishes noted")
+        assert {f.id for f in watcher.snapshot.finished} == set(ids)
+    finally:
+        sub.close()

@@ -265,3 +265,25 @@ def test_an_outage_shows_reconnecting_then_resumes(tmp_path, polling, monkeypatc
         sub.close()
         client.close()
     assert watcher_threads() == []
+
+
+def test_an_update_whose_job_left_the_ring_is_read_from_history(queue):
+    """A change stream's updateLookup finds nothing when the finished job was swept out of
+    the ring first: its final state comes from history, so the charts still count it."""
+    from mjq_notebook.watch import Watcher
+
+    job_id = queue.pub({"n": 1})
+    queue.done(queue.next())
+    queue.collection.delete_one({"_id": job_id})  # the sweep, before the lookup
+
+    class Stream:  # hands over the event as pymongo's ChangeStream.try_next() does
+        alive = True
+
+        def try_next(self):
+            return {"operationType": "update", "documentKey": {"_id": job_id},
+                    "fullDocument": None}  # fmt: skip
+
+    watcher = Watcher(queue)  # not started: events are applied by hand
+    assert watcher._next_event(Stream())
+    assert watcher._jobs[job_id]["status"] == "done"
+    assert [finished.id for finished in watcher._finished] == [job_id]

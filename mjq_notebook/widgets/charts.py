@@ -60,7 +60,9 @@ def sparkline_svg(
     """
     made = bucket_counts(created, now, window, step)
     done = bucket_counts(finished, now, window, step)
-    top = max(1, *made, *done)
+    peak = max(0, *made, *done)
+    top = max(1, peak)
+    scale = f"peak {peak} per {_span(step)}" if peak else "no jobs in this time"
     pad, axis = 3, 12  # the bottom `axis` pixels hold the time labels
     plot = height - axis
     baseline = f'<line x1="0" y1="{plot - 0.5}" x2="{width}" y2="{plot - 0.5}" '
@@ -68,7 +70,7 @@ def sparkline_svg(
         baseline + f'style="stroke:{GRID};stroke-width:1"/>',
         _label(0, height - 2, f"-{_span(window)}"),
         _label(width, height - 2, "now", anchor="end"),
-        _label(width / 2, height - 2, f"peak {top} per {_span(step)}", anchor="middle"),
+        _label(width / 2, height - 2, scale, anchor="middle"),
     ]
     for counts, colour, name in ((made, BRAND, "created"), (done, SUCCESS, "finished")):
         points = _line_points(counts, width, plot, pad, top)
@@ -79,7 +81,7 @@ def sparkline_svg(
         )
     title = (
         f"jobs created (blue) and finished (green) per {_span(step)}, "
-        f"last {_span(window)}; peak {top}"
+        f"last {_span(window)}; peak {peak}"
     )
     return _svg(width, height, title, body)
 

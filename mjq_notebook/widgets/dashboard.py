@@ -10,7 +10,6 @@ idle. Both stop on ``close()`` or when the dashboard is no longer shown anywhere
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import logging
 import math
@@ -107,7 +106,7 @@ class Dashboard(widgets.VBox):
         self.tail.pause_button.value = True  # the tail unsubscribes and says "paused"
         snapshot = self.watcher.snapshot
         self._render_charts(snapshot, force=True)
-        self._render_counters(dataclasses.replace(snapshot, state="stopped"))
+        self.counters.value = counters_html(snapshot, stopped=True)
 
     def start(self) -> None:
         """Follow the queue again after ``stop()``."""
@@ -221,17 +220,18 @@ class _ChartThread:
 # -- HTML of the header (plain functions of a snapshot, so they are easy to test) ------------
 
 
-def counters_html(snapshot: Snapshot) -> str:
-    """Status badges, and the watcher's state when it is not simply live."""
+def counters_html(snapshot: Snapshot, *, stopped: bool = False) -> str:
+    """Status badges, and the watcher's state when it is not simply live (or that the
+    dashboard was stopped)."""
     counts = snapshot.counts
     badges = display.counts_html(counts) if counts else "<span class='mjq-dim'>counting…</span>"
-    if snapshot.state == "live":  # the tail below says so; here only how it follows
+    if stopped:
+        state = "<span class='mjq-dim' style='font-size:11px'>stopped: start() resumes</span>"
+    elif snapshot.state == "live":  # the tail below says so; here only how it follows
         state = f"<span class='mjq-dim' style='font-size:11px'>via {_e(snapshot.mode)}</span>"
     elif snapshot.state == "reconnecting":
         reason = f": {snapshot.message}" if snapshot.message else ""
         state = f"<div class='mjq-warn'>reconnecting…{_e(reason)}</div>"
-    elif snapshot.state == "stopped":
-        state = "<span class='mjq-dim' style='font-size:11px'>stopped: start() resumes</span>"
     else:
         state = f"<span class='mjq-dim' style='font-size:11px'>{_e(snapshot.state)}…</span>"
     return _wrap(f"{badges}<div>{state}</div>")
