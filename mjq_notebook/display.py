@@ -488,11 +488,14 @@ def _error_preview(error: Any) -> str:
 
 def _list_row(job: Mapping[str, Any], now: dt.datetime) -> tuple[str, ...]:
     """Plain-text cells of one row (``_LIST_COLUMNS``); ``…`` marks a wait or run still
-    going on."""
+    going on, and a job not yet claimable (delayed, or a retry's back-off) says when it is."""
     status = str(job.get("status", "?"))
     created, started, done = _times(job, status)
     wait = _seconds_between(created, started)
-    if wait is None and status == "waiting":
+    available = job.get("available_at")
+    if status == "waiting" and isinstance(available, dt.datetime) and _aware(available) > now:
+        wait_text = "due in " + format_seconds(_seconds_between(now, available))  # delayed
+    elif wait is None and status == "waiting":
         wait_text = format_seconds(_seconds_between(created, now)) + " …"
     else:
         wait_text = format_seconds(wait)

@@ -233,6 +233,9 @@ def test_job_list_shows_errors_and_the_ongoing_legend_only_when_there_are_some(d
     assert plain.splitlines()[0].split()[-2:] == ["error", "data"]
     assert "ValueError: corrupt input" in plain and plain.count("\n") == 3
     assert ">error</th>" not in job_list_html(queue.jobs("done"))  # no job there has one
+    queue.pub({"later": True}, delay=3600)
+    assert "due in 1 h" in assert_inert(job_list_html(queue.jobs("waiting")))  # 59:59.9…
+    assert "due in 1 h" in job_list_text(queue.jobs("waiting"))
 
 
 def test_queue_view_shows_fullness_counts_lost_and_newest_jobs(db):
