@@ -1,34 +1,35 @@
 """Follow a queue live: one background watcher per queue feeds every live view of it.
 
-A ``Watcher`` keeps the queue's newest jobs, its counts and the jobs seen finishing up to
-date in a background daemon thread, and hands immutable ``Snapshot``s to subscribers (the
-notebook widgets, ``mjq tail``). Five widgets of one queue share one thread and one cursor.
+A ``Watcher`` re-reads what the views show (the newest jobs, the counts, the charts'
+``Activity`` and the jobs a view follows) in one background daemon thread and hands immutable
+``Snapshot``s to subscribers (the notebook widgets, ``mjq tail``). Its cost is per refresh,
+not per job: a change only says *that* something changed, and refreshes come at most
+REFRESH_S apart (counts COUNTS_S, charts ACTIVITY_S) however many jobs go by.
 
-Where the server has change streams (replica sets, SecantusDB) the watcher follows one;
-elsewhere (a standalone mongod) it re-reads the newest jobs every half second, woken early by
-inserts through a tailable cursor. If the server goes away it says so (state
+Where the server has change streams (replica sets, SecantusDB) the signal is a stream of the
+queue read one event at a time and opened afresh after each refresh, so events that pile up
+meanwhile are never read. Elsewhere (a standalone mongod) the watcher polls every POLL_S,
+woken early by inserts through a tailable cursor. If the server goes away it says so (state
 ``"reconnecting"``), backs off and starts again; it never raises into the notebook.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-import datetime as dt
 import logging
 import queue as queue_module
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
-from pymongo import DESCENDING
 from pymongo.errors import OperationFailure, PyMongoError
 
-from .job import FINISHED, Job
+from .activity import EMPTY, Activity, ActivityReader
+from .job import Job
 from .outage import failure_reason
 from .wakeup import Wakeup
 
@@ -37,29 +38,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mjq_notebook")
 
-RECENT_S = 15 * 60  # how far back `finished` and `created` reach
-RECENT_MAX = 5000  # and how many entries each holds at most
-HISTORY_SEED = 1000  # finished jobs read from history when the watcher starts
-HISTORY_POLL = 200  # polling mode: the newest history rows read each round, for the charts
-POLL_S = 0.5  # polling mode: re-read the window at least this often
-POLL_EMPTY_S = 0.1  # and this often while the queue is empty
+REFRESH_S = 0.25  # the newest jobs and followed jobs are re-read at most this often
+COUNTS_S = 0.5  # counts at most this often
+ACTIVITY_S = 1.0  # the charts' activity at most this often
+POLL_S = 0.5  # polling mode: look at least this often
+POLL_EMPTY_S = REFRESH_S  # and this often while the queue is empty
+QUIET_S = 2.0  # polling mode: counts and charts this often while the newest jobs stay the same
 AWAIT_MS = 200  # change-stream mode: longest wait for an event per getMore
-RECENT_EVERY_S = 0.25  # finished/created are copied into snapshots at most this often
-COUNTS_EVERY_S = 1.0  # counts are re-read at most this often, after a change
-POLL_COUNTS_EVERY_S = 2.0  # polling sees no change outside the window: re-read anyway
+SIGNAL_ONLY = [{"$project": {"operationType": 1}}]  # an event says that, not what, changed
 BACKOFF_S, BACKOFF_MAX_S = 0.25, 5.0  # pauses between attempts while the server is away
 JOIN_S = 10.0  # close() waits this long for the thread (a dead server can slow a close)
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A job seen finishing: when, how, and how long it waited and ran (seconds)."""
-
-    id: ObjectId
-    status: str
-    done: float  # epoch seconds
-    wait_s: float | None
-    run_s: float | None
 
 
 @dataclass(frozen=True)
@@ -67,13 +55,14 @@ class Snapshot:
     """What a watcher knows about its queue at one moment. Never mutate its jobs."""
 
     jobs: tuple[Job, ...]  # newest first: the newest `window` jobs (max of the subscribers')
-    counts: dict[str, int]  # queue.counts(), at most once a second while things change
-    finished: tuple[Finished, ...]  # oldest first, last RECENT_S seconds, at most RECENT_MAX
-    created: tuple[float, ...]  # epoch seconds of jobs seen created, same bounds, ascending
+    counts: dict[str, int]  # queue.counts() as read at `counts_at`
+    activity: Activity  # the charts' per-second counts and latency sample
     state: str  # "connecting" | "live" | "reconnecting" | "stopped"
     message: str  # why it is reconnecting ("" otherwise); never holds a password
     mode: str  # "change stream" | "polling" ("" before the first connection)
     version: int  # bumps on every change
+    followed: dict[ObjectId, Job | None] = field(default_factory=dict)  # see Subscription.follow
+    counts_at: float = 0.0  # epoch seconds of the counts' read (0: never)
 
 
 class Subscription:
@@ -86,6 +75,7 @@ class Subscription:
         self.callback = callback
         self.window = max(1, int(window))
         self.rate = rate
+        self.followed: ObjectId | None = None
         self.sent_version = -1
         self.sent_at = float("-inf")
         self.closed = False
@@ -98,6 +88,12 @@ class Subscription:
     @rate.setter
     def rate(self, rate: float) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
+
+    def follow(self, job_id: ObjectId | None) -> None:
+        """Keep ``job_id``'s current document in ``snapshot.followed`` (a detail pane's job,
+        shown or not); None stops."""
+        self.followed = job_id
+        self.watcher.poke()
 
     def resend(self) -> None:
         """Call back soon with the current snapshot even if it has not changed (a view's
@@ -136,7 +132,7 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._poke = threading.Event()
-        self._snapshot = Snapshot((), {}, (), (), "stopped", "", "", 0)
+        self._snapshot = Snapshot((), {}, EMPTY, "stopped", "", "", 0)
         self._mode = ""
         self._reset()
 
@@ -206,16 +202,15 @@ class Watcher:
 
     def _reset(self) -> None:
         """Forget what a previous run knew (only while no thread runs)."""
-        self._jobs: dict[ObjectId, Job] = {}
+        self._jobs: tuple[Job, ...] = ()
+        self._followed: dict[ObjectId, Job | None] = {}
         self._counts: dict[str, int] = {}
-        self._finished: list[Finished] = []
-        self._finished_keys: set[tuple[ObjectId, float]] = set()
-        self._created: dict[ObjectId, float] = {}
-        self._recent_changed = True
-        self._recent_at = float("-inf")  # monotonic time finished/created were last copied
+        self._counts_at = 0.0
+        self._activity = EMPTY
+        self._reader = ActivityReader(self.queue)
         self._state = self._message = ""
-        self._counts_at = float("-inf")  # monotonic time of the last counts read
-        self._counts_stale = True
+        self._dirty = {"jobs": True, "counts": True, "activity": True}
+        self._read_at = dict.fromkeys(self._dirty, float("-inf"))  # monotonic, per part
         self._backoff = BACKOFF_S
 
     def _run(self, stop: threading.Event) -> None:
@@ -234,41 +229,27 @@ class Watcher:
 
     def _outage(self, stop: threading.Event, message: str) -> None:
         self._set_state("reconnecting", message)
+        self._mark_dirty()  # everything is read afresh once back
         self._publish()
         self._notify()
         stop.wait(self._backoff)
         self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
     def _follow(self, stop: threading.Event) -> None:
-        """Open the source, read the queue, then follow it until stopped, or until the stream
-        ends (the collection was dropped, say) and must be opened and read afresh."""
+        """Follow the queue by change stream, or by polling where the server has none."""
         stream = self._open_stream()
-        wakeup = Wakeup(self.queue.collection) if stream is None else None
-        try:
-            self._seed()
-            self._round()
-            while not stop.is_set():
-                if self._poke.is_set():
-                    self._poke.clear()
-                    self._read_window()
-                if stream is None:
-                    self._poll(stop, wakeup)
-                elif not self._next_event(stream):
-                    return
-                self._round()
-        finally:
-            for closable in (stream, wakeup):
-                if closable is not None:
-                    with contextlib.suppress(Exception):
-                        closable.close()
+        if stream is None:
+            self._polling(stop)
+        else:
+            self._stream(stop, stream)
 
     def _open_stream(self) -> Any:
-        """A change stream on the queue, or None where the server has none (polling)."""
+        """A signal-only change stream on the queue, or None where the server has none."""
         if self._mode == "polling":
             return None
         try:
             stream = self.queue.collection.watch(
-                full_document="updateLookup", max_await_time_ms=AWAIT_MS
+                SIGNAL_ONLY, max_await_time_ms=AWAIT_MS, batch_size=1
             )
         except OperationFailure as exc:  # a standalone mongod: code 40573
             log.info("mjq: no change streams on %s (%s); polling", self.queue.name, exc.code)
@@ -277,194 +258,159 @@ class Watcher:
         self._mode = "change stream"
         return stream
 
+    def _stream(self, stop: threading.Event, stream: Any) -> None:
+        """Change-stream mode. Each stream is opened *before* the refresh it triggers, so a
+        change after that refresh's reads is always signalled; after one event it is closed
+        and a new one opened, which skips whatever piled up behind it."""
+        while True:
+            with contextlib.closing(stream):
+                self._refresh()
+                changed = self._await_change(stream, stop)
+            if stop.is_set():
+                return
+            self._mark_dirty()
+            if changed:
+                self._pause_until_due(stop)
+            stream = self._open_stream()
+            if stream is None:
+                return
+
+    def _await_change(self, stream: Any, stop: threading.Event) -> bool:
+        """Wait on ``stream`` for a change (True), refreshing what is due and serving pokes
+        meanwhile; False when the stream ended or the watcher stops."""
+        while not stop.is_set():
+            event = stream.try_next()
+            if event is not None:
+                kind = event.get("operationType")
+                if kind in ("invalidate", "drop", "rename", "dropDatabase"):
+                    self._mark_dirty()
+                    return False
+                return True
+            if not stream.alive:
+                return False
+            if self._poke.is_set():
+                self._poke.clear()
+                self._mark_dirty()
+            self._refresh()
+        return False
+
+    def _polling(self, stop: threading.Event) -> None:
+        """Polling mode: the newest jobs every POLL_S (sooner on an insert or a poke); counts
+        and charts with them when they changed, else every QUIET_S."""
+        wakeup = Wakeup(self.queue.collection)
+        try:
+            while not stop.is_set():
+                self._refresh()
+                # an empty queue gives the tailable cursor nothing to stand on: look sooner
+                end = time.monotonic() + (POLL_S if self._jobs else POLL_EMPTY_S)
+                while not stop.is_set() and not self._poke.is_set():
+                    left = end - time.monotonic()
+                    if left <= 0 or wakeup.wait(min(left, 0.1)):
+                        break
+                    self._notify()  # a callback its rate held back
+                self._poke.clear()
+                self._dirty["jobs"] = True
+                self._pause_until_due(stop)
+                quiet = time.monotonic() - self._read_at["counts"] >= QUIET_S
+                if quiet:
+                    self._dirty["counts"] = self._dirty["activity"] = True
+        finally:
+            wakeup.close()
+
     # -- reading ------------------------------------------------------------------------
 
-    def _seed(self) -> None:
-        """Read the window and the finished jobs in history afresh (start, after an outage)."""
-        self._read_window()
-        self._read_history(HISTORY_SEED)
-        self._counts_stale = True
-        self._refresh_counts()
-        self._recent_at = float("-inf")  # the first live snapshot carries the seed
-        self._backoff = BACKOFF_S
-        self._set_state("live", "")
+    def _mark_dirty(self) -> None:
+        self._dirty = dict.fromkeys(self._dirty, True)
 
-    def _read_history(self, limit: int) -> None:
-        """Note the finishes of the ``limit`` newest jobs in history, shown in the window or
-        not (the charts count them all)."""
-        rows = self.queue.history_collection.find(
-            {}, {"status": 1, "ts": 1}, sort=[("_id", DESCENDING)], limit=limit
-        )
-        for row in rows:
-            self._note_finished(row)
+    def _pause_until_due(self, stop: threading.Event) -> None:
+        """Coalesce: wait until the newest jobs may be read again."""
+        stop.wait(max(0.0, self._read_at["jobs"] + REFRESH_S - time.monotonic()))
 
-    def _read_window(self) -> None:
-        with self._lock:
-            size = self._window_size()
-        jobs = {job.id: job for job in self.queue.jobs(limit=size)}
-        if jobs != self._jobs:
-            self._counts_stale = True
-        self._jobs = jobs
-        for job in jobs.values():
-            self._note_job(job)
-
-    def _poll(self, stop: threading.Event, wakeup: Wakeup) -> None:
-        """Polling mode: wait up to POLL_S (less on an insert or a poke), then re-read."""
-        # An empty queue gives the tailable cursor nothing to stand on: poll it faster.
-        end = time.monotonic() + (POLL_S if self._jobs else POLL_EMPTY_S)
-        while time.monotonic() < end and not stop.is_set() and not self._poke.is_set():
-            held = self._held_back()
-            if held is not None and held < AWAIT_MS / 1000:  # a callback its rate held back
-                stop.wait(held)
-                self._notify()
-            elif wakeup.wait(min(0.1, max(0.0, end - time.monotonic()))):
-                break
-        if stop.is_set():
-            return
-        self._poke.clear()
-        self._read_window()
-        self._read_history(HISTORY_POLL)  # finishes beyond the window don't show in it
-        if time.monotonic() >= self._counts_at + POLL_COUNTS_EVERY_S:
-            self._counts_stale = True  # changes outside the window are invisible here
-
-    def _next_event(self, stream: Any) -> bool:
-        """Apply the stream's next event, if one comes within AWAIT_MS; False when the
-        stream ended and must be opened again."""
-        event = stream.try_next()
-        if event is None:
-            return stream.alive
-        kind = event.get("operationType")
-        if kind in ("invalidate", "drop", "rename", "dropDatabase"):
-            return False
-        key = (event.get("documentKey") or {}).get("_id")
-        doc = event.get("fullDocument")
-        if doc is None and kind in ("update", "replace"):
-            # Gone before the lookup: a finished job swept out of the ring. Its final state
-            # is in history (written before the ring's update).
-            doc = self.queue.history_collection.find_one({"_id": key})
-        self._counts_stale = True
-        if kind == "delete":
-            held = self._jobs.get(key)
-            # A finished job leaves the ring for history (JobQueue._sweep_finished): it
-            # stays shown as it was. Any other deletion (eviction, a hand-made delete) drops
-            # it and refills the window.
-            if held is not None and held.get("status") not in FINISHED:
-                del self._jobs[key]
-                self._read_window()
-        elif kind in ("insert", "update", "replace") and doc is not None:
-            self._apply(Job(doc))
-        return True
-
-    def _apply(self, job: Job) -> None:
-        """A job's new state: into the window if it belongs there, noted if it finished."""
-        size = self._window_size()
-        if job.id in self._jobs or len(self._jobs) < size or job.id > min(self._jobs):
-            self._jobs[job.id] = job
-            if len(self._jobs) > size:
-                for old in sorted(self._jobs)[: len(self._jobs) - size]:
-                    del self._jobs[old]
-        self._note_job(job)
-
-    def _note_job(self, job: Mapping[str, Any]) -> None:
-        created = (job.get("ts") or {}).get("created")
-        if isinstance(created, dt.datetime) and job["_id"] not in self._created:
-            self._created[job["_id"]] = created.timestamp()
-            self._recent_changed = True
-        self._note_finished(job)
-
-    def _note_finished(self, doc: Mapping[str, Any]) -> None:
-        item = _finished(doc)
-        if item is None or (item.id, item.done) in self._finished_keys:
-            return
-        if item.done < time.time() - RECENT_S:
-            return
-        self._finished_keys.add((item.id, item.done))
-        bisect.insort(self._finished, item, key=lambda f: f.done)
-        self._recent_changed = True
-
-    def _refresh_counts(self) -> None:
-        self._counts = self.queue.counts(warn=False)  # the displays show `lost` themselves
-        self._counts_at = time.monotonic()
-        self._counts_stale = False
-
-    # -- publishing to subscribers ------------------------------------------------------
-
-    def _round(self) -> None:
-        """After each read: counts if due, a new snapshot if anything changed, callbacks."""
-        if self._counts_stale and time.monotonic() >= self._counts_at + COUNTS_EVERY_S:
-            self._refresh_counts()
+    def _refresh(self) -> None:
+        """Re-read each part that changed and is due, then publish and call back."""
+        now = time.monotonic()
+        every = {"jobs": REFRESH_S, "counts": COUNTS_S, "activity": ACTIVITY_S}
+        due = {
+            part
+            for part, dirty in self._dirty.items()
+            if dirty and now >= self._read_at[part] + every[part]
+        }
+        if "jobs" in due:
+            with self._lock:
+                size = self._window_size()
+                follow = {sub.followed for sub in self._subs if sub.followed is not None}
+            jobs = tuple(self.queue.jobs(limit=size))
+            if jobs != self._jobs:
+                self._dirty["counts"] = self._dirty["activity"] = True
+                due |= {p for p in ("counts", "activity") if now >= self._read_at[p] + every[p]}
+            self._jobs = jobs
+            self._followed = self._read_followed(follow, jobs)
+        if "counts" in due:
+            self._counts = self.queue.counts(warn=False)  # the displays show `lost` themselves
+            self._counts_at = time.time()
+        if "activity" in due:
+            self._activity = self._reader.read(time.time())
+        for part in due:
+            self._dirty[part] = False
+            self._read_at[part] = now
+        if self._state != "live":
+            self._backoff = BACKOFF_S
+            self._set_state("live", "")
         self._publish()
         self._notify()
+
+    def _read_followed(self, ids: set[ObjectId], jobs: tuple[Job, ...]) -> dict:
+        shown = {job.id: job for job in jobs if job.id in ids}
+        missing = ids - set(shown)
+        if missing:
+            found: dict[ObjectId, Job] = {}
+            for collection in (self.queue.history_collection, self.queue.collection):
+                for doc in collection.find({"_id": {"$in": list(missing)}}):
+                    held = found.get(doc["_id"])
+                    if held is None or (doc.get("attempts") or 0) > (held.get("attempts") or 0):
+                        found[doc["_id"]] = Job(doc)
+            shown.update((job_id, found.get(job_id)) for job_id in missing)
+        return shown
+
+    # -- publishing to subscribers ------------------------------------------------------
 
     def _set_state(self, state: str, message: str) -> None:
         self._state, self._message = state, message
 
-    def _trim_recent(self) -> None:
-        """Forget finished and created entries older than RECENT_S or beyond RECENT_MAX."""
-        cutoff = time.time() - RECENT_S
-        start = bisect.bisect_left(self._finished, cutoff, key=lambda f: f.done)
-        start = max(start, len(self._finished) - RECENT_MAX)
-        if start > 0:
-            for item in self._finished[:start]:
-                self._finished_keys.discard((item.id, item.done))
-            del self._finished[:start]
-            self._recent_changed = True
-        excess = len(self._created) - RECENT_MAX
-        old = []
-        for key, created in self._created.items():  # in the order seen: about oldest first
-            if created >= cutoff and len(old) >= excess:
-                break
-            old.append(key)
-        for key in old:
-            del self._created[key]
-        self._recent_changed |= bool(old)
-
     def _publish(self) -> None:
-        """Make a new snapshot when anything differs from the last one.
-
-        ``finished`` and ``created`` (up to RECENT_MAX entries each) are copied at most every
-        RECENT_EVERY_S: at hundreds of events a second, copying them per event would cost the
-        kernel more than the rest of the watcher. Jobs, counts and state are always fresh.
-        """
+        """Make a new snapshot when anything differs from the last one."""
         current = self._snapshot
-        now = time.monotonic()
-        recent = False
-        # while idle, old entries still age out (every few seconds)
-        if now >= self._recent_at + (RECENT_EVERY_S if self._recent_changed else 5.0):
-            self._trim_recent()
-            recent, self._recent_at = self._recent_changed, now
-        jobs = tuple(sorted(self._jobs.values(), key=lambda job: job.id, reverse=True))
-        same = (
-            not recent
-            and jobs == current.jobs
-            and self._counts == current.counts
-            and (self._state, self._message, self._mode)
-            == (current.state, current.message, current.mode)
+        fresh = (
+            self._jobs,
+            self._counts,
+            self._activity,
+            self._followed,
+            self._state,
+            self._message,
+            self._mode,
         )
-        if same:
+        seen = (
+            current.jobs,
+            current.counts,
+            current.activity,
+            current.followed,
+            current.state,
+            current.message,
+            current.mode,
+        )
+        if fresh == seen:
             return
-        finished, created = current.finished, current.created
-        if recent:
-            finished = tuple(self._finished)
-            created = tuple(sorted(self._created.values()))
-            self._recent_changed = False
         self._snapshot = Snapshot(
-            jobs=jobs,
+            jobs=self._jobs,
             counts=dict(self._counts),
-            finished=finished,
-            created=created,
+            activity=self._activity,
             state=self._state,
             message=self._message,
             mode=self._mode,
             version=current.version + 1,
+            followed=dict(self._followed),
+            counts_at=self._counts_at,
         )
-
-    def _held_back(self) -> float | None:
-        """Seconds until a callback held back by its rate is due; None when none waits."""
-        version, now = self._snapshot.version, time.monotonic()
-        with self._lock:
-            due = [s.sent_at + s.interval - now for s in self._subs if s.sent_version != version]
-        return max(0.0, min(due)) if due else None
 
     def _notify(self) -> None:
         snapshot = self._snapshot
@@ -481,20 +427,6 @@ class Watcher:
                 sub.callback(snapshot)
             except Exception:
                 log.exception("mjq: a subscriber of the watcher of %s failed", self.queue.name)
-
-
-def _finished(doc: Mapping[str, Any]) -> Finished | None:
-    """The Finished record of a done/failed job document; None for any other."""
-    status = doc.get("status")
-    ts = doc.get("ts") or {}
-    done, started, created = ts.get("done"), ts.get("started"), ts.get("created")
-    if status not in FINISHED or not isinstance(done, dt.datetime):
-        return None
-    started = started if isinstance(started, dt.datetime) else None
-    created = created if isinstance(created, dt.datetime) else None
-    wait_s = (started - created).total_seconds() if started and created else None
-    run_s = (done - started).total_seconds() if started else None
-    return Finished(doc["_id"], str(status), done.timestamp(), wait_s, run_s)
 
 
 def changes(

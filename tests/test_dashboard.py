@@ -12,13 +12,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.widgets.charts import (
-    bucket_counts,
-    histogram_svg,
-    quantile,
-    rate,
-    sparkline_svg,
-)
+from mjq_notebook.activity import SPAN_S, Activity
+from mjq_notebook.widgets.charts import histogram_svg, quantile, rebin, sparkline_svg
 from tests.test_publisher import XSS, assert_escaped
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -32,20 +27,22 @@ def _svg(text: str) -> ET.Element:
     return root
 
 
-def test_bucket_counts_and_rate():
-    now = 1000.0
-    times = [400.0, 405.0, 995.0, 999.9, 1000.0, 1001.0, 399.0]
-    counts = bucket_counts(times, now, window=600, step=10)
-    assert len(counts) == 60
-    assert counts[0] == 2 and counts[-1] == 3 and sum(counts) == 5
-    assert rate(times, now, seconds=10) == pytest.approx(0.3)
+def test_rebin_sums_seconds_into_steps_and_slides_with_the_clock():
+    per_second = [0] * 600
+    per_second[0] = 2  # the second 400 (the counts end before 1000)
+    per_second[-1] = 3  # the second 999
+    counts = rebin(per_second, end=1000, now=1000.0, window=600, step=10)
+    assert len(counts) == 60 and counts[0] == 2 and counts[-1] == 3 and sum(counts) == 5
+    # 30 s later with nothing new: everything moves left, the oldest second drops out
+    later = rebin(per_second, end=1000, now=1030.0, window=600, step=10)
+    assert later[-4] == 3 and sum(later) == 3 and later[-3:] == [0, 0, 0]
+    assert sum(rebin(per_second, end=1000, now=1000.0, window=10, step=1)) == 3
 
 
 def test_sparkline_draws_created_and_finished_per_step():
-    now = 10_000.0
-    created = [now - 5 - i for i in range(30)]  # 30 jobs in the last 35 s
-    finished = [now - 5.0] * 4
-    root = _svg(sparkline_svg(created, finished, now, window=600, step=10))
+    made = [0] * 56 + [10, 10, 10, 0]  # 30 jobs in the last 35 s
+    done = [0] * 59 + [4]
+    root = _svg(sparkline_svg(made, done, window=600, step=10))
     lines = root.findall(f"{SVG}polyline")
     assert len(lines) == 2
     for line in lines:
@@ -53,25 +50,33 @@ def test_sparkline_draws_created_and_finished_per_step():
         assert len(points) == 60
         assert all(math.isfinite(x) and math.isfinite(y) for x, y in points)
     created_y = [float(p.split(",")[1]) for p in lines[0].get("points").split()]
-    assert created_y[-1] < created_y[0]  # the recent bucket is higher (smaller y) than old ones
+    assert created_y[-2] < created_y[0]  # the recent bucket is higher (smaller y) than old ones
     assert "var(--jp-brand-color1" in lines[0].get("style")
     assert "var(--jp-success-color1" in lines[1].get("style")
-    empty = sparkline_svg([], [], now)
-    assert empty != sparkline_svg(created, finished, now)
-    assert "peak 10 per 10 s" in sparkline_svg(created, finished, now, window=600, step=10)
+    empty = sparkline_svg([0] * 60, [0] * 60)
+    assert empty != sparkline_svg(made, done)
+    assert "peak 10 per 10 s" in sparkline_svg(made, done, window=600, step=10)
     assert "no jobs in this time" in empty and "peak" not in _svg(empty).findtext(f"{SVG}text")
     _svg(empty)
+
+
+def _activity(end: int, seconds_ago: list[int]) -> Activity:
+    created = [0] * SPAN_S
+    for ago in seconds_ago:
+        created[SPAN_S - 1 - ago] += 1
+    return Activity(end, tuple(created), (0,) * SPAN_S, (), ())
 
 
 def test_the_sparkline_spans_as_far_back_as_the_jobs_go():
     from mjq_notebook.widgets.dashboard import spark_window
 
     now = 10_000.0
-    assert spark_window([], now) == 60
-    assert spark_window([now - 30, now - 5], now) == 60  # a queue started 30 s ago: 1 min
-    assert spark_window([now - 90], now) == 120
-    assert spark_window([now - 200], now) == 300
-    assert spark_window([now - 5000], now) == 600  # the longest, however old
+    assert spark_window(_activity(10_000, []), now) == 60
+    assert spark_window(_activity(10_000, [30, 5]), now) == 60  # started 30 s ago: 1 min
+    assert spark_window(_activity(10_000, [90]), now) == 120
+    assert spark_window(_activity(10_000, [200]), now) == 300
+    assert spark_window(_activity(10_000, [599]), now) == 600
+    assert spark_window(_activity(9_000, [0]), now) == 600  # the longest, however old
 
 
 def test_histogram_marks_percentiles_on_log_bins():

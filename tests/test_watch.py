@@ -77,11 +77,10 @@ def test_new_jobs_and_status_changes_show_up(queue, mode, other_queue):
         other_queue.done(job, {"ok": True})
         wait_for(lambda: status_of(watcher, job_id) == "done", 1, "done")
         wait_for(lambda: watcher.snapshot.counts.get("done") == 1, 2, "the counts")
-        finished = watcher.snapshot.finished
-        assert [f.id for f in finished] == [job_id]
-        assert finished[0].status == "done" and finished[0].run_s >= 0
-        assert finished[0].wait_s >= 0
-        assert len(watcher.snapshot.created) == 1
+        wait_for(lambda: watcher.snapshot.activity.total_finished == 1, 2, "the charts")
+        activity = watcher.snapshot.activity
+        assert sum(activity.created) == 1 and len(activity.run_s) == 1
+        assert activity.run_s[0] >= 0 and activity.wait_s[0] >= 0
     finally:
         sub.close()
     assert watcher.snapshot.state == "stopped"
@@ -162,7 +161,7 @@ def test_a_failing_callback_is_logged_and_the_others_still_run(queue, caplog):
     assert "boom" in caplog.text
 
 
-def test_finished_is_seeded_from_history(queue):
+def test_the_charts_count_jobs_finished_before_the_watcher_started(queue):
     for n in range(2):
         queue.pub({"n": n})
         queue.done(queue.next())
@@ -171,10 +170,10 @@ def test_finished_is_seeded_from_history(queue):
     watcher = Watcher.of(queue)
     sub = watcher.subscribe(lambda s: None)
     try:
-        wait_for(lambda: watcher.snapshot.state == "live", 10, "live")
-        statuses = sorted(f.status for f in watcher.snapshot.finished)
-        assert statuses == ["done", "done", "failed"]
-        assert all(f.wait_s is not None and f.run_s is not None for f in watcher.snapshot.finished)
+        wait_for(lambda: watcher.snapshot.activity.total_finished == 3, 10, "three finishes")
+        activity = watcher.snapshot.activity
+        assert sum(activity.created) == 3 and len(activity.wait_s) == len(activity.run_s) == 3
+        assert all(w >= 0 for w in activity.wait_s) and all(r >= 0 for r in activity.run_s)
     finally:
         sub.close()
 
@@ -265,25 +264,3 @@ def test_an_outage_shows_reconnecting_then_resumes(tmp_path, polling, monkeypatc
         sub.close()
         client.close()
     assert watcher_threads() == []
-
-
-def test_an_update_whose_job_left_the_ring_is_read_from_history(queue):
-    """A change stream's updateLookup finds nothing when the finished job was swept out of
-    the ring first: its final state comes from history, so the charts still count it."""
-    from mjq_notebook.watch import Watcher
-
-    job_id = queue.pub({"n": 1})
-    queue.done(queue.next())
-    queue.collection.delete_one({"_id": job_id})  # the sweep, before the lookup
-
-    class Stream:  # hands over the event as pymongo's ChangeStream.try_next() does
-        alive = True
-
-        def try_next(self):
-            return {"operationType": "update", "documentKey": {"_id": job_id},
-                    "fullDocument": None}  # fmt: skip
-
-    watcher = Watcher(queue)  # not started: events are applied by hand
-    assert watcher._next_event(Stream())
-    assert watcher._jobs[job_id]["status"] == "done"
-    assert [finished.id for finished in watcher._finished] == [job_id]

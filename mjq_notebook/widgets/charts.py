@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from ..display import format_seconds
 
@@ -24,42 +24,33 @@ FLOOR_S = 1e-3  # BSON dates have millisecond precision: shorter times count as 
 _FONT = "font-family:var(--jp-ui-font-family,sans-serif);font-size:9px"
 
 
-def bucket_counts(times: Iterable[float], now: float, window: float, step: float) -> list[int]:
-    """How many of ``times`` (epoch seconds) fall in each ``step`` of the last ``window``
-    seconds before ``now``, oldest bucket first."""
+def rebin(per_second: Sequence[int], end: int, now: float, window: float, step: float) -> list[int]:
+    """Counts per ``step`` over the ``window`` seconds before ``now``, oldest first, from
+    counts per second whose last entry is the second before ``end`` (epoch seconds); seconds
+    after ``end`` count zero (nothing was signalled since)."""
     buckets = max(1, round(window / step))
     start = now - buckets * step
     counts = [0] * buckets
-    for t in times:
-        if start <= t < now:
-            counts[min(buckets - 1, int((t - start) // step))] += 1
-        elif t == now:
-            counts[-1] += 1
+    first = end - len(per_second)
+    for i, n in enumerate(per_second):
+        t = first + i
+        if n and start <= t < now:
+            counts[min(buckets - 1, int((t - start) // step))] += n
     return counts
 
 
-def rate(times: Iterable[float], now: float, seconds: float = 60.0) -> float:
-    """Events per second over the last ``seconds`` before ``now``."""
-    return sum(1 for t in times if now - seconds <= t <= now) / seconds
-
-
 def sparkline_svg(
-    created: Sequence[float],
-    finished: Sequence[float],
-    now: float,
+    made: Sequence[int],
+    done: Sequence[int],
     *,
     window: float = 600.0,
     step: float = 10.0,
     width: int = 300,
     height: int = 56,
 ) -> str:
-    """Jobs created and finished per ``step`` seconds over the last ``window``, as two lines,
-    over a time axis ("-10 min" … "now") and with the peak's scale at the top.
-
-    ``created`` and ``finished`` are epoch seconds; ``now`` is the right edge.
-    """
-    made = bucket_counts(created, now, window, step)
-    done = bucket_counts(finished, now, window, step)
+    """Jobs created and finished per ``step`` seconds over the last ``window`` (``made`` and
+    ``done``, one count a step, oldest first), as two lines over a time axis ("-10 min" …
+    "now") and with the peak's scale at the top."""
     peak = max(0, *made, *done)
     top = max(1, peak)
     scale = f"peak {peak} per {_span(step)}" if peak else "no jobs in this time"

@@ -19,10 +19,13 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
+from pymongo.errors import PyMongoError
 
 from .. import display
+from ..activity import Activity
+from ..errors import ServerUnavailable
 from ..watch import Snapshot, Watcher
-from .charts import histogram_svg, rate, sparkline_svg
+from .charts import histogram_svg, rebin, sparkline_svg
 from .publisher import Publisher
 
 if TYPE_CHECKING:
@@ -36,8 +39,6 @@ log = logging.getLogger("mjq_notebook")
 SPARK_WINDOWS_S = (60.0, 120.0, 300.0, 600.0)
 SPARK_STEPS = 60
 RATE_S = 60.0  # "jobs/s" in the caption: finished in the last minute
-HISTOGRAM_JOBS = 1000  # the histogram shows the newest finished jobs, up to this many
-HISTOGRAM_EVERY_S = 1.0  # redrawn at most this often
 TICK_S = 1.0  # the chart thread looks at least this often (for the sparkline's time axis)
 HEADER_RATE = 2.0  # snapshots a second for the header
 
@@ -60,15 +61,13 @@ class Dashboard(widgets.VBox):
         self._charts: _ChartThread | None = None
         self._closed = True  # until __init__ has made everything close() closes
         self._stopped = False  # stop() called: stay still even when shown again
-        self._histogram_key: tuple = ()
-        self._histogram_at = 0.0
+        self._histogram_of: tuple = ()  # the latency sample last drawn
         self.counters = widgets.HTML(layout=widgets.Layout(flex="1 1 320px", min_width="320px"))
         self.sparkline = widgets.HTML(layout=widgets.Layout(flex="0 1 290px"))
         self.histogram = widgets.HTML(layout=widgets.Layout(flex="0 1 340px"))
-        self.tail = Tail(queue, limit=limit)
+        self.tail = Tail(queue, limit=limit, counters=False)  # the header shows them
         self.publisher = Publisher(queue)
         self.tail.on_copy(self.publisher.load)
-        self.tail.counters.layout.display = "none"  # the header shows them, with the state
         self.publisher.on_publish(lambda _ids: self.watcher.poke())
         header = widgets.HBox(
             [self.counters, self.sparkline, self.histogram],
@@ -97,16 +96,21 @@ class Dashboard(widgets.VBox):
     # -- life --------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop following the queue and keep the last state on screen, marked "stopped"
-        (the queue's watcher thread ends with its last subscriber); ``start()`` resumes."""
+        """Stop following the queue and keep its state at this moment on screen, marked
+        "stopped" (the queue's watcher thread ends with its last subscriber); ``start()``
+        resumes."""
         if self._closed:
             return
         self._stopped = True
         self._stop()
         self.tail.pause_button.value = True  # the tail unsubscribes and says "paused"
         snapshot = self.watcher.snapshot
+        try:  # the counts of this moment, not of the last refresh
+            counts = self.queue.counts(warn=False)
+        except (PyMongoError, ServerUnavailable):
+            counts = None
         self._render_charts(snapshot, force=True)
-        self.counters.value = counters_html(snapshot, stopped=True)
+        self.counters.value = counters_html(snapshot, stopped=True, counts=counts)
 
     def start(self) -> None:
         """Follow the queue again after ``stop()``."""
@@ -164,18 +168,15 @@ class Dashboard(widgets.VBox):
             self.counters.value = value
 
     def _render_charts(self, snapshot: Snapshot, *, force: bool = False) -> None:
-        """Redraw what changed: the sparkline when its text differs, the histogram when the
-        finished jobs changed and it was last drawn over a second ago (or ``force``)."""
-        now = time.time()
-        spark = sparkline_html(snapshot, now)
+        """Redraw what changed: the sparkline when its text differs (its time axis slides
+        with the clock), the histogram when the latency sample did."""
+        spark = sparkline_html(snapshot.activity, time.time())
         if spark != self.sparkline.value:
             self.sparkline.value = spark
-        finished = snapshot.finished[-1].done if snapshot.finished else None
-        key = (len(snapshot.finished), finished)
-        due = now >= self._histogram_at + HISTOGRAM_EVERY_S
-        if force or (key != self._histogram_key and due):
-            self._histogram_key, self._histogram_at = key, now
-            self.histogram.value = histogram_html(snapshot)
+        latency = (snapshot.activity.wait_s, snapshot.activity.run_s)
+        if force or latency != self._histogram_of:
+            self._histogram_of = latency
+            self.histogram.value = histogram_html(snapshot.activity)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else self.watcher.snapshot.state
@@ -220,42 +221,56 @@ class _ChartThread:
 # -- HTML of the header (plain functions of a snapshot, so they are easy to test) ------------
 
 
-def counters_html(snapshot: Snapshot, *, stopped: bool = False) -> str:
-    """Status badges, and the watcher's state when it is not simply live (or that the
-    dashboard was stopped)."""
-    counts = snapshot.counts
+def counters_html(
+    snapshot: Snapshot, *, stopped: bool = False, counts: dict[str, int] | None = None
+) -> str:
+    """Status badges (``counts``, else the snapshot's), and the watcher's state when it is
+    not simply live (or that the dashboard was stopped). While reconnecting the badges are
+    dimmed and say when they were read."""
+    counts = snapshot.counts if counts is None else counts
     badges = display.counts_html(counts) if counts else "<span class='mjq-dim'>counting…</span>"
+    small = "class='mjq-dim' style='font-size:11px'"
     if stopped:
-        state = "<span class='mjq-dim' style='font-size:11px'>stopped: start() resumes</span>"
+        state = f"<span {small}>stopped: start() resumes</span>"
     elif snapshot.state == "live":  # the tail below says so; here only how it follows
-        state = f"<span class='mjq-dim' style='font-size:11px'>via {_e(snapshot.mode)}</span>"
+        state = f"<span {small}>via {_e(snapshot.mode)}</span>"
     elif snapshot.state == "reconnecting":
         reason = f": {snapshot.message}" if snapshot.message else ""
         state = f"<div class='mjq-warn'>reconnecting…{_e(reason)}</div>"
+        if counts and snapshot.counts_at:
+            read = time.strftime("%H:%M:%S", time.gmtime(snapshot.counts_at))
+            badges = (
+                f"<div class='mjq-stale' style='opacity:.45' title='not current: the server "
+                f"is unreachable'>{badges}</div><span {small}>as of {read} UTC</span>"
+            )
     else:
-        state = f"<span class='mjq-dim' style='font-size:11px'>{_e(snapshot.state)}…</span>"
+        state = f"<span {small}>{_e(snapshot.state)}…</span>"
     return _wrap(f"{badges}<div>{state}</div>")
 
 
-def spark_window(times: list[float], now: float) -> float:
-    """The shortest of ``SPARK_WINDOWS_S`` that reaches back to the oldest of ``times``."""
-    oldest = min(times, default=now)
+def spark_window(activity: Activity, now: float) -> float:
+    """The shortest of ``SPARK_WINDOWS_S`` that reaches back to the oldest job in
+    ``activity`` (created or finished)."""
+    first = activity.end - len(activity.created)
+    pairs = zip(activity.created, activity.finished, strict=True)
+    oldest = next((first + i for i, (a, b) in enumerate(pairs) if a or b), now)
     return next((w for w in SPARK_WINDOWS_S if now - oldest <= w), SPARK_WINDOWS_S[-1])
 
 
-def sparkline_html(snapshot: Snapshot, now: float) -> str:
+def sparkline_html(activity: Activity, now: float) -> str:
     """Created and finished jobs per step over the last 1 to 10 minutes (as far back as the
     jobs go), with a caption.
 
     ``now`` is rounded up to the next step, so the picture (and the message sent to the
     browser) changes only when the data or the step does.
     """
-    finished = [item.done for item in snapshot.finished]
-    window = spark_window([*snapshot.created, *finished], now)
+    window = spark_window(activity, now)
     step = window / SPARK_STEPS
     now = math.ceil(now / step) * step
-    svg = sparkline_svg(snapshot.created, finished, now, window=window, step=step, width=280)
-    per_s = rate(finished, now, RATE_S)
+    made = rebin(activity.created, activity.end, now, window, step)
+    done = rebin(activity.finished, activity.end, now, window, step)
+    svg = sparkline_svg(made, done, window=window, step=step, width=280)
+    per_s = sum(rebin(activity.finished, activity.end, now, RATE_S, 1.0)) / RATE_S
     caption = f"last {window / 60:g} min · {per_s:.1f} jobs/s finished (last {RATE_S:g} s)"
     legend = (
         "<span style='color:var(--jp-brand-color1,#1976d2)'>━ created</span> "
@@ -267,11 +282,11 @@ def sparkline_html(snapshot: Snapshot, now: float) -> str:
     )
 
 
-def histogram_html(snapshot: Snapshot) -> str:
-    """Wait and run times of the newest finished jobs (up to HISTOGRAM_JOBS)."""
-    recent = snapshot.finished[-HISTOGRAM_JOBS:]
-    svg = histogram_svg([f.wait_s for f in recent], [f.run_s for f in recent], width=330)
-    caption = f"latency of the last {len(recent):,} finished jobs"
+def histogram_html(activity: Activity) -> str:
+    """Wait and run times of the newest finished jobs (up to ``activity.LATENCY_JOBS``)."""
+    svg = histogram_svg(activity.wait_s, activity.run_s, width=330)
+    jobs = len(activity.run_s)
+    caption = f"latency of the last {jobs:,} finished job{'' if jobs == 1 else 's'}"
     return _wrap(f"<div style='font-size:11px' class='mjq-dim'>{_e(caption)}</div>{svg}")
 
 

@@ -71,9 +71,10 @@ class JobTable(anywidget.AnyWidget):
 class Tail(W.VBox):
     """The newest ``limit`` jobs of ``queue``, live. See the module docstring."""
 
-    def __init__(self, queue: JobQueue, limit: int = 50) -> None:
+    def __init__(self, queue: JobQueue, limit: int = 50, *, counters: bool = True) -> None:
         self.queue = queue
         self.limit = int(limit)
+        self._show_counters = counters  # off in a dashboard, whose header shows them
         self.watcher = Watcher.of(queue)
         self._lock = threading.RLock()
         self._sub: Subscription | None = None
@@ -95,7 +96,7 @@ class Tail(W.VBox):
         self.pause_button = W.ToggleButton(
             description="Pause", icon="pause", tooltip="stop following the queue"
         )
-        self.counters = W.HTML()
+        self.counters = W.HTML(layout={} if counters else {"display": "none"})
         self.message = W.HTML()
         self.detail = W.HTML()
         fit = {"width": "auto"}  # buttons are 148 px by default: the labels would be cut
@@ -192,6 +193,7 @@ class Tail(W.VBox):
         with self._lock:
             if self._token is token:
                 self._sub = sub
+                sub.follow(self._selected_id())
                 return
         sub.close()  # paused or closed meanwhile
 
@@ -216,7 +218,8 @@ class Tail(W.VBox):
             status, term = self._status, self._term
         jobs = self._jobs_for(snapshot, status, term)
         rows = None if jobs is None else [job_row(job) for job in jobs]
-        counters = _counters_html(snapshot.counts) if snapshot.counts else None
+        show_counts = self._show_counters and snapshot.counts
+        counters = _counters_html(snapshot.counts) if show_counts else None
         with self._lock:
             if token is not self._token:
                 return
@@ -228,9 +231,16 @@ class Tail(W.VBox):
                 _assign(self.counters, "value", counters)
             if jobs is not None:
                 self._shown = {str(job.id): job for job in jobs}
-                selected = self._shown.get(self.table.selected)
-                if selected is not None and selected != self._detail_job:
-                    self._show_detail(selected)
+            selected = self._selected_id()
+            current = self._shown.get(self.table.selected) or snapshot.followed.get(selected)
+            if current is not None and current != self._detail_job:
+                self._show_detail(current)
+
+    def _selected_id(self) -> ObjectId | None:
+        try:
+            return ObjectId(self.table.selected) if self.table.selected else None
+        except (InvalidId, TypeError):
+            return None
 
     def _jobs_for(self, snapshot: Snapshot, status: str | None, term: str) -> list[Job] | None:
         """The jobs to show: the window, or (filtered) a read of the queue (the subscription's
@@ -291,6 +301,9 @@ class Tail(W.VBox):
         with self._lock:
             if self.table.selected == change["new"]:
                 self._show_detail(job)
+            sub = self._sub
+        if sub is not None:
+            sub.follow(self._selected_id())  # its detail stays live, shown in the rows or not
 
     def _show_detail(self, job: Job | None) -> None:
         """The detail pane and the buttons for ``job`` (None: nothing selected). Call with

@@ -1,0 +1,124 @@
+"""What a queue's live charts draw, read from the server: jobs created and finished per second
+over the last ten minutes, and the wait and run times of the newest finished jobs.
+
+Everything is counted in MongoDB from indexed ranges (``_id`` for creation, ``ts.done`` in
+``<queue>.history`` for finishes), so a read costs the same however many jobs went by or
+sit in history, and it counts every job finished in the window — also those finished before
+a view opened, and never one job twice. Seconds older than SETTLE_S are final and kept; each
+read counts only the seconds after them again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bson import ObjectId
+from pymongo import DESCENDING
+
+from .job import FINISHED
+
+if TYPE_CHECKING:
+    from .queue import JobQueue
+
+SPAN_S = 600  # the charts reach back ten minutes, one count a second
+SETTLE_S = 5  # seconds this recent are counted again on each read (writes stamped just before)
+LATENCY_JOBS = 1000  # the histogram's newest finished jobs
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Per-second counts over the SPAN_S seconds before ``end`` (epoch seconds), oldest first,
+    and the wait/run seconds of the newest LATENCY_JOBS finished jobs (newest first)."""
+
+    end: int
+    created: tuple[int, ...]
+    finished: tuple[int, ...]
+    wait_s: tuple[float, ...]
+    run_s: tuple[float, ...]
+
+    @property
+    def total_finished(self) -> int:
+        return sum(self.finished)
+
+
+EMPTY = Activity(0, (0,) * SPAN_S, (0,) * SPAN_S, (), ())
+
+
+class ActivityReader:
+    """Keeps one queue's ``Activity`` current with a few small aggregations per read."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+        self._created: dict[int, int] = {}  # epoch second -> jobs
+        self._finished: dict[int, int] = {}
+        self._final_before: int | None = None  # seconds before this one are counted for good
+        self._latency: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        self._latency_key: tuple[int, int] | None = None
+
+    def read(self, now: float) -> Activity:
+        """Count what happened since the last read (all of the span on the first)."""
+        end = int(now) + 1
+        start = end - SPAN_S
+        since = start if self._final_before is None else max(start, self._final_before - SETTLE_S)
+        since_time = _EPOCH + dt.timedelta(seconds=since)
+        finished = _per_second(
+            self.queue.history_collection, {"ts.done": {"$gte": since_time}}, "$ts.done"
+        )
+        # Created: unfinished jobs (and pymjq's, which have no history) from the ring, ours
+        # that finished from history, so a job in both counts once. The ring is read first:
+        # a job finishing in between counts twice until the next read, never zero times.
+        ids = {"_id": {"$gte": ObjectId.from_datetime(since_time)}}
+        ring = {**ids, "$or": [{"status": {"$nin": list(FINISHED)}}, {"max_attempts": None}]}
+        created = _per_second(self.queue.collection, ring, {"$toDate": "$_id"})
+        for second, n in _per_second(
+            self.queue.history_collection, ids, {"$toDate": "$_id"}
+        ).items():
+            created[second] = created.get(second, 0) + n
+        for bins, fresh in ((self._created, created), (self._finished, finished)):
+            for second in [s for s in bins if s < start or s >= since]:
+                del bins[second]
+            bins.update((s, n) for s, n in fresh.items() if start <= s < end)
+        self._final_before = end
+        key = (sum(self._finished.values()), max(self._finished, default=0))
+        if key != self._latency_key:
+            self._latency_key = key
+            self._latency = self._read_latency()
+        return Activity(
+            end=end,
+            created=tuple(self._created.get(s, 0) for s in range(start, end)),
+            finished=tuple(self._finished.get(s, 0) for s in range(start, end)),
+            wait_s=self._latency[0],
+            run_s=self._latency[1],
+        )
+
+    def _read_latency(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Wait and run seconds of the newest finished jobs, computed by the server."""
+        rows = self.queue.history_collection.find(
+            {},
+            {
+                "_id": 0,
+                "w": {"$subtract": ["$ts.started", "$ts.created"]},
+                "r": {"$subtract": ["$ts.done", "$ts.started"]},
+            },
+            sort=[("ts.done", DESCENDING)],
+            limit=LATENCY_JOBS,
+        )
+        wait, run = [], []
+        for row in rows:
+            wait.append(_seconds(row.get("w")))
+            run.append(_seconds(row.get("r")))
+        return tuple(wait), tuple(run)
+
+
+def _per_second(collection: Any, match: dict[str, Any], when: Any) -> dict[int, int]:
+    """How many documents matching ``match`` fall in each epoch second of ``when``."""
+    second = {"$floor": {"$divide": [{"$subtract": [when, _EPOCH]}, 1000]}}
+    rows = collection.aggregate([{"$match": match}, {"$group": {"_id": second, "n": {"$sum": 1}}}])
+    return {int(row["_id"]): int(row["n"]) for row in rows if row["_id"] is not None}
+
+
+def _seconds(milliseconds: Any) -> float:
+    return milliseconds / 1000 if isinstance(milliseconds, (int, float)) else float("nan")
