@@ -4,8 +4,10 @@ over the last ten minutes, and the wait and run times of the newest finished job
 Everything is counted in MongoDB from indexed ranges (``_id`` for creation, ``ts.done`` in
 ``<queue>.history`` for finishes), so a read costs the same however many jobs went by or
 sit in history, and it counts every job finished in the window — also those finished before
-a view opened, and never one job twice. Seconds older than SETTLE_S are final and kept; each
-read counts only the seconds after them again.
+a view opened, and never one job twice. Each read counts again only the last SETTLE_S
+seconds (jobs are stamped by their clients just before they are written), and the whole span
+every RECOUNT_S, so writes stamped long before they land (a big ``pub_many`` on a slow server,
+a client's slow clock) are counted within a minute.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
     from .queue import JobQueue
 
 SPAN_S = 600  # the charts reach back ten minutes, one count a second
-SETTLE_S = 5  # seconds this recent are counted again on each read (writes stamped just before)
+SETTLE_S = 10  # seconds this recent are counted again on each read (writes stamped before)
+RECOUNT_S = 60  # and the whole span this often: late writes (a long batch, a slow clock)
 LATENCY_JOBS = 1000  # the histogram's newest finished jobs
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -54,7 +57,8 @@ class ActivityReader:
         self.queue = queue
         self._created: dict[int, int] = {}  # epoch second -> jobs
         self._finished: dict[int, int] = {}
-        self._final_before: int | None = None  # seconds before this one are counted for good
+        self._final_before: int | None = None  # seconds before this one are counted
+        self._recount_at = 0.0  # epoch seconds of the next count of the whole span
         self._latency: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
         self._latency_key: tuple[int, int] | None = None
 
@@ -62,7 +66,11 @@ class ActivityReader:
         """Count what happened since the last read (all of the span on the first)."""
         end = int(now) + 1
         start = end - SPAN_S
-        since = start if self._final_before is None else max(start, self._final_before - SETTLE_S)
+        since = start
+        if self._final_before is not None and now < self._recount_at:
+            since = max(start, self._final_before - SETTLE_S)
+        else:
+            self._recount_at = now + RECOUNT_S
         since_time = _EPOCH + dt.timedelta(seconds=since)
         finished = _per_second(
             self.queue.history_collection, {"ts.done": {"$gte": since_time}}, "$ts.done"
