@@ -345,6 +345,7 @@ class Watcher:
                 due |= {p for p in ("counts", "activity") if now >= self._read_at[p] + every[p]}
             self._jobs = jobs
             self._followed = self._read_followed(follow, jobs)
+            self._live()  # the rows go out now, not after the slower counts and charts
         if "counts" in due:
             self._counts = self.queue.counts(warn=False)  # the displays show `lost` themselves
             self._counts_at = time.time()
@@ -353,6 +354,10 @@ class Watcher:
         for part in due:
             self._dirty[part] = False
             self._read_at[part] = now
+        self._live()
+
+    def _live(self) -> None:
+        """After a successful read: live again, publish and call back."""
         if self._state != "live":
             self._backoff = BACKOFF_S
             self._set_state("live", "")
