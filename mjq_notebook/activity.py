@@ -59,7 +59,7 @@ class ActivityReader:
         self._finished: dict[int, int] = {}
         self._final_before: int | None = None  # seconds before this one are counted
         self._recount_at = 0.0  # epoch seconds of the next count of the whole span
-        self._latency: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        self._latency: dict[Any, tuple[Any, float, float]] = {}  # _id -> (done, wait, run)
         self._latency_key: tuple[int, int] | None = None
 
     def read(self, now: float) -> Activity:
@@ -93,32 +93,42 @@ class ActivityReader:
         key = (sum(self._finished.values()), max(self._finished, default=0))
         if key != self._latency_key:
             self._latency_key = key
-            self._latency = self._read_latency()
+            self._read_latency(whole=since == start)
+        newest = sorted(self._latency.values(), key=lambda row: row[0], reverse=True)
         return Activity(
             end=end,
             created=tuple(self._created.get(s, 0) for s in range(start, end)),
             finished=tuple(self._finished.get(s, 0) for s in range(start, end)),
-            wait_s=self._latency[0],
-            run_s=self._latency[1],
+            wait_s=tuple(row[1] for row in newest),
+            run_s=tuple(row[2] for row in newest),
         )
 
-    def _read_latency(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Wait and run seconds of the newest finished jobs, computed by the server."""
+    def _read_latency(self, whole: bool) -> None:
+        """Wait and run seconds of the newest finished jobs, computed by the server: all
+        LATENCY_JOBS of them on a whole recount, else only those finished since the newest
+        held (less SETTLE_S, for late writes)."""
+        match: dict[str, Any] = {}
+        if self._latency and not whole:
+            newest = max(row[0] for row in self._latency.values())
+            match = {"ts.done": {"$gte": newest - dt.timedelta(seconds=SETTLE_S)}}
+        else:
+            self._latency.clear()
         rows = self.queue.history_collection.find(
-            {},
+            match,
             {
-                "_id": 0,
+                "d": "$ts.done",
                 "w": {"$subtract": ["$ts.started", "$ts.created"]},
                 "r": {"$subtract": ["$ts.done", "$ts.started"]},
             },
             sort=[("ts.done", DESCENDING)],
             limit=LATENCY_JOBS,
         )
-        wait, run = [], []
         for row in rows:
-            wait.append(_seconds(row.get("w")))
-            run.append(_seconds(row.get("r")))
-        return tuple(wait), tuple(run)
+            if isinstance(row.get("d"), dt.datetime):
+                self._latency[row["_id"]] = (row["d"], _seconds(row["w"]), _seconds(row["r"]))
+        if len(self._latency) > LATENCY_JOBS:
+            keep = sorted(self._latency.items(), key=lambda item: item[1][0], reverse=True)
+            self._latency = dict(keep[:LATENCY_JOBS])
 
 
 def _per_second(collection: Any, match: dict[str, Any], when: Any) -> dict[int, int]:
