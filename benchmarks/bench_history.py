@@ -21,8 +21,14 @@ reverse in odd ones), each figure the median over the rounds:
 Checks run once afterwards: both no-data paths give equal frames, the naive frame holds the
 same jobs, and the exact server-side stats agree with ``summary()``.
 
+With ``--production`` it runs none of that: it fills history in chunks (for ``--jobs
+1000000``) and loads it once each way, ``history(limit=None)``, ``history(fields=[],
+limit=None)``, the default ``history()`` (capped at ``history.DEFAULT_LIMIT``) and the raw
+fetch, reporting seconds, the frame's bytes per row and the process's peak RSS growth.
+
     python benchmarks/bench_history.py                   # embedded SecantusDB, in-process
     python benchmarks/bench_history.py --uri mongodb://localhost:27017   # or MJQ_TEST_MONGODB_URI
+    python benchmarks/bench_history.py --production --jobs 1000000 --uri ...  # memory per row
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ import datetime as dt
 import gc
 import io
 import math
+import os
 import random
+import resource
 import statistics
 import time
 import traceback
@@ -583,6 +591,105 @@ def versions() -> str:
     return ", ".join(parts)
 
 
+# -- production size (--production) ----------------------------------------------------------
+
+PRODUCTION_CHUNK = 50_000  # documents generated and inserted at a time
+
+
+def populate_in_chunks(db: Database, args: argparse.Namespace) -> Setup:
+    """Like ``populate``, a day of jobs per chunk, so the generated documents never all sit in
+    this process's memory (its peak RSS is measured afterwards)."""
+    rng = random.Random(args.seed)
+    ids, workers = Ids(rng), worker_names(rng)
+    now = bson_time(dt.datetime.now(dt.timezone.utc))
+    q = JobQueue(db, name=QUEUE)
+    chunks = math.ceil(args.jobs / PRODUCTION_CHUNK)
+    started = time.perf_counter()
+    for k in range(chunks):
+        n = min(PRODUCTION_CHUNK, args.jobs - k * PRODUCTION_CHUNK)
+        end = now - dt.timedelta(minutes=10, days=chunks - 1 - k)
+        finished = history_documents(rng, ids, workers, n, end)
+        for start in range(0, n, 10_000):
+            q.history_collection.insert_many(finished[start : start + 10_000], ordered=False)
+    took = time.perf_counter() - started
+    n_both = min(args.queue_jobs // 7, len(finished))
+    insert_chunks(q.collection, queue_documents(rng, ids, workers, args.queue_jobs,
+                                                finished[-n_both:], now))  # fmt: skip
+    seconds = {f"generate + insert {args.jobs} into history (10000 a call)": took}
+    return Setup(q, args.jobs, args.queue_jobs, n_both, seconds)
+
+
+def _status_kb(field: str) -> int:
+    """A ``/proc/self/status`` figure in kB (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_growth(call: Callable[[], Any]) -> tuple[Any, float, float, float]:
+    """``call()``'s result, seconds, and the growth of this process's peak RSS during it in
+    MB: by ``/proc/self/status`` VmHWM after resetting it, and by ``getrusage``'s ru_maxrss
+    (a lifetime peak: it only shows growth beyond every earlier peak)."""
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as clear:  # "5": reset the peak RSS (Linux 4.0+)
+        clear.write("5")
+    rss, maxrss = _status_kb("VmRSS"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with quiet():
+        start = time.perf_counter()
+        result = call()
+        seconds = time.perf_counter() - start
+    hwm = _status_kb("VmHWM") - rss
+    lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss
+    return result, seconds, hwm / 1024, lifetime / 1024
+
+
+def production(db: Database, args: argparse.Namespace) -> None:
+    """Fill history with ``--jobs`` and load it once each way: seconds, bytes per row, RSS."""
+    setup = populate_in_chunks(db, args)
+    q = setup.queue
+    for label, seconds in setup.seconds.items():
+        print(f"setup: {label} {seconds:.0f} s", flush=True)
+    print(f"rss after setup: {_status_kb('VmRSS') / 1024:.0f} MB; pid {os.getpid()}\n")
+    print("| load | rows | seconds | vs raw fetch | frame B/row | peak RSS growth MB "
+          "(VmHWM / ru_maxrss) | RSS growth B/row |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    sides = {
+        "history(limit=None)": lambda: q.history(limit=None),
+        "raw fetch, same projection": lambda: raw_fetch(q, DATA_PROJECTION),
+        "history(fields=[], limit=None)": lambda: q.history(fields=[], limit=None),
+        "raw fetch, no-data projection": lambda: raw_fetch(q, NO_DATA_PROJECTION),
+        "history() (default cap)": q.history,
+    }
+    raw_for = {"history(limit=None)": "raw fetch, same projection",
+               "history(fields=[], limit=None)": "raw fetch, no-data projection",
+               "history() (default cap)": "raw fetch, same projection"}  # fmt: skip
+    took: dict[str, float] = {}
+    for label, call in sides.items():
+        result, seconds, hwm, lifetime = peak_growth(call)
+        took[label] = seconds
+        if isinstance(result, pd.DataFrame):
+            rows = len(result)
+            per_row = f"{result.memory_usage(deep=True).sum() / rows:.0f}"
+        else:
+            rows = sum(1 for part in result for batch in part for _ in _offsets(batch))
+            per_row = f"({sum(len(b) for part in result for b in part) / rows:.0f} BSON)"
+        base = raw_for.get(label)
+        ratio = f"{seconds / took[base]:.2f}x" if base in took else "-"
+        print(f"| {label} | {rows:,} | {seconds:.1f} | {ratio} | {per_row} | "
+              f"{hwm:.0f} / {lifetime:.0f} | {hwm * 2**20 / rows:.0f} |", flush=True)  # fmt: skip
+        del result
+
+
+def _offsets(batch: bytes) -> Iterator[int]:
+    """Where each BSON document in a raw batch starts."""
+    offset = 0
+    while offset < len(batch):
+        yield offset
+        offset += int.from_bytes(batch[offset : offset + 4], "little")
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -604,6 +711,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="conversions per side per round, median kept (3)",
     )
     p.add_argument("--seed", type=int, default=1, help="random seed for the data (1)")
+    p.add_argument(
+        "--production",
+        action="store_true",
+        help="time and memory of single loads at --jobs (e.g. 1000000) instead of the rounds",
+    )
     return p.parse_args(argv)
 
 
@@ -612,6 +724,10 @@ def bench(uri: str, args: argparse.Namespace) -> None:
     client = client_for(uri)
     print("\n".join(environment(client, args, f"; {versions()}")), flush=True)
     started = time.perf_counter()
+    if args.production:
+        with scratch_database(client) as db:
+            production(db, args)
+        return
     with scratch_database(client) as db:
         setup = populate(db, args)
         q = setup.queue

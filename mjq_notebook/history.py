@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import math
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import bson
 import pandas as pd
@@ -19,6 +20,7 @@ from bson import ObjectId
 from bson.codec_options import CodecOptions
 from pymongo import DESCENDING
 
+from .errors import warn_at_caller
 from .job import FINISHED, STATUSES, Status
 from .outage import unavailable_as_error
 from .plots import plot_latency, plot_timeline
@@ -29,7 +31,10 @@ if TYPE_CHECKING:
 
     from .queue import JobQueue
 
-__all__ = ["COLUMNS", "load", "plot_latency", "plot_timeline", "summary", "throughput"]
+__all__ = [
+    "COLUMNS", "DEFAULT_LIMIT", "HistoryLimitWarning", "load",
+    "plot_latency", "plot_timeline", "summary", "throughput",
+]  # fmt: skip
 
 COLUMNS = [
     "id", "status", "created", "started", "done", *STAGES,
@@ -64,11 +69,22 @@ _PROJECTION = {
 # Naive datetimes decode faster than tz-aware ones; BSON dates are UTC, localised below.
 _CODEC = CodecOptions(tz_aware=False)
 PROGRESS_OVER = 10_000  # documents; smaller loads are silent
+# Without a limit, history() loads at most this many jobs, the newest: ~0.2 GB of frame with a
+# few data fields, ~2 GB at the peak of loading (benchmarks/RESULTS.md), where a production
+# history could fill a kernel's memory many times over. limit=None loads everything.
+DEFAULT_LIMIT = 1_000_000
+# A load that passes this many documents asks the server how many there are (O(1) on mongod,
+# a scan on SecantusDB), so smaller loads send nothing but their query.
+CHECK_OVER = 100_000
 _ID_SLACK = dt.timedelta(seconds=2)  # ObjectIds count whole seconds, made just after ts.created
 _OBJECT_ID_TIMES = (  # the seconds an ObjectId can hold (an unsigned 32-bit count since 1970)
     dt.datetime(1970, 1, 2, tzinfo=dt.timezone.utc),
     dt.datetime(2106, 1, 1, tzinfo=dt.timezone.utc),
 )
+
+
+class HistoryLimitWarning(UserWarning):
+    """``history()`` without a limit loaded only the newest ``DEFAULT_LIMIT`` jobs."""
 
 
 @unavailable_as_error
@@ -79,32 +95,61 @@ def load(
     status: str | Iterable[str] | None = None,
     query: Mapping[str, Any] | None = None,
     fields: Iterable[str] | None = None,
-    limit: int | None = None,
+    limit: int | Literal["auto"] | None = "auto",
 ) -> pd.DataFrame:
     """One row per job, from the queue and ``<name>.history`` (a job in both: the latest state).
 
     ``since``/``until`` bound ``ts.created``: a datetime, a string pandas reads as a time,
     or a duration (``"15min"``, a timedelta) meaning that long ago. ``status`` is one status
     or several; ``query`` any extra MongoDB filter; ``fields`` the ``data.*`` paths to load
-    (default: all of ``data``; ``[]``: none); ``limit`` keeps the newest jobs. All of it runs
-    in MongoDB. Timing columns are NaN where a stage has not happened, including seed-written
-    jobs whose ``ts.started``/``ts.done`` were pre-filled while they still waited. A retried
-    job's ``started`` is its last claim, so earlier attempts and back-off count as waiting;
-    ``error_type`` is its last error's, kept when a retry then succeeded.
+    (default: all of ``data``; ``[]``: none); ``limit`` keeps the newest jobs: ``"auto"``
+    (default) all of them up to ``DEFAULT_LIMIT``, else the newest that many with a
+    ``HistoryLimitWarning``; ``None`` all. All of it runs in MongoDB. Timing columns are NaN
+    where a stage has not happened, including seed-written jobs whose ``ts.started``/
+    ``ts.done`` were pre-filled while they still waited. A retried job's ``started`` is its
+    last claim, so earlier attempts and back-off count as waiting; ``error_type`` is its last
+    error's, kept when a retry then succeeded.
     """
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be a positive number of jobs, not {limit!r}")
+    _check_limit(limit)
     match = job_filter(since, until, status, query)
     data = _data_projection(fields)
+    projection = {**_PROJECTION, **data}
     collections = [queue.history_collection, queue.collection]  # history first: it wins ties
-    progress = _Progress()
-    try:
-        history, current = (
-            _fetch(c, match, {**_PROJECTION, **data}, limit, progress) for c in collections
-        )
-    finally:
-        progress.close()
-    return frame_from_batches(history, current, limit=limit, data=bool(data))
+    with _Progress() as progress:
+        if limit != "auto":
+            batches = [_fetch(c, match, projection, limit, progress) for c in collections]
+            return frame_from_batches(*batches, limit=limit, data=bool(data))
+        fetched = _fetch_within(collections, match, projection, progress)
+        if fetched is not None:
+            return frame_from_batches(*fetched, data=bool(data))
+        cap, estimates = DEFAULT_LIMIT, progress.estimates
+        progress.restart(total=cap + 1 + estimates[1] if estimates else None)
+        batches = [_fetch(c, match, projection, cap + 1, progress) for c in collections]
+    frame = frame_from_batches(*batches, limit=cap + 1, data=bool(data))
+    if len(frame) > cap:  # one more than the cap arrived: there are more jobs
+        frame = frame.iloc[1:].reset_index(drop=True)  # sorted by created: drop the oldest
+        _warn_limited(frame, sum(estimates) or None)
+    return frame
+
+
+def _check_limit(limit: Any) -> None:
+    if limit == "auto" or limit is None:
+        return
+    if isinstance(limit, str) or limit < 1:
+        raise ValueError(f"limit must be a positive number of jobs, 'auto' or None, not {limit!r}")
+
+
+def _warn_limited(frame: pd.DataFrame, documents: int | None) -> None:
+    held = "more match" if documents is None else f"the queue and history hold ~{documents:,}"
+    oldest = frame["created"].min()
+    since = "" if pd.isna(oldest) else f" (created since {oldest:%Y-%m-%d %H:%M:%S} UTC)"
+    warn_at_caller(
+        f"history() loaded only the newest {len(frame):,} jobs{since}; {held}. That is the "
+        f"default cap, mjq_notebook.history.DEFAULT_LIMIT. For other jobs pass since=/until= "
+        f"(a time window), limit=<n>, or limit=None for all (mind the kernel's memory); "
+        f"fields=[] leaves out job data.",
+        HistoryLimitWarning,
+    )
 
 
 def job_filter(
@@ -175,16 +220,50 @@ def _fetch(
     return batches
 
 
+def _fetch_within(
+    collections: list[Collection], match: dict, projection: dict, progress: _Progress
+) -> list[list[bytes]] | None:
+    """Every matching document, in the server's natural order (no sort to pay for), or None
+    as soon as it is clear there are more than ``DEFAULT_LIMIT``: the caller then fetches the
+    newest from the _id index. Unfiltered, the server's document count says so early."""
+    cap = DEFAULT_LIMIT
+    parts = []
+    for collection in collections:
+        batches: list[bytes] = []
+        with collection.with_options(codec_options=_CODEC).find_raw_batches(
+            match, projection
+        ) as cursor:
+            for batch in cursor:
+                batches.append(batch)
+                progress.update(batch)
+                if not match and progress.count > min(CHECK_OVER, cap) and not progress.estimates:
+                    progress.estimates = [c.estimated_document_count() for c in collections]
+                    progress.set_total(sum(progress.estimates))
+                if progress.count > cap or sum(progress.estimates) > cap:
+                    return None
+        parts.append(batches)
+    return parts
+
+
 class _Progress:
     """A tqdm bar that appears once more than PROGRESS_OVER jobs have arrived.
 
-    It has no total: counting first would cost a round trip (and a full scan on some servers)
-    on every load, for the few loads big enough to show a bar.
+    Its total is known only when the load asked the server (``CHECK_OVER``) or is capped:
+    counting first would cost a round trip (and a full scan on some servers) on every load.
     """
 
     def __init__(self) -> None:
         self.count = 0
+        self.total: int | None = None
+        self.estimates: list[int] = []  # the collections' document counts, once asked
         self.bar: Any = None
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
     def update(self, batch: bytes) -> None:
         documents = 0
@@ -198,11 +277,23 @@ class _Progress:
         elif self.count > PROGRESS_OVER:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(initial=self.count, unit="job", desc="history", leave=False)
+            self.bar = tqdm(
+                initial=self.count, total=self.total, unit="job", desc="history", leave=False
+            )
 
-    def close(self) -> None:
+    def set_total(self, total: int | None) -> None:
+        self.total = total
         if self.bar is not None:
-            self.bar.close()
+            self.bar.total = total
+            self.bar.refresh()
+
+    def restart(self, total: int | None) -> None:
+        """Count again from zero, for the newest-first fetch after an aborted one."""
+        self.count = 0
+        if self.bar is not None:
+            self.bar.reset(total=total)
+            self.bar.set_description("history, newest")
+        self.total = total
 
 
 def frame_from_batches(
@@ -250,16 +341,27 @@ def _frame(history: list[bytes], queue: list[bytes], limit: int | None, data: bo
 
 
 def _decode(batches: list[bytes], columns: list[str], arrow: bool) -> pd.DataFrame:
-    """One column per projected field; data stays one column of dicts/values."""
+    """One column per projected field; data stays one column of dicts/values.
+
+    Batch by batch: a batch's documents (dicts of ~2.5 kB) are dropped once they are columns,
+    so at most one batch of them is alive; only the ``data`` values are kept, to flatten.
+    """
     if arrow:
         frame = _decode_arrow(batches)
         if frame is not None:
             return frame
-    documents = []
+    ours = [name for name in columns if name != "data"]
+    chunks, data = [], []
     for batch in batches:
-        documents.extend(bson.decode_all(batch, _CODEC))  # C code, one call per batch
-    # Naming the columns spares pandas a pass over every document to collect their keys.
-    return pd.DataFrame(documents, columns=columns)
+        documents = bson.decode_all(batch, _CODEC)  # C code, one call per batch
+        # Naming the columns spares pandas a pass over every document to collect their keys.
+        chunks.append(pd.DataFrame(documents, columns=ours))
+        if len(ours) < len(columns):
+            data.extend([document.get("data", math.nan) for document in documents])
+    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=ours)
+    if len(ours) < len(columns):
+        frame["data"] = pd.Series(data, index=frame.index, dtype=None if data else object)
+    return frame
 
 
 def _decode_arrow(batches: list[bytes]) -> pd.DataFrame | None:

@@ -172,6 +172,72 @@ def test_bad_arguments_are_refused(queue):
         queue.history(limit=0)  # MongoDB would read 0 as "no limit"
 
 
+@pytest.fixture
+def more(queue, known, monkeypatch):
+    """Eight jobs (nine documents, one job in both collections) and a default cap of five."""
+    queue.history_collection.insert_many([job_doc("done", t, t + 1, t + 2) for t in (10, 11, 12)])
+    monkeypatch.setattr(history_module, "DEFAULT_LIMIT", 5)
+    return known
+
+
+def test_without_a_limit_only_the_newest_load_and_a_warning_says_so(queue, more):
+    with pytest.warns(history_module.HistoryLimitWarning) as caught:
+        frame = queue.history()
+    assert list(frame["created"]) == [at(t) for t in (4, 7, 10, 11, 12)]
+    message = str(caught[0].message)
+    assert "newest 5 jobs" in message and "hold ~9" in message
+    assert "limit=None" in message and "since=" in message and "fields=[]" in message
+    assert caught[0].filename == __file__  # it names the user's line, not ours
+
+
+def test_a_filtered_load_over_the_cap_keeps_the_newest_too(queue, more, monkeypatch):
+    monkeypatch.setattr(history_module, "DEFAULT_LIMIT", 2)
+    with pytest.warns(history_module.HistoryLimitWarning, match="newest 2 jobs .*; more match"):
+        done = queue.history(status="done")  # filtered: no document count to quote
+    assert list(done["created"]) == [at(11), at(12)]
+
+
+def test_explicit_limits_and_small_windows_load_as_asked(queue, more, recwarn):
+    assert len(queue.history(limit=None)) == 8
+    assert list(queue.history(limit=6)["created"]) == [at(t) for t in (3, 4, 7, 10, 11, 12)]
+    assert len(queue.history(since=at(4))) == 5  # within the cap: all of the window
+    assert len(queue.history(status="failed")) == 1
+    assert not recwarn.list
+    with pytest.raises(ValueError, match="limit"):
+        queue.history(limit="all")
+
+
+class _Commands(monitoring.CommandListener):
+    def __init__(self):
+        self.names = []
+
+    def started(self, event):
+        self.names.append(event.command_name)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_only_big_loads_ask_how_many_jobs_there_are(known, db, server_uri, monkeypatch, capsys):
+    listener = _Commands()
+    client = client_for(server_uri, event_listeners=[listener])
+    try:
+        queue = JobQueue(client[db.name], lease=30)
+        listener.names.clear()
+        assert len(queue.history()) == 5
+        assert listener.names == ["find", "find"]  # the common case: no count, no sort
+        monkeypatch.setattr(history_module, "CHECK_OVER", 3)
+        monkeypatch.setattr(history_module, "PROGRESS_OVER", 3)
+        assert len(queue.history()) == 5
+        assert listener.names.count("count") + listener.names.count("aggregate") == 2
+        assert "/6" in capsys.readouterr().err  # the bar's total: six documents
+    finally:
+        client.close()
+
+
 def test_empty_history_has_the_same_columns_and_types(queue, known, db):
     full = queue.history(fields=[])
     nothing = JobQueue(db, name="nothing")
