@@ -82,6 +82,7 @@ class Tail(W.VBox):
         self._status: str | None = None  # the filter and search as the watcher thread reads them
         self._term = ""
         self._shown: dict[str, Job] = {}  # jobs in the rows, by id string
+        self._row_cache: dict[Any, tuple[Job, dict[str, str]]] = {}  # see _rows_of
         self._detail_job: Job | None = None
         self._copy_callbacks: list[Callable[[Any], None]] = []
         self._closed = False
@@ -217,7 +218,7 @@ class Tail(W.VBox):
                 return
             status, term = self._status, self._term
         jobs = self._jobs_for(snapshot, status, term)
-        rows = None if jobs is None else [job_row(job) for job in jobs]
+        rows = None if jobs is None else self._rows_of(jobs)
         show_counts = self._show_counters and snapshot.counts
         counters = _counters_html(snapshot.counts) if show_counts else None
         with self._lock:
@@ -235,6 +236,21 @@ class Tail(W.VBox):
             current = self._shown.get(self.table.selected) or snapshot.followed.get(selected)
             if current is not None and current != self._detail_job:
                 self._show_detail(current)
+
+    def _rows_of(self, jobs: list[Job]) -> list[dict[str, str]]:
+        """The rows of ``jobs``, formatting only jobs that changed since the last call (most
+        refreshes change a few rows of fifty). Called on the watcher's thread only."""
+        cache = self._row_cache
+        rows = []
+        for job in jobs:
+            held = cache.get(job.id)
+            if held is None or held[0] != job:
+                held = cache[job.id] = (job, job_row(job))
+            rows.append(held[1])
+        if len(cache) > 2 * len(jobs) + 50:  # forget jobs no longer shown
+            shown = {job.id for job in jobs}
+            self._row_cache = {key: cache[key] for key in shown}
+        return rows
 
     def _selected_id(self) -> ObjectId | None:
         try:
