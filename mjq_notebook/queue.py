@@ -702,12 +702,14 @@ class JobQueue:
         status: str | Iterable[str] | None = None,
         query: Mapping[str, Any] | None = None,
         fields: Iterable[str] | None = None,
-        limit: int | None = None,
+        limit: int | str | None = "auto",
     ) -> pd.DataFrame:
         """Job history as a pandas DataFrame, one row per job (see ``history.load``).
 
         Filters run in MongoDB; the frame has the ``.mjq``
-        accessor (``.mjq.summary(by="data.kind")``, ``.mjq.plot_latency()``).
+        accessor (``.mjq.summary(by="data.kind")``, ``.mjq.plot_latency()``). By default at
+        most the newest ``history.DEFAULT_LIMIT`` jobs (1,000,000), with a warning when there
+        are more; ``limit=None`` loads them all.
         """
         from .history import load
 
