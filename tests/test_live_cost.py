@@ -8,36 +8,19 @@ import datetime as dt
 import threading
 import time
 
-import pytest
-
 from mjq_notebook import JobQueue
 from mjq_notebook import activity as activity_module
 from mjq_notebook.activity import SPAN_S, Activity
-from mjq_notebook.connection import client_for
 from mjq_notebook.watch import Snapshot
 from mjq_notebook.widgets import Tail
 from mjq_notebook.widgets.dashboard import Dashboard, counters_html
 
-from .conftest import force_polling
+from . import test_tail
 from .feed import SyntheticStream, feed_queue
 from .test_watch import wait_for
 
-
-@pytest.fixture(params=["auto", "polling"])
-def queue(request, monkeypatch, db):
-    """The queue as the server allows (change streams here), and with polling forced."""
-    q = JobQueue(db, lease=30, backoff=0.05)
-    if request.param == "polling":
-        force_polling(monkeypatch, q)
-    return q
-
-
-@pytest.fixture
-def other(server_uri, db):
-    """The same queue through a second client: another kernel or a worker."""
-    client = client_for(server_uri)
-    yield JobQueue(client[db.name], lease=30, backoff=0.05)
-    client.close()
+queue = test_tail.queue  # the fixtures: the queue in both modes, and a second client on it
+other = test_tail.other
 
 
 def _ours() -> list[str]:
