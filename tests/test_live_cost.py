@@ -115,8 +115,9 @@ def test_a_flood_of_30000_events_a_second_sends_at_most_ten_messages_and_stays_e
         time.sleep(0.5)  # the feed's streams are closed as the watcher reopens them
         # of the ~120,000 events, those that came while a stream was open could have been
         # read; one per refresh was
-        assert SyntheticStream.offered - offered >= 10_000
-        assert 4 <= SyntheticStream.read - read <= 10 * seconds + 10
+        handed_out = SyntheticStream.read - read
+        assert 4 <= handed_out <= 10 * seconds + 10
+        assert SyntheticStream.offered - offered > 100 * handed_out
         # what it shows is exact: the counts, the newest rows
         expected = q.counts(warn=False)
         wait_for(lambda: board.watcher.snapshot.counts == expected, 3, "the true counts")
