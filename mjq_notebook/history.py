@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import gc
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import bson
@@ -205,18 +205,27 @@ def _data_projection(fields: Iterable[str] | None) -> dict[str, int]:
 
 
 def _fetch(
-    collection: Collection, match: dict, projection: dict, limit: int | None, progress: _Progress
-) -> list[bytes]:
-    """The matching documents as raw BSON batches, as the server sent them."""
+    collection: Collection,
+    match: dict,
+    projection: dict,
+    limit: int | None,
+    progress: _Progress,
+    give_up: Callable[[], bool] | None = None,
+) -> list[bytes] | None:
+    """The matching documents as raw BSON batches, as the server sent them; None as soon as
+    ``give_up()`` says so after a batch."""
     raw = collection.with_options(codec_options=_CODEC)
     if limit is None:
         cursor = raw.find_raw_batches(match, projection)
     else:  # ObjectIds grow with creation time: the newest jobs come from the _id index
         cursor = raw.find_raw_batches(match, projection, sort=[("_id", DESCENDING)], limit=limit)
     batches = []
-    for batch in cursor:
-        batches.append(batch)
-        progress.update(batch)
+    with cursor:
+        for batch in cursor:
+            batches.append(batch)
+            progress.update(batch)
+            if give_up is not None and give_up():
+                return None
     return batches
 
 
@@ -227,20 +236,18 @@ def _fetch_within(
     as soon as it is clear there are more than ``DEFAULT_LIMIT``: the caller then fetches the
     newest from the _id index. Unfiltered, the server's document count says so early."""
     cap = DEFAULT_LIMIT
+
+    def too_many() -> bool:
+        if not match and progress.count > min(CHECK_OVER, cap) and not progress.estimates:
+            progress.estimates = [c.estimated_document_count() for c in collections]
+            progress.set_total(sum(progress.estimates))
+        return progress.count > cap or sum(progress.estimates) > cap
+
     parts = []
     for collection in collections:
-        batches: list[bytes] = []
-        with collection.with_options(codec_options=_CODEC).find_raw_batches(
-            match, projection
-        ) as cursor:
-            for batch in cursor:
-                batches.append(batch)
-                progress.update(batch)
-                if not match and progress.count > min(CHECK_OVER, cap) and not progress.estimates:
-                    progress.estimates = [c.estimated_document_count() for c in collections]
-                    progress.set_total(sum(progress.estimates))
-                if progress.count > cap or sum(progress.estimates) > cap:
-                    return None
+        batches = _fetch(collection, match, projection, None, progress, give_up=too_many)
+        if batches is None:
+            return None
         parts.append(batches)
     return parts
 
