@@ -48,6 +48,7 @@ AWAIT_MS = 500  # change-stream mode: longest wait for an event per getMore (idl
 SIGNAL_ONLY = [{"$project": {"operationType": 1}}]  # an event says that, not what, changed
 BACKOFF_S, BACKOFF_MAX_S = 0.25, 5.0  # pauses between attempts while the server is away
 JOIN_S = 10.0  # close() waits this long for the thread (a dead server can slow a close)
+_EVERY = {"jobs": REFRESH_S, "counts": COUNTS_S, "activity": ACTIVITY_S}  # per part read
 
 
 @dataclass(frozen=True)
@@ -329,7 +330,7 @@ class Watcher:
     def _refresh(self) -> None:
         """Re-read each part that changed and is due, then publish and call back."""
         now = time.monotonic()
-        every = {"jobs": REFRESH_S, "counts": COUNTS_S, "activity": ACTIVITY_S}
+        every = _EVERY
         due = {
             part
             for part, dirty in self._dirty.items()
@@ -365,15 +366,12 @@ class Watcher:
         self._notify()
 
     def _read_followed(self, ids: set[ObjectId], jobs: tuple[Job, ...]) -> dict:
+        """The followed jobs: from the rows just read, else from the queue (None: gone)."""
         shown = {job.id: job for job in jobs if job.id in ids}
         missing = ids - set(shown)
         if missing:
-            found: dict[ObjectId, Job] = {}
-            for collection in (self.queue.history_collection, self.queue.collection):
-                for doc in collection.find({"_id": {"$in": list(missing)}}):
-                    held = found.get(doc["_id"])
-                    if held is None or (doc.get("attempts") or 0) > (held.get("attempts") or 0):
-                        found[doc["_id"]] = Job(doc)
+            query = {"_id": {"$in": list(missing)}}
+            found = {job.id: job for job in self.queue.jobs(limit=len(missing), query=query)}
             shown.update((job_id, found.get(job_id)) for job_id in missing)
         return shown
 

@@ -283,7 +283,8 @@ def sparkline_html(activity: Activity, now: float) -> str:
 
 
 def histogram_html(activity: Activity) -> str:
-    """Wait and run times of the newest finished jobs (up to ``activity.LATENCY_JOBS``)."""
+    """Wait and run times of the newest finished jobs (up to ``LATENCY_JOBS`` of
+    ``mjq_notebook.activity``)."""
     svg = histogram_svg(activity.wait_s, activity.run_s, width=330)
     jobs = len(activity.run_s)
     caption = f"latency of the last {jobs:,} finished job{'' if jobs == 1 else 's'}"

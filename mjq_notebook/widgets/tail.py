@@ -194,7 +194,7 @@ class Tail(W.VBox):
         with self._lock:
             if self._token is token:
                 self._sub = sub
-                sub.follow(self._selected_id())
+                sub.follow(_as_id(self.table.selected))
                 return
         sub.close()  # paused or closed meanwhile
 
@@ -232,7 +232,7 @@ class Tail(W.VBox):
                 _assign(self.counters, "value", counters)
             if jobs is not None:
                 self._shown = {str(job.id): job for job in jobs}
-            selected = self._selected_id()
+            selected = _as_id(self.table.selected)
             current = self._shown.get(self.table.selected) or snapshot.followed.get(selected)
             if current is not None and current != self._detail_job:
                 self._show_detail(current)
@@ -251,12 +251,6 @@ class Tail(W.VBox):
             shown = {job.id for job in jobs}
             self._row_cache = {key: cache[key] for key in shown}
         return rows
-
-    def _selected_id(self) -> ObjectId | None:
-        try:
-            return ObjectId(self.table.selected) if self.table.selected else None
-        except (InvalidId, TypeError):
-            return None
 
     def _jobs_for(self, snapshot: Snapshot, status: str | None, term: str) -> list[Job] | None:
         """The jobs to show: the window, or (filtered) a read of the queue (the subscription's
@@ -306,11 +300,10 @@ class Tail(W.VBox):
     def _selected_changed(self, change: Any) -> None:
         self._say("")  # the last action's message was about the job selected before
         job = self._shown.get(change["new"])
-        if job is None and change["new"]:
+        job_id = _as_id(change["new"])
+        if job is None and job_id is not None:
             try:
-                job = self.queue.get(ObjectId(change["new"]))
-            except (InvalidId, TypeError):
-                job = None
+                job = self.queue.get(job_id)
             except (PyMongoError, ServerUnavailable) as exc:
                 self._say(f"could not read job {change['new']}: {type(exc).__name__}")
                 return
@@ -319,7 +312,7 @@ class Tail(W.VBox):
                 self._show_detail(job)
             sub = self._sub
         if sub is not None:
-            sub.follow(self._selected_id())  # its detail stays live, shown in the rows or not
+            sub.follow(job_id)  # its detail stays live, shown in the rows or not
 
     def _show_detail(self, job: Job | None) -> None:
         """The detail pane and the buttons for ``job`` (None: nothing selected). Call with
@@ -436,6 +429,14 @@ def matches(job: Job, term: str) -> bool:
         return True
     text = json.dumps(job.get("data"), default=str, ensure_ascii=False)
     return term.lower() in text.lower()
+
+
+def _as_id(text: str) -> ObjectId | None:
+    """The job id a row's id string (``table.selected``) names; None for "" or a bad one."""
+    try:
+        return ObjectId(text) if text else None
+    except (InvalidId, TypeError):
+        return None
 
 
 def _time(value: Any) -> dt.datetime | None:
