@@ -33,7 +33,7 @@ CHUNK = 5000
 def fill_history(q: JobQueue, n: int) -> None:
     """``n`` finished jobs in history, finished over the last 20 minutes (some in the charts'
     window), 5% failed, as ``JobQueue._finish`` writes them."""
-    rng = random.Random(n)
+    rng = random.Random()  # unseeded: a second fill must not make the same ids again
     now = time.time()
     for start in range(0, n, CHUNK):
         docs = []
@@ -86,7 +86,7 @@ def bench(uri: str, args: Any) -> None:
     client = client_for(uri)
     print("\n".join(environment(client, args, "")))
     results = {}
-    with scratch_database(client_for(uri)) as db:
+    with scratch_database(client) as db:  # dropped, and the client closed, after
         q = JobQueue(db, "bench")
         q.pub_many([{"n": n} for n in range(100)])  # a backlog in the ring
         filled = 0
