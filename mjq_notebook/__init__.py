@@ -6,6 +6,7 @@ notebook layers import them when used.
 
 from .connection import connect, embedded_server
 from .errors import (
+    DataFolderError,
     DataLossWarning,
     Empty,
     InvalidQueueError,
@@ -21,6 +22,7 @@ from .worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "DataFolderError",
     "DataLossWarning",
     "Empty",
     "InvalidQueueError",

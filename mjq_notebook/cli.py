@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .connection import DEFAULT_DATA_DIR, connect, env_uri, mask_uri
+from .connection import DATA_ENV, connect, data_dir, default_data_dir, env_uri, mask_uri
 from .errors import JobQueueError
 from .queue import JobQueue
 
@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--uri",
         help="MongoDB URI (default: $MJQ_MONGODB_URI, $MONGODB_URI, "
-        "else the embedded server in ./.mjq-data)",
+        f"else your embedded server, data in ${DATA_ENV} or your user data folder)",
     )
     common.add_argument("--db", default="job_queue", help="database name (default: job_queue)")
     common.add_argument("--queue", default="jobqueue", help="queue name (default: jobqueue)")
@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
         "run the embedded MongoDB server in the foreground; or start, show or stop the "
         "shared one that connect() starts in the background",
     )
-    sub.add_argument("--path", default=DEFAULT_DATA_DIR, help="data folder (default: .mjq-data)")
+    sub.add_argument(
+        "--path", help=f"data folder (default: ${DATA_ENV}, else {default_data_dir()})"
+    )
     sub.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     sub.add_argument(
         "--idle-timeout",
@@ -109,7 +111,7 @@ def _queue(args: argparse.Namespace, **options: Any) -> JobQueue:
 def cmd_serve(args: argparse.Namespace) -> int:
     from . import server
 
-    folder = Path(args.path).resolve()
+    folder = data_dir(args.path)
     if args.status:
         return _serve_status(folder)
     if args.stop:
@@ -125,8 +127,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
 
     def ready(embedded: Any) -> None:
-        print(f"mjq: serving {args.path} at {embedded.uri}", flush=True)
-        print(f"     export MJQ_MONGODB_URI={embedded.uri}", flush=True)
+        print(f"mjq: serving {folder} at {embedded.address}", flush=True)
+        print(
+            "     connect(), mjq and workers of yours find it and its login there; "
+            f"elsewhere, set {DATA_ENV}={folder}",
+            flush=True,
+        )
 
     # SIGTERM and Ctrl-C stop it cleanly: data flushed, URI file removed, exit 0
     server.serve(
@@ -288,7 +294,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     if not (args.uri or env_uri()):
         print(
-            "\nthe embedded server keeps running for notebooks and workers in this folder "
+            "\nthe embedded server keeps running for your notebooks and workers "
             "(`mjq serve --status`); `mjq serve --stop` stops it, and it stops by itself "
             "after an hour unused"
         )

@@ -34,6 +34,11 @@ class ServerUnavailable(JobQueueError, ConnectionError):
     """No MongoDB server could be reached (the message names the URI tried, password masked)."""
 
 
+class DataFolderError(JobQueueError, PermissionError):
+    """The embedded server's data folder can't be used: another user owns it, or its login
+    can't be read."""
+
+
 class DataLossWarning(UserWarning):
     """Jobs that never finished were evicted from the capped collection."""
 

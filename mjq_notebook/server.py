@@ -37,6 +37,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pymongo import monitoring
+
+from .access import credentials_for, private_folder, private_open, private_umask
 from .connection import URI_FILE, EmbeddedServer, _start_server, client_for
 from .errors import JobQueueError, ServerUnavailable
 
@@ -53,6 +56,7 @@ DEFAULT_IDLE_TIMEOUT = 3600.0
 START_TIMEOUT = 15.0  # how long connect() waits for a new server to answer
 PING_TIMEOUT = 1.0  # a live server answers a ping within this
 BUSY_TIMEOUT = 5.0  # ...unless busy: a second, longer chance before it counts as gone
+REVIVE_PAUSE = 1.0  # a client tries to start a crashed server again at most this often
 _LOG_LIMIT = 1 << 20  # the log starts afresh when a server starts and it is over 1 MiB
 
 log = logging.getLogger("mjq_notebook.server")
@@ -94,7 +98,8 @@ def write_info(folder: str | os.PathLike, uri: str, pid: int, started: float) ->
     """Record a server atomically: readers see the old file or the whole new one."""
     path = Path(folder) / URI_FILE
     tmp = path.with_name(f".{URI_FILE}.{pid}.tmp")
-    tmp.write_text(f"{uri}\n{pid}\n{started:.3f}\n")
+    with private_open(tmp, "w") as file:
+        file.write(f"{uri}\n{pid}\n{started:.3f}\n")
     os.replace(tmp, path)
 
 
@@ -151,8 +156,7 @@ def find_running(folder: str | os.PathLike, timeout: float = PING_TIMEOUT) -> Se
 def start_lock(folder: Path, timeout: float) -> Iterator[None]:
     """Hold the folder's exclusive start lock (``flock``; per open file, so also between
     threads of one process); ServerUnavailable if another holder keeps it ``timeout`` s."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a") as lock:
+    with private_open(folder / LOCK_FILE, "a") as lock:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -192,8 +196,7 @@ def ensure_server(
     replaced by a new one on the same folder (so on the same data), on the same port when
     that is free, so clients of the old one reconnect to the new one by themselves.
     """
-    folder = Path(folder).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_folder(folder)
     running = find_running(folder)
     if running is not None:
         return running
@@ -202,6 +205,15 @@ def ensure_server(
         alive = info is not None and pid_alive(info.pid)
         if alive and (answers(info.uri, PING_TIMEOUT) or answers(info.uri, BUSY_TIMEOUT)):
             return info  # started meanwhile by the process we waited for, or just busy
+        if info is not None and not alive:
+            log.warning(
+                "the embedded server for %s (pid %d) ended without stopping (killed or "
+                "crashed); starting it again at %s",
+                folder,
+                info.pid,
+                info.uri,
+            )
+        credentials_for(folder)  # made here, once, before the server and its clients read it
         # alive but silent: start anyway; if it still holds the folder, the new server
         # fails to open it and the error below names that pid
         port = info.port if info is not None else 0
@@ -223,7 +235,7 @@ def _spawn(folder: Path, idle_timeout: float, prefer_port: int) -> subprocess.Po
     package_parent = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
-    with open(log_path, "ab") as output:
+    with private_open(log_path, "ab") as output:
         process = subprocess.Popen(
             command,
             cwd=folder,
@@ -297,6 +309,39 @@ def stop_server(folder: str | os.PathLike, timeout: float = 30.0) -> ServerInfo 
 def _records(folder: Path, pid: int) -> bool:
     info = read_info(folder)
     return info is not None and info.pid == pid
+
+
+class Revive(monitoring.ServerHeartbeatListener):
+    """A client's heartbeat listener that starts its folder's server again when a heartbeat
+    fails because the server died without stopping (its URI file still names a pid that is
+    gone: ``kill -9``, the OOM killer). A server stopped on purpose removed that file and
+    stays stopped. Runs off pymongo's monitor thread, one attempt at a time per client;
+    racing clients of all processes end up with one new server (``ensure_server``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._busy = threading.Lock()
+
+    def started(self, event: monitoring.ServerHeartbeatStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.ServerHeartbeatSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.ServerHeartbeatFailedEvent) -> None:
+        if self._busy.acquire(blocking=False):
+            threading.Thread(target=self._revive, name="mjq-server-revive", daemon=True).start()
+
+    def _revive(self) -> None:
+        try:
+            info = read_info(self.folder)
+            if info is not None and not pid_alive(info.pid):
+                ensure_server(self.folder)
+        except Exception as exc:  # the clients keep retrying; the next heartbeat tries again
+            log.warning("could not start the embedded server again: %s", exc)
+        finally:
+            time.sleep(REVIVE_PAUSE)
+            self._busy.release()
 
 
 # -- counting clients ------------------------------------------------------------------------
@@ -407,8 +452,8 @@ def serve(
     refuse when a live server already serves the folder. A process that ``ensure_server``
     spawned must not: its parent holds that lock while waiting for it.
     """
-    folder = Path(folder).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    private_umask()  # WiredTiger's files, the log, the URI file: this user's only
+    folder = private_folder(folder)
     stop = threading.Event()
     reason = ["stopped by signal"]
     previous = {}
@@ -427,11 +472,11 @@ def serve(
                 port = prefer_port
             server = _start_server(folder, port=port)
             started = time.time()
-            if not answers(server.uri, BUSY_TIMEOUT):
+            if not answers(server.address, BUSY_TIMEOUT):
                 server.stop()
-                raise ServerUnavailable(f"the server at {server.uri} does not answer")
-            write_info(folder, server.uri, os.getpid(), started)
-        log.info("serving %s at %s (pid %d)", folder, server.uri, os.getpid())
+                raise ServerUnavailable(f"the server at {server.address} does not answer")
+            write_info(folder, server.address, os.getpid(), started)
+        log.info("serving %s at %s (pid %d)", folder, server.address, os.getpid())
         try:
             if on_ready is not None:
                 on_ready(server)

@@ -14,6 +14,15 @@ from mjq_notebook.connection import client_for
 TEST_URI = os.environ.get("MJQ_TEST_MONGODB_URI")
 
 
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path, monkeypatch):
+    """The embedded server a test starts (in its processes too) keeps its data in the test's
+    own ``.mjq-data``, never in the user's data folder; tests of that default find it under
+    ``$XDG_DATA_HOME``, also the test's own."""
+    monkeypatch.setenv("MJQ_DATA_DIR", str(tmp_path / ".mjq-data"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
 @pytest.fixture(scope="session")
 def server_uri():
     if TEST_URI:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.connection import client_for
+from mjq_notebook.connection import client_for, embedded_client
 
 
 def mjq(*args, uri, cwd=None, timeout=120, stdin=None):
@@ -119,9 +119,11 @@ def test_serve_runs_in_the_foreground_and_is_found_by_other_commands(tmp_path):
     )
     try:
         first = serve.stdout.readline()
-        uri = first.split(" at ")[1].strip()
-        assert client_for(uri).admin.command("ping")["ok"] == 1
-        # no URI given: the other command finds the running server through .mjq-data
+        address = first.split(" at ")[1].strip()
+        assert client_for(address).admin.command("ping")["ok"] == 1
+        client = embedded_client()  # finds that server and its login in the data folder
+        assert client.address == client_for(address).address
+        # no URI given: the other command finds the running server and logs in
         pub = subprocess.run(
             [sys.executable, "-m", "mjq_notebook.cli", "pub", json.dumps({})],
             cwd=tmp_path,
@@ -131,7 +133,7 @@ def test_serve_runs_in_the_foreground_and_is_found_by_other_commands(tmp_path):
             timeout=60,
         )
         assert pub.returncode == 0, pub.stderr
-        assert JobQueue(client_for(uri)["job_queue"]).queue_count() == 1
+        assert JobQueue(client["job_queue"]).queue_count() == 1
     finally:
         serve.send_signal(signal.SIGINT)
         serve.wait(30)

@@ -117,12 +117,11 @@ def _wait_for(predicate, timeout: float, what: str) -> float:
 
 
 @pytest.fixture
-def other(client, queue):
+def other(server_uri, queue):
     """The same queue through another client, as another kernel or a worker would see it."""
     from mjq_notebook.connection import client_for
 
-    host, port = client.address
-    second = client_for(f"mongodb://{host}:{port}/")
+    second = client_for(server_uri)
     try:
         yield JobQueue(second[queue.db.name], name=queue.name, lease=30, backoff=0.05)
     finally:

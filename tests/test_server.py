@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.connection import client_for
+from mjq_notebook.connection import embedded_client
 from mjq_notebook.server import (
     IDLE_ENV,
     LOG_FILE,
@@ -165,7 +165,7 @@ def test_the_server_outlives_the_kernel_that_started_it(data, spawn):
     assert out.splitlines()[-1] == "finished 80"
     assert read_info(data) == server and pid_alive(server.pid)  # the same server, still up
 
-    queue = JobQueue(client_for(server.uri)["job_queue"])
+    queue = JobQueue(embedded_client(data)["job_queue"])
     counts = queue.counts()
     assert {k: counts[k] for k in ("waiting", "working", "done", "failed")} == {
         "waiting": 0,
