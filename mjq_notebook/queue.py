@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import bson
 from bson import ObjectId
 from bson.codec_options import CodecOptions
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, WriteConcern
 from pymongo.errors import (
     CollectionInvalid,
     ConnectionFailure,
@@ -68,7 +68,8 @@ class JobQueue:
     Claims are single atomic ``find_one_and_update`` calls, so competing workers never hold
     the same job; a claim is a lease, and a job whose worker vanished comes back when the lease
     expires. Finished jobs are copied to ``<name>.history`` so the ring buffer's evictions never
-    lose them.
+    lose them. ``write_concern`` (e.g. ``WriteConcern(w=1, j=True)`` on a standalone mongod)
+    is what every acknowledgement of the queue waits for; by default the database's.
     """
 
     @unavailable_as_error
@@ -82,9 +83,12 @@ class JobQueue:
         lease: float = 60.0,
         max_attempts: int = 3,
         backoff: float = 1.0,
+        write_concern: WriteConcern | None = None,
     ) -> None:
         codec = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc, document_class=dict)
-        self.db = db.with_options(codec_options=codec)
+        # every write of the queue (publish, claim, finish, requeue) is acknowledged under
+        # write_concern; None: the database's (the client's, or the URI's ?w=&journal=)
+        self.db = db.with_options(codec_options=codec, write_concern=write_concern)
         self.name = name
         self.lease = float(lease)
         self.max_attempts = int(max_attempts)

@@ -62,7 +62,9 @@ def run(db: Database, writes: list[Write], *, together: bool) -> list[int | None
         positions.append(len(models))
         models.extend(_models(write))
     try:
-        result = db.client.bulk_write(models, ordered=True, verbose_results=True)
+        result = db.client.bulk_write(
+            models, ordered=True, verbose_results=True, write_concern=db.write_concern
+        )
     except ClientBulkWriteException as exc:
         if isinstance(exc.error, ConnectionFailure):  # the same error as a plain write's
             raise exc.error from exc
