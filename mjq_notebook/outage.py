@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
@@ -90,6 +92,47 @@ def display_deadline(owner: Any) -> Iterator[None]:
         return
     with pymongo.timeout(0.05):
         yield
+
+
+class OutageLog:
+    """Says once that the server is unreachable and once that it is back, however many
+    threads and retries meet the outage in between (a worker's claims, saves and heartbeats
+    all report to one)."""
+
+    def __init__(self, logger: logging.Logger, where: str) -> None:
+        self._log = logger
+        self._where = where
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def away_since(self) -> float | None:
+        """``time.monotonic()`` when the current outage was first met; None while up."""
+        return self._since
+
+    def away(self, exc: BaseException, doing: str) -> None:
+        """Report an outage met while ``doing`` something: logged for the first one only."""
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        self._log.warning(
+            "MongoDB unreachable while %s for %s (%s); retrying until it is back",
+            doing,
+            self._where,
+            failure_reason(exc),
+        )
+
+    def back(self) -> None:
+        """Report that a request succeeded: logs the end of an outage, once."""
+        if self._since is None:  # the common case, without the lock
+            return
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            self._log.warning(
+                "MongoDB reachable again for %s after %.1fs", self._where, time.monotonic() - since
+            )
 
 
 def server_unavailable(exc: BaseException, owner: Any = None) -> ServerUnavailable:

@@ -45,7 +45,7 @@ from .job import (
     new_document,
     utcnow,
 )
-from .outage import display_timeout, unavailable_as_error
+from .outage import OutageLog, display_timeout, unavailable_as_error
 from .wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ class JobQueue:
         self._ensure_collection(max_jobs, size_bytes)
         self._fuse = writes.supports_client_bulk_write(self.db)  # see writes.py
         self._wakeup = Wakeup(self.collection)
+        self.outage = OutageLog(log, f"queue {self.db.name}.{name}")  # said once per outage
         self._lost_reported = 0
         self._next_requeue = 0.0  # monotonic time of the next look for expired leases
         self._next_sweep = 0.0  # ... and of the next sweep of finished jobs (_sweep_finished)
@@ -215,11 +216,12 @@ class JobQueue:
             try:
                 job = self._claim()
                 pause = 0.1
-            except ConnectionFailure:
+                self.outage.back()
+            except ConnectionFailure as exc:
                 # The server is away (restart, failover): back off, bounded, and try again.
                 if deadline is not None and time.monotonic() + pause > deadline:
                     raise
-                log.warning("MongoDB unreachable while claiming; retrying in %.1fs", pause)
+                self.outage.away(exc, "claiming")
                 time.sleep(pause)
                 pause = min(pause * 2, _RETRY_CAP_S)
                 continue

@@ -153,7 +153,7 @@ class Worker:
             except (Empty, *AWAY) as exc:
                 self._give_back_budget()
                 if isinstance(exc, AWAY):
-                    log.warning("MongoDB unreachable: %s", exc)
+                    self.queue.outage.away(exc, "claiming")
                 elif drain and self._drained():
                     self.stop()
                 continue
@@ -222,11 +222,14 @@ class Worker:
         pause = 0.1
         while True:
             try:
-                return finish(job, arg)
+                outcome = finish(job, arg)
             except AWAY as exc:
-                log.warning("MongoDB unreachable saving job %s (%s); retrying", job.id, exc)
+                self.queue.outage.away(exc, f"saving job {job.id}")
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
+                continue
+            self.queue.outage.back()
+            return outcome
 
     def _heartbeat(self) -> None:
         """Extend running jobs' leases; now and then, look for jobs lost to eviction."""
@@ -243,6 +246,8 @@ class Worker:
             for job in jobs:
                 try:
                     self.queue.touch(job)
-                except (LeaseLostError, *AWAY) as exc:
+                except AWAY as exc:
+                    self.queue.outage.away(exc, "extending leases")
+                except LeaseLostError as exc:
                     if not job.finished:  # else it just finished: nothing to extend
                         log.warning("heartbeat for job %s: %s", job.id, exc)
