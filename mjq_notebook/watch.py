@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pymongo
 from bson import ObjectId
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -45,6 +46,10 @@ POLL_S = 0.5  # polling mode: look at least this often
 POLL_EMPTY_S = REFRESH_S  # and this often while the queue is empty
 QUIET_S = 2.0  # polling mode: counts and charts this often while the newest jobs stay the same
 AWAIT_MS = 500  # change-stream mode: longest wait for an event per getMore (idle: 2 a second)
+# ...and the longest a wait may take in all: a server that went away (a getMore that fails
+# and a resume that finds no server) shows "reconnecting" after this, not after the client's
+# server selection time-out (pymongo's default: 30 s)
+STREAM_TIMEOUT_S = 3.0
 SIGNAL_ONLY = [{"$project": {"operationType": 1}}]  # an event says that, not what, changed
 BACKOFF_S, BACKOFF_MAX_S = 0.25, 5.0  # pauses between attempts while the server is away
 JOIN_S = 10.0  # close() waits this long for the thread (a dead server can slow a close)
@@ -280,7 +285,8 @@ class Watcher:
         """Wait on ``stream`` for a change (True), refreshing what is due and serving pokes
         meanwhile; False when the stream ended or the watcher stops."""
         while not stop.is_set():
-            event = stream.try_next()
+            with pymongo.timeout(STREAM_TIMEOUT_S):
+                event = stream.try_next()
             if event is not None:
                 kind = event.get("operationType")
                 if kind in ("invalidate", "drop", "rename", "dropDatabase"):
