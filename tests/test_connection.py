@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from mjq_notebook import JobQueue, ServerUnavailable, connect
+from mjq_notebook import JobQueue, ServerUnavailable, connect, embedded_server
 from mjq_notebook.connection import mask_uri
-from mjq_notebook.server import IDLE_ENV, pid_alive, stop_server
+from mjq_notebook.server import IDLE_ENV, pid_alive, read_info, stop_server
+from tests.notebook_helpers import isolated_jupyter_env
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _closed_port() -> int:
@@ -21,6 +26,7 @@ def _closed_port() -> int:
 
 
 def _python(code: str, cwd, **env: str) -> subprocess.CompletedProcess:
+    Path(cwd).mkdir(parents=True, exist_ok=True)
     clean = {k: v for k, v in os.environ.items() if k not in ("MJQ_MONGODB_URI", "MONGODB_URI")}
     clean[IDLE_ENV] = "120"  # a safety net: the shared server it starts stops by itself
     return subprocess.run(
@@ -63,19 +69,94 @@ def test_mask_uri_hides_only_passwords():
     assert mask_uri("mongodb://h:27017/") == "mongodb://h:27017/"
 
 
-def test_embedded_default_keeps_data_in_mjq_data(workdir):
-    tmp_path = workdir
+def test_embedded_default_keeps_data_in_the_users_data_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("MJQ_DATA_DIR")  # the default: platformdirs' user data folder
+    folder = tmp_path / "xdg-data" / "mjq-notebook"  # conftest set XDG_DATA_HOME
     code = "from mjq_notebook import connect, JobQueue; q = JobQueue(connect()); "
-    first = _python(code + "q.pub({'a': 1}); print(q.queue_count())", tmp_path)
-    assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "1"
-    assert (tmp_path / ".mjq-data").is_dir()
-    second = _python(code + "print(q.queue_count(), q.db.client.options.retry_writes)", tmp_path)
-    # retryable writes are off: SecantusDB slows down with every retryable write it records
-    assert second.stdout.strip() == "1 False", second.stderr
-    # both used one server, in a process of its own that outlived them
-    assert (tmp_path / ".mjq-data" / "mjq-server.log").read_text().count(" serving ") == 1
-    assert pid_alive(int((tmp_path / ".mjq-data" / "mjq-server.uri").read_text().split()[1]))
+    try:
+        first = _python(code + "q.pub({'a': 1}); print(q.queue_count())", tmp_path / "one")
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.strip() == "1"
+        assert folder.is_dir() and not (tmp_path / "one" / ".mjq-data").exists()
+        # from another folder, the same server and the same jobs
+        code += "print(q.queue_count(), q.db.client.options.retry_writes)"
+        second = _python(code, tmp_path / "two")
+        # retryable writes are off: SecantusDB slows down with every retryable write it records
+        assert second.stdout.strip() == "1 False", second.stderr
+        # both used one server, in a process of its own that outlived them
+        assert (folder / "mjq-server.log").read_text().count(" serving ") == 1
+        assert pid_alive(int((folder / "mjq-server.uri").read_text().split()[1]))
+    finally:
+        stop_server(folder)
+
+
+@pytest.mark.timeout(300)
+def test_a_kernel_in_notebooks_and_mjq_in_the_root_share_one_queue(tmp_path, monkeypatch):
+    """JupyterLab starts a notebook's kernel in the notebook's folder; ``mjq`` runs where the
+    terminal is. With no URI set, both reach the same server, the user's."""
+    jupyter_client = pytest.importorskip("jupyter_client")
+    monkeypatch.delenv("MJQ_DATA_DIR")
+    folder = tmp_path / "xdg-data" / "mjq-notebook"
+    env = isolated_jupyter_env(tmp_path / "jupyter")
+    env[IDLE_ENV] = "120"
+    manager = jupyter_client.KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(ROOT / "notebooks"), env=env)
+    kernel = manager.blocking_client()
+    kernel.start_channels()
+    try:
+        kernel.wait_for_ready(timeout=60)
+        printed = []
+
+        def run(code: str) -> str:
+            printed.clear()
+            hook = lambda m: printed.append(m["content"].get("text", ""))  # noqa: E731
+            reply = kernel.execute_interactive(code, timeout=60, output_hook=hook)
+            assert reply["content"]["status"] == "ok", reply["content"]
+            return "".join(printed).strip()
+
+        setup = (
+            "import os; from mjq_notebook import connect, JobQueue; q = JobQueue(connect(), 'live')"
+        )
+        run(setup)
+        assert run("print(os.getcwd())") == str(ROOT / "notebooks")
+        run("q.pub({'from': 'the notebook'})")
+        mjq = [sys.executable, "-m", "mjq_notebook.cli"]
+        pub = subprocess.run(
+            [*mjq, "pub", "--queue", "live", '{"from": "the terminal"}'],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert pub.returncode == 0, pub.stderr
+        stats = subprocess.run(
+            [*mjq, "stats", "--queue", "live"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert stats.stdout.startswith("jobs: waiting 2 "), stats.stdout + stats.stderr
+        assert run("print(sorted(j.data['from'] for j in q.jobs()))") == str(
+            ["the notebook", "the terminal"]
+        )
+        assert read_info(folder) is not None  # the user's folder, not notebooks/.mjq-data
+    finally:
+        kernel.stop_channels()
+        manager.shutdown_kernel(now=True)
+        stop_server(folder)
+
+
+def test_an_old_working_folder_store_is_named_with_how_to_use_it(tmp_path, monkeypatch, caplog):
+    """A ``./.mjq-data`` of an earlier version keeps its jobs; connect() says where they are
+    and how to reach them, once."""
+    old = tmp_path / "project" / ".mjq-data"
+    with embedded_server(old):
+        pass  # an earlier version's store: WiredTiger files in the working folder
+    monkeypatch.chdir(old.parent)
+    try:
+        with caplog.at_level(logging.WARNING, logger="mjq_notebook.server"):
+            connect()
+            connect()
+        said = [r.getMessage() for r in caplog.records if ".mjq-data" in r.getMessage()]
+        assert len(said) == 1, said
+        assert str(old) in said[0] and f"MJQ_DATA_DIR={old}" in said[0]
+    finally:
+        stop_server(os.environ["MJQ_DATA_DIR"])
 
 
 def test_without_the_local_extra_the_error_says_what_to_install(tmp_path):
