@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pymongo import WriteConcern, monitoring
 from pymongo.errors import ConnectionFailure
 
 from mjq_notebook import JobQueue, LeaseLostError, embedded_server, writes
@@ -61,3 +62,49 @@ def test_an_unreachable_server_raises_connection_failure_either_way(together):
         planned = [writes.Insert(db.a, [{"x": 1}]), writes.Update(db.b, {}, {"$set": {"y": 1}})]
         with pytest.raises(ConnectionFailure):
             writes.run(db, planned, together=together)
+
+
+class _Writes(monitoring.CommandListener):
+    """The write commands a client sends, with the write concern each carries."""
+
+    NAMES = ("insert", "update", "delete", "findAndModify", "bulkWrite")
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict | None]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in self.NAMES:
+            self.sent.append((event.command_name, event.command.get("writeConcern")))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_every_write_of_a_queue_waits_for_its_write_concern(server_uri, db, together):
+    recorder = _Writes()
+    client = client_for(server_uri, event_listeners=[recorder])
+    try:
+        q = JobQueue(client[db.name], write_concern=WriteConcern(w=1, j=True), backoff=0)
+        if together and not q._fuse:
+            pytest.skip("the server predates MongoDB 8.0's client bulkWrite")
+        q._fuse = together
+        recorder.sent.clear()
+        q.pub({"n": 0})
+        q.pub_many([{"n": 1}, {"n": 2}])
+        q.done(q.next())
+        q.fail(q.next(), "once")  # retried: back to waiting
+        q.release(q.next())
+        q.fail(q.next(), RuntimeError("no luck"))
+        assert {name for name, _ in recorder.sent} >= {"findAndModify"}
+        assert len(recorder.sent) >= 8
+        assert all(concern == {"w": 1, "j": True} for _, concern in recorder.sent), recorder.sent
+        # the queue's own write concern, not the client's: other collections are untouched
+        recorder.sent.clear()
+        client[db.name]["other"].insert_one({})
+        assert recorder.sent == [("insert", None)]
+    finally:
+        client.close()
