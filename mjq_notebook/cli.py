@@ -142,7 +142,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_status(folder: Path) -> int:
-    from . import server
+    from . import access, server
 
     info = server.read_info(folder)
     if info is None or not server.pid_alive(info.pid):
@@ -164,6 +164,7 @@ def _serve_status(folder: Path) -> int:
     print(f"  uri:     {mask_uri(info.uri)}")
     print(f"  pid:     {info.pid}")
     print(f"  folder:  {info.path}")
+    print(f"  login:   in {access.CREDENTIALS_FILE} there (yours only; connect() reads it)")
     print(f"  uptime:  {_duration(info.uptime)}")
     print(f"  clients: {clients}")
     return 0

@@ -148,12 +148,12 @@ def test_quickstart_runs_on_the_embedded_server_without_a_uri(tmp_path):
     workdir.mkdir()
     source = ROOT / "notebooks" / "01-quickstart.ipynb"
     shutil.copy(source, workdir)
-    data = workdir / ".mjq-data"
+    data = Path(env["MJQ_DATA_DIR"])  # the test's own (conftest); a user's is per user
     try:
         notebook, leftovers = run_notebook(source, workdir, env)
         check_outputs(notebook, source.name)
         assert leftovers == {"threads": [], "children": []}
-        info = read_info(data)  # the notebook started the shared server of its folder
+        info = read_info(data)  # the notebook started the shared server
         assert info is not None and pid_alive(info.pid)
     finally:
         info = read_info(data)
