@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -10,6 +11,7 @@ import pytest
 
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.connection import client_for
+from mjq_notebook.server import stop_server
 
 TEST_URI = os.environ.get("MJQ_TEST_MONGODB_URI")
 
@@ -19,8 +21,13 @@ def own_data_dir(tmp_path, monkeypatch):
     """The embedded server a test starts (in its processes too) keeps its data in the test's
     own ``.mjq-data``, never in the user's data folder; tests of that default find it under
     ``$XDG_DATA_HOME``, also the test's own."""
-    monkeypatch.setenv("MJQ_DATA_DIR", str(tmp_path / ".mjq-data"))
+    folder = tmp_path / ".mjq-data"
+    monkeypatch.setenv("MJQ_DATA_DIR", str(folder))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("MJQ_SERVER_IDLE_TIMEOUT", "120")  # a server left behind goes soon
+    yield
+    with contextlib.suppress(Exception):  # and one left running now is stopped cleanly
+        stop_server(folder, timeout=20)
 
 
 @pytest.fixture(scope="session")
