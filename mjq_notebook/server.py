@@ -315,12 +315,14 @@ class Revive(monitoring.ServerHeartbeatListener):
     """A client's heartbeat listener that starts its folder's server again when a heartbeat
     fails because the server died without stopping (its URI file still names a pid that is
     gone: ``kill -9``, the OOM killer). A server stopped on purpose removed that file and
-    stays stopped. Runs off pymongo's monitor thread, one attempt at a time per client;
-    racing clients of all processes end up with one new server (``ensure_server``)."""
+    stays stopped. The start runs in a thread of its own, not on pymongo's monitor thread,
+    at most every REVIVE_PAUSE per client; racing clients of all processes end up with one
+    new server (``ensure_server``)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._busy = threading.Lock()
+        self._lock = threading.Lock()
+        self._next = 0.0  # monotonic time of the next allowed attempt
 
     def started(self, event: monitoring.ServerHeartbeatStartedEvent) -> None:
         pass
@@ -329,19 +331,21 @@ class Revive(monitoring.ServerHeartbeatListener):
         pass
 
     def failed(self, event: monitoring.ServerHeartbeatFailedEvent) -> None:
-        if self._busy.acquire(blocking=False):
-            threading.Thread(target=self._revive, name="mjq-server-revive", daemon=True).start()
+        info = read_info(self.folder)
+        if info is None or pid_alive(info.pid):
+            return  # stopped on purpose, or alive and only slow to answer
+        with self._lock:
+            now = time.monotonic()
+            if now < self._next:
+                return
+            self._next = now + REVIVE_PAUSE
+        threading.Thread(target=self._revive, name="mjq-server-revive", daemon=True).start()
 
     def _revive(self) -> None:
         try:
-            info = read_info(self.folder)
-            if info is not None and not pid_alive(info.pid):
-                ensure_server(self.folder)
+            ensure_server(self.folder)
         except Exception as exc:  # the clients keep retrying; the next heartbeat tries again
             log.warning("could not start the embedded server again: %s", exc)
-        finally:
-            time.sleep(REVIVE_PAUSE)
-            self._busy.release()
 
 
 # -- counting clients ------------------------------------------------------------------------

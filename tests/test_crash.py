@@ -214,6 +214,7 @@ def test_soak_kill_9_again_and_again_while_workers_work(folder, processes, tmp_p
     assert sum(n - 1 for n in runs.values()) <= 2 * kills * 2, runs.most_common(5)
     assert max(outages) < 10, outages
     assert killing < 120
+    q.db.client.close()
     print(
         f"\nsoak: {kills} kills in {killing:.0f} s; {len(ids)} publishes acknowledged, "
         f"{len(history)} jobs done (lost 0), {sum(n > 1 for n in runs.values())} ran twice; "
