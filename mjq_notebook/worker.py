@@ -60,6 +60,7 @@ class Worker:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._halt = threading.Event()  # set once the worker threads have ended
+        self._beat: threading.Thread | None = None  # the heartbeat thread, once started
         self._lost_logged = 0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -85,7 +86,9 @@ class Worker:
         self._stopping.set()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the threads; True when all have ended."""
+        """Wait for the threads; True when all have ended (at once when never started)."""
+        if self._beat is None:
+            return True
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))

@@ -118,3 +118,9 @@ def test_worker_logs_jobs_lost_to_eviction(db, caplog):
     ]
     assert logged and all(m.startswith(("1 job(s)", "2 job(s)")) for m in logged)
     assert q.counts(warn=False)["lost"] == 2
+
+
+def test_join_before_start_returns_at_once(queue):
+    worker = Worker(queue, lambda job: None)
+    assert worker.join(timeout=0) is True  # nothing started, nothing to wait for
+    assert worker.join() is True
