@@ -31,7 +31,7 @@ from _common import environment, parser, run_bench, scratch_database, verdict
 
 from mjq_notebook import JobQueue
 from mjq_notebook import queue as queue_module
-from mjq_notebook.connection import client_for
+from mjq_notebook.server import client_for
 
 TARGET = 1.5  # aged / fresh, the goal
 

@@ -1,6 +1,6 @@
 """What durable writes cost: the embedded server as it was against as it is now.
 
-The shared embedded server (``mjq_notebook.connection._start_server``) used to be a plain
+The shared embedded server (``mjq_notebook.server.embedded.start_server``) used to be a plain
 ``SecantusDBServer`` on its data folder: WiredTiger journals every commit but does not fsync
 it, so a ``kill -9`` of the server could lose writes it had acknowledged. It now starts with
 ``sync_on_commit=True`` (every commit fsyncs the journal before the reply) and a SCRAM login.
@@ -9,8 +9,8 @@ the same disk and measures the real ``JobQueue`` API on each, in alternating rou
 ``bench_queue.py``, whose measurements it reuses); every figure is the median over rounds:
 
 - ``before``: ``SecantusDBServer(storage_path=<dir>, sync_on_commit=False)``, no login: the
-  old ``_start_server``;
-- ``now``: ``mjq_notebook.embedded_server(<dir>)``, i.e. ``_start_server`` as it is now
+  old ``start_server``;
+- ``now``: ``mjq_notebook.embedded_server(<dir>)``, i.e. ``start_server`` as it is now
   (login, ``sync_on_commit=True``);
 - ``j``: a server like ``before``, and the queue asking for the journal on every write with
   ``JobQueue(db, write_concern=WriteConcern(w=1, j=True))``. SecantusDB 0.7.0b3 fsyncs for
@@ -68,8 +68,8 @@ from pymongo import WriteConcern
 from pymongo.database import Database
 
 from mjq_notebook import JobQueue, embedded_server
-from mjq_notebook.access import Credentials, add_login
-from mjq_notebook.connection import client_for
+from mjq_notebook.server import client_for
+from mjq_notebook.server.access import Credentials, add_login
 
 FAST_STORAGE = "SECANTUS_TEST_FAST_STORAGE"  # "1" opens WiredTiger without its journal
 RAM_FILESYSTEMS = {"tmpfs", "ramfs"}
@@ -106,7 +106,7 @@ class Config:
 
 @contextlib.contextmanager
 def plain_server(folder: Path, *, sync: bool = False, login: bool = False) -> Iterator[Any]:
-    """A SecantusDBServer on ``folder`` as the old ``_start_server`` made it (no login, no
+    """A SecantusDBServer on ``folder`` as the old ``start_server`` made it (no login, no
     fsync), or with ``login`` and/or ``sync``; yields (uri, server)."""
     from secantus import SecantusDBServer
 
@@ -141,7 +141,7 @@ def current_server(folder: Path) -> Iterator[Any]:
 
 CONFIGS = {
     "before": Config(
-        "before", "old _start_server: sync_on_commit=False, no login", "ours", plain_server
+        "before", "old start_server: sync_on_commit=False, no login", "ours", plain_server
     ),
     "now": Config(
         "now", "embedded_server(): sync_on_commit=True, SCRAM login", "ours", current_server

@@ -62,7 +62,7 @@ from pymongo.database import Database
 
 from mjq_notebook import JobQueue
 from mjq_notebook import history as history_module
-from mjq_notebook.connection import client_for
+from mjq_notebook.server import client_for
 from mjq_notebook.timing import PERCENTILES
 
 QUEUE = "bench"

@@ -35,8 +35,8 @@ from pymongo import ASCENDING, DESCENDING, CursorType, ReturnDocument, monitorin
 from pymongo.database import Database
 
 from mjq_notebook import Empty, JobQueue
-from mjq_notebook.connection import client_for
 from mjq_notebook.job import new_document, utcnow
+from mjq_notebook.server import client_for
 
 AWAIT_MS = 250  # the awaitData time of both sides' tailable cursors
 CAPPED_SIZE = 64 * 2**20

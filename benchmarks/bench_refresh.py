@@ -25,7 +25,7 @@ from bson import ObjectId
 
 from mjq_notebook import JobQueue
 from mjq_notebook.activity import ActivityReader
-from mjq_notebook.connection import client_for
+from mjq_notebook.server import client_for
 
 CHUNK = 5000
 

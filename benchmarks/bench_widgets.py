@@ -61,7 +61,7 @@ from _common import environment, parser, round_done, scratch_database, verdict
 from comm.base_comm import BaseComm
 
 from mjq_notebook import JobQueue, Worker, connect
-from mjq_notebook.connection import client_for
+from mjq_notebook.server import client_for
 
 STATUS_TIME = {"waiting": "created", "working": "started", "done": "done"}
 

@@ -4,7 +4,6 @@ The core (queue, worker, connection) imports neither pandas nor ipywidgets; the 
 notebook layers import them when used.
 """
 
-from .connection import connect, embedded_server
 from .errors import (
     DataFolderError,
     DataLossWarning,
@@ -17,6 +16,7 @@ from .errors import (
 )
 from .job import Job, Status
 from .queue import JobQueue
+from .server import connect, embedded_server
 from .worker import Worker
 
 __version__ = "0.1.0"

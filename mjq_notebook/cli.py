@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .connection import DATA_ENV, connect, data_dir, default_data_dir, env_uri, mask_uri
 from .errors import JobQueueError
 from .queue import JobQueue
+from .server import DATA_ENV, connect, data_dir, default_data_dir, env_uri, mask_uri
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,7 +142,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_status(folder: Path) -> int:
-    from . import access, server
+    from . import server
 
     info = server.read_info(folder)
     if info is None or not server.pid_alive(info.pid):
@@ -164,7 +164,7 @@ def _serve_status(folder: Path) -> int:
     print(f"  uri:     {mask_uri(info.uri)}")
     print(f"  pid:     {info.pid}")
     print(f"  folder:  {info.path}")
-    print(f"  login:   in {access.CREDENTIALS_FILE} there (yours only; connect() reads it)")
+    print(f"  login:   in {server.CREDENTIALS_FILE} there (yours only; connect() reads it)")
     print(f"  uptime:  {_duration(info.uptime)}")
     print(f"  clients: {clients}")
     return 0

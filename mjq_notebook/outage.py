@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 from .errors import ServerUnavailable
+from .server.client import mask_uri
 
 DISPLAY_TIMEOUT_S = 2.0  # a display (repr, _repr_html_) says "unavailable" within this
 ADVICE = "start one with `mjq serve`, or set MJQ_MONGODB_URI to a running server"
@@ -179,8 +180,6 @@ def _client_of(owner: Any) -> Any:
 def failure_reason(exc: BaseException) -> str:
     """``Type: reason`` from pymongo's message: its first clause, without the addresses,
     time-outs, topology or credentials it may carry."""
-    from .connection import mask_uri  # connection imports this module: import on use
-
     text = str(exc).splitlines()[0] if str(exc) else ""
     for cut in (" (configured timeouts", ", Timeout:", ", Topology Description:"):
         text = text.split(cut)[0]

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .connection import wire_version
 from .job import FINISHED, PUBLISHED_BY_US, Status
 from .outage import unavailable_as_error
+from .server import wire_version
 from .timing import PERCENTILES, STAGES, summary_table
 
 if TYPE_CHECKING:

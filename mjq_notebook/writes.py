@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo.errors import ClientBulkWriteException, ConnectionFailure
 from pymongo.operations import InsertOne, ReplaceOne, UpdateOne
 
-from .connection import wire_version
+from .server import wire_version
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection

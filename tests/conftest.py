@@ -10,8 +10,7 @@ import uuid
 import pytest
 
 from mjq_notebook import JobQueue, embedded_server
-from mjq_notebook.connection import client_for
-from mjq_notebook.server import stop_server
+from mjq_notebook.server import client_for, stop_server
 
 TEST_URI = os.environ.get("MJQ_TEST_MONGODB_URI")
 

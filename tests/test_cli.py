@@ -12,7 +12,7 @@ import time
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.connection import client_for, embedded_client
+from mjq_notebook.server import client_for, embedded_client
 
 
 def mjq(*args, uri, cwd=None, timeout=120, stdin=None):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mjq_notebook import JobQueue, embedded_server
-from mjq_notebook.connection import client_for
+from mjq_notebook.server import client_for
 
 from .conftest import TEST_URI
 

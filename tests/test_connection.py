@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from mjq_notebook import JobQueue, ServerUnavailable, connect, embedded_server
-from mjq_notebook.connection import mask_uri
-from mjq_notebook.server import IDLE_ENV, pid_alive, read_info, stop_server
+from mjq_notebook.server import IDLE_ENV, mask_uri, pid_alive, read_info, stop_server
 from tests.notebook_helpers import isolated_jupyter_env
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -119,7 +119,7 @@ def _wait_for(predicate, timeout: float, what: str) -> float:
 @pytest.fixture
 def other(server_uri, queue):
     """The same queue through another client, as another kernel or a worker would see it."""
-    from mjq_notebook.connection import client_for
+    from mjq_notebook.server import client_for
 
     second = client_for(server_uri)
     try:

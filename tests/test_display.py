@@ -13,7 +13,6 @@ import pytest
 from bson import ObjectId
 
 from mjq_notebook import DataLossWarning, JobQueue, Status, embedded_server
-from mjq_notebook.connection import client_for
 from mjq_notebook.display import (
     STYLE,
     counts_html,
@@ -28,6 +27,7 @@ from mjq_notebook.display import (
     summary_html,
 )
 from mjq_notebook.job import Job
+from mjq_notebook.server import client_for
 from mjq_notebook.timing import summary
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)

@@ -14,8 +14,8 @@ from pymongo import monitoring
 
 from mjq_notebook import JobQueue
 from mjq_notebook import history as history_module
-from mjq_notebook.connection import client_for
 from mjq_notebook.history import COLUMNS, summary, throughput
+from mjq_notebook.server import client_for
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 

@@ -22,9 +22,16 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
 from mjq_notebook import DataFolderError, JobQueue, ServerUnavailable, connect, embedded_server
-from mjq_notebook.access import CREDENTIALS_FILE
-from mjq_notebook.connection import client_for, embedded_client
-from mjq_notebook.server import LOG_FILE, URI_FILE, ensure_server, read_info, stop_server
+from mjq_notebook.server import (
+    LOG_FILE,
+    URI_FILE,
+    client_for,
+    embedded_client,
+    ensure_server,
+    read_info,
+    stop_server,
+)
+from mjq_notebook.server.access import CREDENTIALS_FILE
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="needs the embedded server"

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.connection import embedded_client
 from mjq_notebook.server import (
     IDLE_ENV,
     LOG_FILE,
     URI_FILE,
     count_connections,
+    embedded_client,
     find_running,
     pid_alive,
     read_info,
@@ -183,7 +183,7 @@ def test_the_server_outlives_the_kernel_that_started_it(data, spawn):
 
 RACER = """
 import sys, time
-from mjq_notebook.connection import embedded_uri
+from mjq_notebook.server import embedded_uri
 time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
 print(embedded_uri(), flush=True)
 """

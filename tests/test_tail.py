@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.connection import client_for
+from mjq_notebook.server import client_for
 from mjq_notebook.watch import Watcher
 from mjq_notebook.widgets import Tail
 from mjq_notebook.widgets import tail as tail_module

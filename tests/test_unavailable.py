@@ -15,9 +15,9 @@ from pymongo.errors import PyMongoError
 import mjq_notebook.history
 import mjq_notebook.server_stats
 from mjq_notebook import JobQueue, ServerUnavailable, embedded_server
-from mjq_notebook.connection import client_for
 from mjq_notebook.errors import JobQueueError
 from mjq_notebook.outage import DISPLAY_TIMEOUT_S, server_unavailable
+from mjq_notebook.server import client_for
 
 from .conftest import TEST_URI
 

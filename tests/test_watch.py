@@ -12,8 +12,8 @@ import pytest
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from mjq_notebook import JobQueue, embedded_server
-from mjq_notebook.connection import client_for
 from mjq_notebook.outage import failure_reason
+from mjq_notebook.server import client_for
 from mjq_notebook.watch import Watcher, changes
 from mjq_notebook.widgets import Tail
 

@@ -7,7 +7,7 @@ from pymongo import WriteConcern, monitoring
 from pymongo.errors import ConnectionFailure
 
 from mjq_notebook import JobQueue, LeaseLostError, embedded_server, writes
-from mjq_notebook.connection import client_for
+from mjq_notebook.server import client_for
 
 from .conftest import TEST_URI
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DataFolderError
+from ..errors import DataFolderError
 
 CREDENTIALS_FILE = "mjq-server.credentials"
 USER = "mjq"  # the one user of an embedded server; root of it, as its owner is

@@ -1,0 +1,116 @@
+"""SecantusDB inside this process: the server ``embedded_server()`` runs for a block, and the
+one a detached server process runs (``daemon.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ServerUnavailable
+from .access import AUTH_DB, Credentials, add_login, credentials_for, private_folder
+from .records import remove_info, write_info
+
+INSTALL_HINT = (
+    "no MongoDB URI was given (argument, MJQ_MONGODB_URI or MONGODB_URI) and the embedded "
+    "server is not installed: pip install 'mjq-notebook[local]', or set "
+    "MJQ_MONGODB_URI=mongodb://host:27017"
+)
+
+
+def have_secantus() -> bool:
+    """Whether SecantusDB (the ``local`` extra) can be imported, without importing it."""
+    if "secantus" in sys.modules:
+        return sys.modules["secantus"] is not None
+    try:
+        return importlib.util.find_spec("secantus") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """A running embedded server: clients connect to ``uri``, which carries its login (keep
+    it to yourself); ``address`` is the same without it. The repr shows only the address."""
+
+    address: str
+    port: int
+    server: Any = field(repr=False)  # the SecantusDBServer itself
+    credentials: Credentials = field(repr=False)
+
+    @property
+    def uri(self) -> str:
+        login = f"{self.credentials.user}:{self.credentials.password}@"
+        uri = self.address.replace("://", f"://{login}", 1)
+        return uri + f"&authSource={AUTH_DB}"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@contextlib.contextmanager
+def embedded_server(
+    path: str | os.PathLike = ":memory:", port: int = 0
+) -> Iterator[EmbeddedServer]:
+    """Run an embedded SecantusDB server inside this process for the block; ``.uri`` is its
+    address with its login. With a data folder, other processes find it there while the
+    block runs (and log in with the folder's credentials)."""
+    folder = None if str(path) == ":memory:" else private_folder(path)
+    server = start_server(folder, port=port)
+    if folder is not None:
+        write_info(folder, server.address, os.getpid(), time.time())
+    try:
+        yield server
+    finally:
+        if folder is not None:
+            remove_info(folder, os.getpid())
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+def start_server(folder: Path | None, port: int = 0) -> EmbeddedServer:
+    """Start SecantusDB in this process on 127.0.0.1 (any free port when ``port`` is 0).
+
+    It refuses clients without its login (the folder's, made on first start; a new one for
+    an in-memory server), and on a folder it journals every write before acknowledging it
+    (``sync_on_commit``), so a ``kill -9`` of the server loses nothing it said was written.
+    """
+    try:
+        from secantus import SecantusDBServer
+    except ImportError:
+        raise ServerUnavailable(INSTALL_HINT) from None
+    storage = ":memory:" if folder is None else str(folder)
+    credentials = Credentials.new() if folder is None else credentials_for(folder)
+    try:
+        server = SecantusDBServer(
+            host="127.0.0.1",
+            storage_path=storage,
+            port=port,
+            require_auth=True,
+            enable_test_commands=False,
+            sync_on_commit=folder is not None,
+        )
+    except Exception as exc:  # WiredTiger refuses a folder another process has open
+        raise ServerUnavailable(
+            f"could not open {folder or storage} for the embedded server: {exc}. If another "
+            "process uses that folder, point this one at it with MJQ_MONGODB_URI"
+        ) from exc
+    try:
+        add_login(server, credentials)
+        server.start()
+    except Exception as exc:  # the port is taken
+        with contextlib.suppress(Exception):
+            server.stop()  # let go of the folder
+        raise ServerUnavailable(
+            f"could not start the embedded server on {folder or storage}, port {port}: {exc}"
+        ) from exc
+    # SecantusDB keeps a record per retryable write and scans them all on each write, so
+    # with retries on it slows down minute by minute; our writes are safe to retry ourselves.
+    address = f"{server.uri.rstrip('/')}/?retryWrites=false"
+    return EmbeddedServer(address, server.port, server, credentials)
