@@ -458,6 +458,7 @@ def _has_long_string(value: Any) -> bool:
 # -- lists of jobs ------------------------------------------------------------------------
 
 _LIST_COLUMNS = ("id", "status", "created (UTC)", "wait", "run", "attempts", "error", "data")
+# job_cells() gives them in this order
 _ONGOING = "“…”: still going on"
 
 
@@ -486,36 +487,55 @@ def _error_preview(error: Any) -> str:
     return textwrap.shorten(text, 60, placeholder=" …")
 
 
-def _list_row(job: Mapping[str, Any], now: dt.datetime) -> tuple[str, ...]:
-    """Plain-text cells of one row (``_LIST_COLUMNS``); ``…`` marks a wait or run still
-    going on, and a job not yet claimable (delayed, or a retry's back-off) says when it is."""
+def live_cell(job: Mapping[str, Any], now: dt.datetime) -> tuple[str, dt.datetime] | None:
+    """The cell of a job's row that changes while nothing happens to the job, and the time it
+    counts from: ``("due", available_at)`` for a job not claimable yet (delayed, or a retry's
+    back-off), ``("wait", created)`` for one waiting its first turn, ``("run", started)`` for
+    a running one; None for a finished job."""
     status = str(job.get("status", "?"))
-    created, started, done = _times(job, status)
-    wait = _seconds_between(created, started)
+    created, started, _ = _times(job, status)
     available = job.get("available_at")
     if status == "waiting" and isinstance(available, dt.datetime) and _aware(available) > now:
-        wait_text = "due in " + format_seconds(_seconds_between(now, available))  # delayed
-    elif wait is None and status == "waiting":
-        wait_text = format_seconds(_seconds_between(created, now)) + " …"
-    else:
-        wait_text = format_seconds(wait)
-    run = _seconds_between(started, done)
-    if run is None and status == "working":
-        run_text = format_seconds(_seconds_between(started, now)) + " …"
-    else:
-        run_text = format_seconds(run)
+        return "due", _aware(available)
+    if status == "waiting" and started is None and isinstance(created, dt.datetime):
+        return "wait", _aware(created)
+    if status == "working" and isinstance(started, dt.datetime):
+        return "run", _aware(started)
+    return None
+
+
+def job_cells(job: Mapping[str, Any], now: dt.datetime) -> dict[str, str]:
+    """Plain-text cells of a job's row (``LIST_COLUMNS``), the one row builder of ``q.jobs()``,
+    the queue view and the live tail: ``…`` marks a wait or run still going on, and a job not
+    yet claimable says when it is due."""
+    status = str(job.get("status", "?"))
+    created, started, done = _times(job, status)
+    cells = {
+        "wait": format_seconds(_seconds_between(created, started)),
+        "run": format_seconds(_seconds_between(started, done)),
+    }
+    live = live_cell(job, now)
+    if live is not None:
+        cell, since = live
+        if cell == "due":
+            cells["wait"] = "due in " + format_seconds((since - now).total_seconds())
+        else:
+            cells[cell] = format_seconds((now - since).total_seconds()) + " …"
     attempts, most = _int(job.get("attempts")), _int(job.get("max_attempts"))
-    tries = "—" if attempts is None else f"{attempts}/{most}" if most else str(attempts)
-    return (
-        str(job.get("_id")),
-        status,
-        format_time(created),
-        wait_text.replace("— …", "—"),
-        run_text.replace("— …", "—"),
-        tries,
-        _error_preview(job.get("error")),
-        data_preview(job.get("data"), 60),
-    )
+    return {
+        "id": str(job.get("_id")),
+        "status": status,
+        "created": format_time(created),
+        "wait": cells["wait"],
+        "run": cells["run"],
+        "attempts": "—" if attempts is None else f"{attempts}/{most}" if most else str(attempts),
+        "error": _error_preview(job.get("error")),
+        "data": data_preview(job.get("data"), 60),
+    }
+
+
+def _list_row(job: Mapping[str, Any], now: dt.datetime) -> tuple[str, ...]:
+    return tuple(job_cells(job, now).values())
 
 
 _CELL_HTML = {  # column -> how its (escaped) text shows

@@ -299,6 +299,29 @@ def test_requeue_a_failed_job_in_the_page(lab):
     assert doc["status"] == "waiting" and doc["error"]["message"] == "broken on purpose"
 
 
+def test_waits_and_delays_count_on_in_the_page(lab):
+    """The live cells move by themselves: a waiting job's wait grows and a delayed job's
+    "due in" shrinks, counted in the page between the rows the kernel sends."""
+    waiting, delayed = f"waits-{uuid.uuid4().hex[:8]}", f"delayed-{uuid.uuid4().hex[:8]}"
+    lab.queue.pub({"browser": waiting})
+    lab.queue.pub({"browser": delayed}, delay=30)
+    cells = {token: lab.row(token).locator("td").nth(3) for token in (waiting, delayed)}
+    expect(cells[delayed]).to_contain_text("due in", timeout=5_000)
+    expect(cells[waiting]).to_contain_text("…", timeout=5_000)
+    before = {token: cell.inner_text() for token, cell in cells.items()}
+    time.sleep(2.5)
+    after = {token: cell.inner_text() for token, cell in cells.items()}
+    assert after[waiting] != before[waiting] and after[waiting].endswith(" …"), (before, after)
+    assert after[delayed] != before[delayed] and after[delayed].startswith("due in "), after
+
+    def seconds(text: str) -> float:
+        number, unit = text.replace("due in ", "").replace(" …", "").split()
+        return float(number) * {"ms": 0.001, "s": 1, "min": 60}[unit]
+
+    assert seconds(after[waiting]) > seconds(before[waiting])
+    assert seconds(after[delayed]) < seconds(before[delayed])
+
+
 def test_a_dashboard_no_longer_shown_stops(lab):
     before = int(lab.kernel_value("threads_before"))
     shown = int(lab.kernel_value(THREADS))

@@ -70,8 +70,10 @@ def test_a_job_from_another_client_appears_within_half_a_second(tail, other):
         assert took < 0.5
     r = row(tail, job_id)
     assert r["attempts"] == "0/3" and r["data"] == '{"n": 2, "text": "hello"}'
-    assert r["wait"] == r["run"] == "—" and len(r["created"]) == len("12:00:00.000")
-    assert all(isinstance(v, str) for v in r.values())
+    # still waiting: its wait goes on (the front end counts it on from live_from)
+    assert r["wait"].endswith(" …") and r["run"] == "—" and r["live"] == "wait"
+    assert len(r["created"]) == len("2026-03-01 12:00:00.000")
+    assert all(isinstance(v, str) for k, v in r.items() if k != "live_from")
     assert tail.table.rows[0]["id"] == str(job_id)  # newest first
 
 
@@ -297,3 +299,34 @@ def test_at_most_ten_messages_a_second_and_none_when_idle(tail, queue):
     table = [t for t, widget, _ in sent if widget is tail.table]
     assert 5 <= len(table) <= 24, len(table)  # ~10 a second over 2 s
     assert len([w for _, w, _ in sent if w is tail.counters]) <= 4  # counts: once a second
+
+
+def test_the_tail_and_q_jobs_show_a_job_alike(queue):
+    """One row builder: a delayed job is "due in", a running one runs on, and a waiting job
+    of pymjq (ts.started and ts.done filled with its publish time) waits on, in both."""
+    from mjq_notebook.display import job_cells
+    from mjq_notebook.job import utcnow
+    from mjq_notebook.widgets.tail import job_row
+
+    delayed = queue.pub({"later": True}, delay=3600)
+    queue.pub({"running": True})
+    running = queue.next()
+    published = utcnow()
+    pymjq = queue.collection.insert_one(
+        {"status": "waiting", "data": {"from": "pymjq"},
+         "ts": {"created": published, "started": published, "done": published}}
+    ).inserted_id  # fmt: skip
+    now = utcnow()
+    jobs = {job.id: job for job in queue.jobs()}
+    rows = {job_id: job_row(jobs[job_id], now) for job_id in (delayed, running.id, pymjq)}
+    for job_id, r in rows.items():
+        cells = job_cells(jobs[job_id], now)
+        assert {k: r[k] for k in cells if k != "error"} == {
+            k: v for k, v in cells.items() if k != "error"
+        }
+    assert rows[delayed]["wait"].startswith("due in ") and rows[delayed]["live"] == "due"
+    assert rows[running.id]["run"].endswith(" …") and rows[running.id]["live"] == "run"
+    assert rows[pymjq]["wait"].endswith(" …") and rows[pymjq]["run"] == "—"
+    assert rows[pymjq]["live"] == "wait"
+    assert rows[pymjq]["live_from"] == published.timestamp() * 1000
+    assert "due in" in queue.jobs()._repr_html_()  # q.jobs() says the same

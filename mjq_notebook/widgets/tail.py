@@ -63,6 +63,10 @@ class JobTable(anywidget.AnyWidget):
     rows = traitlets.List(traitlets.Dict()).tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
     state = traitlets.Unicode("connecting…").tag(sync=True)
+    # the kernel's clock (unix ms) when ``rows`` were sent: the front end counts a row's
+    # live cell (a wait or run going on, a delay running out) on from its ``live_from``
+    # every second, by this clock, so the table moves while nothing is sent
+    now = traitlets.Float(0.0).tag(sync=True)
 
     def __repr__(self) -> str:
         return f"<JobTable {len(self.rows)} rows, {self.state}>"
@@ -218,7 +222,8 @@ class Tail(W.VBox):
                 return
             status, term = self._status, self._term
         jobs = self._jobs_for(snapshot, status, term)
-        rows = None if jobs is None else self._rows_of(jobs)
+        now = dt.datetime.now(dt.timezone.utc)
+        rows = None if jobs is None else self._rows_of(jobs, now)
         show_counts = self._show_counters and snapshot.counts
         counters = _counters_html(snapshot.counts) if show_counts else None
         with self._lock:
@@ -226,8 +231,9 @@ class Tail(W.VBox):
                 return
             with self.table.hold_sync():
                 _assign(self.table, "state", _state_text(snapshot))
-                if rows is not None:
+                if rows is not None and rows != self.table.rows:
                     _assign(self.table, "rows", rows)
+                    _assign(self.table, "now", now.timestamp() * 1000)
             if counters is not None:
                 _assign(self.counters, "value", counters)
             if jobs is not None:
@@ -237,7 +243,7 @@ class Tail(W.VBox):
             if current is not None and current != self._detail_job:
                 self._show_detail(current)
 
-    def _rows_of(self, jobs: list[Job]) -> list[dict[str, str]]:
+    def _rows_of(self, jobs: list[Job], now: dt.datetime) -> list[dict[str, str]]:
         """The rows of ``jobs``, formatting only jobs that changed since the last call (most
         refreshes change a few rows of fifty). Called on the watcher's thread only."""
         cache = self._row_cache
@@ -245,7 +251,7 @@ class Tail(W.VBox):
         for job in jobs:
             held = cache.get(job.id)
             if held is None or held[0] != job:
-                held = cache[job.id] = (job, job_row(job))
+                held = cache[job.id] = (job, job_row(job, now))
             rows.append(held[1])
         if len(cache) > 2 * len(jobs) + 50:  # forget jobs no longer shown
             shown = {job.id for job in jobs}
@@ -407,20 +413,17 @@ class Tail(W.VBox):
 # -- rows -----------------------------------------------------------------------------------
 
 
-def job_row(job: Job) -> dict[str, str]:
-    """One table row: plain strings (the front end renders them as text, never as HTML)."""
-    ts = job.get("ts") or {}
-    created, started, done = (_time(ts.get(k)) for k in ("created", "started", "done"))
-    attempts, most = job.get("attempts"), job.get("max_attempts")
-    return {
-        "id": str(job.get("_id")),
-        "status": str(job.get("status", "?")),
-        "created": _clock(created),
-        "wait": display.format_seconds(_between(created, started)),
-        "run": display.format_seconds(_between(started, done)),
-        "attempts": f"{attempts or 0}/{most}" if most else str(attempts or 0),
-        "data": display.data_preview(job.get("data"), PREVIEW_WIDTH),
-    }
+def job_row(job: Job, now: dt.datetime) -> dict[str, Any]:
+    """One table row: ``display.job_cells`` as plain strings (the front end renders them as
+    text, never as HTML), with the cell that keeps changing (``live``: "wait", "run", "due"
+    or "") and the time it counts from (``live_from``, unix ms)."""
+    row: dict[str, Any] = display.job_cells(job, now)
+    del row["error"]  # the detail panel shows it
+    live = display.live_cell(job, now)
+    row["live"], row["live_from"] = (
+        ("", 0.0) if live is None else (live[0], live[1].timestamp() * 1000)
+    )
+    return row
 
 
 def matches(job: Job, term: str) -> bool:
@@ -437,24 +440,6 @@ def _as_id(text: str) -> ObjectId | None:
         return ObjectId(text) if text else None
     except (InvalidId, TypeError):
         return None
-
-
-def _time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, dt.datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
-def _clock(when: dt.datetime | None) -> str:
-    """HH:MM:SS.mmm in UTC."""
-    if when is None:
-        return "—"
-    when = when.astimezone(dt.timezone.utc)
-    return when.strftime("%H:%M:%S.") + f"{when.microsecond // 1000:03d}"
-
-
-def _between(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
-    return None if start is None or end is None else (end - start).total_seconds()
 
 
 def _state_text(snapshot: Snapshot) -> str:

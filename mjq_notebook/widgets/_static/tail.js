@@ -12,6 +12,29 @@ const COLUMNS = [
 ];
 const NUMERIC = new Set(["wait", "run", "attempts"]);
 const FLASH_MS = 1200;
+const TICK_MS = 1000;
+
+// display.format_seconds, for the cells counted on here: "850 ms", "12.3 s", "4.2 min".
+function significant(number) {
+  const text = number >= 100 ? number.toFixed(0) : number >= 10 ? number.toFixed(1) : number.toFixed(2);
+  return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
+}
+
+function formatSeconds(value) {
+  if (value < 0) return "-" + formatSeconds(-value);
+  for (const [unit, size, limit] of [["ms", 1e-3, 1e3], ["s", 1, 60], ["min", 60, 60], ["h", 3600, 48]]) {
+    const text = significant(value / size);
+    if (parseFloat(text) < limit) return `${text} ${unit}`;
+  }
+  return `${significant(value / 86400)} d`;
+}
+
+// The text of a row's live cell at the kernel's time ``now`` (unix ms).
+function liveText(row, now) {
+  const seconds = (now - Number(row.live_from)) / 1000;
+  if (row.live === "due") return seconds < 0 ? "due in " + formatSeconds(-seconds) : "due now";
+  return formatSeconds(Math.max(0, seconds)) + " …";
+}
 
 function cell(tag, text, className) {
   const node = document.createElement(tag);
@@ -38,8 +61,21 @@ function render({ model, el }) {
   el.append(state, scroller);
 
   const rowsById = new Map(); // job id -> <tr>
+  const live = new Map(); // job id -> row, for the rows with a cell that keeps changing
   const timers = new Map(); // job id -> flash timeout
   let first = true;
+  let skew = 0; // the kernel's clock minus this browser's, as of the last rows sent
+
+  // Count the live cells on by the kernel's clock: the table moves while nothing is sent.
+  function tick() {
+    const now = Date.now() + skew;
+    for (const [id, row] of live) {
+      const tr = rowsById.get(id);
+      const index = COLUMNS.findIndex(([key]) => key === (row.live === "due" ? "wait" : row.live));
+      if (tr && index >= 0) tr.children[index].textContent = liveText(row, now);
+    }
+  }
+  const ticker = setInterval(tick, TICK_MS);
 
   function select(id) {
     model.set("selected", model.get("selected") === id ? "" : id);
@@ -104,6 +140,8 @@ function render({ model, el }) {
 
   function update() {
     const rows = model.get("rows") || [];
+    if (model.get("now")) skew = model.get("now") - Date.now();
+    live.clear();
     const kept = anchor();
     const seen = new Set();
     let previous = null;
@@ -118,6 +156,7 @@ function render({ model, el }) {
         rowsById.set(id, tr);
       }
       const changed = fill(tr, row);
+      if (row.live) live.set(id, row);
       const expected = previous ? previous.nextSibling : tbody.firstChild;
       if (expected !== tr) tbody.insertBefore(tr, expected);
       if (!first && (isNew || changed)) flash(id, tr);
@@ -166,6 +205,7 @@ function render({ model, el }) {
     model.off("change:selected", showSelection);
     model.off("change:state", showState);
     for (const timer of timers.values()) clearTimeout(timer);
+    clearInterval(ticker);
   };
 }
 
