@@ -17,6 +17,7 @@ from bson import ObjectId
 from bson.codec_options import CodecOptions
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, WriteConcern
 from pymongo.errors import (
+    ClientBulkWriteException,
     CollectionInvalid,
     ConnectionFailure,
     DuplicateKeyError,
@@ -541,18 +542,53 @@ class JobQueue:
             "max_attempts": self._max_attempts(job),
         }
         # History first: a job is then always findable in the queue or in history, which is
-        # what counts() relies on to tell an evicted job from a finished one.
-        history = writes.Replace(self.history_collection, {"_id": job.id}, final, upsert=True)
+        # what counts() relies on to tell an evicted job from a finished one. The history row
+        # written is this claim's own: it replaces only this very finish (repeated after a
+        # lost reply), never the row of another claim or outcome (a worker whose lease ran
+        # out would overwrite, then delete, the finish of the worker that took the job over).
+        mine = {
+            "_id": job.id,
+            "worker": job.get("worker"),
+            "attempts": job.get("attempts"),
+            "status": status.value,
+        }
         try:
-            self._update_owned(job, fields, then=status, after=history)
-        except LeaseLostError:
-            self.history_collection.delete_one(
-                {"_id": job.id, "worker": job.get("worker"), "attempts": job.get("attempts")}
-            )
-            raise
+            self._finish_owned(job, status, fields, final, mine)
+        except (DuplicateKeyError, ClientBulkWriteException) as exc:
+            if not _duplicate_key(exc):
+                raise
+            # history holds a row of this job from another claim or outcome: we lost the job,
+            # unless we still hold it (that row is then a late worker's, about to be taken
+            # back or left by a crash, and ours replaces it)
+            if self.collection.find_one({**mine, "status": Status.WORKING.value}) is None:
+                raise LeaseLostError(
+                    f"job {job.id} is no longer held by this worker (it was finished already, "
+                    "or its lease expired and it was claimed again)"
+                ) from None
+            self._finish_owned(job, status, fields, final, {"_id": job.id})
         self._finished_since_sweep += 1
         if self._finished_since_sweep >= SWEEP_AFTER or time.monotonic() >= self._next_sweep:
             self._sweep_finished()  # after the finish, not before a claim: no one waits on it
+
+    def _finish_owned(
+        self,
+        job: Job,
+        status: Status,
+        fields: dict[str, Any],
+        final: dict[str, Any],
+        match: dict[str, Any],
+    ) -> None:
+        """``final`` into history where ``match`` (upsert), then ``job`` finished in the queue
+        if this claim still holds it; if not, the history row is taken back."""
+        history = writes.Replace(self.history_collection, match, final, upsert=True)
+        try:
+            self._update_owned(job, fields, then=status, after=history)
+        except LeaseLostError:
+            # ...unless it is a finish that stands: this claim's own, repeated after a sweep
+            # took the job out of the ring (rows of other claims or outcomes are never matched)
+            if self.collection.find_one({"_id": job.id}, {"_id": 1}) is not None:
+                self.history_collection.delete_one(match)
+            raise
 
     def _update_owned(
         self,
@@ -789,6 +825,14 @@ def _id_order(value: Any) -> tuple[int, Any]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return 1, value
     return 0, str(value)
+
+
+def _duplicate_key(exc: Exception) -> bool:
+    """True for a duplicate-key error, of a plain write or in a client bulkWrite."""
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    errors = getattr(exc, "write_errors", None) or []
+    return any(error.get("code") == 11000 for error in errors)
 
 
 def _attempts(doc: Mapping[str, Any]) -> int:
