@@ -61,9 +61,9 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from mjq_notebook import JobQueue
-from mjq_notebook import history as history_module
+from mjq_notebook.analysis import history as history_module
+from mjq_notebook.analysis.timing import PERCENTILES
 from mjq_notebook.server import client_for
-from mjq_notebook.timing import PERCENTILES
 
 QUEUE = "bench"
 CHUNK = 2_000  # documents per insert_many

@@ -137,7 +137,7 @@ class Sightings:
 
 def tail_view(q: JobQueue, seen: Sightings, polling: bool) -> Callable[[], None]:
     """Show ``q.tail()``; returns its close."""
-    from mjq_notebook.watch import Watcher
+    from mjq_notebook.notebook.watch import Watcher
 
     if polling:  # as on a standalone mongod, which has no change streams
         Watcher.of(q)._mode = "polling"
@@ -164,7 +164,7 @@ def poll_view(q: JobQueue, seen: Sightings) -> Callable[[], None]:
     """The baseline: re-read q.jobs(limit=50) ten times a second into an HTML widget."""
     import ipywidgets as w
 
-    from mjq_notebook.display import job_list_html
+    from mjq_notebook.notebook.display import job_list_html
 
     html, stop = w.HTML(), threading.Event()
 
@@ -615,9 +615,9 @@ def warm_imports() -> None:
     import anywidget  # noqa: F401
     import ipywidgets  # noqa: F401
 
-    import mjq_notebook.display
-    import mjq_notebook.widgets.dashboard
-    import mjq_notebook.widgets.tail  # noqa: F401
+    import mjq_notebook.notebook.display
+    import mjq_notebook.notebook.widgets.dashboard
+    import mjq_notebook.notebook.widgets.tail  # noqa: F401
 
 
 def real_part(uri: str, args: argparse.Namespace) -> None:

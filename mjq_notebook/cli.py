@@ -237,7 +237,7 @@ def cmd_work(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from .watch import changes
+    from .notebook.watch import changes
 
     queue = _queue(args)
     for job, previous in changes(queue, limit=args.limit, duration=args.duration):

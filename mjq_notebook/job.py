@@ -97,7 +97,7 @@ class Job(dict):
         return f"Job({dict.__repr__(self)})"
 
     def _repr_html_(self) -> str:
-        from .display import job_html  # display sits above this layer: import on use
+        from .notebook.display import job_html  # display sits above this layer: import on use
 
         return job_html(self)
 
@@ -106,11 +106,11 @@ class JobList(list):
     """Jobs as a plain ``list`` for code, shown as a table in a notebook."""
 
     def __repr__(self) -> str:
-        from .display import job_list_text  # display sits above this layer: import on use
+        from .notebook.display import job_list_text  # display sits above this layer: import on use
 
         return job_list_text(self)
 
     def _repr_html_(self) -> str:
-        from .display import job_list_html
+        from .notebook.display import job_list_html
 
         return job_list_html(self)

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from pymongo.database import Database
 
-    from .widgets import Dashboard, Explorer, Publisher, Tail
+    from .notebook.widgets import Dashboard, Explorer, Publisher, Tail
 
 log = logging.getLogger("mjq_notebook")
 
@@ -753,7 +753,7 @@ class JobQueue:
         most the newest ``history.DEFAULT_LIMIT`` jobs (1,000,000), with a warning when there
         are more; ``limit=None`` loads them all.
         """
-        from .history import load
+        from .analysis.history import load
 
         return load(self, since, until, status, query, fields, limit)
 
@@ -770,7 +770,7 @@ class JobQueue:
 
         Percentiles are approximate on MongoDB 7.0+ unless ``exact=True``.
         """
-        from .server_stats import stats
+        from .analysis.stats import stats
 
         return stats(self, since, until, by, query, exact)
 
@@ -778,25 +778,25 @@ class JobQueue:
 
     def tail(self, limit: int = 50) -> Tail:
         """A live table of the newest ``limit`` jobs: filter, search, inspect, requeue."""
-        from .widgets import Tail
+        from .notebook.widgets import Tail
 
         return Tail(self, limit=limit)
 
     def publisher(self) -> Publisher:
         """A form that publishes jobs from JSON, with priority, delay and copies."""
-        from .widgets import Publisher
+        from .notebook.widgets import Publisher
 
         return Publisher(self)
 
     def dashboard(self) -> Dashboard:
         """Counters, throughput, latency, the live tail and the publish form in one view."""
-        from .widgets import Dashboard
+        from .notebook.widgets import Dashboard
 
         return Dashboard(self)
 
     def explore(self) -> Explorer:
         """A history explorer: time range, status and grouping -> summary table and plot."""
-        from .widgets import Explorer
+        from .notebook.widgets import Explorer
 
         return Explorer(self)
 
@@ -810,7 +810,7 @@ class JobQueue:
         return f"<JobQueue {self.db.name}.{self.name} {state}>"
 
     def _repr_html_(self) -> str:
-        from .display import queue_html  # display sits above this layer: import on use
+        from .notebook.display import queue_html  # display sits above this layer: import on use
 
         return queue_html(self)
 

@@ -384,3 +384,26 @@ def test_an_unauthenticated_folder_keeps_its_jobs_and_gets_the_login(data):
     finally:
         stranger.close()
         wrong.close()
+
+
+def test_files_an_in_process_server_left_open_are_tightened_without_a_warning(data, caplog):
+    """``embedded_server(folder)`` runs in the user's process, whose umask may make its
+    files 0644; inside the 0700 folder no other user could reach them, so the next start
+    tightens them quietly instead of blaming an earlier version."""
+    previous = os.umask(0o022)
+    try:
+        with embedded_server(data) as server:
+            JobQueue(MongoClient(server.uri)["job_queue"]).pub({"kept": True})
+    finally:
+        os.umask(previous)
+    assert _mode(data) == 0o700
+    assert any(_mode(path) == 0o644 for path in _entries(data))
+    with caplog.at_level(logging.WARNING, logger="mjq_notebook.server"):
+        db = connect()
+    try:
+        assert not [r for r in caplog.records if TIGHTENED in r.getMessage()]
+        _assert_private(data)
+        assert [job.data for job in JobQueue(db).jobs()] == [{"kept": True}]
+    finally:
+        db.client.close()
+        _stop(data)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mjq_notebook import JobQueue, connect
+from mjq_notebook.notebook.watch import Watcher
 from mjq_notebook.server import (
     ensure_server,
     find_running,
@@ -24,7 +25,6 @@ from mjq_notebook.server import (
     start_lock,
     stop_server,
 )
-from mjq_notebook.watch import Watcher
 from tests.test_concurrency import HERE, read_log, wait_for
 from tests.test_server import _server_pids
 

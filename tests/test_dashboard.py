@@ -12,8 +12,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.activity import SPAN_S, Activity
-from mjq_notebook.widgets.charts import histogram_svg, quantile, rebin, sparkline_svg
+from mjq_notebook.notebook.activity import SPAN_S, Activity
+from mjq_notebook.notebook.widgets.charts import histogram_svg, quantile, rebin, sparkline_svg
 from tests.test_publisher import XSS, assert_escaped
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -68,7 +68,7 @@ def _activity(end: int, seconds_ago: list[int]) -> Activity:
 
 
 def test_the_sparkline_spans_as_far_back_as_the_jobs_go():
-    from mjq_notebook.widgets.dashboard import spark_window
+    from mjq_notebook.notebook.widgets.dashboard import spark_window
 
     now = 10_000.0
     assert spark_window(_activity(10_000, []), now) == 60
@@ -137,7 +137,7 @@ def _threads() -> int:
 
 @pytest.fixture
 def dashboard(queue):
-    from mjq_notebook.widgets.dashboard import Dashboard
+    from mjq_notebook.notebook.widgets.dashboard import Dashboard
 
     board = Dashboard(queue)
     yield board
@@ -196,7 +196,7 @@ def test_publisher_and_tail_are_wired(dashboard, queue):
 
 
 def test_close_leaves_no_thread(queue):
-    from mjq_notebook.widgets.dashboard import Dashboard
+    from mjq_notebook.notebook.widgets.dashboard import Dashboard
 
     warm = Dashboard(queue)  # the client's pool grows to what a dashboard needs (the
     _wait_for(lambda: "via " in warm.counters.value, 5, "the watcher going live")

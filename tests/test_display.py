@@ -13,7 +13,9 @@ import pytest
 from bson import ObjectId
 
 from mjq_notebook import DataLossWarning, JobQueue, Status, embedded_server
-from mjq_notebook.display import (
+from mjq_notebook.analysis.timing import summary
+from mjq_notebook.job import Job
+from mjq_notebook.notebook.display import (
     STYLE,
     counts_html,
     data_preview,
@@ -26,9 +28,7 @@ from mjq_notebook.display import (
     status_badge,
     summary_html,
 )
-from mjq_notebook.job import Job
 from mjq_notebook.server import client_for
-from mjq_notebook.timing import summary
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 XSS = [

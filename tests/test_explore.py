@@ -6,7 +6,7 @@ import html
 
 import pytest
 
-from mjq_notebook.widgets.explore import Explorer
+from mjq_notebook.notebook.widgets.explore import Explorer
 from tests.test_publisher import XSS, assert_escaped
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -156,7 +156,7 @@ def test_payloads_in_group_values_are_escaped(queue, no_pyplot_figures):
 
 
 def test_one_liners_on_the_queue_and_the_frame(history, no_pyplot_figures):
-    from mjq_notebook.widgets import Dashboard, Publisher, Tail
+    from mjq_notebook.notebook.widgets import Dashboard, Publisher, Tail
 
     explorer = history.history().mjq.explore()
     try:

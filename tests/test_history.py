@@ -13,8 +13,8 @@ from bson import ObjectId
 from pymongo import monitoring
 
 from mjq_notebook import JobQueue
-from mjq_notebook import history as history_module
-from mjq_notebook.history import COLUMNS, summary, throughput
+from mjq_notebook.analysis import history as history_module
+from mjq_notebook.analysis.history import COLUMNS, summary, throughput
 from mjq_notebook.server import client_for
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -382,7 +382,7 @@ def test_exact_stats_agree_with_summary(queue):
 
 
 def test_servers_without_percentile_get_exact_stats(queue, monkeypatch):
-    from mjq_notebook import server_stats
+    from mjq_notebook.analysis import stats as server_stats
 
     frame = _frame(queue)
     monkeypatch.setattr(server_stats, "PERCENTILE_WIRE_VERSION", 10**6)  # as on MongoDB 6.0

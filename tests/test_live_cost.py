@@ -9,11 +9,11 @@ import threading
 import time
 
 from mjq_notebook import JobQueue
-from mjq_notebook import activity as activity_module
-from mjq_notebook.activity import SPAN_S, Activity
-from mjq_notebook.watch import Snapshot
-from mjq_notebook.widgets import Tail
-from mjq_notebook.widgets.dashboard import Dashboard, counters_html
+from mjq_notebook.notebook import activity as activity_module
+from mjq_notebook.notebook.activity import SPAN_S, Activity
+from mjq_notebook.notebook.watch import Snapshot
+from mjq_notebook.notebook.widgets import Tail
+from mjq_notebook.notebook.widgets.dashboard import Dashboard, counters_html
 
 from . import test_tail
 from .feed import SyntheticStream, feed_queue

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from bson import ObjectId
 
-from mjq_notebook.display import format_seconds
-from mjq_notebook.history import throughput
+from mjq_notebook.analysis.history import throughput
+from mjq_notebook.analysis.timing import format_seconds
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")

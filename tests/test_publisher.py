@@ -11,7 +11,7 @@ import pytest
 from bson import ObjectId
 
 from mjq_notebook import JobQueue
-from mjq_notebook.widgets.publisher import Publisher
+from mjq_notebook.notebook.widgets.publisher import Publisher
 
 XSS = [
     "<script>alert(1)</script>",

@@ -109,7 +109,7 @@ def test_a_consumer_on_a_swept_ring_still_wakes_at_once(db, sweep_often):
 def test_the_watcher_keeps_showing_jobs_swept_out_of_the_ring(
     db, sweep_often, monkeypatch, polling
 ):
-    from mjq_notebook.watch import Watcher
+    from mjq_notebook.notebook.watch import Watcher
 
     from .conftest import force_polling
     from .test_watch import status_of, wait_for
@@ -139,7 +139,7 @@ def test_the_watcher_notes_every_finish_of_jobs_swept_out_of_the_ring(
 ):
     """The charts count finishes of jobs beyond the shown window too, though a swept job is
     gone from the ring before the watcher can look it up."""
-    from mjq_notebook.watch import Watcher
+    from mjq_notebook.notebook.watch import Watcher
 
     from .conftest import force_polling
     from .test_watch import wait_for

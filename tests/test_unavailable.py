@@ -12,8 +12,8 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-import mjq_notebook.history
-import mjq_notebook.server_stats
+import mjq_notebook.analysis.history
+import mjq_notebook.analysis.stats
 from mjq_notebook import JobQueue, ServerUnavailable, embedded_server
 from mjq_notebook.errors import JobQueueError
 from mjq_notebook.outage import DISPLAY_TIMEOUT_S, server_unavailable
@@ -55,8 +55,8 @@ CALLS = {
     "history": lambda q, job: q.history(since="1h"),
     "stats": lambda q, job: q.stats(by="status"),
     # the functions behind them (imported up front: pandas' import time is not the server's)
-    "history.load": lambda q, job: mjq_notebook.history.load(q),
-    "server_stats.stats": lambda q, job: mjq_notebook.server_stats.stats(q),
+    "history.load": lambda q, job: mjq_notebook.analysis.history.load(q),
+    "server_stats.stats": lambda q, job: mjq_notebook.analysis.stats.stats(q),
 }
 
 

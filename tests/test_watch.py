@@ -12,10 +12,10 @@ import pytest
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from mjq_notebook import JobQueue, embedded_server
+from mjq_notebook.notebook.watch import Watcher, changes
+from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.outage import failure_reason
 from mjq_notebook.server import client_for
-from mjq_notebook.watch import Watcher, changes
-from mjq_notebook.widgets import Tail
 
 from .conftest import TEST_URI, force_polling
 

@@ -53,8 +53,10 @@ class Credentials:
 
 def private_folder(folder: str | os.PathLike) -> Path:
     """``folder`` made (``0700``) or checked: it must belong to this user, and it and its
-    files are made readable by this user only (an earlier version left them open: say so).
-    DataFolderError when another user owns it."""
+    files are made readable by this user only: said once when the folder itself was open (an
+    earlier version left it so), silently for files made open inside the private folder (by
+    ``embedded_server()`` in a process with a common umask). DataFolderError when another
+    user owns it."""
     folder = Path(folder).resolve()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = folder.stat()
@@ -65,16 +67,17 @@ def private_folder(folder: str | os.PathLike) -> Path:
             "by that user only. Use a folder of your own (MJQ_DATA_DIR or --path), or that "
             "user's server through MJQ_MONGODB_URI"
         )
+    exposed = _open_to_others(folder)  # else no other user could reach the files anyway
     opened = [path for path in (folder, *folder.rglob("*")) if _open_to_others(path)]
     for path in opened:
         with contextlib.suppress(OSError):  # a file the server removes meanwhile
             path.chmod(stat.S_IMODE(path.lstat().st_mode) & ~0o077)
-    if opened:
+    if exposed:
         log.warning(
             "made %s and %d file(s) in it readable by you only (an earlier version of "
             "mjq-notebook had left them readable by every user of this machine)",
             folder,
-            len(opened) - (folder in opened),
+            len(opened) - 1,
         )
     return folder
 

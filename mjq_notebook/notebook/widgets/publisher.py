@@ -16,12 +16,12 @@ import bson
 import ipywidgets as widgets
 from bson.errors import InvalidDocument
 
-from ..errors import InvalidQueueError, PublishError
+from ...errors import InvalidQueueError, PublishError
 
 if TYPE_CHECKING:
     from bson import ObjectId
 
-    from ..queue import JobQueue
+    from ...queue import JobQueue
 
 log = logging.getLogger("mjq_notebook")
 

@@ -12,7 +12,7 @@ import html
 import math
 from collections.abc import Sequence
 
-from ..display import format_seconds
+from ...analysis.timing import format_seconds
 
 BRAND = "var(--jp-brand-color1,#1976d2)"
 SUCCESS = "var(--jp-success-color1,#388e3c)"

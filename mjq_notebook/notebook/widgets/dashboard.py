@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 from pymongo.errors import PyMongoError
 
+from ...errors import ServerUnavailable
 from .. import display
 from ..activity import Activity
-from ..errors import ServerUnavailable
 from ..watch import Snapshot, Watcher
 from .charts import histogram_svg, rebin, sparkline_svg
 from .publisher import Publisher
 
 if TYPE_CHECKING:
-    from ..queue import JobQueue
+    from ...queue import JobQueue
     from ..watch import Subscription
 
 log = logging.getLogger("mjq_notebook")

@@ -29,9 +29,9 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo.errors import PyMongoError
 
+from ...errors import ServerUnavailable
+from ...job import STATUSES, Job
 from .. import display
-from ..errors import ServerUnavailable
-from ..job import STATUSES, Job
 from ..watch import Snapshot, Subscription, Watcher
 
 try:
@@ -42,7 +42,7 @@ except ImportError as exc:  # pragma: no cover - a dependency; say what to insta
     ) from exc
 
 if TYPE_CHECKING:
-    from ..queue import JobQueue
+    from ...queue import JobQueue
 
 log = logging.getLogger("mjq_notebook")
 

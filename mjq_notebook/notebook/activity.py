@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from bson import ObjectId
 from pymongo import DESCENDING
 
-from .job import FINISHED
+from ..job import FINISHED
 
 if TYPE_CHECKING:
-    from .queue import JobQueue
+    from ..queue import JobQueue
 
 SPAN_S = 600  # the charts reach back ten minutes, one count a second
 SETTLE_S = 10  # seconds this recent are counted again on each read (writes stamped before)

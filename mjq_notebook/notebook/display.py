@@ -14,18 +14,18 @@ import contextlib
 import datetime as dt
 import html
 import json
-import math
 import textwrap
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import ServerUnavailable
-from .outage import ADVICE, display_deadline, failure_reason
+from ..analysis.timing import format_seconds, significant
+from ..errors import ServerUnavailable
+from ..outage import ADVICE, display_deadline, failure_reason
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .queue import JobQueue
+    from ..queue import JobQueue
 
 _CSS = """
 .mjq{--mjq-fg:var(--jp-content-font-color0,rgba(0,0,0,.87));
@@ -103,38 +103,6 @@ def _e(value: Any) -> str:
 # -- small formatters (plain text) ---------------------------------------------------------
 
 
-def format_seconds(seconds: float | None) -> str:
-    """A duration for reading: "850 ms", "12.3 s", "4.2 min", "1.5 h", "3.1 d"; "—" if unknown."""
-    if seconds is None:
-        return "—"
-    try:
-        value = float(seconds)
-    except (TypeError, ValueError):
-        return "—"
-    if math.isnan(value):
-        return "—"
-    if value < 0:
-        return "-" + format_seconds(-value)
-    if math.isinf(value):
-        return "∞"
-    for unit, size, limit in (("ms", 1e-3, 1e3), ("s", 1, 60), ("min", 60, 60), ("h", 3600, 48)):
-        text = _significant(value / size)
-        if float(text) < limit:
-            return f"{text} {unit}"
-    return f"{_significant(value / 86400)} d"
-
-
-def _significant(number: float) -> str:
-    """Three significant digits at most, no exponent, no trailing zeros: 1.5, 12.3, 850."""
-    if number >= 100:
-        text = f"{number:.0f}"
-    elif number >= 10:
-        text = f"{number:.1f}"
-    else:
-        text = f"{number:.2f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
 def format_ago(when: dt.datetime | None, now: dt.datetime | None = None) -> str:
     """How far ``when`` is from ``now`` (default: the current time): "4 s ago", "in 3 s"."""
     if not isinstance(when, dt.datetime):
@@ -149,7 +117,7 @@ def format_ago(when: dt.datetime | None, now: dt.datetime | None = None) -> str:
     elif distance < 3600:
         text = f"{distance / 60:.0f} min"
     elif distance < 48 * 3600:
-        text = f"{_significant(distance / 3600)} h"
+        text = f"{significant(distance / 3600)} h"
     else:
         text = f"{distance / 86400:.0f} d"
     return f"{text} ago" if seconds >= 0 else f"in {text}"

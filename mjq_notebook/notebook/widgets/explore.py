@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ...job import STATUSES
 from .. import display
-from ..job import STATUSES
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..queue import JobQueue
+    from ...queue import JobQueue
 
 # label -> the pandas duration that far back ("all": no bound)
 SINCE = {"last 15 min": "15min", "last hour": "1h", "last day": "1D", "all": "all"}
@@ -160,7 +160,7 @@ class Explorer(widgets.VBox):
             return
         by = None if self.by.value == NONE else self.by.value
         try:
-            from ..timing import summary
+            from ...analysis.timing import summary
 
             table = summary(self.frame, by)
             self.table.value = display.summary_html(table)
@@ -195,7 +195,7 @@ class Explorer(widgets.VBox):
 
 def latency_png(frame: pd.DataFrame) -> bytes:
     """``plot_latency(frame)`` as PNG bytes; the figure is closed, never left in pyplot."""
-    from ..plots import plot_latency
+    from ...analysis.plots import plot_latency
 
     before = _pyplot_figures()
     try:
@@ -218,7 +218,7 @@ def _pyplot_figures() -> set[int]:
 
 
 def _check_columns(frame: pd.DataFrame) -> None:
-    from ..history import HistoryAccessor
+    from ...analysis.history import HistoryAccessor
 
     missing = [name for name in HistoryAccessor.required if name not in frame.columns]
     if missing:

@@ -6,6 +6,7 @@ from MongoDB, read back from Parquet, or filtered by hand.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,38 @@ if TYPE_CHECKING:
 STAGES = ("wait_s", "run_s", "total_s")  # started-created, done-started, done-created
 PERCENTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 SUMMARY_COLUMNS = ["count", "mean", *PERCENTILES, "max", "failure_rate"]
+
+
+def format_seconds(seconds: float | None) -> str:
+    """A duration for reading: "850 ms", "12.3 s", "4.2 min", "1.5 h", "3.1 d"; "—" if unknown."""
+    if seconds is None:
+        return "—"
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        return "—"
+    if math.isnan(value):
+        return "—"
+    if value < 0:
+        return "-" + format_seconds(-value)
+    if math.isinf(value):
+        return "∞"
+    for unit, size, limit in (("ms", 1e-3, 1e3), ("s", 1, 60), ("min", 60, 60), ("h", 3600, 48)):
+        text = significant(value / size)
+        if float(text) < limit:
+            return f"{text} {unit}"
+    return f"{significant(value / 86400)} d"
+
+
+def significant(number: float) -> str:
+    """Three significant digits at most, no exponent, no trailing zeros: 1.5, 12.3, 850."""
+    if number >= 100:
+        text = f"{number:.0f}"
+    elif number >= 10:
+        text = f"{number:.1f}"
+    else:
+        text = f"{number:.2f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def summary(frame: pd.DataFrame, by: str | list[str] | None = None) -> pd.DataFrame:
@@ -166,7 +199,7 @@ def __getattr__(name: str) -> Any:
             return SummaryTable
 
         def _repr_html_(self) -> str | None:
-            from .display import summary_html
+            from ..notebook.display import summary_html
 
             if not set(self.columns) <= set(SUMMARY_COLUMNS) or self.columns.has_duplicates:
                 return super()._repr_html_()  # reshaped into something else: pandas' view

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .display import format_seconds
-from .timing import PERCENTILES, throughput
+from .timing import PERCENTILES, format_seconds, throughput
 
 if TYPE_CHECKING:
     import pandas as pd

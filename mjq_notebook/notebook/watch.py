@@ -29,13 +29,13 @@ import pymongo
 from bson import ObjectId
 from pymongo.errors import OperationFailure, PyMongoError
 
+from ..job import Job
+from ..outage import failure_reason
+from ..wakeup import Wakeup
 from .activity import EMPTY, Activity, ActivityReader
-from .job import Job
-from .outage import failure_reason
-from .wakeup import Wakeup
 
 if TYPE_CHECKING:
-    from .queue import JobQueue
+    from ..queue import JobQueue
 
 log = logging.getLogger("mjq_notebook")
 

@@ -1,0 +1,490 @@
+"""Job history as a pandas DataFrame: one row per job, from the capped queue and its history.
+
+The package imports this module (and so pandas) only when history is asked for, so
+``import mjq_notebook`` stays light for workers. Importing it registers the ``df.mjq``
+accessor (see ``timing`` and ``plots`` for what it does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gc
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import bson
+import pandas as pd
+from bson import ObjectId
+from bson.codec_options import CodecOptions
+from pymongo import DESCENDING
+
+from ..errors import warn_at_caller
+from ..job import FINISHED, STATUSES, Status
+from ..outage import unavailable_as_error
+from .plots import plot_latency, plot_timeline
+from .timing import STAGES, summary, throughput
+
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
+
+    from ..queue import JobQueue
+
+__all__ = [
+    "COLUMNS", "DEFAULT_LIMIT", "HistoryLimitWarning", "load",
+    "plot_latency", "plot_timeline", "summary", "throughput",
+]  # fmt: skip
+
+COLUMNS = [
+    "id", "status", "created", "started", "done", *STAGES,
+    "attempts", "priority", "worker", "error_type",
+]  # fmt: skip
+TIME = "datetime64[ms, UTC]"  # BSON dates have millisecond precision
+_TIMES = ("created", "started", "done")
+DTYPES = {
+    "id": "object",
+    "status": pd.CategoricalDtype(list(STATUSES), ordered=True),
+    "created": TIME,
+    "started": TIME,
+    "done": TIME,
+    **dict.fromkeys(STAGES, "float64"),
+    "attempts": "Int64",  # seed-written jobs have no attempt count
+    "priority": "Int64",
+    "worker": "str",
+    "error_type": "str",
+}
+# The server flattens our own fields (find projections take expressions since MongoDB 4.4).
+_PROJECTION = {
+    "_id": 1,
+    "status": 1,
+    "created": "$ts.created",
+    "started": "$ts.started",
+    "done": "$ts.done",
+    "attempts": 1,
+    "priority": 1,
+    "worker": 1,
+    "error_type": "$error.type",
+}
+# Naive datetimes decode faster than tz-aware ones; BSON dates are UTC, localised below.
+_CODEC = CodecOptions(tz_aware=False)
+PROGRESS_OVER = 10_000  # documents; smaller loads are silent
+# Without a limit, history() loads at most this many jobs, the newest: ~0.2 GB of frame with a
+# few data fields, ~2 GB at the peak of loading (benchmarks/RESULTS.md), where a production
+# history could fill a kernel's memory many times over. limit=None loads everything.
+DEFAULT_LIMIT = 1_000_000
+# A load that passes this many documents asks the server how many there are (O(1) on mongod,
+# a scan on SecantusDB), so smaller loads send nothing but their query.
+CHECK_OVER = 100_000
+_ID_SLACK = dt.timedelta(seconds=2)  # ObjectIds count whole seconds, made just after ts.created
+_OBJECT_ID_TIMES = (  # the seconds an ObjectId can hold (an unsigned 32-bit count since 1970)
+    dt.datetime(1970, 1, 2, tzinfo=dt.timezone.utc),
+    dt.datetime(2106, 1, 1, tzinfo=dt.timezone.utc),
+)
+
+
+class HistoryLimitWarning(UserWarning):
+    """``history()`` without a limit loaded only the newest ``DEFAULT_LIMIT`` jobs."""
+
+
+@unavailable_as_error
+def load(
+    queue: JobQueue,
+    since: Any = None,
+    until: Any = None,
+    status: str | Iterable[str] | None = None,
+    query: Mapping[str, Any] | None = None,
+    fields: Iterable[str] | None = None,
+    limit: int | Literal["auto"] | None = "auto",
+) -> pd.DataFrame:
+    """One row per job, from the queue and ``<name>.history`` (a job in both: the latest state).
+
+    ``since``/``until`` bound ``ts.created``: a datetime, a string pandas reads as a time,
+    or a duration (``"15min"``, a timedelta) meaning that long ago. ``status`` is one status
+    or several; ``query`` any extra MongoDB filter; ``fields`` the ``data.*`` paths to load
+    (default: all of ``data``; ``[]``: none); ``limit`` keeps the newest jobs: ``"auto"``
+    (default) all of them up to ``DEFAULT_LIMIT``, else the newest that many with a
+    ``HistoryLimitWarning``; ``None`` all. All of it runs in MongoDB. Timing columns are NaN
+    where a stage has not happened, including seed-written jobs whose ``ts.started``/
+    ``ts.done`` were pre-filled while they still waited. A retried job's ``started`` is its
+    last claim, so earlier attempts and back-off count as waiting; ``error_type`` is its last
+    error's, kept when a retry then succeeded.
+    """
+    _check_limit(limit)
+    match = job_filter(since, until, status, query)
+    data = _data_projection(fields)
+    projection = {**_PROJECTION, **data}
+    collections = [queue.history_collection, queue.collection]  # history first: it wins ties
+    with _Progress() as progress:
+        if limit != "auto":
+            batches = [_fetch(c, match, projection, limit, progress) for c in collections]
+            return frame_from_batches(*batches, limit=limit, data=bool(data))
+        fetched = _fetch_within(collections, match, projection, progress)
+        if fetched is not None:
+            return frame_from_batches(*fetched, data=bool(data))
+        cap, estimates = DEFAULT_LIMIT, progress.estimates
+        progress.restart(total=cap + 1 + estimates[1] if estimates else None)
+        batches = [_fetch(c, match, projection, cap + 1, progress) for c in collections]
+    frame = frame_from_batches(*batches, limit=cap + 1, data=bool(data))
+    if len(frame) > cap:  # one more than the cap arrived: there are more jobs
+        frame = frame.iloc[1:].reset_index(drop=True)  # sorted by created: drop the oldest
+        _warn_limited(frame, sum(estimates) or None)
+    return frame
+
+
+def _check_limit(limit: Any) -> None:
+    if limit == "auto" or limit is None:
+        return
+    if isinstance(limit, str) or limit < 1:
+        raise ValueError(f"limit must be a positive number of jobs, 'auto' or None, not {limit!r}")
+
+
+def _warn_limited(frame: pd.DataFrame, documents: int | None) -> None:
+    held = "more match" if documents is None else f"the queue and history hold ~{documents:,}"
+    oldest = frame["created"].min()
+    since = "" if pd.isna(oldest) else f" (created since {oldest:%Y-%m-%d %H:%M:%S} UTC)"
+    warn_at_caller(
+        f"history() loaded only the newest {len(frame):,} jobs{since}; {held}. That is the "
+        f"default cap, mjq_notebook.history.DEFAULT_LIMIT. For other jobs pass since=/until= "
+        f"(a time window), limit=<n>, or limit=None for all (mind the kernel's memory); "
+        f"fields=[] leaves out job data.",
+        HistoryLimitWarning,
+    )
+
+
+def job_filter(
+    since: Any = None,
+    until: Any = None,
+    status: str | Iterable[str] | None = None,
+    query: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The MongoDB filter for a history query (shared by ``load`` and ``JobQueue.stats``)."""
+    clauses: list[Mapping[str, Any]] = []
+    for bound, operator, slack in ((since, "$gte", -_ID_SLACK), (until, "$lt", _ID_SLACK)):
+        if bound is not None:
+            moment = _as_datetime(bound)
+            if _OBJECT_ID_TIMES[0] < moment < _OBJECT_ID_TIMES[1]:
+                # Our _ids are made as the job is created: a range on them uses the _id index.
+                clauses.append({"_id": {operator: ObjectId.from_datetime(moment + slack)}})
+            clauses.append({"ts.created": {operator: moment}})
+    if status is not None:
+        names = [status] if isinstance(status, str) else list(status)
+        clauses.append({"status": {"$in": [Status(name).value for name in names]}})
+    if query:
+        clauses.append(dict(query))
+    if len(clauses) > 1:
+        return {"$and": clauses}
+    return dict(clauses[0]) if clauses else {}
+
+
+def _as_datetime(value: Any) -> dt.datetime:
+    """A datetime, a string pandas reads as a time, or a duration ("15min") meaning ago."""
+    if isinstance(value, str):
+        try:  # a duration first: pandas would read "1h" as 01:00 on 1 January of year 1
+            value = pd.Timedelta(value)
+        except ValueError:
+            value = pd.Timestamp(value)
+    if isinstance(value, dt.timedelta):  # pd.Timedelta is one too
+        return dt.datetime.now(dt.timezone.utc) - pd.Timedelta(value).to_pytimedelta()
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")  # naive times are UTC, as BSON's are
+    return stamp.to_pydatetime()
+
+
+def _data_projection(fields: Iterable[str] | None) -> dict[str, int]:
+    if fields is None:
+        return {"data": 1}
+    if isinstance(fields, str):
+        fields = [fields]
+    paths = list(fields)
+    bad = [path for path in paths if path != "data" and not path.startswith("data.")]
+    if bad:
+        raise ValueError(f"fields are data paths like 'data.user', not {bad}")
+    return dict.fromkeys(paths, 1)
+
+
+def _fetch(
+    collection: Collection,
+    match: dict,
+    projection: dict,
+    limit: int | None,
+    progress: _Progress,
+    give_up: Callable[[], bool] | None = None,
+) -> list[bytes] | None:
+    """The matching documents as raw BSON batches, as the server sent them; None as soon as
+    ``give_up()`` says so after a batch."""
+    raw = collection.with_options(codec_options=_CODEC)
+    if limit is None:
+        cursor = raw.find_raw_batches(match, projection)
+    else:  # ObjectIds grow with creation time: the newest jobs come from the _id index
+        cursor = raw.find_raw_batches(match, projection, sort=[("_id", DESCENDING)], limit=limit)
+    batches = []
+    with cursor:
+        for batch in cursor:
+            batches.append(batch)
+            progress.update(batch)
+            if give_up is not None and give_up():
+                return None
+    return batches
+
+
+def _fetch_within(
+    collections: list[Collection], match: dict, projection: dict, progress: _Progress
+) -> list[list[bytes]] | None:
+    """Every matching document, in the server's natural order (no sort to pay for), or None
+    as soon as it is clear there are more than ``DEFAULT_LIMIT``: the caller then fetches the
+    newest from the _id index. Unfiltered, the server's document count says so early."""
+    cap = DEFAULT_LIMIT
+
+    def too_many() -> bool:
+        if not match and progress.count > min(CHECK_OVER, cap) and not progress.estimates:
+            progress.estimates = [c.estimated_document_count() for c in collections]
+            progress.set_total(sum(progress.estimates))
+        return progress.count > cap or sum(progress.estimates) > cap
+
+    parts = []
+    for collection in collections:
+        batches = _fetch(collection, match, projection, None, progress, give_up=too_many)
+        if batches is None:
+            return None
+        parts.append(batches)
+    return parts
+
+
+class _Progress:
+    """A tqdm bar that appears once more than PROGRESS_OVER jobs have arrived.
+
+    Its total is known only when the load asked the server (``CHECK_OVER``) or is capped:
+    counting first would cost a round trip (and a full scan on some servers) on every load.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total: int | None = None
+        self.estimates: list[int] = []  # the collections' document counts, once asked
+        self.bar: Any = None
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def update(self, batch: bytes) -> None:
+        documents = 0
+        offset = 0
+        while offset < len(batch):  # each BSON document starts with its int32 length
+            offset += int.from_bytes(batch[offset : offset + 4], "little")
+            documents += 1
+        self.count += documents
+        if self.bar is not None:
+            self.bar.update(documents)
+        elif self.count > PROGRESS_OVER:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                initial=self.count, total=self.total, unit="job", desc="history", leave=False
+            )
+
+    def set_total(self, total: int | None) -> None:
+        self.total = total
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
+
+    def restart(self, total: int | None) -> None:
+        """Count again from zero, for the newest-first fetch after an aborted one."""
+        self.count = 0
+        if self.bar is not None:
+            self.bar.reset(total=total)
+            self.bar.set_description("history, newest")
+        self.total = total
+
+
+def frame_from_batches(
+    history: list[bytes], queue: list[bytes], *, limit: int | None = None, data: bool = True
+) -> pd.DataFrame:
+    """The history frame from raw BSON batches of ``<name>.history`` and the queue.
+
+    The batches hold documents projected as ``load`` asks the server to. Without data
+    columns, pymongoarrow (when installed) decodes them straight into columns.
+    """
+    with _gc_paused():
+        return _frame(history, queue, limit, data)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while decoding (as msgpack's docs advise for big
+    unpacks): the documents are dicts of plain values, never cycles, yet the hundreds of
+    collections their allocation would trigger each walk the whole heap (-25% here)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _frame(history: list[bytes], queue: list[bytes], limit: int | None, data: bool) -> pd.DataFrame:
+    columns = [*_PROJECTION, *(["data"] if data else [])]
+    parts = [_decode(batches, columns, arrow=not data) for batches in (history, queue)]
+    for source, part in zip((1, 0), parts, strict=True):
+        part["_source"] = source
+    raw = pd.concat([part for part in parts if len(part)] or parts[:1], ignore_index=True)
+    if len(parts[0]) and len(parts[1]):
+        # A job in both collections appears once: more attempts is later; a tie: history.
+        attempts = pd.to_numeric(raw["attempts"], errors="coerce").fillna(-1)
+        order = attempts * 2 + raw["_source"]
+        raw = raw.loc[order.sort_values(kind="stable").index]
+        raw = raw.drop_duplicates("_id", keep="last")
+    frame = pd.concat([_job_columns(raw), _flatten(raw.get("data"), "data")], axis=1)
+    if limit is not None and len(frame) > limit:
+        frame = frame.nlargest(limit, "created", keep="first")
+    return frame.sort_values("created", kind="stable", ignore_index=True)
+
+
+def _decode(batches: list[bytes], columns: list[str], arrow: bool) -> pd.DataFrame:
+    """One column per projected field; data stays one column of dicts/values.
+
+    Batch by batch: a batch's documents (dicts of ~2.5 kB) are dropped once they are columns,
+    so at most one batch of them is alive; only the ``data`` values are kept, to flatten.
+    """
+    if arrow:
+        frame = _decode_arrow(batches)
+        if frame is not None:
+            return frame
+    ours = [name for name in columns if name != "data"]
+    chunks, data = [], []
+    for batch in batches:
+        documents = bson.decode_all(batch, _CODEC)  # C code, one call per batch
+        # Naming the columns spares pandas a pass over every document to collect their keys.
+        chunks.append(pd.DataFrame(documents, columns=ours))
+        if len(ours) < len(columns):
+            data.extend([document.get("data", math.nan) for document in documents])
+    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=ours)
+    if len(ours) < len(columns):
+        frame["data"] = pd.Series(data, index=frame.index, dtype=None if data else object)
+    return frame
+
+
+def _decode_arrow(batches: list[bytes]) -> pd.DataFrame | None:
+    """Our own fields with pymongoarrow, or None (not installed, or a field of another type).
+
+    Only for fields of known type: pymongoarrow infers a column's type from its first value
+    and then silently changes later values of other types (1.5 becomes 1 in an int column,
+    a string becomes null), so job data, which may be anything, is always decoded by bson.
+    """
+    try:
+        import pyarrow as pa
+        from pymongoarrow.api import Schema
+        from pymongoarrow.context import PyMongoArrowContext
+        from pymongoarrow.types import ObjectIdType
+    except ImportError:
+        return None
+    timestamp, integer, text = pa.timestamp("ms"), pa.int64(), pa.string()
+    types = {"_id": ObjectIdType(), "status": text, "created": timestamp, "started": timestamp,
+             "done": timestamp, "attempts": integer, "priority": integer, "worker": text,
+             "error_type": text}  # fmt: skip
+    context = PyMongoArrowContext(Schema(types), _CODEC)
+    try:
+        for batch in batches:
+            context.process_bson_stream(batch)
+    except (TypeError, OverflowError):  # e.g. a hand-written job with a string priority
+        return None
+    frame = context.finish().to_pandas()
+    frame["_id"] = frame["_id"].astype(object)
+    return frame
+
+
+def _job_columns(raw: pd.DataFrame) -> pd.DataFrame:
+    status = raw["status"]
+    times = {name: pd.to_datetime(raw[name], utc=True).astype(TIME) for name in _TIMES}
+    # A stage only happened if the status says so (the seed pre-filled ts while waiting).
+    started = times["started"].where(status.notna() & (status != Status.WAITING.value))
+    done = times["done"].where(status.isin(FINISHED))
+    created = times["created"]
+    frame = pd.DataFrame(
+        {
+            "id": raw["_id"],
+            "status": status.where(status.isin(STATUSES)),  # a status of no lifecycle: NaN
+            "created": created,
+            "started": started,
+            "done": done,
+            "wait_s": (started - created).dt.total_seconds(),
+            "run_s": (done - started).dt.total_seconds(),
+            "total_s": (done - created).dt.total_seconds(),
+            "attempts": raw["attempts"],
+            "priority": raw["priority"],
+            "worker": raw["worker"],
+            "error_type": raw["error_type"],
+        },
+        index=raw.index,
+    )
+    for name, dtype in DTYPES.items():
+        # a hand-written job (say priority "high") keeps its column as it was stored
+        with contextlib.suppress(TypeError, ValueError):
+            frame[name] = frame[name].astype(dtype)
+    return frame
+
+
+def _flatten(values: pd.Series | None, prefix: str) -> pd.DataFrame:
+    """``data`` as ``data.<field>`` columns: nested documents flattened, lists kept as objects."""
+    if values is None:
+        return pd.DataFrame()
+    is_document = pd.Series([type(v) is dict for v in values], index=values.index, dtype=bool)
+    columns: list[pd.DataFrame] = []
+    others = values[~is_document & values.notna()]
+    if len(others):  # data that is not a document (the seed allowed any value)
+        columns.append(values.where(~is_document).rename(prefix).to_frame())
+    documents = values[is_document]
+    if len(documents):
+        table = pd.DataFrame(documents.tolist(), index=documents.index).reindex(values.index)
+        for name in table.columns:
+            column = table[name]
+            if column.dtype == object and any(type(v) is dict for v in column):
+                columns.append(_flatten(column, f"{prefix}.{name}"))
+            else:
+                columns.append(column.rename(f"{prefix}.{name}").to_frame())
+    return pd.concat(columns, axis=1) if columns else pd.DataFrame(index=values.index)
+
+
+@pd.api.extensions.register_dataframe_accessor("mjq")
+class HistoryAccessor:
+    """``df.mjq.summary()``, ``.throughput()``, ``.plot_latency()``, ``.plot_timeline()``,
+    ``.explore()``."""
+
+    required = ("status", "created", "started", "done", *STAGES)
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        missing = [c for c in self.required if c not in frame.columns]
+        if missing:
+            raise AttributeError(f"not a job history frame: no column(s) {missing}")
+        self._frame = frame
+
+    def summary(self, by: str | list[str] | None = None) -> pd.DataFrame:
+        """Latency percentiles and failure rate, optionally per group (``timing.summary``)."""
+        return summary(self._frame, by=by)
+
+    def throughput(self, freq: str = "1min") -> pd.DataFrame:
+        """Jobs created/started/done per interval, backlog and running (``timing.throughput``)."""
+        return throughput(self._frame, freq=freq)
+
+    def plot_latency(self, **kwargs: Any) -> Any:
+        """Wait and run time histograms with p50/p90/p99 marked (``plots.plot_latency``)."""
+        return plot_latency(self._frame, **kwargs)
+
+    def plot_timeline(self, **kwargs: Any) -> Any:
+        """Throughput and backlog over time (``plots.plot_timeline``)."""
+        return plot_timeline(self._frame, **kwargs)
+
+    def explore(self) -> Any:
+        """A history explorer widget over this frame: status and grouping -> summary, plot."""
+        from ..notebook.widgets import (
+            Explorer,  # the widget layer sits above this one: import on use
+        )
+
+        return Explorer(frame=self._frame)
