@@ -43,6 +43,7 @@ import os
 import random
 import resource
 import statistics
+import sys
 import time
 import traceback
 from collections import defaultdict
@@ -452,6 +453,9 @@ def compare_stats(ours: pd.DataFrame, reference: pd.DataFrame) -> tuple[bool, fl
     return close, float(np.nanmax(gaps[:, ~percentile])), float(np.nanmax(gaps[:, percentile]))
 
 
+FAILED_CHECKS: list[str] = []  # checks() lines that say the loaders disagree
+
+
 def checks(setup: Setup) -> list[str]:
     """Correctness of what was timed, computed once, outside the timings."""
     q = setup.queue
@@ -497,6 +501,9 @@ def checks(setup: Setup) -> list[str]:
                 f"{call:48} {verdict}; largest relative gap: count/mean/max/failure_rate "
                 f"{gap:.1e}, p50/p90/p99 {gap_p:.1e}"
             )
+    FAILED_CHECKS.extend(
+        line for line in lines if any(word in line for word in ("WRONG", "DISAGREE", "DIFFERENT"))
+    )
     return lines
 
 
@@ -766,9 +773,14 @@ def bench(uri: str, args: argparse.Namespace) -> None:
     print("\n".join(per_round(res)))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit status 1 when its own correctness checks failed."""
     run_bench(bench, parse_args(argv))
+    if FAILED_CHECKS:
+        print("\nFAILED checks:\n  " + "\n  ".join(FAILED_CHECKS))
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
