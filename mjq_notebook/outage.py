@@ -106,11 +106,6 @@ class OutageLog:
         self._since: float | None = None
         self._lock = threading.Lock()
 
-    @property
-    def away_since(self) -> float | None:
-        """``time.monotonic()`` when the current outage was first met; None while up."""
-        return self._since
-
     def away(self, exc: BaseException, doing: str) -> None:
         """Report an outage met while ``doing`` something: logged for the first one only."""
         with self._lock:

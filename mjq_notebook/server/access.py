@@ -126,12 +126,7 @@ def credentials_for(folder: str | os.PathLike) -> Credentials:
     if saved is not None:
         return saved
     made = Credentials.new()
-    path = Path(folder) / CREDENTIALS_FILE
-    tmp = path.with_name(f".{CREDENTIALS_FILE}.{os.getpid()}.tmp")
-    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        json.dump({"user": made.user, "password": made.password}, file)
-    os.replace(tmp, path)
+    write_private(Path(folder) / CREDENTIALS_FILE, json.dumps(vars(made)))
     return made
 
 
@@ -158,3 +153,12 @@ def private_open(path: str | os.PathLike, mode: str = "a"):
     """``open(path, mode)``, creating the file readable and writable by this user only."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
     return os.fdopen(os.open(path, flags, 0o600), mode)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``path`` (this user's only) atomically: readers see the old file or the whole
+    new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with private_open(tmp, "w") as file:
+        file.write(text)
+    os.replace(tmp, path)

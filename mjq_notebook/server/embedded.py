@@ -99,7 +99,7 @@ def start_server(folder: Path | None, port: int = 0) -> EmbeddedServer:
     except Exception as exc:  # WiredTiger refuses a folder another process has open
         raise ServerUnavailable(
             f"could not open {folder or storage} for the embedded server: {exc}. If another "
-            "process uses that folder, point this one at it with MJQ_MONGODB_URI"
+            "process serves that folder, connect() and mjq find that server there"
         ) from exc
     try:
         add_login(server, credentials)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ServerUnavailable
-from .access import private_open
+from .access import private_open, write_private
 from .client import client_for
 
 URI_FILE = "mjq-server.uri"  # written by a running embedded server so other processes find it
@@ -66,11 +66,7 @@ def read_info(folder: str | os.PathLike) -> ServerInfo | None:
 
 def write_info(folder: str | os.PathLike, uri: str, pid: int, started: float) -> None:
     """Record a server atomically: readers see the old file or the whole new one."""
-    path = Path(folder) / URI_FILE
-    tmp = path.with_name(f".{URI_FILE}.{pid}.tmp")
-    with private_open(tmp, "w") as file:
-        file.write(f"{uri}\n{pid}\n{started:.3f}\n")
-    os.replace(tmp, path)
+    write_private(Path(folder) / URI_FILE, f"{uri}\n{pid}\n{started:.3f}\n")
 
 
 def remove_info(folder: str | os.PathLike, pid: int) -> None:
