@@ -7,7 +7,6 @@ jobs and gets the login."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ from mjq_notebook import (
 )
 from mjq_notebook.server import LOG_FILE, URI_FILE, ensure_server, read_info, stop_server
 from tests import test_server
-from tests.test_server import _env, _server_pids, mjq
+from tests.test_server import _env, _server_pids, mjq, stop_servers
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="needs the embedded server"
@@ -46,14 +45,6 @@ SECRET = "tell-no-one-7f3c9a"  # in a job's data: must reach no other user
 TIGHTENED = "readable by you only"  # the words of the one warning about an open folder
 
 data = test_server.data  # the fixture: tmp_path/.mjq-data ($MJQ_DATA_DIR), servers stopped after
-
-
-def _stop(folder: Path) -> None:
-    with contextlib.suppress(Exception):
-        stop_server(folder, timeout=20)
-    for pid in _server_pids(folder):  # did not stop cleanly: by pid, never by name
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -150,7 +141,7 @@ def reachable(tmp_path):
     parent.chmod(0o711)
     folder = parent / "data"
     yield folder
-    _stop(folder)
+    stop_servers(folder)
     shutil.rmtree(parent, ignore_errors=True)
 
 
@@ -406,4 +397,4 @@ def test_files_an_in_process_server_left_open_are_tightened_without_a_warning(da
         assert [job.data for job in JobQueue(db).jobs()] == [{"kept": True}]
     finally:
         db.client.close()
-        _stop(data)
+        stop_servers(data)

@@ -5,7 +5,6 @@ that use it. Real processes, real server, real ``kill -9``."""
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import signal
 import subprocess
@@ -23,10 +22,9 @@ from mjq_notebook.server import (
     pid_alive,
     read_info,
     start_lock,
-    stop_server,
 )
 from tests.test_concurrency import HERE, read_log, wait_for
-from tests.test_server import _server_pids
+from tests.test_server import _env, kill_groups, stop_servers
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="kills the embedded server"
@@ -52,13 +50,6 @@ with open(sys.argv[1], "a") as acked:
 """
 
 
-def _env() -> dict[str, str]:
-    """No URI: every process finds the embedded server of $MJQ_DATA_DIR (set by conftest)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MJQ_MONGODB_URI", "MONGODB_URI")}
-    env["MJQ_SERVER_IDLE_TIMEOUT"] = "120"  # a server a broken test leaves behind stops soon
-    return env
-
-
 @pytest.fixture
 def folder():
     """The test's data folder with its shared server started; every server of it is killed
@@ -66,11 +57,7 @@ def folder():
     path = Path(os.environ["MJQ_DATA_DIR"])
     ensure_server(path)
     yield path
-    with contextlib.suppress(Exception):
-        stop_server(path, timeout=20)  # cleanly: no client starts it again
-    for pid in _server_pids(path):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+    stop_servers(path)
 
 
 @pytest.fixture
@@ -78,6 +65,7 @@ def processes():
     started: list[subprocess.Popen] = []
 
     def start(*argv: str, cwd: Path | None = None, **env: str) -> subprocess.Popen:
+        """``python *argv`` with no URI: it finds the embedded server of $MJQ_DATA_DIR."""
         process = subprocess.Popen(
             [sys.executable, *argv],
             cwd=cwd,
@@ -91,11 +79,7 @@ def processes():
         return process
 
     yield start
-    for process in started:
-        if process.poll() is None:
-            with contextlib.suppress(OSError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    kill_groups(started)
 
 
 def kill_server(folder: Path) -> int:

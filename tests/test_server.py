@@ -57,17 +57,32 @@ def _wait(predicate, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def stop_servers(folder: Path) -> None:
+    """Stop the server of ``folder`` cleanly (no client starts it again), and kill by pid,
+    never by name, any server of it that did not stop."""
+    with contextlib.suppress(Exception):
+        stop_server(folder, timeout=20)
+    for pid in _server_pids(folder):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def kill_groups(processes: list[subprocess.Popen]) -> None:
+    """Kill each process still running, with its process group (its own session)."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
 @pytest.fixture
 def data(tmp_path):
     """The data folder ``.mjq-data`` of a fresh working folder; every server of it and every
     process the test started through ``spawn`` is gone after the test."""
     folder = tmp_path / ".mjq-data"
     yield folder
-    with contextlib.suppress(Exception):
-        stop_server(folder, timeout=20)
-    for pid in _server_pids(folder):  # did not stop cleanly: by pid, never by name
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+    stop_servers(folder)
 
 
 @pytest.fixture
@@ -91,11 +106,7 @@ def spawn(data):
         return process
 
     yield run
-    for process in started:
-        if process.poll() is None:
-            with contextlib.suppress(OSError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    kill_groups(started)
 
 
 def mjq(*args: str, cwd: Path) -> subprocess.CompletedProcess:
