@@ -7,7 +7,11 @@ import enum
 import traceback as tb
 from typing import Any
 
+import bson
 from bson import ObjectId
+from bson.errors import InvalidDocument
+
+from .errors import PublishError
 
 
 class Status(str, enum.Enum):
@@ -27,6 +31,24 @@ FINISHED = (Status.DONE.value, Status.FAILED.value)
 # An aggregation expression, true for jobs this package published or finished: they carry
 # max_attempts, pymjq's documents never do. Their finished state is counted from history.
 PUBLISHED_BY_US = {"$ne": [{"$type": "$max_attempts"}, "missing"]}
+
+
+MAX_BSON_SIZE = 16 * 1024 * 1024  # MongoDB's document limit
+
+
+def stored_size(doc: dict[str, Any], what: str) -> int:
+    """The BSON size of ``doc``; PublishError naming ``what`` when MongoDB can't store it
+    (not encodable, or over the 16 MiB document limit). Every publish path checks here."""
+    try:
+        size = len(bson.encode(doc))
+    except (InvalidDocument, TypeError, OverflowError, ValueError, RecursionError) as exc:
+        raise PublishError(f"{what} can't be stored as BSON: {exc}; nothing was written") from None
+    if size > MAX_BSON_SIZE:
+        raise PublishError(
+            f"{what} is {size / 2**20:.1f} MiB as BSON, over MongoDB's 16 MiB document "
+            "limit; nothing was written"
+        )
+    return size
 
 
 def utcnow() -> dt.datetime:

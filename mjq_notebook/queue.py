@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import bson
 from bson import ObjectId
 from bson.codec_options import CodecOptions
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, WriteConcern
@@ -21,7 +20,6 @@ from pymongo.errors import (
     CollectionInvalid,
     ConnectionFailure,
     DuplicateKeyError,
-    InvalidDocument,
     OperationFailure,
     PyMongoError,
 )
@@ -32,7 +30,6 @@ from .errors import (
     Empty,
     InvalidQueueError,
     LeaseLostError,
-    PublishError,
     warn_at_caller,
 )
 from .job import (
@@ -44,6 +41,7 @@ from .job import (
     Status,
     error_document,
     new_document,
+    stored_size,
     utcnow,
 )
 from .outage import OutageLog, display_timeout, unavailable_as_error
@@ -57,7 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mjq_notebook")
 
-MAX_BSON_SIZE = 16 * 1024 * 1024
 SWEEP_EVERY_S = 1.0  # finishing sweeps finished jobs out of the ring at most this often...
 SWEEP_AFTER = 50  # ...or after this many finishes by this queue object
 _RETRY_CAP_S = 5.0  # longest pause between attempts while the server is unreachable
@@ -186,7 +183,7 @@ class JobQueue:
             doc = new_document(
                 data, priority=int(priority), available_at=available, max_attempts=attempts, now=now
             )
-            _check_encodable(doc, f"the data of job {index}" if len(items) > 1 else "the data")
+            stored_size(doc, f"the data of job {index}" if len(items) > 1 else "the data")
             docs.append(doc)
         return docs
 
@@ -422,7 +419,7 @@ class JobQueue:
     @unavailable_as_error
     def done(self, job: Job, result: Any = None) -> None:
         """working -> done, with ``ts.done`` and an optional ``result``."""
-        _check_encodable({"result": result}, f"the result of job {job.id}")
+        stored_size({"result": result}, f"the result of job {job.id}")
         self._finish(job, Status.DONE, {"result": result})
 
     @unavailable_as_error
@@ -837,16 +834,3 @@ def _duplicate_key(exc: Exception) -> bool:
 
 def _attempts(doc: Mapping[str, Any]) -> int:
     return int(doc.get("attempts") or 0)
-
-
-def _check_encodable(doc: dict[str, Any], what: str) -> None:
-    """Raise PublishError unless ``doc`` encodes to BSON within the size limit."""
-    try:
-        size = len(bson.encode(doc))
-    except (InvalidDocument, TypeError, OverflowError, ValueError) as exc:
-        raise PublishError(f"{what} can't be stored as BSON: {exc}; nothing was written") from None
-    if size > MAX_BSON_SIZE:
-        raise PublishError(
-            f"{what} is {size / 2**20:.1f} MiB as BSON, over MongoDB's 16 MiB document "
-            "limit; nothing was written"
-        )

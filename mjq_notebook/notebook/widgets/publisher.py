@@ -12,11 +12,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import bson
 import ipywidgets as widgets
-from bson.errors import InvalidDocument
 
 from ...errors import InvalidQueueError, PublishError
+from ...job import stored_size
 
 if TYPE_CHECKING:
     from bson import ObjectId
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mjq_notebook")
 
-MAX_BSON_SIZE = 16 * 1024 * 1024
 EXAMPLE = {"message": "hello world!"}
 MAX_COPIES = 10_000
 SHOWN_IDS = 3  # ids listed after a publish; the rest are counted
@@ -51,22 +49,12 @@ def check_json(text: str) -> tuple[Any, str]:
         return _INVALID, _json_error(text, exc)
     except RecursionError:
         return _INVALID, "the JSON is nested too deeply to read"
-    size = data_size(value)
-    if isinstance(size, str):
-        return _INVALID, size
-    if size > MAX_BSON_SIZE:
-        return _INVALID, (
-            f"this data is {size / 2**20:.1f} MiB as BSON, over MongoDB's 16 MiB document limit"
-        )
+    try:
+        stored_size({"data": value}, "this data")
+    except PublishError as exc:
+        return _INVALID, str(exc).removesuffix("; nothing was written")
     return value, ""
 
-
-def data_size(value: Any) -> int | str:
-    """The BSON size of a job's ``data`` field, or why it can't be stored."""
-    try:
-        return len(bson.encode({"data": value}))
-    except (InvalidDocument, TypeError, OverflowError, ValueError, RecursionError) as exc:
-        return f"this data can't be stored in MongoDB: {exc}"
 
 
 def _json_error(text: str, exc: json.JSONDecodeError) -> str:
@@ -226,7 +214,7 @@ class Publisher(widgets.VBox):
         if not self.valid:
             return []
         copies = max(1, min(int(copies), MAX_COPIES))
-        total = copies * data_size(self._data)
+        total = copies * stored_size({"data": self._data}, "this data")
         if copies > 1 and total > MAX_BATCH_BYTES:
             self._show(
                 f"{copies:,} copies of this data are {total / 2**20:.0f} MiB: over the "
