@@ -56,7 +56,6 @@ def check_json(text: str) -> tuple[Any, str]:
     return value, ""
 
 
-
 def _json_error(text: str, exc: json.JSONDecodeError) -> str:
     """The parser's complaint with its line and column, and the line with a caret under it."""
     if not text.strip():
