@@ -95,6 +95,26 @@ def display_deadline(owner: Any) -> Iterator[None]:
         yield
 
 
+class Backoff:
+    """The pause between attempts while a server is away: doubles from ``first`` up to
+    ``cap``, and starts again at ``first`` after ``reset()`` (once an attempt succeeds)."""
+
+    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
+        self.first, self.cap = first, cap
+        self.pause = first
+
+    def wait(self, stop: threading.Event | None = None) -> bool:
+        """Sleep the current pause (cut short by ``stop``), then double it; True if stopped."""
+        pause, self.pause = self.pause, min(self.pause * 2, self.cap)
+        if stop is None:
+            time.sleep(pause)
+            return False
+        return stop.wait(pause)
+
+    def reset(self) -> None:
+        self.pause = self.first
+
+
 class OutageLog:
     """Says once that the server is unreachable and once that it is back, however many
     threads and retries meet the outage in between (a worker's claims, saves and heartbeats

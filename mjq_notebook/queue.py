@@ -44,7 +44,7 @@ from .job import (
     stored_size,
     utcnow,
 )
-from .outage import OutageLog, display_timeout, unavailable_as_error
+from .outage import Backoff, OutageLog, display_timeout, unavailable_as_error
 from .wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -57,7 +57,6 @@ log = logging.getLogger("mjq_notebook")
 
 SWEEP_EVERY_S = 1.0  # finishing sweeps finished jobs out of the ring at most this often...
 SWEEP_AFTER = 50  # ...or after this many finishes by this queue object
-_RETRY_CAP_S = 5.0  # longest pause between attempts while the server is unreachable
 
 
 class JobQueue:
@@ -209,19 +208,18 @@ class JobQueue:
         that many seconds first (None: forever)."""
         self._require_capped()
         deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.1
+        backoff = Backoff()
         while True:
             try:
                 job = self._claim()
-                pause = 0.1
+                backoff.reset()
                 self.outage.back()
             except ConnectionFailure as exc:
                 # The server is away (restart, failover): back off, bounded, and try again.
-                if deadline is not None and time.monotonic() + pause > deadline:
+                if deadline is not None and time.monotonic() + backoff.pause > deadline:
                     raise
                 self.outage.away(exc, "claiming")
-                time.sleep(pause)
-                pause = min(pause * 2, _RETRY_CAP_S)
+                backoff.wait()
                 continue
             if job is not None:
                 return job

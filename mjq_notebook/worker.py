@@ -14,6 +14,7 @@ from pymongo.errors import ConnectionFailure
 
 from .errors import Empty, LeaseLostError, PublishError, ServerUnavailable
 from .job import Job
+from .outage import Backoff
 from .queue import JobQueue
 
 log = logging.getLogger("mjq_notebook.worker")
@@ -222,14 +223,13 @@ class Worker:
 
     def _persist(self, finish: Callable[[Job, Any], Any], job: Job, arg: Any) -> Any:
         """Record a job's outcome, riding out a server that is briefly away."""
-        pause = 0.1
+        backoff = Backoff()
         while True:
             try:
                 outcome = finish(job, arg)
             except AWAY as exc:
                 self.queue.outage.away(exc, f"saving job {job.id}")
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
+                backoff.wait()
                 continue
             self.queue.outage.back()
             return outcome

@@ -30,7 +30,7 @@ from bson import ObjectId
 from pymongo.errors import OperationFailure, PyMongoError
 
 from ..job import Job
-from ..outage import failure_reason
+from ..outage import Backoff, failure_reason
 from ..wakeup import Wakeup
 from .activity import EMPTY, Activity, ActivityReader
 
@@ -51,7 +51,6 @@ AWAIT_MS = 500  # change-stream mode: longest wait for an event per getMore (idl
 # server selection time-out (pymongo's default: 30 s)
 STREAM_TIMEOUT_S = 3.0
 SIGNAL_ONLY = [{"$project": {"operationType": 1}}]  # an event says that, not what, changed
-BACKOFF_S, BACKOFF_MAX_S = 0.25, 5.0  # pauses between attempts while the server is away
 JOIN_S = 10.0  # close() waits this long for the thread (a dead server can slow a close)
 _EVERY = {"jobs": REFRESH_S, "counts": COUNTS_S, "activity": ACTIVITY_S}  # per part read
 
@@ -217,7 +216,7 @@ class Watcher:
         self._state = self._message = ""
         self._dirty = {"jobs": True, "counts": True, "activity": True}
         self._read_at = dict.fromkeys(self._dirty, float("-inf"))  # monotonic, per part
-        self._backoff = BACKOFF_S
+        self._backoff = Backoff(first=0.25)  # pauses between attempts while the server is away
 
     def _run(self, stop: threading.Event) -> None:
         try:
@@ -238,8 +237,7 @@ class Watcher:
         self._mark_dirty()  # everything is read afresh once back
         self._publish()
         self._notify()
-        stop.wait(self._backoff)
-        self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
+        self._backoff.wait(stop)
 
     def _follow(self, stop: threading.Event) -> None:
         """Follow the queue by change stream, or by polling where the server has none."""
@@ -366,7 +364,7 @@ class Watcher:
     def _live(self) -> None:
         """After a successful read: live again, publish and call back."""
         if self._state != "live":
-            self._backoff = BACKOFF_S
+            self._backoff.reset()
             self._set_state("live", "")
         self._publish()
         self._notify()
