@@ -1,6 +1,6 @@
 """Benchmark a queue's speed as jobs pile up: fresh, then after N jobs have gone through it.
 
-Finished jobs leave the capped ring for ``<queue>.history`` (``JobQueue._sweep_finished``), so
+Finished jobs leave the capped ring for ``<queue>.history`` (``mjq_notebook.sweep``), so
 the ring holds only unfinished work and per-write costs that grow with the ring (SecantusDB
 pays ~7 µs per document in a capped collection on every write) stay flat. Measured on one
 queue, in one run:
@@ -30,7 +30,7 @@ from typing import Any
 from _common import environment, parser, run_bench, scratch_database, verdict
 
 from mjq_notebook import JobQueue
-from mjq_notebook import queue as queue_module
+from mjq_notebook import sweep as sweep_module
 from mjq_notebook.server import client_for
 
 TARGET = 1.5  # aged / fresh, the issue's goal
@@ -114,14 +114,14 @@ def bench(uri: str, args: argparse.Namespace) -> None:
         results = [("fresh", fresh), (f"after {args.jobs:,} jobs", aged)]
         if args.unswept:
             unswept = JobQueue(db, "unswept", lease=30)
-            saved = queue_module.SWEEP_EVERY_S, queue_module.SWEEP_AFTER
-            queue_module.SWEEP_EVERY_S = queue_module.SWEEP_AFTER = math.inf
+            saved = sweep_module.SWEEP_EVERY_S, sweep_module.SWEEP_AFTER
+            sweep_module.SWEEP_EVERY_S = sweep_module.SWEEP_AFTER = math.inf
             try:
                 unswept_fresh = measure(unswept, args)
                 age(unswept, args.unswept)
                 unswept_aged = measure(unswept, args)
             finally:
-                queue_module.SWEEP_EVERY_S, queue_module.SWEEP_AFTER = saved
+                sweep_module.SWEEP_EVERY_S, sweep_module.SWEEP_AFTER = saved
             results += [
                 ("no sweep, fresh", unswept_fresh),
                 (f"no sweep, after {args.unswept:,} jobs", unswept_aged),

@@ -1,7 +1,7 @@
 """Benchmark ``JobQueue.history`` and ``JobQueue.stats`` against what a user could do by hand.
 
 One queue, ``bench``, is filled once: ``--jobs`` finished jobs in ``bench.history``, shaped as
-``JobQueue._finish`` writes them, and ``--queue-jobs`` in the capped queue itself (waiting and
+``JobQueue`` finishes them (owned.py), and ``--queue-jobs`` in the capped queue itself (waiting and
 working ones, plus the newest finished ones, which are also in history as in a real queue, so
 the de-duplication runs). Then, in alternating rounds (the listed order in even rounds, the
 reverse in odd ones), each figure the median over the rounds:
@@ -135,7 +135,7 @@ def error_of(rng: random.Random) -> dict[str, str]:
 def finished_job(
     rng: random.Random, ids: Ids, workers: list[str], created: dt.datetime
 ) -> dict[str, Any]:
-    """One finished job as ``JobQueue._finish`` writes it to history.
+    """One finished job as ``JobQueue`` writes it to history (owned.py).
 
     That is the claimed document (``_id`` made with ``ts.created``, ``ts.started`` of the last
     claim, the claim's worker and attempt count; an earlier attempt's ``error`` stays) plus the

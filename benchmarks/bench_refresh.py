@@ -32,7 +32,7 @@ CHUNK = 5000
 
 def fill_history(q: JobQueue, n: int) -> None:
     """``n`` finished jobs in history, finished over the last 20 minutes (some in the charts'
-    window), 5% failed, as ``JobQueue._finish`` writes them."""
+    window), 5% failed, as ``JobQueue`` finishes them (owned.py)."""
     rng = random.Random()  # unseeded: a second fill must not make the same ids again
     now = time.time()
     for start in range(0, n, CHUNK):

@@ -57,12 +57,29 @@ def utcnow() -> dt.datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+def new_documents(
+    items: list[Any], *, priority: int, delay: float, max_attempts: int
+) -> list[dict[str, Any]]:
+    """Waiting jobs for ``items``, each checked storable (PublishError names the first that
+    isn't, before anything is written)."""
+    now = utcnow()
+    available = now + dt.timedelta(seconds=delay)
+    docs = []
+    for index, data in enumerate(items):
+        doc = new_document(
+            data, priority=int(priority), available_at=available, max_attempts=max_attempts, now=now
+        )
+        stored_size(doc, f"the data of job {index}" if len(items) > 1 else "the data")
+        docs.append(doc)
+    return docs
+
+
 def new_document(
     data: Any, *, priority: int, available_at: dt.datetime, max_attempts: int, now: dt.datetime
 ) -> dict[str, Any]:
-    """A waiting job in the seed's shape plus our own fields.
+    """A waiting job in pymjq's shape plus our own fields.
 
-    ``ts.started`` and ``ts.done`` start as None (the seed pre-filled them with the publish
+    ``ts.started`` and ``ts.done`` start as None (pymjq pre-filled them with the publish
     time; readers must accept both).
     """
     return {
@@ -90,7 +107,7 @@ def error_document(error: BaseException | str) -> dict[str, str]:
 class Job(dict):
     """A job document as returned by the queue: a plain ``dict`` with a few conveniences.
 
-    The seed printed dicts and users index ``job["data"]``, so a ``Job`` is one.
+    pymjq printed dicts and users index ``job["data"]``, so a ``Job`` is one.
     """
 
     finished = False  # set once this process has finished or released it

@@ -17,11 +17,11 @@ repeats any of them with any handle ever returned, live or stale.
 Time is not slept through: the queues have a 600 s lease and ``backoff=0`` (a failed
 attempt is claimable again at once), and ``expire_lease`` models time passing by setting a
 working job's ``lease_until`` in the past in the collection. The requeue of expired leases
-(``JobQueue._requeue_expired``) then runs from a claim (``claim(requeue=True)`` opens its
-time gate ``_next_requeue``; ``requeue=False`` holds it shut) or on its own
+(``leases.Reclaimer.reclaim``) then runs from a claim (``claim(requeue=True)`` opens its
+time gate ``_reclaimer.next_at``; ``requeue=False`` holds it shut) or on its own
 (``requeue_expired``). Finished jobs are swept out of the ring only where a step says so:
-``sweep(now=True)`` calls ``_sweep_finished``, ``sweep(now=False)`` opens the gate
-(``_next_sweep``) so that the queue's next finish sweeps; otherwise the gates are held shut,
+``sweep(now=True)`` calls ``_sweeper.sweep``, ``sweep(now=False)`` opens the gate
+(``_sweeper.next_at``) so that the queue's next finish sweeps; otherwise the gates are held shut,
 so a run does not depend on the clock. The last queue object sends a finish's two writes one
 by one (``_fuse = False``), as on servers before MongoDB 8.0; the others use one client
 bulkWrite where the server has it.
@@ -165,12 +165,12 @@ class QueueMachine(RuleBasedStateMachine):
     def gates(self) -> None:
         """Hold the sweep gates shut except where a step armed one (reproducible runs)."""
         for i, q in enumerate(self.queues):
-            q._finished_since_sweep = 0
-            q._next_sweep = 0.0 if i in self.armed else math.inf
+            q._sweeper.finished = 0
+            q._sweeper.next_at = 0.0 if i in self.armed else math.inf
 
     def swept(self) -> None:
         """Forget the armed gates that a finish has used (the sweep reset them)."""
-        self.armed = {i for i in self.armed if self.queues[i]._next_sweep == 0.0}
+        self.armed = {i for i in self.armed if self.queues[i]._sweeper.next_at == 0.0}
 
     def owner(self, handle: dict) -> int:
         """The queue object whose claim returned the handle: the one that finishes it."""
@@ -251,7 +251,7 @@ class QueueMachine(RuleBasedStateMachine):
     def next(self, q, requeue):
         self.gates()
         queue = self.queues[q]
-        queue._next_requeue = 0.0 if requeue else math.inf
+        queue._reclaimer.next_at = 0.0 if requeue else math.inf
         if requeue:
             self.requeue_model()
         # the model's claim: best waiting job; one past its attempts fails and the next is tried
@@ -362,7 +362,7 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(q=queues)
     def requeue_expired(self, q):
         self.gates()
-        self.queues[q]._requeue_expired()
+        self.queues[q]._reclaimer.reclaim()
         self.requeue_model()
 
     # -- requeueing failed jobs -------------------------------------------------------------
@@ -417,7 +417,7 @@ class QueueMachine(RuleBasedStateMachine):
             return
         self.gates()
         queue = self.queues[q]
-        queue._sweep_finished()
+        queue._sweeper.sweep()
         # the sweep keeps the newest document by _id and by $natural (the wake-up cursors'
         # footing); servers that do not honour a $natural sort may name another one
         ring = list(queue.collection.find({}, {"status": 1}))
@@ -538,7 +538,7 @@ def taken_over(late: JobQueue, other: JobQueue) -> tuple[Job, Job]:
     late.collection.update_one(
         {"_id": job_id}, {"$set": {"lease_until": utcnow() - dt.timedelta(minutes=1)}}
     )
-    other._next_requeue = 0.0
+    other._reclaimer.next_at = 0.0
     second = other.next()
     assert first.id == second.id == job_id
     return first, second

@@ -1,0 +1,67 @@
+"""Claims are leases: a claim takes the best due job for ``lease`` seconds, and a job whose
+lease expires unrenewed (its worker vanished) is *reclaimed*: working -> waiting. Failed jobs
+going back are *requeued* instead (``requeue.py``); the two never share a name."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+
+from .job import Status, utcnow
+
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
+
+RECLAIM_EVERY_S = 1.0  # claims look for expired leases at most this often (lease/4 if less)
+
+
+def claim_one(collection: Collection, worker: str, lease: float) -> dict[str, Any] | None:
+    """One atomic claim of the best waiting job that is due, for ``worker``; None if none.
+
+    Only waiting jobs are claimed, so the query walks the (status, priority, _id) index
+    and stops at the first due job, however long the backlog.
+    """
+    now = utcnow()
+    return collection.find_one_and_update(
+        {"status": Status.WAITING.value, "available_at": {"$not": {"$gt": now}}},
+        {
+            "$set": {
+                "status": Status.WORKING.value,
+                "ts.started": now,
+                "lease_until": now + dt.timedelta(seconds=lease),
+                "worker": worker,
+            },
+            "$inc": {"attempts": 1},
+        },
+        sort=[("priority", DESCENDING), ("_id", ASCENDING)],
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+class Reclaimer:
+    """Hands the jobs of expired leases back to waiting, at most every so often."""
+
+    def __init__(self, collection: Collection, lease: float) -> None:
+        self.collection = collection
+        self.every = min(lease / 4, RECLAIM_EVERY_S)
+        self.next_at = 0.0  # monotonic time of the next look
+
+    def reclaim_if_due(self) -> None:
+        if time.monotonic() >= self.next_at:
+            self.reclaim()
+
+    def reclaim(self) -> None:
+        """working -> waiting for every job whose lease has expired.
+
+        One conditional update: a worker that is merely late then finds the job gone
+        (LeaseLostError) rather than two workers finishing it.
+        """
+        self.next_at = time.monotonic() + self.every
+        now = utcnow()
+        self.collection.update_many(
+            {"status": Status.WORKING.value, "lease_until": {"$lt": now}},
+            {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}},
+        )
