@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from .errors import Empty, LeaseLostError, PublishError, ServerUnavailable
 from .job import Job
 from .outage import Backoff
 from .queue import JobQueue
+from .signals import handling_stop_signals
 
 log = logging.getLogger("mjq_notebook.worker")
 
@@ -124,16 +124,10 @@ class Worker:
                 self.release_running()
                 raise KeyboardInterrupt
 
-        previous = {}
-        if threading.current_thread() is threading.main_thread():  # else signals can't be had
-            previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with handling_stop_signals(on_signal):
             self.start(drain=drain, max_jobs=max_jobs)
             while not self.join(timeout=0.2):
                 pass
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
         return self.stats
 
     # -- threads -------------------------------------------------------------------------

@@ -6,13 +6,13 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 from ..errors import JobQueueError, ServerUnavailable
+from ..signals import handling_stop_signals
 from .access import private_folder, private_umask
 from .clients import count_connections
 from .embedded import EmbeddedServer, start_server
@@ -53,10 +53,7 @@ def serve(
     folder = private_folder(folder)
     stop = threading.Event()
     reason = ["stopped by signal"]
-    previous = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    try:
+    with handling_stop_signals(lambda *_: stop.set()):
         lock = start_lock(folder, START_TIMEOUT + 10) if take_lock else contextlib.nullcontext()
         with lock:
             running = find_running(folder) if take_lock else None
@@ -86,9 +83,6 @@ def serve(
                     stack.enter_context(start_lock(folder, 10))
                 remove_info(folder, os.getpid())
                 server.stop()  # flushes the data (WiredTiger checkpoint)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     log.info("stopped (%s)", reason[0])
     return reason[0]
 
