@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 from .errors import ServerUnavailable
-from .server.client import mask_uri
+from .server.client import failure_reason
 
 DISPLAY_TIMEOUT_S = 2.0  # a display (repr, _repr_html_) says "unavailable" within this
 ADVICE = "start one with `mjq serve`, or set MJQ_MONGODB_URI to a running server"
@@ -190,15 +189,3 @@ def _client_of(owner: Any) -> Any:
         return owner.client
     db = vars(owner).get("db") if hasattr(owner, "__dict__") else None  # a JobQueue
     return db.client if isinstance(db, Database) else owner
-
-
-def failure_reason(exc: BaseException) -> str:
-    """``Type: reason`` from pymongo's message: its first clause, without the addresses,
-    time-outs, topology or credentials it may carry."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    for cut in (" (configured timeouts", ", Timeout:", ", Topology Description:"):
-        text = text.split(cut)[0]
-    text = re.sub(r"(^|, )\S+:\d+: ", r"\1", mask_uri(text)).strip()  # "host:port: ..."
-    if len(text) > 120:
-        text = text[:117] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

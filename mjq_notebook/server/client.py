@@ -39,7 +39,7 @@ def client_for(uri: str, *, timeout: float = 5.0, **kwargs: Any):
         client.admin.command("ping")
     except ConnectionFailure as exc:
         client.close()
-        reason = mask_uri(str(exc).split(", Timeout:")[0])
+        reason = failure_reason(exc)
         raise ServerUnavailable(
             f"no MongoDB server answered at {mask_uri(uri)} within {timeout:g}s ({reason})"
         ) from None
@@ -49,3 +49,15 @@ def client_for(uri: str, *, timeout: float = 5.0, **kwargs: Any):
 def wire_version(db: Database) -> int:
     """The server's ``maxWireVersion``: which MongoDB features it has (21: 7.0, 25: 8.0)."""
     return int(db.command("hello").get("maxWireVersion", 0))
+
+
+def failure_reason(exc: BaseException) -> str:
+    """``Type: reason`` from pymongo's message: its first clause, without the addresses,
+    time-outs, topology or credentials it may carry."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    for cut in (" (configured timeouts", ", Timeout:", ", Topology Description:"):
+        text = text.split(cut)[0]
+    text = re.sub(r"(^|, )\S+:\d+: ", r"\1", mask_uri(text)).strip()  # "host:port: ..."
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
