@@ -4,6 +4,7 @@ that nothing from job data, errors or results can inject markup."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib.resources
 import re
 import warnings
 from html.parser import HTMLParser
@@ -15,10 +16,12 @@ from bson import ObjectId
 from mjq_notebook import DataLossWarning, JobQueue, Status, embedded_server
 from mjq_notebook.analysis.timing import summary
 from mjq_notebook.job import Job
+from mjq_notebook.notebook import display
 from mjq_notebook.notebook.display import (
     STYLE,
     counts_html,
     data_preview,
+    escape,
     format_ago,
     format_seconds,
     job_html,
@@ -125,6 +128,32 @@ def test_status_badges_and_counts():
     lost = counts_html({"waiting": 3, "lost": 7})
     assert 'class="mjq-badge mjq-s-lost" title="jobs evicted' in lost and "lost 7" in lost
     assert "7 lost: jobs evicted from the capped collection" in _Markup(lost).text[-1]
+
+
+def test_escape_makes_any_value_text_safe_in_elements_and_quoted_attributes():
+    assert escape("""<a href="x" title='y'>&</a>""") == (
+        "&lt;a href=&quot;x&quot; title=&#x27;y&#x27;&gt;&amp;&lt;/a&gt;"
+    )
+    assert escape(3) == "3" and escape(None) == "None"
+    assert escape(["<b>"]) == "[&#x27;&lt;b&gt;&#x27;]"
+
+
+def test_the_stylesheet_is_the_packaged_css_file():
+    package = importlib.resources.files("mjq_notebook.notebook")
+    css = package.joinpath("_static").joinpath("display.css")
+    text = re.sub(r"/\*.*?\*/", "", css.read_text(encoding="utf-8"), flags=re.S)
+    declarations = re.findall(r"([-\w]+)\s*:\s*([^;{}]+?)\s*[;}]", text)
+    assert len(declarations) > 80 and ("--mjq-failed", "#c62828") in declarations
+    page = Job({"_id": 1, "status": "failed", "data": {}})._repr_html_()
+    style = re.fullmatch(r'<div class="mjq"><style>(.*?)</style>.*', page, re.S).group(1)
+    for name, value in declarations:  # every declaration of the file, in every fragment
+        compact = re.sub(r"\s*([,>])\s*", r"\1", value)
+        assert f"{name}:{compact}" in style, (name, value)
+    assert "body.vscode-dark .mjq{" in style and "/*" not in style  # dark themes; no comments
+    assert STYLE == display.stylesheet() == f"<style>{style}</style>"
+    for module in ("display", "markup", "formatting", "job_detail", "tables"):  # no CSS left
+        source = package.joinpath(f"{module}.py").read_text(encoding="utf-8")
+        assert "--mjq-fg:" not in source, module
 
 
 # -- one job ---------------------------------------------------------------------------------
@@ -365,6 +394,11 @@ def test_no_markup_from_data_errors_results_or_ids_gets_through(queue):
     pages.append(queue.stats(by="data.kind", exact=True)._repr_html_())
     pages.append(counts_html({XSS[0]: 1, "lost": 2}))
     pages.append(status_badge(XSS[1]))
+    # and as a notebook shows them: a job, a list of jobs, a queue
+    pages += [job._repr_html_() for job in jobs] + [jobs._repr_html_(), queue._repr_html_()]
+    # every HTML builder of the display layer is in this test (a new one: add it above)
+    builders = {name for name in display.__all__ if name.endswith("_html")}
+    assert builders == {"job_html", "job_list_html", "queue_html", "summary_html", "counts_html"}
     seen = "".join(assert_inert(page) for page in pages)
     for payload in XSS:  # shown as text, not dropped
         assert payload in seen
