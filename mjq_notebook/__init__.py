@@ -1,7 +1,10 @@
 """mjq-notebook: a MongoDB job queue you can see.
 
-The core (queue, worker, connection) imports neither pandas nor ipywidgets; the history and
-notebook layers import them when used.
+Layers, top down (imports point down only; ``lint-imports`` checks it): ``cli``; ``notebook/``
+(displays, the watcher, widgets); ``analysis/`` (history in pandas, timing, plots, stats);
+the core at the top level (``queue`` and the helpers it owns, ``worker``, ``job``...);
+``server/`` (``connect()`` and the embedded server). The core imports neither pandas nor
+ipywidgets; the upper layers import them when used.
 """
 
 from .errors import (

@@ -1,4 +1,9 @@
-"""JobQueue: publish into a capped collection, claim atomically, finish into history."""
+"""JobQueue: publish into a capped collection, claim atomically, finish into history.
+
+The entry point with every public method. The work is done by helpers it owns, one job each:
+``leases`` (claim, reclaim expired leases), ``owned`` (writes under a claim, the finish),
+``requeue``, ``reads``, ``due``, ``sweep`` and ``ring``.
+"""
 
 from __future__ import annotations
 
