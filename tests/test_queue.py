@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import statistics
 import threading
 import time
 
@@ -59,17 +61,79 @@ def test_next_times_out_with_empty(queue):
     assert 0.45 <= time.monotonic() - started < 2.0
 
 
+# How soon a consumer blocked in next(timeout=...) claims a job published elsewhere. An insert
+# wakes it (the tailable cursor of wakeup.py): a few ms. Without that it would still claim the
+# job, only later: on its own re-check of what is due (queue.py `_idle_wait`: at most every
+# RECHECK_S), or, where the collection is empty and no cursor can stand, on a poll (POLL_S,
+# wakeup.AWAIT_MS). The tests publish at random moments in the re-check period and compare
+# the median with WAKE_S: a fallback that claims within U(0, 0.25 s) is under 40 ms with
+# p = 0.16 per publish, so 6 of 11 medians under it with p < 0.004; the wake-up is ~5 ms.
+RECHECK_S = 1.0
+POLL_S = 0.25
+WAKE_S = 0.04
+PUBLISHES = 11
+
+
+def claim_latencies(consumer: JobQueue, publisher: JobQueue, rounds: int = PUBLISHES):
+    """Seconds from each of ``rounds`` publishes by ``publisher`` to its claim by ``consumer``,
+    blocked in ``next(timeout=10)`` in another thread; each publish lands at a random moment of
+    the consumer's re-check period. Returns (latencies, ids published)."""
+    rng = random.Random(15)
+    latencies, ids = [], []
+    for n in range(rounds):
+        got, waiting = [], threading.Event()
+
+        def consume(got=got, waiting=waiting):
+            waiting.set()
+            got.append((consumer.next(timeout=10), time.monotonic()))
+
+        thread = threading.Thread(target=consume)
+        thread.start()
+        assert waiting.wait(10)
+        time.sleep(rng.uniform(0.15, RECHECK_S - 0.05))  # past its first claim, then anywhere
+        sent = time.monotonic()
+        ids.append(publisher.pub({"n": n}))
+        thread.join(15)
+        assert got and got[0][0].id == ids[-1]
+        latencies.append(got[0][1] - sent)
+        consumer.done(got[0][0])
+    return latencies, ids
+
+
 def test_blocked_consumer_wakes_on_publish(queue):
-    """An empty collection (no tailable cursor possible) and then a publish from elsewhere."""
-    got = []
-    consumer = threading.Thread(target=lambda: got.append(queue.next(timeout=10)))
-    consumer.start()
-    time.sleep(0.6)
-    sent = time.monotonic()
-    JobQueue(queue.db).pub({"late": True})
-    consumer.join(10)
-    assert got and got[0].data == {"late": True}
-    assert time.monotonic() - sent < 1.5
+    """A publish from elsewhere wakes a blocked consumer at once: well before its re-check."""
+    queue.pub({"first": True})  # something in the collection for the wake-up cursor to follow
+    queue.done(queue.next())
+    latencies, _ = claim_latencies(queue, JobQueue(queue.db))
+    median = statistics.median(latencies)
+    shown = ", ".join(f"{s * 1000:.0f}" for s in sorted(latencies))
+    assert median < WAKE_S, f"claimed after a median {median * 1000:.0f} ms ({shown} ms)"
+
+
+def test_a_consumer_on_an_empty_collection_claims_within_a_poll(db):
+    """An empty collection gives the wake-up cursor nothing to stand on: the consumer looks
+    every POLL_S instead, still well within its RECHECK_S. Each publish lands ~0.3 s after a
+    re-check would have come, so a consumer that only re-checked would take ~0.7 s."""
+    latencies = []
+    for n in range(3):
+        consumer, publisher = JobQueue(db, f"empty{n}"), JobQueue(db, f"empty{n}")
+        got, waiting = [], threading.Event()
+
+        def consume(consumer=consumer, got=got, waiting=waiting):
+            waiting.set()
+            got.append((consumer.next(timeout=10), time.monotonic()))
+
+        thread = threading.Thread(target=consume)
+        thread.start()
+        assert waiting.wait(10)
+        time.sleep(RECHECK_S + 0.3)
+        sent = time.monotonic()
+        publisher.pub({"late": True})
+        thread.join(15)
+        assert got and got[0][0].data == {"late": True}
+        latencies.append(got[0][1] - sent)
+    median = statistics.median(latencies)
+    assert median < 2 * POLL_S, f"claimed after {[round(s, 3) for s in latencies]} s"
 
 
 def test_consumer_wakes_on_later_publishes_without_missing_any(queue):
