@@ -63,11 +63,15 @@ def shows(tail, job_id, status=None, **cells):
     )
 
 
-def test_a_job_from_another_client_appears_within_half_a_second(tail, other):
+# The tail's speed (a new job shown within 0.5 s, a status change within 1 s) is measured by
+# benchmarks/bench_targets.py; these tests check that things show, with time to spare.
+EVENTUALLY = 5.0
+
+
+def test_a_job_from_another_client_appears(tail, other):
     for n in range(3):
         job_id = other.pub({"n": n, "text": "hello"})
-        took = wait_for(lambda: shows(tail, job_id, "waiting"), 0.5, "the new job")  # noqa: B023
-        assert took < 0.5
+        wait_for(lambda: shows(tail, job_id, "waiting"), EVENTUALLY, "the new job")  # noqa: B023
     r = row(tail, job_id)
     assert r["attempts"] == "0/3" and r["data"] == '{"n": 2, "text": "hello"}'
     # still waiting: its wait goes on (the front end counts it on from live_from)
@@ -85,61 +89,71 @@ def test_a_job_from_mjq_pub_in_another_process_appears(tail, server_uri, db):
         capture_output=True, text=True, timeout=60, env=env, check=True,
     ).stdout  # fmt: skip
     job_id = out.strip()
-    assert wait_for(lambda: shows(tail, job_id, "waiting"), 0.5, "the job from mjq pub") < 0.5
+    wait_for(lambda: shows(tail, job_id, "waiting"), EVENTUALLY, "the job from mjq pub")
 
 
-def test_status_changes_show_within_a_second(tail, other):
+def test_status_changes_show(tail, other):
     job_id = other.pub({"task": 1}, max_attempts=2)
-    wait_for(lambda: shows(tail, job_id, "waiting"), 0.5, "the job")
+    wait_for(lambda: shows(tail, job_id, "waiting"), EVENTUALLY, "the job")
     job = other.next()
-    wait_for(lambda: shows(tail, job_id, "working", attempts="1/2"), 1, "working")
+    wait_for(lambda: shows(tail, job_id, "working", attempts="1/2"), EVENTUALLY, "working")
     other.fail(job, ValueError("first try"))  # attempts remain: waiting again
-    wait_for(lambda: shows(tail, job_id, "waiting", attempts="1/2"), 1, "waiting for a retry")
-    time.sleep(0.1)  # the retry's back-off
-    job = other.next()
-    wait_for(lambda: shows(tail, job_id, "working", attempts="2/2"), 1, "working again")
+    wait_for(
+        lambda: shows(tail, job_id, "waiting", attempts="1/2"), EVENTUALLY, "waiting for a retry"
+    )
+    job = other.next(timeout=5)  # after the retry's back-off
+    wait_for(lambda: shows(tail, job_id, "working", attempts="2/2"), EVENTUALLY, "working again")
     other.fail(job, ValueError("second try"))
-    wait_for(lambda: shows(tail, job_id, "failed"), 1, "failed")
+    wait_for(lambda: shows(tail, job_id, "failed"), EVENTUALLY, "failed")
     done_id = other.pub({"task": 2})
     other.done(other.next(), "ok")
-    wait_for(lambda: shows(tail, done_id, "done"), 1, "done")
+    wait_for(lambda: shows(tail, done_id, "done"), EVENTUALLY, "done")
     r = row(tail, done_id)
     assert r["wait"] != "—" and r["run"] != "—"
-    wait_for(lambda: "done 1" in tail.counters.value, 2, "the counters")
+    wait_for(lambda: "done 1" in tail.counters.value, EVENTUALLY, "the counters")
     assert "failed 1" in tail.counters.value
 
 
 def test_filter_and_search_narrow_the_rows(tail, queue):
     ids = queue.pub_many([{"kind": "email", "to": "ann"}, {"kind": "sms"}, {"kind": "email"}])
     queue.done(queue.next())  # the first email
-    wait_for(lambda: len(tail.table.rows) == 3, 2, "three rows")
+    wait_for(lambda: len(tail.table.rows) == 3, EVENTUALLY, "three rows")
     tail.status_filter.value = "waiting"
-    wait_for(lambda: {r["id"] for r in tail.table.rows} == {str(i) for i in ids[1:]}, 2, "waiting")
+    wait_for(
+        lambda: {r["id"] for r in tail.table.rows} == {str(i) for i in ids[1:]},
+        EVENTUALLY,
+        "waiting",
+    )
     tail.search.value = "EMAIL"
-    wait_for(lambda: [r["id"] for r in tail.table.rows] == [str(ids[2])], 2, "waiting emails")
+    wait_for(
+        lambda: [r["id"] for r in tail.table.rows] == [str(ids[2])], EVENTUALLY, "waiting emails"
+    )
     tail.status_filter.value = "all"
     emails = [str(ids[2]), str(ids[0])]
-    wait_for(lambda: [r["id"] for r in tail.table.rows] == emails, 2, "all emails")
+    wait_for(lambda: [r["id"] for r in tail.table.rows] == emails, EVENTUALLY, "all emails")
     tail.search.value = str(ids[1])  # an id (or a prefix of one)
-    wait_for(lambda: [r["id"] for r in tail.table.rows] == [str(ids[1])], 2, "by id")
+    wait_for(lambda: [r["id"] for r in tail.table.rows] == [str(ids[1])], EVENTUALLY, "by id")
     # filtered rows stay live
     late = queue.pub({"kind": "sms", "late": True})
     tail.search.value = "sms"
-    wait_for(lambda: [r["id"] for r in tail.table.rows] == [str(late), str(ids[1])], 2, "live")
+    wait_for(
+        lambda: [r["id"] for r in tail.table.rows] == [str(late), str(ids[1])], EVENTUALLY, "live"
+    )
     tail.search.value = ""
-    wait_for(lambda: len(tail.table.rows) == 4, 2, "everything again")
+    wait_for(lambda: len(tail.table.rows) == 4, EVENTUALLY, "everything again")
     assert tail.search.value == "" and tail.status_filter.value == "all"  # never written back
 
 
 def test_pause_stops_updates_and_resume_catches_up(tail, queue):
     tail.pause_button.value = True
-    assert tail.table.state == "paused" and tail.pause_button.description == "Resume"
+    assert tail.table.state == "paused"
+    assert tail.pause_button.description.startswith("Resume")  # "Resume view": the view only
     assert watcher_threads() == []  # nothing polls while paused
     job_id = queue.pub({"while": "paused"})
     time.sleep(0.7)
     assert row(tail, job_id) is None
     tail.pause_button.value = False
-    wait_for(lambda: shows(tail, job_id, "waiting"), 1, "the catch-up")
+    wait_for(lambda: shows(tail, job_id, "waiting"), EVENTUALLY, "the catch-up")
     assert tail.table.state == "live"
 
 
@@ -149,7 +163,7 @@ def test_select_shows_the_detail_with_the_traceback_and_requeue(tail, queue):
         raise RuntimeError(f"bad {XSS}")
     except RuntimeError as exc:
         queue.fail(queue.next(), exc)
-    wait_for(lambda: shows(tail, job_id, "failed"), 1, "failed")
+    wait_for(lambda: shows(tail, job_id, "failed"), EVENTUALLY, "failed")
     assert tail.requeue_button.layout.display == "none"
     tail.select(job_id)
     assert tail.table.selected == str(job_id)
@@ -161,7 +175,7 @@ def test_select_shows_the_detail_with_the_traceback_and_requeue(tail, queue):
     tail.requeue_button.click()
     assert queue.get(job_id)["status"] == "waiting"
     assert "waiting again" in tail.message.value
-    wait_for(lambda: shows(tail, job_id, "waiting", attempts="1/4"), 1, "requeued")
+    wait_for(lambda: shows(tail, job_id, "waiting", attempts="1/4"), EVENTUALLY, "requeued")
     assert tail.requeue_button.layout.display == "none"
     tail.requeue_button.click()  # not failed any more: nothing happens
     assert queue.get(job_id)["status"] == "waiting"
@@ -169,11 +183,11 @@ def test_select_shows_the_detail_with_the_traceback_and_requeue(tail, queue):
 
 def test_the_detail_follows_the_selected_job(tail, queue):
     job_id = queue.pub({"follow": "me"})
-    wait_for(lambda: row(tail, job_id), 1, "the job")
+    wait_for(lambda: row(tail, job_id), EVENTUALLY, "the job")
     tail.select(job_id)
     assert "waiting" in tail.detail.value
     queue.done(queue.next(), {"answer": 42})
-    wait_for(lambda: "42" in tail.detail.value, 1, "the result in the detail")
+    wait_for(lambda: "42" in tail.detail.value, EVENTUALLY, "the result in the detail")
     tail.select("")
     assert tail.detail.value == "" and tail.copy_button.disabled
 
@@ -188,7 +202,7 @@ def test_requeue_all_needs_confirmation_and_requeues_only_the_failed(tail, queue
         elif n == 4:
             queue.done(job)
     # ids[0..3] failed, ids[4] done, ids[5] working
-    wait_for(lambda: shows(tail, ids[3], "failed"), 1, "the failures")
+    wait_for(lambda: shows(tail, ids[3], "failed"), EVENTUALLY, "the failures")
     tail.requeue_all_button.click()
     assert tail.confirm_box.layout.display is None
     assert "Requeue 4 failed jobs" in tail.confirm_label.value
@@ -217,7 +231,7 @@ def test_copy_to_the_publish_form(tail, queue):
     got = []
     tail.on_copy(got.append)
     job_id = queue.pub({"copy": [1, 2]})
-    wait_for(lambda: row(tail, job_id), 1, "the job")
+    wait_for(lambda: row(tail, job_id), EVENTUALLY, "the job")
     assert tail.copy_button.disabled
     tail.select(job_id)
     tail.copy_button.click()
@@ -226,7 +240,7 @@ def test_copy_to_the_publish_form(tail, queue):
 
 def test_rows_are_plain_text_and_the_counters_escaped(tail, queue):
     job_id = queue.pub({XSS: XSS})
-    wait_for(lambda: row(tail, job_id), 1, "the job")
+    wait_for(lambda: row(tail, job_id), EVENTUALLY, "the job")
     data = row(tail, job_id)["data"]
     assert "<script>" in data  # raw text: the front end writes it with textContent only
     js = (Path(tail_module.__file__).parent / "_static" / "tail.js").read_text()
@@ -253,11 +267,11 @@ def test_two_tails_share_one_watcher_and_thread(queue):
         assert first.watcher is second.watcher is Watcher.of(queue)
         assert len(watcher_threads()) == 1
         job_id = queue.pub({"both": True})
-        wait_for(lambda: row(first, job_id) and row(second, job_id), 1, "both tails")
+        wait_for(lambda: row(first, job_id) and row(second, job_id), EVENTUALLY, "both tails")
         first.close()
         assert len(watcher_threads()) == 1
         other_id = queue.pub({"second": "still live"})
-        wait_for(lambda: row(second, other_id), 1, "the second tail")
+        wait_for(lambda: row(second, other_id), EVENTUALLY, "the second tail")
     finally:
         first.close()
         second.close()
@@ -273,7 +287,7 @@ def test_a_tail_no_longer_shown_stops_following(queue):
         assert watcher_threads() == []
         tail.table._view_count = 1  # shown again
         job_id = queue.pub({"back": True})
-        wait_for(lambda: row(tail, job_id), 1, "the job after the view came back")
+        wait_for(lambda: row(tail, job_id), EVENTUALLY, "the job after the view came back")
     finally:
         tail.close()
 
