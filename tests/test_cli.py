@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
 from mjq_notebook import JobQueue
 from mjq_notebook.server import client_for, embedded_client
+
+from .test_watch import wait_for
 
 
 def mjq(*args, uri, cwd=None, timeout=120, stdin=None):
@@ -75,23 +77,34 @@ def test_demo_publishes_works_and_summarises(db, server_uri):
 
 def test_tail_shows_new_jobs_and_status_changes(db, server_uri):
     q = JobQueue(db)
+    marker = q.pub({"before": "the tail"})  # its line says the tail has read the queue
     env = {**os.environ, "MJQ_MONGODB_URI": server_uri}
     tail = subprocess.Popen(
-        [sys.executable, "-m", "mjq_notebook.cli", "tail", "--db", db.name, "--duration", "4"],
+        [sys.executable, "-m", "mjq_notebook.cli", "tail", "--db", db.name, "--duration", "60"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
-    time.sleep(1.5)
-    job_id = q.pub({"greeting": "<hello>"})
-    time.sleep(0.5)
-    q.done(q.next(timeout=0))
-    out, err = tail.communicate(timeout=30)
-    assert tail.returncode == 0, err
-    lines = [line for line in out.splitlines() if str(job_id) in line]
-    assert any("waiting" in line and '"<hello>"' in line for line in lines), out
-    assert any("-> done" in line for line in lines), out
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(tail.stdout), daemon=True)
+    reader.start()
+
+    def printed(*words: str) -> bool:
+        return any(all(w in line for w in words) for line in list(lines))
+
+    try:
+        wait_for(lambda: printed(str(marker), "waiting"), 60, "the tail to read the queue")
+        job_id = q.pub({"greeting": "<hello>"})
+        wait_for(lambda: printed(str(job_id), "waiting", '"<hello>"'), 10, "the new job")
+        q.done(q.next(timeout=0))  # the marker (older)
+        q.done(q.next(timeout=0))
+        wait_for(lambda: printed(str(job_id), "-> done"), 10, "the job done")
+    finally:
+        tail.send_signal(signal.SIGINT)  # Ctrl-C: mjq exits quietly with 130
+        assert tail.wait(30) == 130, tail.stderr.read()
+        reader.join(10)
 
 
 @pytest.mark.parametrize("command", ["serve", "pub", "work", "tail", "stats", "demo"])

@@ -81,7 +81,7 @@ def test_concurrent_requeues_requeue_each_job_once(queue, db, server_uri):
     script = (
         "import sys, time; from mjq_notebook import JobQueue, connect; "
         "q = JobQueue(connect(sys.argv[1], sys.argv[2])); "
-        "time.sleep(float(sys.argv[3]) - time.time()); print(q.retry_failed())"
+        "time.sleep(max(0.0, float(sys.argv[3]) - time.time())); print(q.retry_failed())"
     )
     start = str(time.time() + 3)  # the same moment for all, after their imports
     procs = [
