@@ -48,7 +48,9 @@ def check(what: str, measured: float, target: float, note: str = "") -> None:
 
 
 def p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
+    return (
+        statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) > 1 else values[0]
+    )
 
 
 def until(predicate, timeout: float = 10.0) -> float:
