@@ -230,21 +230,28 @@ class Worker:
 
     def _heartbeat(self) -> None:
         """Extend running jobs' leases; now and then, look for jobs lost to eviction."""
-        interval = max(self.queue.lease / 3, 0.05)
+        every = max(self.queue.lease / 3, 0.05)
         next_loss_check = time.monotonic()
+        next_touch = next_loss_check + every
         while True:
+            # each on its own clock: a long lease must not hold the look for losses back
             if time.monotonic() >= next_loss_check:
                 next_loss_check = time.monotonic() + LOSS_CHECK_INTERVAL
                 self._check_losses()
-            if self._halt.wait(interval):
+            if time.monotonic() >= next_touch:
+                next_touch = time.monotonic() + every
+                self._touch_running()
+            if self._halt.wait(max(0.0, min(next_touch, next_loss_check) - time.monotonic())):
                 return
-            with self._lock:
-                jobs = list(self._running.values())
-            for job in jobs:
-                try:
-                    self.queue.touch(job)
-                except AWAY as exc:
-                    self.queue.outage.away(exc, "extending leases")
-                except LeaseLostError as exc:
-                    if not job.finished:  # else it just finished: nothing to extend
-                        log.warning("heartbeat for job %s: %s", job.id, exc)
+
+    def _touch_running(self) -> None:
+        with self._lock:
+            jobs = list(self._running.values())
+        for job in jobs:
+            try:
+                self.queue.touch(job)
+            except AWAY as exc:
+                self.queue.outage.away(exc, "extending leases")
+            except LeaseLostError as exc:
+                if not job.finished:  # else it just finished: nothing to extend
+                    log.warning("heartbeat for job %s: %s", job.id, exc)
