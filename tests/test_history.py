@@ -15,6 +15,7 @@ from pymongo import monitoring
 from mjq_notebook import JobQueue
 from mjq_notebook.analysis import history as history_module
 from mjq_notebook.analysis.history import COLUMNS, summary, throughput
+from mjq_notebook.analysis.timing import format_seconds, significant
 from mjq_notebook.server import client_for
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -349,6 +350,25 @@ def test_throughput_counts_events_and_backlog(queue, known):
     assert table["done"].tolist() == [0, 0, 2, 0]  # 4, 5
     assert table["backlog"].tolist() == [1, 1, 2, 2]  # ends with the waiting and seed jobs
     assert table["running"].tolist() == [1, 2, 0, 1]  # ends with the working job
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(63.6, "1 min 4 s"), (64, "1 min 4 s"), (90, "1 min 30 s"), (252, "4 min 12 s"),
+     (59.99, "1 min"), (120.4, "2 min"), (599.6, "10 min"), (1538, "26 min"),
+     (3569, "59 min"), (3599.6, "1 h"), (3816, "1.1 h"), (5400, "1.5 h"), (12.34 * 3600, "12 h"),
+     (3 * 86400, "3 d"), (0.004, "4 ms"), (0.85, "850 ms"), (12.34, "12.3 s")],
+)  # fmt: skip
+def test_durations_read_as_people_write_them(seconds, text):
+    """Not "1.06 min" (a decimal minute reads as seconds): minutes with whole seconds up to
+    10 min, then whole minutes; hours and days with one decimal at most."""
+    assert format_seconds(seconds) == text
+
+
+def test_small_numbers_keep_their_significant_digits():
+    # notebook 03 once printed "90% of them waited under 0.00 s" for a 4 ms p90
+    assert [significant(v) for v in (0.004, 0.0123, 0.5, 0.09996, 0, 1.234, 850.4)] == [
+        "0.004", "0.0123", "0.5", "0.1", "0", "1.23", "850"]  # fmt: skip
 
 
 def test_accessor_needs_a_history_frame():
