@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
+import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from bson import ObjectId
 
-from mjq_notebook.analysis.history import throughput
+from mjq_notebook.analysis.history import plot_latency, throughput
 from mjq_notebook.analysis.timing import format_seconds
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from mjq_notebook.analysis.ticks import DurationLocator, parse_duration  # noqa: E402
 
 T0 = dt.datetime(2026, 3, 1, 12, 26, 0, tzinfo=dt.timezone.utc)
 
@@ -71,6 +77,63 @@ def test_latency_legend_sits_above_the_bars_and_lines(frame):
         assert labels and all(label.split()[-1] in ("ms", "s", "min", "h") for label in labels)
     [p50, *_] = figure.axes[1].get_legend().get_texts()
     assert p50.get_text() == f"p50 {format_seconds(frame['run_s'].median())}" == "p50 200 ms"
+
+
+ROUND = re.compile(r"[1-9][0-9]* (ms|s|min|h|d)")  # "200 ms", "1 min", "6 h": one unit, whole
+
+
+def drawn(figure: Figure) -> Figure:
+    FigureCanvasAgg(figure)  # a canvas that really renders, so text has its real size
+    figure.canvas.draw()
+    return figure
+
+
+def shown_ticks(ax) -> list:
+    """The x tick labels drawn inside the axis' view, left to right."""
+    low, high = sorted(ax.get_xlim())
+    pairs = zip(ax.get_xticks(), ax.get_xticklabels(), strict=True)
+    return [(at, label) for at, label in pairs if low <= at <= high and label.get_text()]
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [(1, 180), (0.002, 0.006), (0.05, 7200), (55, 110), (600, 3 * 86400), (0.001, 40 * 86400)],
+    ids=["seconds-to-minutes", "milliseconds", "ms-to-hours", "one-minute", "hours", "all"],
+)
+def test_latency_duration_ticks_are_round_distinct_and_never_overlap(low, high):
+    """Today's wait axis over 1 s-3 min read "10 s", "1 min", "1.67 min" with the last two
+    touching: each label now a round duration in one unit, none closer than a space."""
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame({"wait_s": np.geomspace(low, high, 300),
+                          "run_s": rng.lognormal(np.log(0.2), 1.5, 300)})  # fmt: skip
+    for log in (True, False):
+        figure = drawn(plot_latency(frame, log=log))
+        renderer = figure.canvas.get_renderer()
+        for ax in figure.axes:
+            ticks = shown_ticks(ax)
+            texts = [label.get_text() for _, label in ticks]
+            assert len(ticks) >= 2, texts
+            assert len(set(texts)) == len(texts), texts
+            for at, label in ticks:
+                assert label.get_text() in ("0", format_seconds(at)), (at, texts)
+                assert label.get_fontsize() >= 10
+                if log:
+                    assert ROUND.fullmatch(label.get_text()), texts
+                else:  # evenly spaced: "1 min 15 s" is fine, as long as it says the value
+                    assert at == 0 or parse_duration(label.get_text()) == pytest.approx(at)
+            boxes = [label.get_window_extent(renderer) for _, label in ticks]
+            space = 0.3 * ticks[0][1].get_fontsize() * figure.dpi / 72
+            for left, right in itertools.pairwise(boxes):
+                assert left.x1 + space <= right.x0, texts
+        # the percentile legends stay clear of each other, whatever their values' lengths
+        first, second = (ax.get_legend().get_window_extent(renderer) for ax in figure.axes)
+        assert first.x1 < second.x0
+        plt.close(figure)
+
+
+def test_duration_locator_alone_gives_round_ticks():
+    assert DurationLocator(max_ticks=6).tick_values(0, 300) == [0, 60, 120, 180, 240, 300]
+    assert DurationLocator().tick_values(0, 0.004) == [0, 0.001, 0.002, 0.003, 0.004]
 
 
 def test_timeline_axes_read_as_times_and_legends_sit_outside(frame):

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 FLOOR_S = 1e-3  # BSON dates have millisecond precision: shorter times show as 1 ms
 _STAGE_LABELS = {"wait_s": "waiting for a worker", "run_s": "running"}
 _MARKER_STYLES = {"p50": ":", "p90": "--", "p99": "-."}
+# Points; the figure is shown at 100 dpi or so, where matplotlib's 8 pt legends read small.
+TITLE_SIZE, LABEL_SIZE, LEGEND_SIZE = 11, 10, 9
 _BAR = "#4c78a8"
 _MARK = "#d62728"
 
@@ -36,14 +38,18 @@ def plot_latency(
     each plot, clear of the bars and the lines.
     """
     import numpy as np
-    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
+    from matplotlib.ticker import MaxNLocator
+
+    from .ticks import duration_axis
 
     fig = new_figure(figsize=figsize)
     axes = fig.subplots(1, 2)
+    legends = {}
     for ax, (stage, label) in zip(axes, _STAGE_LABELS.items(), strict=True):
         values = frame[stage].dropna().to_numpy(dtype=float)
-        ax.set_title(f"{label} ({len(values):,} jobs)", pad=22, fontsize=10)
-        ax.set_xlabel("duration")
+        ax.set_title(f"{label} ({len(values):,} jobs)", pad=8, fontsize=TITLE_SIZE)
+        ax.set_xlabel("duration", fontsize=LABEL_SIZE)
+        ax.tick_params(labelsize=LABEL_SIZE)
         if not len(values):
             ax.text(0.5, 0.5, "no jobs yet", ha="center", va="center", transform=ax.transAxes)
             continue
@@ -52,21 +58,30 @@ def plot_latency(
             low, high = values.min(), max(values.max(), values.min() * 10)
             edges = np.geomspace(low, high, bins + 1)
             ax.set_xscale("log")
-            ax.xaxis.set_major_locator(FixedLocator(_duration_ticks(low, high)))
-            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             edges = np.linspace(values.min(), values.max() or 1.0, bins + 1)
         ax.hist(values, bins=edges, color=_BAR, alpha=0.85)
+        lines = []
         for name, q in PERCENTILES.items():
             at = float(np.quantile(values, q))
-            ax.axvline(at, color=_MARK, linestyle=_MARKER_STYLES[name], linewidth=1.3,
-                       label=f"{name} {format_seconds(at)}")  # fmt: skip
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _tick_seconds(v)))
+            text, style = f"{name} {format_seconds(at)}", _MARKER_STYLES[name]
+            lines.append(ax.axvline(at, color=_MARK, linestyle=style, linewidth=1.3, label=text))
+        legends[ax] = lines
+        duration_axis(ax.xaxis)  # round durations, labels that never touch
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # whole jobs
-        # above the plot, so it never covers the bars or the percentile lines
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8, frameon=False,
-                  borderaxespad=0.2, handlelength=1.8, columnspacing=1.2)  # fmt: skip
-    axes[0].set_ylabel("jobs")
+    # The legends above the plots, so they never cover the bars or the percentile lines; in
+    # two rows where one would reach into the other plot's ("p50 9 min 12 s   p90 …").
+    widest = max((_legend_width([line.get_label() for line in lines])
+                  for lines in legends.values()), default=0.0)  # fmt: skip
+    rows = 1 if widest <= figsize[0] * 72 / 2 - 24 else 2
+    for ax, lines in legends.items():
+        if rows == 2:  # filled column by column: this order reads p50 p90 / p99
+            lines = [lines[0], lines[2], lines[1]]
+        ax.legend(handles=lines, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=4 - rows,
+                  fontsize=LEGEND_SIZE, frameon=False, borderaxespad=0.2, handlelength=1.8,
+                  columnspacing=1.0)  # fmt: skip
+        ax.set_title(ax.get_title(), pad=6 + rows * LEGEND_SIZE * 1.9, fontsize=TITLE_SIZE)
+    axes[0].set_ylabel("jobs", fontsize=LABEL_SIZE)
     return fig
 
 
@@ -103,7 +118,7 @@ def plot_timeline(
     bottom.set_xlabel("time (UTC)")
     for ax in (top, bottom):
         ax.set_ylim(bottom=0)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=LEGEND_SIZE, frameon=False)
     _time_axis(bottom)
     return fig
 
@@ -129,28 +144,10 @@ def _time_axis(ax: Axes) -> None:
     ax.xaxis.set_major_formatter(formatter)
 
 
-_NICE_SECONDS = [
-    m * 10.0**e for e in range(-3, 3) for m in (1, 2, 5)
-] + [60, 120, 300, 600, 1200, 1800, 3600, 7200, 18000, 43200, 86400]  # fmt: skip
-_ROUND_TICKS = {10.0**e for e in range(-3, 3)} | {60, 600, 3600, 86400}
-
-
-def _duration_ticks(low: float, high: float) -> list[float]:
-    """Round durations (1 ms, 10 ms, 1 s, 1 min, …) between ``low`` and ``high``."""
-    ticks = [t for t in sorted(_NICE_SECONDS) if low * 0.95 <= t <= high * 1.05]
-    if len(ticks) > 5:  # a wide range: powers of ten, and the minute and the hour
-        rounder = [t for t in ticks if t in _ROUND_TICKS]
-        ticks = rounder if len(rounder) >= 3 else ticks
-    while len(ticks) > 5:  # labels like "200 ms" need room on a half-width plot
-        ticks = ticks[::2]
-    if len(ticks) < 2:  # a narrow range between two round values: its ends and middle
-        ticks = [float(f"{t:.2g}") for t in (low, (low * high) ** 0.5, high)]
-    return ticks
-
-
-def _tick_seconds(value: float) -> str:
-    """Tick labels: "5 ms", "2 s", "1 min"."""
-    return "0" if value == 0 else format_seconds(value)
+def _legend_width(labels: list[str]) -> float:
+    """About how wide (points) a one-row legend of these labels is: handle, text, spacing."""
+    ems = sum(1.8 + 0.8 + 0.6 * len(label) for label in labels) + 1.0 * (len(labels) - 1)
+    return ems * LEGEND_SIZE
 
 
 def _auto_freq(frame: pd.DataFrame, points: int = 60) -> str:
