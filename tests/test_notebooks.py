@@ -83,7 +83,8 @@ def run_notebook(source: Path, workdir: Path, env: dict[str, str]) -> nbformat.N
 
 
 def check_outputs(notebook: nbformat.NotebookNode, name: str) -> None:
-    """No stderr output in any cell, and no "nan" in the prose the notebook writes."""
+    """No stderr output in any cell, and no "nan" or durations rounded to zero ("0.00 s") in
+    the prose and tables the notebook writes."""
     for index, cell in enumerate(notebook.cells):
         for out in cell.get("outputs", []):
             if out.output_type == "stream" and out.name == "stderr":
@@ -92,13 +93,22 @@ def check_outputs(notebook: nbformat.NotebookNode, name: str) -> None:
             assert not re.search(r"\bnan\b", markdown, re.I), (
                 f"{name} cell {index} wrote a NaN into its text:\n{markdown}"
             )
+            # a duration rounded away ("waited under 0.00 s" for a 4 ms wait)
+            assert not re.search(r"(?<![\d.])0(\.0+)? (ms|s|min|h)\b", markdown), (
+                f"{name} cell {index} wrote a duration as zero:\n{markdown}"
+            )
+            html = out.get("data", {}).get("text/html", "")
+            assert not re.search(r">0\.00<", html), f"{name} cell {index} shows 0.00:\n{html}"
 
 
 def save_screenshots(notebook: nbformat.NotebookNode) -> None:
     for cell in notebook.cells:
         name = cell.metadata.get("mjq", {}).get("screenshot")
-        images = [out.data["image/png"] for out in cell.get("outputs", []) if "data" in out
-                  and "image/png" in out.data]
+        images = [
+            out.data["image/png"]
+            for out in cell.get("outputs", [])
+            if "data" in out and "image/png" in out.data
+        ]
         if name and images:
             (ROOT / "docs" / name).write_bytes(base64.b64decode(images[0]))
 
