@@ -126,11 +126,6 @@ def _loss_logs(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if "were evicted" in r.getMessage()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker.py _heartbeat looks for losses only between heartbeats (lease / 3 apart): "
-    "with the default lease of 60 s a loss is logged up to 40 s later, not within 30 s",
-)
 def test_a_running_worker_logs_a_loss_within_the_check_interval(db, caplog, monkeypatch):
     """README: running workers log a loss (jobs evicted before they finished) within 30 s.
     A worker looks every LOSS_CHECK_INTERVAL, 30 s by default; shortened here to 1 s so the
