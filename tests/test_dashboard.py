@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -55,9 +56,39 @@ def test_sparkline_draws_created_and_finished_per_step():
     assert "var(--jp-success-color1" in lines[1].get("style")
     empty = sparkline_svg([0] * 60, [0] * 60)
     assert empty != sparkline_svg(made, done)
-    assert "peak 10 per 10 s" in sparkline_svg(made, done, window=600, step=10)
-    assert "no jobs in this time" in empty and "peak" not in _svg(empty).findtext(f"{SVG}text")
-    _svg(empty)
+    labels = " ".join("".join(t.itertext()) for t in root.iter(f"{SVG}text"))
+    assert "created · peak 10 per 10 s" in labels and "finished · peak 4 per 10 s" in labels
+    empty_labels = " ".join("".join(t.itertext()) for t in _svg(empty).iter(f"{SVG}text"))
+    assert "none in this time" in empty_labels and "peak" not in empty_labels
+
+
+def _ys(line: ET.Element) -> list[float]:
+    return [float(p.split(",")[1]) for p in line.get("points").split()]
+
+
+def test_each_sparkline_has_its_own_scale_so_few_finishes_beside_a_burst_show():
+    """On one shared scale 3 finished jobs beside a burst of 500 created lay flat on the
+    axis; each line now spans its own height, its peak named in its label."""
+    made = [0] * 50 + [500] + [0] * 9
+    done = [0] * 55 + [3] + [0] * 4
+    created, finished = (
+        _ys(line) for line in _svg(sparkline_svg(made, done)).iter(f"{SVG}polyline")
+    )
+    for ys in (created, finished):
+        assert max(ys) - min(ys) > 15  # a visible peak, in pixels (the chart is 96 high)
+    assert max(created) - min(created) == pytest.approx(max(finished) - min(finished))
+
+
+def test_chart_labels_are_at_least_11px():
+    texts = [
+        *_svg(sparkline_svg([1, 2, 3], [0, 1, 0])).iter(f"{SVG}text"),
+        *_svg(histogram_svg([0.1, 0.2, 3.0], [1.0, 2.0])).iter(f"{SVG}text"),
+    ]
+    assert texts
+    for text in texts:
+        size = re.search(r"font-size:([\d.]+)px", text.get("style"))
+        assert size and float(size.group(1)) >= 11, text.get("style")
+        assert "tabular-nums" in text.get("style")
 
 
 def _activity(end: int, seconds_ago: list[int]) -> Activity:

@@ -8,11 +8,11 @@ escaped even though it is made from numbers.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 
 from ...analysis.timing import format_seconds
+from ..display import escape
 
 BRAND = "var(--jp-brand-color1,#1976d2)"
 SUCCESS = "var(--jp-success-color1,#388e3c)"
@@ -21,7 +21,15 @@ MARK = "var(--jp-error-color1,#d32f2f)"
 TEXT = "var(--jp-ui-font-color2,#616161)"
 GRID = "var(--jp-border-color2,#e0e0e0)"
 FLOOR_S = 1e-3  # BSON dates have millisecond precision: shorter times count as 1 ms
-_FONT = "font-family:var(--jp-ui-font-family,sans-serif);font-size:9px"
+# Labels of 11 px: the charts are drawn at the size they are shown (the dashboard gives them
+# their width; only an output narrower than a chart scales it down, see _svg). Numbers in
+# tabular figures, so a label does not wobble as its digits change.
+FONT_PX = 11
+LINE_H = FONT_PX + 4  # a line of text
+_FONT = (
+    f"font-family:var(--jp-ui-font-family,sans-serif);font-size:{FONT_PX}px;"
+    "font-variant-numeric:tabular-nums"
+)
 
 
 def rebin(per_second: Sequence[int], end: int, now: float, window: float, step: float) -> list[int]:
@@ -46,41 +54,55 @@ def sparkline_svg(
     window: float = 600.0,
     step: float = 10.0,
     width: int = 300,
-    height: int = 56,
+    height: int = 96,
 ) -> str:
     """Jobs created and finished per ``step`` seconds over the last ``window`` (``made`` and
-    ``done``, one count a step, oldest first), as two lines over a time axis ("-10 min" …
-    "now") and with the peak's scale at the top."""
-    peak = max(0, *made, *done)
-    top = max(1, peak)
-    scale = f"peak {peak} per {_span(step)}" if peak else "no jobs in this time"
-    pad, axis = 3, 12  # the bottom `axis` pixels hold the time labels
-    plot = height - axis
-    baseline = f'<line x1="0" y1="{plot - 0.5}" x2="{width}" y2="{plot - 0.5}" '
-    body = [
-        baseline + f'style="stroke:{GRID};stroke-width:1"/>',
-        _label(0, height - 2, f"-{_span(window)}"),
-        _label(width, height - 2, "now", anchor="end"),
-        _label(width / 2, height - 2, scale, anchor="middle"),
-    ]
-    for counts, colour, name in ((made, BRAND, "created"), (done, SUCCESS, "finished")):
-        points = _line_points(counts, width, plot, pad, top)
+    ``done``, one count a step, oldest first), as two sparklines one above the other over a
+    time axis ("-10 min" … "now").
+
+    Each line has its own scale, named in its label ("peak 500 per 10 s"): on one shared
+    scale the finished jobs lay flat beside a burst of created ones, as if none finished.
+    """
+    axis = LINE_H  # the bottom line holds the time labels
+    row = (height - axis) / 2
+    body = []
+    for index, (counts, colour, name) in enumerate(
+        ((made, BRAND, "created"), (done, SUCCESS, "finished"))
+    ):
+        top = index * row
+        peak = max(0, *counts)
+        scale = f"peak {peak:,} per {_span(step)}" if peak else "none in this time"
+        plot_top, plot_bottom = top + LINE_H + 2, top + row - 3
+        body.append(
+            f'<text x="0" y="{top + LINE_H - 3:.1f}" style="fill:{TEXT};{_FONT}">'
+            f'<tspan style="fill:{colour};font-weight:600">{escape(name)}</tspan>'
+            f" · {escape(scale)}</text>"
+        )
+        body.append(
+            f'<line x1="0" y1="{plot_bottom + 0.5:.1f}" x2="{width}" y2="{plot_bottom + 0.5:.1f}" '
+            f'style="stroke:{GRID};stroke-width:1"/>'
+        )
+        points = _line_points(counts, width, plot_top, plot_bottom, max(1, peak))
         body.append(
             f'<polyline points="{points}" style="fill:none;stroke:{colour};stroke-width:1.5;'
-            f'stroke-linejoin:round"><title>{_esc(name)} per {_esc(_span(step))}</title>'
-            "</polyline>"
+            f'stroke-linejoin:round"><title>{escape(name)} per {escape(_span(step))}: '
+            f"{escape(scale)}</title></polyline>"
         )
+    body.append(_label(0, height - 3, f"-{_span(window)}"))
+    body.append(_label(width, height - 3, "now", anchor="end"))
     title = (
-        f"jobs created (blue) and finished (green) per {_span(step)}, "
-        f"last {_span(window)}; peak {peak}"
+        f"jobs created (blue) and finished (green) per {_span(step)}, last {_span(window)}; "
+        f"each line on its own scale (created peak {max(0, *made)}, finished peak "
+        f"{max(0, *done)})"
     )
     return _svg(width, height, title, body)
 
 
-def _line_points(counts: list[int], width: int, height: int, pad: int, top: int) -> str:
+def _line_points(counts: Sequence[int], width: int, top: float, bottom: float, peak: int) -> str:
+    """A line's points: a count of ``peak`` at ``top``, 0 at ``bottom`` (SVG y grows down)."""
     n = len(counts)
     xs = [width * (i + 0.5) / n for i in range(n)]
-    ys = [height - pad - (height - 2 * pad) * c / top for c in counts]
+    ys = [bottom - (bottom - top) * c / peak for c in counts]
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
 
 
@@ -90,7 +112,7 @@ def histogram_svg(
     *,
     bins: int = 20,
     width: int = 360,
-    height: int = 92,
+    height: int = 96,
 ) -> str:
     """Histograms of wait and run times (seconds) side by side, log-spaced bins, with p50
     and p90 marked and labelled. None and NaN values are skipped."""
@@ -108,16 +130,16 @@ def _panel(
     values: list[float], name: str, colour: str, x0: float, width: float, height: int, bins: int
 ) -> str:
     """One histogram: bars, p50/p90 lines, the name and the range at the bottom."""
-    label_h = 11
-    top_y = 23  # the name, then the percentiles, each on a line of its own above the bars
+    label_h = LINE_H
+    top_y = 2 * LINE_H  # the name, then the percentiles, each on a line of its own above the bars
     plot_h = height - label_h - top_y
-    parts = [_label(x0, 9, f"{name} · {len(values)} jobs")]
+    parts = [_label(x0, LINE_H - 3, f"{name} · {len(values):,} jobs")]
     parts.append(
         f'<line x1="{x0:.1f}" y1="{top_y + plot_h + 0.5:.1f}" x2="{x0 + width:.1f}" '
         f'y2="{top_y + plot_h + 0.5:.1f}" style="stroke:{GRID};stroke-width:1"/>'
     )
     if not values:
-        parts.append(_label(x0 + width / 2, top_y + plot_h / 2 + 3, "no jobs yet", anchor="middle"))
+        parts.append(_label(x0 + width / 2, top_y + plot_h / 2 + 4, "no jobs yet", anchor="middle"))
         return "".join(parts)
     low, high = values[0], max(values[-1], values[0] * 10)
     edges = _log_edges(low, high, bins)
@@ -131,8 +153,8 @@ def _panel(
         parts.append(
             f'<rect x="{x0 + i * bar_w + 0.5:.1f}" y="{top_y + plot_h - h:.1f}" '
             f'width="{max(bar_w - 1, 0.5):.1f}" height="{h:.1f}" style="fill:{colour};'
-            f'opacity:.8"><title>{_esc(format_seconds(edges[i]))} to '
-            f"{_esc(format_seconds(edges[i + 1]))}: {count}</title></rect>"
+            f'opacity:.8"><title>{escape(format_seconds(edges[i]))} to '
+            f"{escape(format_seconds(edges[i + 1]))}: {count}</title></rect>"
         )
     span = math.log(edges[-1] / edges[0])
     for q, dash in ((0.5, "2,2"), (0.9, "5,2")):
@@ -141,11 +163,12 @@ def _panel(
         parts.append(
             f'<line x1="{x:.1f}" y1="{top_y:.1f}" x2="{x:.1f}" y2="{top_y + plot_h:.1f}" '
             f'style="stroke:{MARK};stroke-width:1.2;stroke-dasharray:{dash}">'
-            f"<title>p{round(q * 100)} {_esc(format_seconds(at))}</title></line>"
+            f"<title>p{round(q * 100)} {escape(format_seconds(at))}</title></line>"
         )
     p50, p90 = quantile(values, 0.5), quantile(values, 0.9)
-    parts.append(_label(x0, 20, f"p50 {format_seconds(p50)} · p90 {format_seconds(p90)}"))
-    bottom = top_y + plot_h + label_h
+    percentiles = f"p50 {format_seconds(p50)} · p90 {format_seconds(p90)}"
+    parts.append(_label(x0, 2 * LINE_H - 3, percentiles))
+    bottom = height - 3
     parts.append(_label(x0, bottom, format_seconds(edges[0])))
     parts.append(_label(x0 + width, bottom, format_seconds(edges[-1]), anchor="end"))
     return "".join(parts)
@@ -180,19 +203,15 @@ def _svg(width: int, height: int, title: str, body: list[str]) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" style="max-width:100%;height:auto;'
-        f'overflow:visible"><title>{_esc(title)}</title>{"".join(body)}</svg>'
+        f'overflow:visible"><title>{escape(title)}</title>{"".join(body)}</svg>'
     )
 
 
 def _label(x: float, y: float, text: str, anchor: str = "start") -> str:
     return (
-        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{_esc(anchor)}" '
-        f'style="fill:{TEXT};{_FONT}">{_esc(text)}</text>'
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{escape(anchor)}" '
+        f'style="fill:{TEXT};{_FONT}">{escape(text)}</text>'
     )
-
-
-def _esc(text: str) -> str:
-    return html.escape(str(text))
 
 
 def _span(seconds: float) -> str:
