@@ -1,10 +1,10 @@
 """Follow a queue live: one background watcher per queue feeds every live view of it.
 
-A ``Watcher`` re-reads what the views show (the newest jobs, the counts, the charts'
-``Activity`` and the jobs a view follows) in one background daemon thread and hands immutable
-``Snapshot``s to subscribers (the notebook widgets, ``mjq tail``). Its cost is per refresh,
-not per job: a change only says *that* something changed, and refreshes come at most
-REFRESH_S apart (counts COUNTS_S, charts ACTIVITY_S) however many jobs go by.
+A ``Watcher`` re-reads what the views show (the newest jobs and the working ones, the counts,
+the charts' ``Activity`` and the jobs a view follows) in one background daemon thread and
+hands immutable ``Snapshot``s to subscribers (the notebook widgets, ``mjq tail``). Its cost
+is per refresh, not per job: a change only says *that* something changed, and refreshes come
+at most REFRESH_S apart (counts COUNTS_S, charts ACTIVITY_S) however many jobs go by.
 
 Where the server has change streams (replica sets, SecantusDB) the signal is a stream of the
 queue read one event at a time and opened afresh after each refresh, so events that pile up
@@ -68,6 +68,9 @@ class Snapshot:
     version: int  # bumps on every change
     followed: dict[ObjectId, Job | None] = field(default_factory=dict)  # see Subscription.follow
     counts_at: float = 0.0  # epoch seconds of the counts' read (0: never)
+    # the newest `window` working jobs, read with `jobs`: with a backlog they are older than
+    # the newest jobs, and a view that shows `jobs` alone would hide what is running
+    working: tuple[Job, ...] = ()
 
 
 class Subscription:
@@ -208,6 +211,7 @@ class Watcher:
     def _reset(self) -> None:
         """Forget what a previous run knew (only while no thread runs)."""
         self._jobs: tuple[Job, ...] = ()
+        self._working: tuple[Job, ...] = ()
         self._followed: dict[ObjectId, Job | None] = {}
         self._counts: dict[str, int] = {}
         self._counts_at = 0.0
@@ -345,10 +349,11 @@ class Watcher:
                 size = self._window_size()
                 follow = {sub.followed for sub in self._subs if sub.followed is not None}
             jobs = tuple(self.queue.jobs(limit=size))
-            if jobs != self._jobs:
+            working = self._read_working(jobs, size)
+            if jobs != self._jobs or working != self._working:
                 self._dirty["counts"] = self._dirty["activity"] = True
                 due |= {p for p in ("counts", "activity") if now >= self._read_at[p] + every[p]}
-            self._jobs = jobs
+            self._jobs, self._working = jobs, working
             self._followed = self._read_followed(follow, jobs)
             self._live()  # the rows go out now, not after the slower counts and charts
         if "counts" in due:
@@ -368,6 +373,14 @@ class Watcher:
             self._set_state("live", "")
         self._publish()
         self._notify()
+
+    def _read_working(self, jobs: tuple[Job, ...], size: int) -> tuple[Job, ...]:
+        """The newest ``size`` working jobs. A window that is not full holds every job, so
+        they are in it; else one more small read, by the queue's status index, right after
+        the window's (a job claimed in between shows as working)."""
+        if len(jobs) < size:
+            return tuple(job for job in jobs if job.get("status") == "working")
+        return tuple(self.queue.jobs(status="working", limit=size))
 
     def _read_followed(self, ids: set[ObjectId], jobs: tuple[Job, ...]) -> dict:
         """The followed jobs: from the rows just read, else from the queue (None: gone)."""
@@ -389,6 +402,7 @@ class Watcher:
         current = self._snapshot
         fresh = (
             self._jobs,
+            self._working,
             self._counts,
             self._activity,
             self._followed,
@@ -398,6 +412,7 @@ class Watcher:
         )
         seen = (
             current.jobs,
+            current.working,
             current.counts,
             current.activity,
             current.followed,
@@ -417,6 +432,7 @@ class Watcher:
             version=current.version + 1,
             followed=dict(self._followed),
             counts_at=self._counts_at,
+            working=self._working,
         )
 
     def _notify(self) -> None:
