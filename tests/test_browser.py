@@ -69,7 +69,9 @@ class Lab:
     @property
     def dashboard(self):
         """The dashboard's output in the notebook."""
-        return self.page.locator(".jp-OutputArea-output").filter(has=self.publish_button).first
+        # found by its editor: the publish button's label changes with the number of copies
+        editor = self.page.locator(".mjq-editor")
+        return self.page.locator(".jp-OutputArea-output").filter(has=editor).first
 
     @property
     def publish_button(self):
@@ -115,6 +117,7 @@ def lab(tmp_path_factory, client, server_uri):
             "q.counts()  # the client's threads have started: count from here\n"
             f"threads_before = {THREADS}\n"
             "q.dashboard()",
+            "q.explore()",
         ],
     )
     home = tmp_path_factory.mktemp("jupyter-home")
@@ -182,6 +185,96 @@ def test_publish_in_the_page_writes_the_job(lab):
     assert doc["data"] == {"browser": token, "n": 1} and doc["status"] == "waiting"
     expect(lab.dashboard).to_contain_text(str(doc["_id"]), timeout=5_000)
     expect(lab.row(token)).to_be_visible(timeout=5_000)
+
+
+def test_one_publish_button_says_how_many_and_publishes_that_many(lab):
+    token = f"copies-{uuid.uuid4().hex[:8]}"
+    lab.dashboard.locator(".mjq-editor textarea").fill(f'{{"browser": "{token}"}}')
+    copies = lab.dashboard.locator(
+        "xpath=.//label[normalize-space()='copies']/following-sibling::input"
+    )
+    copies.fill("3")
+    copies.press("Tab")
+    button = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Publish 3 copies$"))
+    expect(button).to_be_visible(timeout=5_000)
+    assert lab.publish_button.count() == 0  # no "Publish" beside it that publishes one
+    button.click()
+    deadline = time.monotonic() + 10
+    while lab.queue.collection.count_documents({"data.browser": token}) < 3:
+        assert time.monotonic() < deadline, "the three copies never reached MongoDB"
+        time.sleep(0.1)
+    time.sleep(0.3)
+    assert lab.queue.collection.count_documents({"data.browser": token}) == 3
+    copies.fill("1")
+    copies.press("Tab")
+    expect(lab.publish_button).to_be_visible(timeout=5_000)
+
+
+OUTPUT_WIDTH = 953  # JupyterLab's and Notebook 7's output area in the report of a scrollbar
+
+# Every box of an output that would show a horizontal scrollbar (its content wider than it),
+# and the size chart labels are drawn at (an SVG narrower than its viewBox scales them down).
+MEASURE = """(output) => {
+    const wide = [];
+    for (const el of [output, ...output.querySelectorAll("*")]) {
+        const overflow = getComputedStyle(el).overflowX;
+        if ((overflow === "auto" || overflow === "scroll") && el.scrollWidth > el.clientWidth) {
+            wide.push(`${el.className} ${el.scrollWidth} > ${el.clientWidth}`);
+        }
+    }
+    const labels = [...output.querySelectorAll("svg text")].map((text) => {
+        const svg = text.ownerSVGElement;
+        const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+        return parseFloat(getComputedStyle(text).fontSize) * scale;
+    });
+    return {width: output.clientWidth, wide, labels};
+}"""
+
+
+def test_no_horizontal_scrollbar_at_953px_and_chart_labels_of_11px(lab):
+    """A 957 px box in a 953 px output area put a scrollbar under the dashboard and the
+    explorer (widgets 100% wide plus their 2 px margins)."""
+    explorer = lab.page.locator(".jp-OutputArea-output").filter(has_text="group by").first
+    expect(explorer.locator("img")).to_be_visible(timeout=30_000)
+    original = lab.page.viewport_size
+    try:
+        for _ in range(5):  # the output area is as wide as the window less a fixed margin
+            width = lab.dashboard.evaluate("(output) => output.clientWidth")
+            if width == OUTPUT_WIDTH:
+                break
+            size = lab.page.viewport_size
+            lab.page.set_viewport_size(
+                {"width": size["width"] + OUTPUT_WIDTH - width, "height": size["height"]}
+            )
+            lab.page.wait_for_timeout(500)
+        lab.page.wait_for_timeout(1000)  # the charts redraw, the layout settles
+        for name, output in (("dashboard", lab.dashboard), ("explorer", explorer)):
+            found = output.evaluate(MEASURE)
+            assert found["width"] == OUTPUT_WIDTH, found
+            assert found["wide"] == [], f"the {name} overflows at {OUTPUT_WIDTH} px: {found}"
+        labels = lab.dashboard.evaluate(MEASURE)["labels"]
+        assert labels and min(labels) >= 11 - 0.01, labels
+    finally:
+        lab.page.set_viewport_size(original)
+
+
+def test_table_columns_stand_still_as_values_change(lab):
+    """The columns keep their places as texts of other lengths arrive ("due in 59.8 min"
+    beside "1.2 s …") and as the live cells count on."""
+    header = lab.dashboard.locator(".mjq-tail thead th")
+
+    def places() -> list[int]:
+        return [round(box["x"]) for box in (th.bounding_box() for th in header.all())]
+
+    token = f"columns-{uuid.uuid4().hex[:8]}"
+    lab.queue.pub({"browser": token})
+    expect(lab.row(token)).to_be_visible(timeout=5_000)
+    before = places()
+    delayed = f"columns-due-{uuid.uuid4().hex[:8]}"
+    lab.queue.pub({"browser": delayed}, delay=3590)  # "due in 59.8 min"
+    expect(lab.row(delayed)).to_contain_text("due in", timeout=5_000)
+    lab.page.wait_for_timeout(1200)  # and the live cells tick
+    assert places() == before, (before, places())
 
 
 # Jobs like a real queue's, for the screenshots: (data, seconds of work, error or None).

@@ -58,7 +58,7 @@ def form(queue):
 def test_default_example_is_valid_and_publishes_one_job(form, queue):
     assert json.loads(form.editor.value) == {"message": "hello world!"}
     assert not form.publish_button.disabled
-    assert not form.publish_copies_button.disabled
+    assert form.publish_button.description == "Publish"
     form.publish_button.click()
     [job] = queue.jobs()
     assert job.data == {"message": "hello world!"}
@@ -68,7 +68,7 @@ def test_default_example_is_valid_and_publishes_one_job(form, queue):
 
 def test_every_control_says_what_it_does(form):
     controls = [form.editor, form.priority, form.delay, form.max_attempts, form.copies]
-    for control in [*controls, form.publish_button, form.publish_copies_button]:
+    for control in [*controls, form.publish_button]:
         assert control.tooltip, control
         assert control.description, control
 
@@ -85,9 +85,10 @@ def test_every_control_says_what_it_does(form):
 def test_bad_json_is_reported_inline_and_writes_nothing(form, queue, text, expected):
     form.editor.value = text
     assert expected in _message(form)
-    assert form.publish_button.disabled and form.publish_copies_button.disabled
+    assert form.publish_button.disabled
     form.publish_button.click()
-    form.publish_copies_button.click()
+    form.copies.value = 3
+    form.publish_button.click()
     assert form.publish(3) == []
     assert _written(queue) == 0
 
@@ -115,7 +116,8 @@ def test_unstorable_data_is_reported_inline_and_writes_nothing(form, queue, text
     assert expected in _message(form)
     assert form.publish_button.disabled
     form.publish_button.click()
-    form.publish_copies_button.click()
+    form.copies.value = 3
+    form.publish_button.click()
     assert _written(queue) == 0
 
 
@@ -134,11 +136,9 @@ def test_n_copies_publish_identical_jobs_with_the_options(form, queue):
     form.priority.value = 7
     form.delay.value = 30.0
     form.max_attempts.value = 2
-    assert form.publish_copies_button.layout.display == "none"  # 1 copy: "Publish" does it
     form.copies.value = 5
-    assert form.publish_copies_button.description == "Publish 5 copies"
-    assert form.publish_copies_button.layout.display is None  # shown
-    form.publish_copies_button.click()
+    assert form.publish_button.description == "Publish 5 copies"
+    form.publish_button.click()
     jobs = queue.jobs(limit=10)
     assert len(jobs) == 5
     for job in jobs:
@@ -157,7 +157,7 @@ def test_copies_are_bounded(form):
     form.copies.value = 50_000
     assert form.copies.value == 10_000
     form.copies.value = 1
-    assert form.publish_copies_button.description == "Publish 1 copy"
+    assert form.publish_button.description == "Publish"
 
 
 def test_a_queue_that_cant_take_jobs_is_reported_inline(db):
@@ -193,7 +193,7 @@ def test_on_publish_hears_the_new_ids(form, queue):
     heard = []
     form.on_publish(heard.append)
     form.copies.value = 2
-    form.publish_copies_button.click()
+    form.publish_button.click()
     assert heard == [[job.id for job in reversed(queue.jobs())]]
 
 
@@ -220,6 +220,34 @@ def test_repr_is_short_text(form):
 def test_copies_too_big_for_one_publish_write_nothing(form, queue):
     form.editor.value = json.dumps({"blob": "x" * (7 * 2**20)})
     form.copies.value = 10
-    form.publish_copies_button.click()
+    form.publish_button.click()
     assert "nothing was published" in _message(form)
     assert _written(queue) == 0
+
+
+def buttons(widget: widgets.Widget) -> list[widgets.Button]:
+    """The buttons in ``widget``'s tree that a browser shows (display not "none")."""
+    found = []
+    if widget.layout.display != "none":
+        if isinstance(widget, widgets.Button):
+            found.append(widget)
+        for child in getattr(widget, "children", ()):
+            found.extend(buttons(child))
+    return found
+
+
+@pytest.mark.parametrize("copies, label", [(1, "Publish"), (3, "Publish 3 copies")])
+def test_one_publish_button_says_how_many_and_publishes_that_many(form, queue, copies, label):
+    form.copies.value = copies
+    shown = [button.description for button in buttons(form)]
+    assert shown == [label]  # no "Publish" beside a "Publish 3 copies"
+    assert str(copies) in form.publish_button.tooltip or copies == 1
+    form.publish_button.click()
+    assert _written(queue) == copies
+    assert f"published {copies} job" in _message(form)
+
+
+def test_the_old_name_of_the_copies_button_is_the_publish_button(form, queue):
+    form.copies.value = 2
+    form.publish_copies_button.click()  # notebooks written before the one button still run
+    assert _written(queue) == 2

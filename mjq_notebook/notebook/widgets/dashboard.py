@@ -10,7 +10,6 @@ idle. Both stop on ``close()`` or when the dashboard is no longer shown anywhere
 
 from __future__ import annotations
 
-import html
 import logging
 import math
 import threading
@@ -24,8 +23,10 @@ from pymongo.errors import PyMongoError
 from ...errors import ServerUnavailable
 from .. import display
 from ..activity import Activity
+from ..display import escape
 from ..watch import Snapshot, Watcher
 from .charts import histogram_svg, rebin, sparkline_svg
+from .lifecycle import Lifecycle
 from .publisher import Publisher
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ TICK_S = 1.0  # the chart thread looks at least this often (for the sparkline's 
 HEADER_RATE = 2.0  # snapshots a second for the header
 
 
-class Dashboard(widgets.VBox):
+class Dashboard(Lifecycle, widgets.VBox):
     """Counters, throughput and latency of ``queue`` live, over its tail and a publish form.
 
     ``.counters``, ``.sparkline`` and ``.histogram`` are HTML widgets (the charts inline SVG);
@@ -59,12 +60,16 @@ class Dashboard(widgets.VBox):
         self.watcher = Watcher.of(queue)
         self._subscription: Subscription | None = None
         self._charts: _ChartThread | None = None
-        self._closed = True  # until __init__ has made everything close() closes
         self._stopped = False  # stop() called: stay still even when shown again
         self._histogram_of: tuple = ()  # the latency sample last drawn
-        self.counters = widgets.HTML(layout=widgets.Layout(flex="1 1 320px", min_width="320px"))
-        self.sparkline = widgets.HTML(layout=widgets.Layout(flex="0 1 290px"))
-        self.histogram = widgets.HTML(layout=widgets.Layout(flex="0 1 340px"))
+        # The charts keep their drawn size (their labels stay 11 px) and wrap onto a line of
+        # their own where the output is narrow; the counters take what is left, their badges
+        # wrapping inside it. At 953 px all three fit on one line.
+        self.counters = widgets.HTML(layout=widgets.Layout(flex="1 1 240px", min_width="0"))
+        self.sparkline = widgets.HTML(
+            layout=widgets.Layout(flex="0 0 auto", max_width="100%", margin="2px 16px 2px 2px")
+        )
+        self.histogram = widgets.HTML(layout=widgets.Layout(flex="0 0 auto", max_width="100%"))
         self.tail = Tail(queue, limit=limit, counters=False)  # the header shows them
         self.publisher = Publisher(queue)
         self.tail.on_copy(self.publisher.load)
@@ -78,7 +83,6 @@ class Dashboard(widgets.VBox):
         # The stylesheet goes once, in a widget that never changes; the live parts only
         # carry their classes, so each update is small.
         heading = widgets.HTML(display.stylesheet() + _heading("Publish a job"))
-        self._parts = [header, heading]
         self._render_charts(self.watcher.snapshot, force=True)
         self._render_counters(self.watcher.snapshot)
         super().__init__(
@@ -88,9 +92,8 @@ class Dashboard(widgets.VBox):
             ),
             **kwargs,
         )
-        self._view_count = 0  # have the front end count its views (see _on_views)
-        self.observe(self._on_views, names="_view_count")
-        self._closed = False
+        self._follow_views()
+        self._opened()
         self._start()
 
     # -- life --------------------------------------------------------------------------------
@@ -133,25 +136,17 @@ class Dashboard(widgets.VBox):
         if charts is not None:
             charts.stop()
 
-    def _on_views(self, change: dict[str, Any]) -> None:
-        """Stop when the last view goes (its cell re-run or cleared); resume when shown again."""
-        old, new = change["old"] or 0, change["new"] or 0
-        if new == 0 and old > 0:
-            self._stop()
-        elif new > 0:
-            self._start()
-
-    def close(self) -> None:
-        """Stop the header's subscription and chart thread, the tail and the form."""
-        if getattr(self, "_closed", True):  # closed, or __init__ failed (Widget.__del__)
-            return
-        self._closed = True
+    def _no_longer_shown(self) -> None:
+        """The last view went (its cell re-run or cleared): stop; ``_shown_again`` resumes."""
         self._stop()
-        self.tail.close()
-        self.publisher.close()
-        for part in [*self._parts, self.counters, self.sparkline, self.histogram]:
-            part.close()
-        super().close()
+
+    def _shown_again(self) -> None:
+        self._start()
+
+    def _halt(self) -> None:
+        """On ``close()``: stop the header's subscription and chart thread (the tail and the
+        form close as parts of the dashboard)."""
+        self._stop()
 
     # -- drawing -----------------------------------------------------------------------------
 
@@ -229,14 +224,14 @@ def counters_html(
     dimmed and say when they were read."""
     counts = snapshot.counts if counts is None else counts
     badges = display.counts_html(counts) if counts else "<span class='mjq-dim'>counting…</span>"
-    small = "class='mjq-dim' style='font-size:11px'"
+    small = _CAPTION
     if stopped:
         state = f"<span {small}>stopped: start() resumes</span>"
     elif snapshot.state == "live":  # the tail below says so; here only how it follows
-        state = f"<span {small}>via {_e(snapshot.mode)}</span>"
+        state = f"<span {small}>via {escape(snapshot.mode)}</span>"
     elif snapshot.state == "reconnecting":
         reason = f": {snapshot.message}" if snapshot.message else ""
-        state = f"<div class='mjq-warn'>reconnecting…{_e(reason)}</div>"
+        state = f"<div class='mjq-warn'>reconnecting…{escape(reason)}</div>"
         if counts and snapshot.counts_at:
             read = time.strftime("%H:%M:%S", time.gmtime(snapshot.counts_at))
             badges = (
@@ -244,7 +239,7 @@ def counters_html(
                 f"is unreachable'>{badges}</div><span {small}>as of {read} UTC</span>"
             )
     else:
-        state = f"<span {small}>{_e(snapshot.state)}…</span>"
+        state = f"<span {small}>{escape(snapshot.state)}…</span>"
     return _wrap(f"{badges}<div>{state}</div>")
 
 
@@ -272,14 +267,7 @@ def sparkline_html(activity: Activity, now: float) -> str:
     svg = sparkline_svg(made, done, window=window, step=step, width=280)
     per_s = sum(rebin(activity.finished, activity.end, now, RATE_S, 1.0)) / RATE_S
     caption = f"last {window / 60:g} min · {per_s:.1f} jobs/s finished (last {RATE_S:g} s)"
-    legend = (
-        "<span style='color:var(--jp-brand-color1,#1976d2)'>━ created</span> "
-        "<span style='color:var(--jp-success-color1,#388e3c)'>━ finished</span>"
-    )
-    return _wrap(
-        f"<div style='font-size:11px' class='mjq-dim'>{_e(caption)}</div>{svg}"
-        f"<div style='font-size:11px'>{legend}</div>"
-    )
+    return _wrap(f"<div {_CAPTION}>{escape(caption)}</div>{svg}")
 
 
 def histogram_html(activity: Activity) -> str:
@@ -288,16 +276,16 @@ def histogram_html(activity: Activity) -> str:
     svg = histogram_svg(activity.wait_s, activity.run_s, width=330)
     jobs = len(activity.run_s)
     caption = f"latency of the last {jobs:,} finished job{'' if jobs == 1 else 's'}"
-    return _wrap(f"<div style='font-size:11px' class='mjq-dim'>{_e(caption)}</div>{svg}")
+    return _wrap(f"<div {_CAPTION}>{escape(caption)}</div>{svg}")
+
+
+_CAPTION = "class='mjq-dim' style='font-size:11px'"
 
 
 def _heading(text: str) -> str:
-    return _wrap(f"<div class='mjq-h' style='margin-top:8px'>{_e(text)}</div>")
+    return _wrap(f"<div class='mjq-h' style='margin-top:8px'>{escape(text)}</div>")
 
 
 def _wrap(body: str) -> str:
-    return f'<div class="mjq">{body}</div>'
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text))
+    # tabular figures: counts and rates keep their width as their digits change
+    return f'<div class="mjq" style="font-variant-numeric:tabular-nums">{body}</div>'

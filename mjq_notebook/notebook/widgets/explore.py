@@ -8,7 +8,6 @@ and dropped; it is never left open in pyplot, so nothing is drawn twice.
 
 from __future__ import annotations
 
-import html
 import io
 import sys
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ import ipywidgets as widgets
 
 from ...job import STATUSES
 from .. import display
+from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,7 +31,7 @@ _ERROR = "color:var(--jp-error-color1,#d32f2f)"
 _MUTED = "color:var(--jp-ui-font-color2,#757575)"
 
 
-class Explorer(widgets.VBox):
+class Explorer(Lifecycle, widgets.VBox):
     """Explore job history: pick a time range, statuses and a grouping, press Refresh.
 
     ``Explorer(queue)`` reads the queue's history; ``Explorer(frame=df)`` works on a history
@@ -84,20 +84,23 @@ class Explorer(widgets.VBox):
             tooltip="Load the history again with these settings",
         )
         self.message = widgets.HTML()
-        self.table = widgets.HTML(layout=widgets.Layout(width="100%", overflow="auto"))
+        # stretched, not width 100%: 100% plus the widget's 2 px margins overflowed the
+        # explorer (a 957 px box in a 953 px output, with a scrollbar under it)
+        self.table = widgets.HTML(layout=widgets.Layout(align_self="stretch", overflow="auto"))
         self.plot = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.refresh_button.on_click(lambda _: self.refresh())
         self.by.observe(lambda _: self._render_table(), names="value")
         left = widgets.VBox([self.since, self.by, self.refresh_button])
-        self._controls = widgets.HBox(
+        controls = widgets.HBox(
             [left, self.status],
             layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"),
         )
         super().__init__(
-            [self._controls, self.message, self.table, self.plot],
+            [controls, self.message, self.table, self.plot],
             layout=kwargs.pop("layout", widgets.Layout(width="100%", max_width="1000px")),
             **kwargs,
         )
+        self._opened()
         self.refresh()
 
     # -- loading -----------------------------------------------------------------------------
@@ -176,16 +179,8 @@ class Explorer(widgets.VBox):
             self._note(f"couldn't draw the plot: {type(exc).__name__}: {exc}", _ERROR, True)
 
     def _note(self, text: str, style: str, append: bool = False) -> None:
-        line = f"<div style='{style};font-size:12px'>{html.escape(text)}</div>"
+        line = f"<div style='{style};font-size:12px'>{display.escape(text)}</div>"
         self.message.value = (self.message.value if append else "") + line
-
-    def close(self) -> None:
-        """Close the explorer and its controls."""
-        controls = getattr(self, "_controls", None)  # None: __init__ failed (Widget.__del__)
-        if controls is not None:
-            for child in (*controls.children, controls, *self.children):
-                child.close()
-        super().close()
 
     def __repr__(self) -> str:
         rows = "not loaded" if self.frame is None else f"{len(self.frame):,} jobs"

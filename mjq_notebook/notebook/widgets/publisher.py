@@ -1,4 +1,5 @@
-"""The publish form: a JSON editor with live validation, job options, Publish and Publish N.
+"""The publish form: a JSON editor with live validation, job options, a number of copies and
+one Publish button whose label says how many it publishes.
 
 Built from ipywidgets core controls only, so it works wherever ipywidgets does. Everything
 runs on the kernel's own thread (observers and button clicks); no background thread.
@@ -6,7 +7,6 @@ runs on the kernel's own thread (observers and button clicks); no background thr
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 from collections.abc import Callable
@@ -16,6 +16,8 @@ import ipywidgets as widgets
 
 from ...errors import InvalidQueueError, PublishError
 from ...job import stored_size
+from ..display import escape
+from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     from bson import ObjectId
@@ -67,11 +69,11 @@ def _json_error(text: str, exc: json.JSONDecodeError) -> str:
     return f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})\n{snippet}\n{caret}"
 
 
-class Publisher(widgets.VBox):
+class Publisher(Lifecycle, widgets.VBox):
     """A form that publishes jobs to ``queue``: JSON data, priority, delay, max attempts.
 
     Bad JSON or data MongoDB can't store is reported under the editor as you type, and the
-    publish buttons stay disabled until it is fixed; a failed publish is reported there too
+    publish button stays disabled until it is fixed; a failed publish is reported there too
     and never raises into the notebook. ``on_publish(callback)`` is told the new ids.
     """
 
@@ -88,8 +90,7 @@ class Publisher(widgets.VBox):
             tooltip="The job's data as JSON: any JSON value (an object, a list, a string…)",
             rows=8,
             continuous_update=True,
-            # stretched, not 100%: 100% plus the widget's margin overflows the form's box
-            layout=widgets.Layout(width="auto", align_self="stretch"),
+            layout=widgets.Layout(width="auto", align_self="stretch"),  # as message, below
         )
         self.editor.add_class("mjq-editor")
         self.priority = widgets.IntText(
@@ -120,35 +121,31 @@ class Publisher(widgets.VBox):
             min=1,
             max=MAX_COPIES,
             description="copies",
-            tooltip=f"How many identical jobs 'Publish N copies' creates (1 to {MAX_COPIES:,})",
+            tooltip=f"How many identical jobs Publish creates (1 to {MAX_COPIES:,})",
             layout=widgets.Layout(width="150px"),
             style={"description_width": "50px"},
         )
+        # One button for any number of copies, its label saying how many (see _on_copies): a
+        # "Publish" beside a "Publish 3 copies" read as if both published three.
         self.publish_button = widgets.Button(
-            description="Publish",
-            button_style="primary",
-            icon="paper-plane",
-            tooltip="Publish one job with this data",
+            button_style="primary", icon="paper-plane", layout=widgets.Layout(width="auto")
         )
-        self.publish_copies_button = widgets.Button(
-            description="Publish 1 copy",
-            tooltip="Publish as many identical jobs as 'copies' says, in one round trip",
-            layout=widgets.Layout(display="none"),  # shown once copies > 1 (see _on_copies)
-        )
-        self.message = widgets.HTML(layout=widgets.Layout(width="100%"))
+        # stretched, not width 100%: 100% plus the widget's 2 px margins overflowed the form
+        # (a 957 px box in a 953 px output, with a scrollbar under it)
+        self.message = widgets.HTML(layout=widgets.Layout(align_self="stretch"))
         self._style = widgets.HTML(_STYLE, layout=widgets.Layout(height="0px", margin="0"))
         self.editor.observe(self._validate, names="value")
         for control in (self.priority, self.delay, self.max_attempts):
             control.observe(self._validate, names="value")
         self.copies.observe(self._on_copies, names="value")
-        self.publish_button.on_click(lambda _: self.publish(1))
-        self.publish_copies_button.on_click(lambda _: self.publish(self.copies.value))
+        self._on_copies({"new": self.copies.value})
+        self.publish_button.on_click(lambda _: self.publish(self.copies.value))
         options = widgets.HBox(
             [self.priority, self.delay, self.max_attempts],
             layout=widgets.Layout(flex_flow="row wrap"),
         )
         buttons = widgets.HBox(
-            [self.publish_button, self.copies, self.publish_copies_button],
+            [self.copies, self.publish_button],
             layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
         )
         super().__init__(
@@ -157,6 +154,7 @@ class Publisher(widgets.VBox):
             **kwargs,
         )
         self._validate()
+        self._opened()
 
     # -- state -------------------------------------------------------------------------------
 
@@ -184,19 +182,29 @@ class Publisher(widgets.VBox):
             return "delay must be 0 or more seconds"
         return ""
 
+    @property
+    def publish_copies_button(self) -> widgets.Button:
+        """The publish button (its former name, when copies had a button of their own)."""
+        return self.publish_button
+
     def _on_copies(self, change: Any) -> None:
-        """Name the copies button after the number; with 1 copy "Publish" says it all."""
+        """Label the button with what it does: "Publish" for one job, "Publish 3 copies"."""
         n = change["new"]
-        self.publish_copies_button.description = f"Publish {n:,} cop{'y' if n == 1 else 'ies'}"
-        self.publish_copies_button.layout.display = "none" if n == 1 else None
+        with self.publish_button.hold_sync():
+            if n == 1:
+                self.publish_button.description = "Publish"
+                self.publish_button.tooltip = "Publish one job with this data"
+            else:
+                self.publish_button.description = f"Publish {n:,} copies"
+                self.publish_button.tooltip = (
+                    f"Publish {n:,} identical jobs with this data, in one round trip"
+                )
 
     def _set_buttons(self) -> None:
-        disabled = self._busy or not self.valid
-        self.publish_button.disabled = disabled
-        self.publish_copies_button.disabled = disabled
+        self.publish_button.disabled = self._busy or not self.valid
 
     def _show(self, text: str, style: str, kind: str = "error") -> None:
-        body = html.escape(text)
+        body = escape(text)
         self.message.value = (
             f"<div data-kind='{kind}' style='{style};white-space:pre-wrap;"
             f"font-family:var(--jp-code-font-family,monospace);font-size:12px'>{body}</div>"
@@ -277,19 +285,9 @@ class Publisher(widgets.VBox):
         else:
             self._callbacks.append(callback)
 
-    def close(self) -> None:
-        """Close the form and its controls (their front-end views go away)."""
-        if not hasattr(self, "message"):  # __init__ failed (close() runs from Widget.__del__)
-            return
+    def _halt(self) -> None:
+        """On ``close()``, before the controls close: forget the listeners."""
         self._callbacks.clear()
-        for child in self._controls():
-            child.close()
-        super().close()
-
-    def _controls(self) -> list[widgets.Widget]:
-        boxes = [child for child in self.children if isinstance(child, widgets.Box)]
-        inner = [control for box in boxes for control in box.children]
-        return [*inner, *boxes, self._style, self.editor, self.message]
 
     def __repr__(self) -> str:
         state = "valid" if self.valid else f"invalid: {self._problem.splitlines()[0]}"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import html
 import json
 import logging
 import pathlib
@@ -33,6 +32,7 @@ from ...errors import ServerUnavailable
 from ...job import STATUSES, Job
 from .. import display
 from ..watch import Snapshot, Subscription, Watcher
+from .lifecycle import Lifecycle
 
 try:
     import anywidget
@@ -52,11 +52,15 @@ QUERY_RATE = 2.0  # with a status filter or a search, re-reads of the queue a se
 SEARCH_SCAN = 10  # a search looks through this many times `limit` newest jobs
 REQUEUE_SCAN = 10_000  # failed jobs a search looks through for "requeue all"
 PREVIEW_WIDTH = 80
+FREEZE = ("Freeze view", "pause")  # the view-pause button's label and icon, and frozen:
+RESUME = ("Resume view", "play")
+FREEZE_TIP = "stops updating this table; the queue keeps running"
 
 
 class JobTable(anywidget.AnyWidget):
     """The tail's table: ``rows`` (dicts of strings keyed by ``"id"``), ``selected`` (a job
-    id, set by a click) and ``state`` ("live", "paused", "reconnecting…: why")."""
+    id, set by a click) and ``state`` ("live", "paused": the view is frozen, "reconnecting…:
+    why")."""
 
     _esm = _STATIC / "tail.js"
     _css = _STATIC / "tail.css"
@@ -72,7 +76,7 @@ class JobTable(anywidget.AnyWidget):
         return f"<JobTable {len(self.rows)} rows, {self.state}>"
 
 
-class Tail(W.VBox):
+class Tail(Lifecycle, W.VBox):
     """The newest ``limit`` jobs of ``queue``, live. See the module docstring."""
 
     def __init__(self, queue: JobQueue, limit: int = 50, *, counters: bool = True) -> None:
@@ -89,17 +93,17 @@ class Tail(W.VBox):
         self._row_cache: dict[Any, tuple[Job, dict[str, str]]] = {}  # see _rows_of
         self._detail_job: Job | None = None
         self._copy_callbacks: list[Callable[[Any], None]] = []
-        self._closed = False
 
         self.table = JobTable()
-        self.table._view_count = 0  # let the front end count its views (see _views_changed)
         self.status_filter = W.Dropdown(
             options=["all", *STATUSES], value="all", description="status", layout={"width": "11em"}
         )
         self.status_filter.style.description_width = "auto"
         self.search = W.Text(placeholder="id prefix or text in the data", layout={"width": "20em"})
+        # It freezes this view only: the queue (and the dashboard's counters) keep going,
+        # which a bare "Pause" beside a queue's counters does not say.
         self.pause_button = W.ToggleButton(
-            description="Pause", icon="pause", tooltip="stop following the queue"
+            description=FREEZE[0], icon=FREEZE[1], tooltip=FREEZE_TIP, layout={"width": "auto"}
         )
         self.counters = W.HTML(layout={} if counters else {"display": "none"})
         self.message = W.HTML()
@@ -147,12 +151,13 @@ class Tail(W.VBox):
         self.search.observe(self._filter_changed, "value")
         self.pause_button.observe(self._pause_changed, "value")
         self.table.observe(self._selected_changed, "selected")
-        self.table.observe(self._views_changed, "_view_count")
         self.requeue_button.on_click(self._requeue)
         self.requeue_all_button.on_click(self._ask_requeue_all)
         self.confirm_button.on_click(self._confirm_requeue_all)
         self.cancel_button.on_click(self._cancel_requeue_all)
         self.copy_button.on_click(self._copy)
+        self._follow_views(self.table)
+        self._opened()
         self._subscribe()
 
     # -- public -------------------------------------------------------------------------
@@ -168,15 +173,11 @@ class Tail(W.VBox):
         else:
             self._copy_callbacks.append(callback)
 
-    def close(self) -> None:
-        """Stop following the queue (the watcher's thread ends with its last subscriber)."""
-        if self._closed:
-            return
-        self._closed = True
+    def _halt(self) -> None:
+        """On ``close()``: stop following the queue (the watcher's thread ends with its last
+        subscriber)."""
         self._unsubscribe()
-        for child in self._widgets():
-            child.close()
-        super().close()
+        self._copy_callbacks.clear()
 
     def __repr__(self) -> str:
         return f"<Tail {self.queue.db.name}.{self.queue.name}: {self.table!r}>"
@@ -262,7 +263,7 @@ class Tail(W.VBox):
         """The jobs to show: the window, or (filtered) a read of the queue (the subscription's
         rate keeps those to QUERY_RATE a second); None to leave the rows as they are."""
         if status is None and not term:
-            return list(snapshot.jobs[: self.limit])
+            return in_sight(snapshot.working, snapshot.jobs, self.limit)
         try:
             if not term:
                 return list(self.queue.jobs(status=status, limit=self.limit))
@@ -284,21 +285,23 @@ class Tail(W.VBox):
             sub.resend()
 
     def _pause_changed(self, change: Any) -> None:
+        """Freeze the view (the table shows "paused", the front end words it) or resume."""
         if change["new"]:
             self._unsubscribe()
-            self.pause_button.description, self.pause_button.icon = "Resume", "play"
+            self.pause_button.description, self.pause_button.icon = RESUME
             with self._lock:
                 _assign(self.table, "state", "paused")
         else:
-            self.pause_button.description, self.pause_button.icon = "Pause", "pause"
+            self.pause_button.description, self.pause_button.icon = FREEZE
             self._subscribe()
 
-    def _views_changed(self, change: Any) -> None:
-        """A tail no longer shown anywhere stops following the queue; shown again, resumes."""
-        old, new = change["old"] or 0, change["new"] or 0
-        if old > 0 and new == 0:
-            self._unsubscribe()
-        elif new > 0 and old == 0 and not self.pause_button.value:
+    def _no_longer_shown(self) -> None:
+        """A tail no longer shown anywhere stops following the queue..."""
+        self._unsubscribe()
+
+    def _shown_again(self) -> None:
+        """...and follows it again when shown, unless its view is frozen."""
+        if not self.pause_button.value:
             self._subscribe()
 
     # -- selection and detail ------------------------------------------------------------
@@ -399,15 +402,7 @@ class Tail(W.VBox):
                 log.exception("mjq: an on_copy callback failed")
 
     def _say(self, text: str) -> None:
-        self.message.value = f'<span class="mjq-dim">{html.escape(text)}</span>' if text else ""
-
-    def _widgets(self) -> Sequence[W.Widget]:
-        return (
-            self.table, self.status_filter, self.search, self.pause_button, self.counters,
-            self.message, self.detail, self.requeue_button, self.requeue_all_button,
-            self.copy_button, self.confirm_label, self.confirm_button, self.cancel_button,
-            self.confirm_box, *self.children,
-        )  # fmt: skip
+        self.message.value = f'<span class="mjq-dim">{display.escape(text)}</span>' if text else ""
 
 
 # -- rows -----------------------------------------------------------------------------------
@@ -424,6 +419,17 @@ def job_row(job: Job, now: dt.datetime) -> dict[str, Any]:
         ("", 0.0) if live is None else (live[0], live[1].timestamp() * 1000)
     )
     return row
+
+
+def in_sight(working: Sequence[Job], newest: Sequence[Job], limit: int) -> list[Job]:
+    """The "all" view's ``limit`` rows: the working jobs first (up to half the rows), then the
+    newest others. With a backlog the newest jobs are all waiting and the running ones,
+    older, would be out of sight; at most half, so new jobs still show beside many workers.
+    A job in both lists shows once, as ``working`` (read after ``newest``) has it."""
+    running = list(working[: max(1, limit // 2)])
+    ids = {job.id for job in running}
+    others = [job for job in newest if job.id not in ids]
+    return [*running, *others][:limit]
 
 
 def matches(job: Job, term: str) -> bool:

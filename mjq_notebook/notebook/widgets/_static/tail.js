@@ -13,6 +13,7 @@ const COLUMNS = [
 const NUMERIC = new Set(["wait", "run", "attempts"]);
 const FLASH_MS = 1200;
 const TICK_MS = 1000;
+const FROZEN = "view frozen: the queue keeps running (Resume view to follow it again)";
 
 // display.format_seconds, for the cells counted on here: "850 ms", "12.3 s", "4.2 min".
 function significant(number) {
@@ -36,6 +37,11 @@ function liveText(row, now) {
   return formatSeconds(Math.max(0, seconds)) + " …";
 }
 
+// A column's cells (and header) carry its name, so the stylesheet can give each a width.
+function columnClass(key) {
+  return `mjq-tail-${key}` + (NUMERIC.has(key) ? " mjq-tail-n" : "");
+}
+
 function cell(tag, text, className) {
   const node = document.createElement(tag);
   node.textContent = text;
@@ -50,7 +56,7 @@ function render({ model, el }) {
   const table = document.createElement("table");
   const head = document.createElement("tr");
   for (const [key, title] of COLUMNS) {
-    head.appendChild(cell("th", title, NUMERIC.has(key) ? "mjq-tail-n" : ""));
+    head.appendChild(cell("th", title, columnClass(key)));
   }
   const thead = document.createElement("thead");
   thead.appendChild(head);
@@ -86,7 +92,7 @@ function render({ model, el }) {
     const tr = document.createElement("tr");
     tr.tabIndex = 0;
     for (const [key] of COLUMNS) {
-      tr.appendChild(cell("td", "", NUMERIC.has(key) ? "mjq-tail-n" : `mjq-tail-${key}`));
+      tr.appendChild(cell("td", "", columnClass(key)));
     }
     tr.addEventListener("click", () => select(id));
     tr.addEventListener("keydown", (event) => {
@@ -189,7 +195,8 @@ function render({ model, el }) {
 
   function showState() {
     const text = String(model.get("state") || "");
-    state.textContent = text;
+    // "paused" is this view's freeze, not the queue's: say so where the dot says "paused"
+    state.textContent = text === "paused" ? FROZEN : text;
     state.dataset.state = text.startsWith("reconnecting")
       ? "reconnecting"
       : text === "live" || text === "paused" ? text : "other";
