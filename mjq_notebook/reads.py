@@ -30,7 +30,10 @@ class Reads:
         """Jobs per status, plus ``lost`` (see ``JobQueue.counts``)."""
         counts = dict.fromkeys(STATUSES, 0)
         unfinished_ours = 0
-        # Read the queue before history: a job finishing in between is then counted twice
+        # The publish counter first (it is written after the jobs): every job it counts is
+        # then in the ring, in history, or lost. Read last, a publish in between looked lost.
+        published = int((self.meta.find_one({"_id": "counters"}) or {}).get("published", 0))
+        # The queue before history: a job finishing in between is then counted twice
         # (harmless), never zero times (which would look like a loss).
         by_status = {"_id": {"status": "$status", "ours": PUBLISHED_BY_US}, "n": {"$sum": 1}}
         for row in self.queue.aggregate([{"$group": by_status}]):
@@ -47,8 +50,7 @@ class Reads:
         failed = self.history.count_documents({"status": Status.FAILED.value})
         counts[Status.FAILED.value] += failed
         counts[Status.DONE.value] += finished_ours - failed
-        meta = self.meta.find_one({"_id": "counters"}) or {}
-        lost = max(0, int(meta.get("published", 0)) - unfinished_ours - finished_ours)
+        lost = max(0, published - unfinished_ours - finished_ours)
         counts["lost"] = lost
         if warn and lost > self.lost_reported:
             self.lost_reported = lost
