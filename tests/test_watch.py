@@ -13,6 +13,7 @@ import pytest
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from mjq_notebook import JobQueue, embedded_server
+from mjq_notebook.notebook import watch as watch_module
 from mjq_notebook.notebook.watch import Watcher, changes
 from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.outage import failure_reason
@@ -181,6 +182,9 @@ def test_the_charts_count_jobs_finished_before_the_watcher_started(queue):
 
 def test_poke_rereads_at_once(queue, monkeypatch):
     force_polling(monkeypatch, queue)
+    # polling rounds 60 s apart: within the wait below, only the poke can show the change
+    monkeypatch.setattr(watch_module, "POLL_S", 60.0)
+    monkeypatch.setattr(watch_module, "POLL_EMPTY_S", 60.0)
     watcher = Watcher.of(queue)
     sub = watcher.subscribe(lambda s: None)
     try:
@@ -189,7 +193,7 @@ def test_poke_rereads_at_once(queue, monkeypatch):
         job = queue.next()
         queue.done(job)  # no insert after the first: only a poke or the next round shows it
         watcher.poke()
-        wait_for(lambda: status_of(watcher, job_id) == "done", 0.6, "done")
+        wait_for(lambda: status_of(watcher, job_id) == "done", 5, "done")
     finally:
         sub.close()
 
