@@ -11,10 +11,13 @@ outputs; ``MJQ_SCREENSHOTS=1`` writes the figures marked in a cell's metadata
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,16 +127,75 @@ def drop_notebook_queues(client):
             database.drop_collection(name)
 
 
-def test_notebooks_are_stored_without_outputs():
-    assert {path.stem for path in NOTEBOOKS} == set(QUEUES)
-    for path in NOTEBOOKS:
-        notebook = nbformat.read(path, as_version=4)
+def tracked_notebooks() -> dict[str, str]:
+    """The notebooks under notebooks/ as git would commit them (the index, after git's clean
+    filter), by name; the files themselves outside a git checkout (an sdist)."""
+    git = shutil.which("git")
+    listed = (
+        subprocess.run([git, "ls-files", "-z", "notebooks/*.ipynb"], cwd=ROOT, capture_output=True)
+        if git
+        else None
+    )
+    if listed is None or listed.returncode != 0:
+        return {path.name: path.read_text(encoding="utf-8") for path in NOTEBOOKS}
+    names = [name for name in listed.stdout.decode().split("\0") if name]
+    return {
+        Path(name).name: subprocess.run(
+            [git, "show", f":{name}"], cwd=ROOT, capture_output=True, check=True
+        ).stdout.decode("utf-8")
+        for name in names
+    }
+
+
+def test_tracked_notebooks_are_stored_without_outputs():
+    """What is committed has no outputs and no execution counts, and is exactly what
+    nbstripout (the clean filter in .gitattributes) would store: CI catches a notebook
+    committed from a clone without the filter."""
+    stored = tracked_notebooks()
+    assert {Path(name).stem for name in stored} == set(QUEUES)
+    for name, text in stored.items():
+        notebook = nbformat.reads(text, as_version=4)
         nbformat.validate(notebook)
         for cell in notebook.cells:
             if cell.cell_type == "code":
                 assert cell.outputs == [] and cell.execution_count is None, (
-                    f"{path.name} is stored with outputs: clear them before committing"
+                    f"{name} is stored with outputs: run `nbstripout --install` (README) and "
+                    f"`git add` it again, or `nbstripout notebooks/{name}`"
                 )
+        if importlib.util.find_spec("nbstripout"):
+            stripped = subprocess.run(
+                [sys.executable, "-m", "nbstripout"], input=text.encode(), capture_output=True,
+                check=True,
+            ).stdout.decode("utf-8")  # fmt: skip
+            assert stripped == text, f"{name} is not stored as nbstripout would store it"
+
+
+def test_git_strips_notebook_outputs_and_ignores_checkpoints(tmp_path):
+    """.gitattributes sends notebooks through nbstripout on ``git add``, which drops what
+    running a notebook in Lab writes; Lab's checkpoint copies are ignored."""
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    path = "notebooks/01-quickstart.ipynb"
+
+    def git_out(*args: str) -> str:
+        return subprocess.run([git, *args], cwd=ROOT, capture_output=True, text=True).stdout
+
+    assert git_out("check-attr", "filter", "diff", "--", path).splitlines() == [
+        f"{path}: filter: nbstripout", f"{path}: diff: ipynb"]  # fmt: skip
+    checkpoint = "notebooks/.ipynb_checkpoints/01-quickstart-checkpoint.ipynb"
+    assert git_out("check-ignore", "--no-index", checkpoint).strip() == checkpoint
+    pytest.importorskip("nbstripout", reason="the output filter needs nbstripout (dev extra)")
+    notebook = nbformat.read(ROOT / path, as_version=4)
+    for count, cell in enumerate(notebook.cells, 1):  # as Lab saves it after a run
+        if cell.cell_type == "code":
+            cell.execution_count = count
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n")]
+    ran = nbformat.writes(notebook)
+    stripped = subprocess.run(
+        [sys.executable, "-m", "nbstripout"], input=ran.encode(), capture_output=True, check=True
+    ).stdout.decode("utf-8")
+    assert stripped == (ROOT / path).read_text(encoding="utf-8")
 
 
 @pytest.mark.timeout(600)
