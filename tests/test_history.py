@@ -56,20 +56,20 @@ def known(queue):
     queue.history_collection.insert_many([done, failed])
     working = job_doc("working", 3, 6, data={"kind": "a", "size": 3})
     waiting = job_doc("waiting", 4, attempts=0, data={"kind": "b", "size": 4})
-    seed = {  # pymjq pre-filled started/done while the job waited
+    pymjq = {  # pymjq pre-filled started/done while the job waited
         "_id": ObjectId.from_datetime(at(7)),
         "status": "waiting",
         "ts": {"created": at(7), "started": at(7), "done": at(7)},
-        "data": {"kind": "seed"},
+        "data": {"kind": "pymjq"},
     }
-    queue.collection.insert_many([done, working, waiting, seed])
-    return {"done": done, "failed": failed, "working": working, "waiting": waiting, "seed": seed}
+    queue.collection.insert_many([done, working, waiting, pymjq])
+    return {"done": done, "failed": failed, "working": working, "waiting": waiting, "pymjq": pymjq}
 
 
 def test_one_row_per_job_with_exact_timings(queue, known):
     frame = queue.history()
     assert list(frame.columns[: len(COLUMNS)]) == COLUMNS
-    order = ("done", "failed", "working", "waiting", "seed")
+    order = ("done", "failed", "working", "waiting", "pymjq")
     assert list(frame["id"]) == [known[name]["_id"] for name in order]
     rows = frame.set_index("id")
     done, failed = rows.loc[known["done"]["_id"]], rows.loc[known["failed"]["_id"]]
@@ -79,15 +79,15 @@ def test_one_row_per_job_with_exact_timings(queue, known):
     working = rows.loc[known["working"]["_id"]]
     assert working.wait_s == 3.0 and math.isnan(working.run_s) and math.isnan(working.total_s)
     assert pd.isna(working.done)
-    for name in ("waiting", "seed"):  # no stage has happened, whatever ts says
+    for name in ("waiting", "pymjq"):  # no stage has happened, whatever ts says
         row = rows.loc[known[name]["_id"]]
         assert pd.isna(row.started) and pd.isna(row.done) and math.isnan(row.wait_s)
-    seed = rows.loc[known["seed"]["_id"]]
-    assert pd.isna(seed.attempts) and pd.isna(seed.priority)  # unknown, not 0
+    pymjq = rows.loc[known["pymjq"]["_id"]]
+    assert pd.isna(pymjq.attempts) and pd.isna(pymjq.priority)  # unknown, not 0
     assert done.created == pd.Timestamp(at(0)) and str(frame["created"].dt.tz) == "UTC"
     assert list(frame["status"].cat.categories) == ["waiting", "working", "done", "failed"]
     assert frame["status"].cat.ordered
-    assert list(frame["data.kind"]) == ["a", "b", "a", "b", "seed"]
+    assert list(frame["data.kind"]) == ["a", "b", "a", "b", "pymjq"]
 
 
 def test_a_job_in_both_collections_appears_once_in_its_latest_state(queue):
@@ -160,7 +160,7 @@ def test_since_accepts_strings_and_durations_and_limit_keeps_the_newest(queue, k
     assert len(queue.history(since="1h")) == 0 and len(queue.history(until="1h")) == 5
     assert len(queue.history(since="1900-01-01", until="2200-01-01")) == 5
     newest = queue.history(limit=2)
-    assert list(newest["id"]) == [known["waiting"]["_id"], known["seed"]["_id"]]
+    assert list(newest["id"]) == [known["waiting"]["_id"], known["pymjq"]["_id"]]
     assert queue.history(fields=[]).columns.tolist() == COLUMNS
 
 
@@ -348,7 +348,7 @@ def test_throughput_counts_events_and_backlog(queue, known):
     assert table["created"].tolist() == [2, 1, 1, 1]  # at 0, 1 | 3 | 4 | 7 s
     assert table["started"].tolist() == [1, 1, 0, 1]  # 1.5 | 2 | - | 6
     assert table["done"].tolist() == [0, 0, 2, 0]  # 4, 5
-    assert table["backlog"].tolist() == [1, 1, 2, 2]  # ends with the waiting and seed jobs
+    assert table["backlog"].tolist() == [1, 1, 2, 2]  # ends with the waiting and pymjq jobs
     assert table["running"].tolist() == [1, 2, 0, 1]  # ends with the working job
 
 
@@ -387,7 +387,7 @@ def _assert_same_table(server, client):
 
 def test_exact_stats_agree_with_summary(queue):
     _frame(queue)
-    queue.collection.insert_one({  # a seed job pymjq finished: counted from the queue
+    queue.collection.insert_one({  # a job pymjq finished: counted from the queue
         "_id": ObjectId.from_datetime(at(40)), "status": "done", "data": {"kind": "a"},
         "ts": {"created": at(40), "started": at(41), "done": at(43)}})  # fmt: skip
     kindless = job_doc("done", 50, 51, 52)  # no kind: a NaN group
@@ -398,7 +398,7 @@ def test_exact_stats_agree_with_summary(queue):
     _assert_same_table(queue.stats(by="data.kind", exact=True), summary(frame, by="data.kind"))
     since = queue.stats(since=at(10), exact=True)
     _assert_same_table(since, summary(queue.history(since=at(10))))
-    assert since.loc["run_s", "count"] == 7  # kind b, the seed job and the kindless one
+    assert since.loc["run_s", "count"] == 7  # kind b, the pymjq job and the kindless one
 
 
 def test_servers_without_percentile_get_exact_stats(queue, monkeypatch):

@@ -49,7 +49,7 @@ DTYPES = {
     "started": TIME,
     "done": TIME,
     **dict.fromkeys(STAGES, "float64"),
-    "attempts": "Int64",  # seed-written jobs have no attempt count
+    "attempts": "Int64",  # jobs pymjq wrote have no attempt count
     "priority": "Int64",
     "worker": "str",
     "error_type": "str",
@@ -105,7 +105,7 @@ def load(
     (default: all of ``data``; ``[]``: none); ``limit`` keeps the newest jobs: ``"auto"``
     (default) all of them up to ``DEFAULT_LIMIT``, else the newest that many with a
     ``HistoryLimitWarning``; ``None`` all. All of it runs in MongoDB. Timing columns are NaN
-    where a stage has not happened, including seed-written jobs whose ``ts.started``/
+    where a stage has not happened, including jobs pymjq wrote, whose ``ts.started``/
     ``ts.done`` were pre-filled while they still waited. A retried job's ``started`` is its
     last claim, so earlier attempts and back-off count as waiting; ``error_type`` is its last
     error's, kept when a retry then succeeded.
@@ -403,7 +403,7 @@ def _decode_arrow(batches: list[bytes]) -> pd.DataFrame | None:
 def _job_columns(raw: pd.DataFrame) -> pd.DataFrame:
     status = raw["status"]
     times = {name: pd.to_datetime(raw[name], utc=True).astype(TIME) for name in _TIMES}
-    # A stage only happened if the status says so (the seed pre-filled ts while waiting).
+    # A stage only happened if the status says so (pymjq pre-filled ts while waiting).
     started = times["started"].where(status.notna() & (status != Status.WAITING.value))
     done = times["done"].where(status.isin(FINISHED))
     created = times["created"]
@@ -438,7 +438,7 @@ def _flatten(values: pd.Series | None, prefix: str) -> pd.DataFrame:
     is_document = pd.Series([type(v) is dict for v in values], index=values.index, dtype=bool)
     columns: list[pd.DataFrame] = []
     others = values[~is_document & values.notna()]
-    if len(others):  # data that is not a document (the seed allowed any value)
+    if len(others):  # data that is not a document (pymjq allowed any value)
         columns.append(values.where(~is_document).rename(prefix).to_frame())
     documents = values[is_document]
     if len(documents):

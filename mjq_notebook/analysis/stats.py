@@ -42,7 +42,7 @@ def stats(
     keys = [] if by is None else [by] if isinstance(by, str) else list(by)
     match = job_filter(since, until, None, query)
     timings = _timings(keys)
-    unfinished_or_seed = {
+    unfinished_or_pymjq = {
         "$or": [{"status": {"$nin": list(FINISHED)}}, {"$expr": {"$not": [PUBLISHED_BY_US]}}]
     }
     if not exact:
@@ -55,7 +55,7 @@ def stats(
                 "coll": queue.collection.name,
                 # finished jobs of ours are counted from history (see JobQueue.counts)
                 "pipeline": [
-                    {"$match": {"$and": [match, unfinished_or_seed]}},
+                    {"$match": {"$and": [match, unfinished_or_pymjq]}},
                     {"$project": timings},
                 ],
             }

@@ -1,4 +1,5 @@
-"""Queues written by pymjq (the seed), and jobs lost to the capped collection's eviction."""
+"""Queues written by pymjq (the project this one rebuilt; its jobs lack ``max_attempts``), and
+jobs lost to the capped collection's eviction."""
 
 from __future__ import annotations
 
@@ -12,18 +13,18 @@ import pytest
 from mjq_notebook import DataLossWarning, Empty, JobQueue
 
 
-def _seed_pub(db, data, when):
+def _pymjq_pub(db, data, when):
     """What pymjq's pub() wrote: only status, ts (all three pre-filled) and data."""
     db.jobqueue.insert_one(
         {"status": "waiting", "ts": {"created": when, "started": when, "done": when}, "data": data}
     )
 
 
-def test_seed_written_queue_opens_counts_and_claims(db):
+def test_a_queue_pymjq_wrote_opens_counts_and_claims(db):
     db.create_collection("jobqueue", capped=True, size=100_000)
     when = dt.datetime(2016, 1, 6, 12, 0, tzinfo=dt.timezone.utc)
-    _seed_pub(db, {"message": "from the seed"}, when)
-    _seed_pub(db, {"message": "second"}, when + dt.timedelta(seconds=1))
+    _pymjq_pub(db, {"message": "from pymjq"}, when)
+    _pymjq_pub(db, {"message": "second"}, when + dt.timedelta(seconds=1))
     db.jobqueue.insert_one(
         {
             "status": "done",
@@ -36,11 +37,11 @@ def test_seed_written_queue_opens_counts_and_claims(db):
     assert q.queue_count() == 2
     assert q.counts() == {"waiting": 2, "working": 0, "done": 1, "failed": 0, "lost": 0}
     job = q.next(timeout=0)
-    assert job.data == {"message": "from the seed"} and job.attempts == 1
+    assert job.data == {"message": "from pymjq"} and job.attempts == 1
     assert job["ts"]["started"] > when
     q.done(job)
     job = q.next(timeout=0)
-    q.fail(job, RuntimeError("x"))  # a seed job has no max_attempts: the queue's default
+    q.fail(job, RuntimeError("x"))  # a pymjq job has no max_attempts: the queue's default
     assert q.get(job.id)["status"] == "waiting"
     assert q.counts()["done"] == 2
     frame = q.history()
@@ -92,7 +93,7 @@ def test_consumer_rides_out_eviction_of_its_cursor_position(db):
     assert got and got[0].data == {"n": "after eviction"}
 
 
-def test_clearing_a_seed_sized_queue_keeps_it_capped(db):
+def test_clearing_a_pymjq_sized_queue_keeps_it_capped(db):
     db.create_collection("jobqueue", capped=True, size=100_000)  # pymjq's: no max
     q = JobQueue(db)
     before = db.jobqueue.options()  # a real mongod rounds the size up to 256 bytes
