@@ -13,6 +13,7 @@ from bson import ObjectId
 from pymongo import monitoring
 
 from mjq_notebook import JobQueue
+from mjq_notebook.analysis import fetch as fetch_module
 from mjq_notebook.analysis import history as history_module
 from mjq_notebook.analysis.history import COLUMNS, summary, throughput
 from mjq_notebook.analysis.timing import format_seconds, significant
@@ -177,7 +178,7 @@ def test_bad_arguments_are_refused(queue):
 def more(queue, known, monkeypatch):
     """Eight jobs (nine documents, one job in both collections) and a default cap of five."""
     queue.history_collection.insert_many([job_doc("done", t, t + 1, t + 2) for t in (10, 11, 12)])
-    monkeypatch.setattr(history_module, "DEFAULT_LIMIT", 5)
+    monkeypatch.setattr(fetch_module, "DEFAULT_LIMIT", 5)
     return known
 
 
@@ -192,7 +193,7 @@ def test_without_a_limit_only_the_newest_load_and_a_warning_says_so(queue, more)
 
 
 def test_a_filtered_load_over_the_cap_keeps_the_newest_too(queue, more, monkeypatch):
-    monkeypatch.setattr(history_module, "DEFAULT_LIMIT", 2)
+    monkeypatch.setattr(fetch_module, "DEFAULT_LIMIT", 2)
     with pytest.warns(history_module.HistoryLimitWarning, match="newest 2 jobs .*; more match"):
         done = queue.history(status="done")  # filtered: no document count to quote
     assert list(done["created"]) == [at(11), at(12)]
@@ -230,8 +231,8 @@ def test_only_big_loads_ask_how_many_jobs_there_are(known, db, server_uri, monke
         listener.names.clear()
         assert len(queue.history()) == 5
         assert listener.names == ["find", "find"]  # the common case: no count, no sort
-        monkeypatch.setattr(history_module, "CHECK_OVER", 3)
-        monkeypatch.setattr(history_module, "PROGRESS_OVER", 3)
+        monkeypatch.setattr(fetch_module, "CHECK_OVER", 3)
+        monkeypatch.setattr(fetch_module, "PROGRESS_OVER", 3)
         assert len(queue.history()) == 5
         assert listener.names.count("count") + listener.names.count("aggregate") == 2
         assert "/6" in capsys.readouterr().err  # the bar's total: six documents
@@ -296,7 +297,7 @@ def test_the_garbage_collector_is_paused_only_while_decoding(queue, known, monke
 def test_a_progress_bar_shows_for_big_loads_only(queue, known, monkeypatch, capsys):
     queue.history()
     assert "history" not in capsys.readouterr().err
-    monkeypatch.setattr(history_module, "PROGRESS_OVER", 3)
+    monkeypatch.setattr(fetch_module, "PROGRESS_OVER", 3)
     queue.history()
     assert "history" in capsys.readouterr().err
 

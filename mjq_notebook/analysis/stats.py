@@ -37,7 +37,7 @@ def stats(
     older servers) sort each group's values on the server and interpolate as pandas does,
     which holds every value of a group in one 16 MB document: about 300,000 jobs a group.
     """
-    from .history import job_filter
+    from .fetch import job_filter
 
     keys = [] if by is None else [by] if isinstance(by, str) else list(by)
     match = job_filter(since, until, None, query)
