@@ -259,3 +259,21 @@ def test_a_live_widget_stops_when_no_longer_shown_and_resumes_when_shown(queue, 
     finally:
         widget.close()
     assert ours() == []
+
+
+@pytest.mark.parametrize("kind", ["tail", "dashboard"])
+def test_a_live_widget_leaves_a_static_snapshot_beside_itself(db, kind):
+    """The output keeps HTML of the queue beside the widget: a front end that can't show the
+    widget (GitHub, nbviewer, an untrusted notebook after a restart) shows that instead of
+    "model not found". Job data in it is escaped."""
+    queue = JobQueue(db, name="snap")
+    job_id = queue.pub({"note": "<script>alert(1)</script>"})
+    widget = _make(kind, queue)
+    try:
+        bundle = widget._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle  # the live widget first
+        snapshot = bundle["text/html"]
+        assert str(job_id) in snapshot and "snap" in snapshot
+        assert "<script>alert" not in snapshot and "&lt;script&gt;" in snapshot
+    finally:
+        widget.close()

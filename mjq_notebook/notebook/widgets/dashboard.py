@@ -143,6 +143,9 @@ class Dashboard(Lifecycle, widgets.VBox):
     def _shown_again(self) -> None:
         self._start()
 
+    def _snapshot_html(self) -> str:
+        return display.queue_html(self.queue)  # the counts and newest jobs, as q shows them
+
     def _halt(self) -> None:
         """On ``close()``: stop the header's subscription and chart thread (the tail and the
         form close as parts of the dashboard)."""

@@ -11,6 +11,13 @@ write them itself:
 - A live widget whose last view goes (its cell re-run or cleared) stops following the queue,
   and follows it again when shown once more: ``_follow_views`` has the front end count the
   views; ``_no_longer_shown`` and ``_shown_again`` run as the count reaches and leaves zero.
+
+And one moment after the kernel is gone: the output keeps a static HTML snapshot beside the
+widget (``_snapshot_html``), which front ends that can't show the widget show instead:
+GitHub, nbviewer, nbconvert, and JupyterLab/Notebook 7 for a notebook that is not trusted.
+A trusted notebook in Lab or Notebook 7 still says "model not found": their widget renderer
+is always chosen first and has no fallback (unless Settings > Save Widget State
+Automatically kept the widgets' last state in the notebook).
 """
 
 from __future__ import annotations
@@ -62,6 +69,18 @@ class Lifecycle:
 
     def _shown_again(self) -> None:
         """A view shows the widget again after ``_no_longer_shown()``."""
+
+    def _snapshot_html(self) -> str | None:
+        """Static HTML of what the widget shows now, for front ends without the widget."""
+        return None
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        if bundle and not self._closed:
+            snapshot = self._snapshot_html()
+            if snapshot:
+                bundle["text/html"] = snapshot
+        return bundle
 
     def _halt(self) -> None:
         """``close()``: stop background work and forget callbacks, before the parts close."""

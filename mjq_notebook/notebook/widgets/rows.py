@@ -1,0 +1,55 @@
+"""The tail's rows: what a row holds (``job_row``, from the display's one row builder), which
+jobs are in sight in the "all" view (``in_sight``) and what a search matches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+
+from ...job import Job
+from .. import display
+
+
+def job_row(job: Job, now: dt.datetime) -> dict[str, Any]:
+    """One table row: ``display.job_cells`` as plain strings (the front end renders them as
+    text, never as HTML), with the cell that keeps changing (``live``: "wait", "run", "due"
+    or "") and the time it counts from (``live_from``, unix ms)."""
+    row: dict[str, Any] = display.job_cells(job, now)
+    del row["error"]  # the detail panel shows it
+    live = display.live_cell(job, now)
+    row["live"], row["live_from"] = (
+        ("", 0.0) if live is None else (live[0], live[1].timestamp() * 1000)
+    )
+    return row
+
+
+def in_sight(working: Sequence[Job], newest: Sequence[Job], limit: int) -> list[Job]:
+    """The "all" view's ``limit`` rows: the working jobs first (up to half the rows), then the
+    newest others. With a backlog the newest jobs are all waiting and the running ones,
+    older, would be out of sight; at most half, so new jobs still show beside many workers.
+    A job in both lists shows once, as ``working`` (read after ``newest``) has it."""
+    running = list(working[: max(1, limit // 2)])
+    ids = {job.id for job in running}
+    others = [job for job in newest if job.id not in ids]
+    return [*running, *others][:limit]
+
+
+def matches(job: Job, term: str) -> bool:
+    """True when ``term`` starts the job's id or appears in its data as JSON (any case)."""
+    if str(job.get("_id")).startswith(term.lower()):
+        return True
+    text = json.dumps(job.get("data"), default=str, ensure_ascii=False)
+    return term.lower() in text.lower()
+
+
+def _as_id(text: str) -> ObjectId | None:
+    """The job id a row's id string (``table.selected``) names; None for "" or a bad one."""
+    try:
+        return ObjectId(text) if text else None
+    except (InvalidId, TypeError):
+        return None
