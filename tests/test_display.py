@@ -92,7 +92,7 @@ def assert_inert(fragment: str) -> str:
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [(0.85, "850 ms"), (0.0123, "12.3 ms"), (0.0004, "0.4 ms"), (1.5, "1.5 s"), (12.34, "12.3 s"),
-     (2.0, "2 s"), (59.99, "1 min"), (252, "4.2 min"), (5400, "1.5 h"), (3 * 86400, "3 d"),
+     (2.0, "2 s"), (59.99, "1 min"), (252, "4 min 12 s"), (5400, "1.5 h"), (3 * 86400, "3 d"),
      (0.9996, "1 s"), (-0.25, "-250 ms"), (None, "—"), (float("nan"), "—")],
 )  # fmt: skip
 def test_format_seconds(seconds, text):

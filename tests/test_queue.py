@@ -1,4 +1,4 @@
-"""The JobQueue contract: seed API, claiming, finishing, retries, priority, delay, leases."""
+"""The JobQueue contract: pymjq's API, claiming, finishing, retries, priority, delay, leases."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bson import ObjectId
 from mjq_notebook import Empty, Job, JobQueue, LeaseLostError, Status
 
 
-def test_seed_api_round_trip(db):
+def test_pymjq_api_round_trip(db):
     q = JobQueue(db)
     assert q.valid()
     assert db.jobqueue.options()["capped"] is True

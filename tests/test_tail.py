@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -344,3 +345,21 @@ def test_the_tail_and_q_jobs_show_a_job_alike(queue):
     assert rows[pymjq]["live"] == "wait"
     assert rows[pymjq]["live_from"] == published.timestamp() * 1000
     assert "due in" in queue.jobs()._repr_html_()  # q.jobs() says the same
+
+
+NODE = shutil.which("node")
+
+
+@pytest.mark.skipif(NODE is None, reason="needs Node.js to run the front end's code")
+def test_the_front_end_counts_times_as_the_kernel_writes_them():
+    """tail.js ticks wait and run cells between updates with its own formatSeconds: it must
+    write what analysis.timing.format_seconds writes, or a cell changes style as it ticks."""
+    from mjq_notebook.analysis.timing import format_seconds
+
+    source = (Path(tail_module.__file__).parent / "_static" / "tail.js").read_text()
+    functions = source[source.index("function significant") : source.index("function liveText")]
+    values = [0, 0.0004, 0.004, 0.0123, 0.85, 1, 2.5, 12.34, 59.4, 59.99, 64, 252, 599.4,
+              601, 1559, 3599, 3601, 5400, 36000, 172700, 3 * 86400, -30]  # fmt: skip
+    script = functions + f"console.log(JSON.stringify({values}.map(formatSeconds)));"
+    out = subprocess.run([NODE, "-e", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [format_seconds(v) for v in values]

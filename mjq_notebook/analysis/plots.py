@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .timing import PERCENTILES, format_seconds, throughput
+from .timing import FLOOR_S, PERCENTILES, format_seconds, throughput
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-FLOOR_S = 1e-3  # BSON dates have millisecond precision: shorter times show as 1 ms
 _STAGE_LABELS = {"wait_s": "waiting for a worker", "run_s": "running"}
 _MARKER_STYLES = {"p50": ":", "p90": "--", "p99": "-."}
 # Points; the figure is shown at 100 dpi or so, where matplotlib's 8 pt legends read small.

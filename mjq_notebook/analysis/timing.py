@@ -18,6 +18,9 @@ PERCENTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 SUMMARY_COLUMNS = ["count", "mean", *PERCENTILES, "max", "failure_rate"]
 
 
+FLOOR_S = 1e-3  # BSON dates have millisecond precision: shorter times count as 1 ms
+
+
 def format_seconds(seconds: float | None) -> str:
     """A duration for reading: "850 ms", "12.3 s", "1 min 4 s", "1.5 h", "3 d"; "—" if unknown.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ...analysis.timing import format_seconds
+from ...analysis.timing import FLOOR_S, format_seconds
 from ..display import escape
 
 BRAND = "var(--jp-brand-color1,#1976d2)"
@@ -20,7 +20,6 @@ ACCENT = "var(--jp-warn-color1,#f57c00)"
 MARK = "var(--jp-error-color1,#d32f2f)"
 TEXT = "var(--jp-ui-font-color2,#616161)"
 GRID = "var(--jp-border-color2,#e0e0e0)"
-FLOOR_S = 1e-3  # BSON dates have millisecond precision: shorter times count as 1 ms
 # Labels of 11 px: the charts are drawn at the size they are shown (the dashboard gives them
 # their width; only an output narrower than a chart scales it down, see _svg). Numbers in
 # tabular figures, so a label does not wobble as its digits change.

@@ -15,19 +15,34 @@ const FLASH_MS = 1200;
 const TICK_MS = 1000;
 const FROZEN = "view frozen: the queue keeps running (Resume view to follow it again)";
 
-// display.format_seconds, for the cells counted on here: "850 ms", "12.3 s", "4.2 min".
+// analysis.timing.format_seconds, for the cells counted on here: "850 ms", "12.3 s",
+// "1 min 4 s", "1.5 h" (tests/test_tail.py runs both on the same values).
 function significant(number) {
-  const text = number >= 100 ? number.toFixed(0) : number >= 10 ? number.toFixed(1) : number.toFixed(2);
+  if (number < 0) return "-" + significant(-number);
+  const digits = number >= 100 ? 0 : number >= 10 ? 1 : number >= 1 || number === 0 ? 2
+    : 2 - Math.floor(Math.log10(number));
+  const text = number.toFixed(digits);
   return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
+}
+
+function oneDecimal(number) {
+  return (number < 9.95 ? number.toFixed(1) : number.toFixed(0)).replace(/\.0$/, "");
 }
 
 function formatSeconds(value) {
   if (value < 0) return "-" + formatSeconds(-value);
-  for (const [unit, size, limit] of [["ms", 1e-3, 1e3], ["s", 1, 60], ["min", 60, 60], ["h", 3600, 48]]) {
+  if (!Number.isFinite(value)) return "∞";
+  for (const [unit, size, limit] of [["ms", 1e-3, 1e3], ["s", 1, 60]]) {
     const text = significant(value / size);
     if (parseFloat(text) < limit) return `${text} ${unit}`;
   }
-  return `${significant(value / 86400)} d`;
+  const whole = value < 600 ? Math.round(value) : Math.round(value / 60) * 60;
+  if (whole < 3600) {
+    const minutes = Math.floor(whole / 60), rest = whole % 60;
+    return rest ? `${minutes} min ${rest} s` : `${minutes} min`;
+  }
+  const hours = oneDecimal(value / 3600);
+  return parseFloat(hours) < 48 ? `${hours} h` : `${oneDecimal(value / 86400)} d`;
 }
 
 // The text of a row's live cell at the kernel's time ``now`` (unix ms).
