@@ -12,6 +12,7 @@ import contextlib
 import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import bson
@@ -261,7 +262,7 @@ def _flatten(values: pd.Series | None, prefix: str) -> pd.DataFrame:
 @pd.api.extensions.register_dataframe_accessor("mjq")
 class HistoryAccessor:
     """``df.mjq.summary()``, ``.throughput()``, ``.plot_latency()``, ``.plot_timeline()``,
-    ``.explore()``."""
+    ``.capacity()``, ``.explore()``."""
 
     required = ("status", "created", "started", "done", *STAGES)
 
@@ -286,6 +287,14 @@ class HistoryAccessor:
     def plot_timeline(self, **kwargs: Any) -> Any:
         """Throughput and backlog over time (``plots.plot_timeline``)."""
         return plot_timeline(self._frame, **kwargs)
+
+    def capacity(self, target: float | timedelta, percentile: float = 0.9, **kwargs: Any) -> Any:
+        """How many workers would have kept the ``percentile`` wait under ``target`` seconds:
+        a FIFO replay of these arrivals and run times beside the M/G/c estimate
+        (``capacity.capacity``; its ``overhead``, ``workers``, ``max_workers``)."""
+        from .capacity import capacity
+
+        return capacity(self._frame, target, percentile, **kwargs)
 
     def explore(self) -> Any:
         """A history explorer widget over this frame: status and grouping -> summary, plot."""
