@@ -11,7 +11,7 @@ import bson
 from bson import ObjectId
 from bson.errors import InvalidDocument
 
-from .errors import PublishError
+from .errors import JobQueueError, PublishError
 
 
 class Status(str, enum.Enum):
@@ -21,13 +21,14 @@ class Status(str, enum.Enum):
     WORKING = "working"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # by q.cancel() while it waited: final, never claimed
 
     def __str__(self) -> str:
         return self.value
 
 
 STATUSES = tuple(s.value for s in Status)
-FINISHED = (Status.DONE.value, Status.FAILED.value)
+FINISHED = (Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value)
 # An aggregation expression, true for jobs this package published or finished: they carry
 # max_attempts, pymjq's documents never do. Their finished state is counted from history.
 PUBLISHED_BY_US = {"$ne": [{"$type": "$max_attempts"}, "missing"]}
@@ -104,6 +105,24 @@ def error_document(error: BaseException | str) -> dict[str, str]:
     return {"type": "Error", "message": str(error), "traceback": ""}
 
 
+MAX_MESSAGE = 200  # characters of a progress message kept
+
+
+def progress_value(done: float, total: float | None, message: str | None) -> dict[str, Any]:
+    """The ``progress`` field: ``{"done", "total", "message", "at"}``, checked (ValueError)."""
+    numbers = [done] if total is None else [done, total]
+    if any(isinstance(n, bool) or not isinstance(n, (int, float)) for n in numbers):
+        raise ValueError("progress: done and total must be numbers")
+    if not all(0 <= n < float("inf") for n in numbers):  # also NaN
+        raise ValueError("progress: done and total must be finite and not negative")
+    if total is not None and total == 0:
+        raise ValueError("progress: total must be more than 0 (or None when unknown)")
+    if message is not None and not isinstance(message, str):
+        raise ValueError("progress: message must be a string")
+    text = None if message is None else message[:MAX_MESSAGE]
+    return {"done": done, "total": total, "message": text, "at": utcnow()}
+
+
 class Job(dict):
     """A job document as returned by the queue: a plain ``dict`` with a few conveniences.
 
@@ -111,6 +130,7 @@ class Job(dict):
     """
 
     finished = False  # set once this process has finished or released it
+    _progress: Any = None  # the claim's progress writer (progress.py), set by the queue
 
     @property
     def id(self) -> ObjectId:
@@ -131,6 +151,19 @@ class Job(dict):
     @property
     def error(self) -> dict[str, str] | None:
         return self.get("error")
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Say how far a running job is (from its handler, or a ``claim()`` block): shown live
+        by the tail and the job's display, kept in history with the outcome. Call it as often
+        as you like: it is written at most about once a second."""
+        value = progress_value(done, total, message)
+        if self._progress is None:
+            raise JobQueueError(
+                f"job {self.get('_id')} is not claimed in this process: only the handler "
+                "running it can report its progress"
+            )
+        self["progress"] = value
+        self._progress.update(value)
 
     def __repr__(self) -> str:
         return f"Job({dict.__repr__(self)})"

@@ -65,3 +65,20 @@ class Reclaimer:
             {"status": Status.WORKING.value, "lease_until": {"$lt": now}},
             {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}},
         )
+
+
+def reclaim_one(collection: Collection, job: dict[str, Any]) -> bool:
+    """Hand ``job`` (a working job's document) back to waiting now, as its lease expiring
+    would: only while the same claim holds it (attempt and worker), so if that worker was
+    only paused and comes back, it finds the job gone and cannot also finish it."""
+    now = utcnow()
+    updated = collection.update_one(
+        {
+            "_id": job["_id"],
+            "status": Status.WORKING.value,
+            "attempts": job.get("attempts"),
+            "worker": job.get("worker"),
+        },
+        {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}},
+    )
+    return updated.modified_count == 1

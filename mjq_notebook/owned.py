@@ -43,6 +43,8 @@ class OwnedWrites:
             "lease_until": None,
             "max_attempts": most,
         }
+        if "progress" in job:  # the last report, which the rate limit may have held back
+            fields["progress"] = job["progress"]
         # The history row written is this claim's own: it replaces only this very finish
         # (repeated after a lost reply), never the row of another claim or outcome (a worker
         # whose lease ran out would overwrite, then delete, the finish of the worker that

@@ -24,7 +24,9 @@ from pymongo.errors import (
     ConnectionFailure,
 )
 
-from . import writes
+from . import steer, writes
+from .control import CHECK_S as PAUSED_CHECK_S
+from .control import Control
 from .due import DueClock
 from .errors import (
     Empty,
@@ -39,9 +41,10 @@ from .job import (
     stored_size,
     utcnow,
 )
-from .leases import Reclaimer, claim_one
+from .leases import Reclaimer, claim_one, reclaim_one
 from .outage import Backoff, OutageLog, display_timeout, unavailable_as_error
 from .owned import OwnedWrites
+from .progress import ProgressWriter
 from .reads import Reads
 from .requeue import failed_jobs, requeue
 from .ring import ensure_ring
@@ -102,6 +105,7 @@ class JobQueue:
         self._reclaimer = Reclaimer(self.collection, self.lease)  # expired leases -> waiting
         self._sweeper = Sweeper(self.collection)  # finished jobs out of the ring
         self._reads = Reads(self.collection, self.history_collection, self._meta)
+        self._control = Control(self._meta)  # the pause flag
 
     @property
     def _fuse(self) -> bool:
@@ -204,14 +208,19 @@ class JobQueue:
             if job is not None:
                 return job
             remaining = None if deadline is None else deadline - time.monotonic()
+            paused = self._control.paused()
             if remaining is not None and remaining <= 0:
                 waited = f" within {timeout:g}s" if timeout else ""
-                raise Empty(f"no job waiting in {self.db.name}.{self.name}{waited}")
-            wait = self._due.idle_wait()
+                why = " (the queue is paused: q.resume() or `mjq resume`)" if paused else ""
+                raise Empty(f"no job waiting in {self.db.name}.{self.name}{waited}{why}")
+            wait = PAUSED_CHECK_S if paused else self._due.idle_wait()
             self._wakeup.wait(wait if remaining is None else min(remaining, wait))
 
     def _claim(self) -> Job | None:
-        """Claim one job, first handing abandoned jobs (expired leases) back to waiting."""
+        """Claim one job, first handing abandoned jobs (expired leases) back to waiting;
+        none while the queue is paused."""
+        if self._control.paused():
+            return None
         self._reclaimer.reclaim_if_due()
         return self._claim_one()
 
@@ -224,6 +233,7 @@ class JobQueue:
             job = Job(doc)
             if job.attempts <= self._max_attempts(job):
                 self._due.expect(self.lease)
+                job._progress = ProgressWriter(self._owned, job)
                 return job
             # Its last worker vanished mid-job (the lease expired) and no attempts are left.
             reason = f"the worker of attempt {job.attempts - 1} was lost (its lease expired)"
@@ -325,14 +335,69 @@ class JobQueue:
 
     heartbeat = touch
 
+    # -- steering -------------------------------------------------------------------------
+
+    @unavailable_as_error
+    def pause(self) -> None:
+        """Stop every process taking jobs from this queue (within a second); running jobs
+        finish and publishing goes on. pymjq's own consumers don't know the flag."""
+        self._control.set_paused(True, by=self.worker_id)
+
+    @unavailable_as_error
+    def resume(self) -> None:
+        """Let claims go on after ``pause()``; waiting consumers start within a second."""
+        self._control.set_paused(False, by=self.worker_id)
+        self._due.expect(0)
+
+    @property
+    @unavailable_as_error
+    def paused(self) -> bool:
+        """True while the queue is paused (read from the server)."""
+        return self._control.paused(fresh=True)
+
+    @unavailable_as_error
+    def cancel(self, job: Mapping[str, Any] | ObjectId) -> bool:
+        """A waiting or delayed job becomes ``cancelled``: final, in history, never claimed.
+        False when it is not waiting (claimed first, say, or finished)."""
+        self._require_capped()
+        if not steer.cancel(
+            self.collection, self.history_collection, _id_of(job), self.max_attempts
+        ):
+            return False
+        self._sweeper.after_finish()
+        return True
+
+    @unavailable_as_error
+    def promote(self, job: Mapping[str, Any] | ObjectId) -> bool:
+        """A delayed job, or a retry waiting out its back-off, becomes due now. False when it
+        is not waiting for its time (already due, claimed or finished)."""
+        self._require_capped()
+        if not steer.promote(self.collection, _id_of(job)):
+            return False
+        self._due.expect(0)
+        return True
+
+    @unavailable_as_error
+    def reclaim(self, job: Mapping[str, Any] | ObjectId) -> bool:
+        """A working job back to waiting now, as when its lease runs out ("Release now" for
+        the job of a lost worker). Only that attempt's claim is ended: if its worker was only
+        paused and comes back, it finds the job gone. False when it is not working (or is
+        held by a later claim than the ``job`` given)."""
+        self._require_capped()
+        doc = dict(job) if isinstance(job, Mapping) else None
+        doc = doc or self.collection.find_one({"_id": job, "status": Status.WORKING.value})
+        if doc is None or not reclaim_one(self.collection, doc):
+            return False
+        self._due.expect(0)
+        return True
+
     # -- requeueing -----------------------------------------------------------------------
 
     @unavailable_as_error
     def retry(self, job: Mapping[str, Any] | ObjectId) -> bool:
         """A failed job back to waiting, with ``max_attempts`` more attempts; its last error
         stays on it. False when it is not failed (already requeued, say, or done)."""
-        job_id = job if isinstance(job, ObjectId) else job["_id"]
-        return self.retry_failed({"_id": job_id}) == 1
+        return self.retry_failed({"_id": _id_of(job)}) == 1
 
     @unavailable_as_error
     def retry_failed(self, query: Mapping[str, Any] | None = None) -> int:
@@ -483,3 +548,8 @@ class JobQueue:
         from .notebook.display import queue_html  # display sits above this layer: import on use
 
         return queue_html(self)
+
+
+def _id_of(job: Mapping[str, Any] | Any) -> Any:
+    """The id of a job given as a document (a ``Job``, a row of ``q.jobs()``) or as an id."""
+    return job["_id"] if isinstance(job, Mapping) else job

@@ -32,7 +32,8 @@ class Reads:
         unfinished_ours = 0
         # The publish counter first (it is written after the jobs): every job it counts is
         # then in the ring, in history, or lost. Read last, a publish in between looked lost.
-        published = int((self.meta.find_one({"_id": "counters"}) or {}).get("published", 0))
+        counters = self.meta.find_one({"_id": "counters"}) or {}
+        published = int(counters.get("published", 0))
         # The queue before history: a job finishing in between is then counted twice
         # (harmless), never zero times (which would look like a loss).
         by_status = {"_id": {"status": "$status", "ours": PUBLISHED_BY_US}, "n": {"$sum": 1}}
@@ -45,11 +46,14 @@ class Reads:
             if ours and status not in FINISHED:
                 unfinished_ours += row["n"]
         # History holds only finished jobs: its size (collection metadata) less the failed
-        # ones (an index range) is the done ones, at a cost that does not grow with history.
+        # and cancelled ones (index ranges) is the done ones, at a cost that does not grow
+        # with history. Jobs pruned from history (retention.py) were finished too.
         finished_ours = self.history.estimated_document_count()
-        failed = self.history.count_documents({"status": Status.FAILED.value})
-        counts[Status.FAILED.value] += failed
-        counts[Status.DONE.value] += finished_ours - failed
+        for status in (Status.FAILED.value, Status.CANCELLED.value):
+            counts[status] += (n := self.history.count_documents({"status": status}))
+            counts[Status.DONE.value] -= n
+        counts[Status.DONE.value] += finished_ours
+        finished_ours += int(counters.get("pruned", 0))
         lost = max(0, published - unfinished_ours - finished_ours)
         counts["lost"] = lost
         if warn and lost > self.lost_reported:

@@ -73,7 +73,14 @@ def test_competing_processes_run_every_job_exactly_once(db, server_uri, tmp_path
     assert set(runs) == ids
     assert max(runs.values()) == 1, "a job ran twice"
     assert len({pid for _, pid, *_ in ran}) > 1, "only one process got work"
-    assert q.counts() == {"waiting": 0, "working": 0, "done": 60, "failed": 0, "lost": 0}
+    assert q.counts() == {
+        "waiting": 0,
+        "working": 0,
+        "done": 60,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }
     assert q.collection.count_documents({"attempts": {"$ne": 1}}) == 0
 
 
@@ -152,7 +159,14 @@ def test_workers_ride_out_a_server_restart(tmp_path):
             assert out.count("MongoDB reachable again") == 1, out
         q = JobQueue(client_for(uri)["restart"])
         counts = q.counts()
-        assert counts == {"waiting": 0, "working": 0, "done": 40, "failed": 0, "lost": 0}, counts
+        assert counts == {
+            "waiting": 0,
+            "working": 0,
+            "done": 40,
+            "failed": 0,
+            "cancelled": 0,
+            "lost": 0,
+        }, counts
         assert {str(d["_id"]) for d in q.history_collection.find({"status": "done"})} == ids
         runs = collections.Counter(job_id for job_id, *_ in read_log(log))
         assert set(runs) == ids

@@ -123,7 +123,9 @@ def test_data_preview_is_one_compact_line_and_cheap_for_huge_data():
 def test_status_badges_and_counts():
     assert "mjq-s-failed" in status_badge("failed") and ">failed<" in status_badge("failed")
     assert "mjq-s-other" in status_badge("odd") and ">odd<" in status_badge("odd")
-    plain = counts_html({"waiting": 3, "working": 1, "done": 1_200, "failed": 0, "lost": 0})
+    plain = counts_html(
+        {"waiting": 3, "working": 1, "done": 1_200, "failed": 0, "cancelled": 0, "lost": 0}
+    )
     assert "done 1,200" in plain and "lost" not in plain
     lost = counts_html({"waiting": 3, "lost": 7})
     assert 'class="mjq-badge mjq-s-lost" title="jobs evicted' in lost and "lost 7" in lost

@@ -47,7 +47,14 @@ def test_after_a_burst_of_5000_jobs_the_dashboard_shows_the_truth(queue, other, 
         _finish(other, 40, fail_every=8)
         burst = other.pub_many([{"burst": n} for n in range(5000)])
         expected = queue.counts(warn=False)
-        assert expected == {"waiting": 5000, "working": 0, "done": 35, "failed": 5, "lost": 0}
+        assert expected == {
+            "waiting": 5000,
+            "working": 0,
+            "done": 35,
+            "failed": 5,
+            "cancelled": 0,
+            "lost": 0,
+        }
         wait_for(lambda: board.watcher.snapshot.counts == expected, 10, "the true counts")
         wait_for(lambda: "waiting 5,000" in board.counters.value, 3, "the counters shown")
         # the rows are the newest jobs, newest first
@@ -149,7 +156,7 @@ def test_the_detail_follows_a_job_outside_the_window_after_requeue(queue, other)
 
 
 def test_counters_are_marked_stale_while_reconnecting():
-    counts = {"waiting": 3, "working": 1, "done": 7, "failed": 0, "lost": 0}
+    counts = {"waiting": 3, "working": 1, "done": 7, "failed": 0, "cancelled": 0, "lost": 0}
     empty = Activity(0, (), (), (), ())
     live = Snapshot((), counts, empty, "live", "", "change stream", 1, counts_at=1.7e9)
     away = Snapshot(

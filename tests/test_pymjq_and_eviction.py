@@ -35,7 +35,14 @@ def test_a_queue_pymjq_wrote_opens_counts_and_claims(db):
     q = JobQueue(db)
     assert q.valid()
     assert q.queue_count() == 2
-    assert q.counts() == {"waiting": 2, "working": 0, "done": 1, "failed": 0, "lost": 0}
+    assert q.counts() == {
+        "waiting": 2,
+        "working": 0,
+        "done": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }
     job = q.next(timeout=0)
     assert job.data == {"message": "from pymjq"} and job.attempts == 1
     assert job["ts"]["started"] > when

@@ -31,7 +31,14 @@ def test_pymjq_api_round_trip(db):
     assert stored["status"] == "done" and stored["ts"]["done"] >= stored["ts"]["started"]
     q.pub({"message": "again"})
     q.clear_queue()
-    assert q.counts() == {"waiting": 0, "working": 0, "done": 0, "failed": 0, "lost": 0}
+    assert q.counts() == {
+        "waiting": 0,
+        "working": 0,
+        "done": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }
     assert q.valid() and db.jobqueue.count_documents({}) == 0
     assert db["jobqueue.history"].count_documents({}) == 0
     q.pub({"message": "after clearing"})
@@ -50,7 +57,14 @@ def test_counts_track_every_status(db):
     first, second, _third = (q.next(timeout=0) for _ in range(3))
     q.done(first)
     q.fail(second, "no")  # max_attempts=1: final
-    assert q.counts() == {"waiting": 2, "working": 1, "done": 1, "failed": 1, "lost": 0}
+    assert q.counts() == {
+        "waiting": 2,
+        "working": 1,
+        "done": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "lost": 0,
+    }
     assert q.queue_count() == 2
 
 

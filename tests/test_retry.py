@@ -30,7 +30,14 @@ def test_retry_puts_a_failed_job_back_with_its_past_kept(queue):
     assert again["error"]["message"] == "smtp down"  # why it failed last time stays visible
     assert again["max_attempts"] == 1 + queue.max_attempts
     assert again["ts"]["started"] is None and again["ts"]["done"] is None
-    assert queue.counts() == {"waiting": 1, "working": 0, "done": 0, "failed": 0, "lost": 0}
+    assert queue.counts() == {
+        "waiting": 1,
+        "working": 0,
+        "done": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }
     assert queue.retry(job_id) is False  # not failed any more: nothing to do
     job = queue.next()
     assert job.id == job_id and job.attempts == 2
@@ -38,7 +45,14 @@ def test_retry_puts_a_failed_job_back_with_its_past_kept(queue):
     [row] = queue.history().itertuples()
     assert (row.status, row.attempts, row.error_type) == ("done", 2, "RuntimeError")
     assert queue.history_collection.count_documents({}) == 1
-    assert queue.counts() == {"waiting": 0, "working": 0, "done": 1, "failed": 0, "lost": 0}
+    assert queue.counts() == {
+        "waiting": 0,
+        "working": 0,
+        "done": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }
 
 
 def test_retry_of_a_job_given_as_a_job_and_of_jobs_not_failed(queue):
@@ -61,7 +75,14 @@ def test_a_failed_job_evicted_from_the_ring_comes_back_from_history(db):
     again = q.collection.find_one({"_id": job_id})
     assert again["status"] == "waiting" and again["data"] == {"kind": "old"}
     assert q.history_collection.find_one({"_id": job_id}) is None
-    assert q.counts() == {"waiting": 1, "working": 0, "done": 4, "failed": 0, "lost": 0}
+    assert q.counts() == {
+        "waiting": 1,
+        "working": 0,
+        "done": 4,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }
     assert q.next().id == job_id
 
 
@@ -97,7 +118,14 @@ def test_concurrent_requeues_requeue_each_job_once(queue, db, server_uri):
     assert {queue.get(i)["status"] for i in ids} == {"waiting"}
     assert queue.collection.count_documents({"_id": {"$in": ids}}) == 6
     assert queue.history_collection.count_documents({}) == 0
-    assert queue.counts() == {"waiting": 6, "working": 0, "done": 0, "failed": 0, "lost": 0}
+    assert queue.counts() == {
+        "waiting": 6,
+        "working": 0,
+        "done": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }
 
 
 def test_retry_on_a_plain_collection_writes_nothing(db):

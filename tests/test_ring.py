@@ -43,7 +43,7 @@ def test_the_ring_keeps_only_unfinished_jobs_and_the_newest(db, sweep_often):
     ring = [doc["data"] for doc in db.jobqueue.find(sort=[("$natural", 1)])]
     assert ring == [0, {"n": 5}, {"n": "last"}]
     counts = q.counts()
-    assert counts == {"waiting": 1, "working": 1, "done": 5, "failed": 1, "lost": 0}
+    assert counts == {"waiting": 1, "working": 1, "done": 5, "failed": 1, "cancelled": 0, "lost": 0}
     frame = q.history()
     assert len(frame) == 8 and frame.id.is_unique
     assert frame.status.value_counts().to_dict() == {"done": 5, "waiting": 1, "working": 1,
@@ -62,7 +62,14 @@ def test_a_waiting_job_is_evicted_only_when_the_backlog_outgrows_the_ring(db, sw
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no DataLossWarning
         counts = q.counts()
-    assert counts == {"waiting": 3, "working": 0, "done": 20, "failed": 0, "lost": 0}
+    assert counts == {
+        "waiting": 3,
+        "working": 0,
+        "done": 20,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }
     assert [q.next().id for _ in range(3)] == low
     for n in range(7):  # a backlog of 7 in a ring of 5 does lose jobs, and says so
         q.pub({"backlog": n})
@@ -81,7 +88,14 @@ def test_a_swept_failed_job_is_requeued_from_history(db, sweep_often):
     assert db.jobqueue.find_one({"_id": job_id}) is None  # only in history now
     assert q.retry(job_id)
     assert q.next().id == job_id
-    assert q.counts() == {"waiting": 0, "working": 1, "done": 2, "failed": 0, "lost": 0}
+    assert q.counts() == {
+        "waiting": 0,
+        "working": 1,
+        "done": 2,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }
 
 
 def test_a_consumer_on_a_swept_ring_still_wakes_at_once(db, sweep_often):

@@ -474,7 +474,7 @@ class QueueMachine(RuleBasedStateMachine):
         expected = {state: 0 for state in (WAITING, WORKING, DONE, FAILED)}
         for job in self.model.values():
             expected[job.state] += 1
-        assert counts == {**expected, "lost": 0}
+        assert counts == {**expected, "cancelled": 0, "lost": 0}
         meta = queue._meta.find_one({"_id": "counters"}) or {}
         assert meta.get("published", 0) == len(self.model)
         if self.steps % HISTORY_EVERY == 0:
@@ -552,7 +552,14 @@ def test_a_late_worker_leaves_the_finish_of_the_worker_that_took_over(db, fused)
     for finish in (lambda: late.done(first, result="first"), lambda: late.fail(first, "late")):
         with pytest.raises(LeaseLostError):
             finish()
-        assert other.counts() == {"waiting": 0, "working": 0, "done": 1, "failed": 0, "lost": 0}
+        assert other.counts() == {
+            "waiting": 0,
+            "working": 0,
+            "done": 1,
+            "failed": 0,
+            "cancelled": 0,
+            "lost": 0,
+        }
         row = other.history_collection.find_one({"_id": first.id})
         assert (row["worker"], row["attempts"], row["result"]) == (other.worker_id, 2, "second")
 
@@ -567,7 +574,14 @@ def test_a_finish_replaces_the_row_a_late_worker_left_behind(db, fused):
     other.done(second, result="second")
     [row] = other.history_collection.find()
     assert (row["worker"], row["attempts"], row["result"]) == (other.worker_id, 2, "second")
-    assert other.counts() == {"waiting": 0, "working": 0, "done": 1, "failed": 0, "lost": 0}
+    assert other.counts() == {
+        "waiting": 0,
+        "working": 0,
+        "done": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["bulkWrite", "one-by-one"])
@@ -578,8 +592,22 @@ def test_a_finish_repeated_with_another_outcome_changes_nothing(db, fused):
     q.done(job, result="ok")
     with pytest.raises(LeaseLostError):
         q.fail(job, "too late")
-    assert q.counts() == {"waiting": 0, "working": 0, "done": 1, "failed": 0, "lost": 0}
+    assert q.counts() == {
+        "waiting": 0,
+        "working": 0,
+        "done": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }
     q.collection.delete_one({"_id": job.id})  # swept out of the ring, as a sweep does
     with pytest.raises(LeaseLostError):  # the same finish again: refused, and it stands
         q.done(job, result="ok")
-    assert q.counts() == {"waiting": 0, "working": 0, "done": 1, "failed": 0, "lost": 0}
+    assert q.counts() == {
+        "waiting": 0,
+        "working": 0,
+        "done": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "lost": 0,
+    }

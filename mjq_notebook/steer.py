@@ -1,0 +1,58 @@
+"""Steering a waiting job from outside its workers: cancel it, or make it due now.
+
+Both are single conditional updates of the job while it waits, so racing a claim a job ends
+either claimed or cancelled (promoted), never both.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pymongo.errors import DuplicateKeyError
+
+from .job import Status, utcnow
+
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
+
+
+def cancel(queue: Collection, history: Collection, job_id: Any, most: int) -> bool:
+    """waiting (or delayed) -> cancelled, a final status kept in history; True if this call
+    did. ``most``: max_attempts for a pymjq job that has none (it marks jobs finished by us).
+
+    History first, as every finish: a job is then always in the queue or in history (what
+    ``counts()`` relies on). If a claim took the job meanwhile, the history row goes again.
+    """
+    doc = queue.find_one({"_id": job_id, "status": Status.WAITING.value})
+    if doc is None:
+        return False
+    now = utcnow()
+    fields = {
+        "status": Status.CANCELLED.value,
+        "lease_until": None,
+        "max_attempts": doc.get("max_attempts") or most,
+    }
+    final = {**doc, **fields, "ts": {**doc.get("ts", {}), "done": now}}
+    mine = {"_id": job_id, "status": Status.CANCELLED.value, "attempts": doc.get("attempts")}
+    try:
+        history.replace_one(mine, final, upsert=True)
+    except DuplicateKeyError:
+        return False  # history holds another outcome of it (a requeue under way): leave it
+    updated = queue.update_one(
+        {"_id": job_id, "status": Status.WAITING.value, "attempts": doc.get("attempts")},
+        {"$set": {**fields, "ts.done": now}},
+    )
+    if updated.modified_count != 1:
+        history.delete_one(mine)  # claimed (or cancelled) by someone else first
+        return False
+    return True
+
+
+def promote(queue: Collection, job_id: Any) -> bool:
+    """A delayed waiting job, or a retry waiting out its back-off, due now; True if it was."""
+    now = utcnow()
+    updated = queue.update_one(
+        {"_id": job_id, "status": Status.WAITING.value, "available_at": {"$gt": now}},
+        {"$set": {"available_at": now}},
+    )
+    return updated.modified_count == 1
