@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from .notebook.widgets import Dashboard, Explorer, Publisher, Tail
+    from .registry import WorkerList
 
 log = logging.getLogger("mjq_notebook")
 
@@ -390,6 +391,14 @@ class JobQueue:
             return False
         self._due.expect(0)
         return True
+
+    @unavailable_as_error
+    def workers(self) -> WorkerList:
+        """The workers registered beside this queue, newest first: running, stopping, stopped
+        or lost (no heartbeat for three intervals); a table in a notebook."""
+        from .registry import read_workers  # the registry's reads, with its WorkerList
+
+        return read_workers(self)
 
     # -- requeueing -----------------------------------------------------------------------
 
