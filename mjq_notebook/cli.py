@@ -1,4 +1,4 @@
-"""The ``mjq`` command: serve, pub, work, tail, stats and demo."""
+"""The ``mjq`` command: serve, pub, work, workers, tail, stats and demo."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import JobQueueError
 from .queue import JobQueue
+from .registry import HEARTBEAT_S, LOST_AFTER, read_workers, workers_text
 from .server import DATA_ENV, connect, data_dir, default_data_dir, env_uri, mask_uri
 
 
@@ -29,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def _connection_options(*, queues: bool = False) -> argparse.ArgumentParser:
+    """--uri, --db and --queue; ``queues``: --queue may be given several times."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--uri",
@@ -37,7 +39,20 @@ def _parser() -> argparse.ArgumentParser:
         f"else your embedded server, data in ${DATA_ENV} or your user data folder)",
     )
     common.add_argument("--db", default="job_queue", help="database name (default: job_queue)")
-    common.add_argument("--queue", default="jobqueue", help="queue name (default: jobqueue)")
+    if queues:
+        common.add_argument(
+            "--queue",
+            action="append",
+            help="queue name (default: jobqueue); give it again to work several queues, "
+            "each claim taking from the first one with a due job",
+        )
+    else:
+        common.add_argument("--queue", default="jobqueue", help="queue name (default: jobqueue)")
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common, several = _connection_options(), _connection_options(queues=True)
 
     parser = argparse.ArgumentParser(
         prog="mjq",
@@ -46,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    def command(name: str, func: Any, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+    def command(name: str, func: Any, help: str, parent: Any = common) -> Any:
+        sub = commands.add_parser(name, parents=[parent], help=help, description=help)
         sub.set_defaults(command=func)
         return sub
 
@@ -82,12 +97,22 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--priority", type=int, default=0, help="higher is claimed first")
     sub.add_argument("--delay", type=float, default=0, help="seconds before it can be claimed")
 
-    sub = command("work", cmd_work, "run a handler over the queue until stopped")
+    sub = command("work", cmd_work, "run a handler over the queue(s) until stopped", several)
     sub.add_argument("handler", help="the function to run per job, as package.module:function")
     sub.add_argument("--concurrency", type=int, default=1, help="threads (default: 1)")
     sub.add_argument("--lease", type=float, default=60, help="lease seconds per claim")
     sub.add_argument("--max-jobs", type=int, help="stop after this many jobs")
     sub.add_argument("--drain", action="store_true", help="stop when the queue is empty")
+    sub.add_argument(
+        "--heartbeat",
+        type=float,
+        default=HEARTBEAT_S,
+        help="seconds between heartbeats in the worker registry (default: %(default)g); "
+        f"a worker silent for {LOST_AFTER} of them reads as lost",
+    )
+    sub.add_argument("--name", help="the worker's name in `mjq workers` (default: its id)")
+
+    command("workers", cmd_workers, "the queue's workers: state, host, what each runs, counts")
 
     sub = command("tail", cmd_tail, "show new jobs and status changes as they happen")
     sub.add_argument("--limit", type=int, default=50, help="newest jobs to follow")
@@ -224,15 +249,25 @@ def cmd_work(args: argparse.Namespace) -> int:
     from .worker import Worker
 
     handler = _load_handler(args.handler)
-    queue = _queue(args, lease=args.lease)
-    worker = Worker(queue, handler, concurrency=args.concurrency)
-    print(f"mjq: working {queue.db.name}.{queue.name} as {queue.worker_id}", flush=True)
+    db = connect(args.uri, args.db)
+    names = list(dict.fromkeys(args.queue or ["jobqueue"]))  # in order, each once
+    queues = [JobQueue(db, name, lease=args.lease) for name in names]
+    worker = Worker(
+        queues, handler, concurrency=args.concurrency, heartbeat=args.heartbeat, name=args.name
+    )
+    where = ", ".join(f"{db.name}.{name}" for name in names)
+    print(f"mjq: working {where} as {worker.id}", flush=True)
     stats = worker.run(drain=args.drain, max_jobs=args.max_jobs)
     print(
         f"mjq: stopped: {stats.done} done, {stats.failed} failed, {stats.retried} retried, "
         f"{stats.released} released",
         flush=True,
     )
+    return 0
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    print(workers_text(read_workers(_queue(args))), flush=True)
     return 0
 
 

@@ -1,13 +1,18 @@
-"""Run a handler over a queue's jobs in threads, with lease heartbeats and clean stops."""
+"""Run a handler over the jobs of one queue, or of several in order, in threads, with lease
+heartbeats, a record in each queue's worker registry, and clean stops."""
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
+import socket
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymongo.errors import ConnectionFailure
 
@@ -15,12 +20,14 @@ from .errors import Empty, LeaseLostError, PublishError, ServerUnavailable
 from .job import Job
 from .outage import Backoff
 from .queue import JobQueue
+from .registry import HEARTBEAT_S, State, WorkerRecords
 from .signals import handling_stop_signals
 
 log = logging.getLogger("mjq_notebook.worker")
 
 Handler = Callable[[Job], Any]
 LOSS_CHECK_INTERVAL = 30.0  # seconds between looks for jobs lost to eviction
+FOLLOW_S = 1.0  # how long one wait of a queue's wake-up cursor lasts (AnyWakeup)
 # The server is away: JobQueue's public methods say so as ServerUnavailable; a raw
 # ConnectionFailure is still caught in case one comes from elsewhere.
 AWAY = (ConnectionFailure, ServerUnavailable)
@@ -29,48 +36,92 @@ AWAY = (ConnectionFailure, ServerUnavailable)
 @dataclass
 class WorkerStats:
     """What a worker did: jobs done, jobs failed for good (attempts used up), failed attempts
-    that will be retried, and jobs released back to waiting by a hard stop."""
+    that will be retried, jobs released back to waiting by a hard stop, and the seconds its
+    threads spent in finished jobs."""
 
     done: int = 0
     failed: int = 0
     retried: int = 0
     released: int = 0
+    busy_s: float = 0.0
+
+
+class Running(NamedTuple):
+    """A job a thread of the worker runs now: from which of its queues, since when."""
+
+    index: int  # into Worker.queues
+    job: Job
+    since: float  # monotonic
 
 
 class Worker:
     """Run ``handler(job)`` over ``queue`` in ``concurrency`` threads.
 
-    The handler's return value is stored as the job's result; an exception fails the job
-    (retried while attempts remain). Leases of running jobs are extended in the background.
+    ``queue`` may be a list of queues: each claim takes from the first one that has a due job,
+    in the order given (as RQ workers do), and an idle worker wakes within milliseconds of a
+    publish to any of them. The handler's return value is stored as the job's result; an
+    exception fails the job (retried while attempts remain). Leases of running jobs are
+    extended in the background, and every ``heartbeat`` seconds the worker's record in each
+    queue's registry (``q.workers()``) says it is alive and what it runs.
     ``stop()`` (or SIGINT/SIGTERM under ``run()``) stops taking jobs and lets running ones
     finish; a second signal releases them back to waiting and returns at once.
+
+    The worker claims under its own id (``worker.id``, written into each job it claims), not
+    the queue object's, so the registry can tell which worker runs which job.
     """
 
     def __init__(
-        self, queue: JobQueue, handler: Handler, concurrency: int = 1, *, poll: float = 1.0
+        self,
+        queue: JobQueue | Sequence[JobQueue],
+        handler: Handler,
+        concurrency: int = 1,
+        *,
+        poll: float = 1.0,
+        heartbeat: float = HEARTBEAT_S,
+        name: str | None = None,
     ) -> None:
+        queues = [queue] if isinstance(queue, JobQueue) else list(queue)
+        if not queues:
+            raise ValueError("give at least one queue")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.queue = queue
+        if heartbeat <= 0:
+            raise ValueError("heartbeat must be a positive number of seconds")
+        self.queues = queues
+        self.queue = queues[0]
         self.handler = handler
         self.concurrency = concurrency
         self.poll = poll
+        self.heartbeat = float(heartbeat)
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.name = name or self.id
         self.stats = WorkerStats()
+        # The queues as this worker claims from them: the same queues under the worker's id
+        # (shallow copies share the queue's connection and helpers).
+        self._claimers = [_under_id(q, self.id) for q in queues]
+        self._per_queue = [WorkerStats() for _ in queues]
+        self._any = AnyWakeup(self._claimers) if len(queues) > 1 else None
+        self._records: WorkerRecords | None = None
         self._stopping = threading.Event()
-        self._running: dict[Any, Job] = {}  # job id -> job, for heartbeats and hard stops
+        self._running: dict[Any, Running] = {}  # job id -> job, for heartbeats and hard stops
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._halt = threading.Event()  # set once the worker threads have ended
+        self._poke = threading.Event()  # wakes the heartbeat thread: a stop, or the halt
         self._beat: threading.Thread | None = None  # the heartbeat thread, once started
-        self._lost_logged = 0
+        self._lost_logged = [0 for _ in queues]
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self, *, drain: bool = False, max_jobs: int | None = None) -> Worker:
-        """Start the threads and return; ``drain`` stops when the queue has nothing left."""
+        """Start the threads and return; ``drain`` stops when the queues have nothing left."""
         self._stopping.clear()
         self._halt.clear()
+        self._poke.clear()
         self._budget = max_jobs
+        self._register()
+        if self._any is not None:
+            self._any.start()
         self._threads = []
         for i in range(self.concurrency):
             thread = threading.Thread(
@@ -85,6 +136,7 @@ class Worker:
     def stop(self) -> None:
         """Stop taking jobs; running ones finish."""
         self._stopping.set()
+        self._poke.set()  # the registry hears of it now, not at the next heartbeat
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the threads; True when all have ended (at once when never started)."""
@@ -95,18 +147,24 @@ class Worker:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() for t in self._threads):
             return False
-        self._halt.set()
+        self._halt_heartbeat()
         self._beat.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not self._beat.is_alive()
+
+    def _halt_heartbeat(self) -> None:
+        self._halt.set()
+        self._poke.set()
+        if self._any is not None:
+            self._any.close()
 
     def release_running(self) -> None:
         """Hand every running job back to the queue (a hard stop)."""
         with self._lock:
-            jobs = list(self._running.values())
-        for job in jobs:
+            running = list(self._running.values())
+        for index, job, _ in running:
             try:
-                self.queue.release(job)
-                self._count("released")
+                self._claimers[index].release(job)
+                self._count(index, "released")
             except Exception as exc:
                 log.warning("could not release job %s: %s", job.id, exc)
 
@@ -126,8 +184,14 @@ class Worker:
 
         with handling_stop_signals(on_signal):
             self.start(drain=drain, max_jobs=max_jobs)
-            while not self.join(timeout=0.2):
-                pass
+            try:
+                while not self.join(timeout=0.2):
+                    pass
+            except KeyboardInterrupt:  # a hard stop: still say "stopped" in the registry
+                self._halt_heartbeat()
+                if self._beat is not None:
+                    self._beat.join(5)
+                raise
         return self.stats
 
     # -- threads -------------------------------------------------------------------------
@@ -142,20 +206,38 @@ class Worker:
             return True
 
     def _loop(self, drain: bool) -> None:
+        backoff = Backoff()
         while not self._stopping.is_set():
             if not self._take_budget():
                 self.stop()
                 return
             try:
-                job = self.queue.next(timeout=self.poll)
+                index, job = self._next()
             except (Empty, *AWAY) as exc:
                 self._give_back_budget()
                 if isinstance(exc, AWAY):
                     self.queue.outage.away(exc, "claiming")
+                    if self._any is not None:  # its claims don't wait out an outage
+                        backoff.wait(self._stopping)
                 elif drain and self._drained():
                     self.stop()
                 continue
-            self._run_one(job)
+            backoff.reset()
+            self._run_one(index, job)
+
+    def _next(self) -> tuple[int, Job]:
+        """Claim the next job: (index of its queue, job). Raises ``Empty`` after waiting up to
+        ``poll`` seconds for a job to claim."""
+        if self._any is None:
+            return 0, self._claimers[0].next(timeout=self.poll)
+        seen = self._any.count()  # before the claims: an insert during them still wakes us
+        for index, queue in enumerate(self._claimers):
+            try:
+                return index, queue.next(timeout=0)
+            except Empty:
+                continue
+        self._any.wait(seen, min([self.poll, *(_idle_wait(q) for q in self._claimers)]))
+        raise Empty("no job due in any of the worker's queues")
 
     def _give_back_budget(self) -> None:
         with self._lock:
@@ -164,94 +246,204 @@ class Worker:
 
     def _drained(self) -> bool:
         try:
-            counts = self.queue.counts(warn=False)  # _check_losses logs losses
+            # _check_losses logs losses
+            counts = [queue.counts(warn=False) for queue in self._claimers]
         except AWAY:
             return False
         with self._lock:
             mine = len(self._running)
-        return counts["waiting"] == 0 and counts["working"] == 0 and mine == 0
+        idle = all(c["waiting"] == 0 and c["working"] == 0 for c in counts)
+        return idle and mine == 0
 
-    def _run_one(self, job: Job) -> None:
+    def _run_one(self, index: int, job: Job) -> None:
+        queue = self._claimers[index]
+        began = time.monotonic()
         with self._lock:
-            self._running[job.id] = job
+            self._running[job.id] = Running(index, job, began)
         try:
             try:
                 result = self.handler(job)
             except Exception as exc:
                 log.info("job %s failed: %s: %s", job.id, type(exc).__name__, exc)
-                self._fail(job, exc)
+                self._fail(index, job, exc)
                 return
             try:
-                self._persist(self.queue.done, job, result)
-                self._count("done")
+                self._persist(queue, queue.done, job, result)
+                self._count(index, "done")
             except PublishError as exc:  # the result can't be stored: that is the job failing
-                self._fail(job, exc)
+                self._fail(index, job, exc)
         except LeaseLostError as exc:
             log.warning("%s", exc)
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
+                for stats in (self.stats, self._per_queue[index]):
+                    stats.busy_s += time.monotonic() - began
 
     def _check_losses(self) -> None:
         """Say so in the log when the capped collection evicted jobs before they finished."""
-        try:
-            lost = self.queue.counts(warn=False)["lost"]  # logged instead, below
-        except AWAY:
-            return
-        if lost > self._lost_logged:
-            self._lost_logged = lost
-            log.warning(
-                "%d job(s) of %s were evicted from the capped collection before they finished; "
-                "make the queue larger (max_jobs/size_bytes)",
-                lost,
-                self.queue.name,
-            )
+        for index, queue in enumerate(self._claimers):
+            try:
+                lost = queue.counts(warn=False)["lost"]  # logged instead, below
+            except AWAY:
+                return
+            if lost > self._lost_logged[index]:
+                self._lost_logged[index] = lost
+                log.warning(
+                    "%d job(s) of %s were evicted from the capped collection before they "
+                    "finished; make the queue larger (max_jobs/size_bytes)",
+                    lost,
+                    queue.name,
+                )
 
-    def _count(self, outcome: str) -> None:
+    def _count(self, index: int, outcome: str) -> None:
         with self._lock:
-            setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+            for stats in (self.stats, self._per_queue[index]):
+                setattr(stats, outcome, getattr(stats, outcome) + 1)
 
-    def _fail(self, job: Job, exc: Exception) -> None:
-        retried = self._persist(self.queue.fail, job, exc)
-        self._count("retried" if retried else "failed")
+    def _fail(self, index: int, job: Job, exc: Exception) -> None:
+        queue = self._claimers[index]
+        retried = self._persist(queue, queue.fail, job, exc)
+        self._count(index, "retried" if retried else "failed")
 
-    def _persist(self, finish: Callable[[Job, Any], Any], job: Job, arg: Any) -> Any:
+    def _persist(
+        self, queue: JobQueue, finish: Callable[[Job, Any], Any], job: Job, arg: Any
+    ) -> Any:
         """Record a job's outcome, riding out a server that is briefly away."""
         backoff = Backoff()
         while True:
             try:
                 outcome = finish(job, arg)
             except AWAY as exc:
-                self.queue.outage.away(exc, f"saving job {job.id}")
+                queue.outage.away(exc, f"saving job {job.id}")
                 backoff.wait()
                 continue
-            self.queue.outage.back()
+            queue.outage.back()
             return outcome
 
+    # -- the heartbeat thread ------------------------------------------------------------
+
     def _heartbeat(self) -> None:
-        """Extend running jobs' leases; now and then, look for jobs lost to eviction."""
-        every = max(self.queue.lease / 3, 0.05)
-        next_loss_check = time.monotonic()
-        next_touch = next_loss_check + every
+        """Extend running jobs' leases, beat in the registry, and now and then look for jobs
+        lost to eviction, each on its own clock: a long lease must hold neither of the others
+        back. A stop is told to the registry at once; the halt writes "stopped" and ends."""
+        touch = max(min(q.lease for q in self.queues) / 3, 0.05)
+        now = time.monotonic()
+        clocks = [  # [when next, how often, what]
+            [now, lambda: LOSS_CHECK_INTERVAL, self._check_losses],
+            [now + touch, lambda: touch, self._touch_running],
+            [now + self.heartbeat, lambda: self.heartbeat, self._beat_registry],
+        ]
         while True:
-            # each on its own clock: a long lease must not hold the look for losses back
-            if time.monotonic() >= next_loss_check:
-                next_loss_check = time.monotonic() + LOSS_CHECK_INTERVAL
-                self._check_losses()
-            if time.monotonic() >= next_touch:
-                next_touch = time.monotonic() + every
-                self._touch_running()
-            if self._halt.wait(max(0.0, min(next_touch, next_loss_check) - time.monotonic())):
-                return
+            for clock in clocks:
+                if time.monotonic() >= clock[0]:
+                    clock[0] = time.monotonic() + clock[1]()
+                    clock[2]()
+            if self._poke.wait(max(0.0, min(c[0] for c in clocks) - time.monotonic())):
+                self._poke.clear()
+                if self._halt.is_set():
+                    self._beat_registry()
+                    return
+                self._beat_registry()  # stopping: say so now
 
     def _touch_running(self) -> None:
         with self._lock:
-            jobs = list(self._running.values())
-        for job in jobs:
+            running = list(self._running.values())
+        for index, job, _ in running:
+            queue = self._claimers[index]
             try:
-                self.queue.touch(job)
+                queue.touch(job)
             except AWAY as exc:
-                self.queue.outage.away(exc, "extending leases")
+                queue.outage.away(exc, "extending leases")
             except LeaseLostError as exc:
                 if not job.finished:  # else it just finished: nothing to extend
                     log.warning("heartbeat for job %s: %s", job.id, exc)
+
+    # -- the registry --------------------------------------------------------------------
+
+    def _register(self) -> None:
+        """A fresh record in each queue's registry, saying "running"."""
+        self._records = WorkerRecords(
+            self._claimers, self.id, self.name, self.concurrency, self.heartbeat
+        )
+        self._beat_registry()
+
+    def _beat_registry(self) -> None:
+        """Write each queue's record: state, the jobs running now, the counts so far."""
+        if self._records is None:
+            return
+        if self._halt.is_set():
+            state = State.STOPPED
+        else:
+            state = State.STOPPING if self._stopping.is_set() else State.RUNNING
+        with self._lock:
+            running = list(self._running.values())
+            counts = [vars(stats).copy() for stats in self._per_queue]
+        self._records.write(state, running, counts)
+
+
+def _under_id(queue: JobQueue, worker_id: str) -> JobQueue:
+    """``queue`` as a worker claims from it: the same queue, claiming as ``worker_id``."""
+    claimer = copy.copy(queue)
+    claimer.worker_id = worker_id
+    return claimer
+
+
+def _idle_wait(queue: JobQueue) -> float:
+    """Seconds an idle consumer of ``queue`` may wait for an insert before it claims again:
+    until a delayed job or a lease is due, at most a second (less while paused)."""
+    idle_wait = getattr(queue, "idle_wait", None)
+    return idle_wait() if idle_wait is not None else queue._due.idle_wait()
+
+
+class AnyWakeup:
+    """Wakes worker threads within milliseconds of a publish to any of several queues.
+
+    One thread per queue follows that queue's wake-up cursor (``JobQueue.wait``: a tailable
+    cursor, never a poll) and counts what it sees. A worker thread notes the count before it
+    tries its claims and waits only while the count is unchanged, so an insert that lands
+    between its claims and its wait still wakes it at once.
+    """
+
+    def __init__(self, queues: Sequence[JobQueue]) -> None:
+        self._queues = list(queues)
+        self._cond = threading.Condition()
+        self._count = 0
+        self._closed = threading.Event()
+
+    def start(self) -> None:
+        self._closed.clear()
+        for queue in self._queues:
+            name = f"mjq-wakeup-{queue.name}"
+            threading.Thread(target=self._follow, args=(queue,), name=name, daemon=True).start()
+
+    def close(self) -> None:
+        """The followers end within ``FOLLOW_S``."""
+        self._closed.set()
+
+    def count(self) -> int:
+        with self._cond:
+            return self._count
+
+    def wait(self, count: int, timeout: float) -> bool:
+        """Block until the count differs from ``count`` (True) or ``timeout`` passes."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count != count, timeout)
+
+    def _ring(self) -> None:
+        with self._cond:
+            self._count += 1
+            self._cond.notify_all()
+
+    def _follow(self, queue: JobQueue) -> None:
+        while not self._closed.is_set():
+            began = time.monotonic()
+            try:
+                seen = queue.wait(FOLLOW_S)
+            except Exception:  # the server is away: the claims report it; don't spin
+                self._closed.wait(FOLLOW_S)
+                continue
+            # A wait that ends early without news had no cursor to stand on (an empty
+            # collection, a cursor that died): the claimers look, as JobQueue.next does then.
+            if seen or time.monotonic() - began < FOLLOW_S / 2:
+                self._ring()

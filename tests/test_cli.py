@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from mjq_notebook import JobQueue
+from mjq_notebook.registry import read_workers
 from mjq_notebook.server import client_for, embedded_client
 
 from .test_watch import wait_for
@@ -107,7 +109,7 @@ def test_tail_shows_new_jobs_and_status_changes(db, server_uri):
         reader.join(10)
 
 
-@pytest.mark.parametrize("command", ["serve", "pub", "work", "tail", "stats", "demo"])
+@pytest.mark.parametrize("command", ["serve", "pub", "work", "workers", "tail", "stats", "demo"])
 def test_every_command_has_help_with_connection_options(command):
     result = subprocess.run(
         [sys.executable, "-m", "mjq_notebook.cli", command, "--help"],
@@ -152,3 +154,62 @@ def test_serve_runs_in_the_foreground_and_is_found_by_other_commands(tmp_path):
         serve.wait(30)
     assert serve.returncode == 0
     assert not (tmp_path / ".mjq-data" / "mjq-server.uri").exists()
+
+
+def test_workers_prints_the_registry(db, server_uri):
+    from mjq_notebook import Worker
+
+    q = JobQueue(db)
+    result = mjq("workers", "--db", db.name, uri=server_uri)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "no workers"
+    started, proceed = threading.Event(), threading.Event()
+
+    def handler(job):
+        started.set()
+        proceed.wait(30)
+
+    job_id = q.pub({})
+    worker = Worker(q, handler, heartbeat=0.5, name="reports\x1b[31m").start()
+    try:
+        assert started.wait(10)
+        wait_for(lambda: read_workers(q)[0]["running"], 5, "the running job registered")
+        result = mjq("workers", "--db", db.name, uri=server_uri)
+    finally:
+        proceed.set()
+        worker.stop()
+        assert worker.join(timeout=30)
+    assert result.returncode == 0, result.stderr
+    header, line = result.stdout.splitlines()
+    assert header.split() == [
+        "worker", "state", "host:pid", "running", "done", "failed", "busy", "heartbeat",
+    ]  # fmt: skip
+    assert line.startswith("reports?[31m ") and " running " in line  # no escape codes
+    assert f":{os.getpid()} " in line and str(job_id) in line and "ago" in line
+    result = mjq("workers", "--db", db.name, uri=server_uri)
+    assert " stopped " in result.stdout.splitlines()[1]
+
+
+def test_work_takes_from_several_queues_in_order(db, server_uri, tmp_path):
+    urgent, bulk = JobQueue(db, "urgent"), JobQueue(db, "bulk")
+    ids = {"bulk": bulk.pub_many([{"n": n} for n in range(3)])}  # older, yet second in line
+    ids["urgent"] = urgent.pub_many([{"n": n} for n in range(3)])
+    log = tmp_path / "ran.log"
+    env = {**os.environ, "MJQ_MONGODB_URI": server_uri, "MJQ_TEST_LOG": str(log)}
+    args = ["work", "handlers:record", "--db", db.name, "--queue", "urgent", "--queue", "bulk"]
+    result = subprocess.run(
+        [sys.executable, "-m", "mjq_notebook.cli", *args, "--drain"],
+        cwd=Path(__file__).parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"working {db.name}.urgent, {db.name}.bulk as " in result.stdout
+    ran = [line.split()[0] for line in log.read_text().splitlines()]
+    assert ran == [str(i) for i in ids["urgent"] + ids["bulk"]]
+    for queue in (urgent, bulk):  # one worker, in each queue's registry
+        [row] = read_workers(queue)
+        assert row["queues"] == ["urgent", "bulk"] and row["state"] == "stopped"
+        assert row["done"] == 3

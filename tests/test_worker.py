@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import statistics
 import threading
 import time
 
@@ -163,3 +165,73 @@ def test_join_before_start_returns_at_once(queue):
     worker = Worker(queue, lambda job: None)
     assert worker.join(timeout=0) is True  # nothing started, nothing to wait for
     assert worker.join() is True
+
+
+# -- one worker, several queues --------------------------------------------------------------
+
+
+def test_a_worker_on_two_queues_takes_the_first_queues_jobs_first(db):
+    urgent, bulk = JobQueue(db, "urgent"), JobQueue(db, "bulk")
+    bulk.pub_many([{"q": "bulk", "n": n} for n in range(3)])  # older, yet second in line
+    urgent.pub_many([{"q": "urgent", "n": n} for n in range(3)])
+    order = []
+
+    def handler(job):
+        order.append(job.data["q"])
+        if len(order) == 4:  # taking from bulk now: urgent gets one more, which goes first
+            urgent.pub({"q": "urgent", "n": 3})
+
+    worker = Worker([urgent, bulk], handler, poll=0.2).start(drain=True)
+    assert worker.join(timeout=60)
+    assert order == ["urgent"] * 3 + ["bulk"] + ["urgent"] + ["bulk"] * 2
+    assert worker.queue is urgent and worker.queues == [urgent, bulk]
+    assert worker.stats.done == 7
+    assert {d["worker"] for q in (urgent, bulk) for d in q.history_collection.find()} == {worker.id}
+
+
+# A worker waiting on several queues is woken by each queue's tailable cursor (worker.py
+# AnyWakeup), not by its re-check of what is due (at most every second): publishes at random
+# moments of that second are claimed within WAKE_S (median), where re-checks alone would
+# take ~0.5 s.
+WAKE_S = 0.1
+
+
+def test_a_worker_on_two_queues_wakes_for_a_publish_to_either(db):
+    urgent, bulk = JobQueue(db, "urgent"), JobQueue(db, "bulk")
+    for queue in (urgent, bulk):  # something in each collection for the cursors to follow
+        queue.pub({"first": True})
+    claimed: list[tuple[object, float]] = []
+    lock = threading.Condition()
+
+    def handler(job):
+        with lock:
+            claimed.append((job.id, time.monotonic()))
+            lock.notify_all()
+
+    worker = Worker([urgent, bulk], handler).start()
+    rng = random.Random(16)
+    latencies = []
+    try:
+        wait_for(lambda: len(claimed) == 2, 10, "the first jobs")
+        publisher = {"urgent": JobQueue(db, "urgent"), "bulk": JobQueue(db, "bulk")}
+        for n in range(12):
+            time.sleep(rng.uniform(0.15, 0.95))  # the worker idles: anywhere in its second
+            sent = time.monotonic()
+            job_id = publisher["urgent" if n % 2 else "bulk"].pub({"n": n})
+            with lock:
+                assert lock.wait_for(lambda job_id=job_id: claimed[-1][0] == job_id, 10)
+                latencies.append(claimed[-1][1] - sent)
+    finally:
+        worker.stop()
+        assert worker.join(timeout=30)
+    median = statistics.median(latencies)
+    shown = ", ".join(f"{s * 1000:.0f}" for s in sorted(latencies))
+    print(f"\nclaimed after {shown} ms")
+    assert median < WAKE_S, f"claimed after a median {median * 1000:.0f} ms ({shown} ms)"
+
+
+def test_worker_arguments_are_checked(queue):
+    with pytest.raises(ValueError, match="at least one queue"):
+        Worker([], lambda job: None)
+    with pytest.raises(ValueError, match="heartbeat"):
+        Worker(queue, lambda job: None, heartbeat=0)

@@ -23,6 +23,7 @@ from .formatting import data_preview, format_ago, format_time, job_cells, job_li
 from .job_detail import job_html
 from .markup import LOST_EXPLAINED, counts_html, escape, status_badge, stylesheet
 from .tables import job_list_html, queue_html, summary_html
+from .workers_html import workers_html
 
 STYLE = stylesheet()  # the <style> block every fragment includes, from _static/display.css
 
@@ -44,4 +45,5 @@ __all__ = [
     "status_badge",
     "stylesheet",
     "summary_html",
+    "workers_html",
 ]

@@ -1,0 +1,312 @@
+"""The worker registry: who works a queue, from where, on what, and whether it is alive.
+
+Every ``Worker`` keeps one record in ``<queue>.workers`` (a plain collection beside the queue)
+for each queue it takes jobs from, keyed by its worker id: the id its claims write into a
+job's ``worker`` field, so a working job leads to the record of the worker running it. The
+worker's heartbeat thread rewrites the record every ``interval`` seconds; a clean stop writes
+"stopped". A worker that vanished (``kill -9``, a lost host) writes nothing more, so "lost"
+is not stored but read: a running or stopping record whose heartbeat is older than
+``LOST_AFTER`` intervals. Records expire on their own: a TTL index on ``expires_at``, which
+each write sets a day (``KEEP_S``) ahead, so live workers stay and the dead go a day later.
+
+Times are the workers' clocks (UTC), as for leases: hosts are assumed to keep time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import ConnectionFailure
+
+from .errors import ServerUnavailable
+from .job import Job, utcnow
+from .outage import unavailable_as_error
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pymongo.collection import Collection
+
+    from .queue import JobQueue
+
+HEARTBEAT_S = 5.0  # a worker's default heartbeat interval
+LOST_AFTER = 3  # heartbeat intervals without one before a worker reads as lost
+KEEP_S = 86_400.0  # a record outlives its last write by this much (then TTL deletes it)
+
+log = logging.getLogger("mjq_notebook.worker")
+
+
+class State(str, Enum):
+    """A worker's state; the values are the strings stored (``lost`` only ever derived)."""
+
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    LOST = "lost"
+
+
+def workers_collection(queue: JobQueue) -> Collection:
+    """``<queue>.workers``, with the queue's codec (tz-aware UTC datetimes)."""
+    return queue.db[f"{queue.name}.workers"]
+
+
+def package_version() -> str:
+    """``mjq_notebook.__version__``. The package has imported this module by the time a worker
+    registers; importing the package here would make this helper import every layer."""
+    return str(getattr(sys.modules.get("mjq_notebook"), "__version__", "unknown"))
+
+
+class Registration:
+    """One worker's record in one queue's registry: written at start, on each heartbeat and
+    at its stop, by one thread at a time (a lock), and never again once it says stopped."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        worker_id: str,
+        *,
+        name: str,
+        queues: Sequence[str],
+        concurrency: int,
+        interval: float,
+        keep: float = KEEP_S,
+    ) -> None:
+        self.queue = queue
+        self.collection = workers_collection(queue)
+        self.keep = max(keep, 2 * LOST_AFTER * interval)  # a live record never expires
+        self.fields: dict[str, Any] = {
+            "_id": worker_id,
+            "name": name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "concurrency": concurrency,
+            "version": package_version(),
+            "queues": list(queues),
+            "started": utcnow(),
+            "interval": float(interval),
+        }
+        self._lock = threading.Lock()
+        self._indexed = False
+        self.closed = False
+
+    def write(self, state: State, running: Iterable[Mapping[str, Any]], counts: Mapping) -> None:
+        """Replace the record: ``state``, the jobs running now (``{"id", "since", "attempt"}``)
+        and ``counts`` (done, failed, retried, released, busy_s); heartbeat = now."""
+        with self._lock:
+            if self.closed:
+                return
+            if not self._indexed:
+                ensure_indexes(self.collection)
+                self._indexed = True
+            now = utcnow()
+            doc = {
+                **self.fields,
+                "state": State(state).value,
+                "heartbeat": now,
+                "running": [dict(job) for job in running],
+                **counts,
+                "expires_at": now + dt.timedelta(seconds=self.keep),
+            }
+            self.collection.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+            self.closed = state is State.STOPPED
+
+
+class WorkerRecords:
+    """A worker's records, one per queue it takes from (the same record in each registry but
+    for what concerns that queue: its running jobs, counts and busy time)."""
+
+    def __init__(
+        self,
+        queues: Sequence[JobQueue],
+        worker_id: str,
+        name: str,
+        concurrency: int,
+        interval: float,
+    ) -> None:
+        names = [q.name for q in queues]
+        self.registrations = [
+            Registration(
+                q, worker_id, name=name, queues=names, concurrency=concurrency, interval=interval
+            )
+            for q in queues
+        ]
+
+    def write(
+        self,
+        state: State,
+        running: Iterable[tuple[int, Job, float]],
+        counts: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Write every record: ``running`` holds (queue index, job, monotonic start) and
+        ``counts`` each queue's done/failed/retried/released/busy_s (finished jobs only).
+        A failed write is logged (once per outage while the server is away), never raised:
+        the next heartbeat writes the whole record again."""
+        now, clock = utcnow(), time.monotonic()
+        running = list(running)
+        for index, registration in enumerate(self.registrations):
+            mine = [(job, since) for i, job, since in running if i == index]
+            busy = float(counts[index].get("busy_s") or 0.0) + sum(clock - s for _, s in mine)
+            listed = [] if state is State.STOPPED else [_entry(job, now) for job, _ in mine]
+            try:
+                registration.write(state, listed, {**counts[index], "busy_s": round(busy, 3)})
+            except (ConnectionFailure, ServerUnavailable) as exc:
+                registration.queue.outage.away(exc, "writing to the worker registry")
+            except Exception as exc:  # a registry write must never end the heartbeats
+                log.warning("worker registry %s: %s", registration.collection.name, exc)
+
+
+def _entry(job: Job, now: dt.datetime) -> dict[str, Any]:
+    """A running job as the registry lists it: its id, since when, which attempt."""
+    since = (job.get("ts") or {}).get("started") or now
+    return {"id": job.id, "since": since, "attempt": job.attempts}
+
+
+def ensure_indexes(collection: Collection) -> None:
+    """The TTL index that deletes records after ``expires_at``, and the listing order's."""
+    collection.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
+    collection.create_index([("started", DESCENDING)])
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+@unavailable_as_error
+def read_workers(queue: JobQueue) -> WorkerList:
+    """Every worker recorded beside ``queue``, newest first, with ``state`` as read now (a
+    silent one is ``lost``) and ``busy``, the fraction of its threads' time spent on jobs."""
+    now = utcnow()
+    docs = workers_collection(queue).find({}, sort=[("started", DESCENDING), ("_id", ASCENDING)])
+    return WorkerList(as_read(doc, now) for doc in docs)
+
+
+def as_read(doc: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """A record with its state as of ``now`` and its busy fraction."""
+    row = dict(doc)
+    interval = float(row.get("interval") or HEARTBEAT_S)
+    beat, started = row.get("heartbeat"), row.get("started")
+    silent = (now - beat).total_seconds() if isinstance(beat, dt.datetime) else float("inf")
+    alive = row.get("state") in (State.RUNNING.value, State.STOPPING.value)
+    if alive and silent > LOST_AFTER * interval:
+        row["state"] = State.LOST.value
+    row["busy"] = None
+    if isinstance(beat, dt.datetime) and isinstance(started, dt.datetime):
+        span = (beat - started).total_seconds() * max(int(row.get("concurrency") or 1), 1)
+        if span > 0:
+            row["busy"] = min(max(float(row.get("busy_s") or 0.0) / span, 0.0), 1.0)
+    return row
+
+
+class WorkerList(list):
+    """Worker records (dicts) as a plain ``list`` for code: a table in a notebook, text in a
+    terminal, ``to_frame()`` for pandas."""
+
+    def by_id(self) -> dict[str, dict[str, Any]]:
+        """Records by worker id: what a job's ``worker`` field names."""
+        return {row["_id"]: row for row in self}
+
+    def lost(self) -> list[str]:
+        """Ids of the workers that read as lost."""
+        return [row["_id"] for row in self if row.get("state") == State.LOST.value]
+
+    def __repr__(self) -> str:
+        return workers_text(self)
+
+    def _repr_html_(self) -> str:
+        from .notebook.display import workers_html  # display sits above this layer
+
+        return workers_html(self)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per worker: id, name, state, host, pid, ..., running as a job count."""
+        import pandas as pd
+
+        columns = [*ROW_FIELDS, "jobs_running", "running"]
+        rows = [
+            {
+                **{k: row.get(k) for k in ROW_FIELDS},
+                "jobs_running": len(row.get("running") or []),
+                "running": [job.get("id") for job in row.get("running") or []],
+            }
+            for row in self
+        ]
+        frame = pd.DataFrame(rows, columns=columns)
+        for column in ("started", "heartbeat"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        return frame
+
+
+ROW_FIELDS = (
+    "_id", "name", "state", "host", "pid", "queues", "concurrency", "version", "started",
+    "heartbeat", "interval", "done", "failed", "retried", "released", "busy_s", "busy",
+)  # fmt: skip
+
+
+# -- plain text -----------------------------------------------------------------------------
+
+TEXT_COLUMNS = ("worker", "state", "host:pid", "running", "done", "failed", "busy", "heartbeat")
+
+
+def worker_cells(row: Mapping[str, Any], now: dt.datetime) -> dict[str, str]:
+    """One worker as the text of each table column (the HTML table escapes these)."""
+    running = row.get("running") or []
+    jobs = ", ".join(
+        f"{job.get('id')} ({seconds(_since(job.get('since'), now))})" for job in running
+    )
+    busy = row.get("busy")
+    return {
+        "worker": printable(row.get("name") or row.get("_id")),
+        "state": printable(row.get("state")),
+        "host:pid": printable(f"{row.get('host')}:{row.get('pid')}"),
+        "running": jobs or "—",
+        "done": str(row.get("done", 0)),
+        "failed": str(row.get("failed", 0)),
+        "busy": "—" if busy is None else f"{busy:.0%}",
+        "heartbeat": f"{seconds(_since(row.get('heartbeat'), now))} ago",
+    }
+
+
+def printable(value: Any) -> str:
+    """``value`` as one line of text a terminal shows as written: names and hosts come from
+    the records, which anyone with access to the database could have written."""
+    return "".join(c if c.isprintable() else "?" for c in str(value))
+
+
+def _since(when: Any, now: dt.datetime) -> float | None:
+    return (now - when).total_seconds() if isinstance(when, dt.datetime) else None
+
+
+def seconds(value: float | None) -> str:
+    """A duration, short: "450 ms", "12 s", "4 min", "2.5 h", "3 d"."""
+    if value is None:
+        return "?"
+    value = max(value, 0.0)
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 60:
+        return f"{value:.0f} s"
+    if value < 3600:
+        return f"{value / 60:.0f} min"
+    if value < 48 * 3600:
+        return f"{value / 3600:.1f} h"
+    return f"{value / 86400:.0f} d"
+
+
+def workers_text(workers: Sequence[Mapping[str, Any]], now: dt.datetime | None = None) -> str:
+    """A plain table, one line per worker (``mjq workers``, ``repr(q.workers())``)."""
+    if not workers:
+        return "no workers"
+    now = now or utcnow()
+    rows = [worker_cells(row, now) for row in workers]
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in TEXT_COLUMNS}
+    lines = ["  ".join(c.ljust(widths[c]) for c in TEXT_COLUMNS).rstrip()]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in TEXT_COLUMNS).rstrip() for r in rows]
+    return "\n".join(lines)
