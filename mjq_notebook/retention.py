@@ -2,8 +2,8 @@
 
 History keeps every finished job until asked otherwise. ``prune`` deletes the rows whose
 ``ts.done`` is before a cut-off, in batches along the ``ts.done`` index (so one call never
-holds the server for long, and its work can be seen going by), and adds each batch's exact
-count to ``pruned`` on the ``{"_id": "counters"}`` document of ``<queue>.meta``.
+holds the server for long), and counts each batch in ``pruned`` on the ``{"_id": "counters"}``
+document of ``<queue>.meta``: ahead of its delete, then put right to what it deleted.
 
 Why a call and not a TTL index on ``ts.done``: ``counts()`` tells a job lost to the capped
 ring's eviction from one that finished by comparing what was published with what the ring
@@ -35,32 +35,32 @@ def prune(history: Collection, meta: Collection, before: dt.datetime, *, batch: 
     ``before`` (a timezone-aware datetime); return how many went.
 
     Oldest first, ``batch`` rows at a time: the ids of the next batch from the ``ts.done``
-    index, then one delete of those ids that still matches the cut-off (so a row another
-    process pruned meanwhile is neither deleted nor counted twice). After every batch,
-    ``pruned`` on ``meta``'s counters document grows by what that batch deleted, so the
-    counter stays exact if the call is stopped half-way. Running it again with the same
-    cut-off deletes nothing and returns 0. A naive ``before`` raises ``ValueError`` before
-    anything is written: whose clock it meant can't be told.
+    index, then one delete of those ids that still match the cut-off. Each batch is counted
+    in ``pruned`` on ``meta``'s counters document *before* its delete, and the count put
+    right after it (rows another process deleted meanwhile are not ours to count): a
+    ``counts()`` that reads history and then ``pruned`` never sees a pruned job as lost, at
+    worst a batch in flight as already gone. The counter is exact once a batch is done, so
+    also when the call is stopped half-way. Running it again with the same cut-off deletes
+    nothing and returns 0. A naive ``before`` raises ``ValueError`` before anything is
+    written: whose clock it meant can't be told.
     """
     cutoff = _check(before, batch)
     match = {"ts.done": {"$lt": cutoff}}
     total = 0
     while True:
-        ids = [
-            doc["_id"]
-            for doc in history.find(match, {"_id": 1}, sort=[("ts.done", ASCENDING)], limit=batch)
-        ]
+        found = history.find(match, {"_id": 1}, sort=[("ts.done", ASCENDING)], limit=batch)
+        ids = [doc["_id"] for doc in found]
         if not ids:
             return total
+        _count(meta, len(ids))
         try:
             deleted = history.delete_many({"_id": {"$in": ids}, **match}).deleted_count
         except PyMongoError:
-            # A delete cut short may still have removed part of the batch: count what is
-            # gone, so those jobs don't read as lost, then let the error out.
-            gone = len(ids) - history.count_documents({"_id": {"$in": ids}})
-            _count(meta, gone)
+            # A delete cut short may have removed part of the batch: take back the count of
+            # what is still there, then let the error out.
+            _count(meta, -history.count_documents({"_id": {"$in": ids}}))
             raise
-        _count(meta, deleted)
+        _count(meta, deleted - len(ids))
         total += deleted
         if len(ids) < batch:
             return total

@@ -120,7 +120,7 @@ class _Commands(monitoring.CommandListener):
         pass
 
 
-def test_deletes_go_in_batches_oldest_first_each_counted(history, server_uri, db):
+def test_deletes_go_in_batches_oldest_first_each_counted_first(history, server_uri, db):
     listener = _Commands()
     client = client_for(server_uri, event_listeners=[listener])
     try:
@@ -129,7 +129,8 @@ def test_deletes_go_in_batches_oldest_first_each_counted(history, server_uri, db
     finally:
         client.close()
     names = [command["name"] for command in listener.commands]
-    assert names == ["find", "delete", "update"] * 3  # 100, 100, 30: the last is short
+    # each batch counted before its delete, so counts() never takes it for lost
+    assert names == ["find", "update", "delete"] * 3  # 100, 100, 30: the last is short
     finds = [command for command in listener.commands if command["name"] == "find"]
     assert all(command["sort"] == {"ts.done": 1} and command["limit"] == 100 for command in finds)
     deletes = [command for command in listener.commands if command["name"] == "delete"]
@@ -157,3 +158,21 @@ def test_a_delete_cut_short_still_counts_what_went(history, monkeypatch):
     monkeypatch.undo()
     assert prune(rows, meta, CUTOFF, batch=100) == OLD - 100
     assert counters(meta)["pruned"] == OLD
+
+
+def test_rows_someone_else_deleted_meanwhile_are_not_counted(history, monkeypatch):
+    """Between the batch's find and its delete another process deleted one of its rows (a
+    requeue of a failed job, say): the count taken ahead is put right."""
+    rows, meta = history
+    real = rows.delete_many
+    taken = []
+
+    def someone_first(query, *args, **kwargs):
+        if not taken:
+            taken.append(query["_id"]["$in"][0])
+            rows.delete_one({"_id": taken[0]})
+        return real(query, *args, **kwargs)
+
+    monkeypatch.setattr(rows, "delete_many", someone_first)
+    assert prune(rows, meta, CUTOFF, batch=100) == OLD - 1
+    assert counters(meta)["pruned"] == OLD - 1
