@@ -47,6 +47,7 @@ from .owned import OwnedWrites
 from .progress import ProgressWriter
 from .reads import Reads
 from .requeue import failed_jobs, requeue
+from .retention import prune
 from .ring import ensure_ring
 from .sweep import Sweeper
 from .wakeup import Wakeup
@@ -399,6 +400,19 @@ class JobQueue:
         from .registry import read_workers  # the registry's reads, with its WorkerList
 
         return read_workers(self)
+
+    @unavailable_as_error
+    def prune_history(self, older_than: float | dt.timedelta) -> int:
+        """Delete history rows of jobs finished more than ``older_than`` (seconds or a
+        timedelta) ago; returns how many went. ``counts()`` then no longer counts them
+        as done, and never as lost. History keeps everything until asked (see retention.py for why a call and
+        not a TTL index)."""
+        age = (
+            older_than if isinstance(older_than, dt.timedelta) else dt.timedelta(seconds=older_than)
+        )
+        if not age >= dt.timedelta(0):
+            raise ValueError(f"older_than must be 0 or more, not {older_than!r}")
+        return prune(self.history_collection, self._meta, utcnow() - age)
 
     # -- requeueing -----------------------------------------------------------------------
 

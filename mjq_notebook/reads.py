@@ -47,12 +47,15 @@ class Reads:
                 unfinished_ours += row["n"]
         # History holds only finished jobs: its size (collection metadata) less the failed
         # and cancelled ones (index ranges) is the done ones, at a cost that does not grow
-        # with history. Jobs pruned from history (retention.py) were finished too.
+        # with history.
         finished_ours = self.history.estimated_document_count()
         for status in (Status.FAILED.value, Status.CANCELLED.value):
             counts[status] += (n := self.history.count_documents({"status": status}))
             counts[Status.DONE.value] -= n
         counts[Status.DONE.value] += finished_ours
+        # Jobs pruned from history (retention.py) finished too. Read after history: a prune
+        # counts a batch before it deletes it, so a row gone from history is counted here.
+        counters = self.meta.find_one({"_id": "counters"}, {"pruned": 1}) or {}
         finished_ours += int(counters.get("pruned", 0))
         lost = max(0, published - unfinished_ours - finished_ours)
         counts["lost"] = lost

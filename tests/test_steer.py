@@ -352,3 +352,22 @@ def test_progress_writes_cost_one_a_second_whatever_the_rate(queue):
     assert n > 1000
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert 3 <= len(stamps) <= 5 and statistics.median(gaps) >= 0.9
+
+
+# -- retention -----------------------------------------------------------------------------
+
+
+def test_prune_history_keeps_counts_true(queue):
+    """Pruned jobs leave history but stay counted as finished, never as lost."""
+    queue.pub_many([{"n": n} for n in range(6)])
+    for _ in range(4):
+        queue.done(queue.next())
+    time.sleep(1.1)
+    queue.done(queue.next())  # this one is newer than the cut-off
+    assert queue.prune_history(1.0) == 4
+    assert queue.history_collection.count_documents({}) == 1
+    counts = queue.counts()
+    assert (counts["done"], counts["waiting"], counts["lost"]) == (1, 1, 0)
+    assert queue.prune_history(1.0) == 0
+    with pytest.raises(ValueError, match="0 or more"):
+        queue.prune_history(-5)
