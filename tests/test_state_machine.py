@@ -102,7 +102,8 @@ EXAMPLES = int(os.environ.get("MJQ_STATE_EXAMPLES", "100"))
 STEPS = int(os.environ.get("MJQ_STATE_STEPS", "40"))
 
 WAITING, WORKING, DONE, FAILED = "waiting", "working", "done", "failed"
-FINISHED = (DONE, FAILED)
+CANCELLED = "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
 
 
 def utcnow() -> dt.datetime:
@@ -365,6 +366,29 @@ class QueueMachine(RuleBasedStateMachine):
         self.queues[q]._reclaimer.reclaim()
         self.requeue_model()
 
+    # -- steering from outside ---------------------------------------------------------------
+
+    @rule(q=queues, job_id=jobs, as_id=st.booleans())
+    def cancel(self, q, job_id, as_id):
+        """q.cancel(): a waiting job becomes cancelled (final); anything else says False."""
+        self.gates()
+        queue, job = self.queues[q], self.model[job_id]
+        arg = job_id if as_id else queue.get(job_id)
+        assert queue.cancel(arg) is (job.state == WAITING), self.describe(job_id)
+        if job.state == WAITING:
+            job.state = CANCELLED
+
+    @rule(q=queues, handle=handles)
+    def reclaim(self, q, handle):
+        """q.reclaim(handle), "Release now": only the handle's own live claim goes back to
+        waiting (worker and attempts stay, as a lease running out leaves them)."""
+        self.gates()
+        live = self.live(handle)
+        assert self.queues[q].reclaim(handle) is live, self.describe(handle.id)
+        if live:
+            job = self.model[handle.id]
+            job.state, job.expired = WAITING, False
+
     # -- requeueing failed jobs -------------------------------------------------------------
 
     @precondition(lambda self: any(job.state != WAITING for job in self.model.values()))
@@ -471,10 +495,10 @@ class QueueMachine(RuleBasedStateMachine):
                     f"{self.describe(job_id)} has lease_until {doc['lease_until']}"
                 )
         counts = queue.counts()
-        expected = {state: 0 for state in (WAITING, WORKING, DONE, FAILED)}
+        expected = {state: 0 for state in (WAITING, WORKING, DONE, FAILED, CANCELLED)}
         for job in self.model.values():
             expected[job.state] += 1
-        assert counts == {**expected, "cancelled": 0, "lost": 0}
+        assert counts == {**expected, "lost": 0}
         meta = queue._meta.find_one({"_id": "counters"}) or {}
         assert meta.get("published", 0) == len(self.model)
         if self.steps % HISTORY_EVERY == 0:
