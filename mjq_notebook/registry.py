@@ -26,7 +26,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, OperationFailure
 
 from .errors import ServerUnavailable
 from .job import Job, utcnow
@@ -105,8 +105,7 @@ class Registration:
             if self.closed:
                 return
             if not self._indexed:
-                ensure_indexes(self.collection)
-                self._indexed = True
+                self._indexed = ensure_indexes(self.collection)
             now = utcnow()
             doc = {
                 **self.fields,
@@ -170,10 +169,18 @@ def _entry(job: Job, now: dt.datetime) -> dict[str, Any]:
     return {"id": job.id, "since": since, "attempt": job.attempts}
 
 
-def ensure_indexes(collection: Collection) -> None:
-    """The TTL index that deletes records after ``expires_at``, and the listing order's."""
-    collection.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
-    collection.create_index([("started", DESCENDING)])
+def ensure_indexes(collection: Collection) -> bool:
+    """The TTL index that deletes records after ``expires_at``, and the listing order's.
+
+    A server that refuses them (say, an index of that name with other options made by hand)
+    is told once in the log; the records are written all the same. False when the server
+    could not be reached: the next write tries again."""
+    try:
+        collection.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
+        collection.create_index([("started", DESCENDING)])
+    except OperationFailure as exc:
+        log.warning("worker registry %s: no TTL index (%s)", collection.name, exc)
+    return True
 
 
 # -- reading --------------------------------------------------------------------------------

@@ -119,7 +119,10 @@ class Worker:
         self._halt.clear()
         self._poke.clear()
         self._budget = max_jobs
-        self._register()
+        self._records = WorkerRecords(  # a fresh record in each queue's registry: running
+            self._claimers, self.id, self.name, self.concurrency, self.heartbeat
+        )
+        self._beat_registry()
         if self._any is not None:
             self._any.start()
         self._threads = []
@@ -361,13 +364,6 @@ class Worker:
 
     # -- the registry --------------------------------------------------------------------
 
-    def _register(self) -> None:
-        """A fresh record in each queue's registry, saying "running"."""
-        self._records = WorkerRecords(
-            self._claimers, self.id, self.name, self.concurrency, self.heartbeat
-        )
-        self._beat_registry()
-
     def _beat_registry(self) -> None:
         """Write each queue's record: state, the jobs running now, the counts so far."""
         if self._records is None:
@@ -412,10 +408,11 @@ class AnyWakeup:
         self._closed = threading.Event()
 
     def start(self) -> None:
-        self._closed.clear()
+        self._closed = closed = threading.Event()  # each start's followers end with its own
         for queue in self._queues:
             name = f"mjq-wakeup-{queue.name}"
-            threading.Thread(target=self._follow, args=(queue,), name=name, daemon=True).start()
+            args = (queue, closed)
+            threading.Thread(target=self._follow, args=args, name=name, daemon=True).start()
 
     def close(self) -> None:
         """The followers end within ``FOLLOW_S``."""
@@ -435,13 +432,13 @@ class AnyWakeup:
             self._count += 1
             self._cond.notify_all()
 
-    def _follow(self, queue: JobQueue) -> None:
-        while not self._closed.is_set():
+    def _follow(self, queue: JobQueue, closed: threading.Event) -> None:
+        while not closed.is_set():
             began = time.monotonic()
             try:
                 seen = queue.wait(FOLLOW_S)
             except Exception:  # the server is away: the claims report it; don't spin
-                self._closed.wait(FOLLOW_S)
+                closed.wait(FOLLOW_S)
                 continue
             # A wait that ends early without news had no cursor to stand on (an empty
             # collection, a cursor that died): the claimers look, as JobQueue.next does then.

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.registry import read_workers
 from mjq_notebook.server import client_for, embedded_client
 
 from .test_watch import wait_for
@@ -173,7 +172,7 @@ def test_workers_prints_the_registry(db, server_uri):
     worker = Worker(q, handler, heartbeat=0.5, name="reports\x1b[31m").start()
     try:
         assert started.wait(10)
-        wait_for(lambda: read_workers(q)[0]["running"], 5, "the running job registered")
+        wait_for(lambda: q.workers()[0]["running"], 5, "the running job registered")
         result = mjq("workers", "--db", db.name, uri=server_uri)
     finally:
         proceed.set()
@@ -210,6 +209,6 @@ def test_work_takes_from_several_queues_in_order(db, server_uri, tmp_path):
     ran = [line.split()[0] for line in log.read_text().splitlines()]
     assert ran == [str(i) for i in ids["urgent"] + ids["bulk"]]
     for queue in (urgent, bulk):  # one worker, in each queue's registry
-        [row] = read_workers(queue)
+        [row] = queue.workers()
         assert row["queues"] == ["urgent", "bulk"] and row["state"] == "stopped"
         assert row["done"] == 3

@@ -26,7 +26,7 @@ from .test_watch import wait_for
 
 
 def _record(queue, worker_id):
-    return read_workers(queue).by_id().get(worker_id)
+    return queue.workers().by_id().get(worker_id)
 
 
 def _close(*processes):
@@ -169,9 +169,9 @@ def test_two_worker_processes_appear_within_5_s(db, server_uri, tmp_path):
         for _ in range(2)
     ]
     try:
-        wait_for(lambda: len(read_workers(queue)) == 2, 30, "two workers registered")
+        wait_for(lambda: len(queue.workers()) == 2, 30, "two workers registered")
         took = time.monotonic() - began
-        rows = read_workers(queue)
+        rows = queue.workers()
         assert {row["pid"] for row in rows} == {p.pid for p in processes}
         assert all(row["state"] == "running" and row["concurrency"] == 2 for row in rows)
         assert all(row["interval"] == 0.5 for row in rows)
@@ -187,7 +187,7 @@ def test_a_killed_worker_reads_as_lost_with_the_job_it_ran(db, server_uri, tmp_p
     doomed = start_worker(server_uri, db, "hang", log, "--heartbeat", "0.5")
     try:
         wait_for(lambda: read_log(log), 30, "the worker to start the job")
-        [row] = read_workers(queue)
+        [row] = queue.workers()
         wait_for(lambda: _record(queue, row["_id"])["running"], 5, "the job in its record")
         assert queue.get(job_id)["worker"] == row["_id"]
         assert row["pid"] == doomed.pid
@@ -200,7 +200,7 @@ def test_a_killed_worker_reads_as_lost_with_the_job_it_ran(db, server_uri, tmp_p
     assert took < 4 * 0.5 + 1, f"lost {took:.1f} s after the kill, heartbeats every 0.5 s"
     lost = _record(queue, row["_id"])
     assert [job["id"] for job in lost["running"]] == [job_id]
-    assert read_workers(queue).lost() == [row["_id"]]
+    assert queue.workers().lost() == [row["_id"]]
     assert queue.get(job_id)["status"] == "working"  # until its lease ends, or reclaim()
     print(f"\nlost {time.monotonic() - killed:.2f} s after the kill")
 
@@ -212,7 +212,7 @@ def test_a_clean_stop_reads_as_stopping_then_stopped(db, server_uri, tmp_path):
     worker = start_worker(server_uri, db, "record", log, "--heartbeat", "0.5", sleep="1.5")
     try:
         wait_for(lambda: queue.counts()["working"] == 1, 30, "a claim")
-        [row] = read_workers(queue)
+        [row] = queue.workers()
         worker.send_signal(signal.SIGTERM)
         wait_for(lambda: _record(queue, row["_id"])["state"] == "stopping", 1.4, "stopping")
         out, _ = worker.communicate(timeout=30)
@@ -225,7 +225,6 @@ def test_a_clean_stop_reads_as_stopping_then_stopped(db, server_uri, tmp_path):
     assert _record(queue, row["_id"])["state"] == "stopped"
 
 
-@pytest.mark.skipif(not hasattr(JobQueue, "workers"), reason="JobQueue.workers() not there yet")
 def test_queue_workers_reads_the_registry(queue):
     worker = Worker(queue, lambda job: None, heartbeat=0.2).start(drain=True)
     assert worker.join(timeout=30)
