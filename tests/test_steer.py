@@ -371,3 +371,22 @@ def test_prune_history_keeps_counts_true(queue):
     assert queue.prune_history(1.0) == 0
     with pytest.raises(ValueError, match="0 or more"):
         queue.prune_history(-5)
+
+
+def test_history_and_summary_know_cancelled_jobs(queue):
+    """A cancelled job never ran: it is a row of history with no wait or run time, and the
+    summary's failure rate is over the jobs that ran."""
+    from mjq_notebook.history import summary
+
+    ran, failed, cancelled = queue.pub({"n": 1}), queue.pub({"n": 2}), queue.pub({"n": 3})
+    queue.cancel(cancelled)
+    queue.done(queue.next())
+    queue.fail(queue.next(), "no")
+    queue.fail(queue.next(timeout=5), "no again")
+    queue.fail(queue.next(timeout=5), "for good")
+    frame = queue.history().set_index("id")
+    assert frame.loc[cancelled, "status"] == "cancelled"
+    assert frame.loc[cancelled, ["wait_s", "run_s"]].isna().all()
+    table = summary(frame)
+    assert table["failure_rate"].iloc[0] == 0.5  # 1 done, 1 failed; the cancelled one not
+    assert {ran, failed} <= set(frame.index)
