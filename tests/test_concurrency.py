@@ -148,7 +148,9 @@ def test_workers_ride_out_a_server_restart(tmp_path):
         wait_for(lambda: len(read_log(log)) >= 5, 60, "some jobs to run")
     # the server is down now, mid-work
     ran_before_restart = len(read_log(log))
-    time.sleep(2)
+    # longer than the workers' 5 s server selection: an operation started after the server
+    # went down fails (and is logged) rather than waiting the restart out unnoticed
+    time.sleep(6)
     assert all(w.poll() is None for w in workers), "a worker quit while the server was away"
     with embedded_server(data, port=port):
         for w in workers:
