@@ -7,6 +7,7 @@ the core at the top level (``queue`` and the helpers it owns, ``worker``, ``job`
 ipywidgets; the upper layers import them when used.
 """
 
+from ._version import __version__ as __version__
 from .errors import (
     DataFolderError,
     DataLossWarning,
@@ -21,8 +22,6 @@ from .job import Job, Status
 from .queue import JobQueue
 from .server import connect, embedded_server
 from .worker import Worker
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DataFolderError",

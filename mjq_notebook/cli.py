@@ -113,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", help="the worker's name in `mjq workers` (default: its id)")
 
     command("workers", cmd_workers, "the queue's workers: state, host, what each runs, counts")
+    command("pause", cmd_pause, "stop every process taking jobs from the queue (within 1 s)")
+    command("resume", cmd_resume, "let workers take jobs again after `mjq pause`")
+    sub = command("prune", cmd_prune, "delete from history the jobs finished over an age ago")
+    sub.add_argument(
+        "--older-than", required=True, type=_age, metavar="AGE",
+        help="30d, 12h, 90min, 45s, or seconds; counts() stays true",
+    )  # fmt: skip
 
     sub = command("tail", cmd_tail, "show new jobs and status changes as they happen")
     sub.add_argument("--limit", type=int, default=50, help="newest jobs to follow")
@@ -268,6 +275,41 @@ def cmd_work(args: argparse.Namespace) -> int:
 
 def cmd_workers(args: argparse.Namespace) -> int:
     print(workers_text(read_workers(_queue(args))), flush=True)
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    q = _queue(args)
+    q.pause()
+    print(f"mjq: {args.db}.{args.queue} paused: no worker takes a job until `mjq resume`")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    q = _queue(args)
+    q.resume()
+    print(f"mjq: {args.db}.{args.queue} resumed")
+    return 0
+
+
+def _age(text: str) -> float:
+    """Seconds in an age such as "30d", "12h", "90min" or "45" (seconds)."""
+    import pandas as pd
+
+    try:
+        seconds = float(text) if text.replace(".", "", 1).isdigit() else None
+        seconds = pd.Timedelta(text).total_seconds() if seconds is None else seconds
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an age: {text!r} (e.g. 30d, 12h, 90min)") from None
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"an age is 0 or more, not {text!r}")
+    return seconds
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    n = _queue(args).prune_history(args.older_than)
+    print(f"mjq: pruned {n:,} job(s) finished over {_duration(args.older_than)} ago from "
+          f"{args.db}.{args.queue}.history")  # fmt: skip
     return 0
 
 

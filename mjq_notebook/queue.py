@@ -215,8 +215,13 @@ class JobQueue:
                 waited = f" within {timeout:g}s" if timeout else ""
                 why = " (the queue is paused: q.resume() or `mjq resume`)" if paused else ""
                 raise Empty(f"no job waiting in {self.db.name}.{self.name}{waited}{why}")
-            wait = PAUSED_CHECK_S if paused else self._due.idle_wait()
+            wait = self.idle_wait()
             self._wakeup.wait(wait if remaining is None else min(remaining, wait))
+
+    def idle_wait(self) -> float:
+        """Seconds an idle consumer may wait for an insert before it claims again: until a
+        delayed job or a lease is due (at most a second), or less while paused."""
+        return PAUSED_CHECK_S if self._control.paused() else self._due.idle_wait()
 
     def _claim(self) -> Job | None:
         """Claim one job, first handing abandoned jobs (expired leases) back to waiting;
@@ -405,8 +410,8 @@ class JobQueue:
     def prune_history(self, older_than: float | dt.timedelta) -> int:
         """Delete history rows of jobs finished more than ``older_than`` (seconds or a
         timedelta) ago; returns how many went. ``counts()`` then no longer counts them
-        as done, and never as lost. History keeps everything until asked (see retention.py for why a call and
-        not a TTL index)."""
+        as done, and never as lost. History keeps everything until asked (see retention.py
+        for why a call and not a TTL index)."""
         age = (
             older_than if isinstance(older_than, dt.timedelta) else dt.timedelta(seconds=older_than)
         )

@@ -18,7 +18,6 @@ import datetime as dt
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import ConnectionFailure, OperationFailure
 
+from ._version import __version__
 from .errors import ServerUnavailable
 from .job import Job, utcnow
 from .outage import unavailable_as_error
@@ -59,12 +59,6 @@ def workers_collection(queue: JobQueue) -> Collection:
     return queue.db[f"{queue.name}.workers"]
 
 
-def package_version() -> str:
-    """``mjq_notebook.__version__``. The package has imported this module by the time a worker
-    registers; importing the package here would make this helper import every layer."""
-    return str(getattr(sys.modules.get("mjq_notebook"), "__version__", "unknown"))
-
-
 class Registration:
     """One worker's record in one queue's registry: written at start, on each heartbeat and
     at its stop, by one thread at a time (a lock), and never again once it says stopped."""
@@ -89,7 +83,7 @@ class Registration:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "concurrency": concurrency,
-            "version": package_version(),
+            "version": __version__,
             "queues": list(queues),
             "started": utcnow(),
             "interval": float(interval),

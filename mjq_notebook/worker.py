@@ -239,7 +239,7 @@ class Worker:
                 return index, queue.next(timeout=0)
             except Empty:
                 continue
-        self._any.wait(seen, min([self.poll, *(_idle_wait(q) for q in self._claimers)]))
+        self._any.wait(seen, min([self.poll, *(q.idle_wait() for q in self._claimers)]))
         raise Empty("no job due in any of the worker's queues")
 
     def _give_back_budget(self) -> None:
@@ -383,13 +383,6 @@ def _under_id(queue: JobQueue, worker_id: str) -> JobQueue:
     claimer = copy.copy(queue)
     claimer.worker_id = worker_id
     return claimer
-
-
-def _idle_wait(queue: JobQueue) -> float:
-    """Seconds an idle consumer of ``queue`` may wait for an insert before it claims again:
-    until a delayed job or a lease is due, at most a second (less while paused)."""
-    idle_wait = getattr(queue, "idle_wait", None)
-    return idle_wait() if idle_wait is not None else queue._due.idle_wait()
 
 
 class AnyWakeup:

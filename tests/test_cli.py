@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mjq_notebook import JobQueue
+from mjq_notebook import Empty, JobQueue
 from mjq_notebook.server import client_for, embedded_client
 
 from .test_watch import wait_for
@@ -212,3 +212,23 @@ def test_work_takes_from_several_queues_in_order(db, server_uri, tmp_path):
         [row] = queue.workers()
         assert row["queues"] == ["urgent", "bulk"] and row["state"] == "stopped"
         assert row["done"] == 3
+
+
+def test_pause_resume_and_prune_from_the_terminal(db, server_uri):
+    q = JobQueue(db)
+    q.pub({"n": 1})
+    paused = mjq("pause", "--db", db.name, uri=server_uri)
+    assert paused.returncode == 0 and "paused" in paused.stdout, paused.stderr
+    assert q.paused
+    with pytest.raises(Empty, match="paused"):
+        q.next()
+    resumed = mjq("resume", "--db", db.name, uri=server_uri)
+    assert resumed.returncode == 0 and "resumed" in resumed.stdout, resumed.stderr
+    q.done(q.next(timeout=5))
+    kept = mjq("prune", "--older-than", "30d", "--db", db.name, uri=server_uri)
+    assert kept.returncode == 0 and "pruned 0 job(s)" in kept.stdout, kept.stderr
+    gone = mjq("prune", "--older-than", "0", "--db", db.name, uri=server_uri)
+    assert "pruned 1 job(s)" in gone.stdout, gone.stderr
+    bad = mjq("prune", "--older-than", "soon", "--db", db.name, uri=server_uri)
+    assert bad.returncode == 2 and "not an age: 'soon'" in bad.stderr
+    assert q.counts()["lost"] == 0
