@@ -218,9 +218,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _run_start(tmp_path: Path, bin_dir: Path, command: str, port: int | None = None):
+def _run_start(tmp_path: Path, bin_dir: Path, command: str, port: int | None = None, **extra: str):
     env = {k: v for k, v in os.environ.items() if k not in ("MJQ_MONGODB_URI", "MONGODB_URI")}
-    env.update(PATH=str(bin_dir), HOME=str(tmp_path / "home"))
+    env.update(PATH=str(bin_dir), HOME=str(tmp_path / "home"), **extra)
     if port is not None:
         env["MJQ_BINDER_MONGOD_PORT"] = str(port)
     (tmp_path / "home").mkdir()
@@ -262,11 +262,298 @@ def _stop(pid_file: Path) -> None:
         time.sleep(0.05)
 
 
-def test_start_with_mongod(tmp_path):
+# A stand-in for conda-forge's mongod 6.0 as far as binder/start and pymongo see it: it speaks
+# the wire protocol (OP_QUERY for the handshake, OP_MSG after), answers hello/isMaster as a
+# `--replSet` member does (no set before replSetInitiate, then secondary, then primary), and
+# records its arguments and the commands it gets. MODE says how replSetInitiate goes:
+#   primary            initiate succeeds; primary half a second later, as after an election
+#   initiate_fails     initiate answers an error (InvalidReplicaSetConfig)
+#   never_primary      initiate succeeds, but the member stays secondary
+#   already_initiated  the data folder holds a set already: initiate answers AlreadyInitialized
+FAKE_MONGOD = r"""
+import datetime, json, os, socketserver, struct, sys, threading, time
+import bson
+from bson import ObjectId
+
+MODE, RECORD = sys.argv[1], sys.argv[2]
+args = sys.argv[3:]
+opts = {a: b for a, b in zip(args, args[1:] + [None]) if a.startswith("--")}
+port, set_name = int(opts["--port"]), opts.get("--replSet")
+lock = threading.Lock()
+state = {"config": None, "initiated_at": None}
+if MODE == "already_initiated" and set_name:
+    member = {"_id": 0, "host": f"127.0.0.1:{port}"}
+    state.update(config={"_id": set_name, "members": [member]}, initiated_at=0.0)
+
+
+def record(entry):
+    with lock, open(RECORD, "a") as out:
+        out.write(json.dumps(entry) + "\n")
+
+
+record({"pid": os.getpid(), "argv": args})
+threading.Timer(60, os._exit, (0,)).start()  # never outlive a test
+
+
+def hello(name):
+    reply = {"helloOk": True, "maxBsonObjectSize": 16777216, "maxMessageSizeBytes": 48000000,
+             "maxWriteBatchSize": 100000, "localTime": datetime.datetime.now(datetime.timezone.utc),
+             "logicalSessionTimeoutMinutes": 30, "minWireVersion": 0, "maxWireVersion": 17,
+             "readOnly": False, "ok": 1.0}
+    primary = True  # a standalone server
+    config = state["config"]
+    if set_name and config is None:
+        primary = False
+        reply.update(isreplicaset=True, info="Does not have a valid replica set config")
+    elif set_name:
+        host = config["members"][0]["host"]
+        primary = MODE != "never_primary" and time.monotonic() - state["initiated_at"] > 0.5
+        reply.update(setName=set_name, setVersion=1, hosts=[host], me=host)
+        if primary:
+            reply.update(primary=host, electionId=ObjectId("7fffffff0000000000000001"))
+    reply["secondary"] = bool(set_name and config) and not primary
+    reply["isWritablePrimary" if name == "hello" else "ismaster"] = primary
+    return reply
+
+
+def error(code, name, message):
+    return {"ok": 0.0, "errmsg": message, "code": code, "codeName": name}
+
+
+def initiate(config):
+    if not set_name:
+        return error(76, "NoReplicationEnabled", "not running with --replSet")
+    if state["config"] is not None:
+        return error(23, "AlreadyInitialized", "already initialized")
+    if MODE == "initiate_fails":
+        return error(93, "InvalidReplicaSetConfig", "the fake refuses this config")
+    if config.get("_id") != set_name or len(config.get("members", [])) != 1:
+        return error(93, "InvalidReplicaSetConfig", f"bad config {config}")
+    state.update(config=config, initiated_at=time.monotonic())
+    return {"ok": 1.0}
+
+
+def command(doc):
+    name = next(iter(doc))
+    entry = {"command": name}
+    if name == "replSetInitiate":
+        entry["config"] = doc[name]
+    record(entry)
+    if name.lower() in ("hello", "ismaster"):
+        return hello(name)
+    if name == "replSetInitiate":
+        return initiate(doc[name])
+    if name in ("ping", "endSessions"):
+        return {"ok": 1.0}
+    return error(59, "CommandNotFound", f"no such command: {name!r}")
+
+
+class Handler(socketserver.BaseRequestHandler):
+    def read(self, size):
+        data = b""
+        while len(data) < size:
+            chunk = self.request.recv(size - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    def handle(self):
+        try:
+            while True:
+                length, request_id, _, opcode = struct.unpack("<iiii", self.read(16))
+                body = self.read(length - 16)
+                if opcode == 2004:  # OP_QUERY: the handshake
+                    end = body.index(b"\0", 4)
+                    doc = bson.decode(body[end + 9:])
+                    reply = struct.pack("<iqii", 0, 0, 0, 1) + bson.encode(command(doc))
+                    reply_op = 1  # OP_REPLY
+                elif opcode == 2013:  # OP_MSG
+                    flags, pos, doc = struct.unpack_from("<I", body)[0], 4, {}
+                    end = len(body) - (4 if flags & 1 else 0)
+                    while pos < end:
+                        kind, pos = body[pos], pos + 1
+                        size = struct.unpack_from("<i", body, pos)[0]
+                        if kind == 0:
+                            doc.update(bson.decode(body[pos:pos + size]))
+                        pos += size
+                    reply = struct.pack("<IB", 0, 0) + bson.encode(command(doc))
+                    reply_op = 2013
+                else:
+                    return
+                header = struct.pack("<iiii", 16 + len(reply), 0, request_id, reply_op)
+                self.request.sendall(header + reply)
+        except (EOFError, ConnectionError):
+            pass
+
+
+class Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = daemon_threads = True
+
+
+Server((opts.get("--bind_ip", "127.0.0.1"), port), Handler).serve_forever()
+"""
+
+
+def _fake_mongod(tmp_path: Path, bin_dir: Path, mode: str) -> Path:
+    """Put the fake mongod, in ``mode``, on the PATH; returns the file it records to."""
+    fake = tmp_path / "fake_mongod.py"
+    fake.write_text(FAKE_MONGOD)
+    record = tmp_path / "mongod.jsonl"
+    record.touch()
+    _write_script(
+        bin_dir / "mongod",
+        f'#!/bin/sh\nexec "{sys.executable}" "{fake}" {mode} "{record}" "$@"\n',
+    )
+    return record
+
+
+def _records(record: Path) -> list[dict]:
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def _fake_pid(record: Path) -> int:
+    return next(entry["pid"] for entry in _records(record) if "pid" in entry)
+
+
+def _gone(pid: int, within: float = 10) -> bool:
+    """Whether process ``pid`` has ended (or ends within ``within`` seconds)."""
+    deadline = time.monotonic() + within
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _kill(pid: int) -> None:
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+# what the notebooks would see: MJQ_MONGODB_URI, and the server and topology it leads to
+SHOW_CONNECTION = """
+import json, os, pymongo
+uri = os.environ.get("MJQ_MONGODB_URI")
+seen = {"uri": uri}
+if uri:
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+    hello = client.admin.command("hello")
+    seen.update(setName=hello.get("setName"), isWritablePrimary=hello.get("isWritablePrimary"),
+                topology=client.topology_description.topology_type_name)
+print(json.dumps(seen))
+"""
+
+
+def _replica_set_started(tmp_path: Path, mode: str) -> None:
+    """binder/start with the fake mongod in ``mode``, which ends with a primary: the notebooks
+    get a replica-set URI on which the driver finds that primary."""
+    bin_dir = _bin_dir(tmp_path)
+    record = _fake_mongod(tmp_path, bin_dir, mode)
+    port = _free_port()
+    try:
+        done = _run_start(tmp_path, bin_dir, SHOW_CONNECTION, port)
+        pid = _fake_pid(record)
+        assert pid_alive(pid), "binder/start stopped the mongod the notebooks use"
+    finally:
+        if record.read_text():
+            _kill(_fake_pid(record))
+    assert done.returncode == 0, done.stderr
+    uri = f"mongodb://127.0.0.1:{port}/?replicaSet=rs0"
+    assert json.loads(done.stdout) == {
+        "uri": uri,
+        "setName": "rs0",
+        "isWritablePrimary": True,
+        "topology": "ReplicaSetWithPrimary",
+    }, done.stderr
+    assert f"mongod is the primary of replica set rs0 at {uri}" in done.stderr
+    entries = _records(record)
+    argv = entries[0]["argv"]
+    for option, value in [
+        ("--replSet", "rs0"),
+        ("--bind_ip", "127.0.0.1"),
+        ("--port", str(port)),
+        ("--dbpath", str(tmp_path / "home" / ".mongodb" / "data")),
+    ]:
+        assert option in argv and argv[argv.index(option) + 1] == value, argv
+    assert (tmp_path / "home" / ".mongodb" / "data").is_dir()
+    commands = [entry["command"] for entry in entries[1:]]
+    initiates = [entry["config"] for entry in entries if entry.get("command") == "replSetInitiate"]
+    assert initiates == [{"_id": "rs0", "members": [{"_id": 0, "host": f"127.0.0.1:{port}"}]}]
+    # binder/start asked "hello" after the initiate, until the member was primary
+    assert "hello" in commands[commands.index("replSetInitiate") :], commands
+
+
+def test_start_runs_a_replica_set(tmp_path):
+    _replica_set_started(tmp_path, "primary")
+
+
+def test_start_when_the_set_is_already_initiated(tmp_path):
+    _replica_set_started(tmp_path, "already_initiated")
+
+
+def _falls_back(tmp_path: Path, bin_dir: Path, record: Path | None, said: str, **env):
+    """binder/start falls back: MJQ_MONGODB_URI unset, why in its messages, the mongod it started
+    stopped, Jupyter (here: the command) started all the same."""
+    done = _run_start(tmp_path, bin_dir, PRINT_URI, _free_port(), **env)
+    pid = _fake_pid(record) if record else None
+    try:
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "None", done.stderr
+        assert said in done.stderr and "embedded server" in done.stderr, done.stderr
+        if pid is not None:
+            assert _gone(pid), "binder/start left running a mongod the notebooks don't use"
+    finally:
+        if pid is not None:
+            _kill(pid)
+    return done
+
+
+def test_start_when_initiate_fails(tmp_path):
+    bin_dir = _bin_dir(tmp_path)
+    record = _fake_mongod(tmp_path, bin_dir, "initiate_fails")
+    _falls_back(tmp_path, bin_dir, record, "replSetInitiate failed")
+    assert [e["command"] for e in _records(record)[1:]].count("replSetInitiate") == 1
+    log = (tmp_path / "home" / ".mongodb" / "mongod.log").read_text()
+    assert "InvalidReplicaSetConfig" in log or "the fake refuses this config" in log
+
+
+def test_start_when_never_primary(tmp_path):
+    bin_dir = _bin_dir(tmp_path)
+    record = _fake_mongod(tmp_path, bin_dir, "never_primary")
+    started = time.monotonic()
+    _falls_back(tmp_path, bin_dir, record, "did not become primary", MJQ_BINDER_MONGOD_WAIT="2")
+    took = time.monotonic() - started
+    # bash counts SECONDS in whole seconds: a wait of 2 s lasts between 1 and 2
+    assert 1 <= took < 15, f"start gave up after {took:.1f}s, not after the 2s it was given"
+    commands = [e["command"] for e in _records(record)[1:]]
+    assert commands.count("replSetInitiate") == 1
+    assert commands[commands.index("replSetInitiate") :].count("hello") >= 2, commands
+
+
+def test_start_when_mongod_never_answers(tmp_path):
+    bin_dir = _bin_dir(tmp_path)
+    pid_file = tmp_path / "mongod.pid"
+    # a mongod that starts but never listens
+    _write_script(bin_dir / "mongod", f'#!/bin/sh\necho $$ > "{pid_file}"\nexec sleep 60\n')
+    started = time.monotonic()
+    _falls_back(tmp_path, bin_dir, None, "did not answer", MJQ_BINDER_MONGOD_WAIT="2")
+    took = time.monotonic() - started
+    pid = int(pid_file.read_text())
+    try:
+        assert _gone(pid), "binder/start left running a mongod that never answered"
+    finally:
+        _kill(pid)
+    # bash counts SECONDS in whole seconds: a wait of 2 s lasts between 1 and 2
+    assert 1 <= took < 15, f"start gave up after {took:.1f}s, not after the 2s it was given"
+
+
+def test_start_when_the_server_has_no_replSetInitiate(tmp_path):
+    """A real server that answers but can't be initiated (the embedded one, standing in for
+    mongod, answers CommandNotFound): the fallback, with that server stopped."""
     pytest.importorskip("secantus")
     bin_dir = _bin_dir(tmp_path)
     pid_file = tmp_path / "mongod.pid"
-    # a stand-in for mongod: the embedded server, on the port and data folder it is given
     _write_script(
         bin_dir / "mongod",
         f"""#!/bin/sh
@@ -282,18 +569,8 @@ exec "{sys.executable}" -m mjq_notebook.server --path "$dbpath" --port "$port" \
     --idle-timeout 60
 """,
     )
-    port = _free_port()
-    ping = (
-        "import os, pymongo; uri = os.environ['MJQ_MONGODB_URI']; "
-        "print(pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000).admin.command('ping')"
-        "['ok']); print(uri)"
-    )
     try:
-        done = _run_start(tmp_path, bin_dir, ping, port)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.split() == ["1.0", f"mongodb://127.0.0.1:{port}/"], done.stderr
-        assert f"mongod answers at mongodb://127.0.0.1:{port}/" in done.stderr
-        assert (tmp_path / "home" / ".mongodb" / "data").is_dir()
+        _falls_back(tmp_path, bin_dir, None, "replSetInitiate failed")
     finally:
         _stop(pid_file)
     assert not pid_alive(int(pid_file.read_text()))
@@ -303,11 +580,8 @@ def test_start_when_mongod_dies(tmp_path):
     bin_dir = _bin_dir(tmp_path)
     _write_script(bin_dir / "mongod", "#!/bin/sh\nexit 1\n")
     started = time.monotonic()
-    done = _run_start(tmp_path, bin_dir, PRINT_URI, _free_port())
+    _falls_back(tmp_path, bin_dir, None, "did not answer")
     took = time.monotonic() - started
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "None"
-    assert "did not answer" in done.stderr and "embedded server" in done.stderr
     assert took < 10, f"start waited {took:.1f}s for a mongod that had exited"
 
 
