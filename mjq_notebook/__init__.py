@@ -8,6 +8,7 @@ ipywidgets; the upper layers import them when used.
 """
 
 from ._version import __version__ as __version__
+from .catalog import queues
 from .errors import (
     DataFolderError,
     DataLossWarning,
@@ -38,4 +39,5 @@ __all__ = [
     "Worker",
     "connect",
     "embedded_server",
+    "queues",
 ]

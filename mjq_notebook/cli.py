@@ -1,4 +1,12 @@
-"""The ``mjq`` command: serve, pub, work, workers, tail, stats and demo."""
+"""The ``mjq`` command: serve, pub, work, queues, workers, tail, stats, pause, resume,
+prune and demo.
+
+Commands that read or steer a queue open it without creating anything, so a mistyped name is
+an error that lists the queues there are; only ``pub``, ``work`` and ``demo`` create one. A
+user's mistake (a bad name, URI or JSON, a handler that can't be imported, a server that is
+away) ends in one line on stderr saying what to do, not a traceback; output piped into
+``head`` ends quietly.
+"""
 
 from __future__ import annotations
 
@@ -6,138 +14,91 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import JobQueueError
+from pymongo.errors import PyMongoError
+
+from .catalog import queue_names, queues, queues_text
+from .cli_args import parser
+from .errors import JobQueueError, ServerUnavailable
+from .outage import failure_reason
 from .queue import JobQueue
-from .registry import HEARTBEAT_S, LOST_AFTER, read_workers, workers_text
-from .server import DATA_ENV, connect, data_dir, default_data_dir, env_uri, mask_uri
+from .reads import id_order
+from .registry import printable, read_workers, workers_text
+from .server import DATA_ENV, connect, data_dir, env_uri, mask_uri
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        return args.command(args) or 0
+        code = COMMANDS[args.command](args) or 0
+        sys.stdout.flush()  # a reader that left (`| head`) shows here, inside this try
+        return code
+    except BrokenPipeError:
+        # As Python's docs advise for SIGPIPE: point stdout at devnull, so the flush at exit
+        # doesn't raise again, and exit 1.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except JobQueueError as exc:
         print(f"mjq: {exc}", file=sys.stderr)
+        return 1
+    except PyMongoError as exc:  # the server refused (a login, a permission, a bad filter)
+        print(f"mjq: MongoDB refused: {failure_reason(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
-def _connection_options(*, queues: bool = False) -> argparse.ArgumentParser:
-    """--uri, --db and --queue; ``queues``: --queue may be given several times."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--uri",
-        help="MongoDB URI (default: $MJQ_MONGODB_URI, $MONGODB_URI, "
-        f"else your embedded server, data in ${DATA_ENV} or your user data folder)",
-    )
-    common.add_argument("--db", default="job_queue", help="database name (default: job_queue)")
-    if queues:
-        common.add_argument(
-            "--queue",
-            action="append",
-            help="queue name (default: jobqueue); give it again to work several queues, "
-            "each claim taking from the first one with a due job",
+def _connect(args: argparse.Namespace) -> Any:
+    """The database of --uri/--db; a URI that is no URI, or a server that doesn't answer,
+    ends the command with one line saying which and what to do."""
+    if args.uri and not args.uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise SystemExit(
+            f"mjq: --uri takes a MongoDB URI, mongodb://host:port or mongodb+srv://host, "
+            f"not {mask_uri(args.uri)!r}"
         )
-    else:
-        common.add_argument("--queue", default="jobqueue", help="queue name (default: jobqueue)")
-    return common
-
-
-def _parser() -> argparse.ArgumentParser:
-    common, several = _connection_options(), _connection_options(queues=True)
-
-    parser = argparse.ArgumentParser(
-        prog="mjq",
-        description="A MongoDB job queue you can see.",
-        epilog="Start with `mjq demo`.",
-    )
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-
-    def command(name: str, func: Any, help: str, parent: Any = common) -> Any:
-        sub = commands.add_parser(name, parents=[parent], help=help, description=help)
-        sub.set_defaults(command=func)
-        return sub
-
-    sub = command(
-        "serve",
-        cmd_serve,
-        "run the embedded MongoDB server in the foreground; or start, show or stop the "
-        "shared one that connect() starts in the background",
-    )
-    sub.add_argument(
-        "--path", help=f"data folder (default: ${DATA_ENV}, else {default_data_dir()})"
-    )
-    sub.add_argument("--port", type=int, default=0, help="port (default: any free port)")
-    sub.add_argument(
-        "--idle-timeout",
-        type=float,
-        help="stop after this many seconds with no client connected (0: never; default: "
-        "never in the foreground, $MJQ_SERVER_IDLE_TIMEOUT or 3600 with --detach)",
-    )
-    action = sub.add_mutually_exclusive_group()
-    action.add_argument(
-        "--detach", action="store_true", help="start the shared server in the background"
-    )
-    action.add_argument(
-        "--status", action="store_true", help="where the shared server runs, uptime, clients"
-    )
-    action.add_argument("--stop", action="store_true", help="stop the shared server cleanly")
-
-    sub = command("pub", cmd_pub, "publish jobs: a JSON document, or JSON lines from a file")
-    sub.add_argument("json", nargs="?", help='job data as JSON, e.g. \'{"message": "hi"}\'')
-    sub.add_argument("--file", help="a file of JSON lines, one job each ('-' for stdin)")
-    sub.add_argument("--priority", type=int, default=0, help="higher is claimed first")
-    sub.add_argument("--delay", type=float, default=0, help="seconds before it can be claimed")
-
-    sub = command("work", cmd_work, "run a handler over the queue(s) until stopped", several)
-    sub.add_argument("handler", help="the function to run per job, as package.module:function")
-    sub.add_argument("--concurrency", type=int, default=1, help="threads (default: 1)")
-    sub.add_argument("--lease", type=float, default=60, help="lease seconds per claim")
-    sub.add_argument("--max-jobs", type=int, help="stop after this many jobs")
-    sub.add_argument("--drain", action="store_true", help="stop when the queue is empty")
-    sub.add_argument(
-        "--heartbeat",
-        type=float,
-        default=HEARTBEAT_S,
-        help="seconds between heartbeats in the worker registry (default: %(default)g); "
-        f"a worker silent for {LOST_AFTER} of them reads as lost",
-    )
-    sub.add_argument("--name", help="the worker's name in `mjq workers` (default: its id)")
-
-    command("workers", cmd_workers, "the queue's workers: state, host, what each runs, counts")
-    command("pause", cmd_pause, "stop every process taking jobs from the queue (within 1 s)")
-    command("resume", cmd_resume, "let workers take jobs again after `mjq pause`")
-    sub = command("prune", cmd_prune, "delete from history the jobs finished over an age ago")
-    sub.add_argument(
-        "--older-than", required=True, type=_age, metavar="AGE",
-        help="30d, 12h, 90min, 45s, or seconds; counts() stays true",
-    )  # fmt: skip
-
-    sub = command("tail", cmd_tail, "show new jobs and status changes as they happen")
-    sub.add_argument("--limit", type=int, default=50, help="newest jobs to follow")
-    sub.add_argument("--duration", type=float, help="stop after this many seconds")
-
-    sub = command("stats", cmd_stats, "counts per status and wait/run time percentiles")
-    sub.add_argument("--by", help="group by a field, e.g. data.kind, status, worker")
-    sub.add_argument("--since", help="only jobs created since: a time, or a duration like 1h")
-    sub.add_argument("--exact", action="store_true", help="exact percentiles (else approximate)")
-
-    sub = command("demo", cmd_demo, "publish a realistic workload, work it, print a summary")
-    sub.add_argument("--jobs", type=int, default=300, help="jobs to publish (default: 300)")
-    sub.add_argument("--concurrency", type=int, default=4, help="worker threads (default: 4)")
-    return parser
+    try:
+        return connect(args.uri, args.db)
+    except ServerUnavailable as exc:
+        where = "--uri" if args.uri else "$MJQ_MONGODB_URI / $MONGODB_URI" if env_uri() else ""
+        hint = f"; is it running? check {where}" if where and "mjq serve" not in str(exc) else ""
+        raise SystemExit(f"mjq: {exc}{hint}") from None
 
 
 def _queue(args: argparse.Namespace, **options: Any) -> JobQueue:
-    return JobQueue(connect(args.uri, args.db), args.queue, **options)
+    """The queue named by --queue, created if missing (for the commands that publish)."""
+    return JobQueue(_connect(args), args.queue, **options)
+
+
+def _existing(args: argparse.Namespace) -> JobQueue:
+    """The queue named by --queue, which must exist: nothing is created. Otherwise the
+    command ends with one line naming the queues the database has."""
+    db = _connect(args)
+    names = queue_names(db)
+    if args.queue not in names:
+        other = db.list_collection_names(filter={"name": args.queue})  # not a queue, then
+        raise SystemExit(_no_such_queue(db.name, args.queue, names, bool(other)))
+    return JobQueue.open(db, args.queue)
+
+
+def _no_such_queue(db: str, name: str, names: list[str], exists: bool, shown: int = 20) -> str:
+    where = f"no queue {printable(name)!r} in database {printable(db)}"
+    if exists:
+        where += " (a collection of that name is there, but it is not a capped job queue)"
+    if not names:
+        return (
+            f"mjq: {where}, which has no queues (`mjq pub --queue NAME` creates one; "
+            "--db picks another database)"
+        )
+    listed = ", ".join(printable(n) for n in names[:shown])
+    if len(names) > shown:
+        listed += f" and {len(names) - shown} more (`mjq queues` lists them)"
+    return f"mjq: {where}; its queues: {listed}"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -245,18 +206,36 @@ def _json(text: str, where: str) -> Any:
 
 
 def _load_handler(spec: str) -> Any:
+    """The function named by ``module:function``; a mistake ends in one line saying why."""
     module_name, _, func_name = spec.partition(":")
-    if not func_name:
-        raise SystemExit(f"mjq work: handler must be module:function, got {spec!r}")
+    if not module_name or not func_name:
+        raise SystemExit(f"mjq: a handler is module:function (e.g. tasks:handle), not {spec!r}")
     sys.path.insert(0, "")  # like `python -m`: the current folder is importable
-    return getattr(importlib.import_module(module_name), func_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = exc.name or ""
+        ours = module_name == missing or module_name.startswith(missing + ".")
+        hint = (
+            "is it on PYTHONPATH? run mjq from its folder"
+            if ours or not missing
+            else f"{module_name} imports it: install it where mjq runs"
+        )
+        raise SystemExit(f"mjq: can't import handler {spec}: {exc} ({hint})") from None
+    except SyntaxError as exc:
+        raise SystemExit(f"mjq: can't import handler {spec}: SyntaxError: {exc}") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        what = "has no" if func is None else "has no function named"
+        raise SystemExit(f"mjq: handler {spec}: module {module_name} {what} {func_name!r}")
+    return func
 
 
 def cmd_work(args: argparse.Namespace) -> int:
     from .worker import Worker
 
     handler = _load_handler(args.handler)
-    db = connect(args.uri, args.db)
+    db = _connect(args)
     names = list(dict.fromkeys(args.queue or ["jobqueue"]))  # in order, each once
     queues = [JobQueue(db, name, lease=args.lease) for name in names]
     worker = Worker(
@@ -273,72 +252,107 @@ def cmd_work(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_queues(args: argparse.Namespace) -> int:
+    rows = queues(_connect(args))
+    if not rows:
+        print(f"no queues in database {args.db} (`mjq pub --queue NAME` creates one)")
+    else:
+        print(queues_text(rows))
+    return 0
+
+
 def cmd_workers(args: argparse.Namespace) -> int:
-    print(workers_text(read_workers(_queue(args))), flush=True)
+    print(workers_text(read_workers(_existing(args))), flush=True)
     return 0
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    q = _queue(args)
+    q = _existing(args)
     q.pause()
     print(f"mjq: {args.db}.{args.queue} paused: no worker takes a job until `mjq resume`")
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    q = _queue(args)
+    q = _existing(args)
     q.resume()
     print(f"mjq: {args.db}.{args.queue} resumed")
     return 0
 
 
-def _age(text: str) -> float:
-    """Seconds in an age such as "30d", "12h", "90min" or "45" (seconds)."""
-    import pandas as pd
-
-    try:
-        seconds = float(text) if text.replace(".", "", 1).isdigit() else None
-        seconds = pd.Timedelta(text).total_seconds() if seconds is None else seconds
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an age: {text!r} (e.g. 30d, 12h, 90min)") from None
-    if not seconds >= 0:
-        raise argparse.ArgumentTypeError(f"an age is 0 or more, not {text!r}")
-    return seconds
-
-
 def cmd_prune(args: argparse.Namespace) -> int:
-    n = _queue(args).prune_history(args.older_than)
+    n = _existing(args).prune_history(args.older_than)
     print(f"mjq: pruned {n:,} job(s) finished over {_duration(args.older_than)} ago from "
           f"{args.db}.{args.queue}.history")  # fmt: skip
     return 0
 
 
+TAIL_HEAD = f"{'time (UTC)':<12}  {'job':<24}  {'status':<18} data"
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
+    """The newest ``--limit`` jobs in time order (each at its latest change), then each new
+    job and status change as it comes."""
     from .notebook.watch import changes
 
-    queue = _queue(args)
+    queue = _existing(args)
+    print(
+        f"mjq: the newest {args.limit} jobs of {args.db}.{printable(args.queue)}, oldest "
+        "first, then changes as they happen (Ctrl-C stops)",
+        file=sys.stderr,
+    )
+    print(TAIL_HEAD, flush=True)
+    shown: dict[Any, str] = {}  # job id -> the status last printed
+    for job in sorted(queue.jobs(limit=args.limit), key=lambda j: (_when(j), id_order(j.id))):
+        shown[job.id] = job["status"]
+        _tail_line(job, job["status"])
     for job, previous in changes(queue, limit=args.limit, duration=args.duration):
-        ts = job.get("ts") or {}
-        when = ts.get("done") or ts.get("started") or ts.get("created")
-        stamp = when.strftime("%H:%M:%S.%f")[:-3] if when else "?"
-        change = job["status"] if previous is None else f"{previous} -> {job['status']}"
-        data = json.dumps(job.get("data"), default=str)
-        if len(data) > 80:
-            data = data[:77] + "..."
-        print(f"{stamp}  {job.id}  {change:<18} {data}", flush=True)
+        before = shown.get(job.id, previous)
+        if before == job["status"]:
+            continue  # printed above already
+        shown[job.id] = job["status"]
+        _tail_line(job, job["status"] if before is None else f"{before} -> {job['status']}")
+        if len(shown) > 10 * args.limit:  # forget jobs long gone from the window
+            shown = {k: shown[k] for k in sorted(shown, key=id_order)[-args.limit :]}
     return 0
 
 
+def _when(job: Any) -> Any:
+    """The time of a job's latest change: done, else started, else created."""
+    import datetime as dt
+
+    ts = job.get("ts") or {}
+    when = ts.get("done") or ts.get("started") or ts.get("created")
+    return (
+        when if isinstance(when, dt.datetime) else dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    )
+
+
+def _tail_line(job: Any, change: str) -> None:
+    when = _when(job)
+    stamp = when.strftime("%H:%M:%S.%f")[:-3] if when.year > 1 else "?"
+    data = json.dumps(job.get("data"), default=str)  # ASCII: no control characters
+    if len(data) > 80:
+        data = data[:77] + "..."
+    print(f"{stamp:<12}  {printable(job.id):<24}  {printable(change):<18} {data}", flush=True)
+
+
 def _print_stats(queue: JobQueue, by: str | None = None, **options: Any) -> None:
-    counts = queue.counts()
+    try:
+        table = queue.stats(by=by, **options)  # computed in MongoDB: nothing big is loaded
+    except ValueError as exc:  # --by or --since not understood
+        raise SystemExit(
+            f"mjq stats: {exc} (--since takes a time such as 2026-05-01T12:00 or a duration "
+            "such as 1h; --by a field such as data.kind)"
+        ) from None
+    counts = queue.counts(warn=False)  # lost is in the line below
     print("jobs: " + "  ".join(f"{k} {v}" for k, v in counts.items() if k != "lost" or v))
-    table = queue.stats(by=by, **options)  # computed in MongoDB: nothing big is loaded
     print("\nlatency (seconds)" + (f" by {by}" if by else "") + ":")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    _print_stats(_queue(args), by=args.by, since=args.since, exact=args.exact)
+    _print_stats(_existing(args), by=args.by, since=args.since, exact=args.exact)
     return 0
 
 
@@ -348,9 +362,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import handle, workload
     from .worker import Worker
 
-    db = connect(args.uri, args.db)
-    name = "demo" if args.queue == "jobqueue" else args.queue
-    queue = JobQueue(db, name, lease=30, backoff=0.05)
+    db = _connect(args)
+    queue = JobQueue(db, args.queue, lease=30, backoff=0.05)
     queue.clear_queue()
     host, port = db.client.address or ("?", 0)
     print(
@@ -378,6 +391,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     return 0
 
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "pub": cmd_pub,
+    "work": cmd_work,
+    "queues": cmd_queues,
+    "workers": cmd_workers,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
+    "prune": cmd_prune,
+    "tail": cmd_tail,
+    "stats": cmd_stats,
+    "demo": cmd_demo,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -84,6 +84,7 @@ class JobQueue:
         max_attempts: int = 3,
         backoff: float = 1.0,
         write_concern: WriteConcern | None = None,
+        create: bool = True,
     ) -> None:
         codec = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc, document_class=dict)
         # every write of the queue (publish, claim, finish, requeue) is acknowledged under
@@ -97,7 +98,10 @@ class JobQueue:
         self.collection = self.db[name]
         self.history_collection = self.db[f"{name}.history"]
         self._meta = self.db[f"{name}.meta"]
-        self._capped = ensure_ring(self.db, name, max_jobs, size_bytes)
+        # create=False (JobQueue.open): a reader that writes nothing, not even an index
+        self._capped = (
+            ensure_ring(self.db, name, max_jobs, size_bytes) if create else _is_capped(db, name)
+        )
         self._owned = OwnedWrites(self.db, self.collection, self.history_collection)
         self._fuse = writes.supports_client_bulk_write(self.db)  # see writes.py
         self._wakeup = Wakeup(self.collection)
@@ -108,6 +112,14 @@ class JobQueue:
         self._sweeper = Sweeper(self.collection)  # finished jobs out of the ring
         self._reads = Reads(self.collection, self.history_collection, self._meta)
         self._control = Control(self._meta)  # the pause flag
+
+    @classmethod
+    def open(cls, db: Database, name: str = "jobqueue", **options: Any) -> JobQueue:
+        """The existing queue ``name``, creating nothing (no collection, no index): what
+        reading tools use, so a typo in a name is an error, not a new empty queue.
+        ``InvalidQueueError`` when the database has no collection of that name;
+        ``mjq_notebook.queues(db)`` lists the queues it has."""
+        return cls(db, name, create=False, **options)
 
     @property
     def _fuse(self) -> bool:
@@ -576,6 +588,17 @@ class JobQueue:
         from .notebook.display import queue_html  # display sits above this layer: import on use
 
         return queue_html(self)
+
+
+def _is_capped(db: Database, name: str) -> bool:
+    """Whether the existing collection ``name`` is capped (one listCollections)."""
+    info = next(iter(db.list_collections(filter={"name": name})), None)
+    if info is None:
+        raise InvalidQueueError(
+            f"no queue {db.name}.{name}: the database has no collection of that name "
+            "(JobQueue(db, name) creates one)"
+        )
+    return bool((info.get("options") or {}).get("capped"))
 
 
 def _id_of(job: Mapping[str, Any] | Any) -> Any:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -108,8 +109,18 @@ def test_tail_shows_new_jobs_and_status_changes(db, server_uri):
         reader.join(10)
 
 
-@pytest.mark.parametrize("command", ["serve", "pub", "work", "workers", "tail", "stats", "demo"])
-def test_every_command_has_help_with_connection_options(command):
+CONNECTION, ONE_QUEUE = {"--uri", "--db"}, {"--uri", "--db", "--queue"}
+OPTIONS = {  # what each command's --help lists, of --uri, --db and --queue
+    "serve": set(),
+    "queues": CONNECTION,
+    **dict.fromkeys(
+        ["pub", "work", "workers", "pause", "resume", "prune", "tail", "stats", "demo"], ONE_QUEUE
+    ),
+}
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS))
+def test_each_command_lists_only_the_options_it_uses(command):
     result = subprocess.run(
         [sys.executable, "-m", "mjq_notebook.cli", command, "--help"],
         capture_output=True,
@@ -117,8 +128,8 @@ def test_every_command_has_help_with_connection_options(command):
         timeout=60,
     )
     assert result.returncode == 0
-    for option in ("--uri", "--db", "--queue"):
-        assert option in result.stdout
+    listed = {option for option in ONE_QUEUE if f"{option} " in result.stdout}
+    assert listed == OPTIONS[command]
 
 
 def test_serve_runs_in_the_foreground_and_is_found_by_other_commands(tmp_path):
@@ -232,3 +243,115 @@ def test_pause_resume_and_prune_from_the_terminal(db, server_uri):
     bad = mjq("prune", "--older-than", "soon", "--db", db.name, uri=server_uri)
     assert bad.returncode == 2 and "not an age: 'soon'" in bad.stderr
     assert q.counts()["lost"] == 0
+
+
+# -- a finished tool: nothing created by reading, one-line errors, quiet pipes --------------
+
+
+def test_reading_commands_create_nothing_and_name_the_queues(db, server_uri):
+    JobQueue(db, "emails").pub({"to": "ada"})
+    JobQueue(db, "reports")
+    db.users.insert_one({"name": "ada"})
+    before = sorted(db.list_collection_names())
+    listed = mjq("queues", "--db", db.name, uri=server_uri)
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split()[:3] == ["queue", "waiting", "working"]
+    assert [row.split()[:2] for row in rows] == [["emails", "1"], ["reports", "0"]]
+    for command in (
+        ["stats"], ["tail", "--duration", "1"], ["workers"], ["pause"], ["resume"],
+        ["prune", "--older-than", "1d"],
+    ):  # fmt: skip
+        result = mjq(*command, "--queue", "nosuch", "--db", db.name, uri=server_uri)
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert result.stderr.splitlines() == [
+            f"mjq: no queue 'nosuch' in database {db.name}; its queues: emails, reports"
+        ], command
+    result = mjq("stats", "--queue", "users", "--db", db.name, uri=server_uri)
+    assert result.returncode == 1 and "not a capped job queue" in result.stderr
+    assert sorted(db.list_collection_names()) == before  # nothing was created
+
+
+def test_a_handler_that_cannot_be_imported_is_one_line(db, server_uri, tmp_path):
+    result = mjq("work", "nosuchmodule:fn", "--db", db.name, uri=server_uri, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "mjq: can't import handler nosuchmodule:fn: No module named 'nosuchmodule' "
+        "(is it on PYTHONPATH? run mjq from its folder)"
+    ]
+    (tmp_path / "needs.py").write_text("import nosuchdependency\n\ndef handle(job): pass\n")
+    result = mjq("work", "needs:handle", "--db", db.name, uri=server_uri, cwd=tmp_path)
+    assert result.stderr.splitlines() == [
+        "mjq: can't import handler needs:handle: No module named 'nosuchdependency' "
+        "(needs imports it: install it where mjq runs)"
+    ]
+    result = mjq("work", "needs", "--db", db.name, uri=server_uri, cwd=tmp_path)
+    assert result.stderr.splitlines() == [
+        "mjq: a handler is module:function (e.g. tasks:handle), not 'needs'"
+    ]
+    assert db.list_collection_names() == []
+
+
+def test_user_mistakes_end_in_one_line_saying_what_to_do(db, server_uri):
+    import socket
+
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cases = [
+        (["pub", '{"n": ', "--db", db.name], "invalid JSON"),
+        (["queues", "--uri", f"mongodb://127.0.0.1:{port}/"], "is it running? check --uri"),
+        (["queues", "--uri", "localhost:27017"], "--uri takes a MongoDB URI"),
+        (["stats", "--since", "someday", "--db", db.name], "--since takes a time"),
+        (["work", "os:no_such_function", "--db", db.name], "module os has no"),
+    ]
+    JobQueue(db)
+    for args, advice in cases:
+        result = mjq(*args, uri=server_uri)
+        assert result.returncode in (1, 2), (args, result.stderr)
+        assert len(result.stderr.splitlines()) == 1, (args, result.stderr)
+        assert advice in result.stderr and "Traceback" not in result.stderr, args
+
+
+def test_output_piped_into_head_ends_quietly(db, server_uri):
+    q = JobQueue(db)
+    q.pub_many([{"n": n} for n in range(20)])
+    JobQueue(db, "other")
+    env = {**os.environ, "MJQ_MONGODB_URI": server_uri}
+    mjq_command = f"{sys.executable} -m mjq_notebook.cli"
+
+    def shell(line: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            line, shell=True, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    first = shell(f"{mjq_command} queues --db {db.name} | head -1")
+    assert first.stdout.split()[:2] == ["queue", "waiting"]
+    assert first.stderr == ""
+    gone = shell(f"{mjq_command} queues --db {db.name} | head -n 0")  # leaves before mjq writes
+    assert gone.stdout == "" and gone.stderr == ""
+    live = shell(f"{mjq_command} tail --db {db.name} --duration 5 | head -3")  # line by line
+    assert len(live.stdout.splitlines()) == 3
+    assert "BrokenPipe" not in live.stderr and "Traceback" not in live.stderr
+    assert live.stderr.startswith("mjq: the newest 50 jobs")
+
+
+def test_tail_starts_with_a_header_and_the_recent_rows_in_time_order(db, server_uri):
+    q = JobQueue(db)
+    first, second, third = q.pub_many([{"n": 1}, {"n": 2}, {"n": 3}])
+    time.sleep(0.02)
+    held = q.next()  # the first: working since now
+    time.sleep(0.02)
+    q.done(q.next())  # the second: done after that; the third waits since its publish
+    assert held.id == first
+    result = mjq("tail", "--db", db.name, "--duration", "1", uri=server_uri)
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["time", "(UTC)", "job", "status", "data"]
+    assert [row.split()[1:3] for row in rows] == [
+        [str(third), "waiting"],
+        [str(first), "working"],
+        [str(second), "done"],
+    ]
+    stamps = [row.split()[0] for row in rows]
+    assert stamps == sorted(stamps)

@@ -22,6 +22,7 @@ from ..analysis.timing import format_seconds
 from .formatting import data_preview, format_ago, format_time, job_cells, job_list_text, live_cell
 from .job_detail import job_html
 from .markup import LOST_EXPLAINED, counts_html, escape, status_badge, stylesheet
+from .queues_html import queues_html
 from .tables import job_list_html, queue_html, summary_html
 from .workers_html import workers_html
 
@@ -42,6 +43,7 @@ __all__ = [
     "job_list_text",
     "live_cell",
     "queue_html",
+    "queues_html",
     "status_badge",
     "stylesheet",
     "summary_html",

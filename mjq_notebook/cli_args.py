@@ -1,0 +1,161 @@
+"""The arguments of each ``mjq`` command: only the options it uses, each with its help.
+
+``parser()`` builds them; ``cli.main`` runs the command it names (``args.command``). Commands
+that reach a database share ``--uri``/``--db``; those about one queue add ``--queue``; ``work``
+takes ``--queue`` several times; ``serve`` and ``queues`` have no ``--queue``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .registry import HEARTBEAT_S, LOST_AFTER
+from .server import DATA_ENV, default_data_dir
+
+
+def _connection() -> argparse.ArgumentParser:
+    """--uri and --db: where the queues are."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--uri",
+        help="MongoDB URI (default: $MJQ_MONGODB_URI, $MONGODB_URI, "
+        f"else your embedded server, data in ${DATA_ENV} or your user data folder)",
+    )
+    options.add_argument("--db", default="job_queue", help="database name (default: job_queue)")
+    return options
+
+
+def _one_queue(default: str = "jobqueue") -> argparse.ArgumentParser:
+    """--uri, --db and one --queue."""
+    options = argparse.ArgumentParser(add_help=False, parents=[_connection()])
+    options.add_argument("--queue", default=default, help=f"queue name (default: {default})")
+    return options
+
+
+def _several_queues() -> argparse.ArgumentParser:
+    """--uri, --db and --queue, which may be given several times."""
+    options = argparse.ArgumentParser(add_help=False, parents=[_connection()])
+    options.add_argument(
+        "--queue",
+        action="append",
+        help="queue name (default: jobqueue); give it again to work several queues, "
+        "each claim taking from the first one with a due job",
+    )
+    return options
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number, 1 or more, not {text!r}")
+    return int(text)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``mjq`` parser; ``args.command`` is the command's name."""
+    one, several = _one_queue(), _several_queues()
+
+    top = argparse.ArgumentParser(
+        prog="mjq",
+        description="A MongoDB job queue you can see.",
+        epilog="Start with `mjq demo`.",
+    )
+    commands = top.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, *parents: Any) -> Any:
+        sub = commands.add_parser(name, parents=list(parents), help=help, description=help)
+        sub.set_defaults(command=name)
+        return sub
+
+    sub = command(
+        "serve",
+        "run the embedded MongoDB server in the foreground; or start, show or stop the "
+        "shared one that connect() starts in the background",
+    )
+    sub.add_argument(
+        "--path", help=f"data folder (default: ${DATA_ENV}, else {default_data_dir()})"
+    )
+    sub.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    sub.add_argument(
+        "--idle-timeout",
+        type=float,
+        help="stop after this many seconds with no client connected (0: never; default: "
+        "never in the foreground, $MJQ_SERVER_IDLE_TIMEOUT or 3600 with --detach)",
+    )
+    action = sub.add_mutually_exclusive_group()
+    action.add_argument(
+        "--detach", action="store_true", help="start the shared server in the background"
+    )
+    action.add_argument(
+        "--status", action="store_true", help="where the shared server runs, uptime, clients"
+    )
+    action.add_argument("--stop", action="store_true", help="stop the shared server cleanly")
+
+    sub = command(
+        "pub",
+        "publish jobs (creating the queue if need be): a JSON document, or JSON lines from a file",
+        one,
+    )
+    sub.add_argument("json", nargs="?", help='job data as JSON, e.g. \'{"message": "hi"}\'')
+    sub.add_argument("--file", help="a file of JSON lines, one job each ('-' for stdin)")
+    sub.add_argument("--priority", type=int, default=0, help="higher is claimed first")
+    sub.add_argument("--delay", type=float, default=0, help="seconds before it can be claimed")
+
+    sub = command("work", "run a handler over the queue(s) until stopped", several)
+    sub.add_argument("handler", help="the function to run per job, as package.module:function")
+    sub.add_argument("--concurrency", type=_positive, default=1, help="threads (default: 1)")
+    sub.add_argument("--lease", type=float, default=60, help="lease seconds per claim")
+    sub.add_argument("--max-jobs", type=_positive, help="stop after this many jobs")
+    sub.add_argument("--drain", action="store_true", help="stop when the queue is empty")
+    sub.add_argument(
+        "--heartbeat",
+        type=float,
+        default=HEARTBEAT_S,
+        help="seconds between heartbeats in the worker registry (default: %(default)g); "
+        f"a worker silent for {LOST_AFTER} of them reads as lost",
+    )
+    sub.add_argument("--name", help="the worker's name in `mjq workers` (default: its id)")
+
+    command("queues", "every queue in the database: counts, paused, workers", _connection())
+    command("workers", "the queue's workers: state, host, what each runs, counts", one)
+    command("pause", "stop every process taking jobs from the queue (within 1 s)", one)
+    command("resume", "let workers take jobs again after `mjq pause`", one)
+    sub = command("prune", "delete from history the jobs finished over an age ago", one)
+    sub.add_argument(
+        "--older-than", required=True, type=_age, metavar="AGE",
+        help="30d, 12h, 90min, 45s, or seconds; counts() stays true",
+    )  # fmt: skip
+
+    sub = command(
+        "tail",
+        "the newest jobs, oldest first, then new jobs and status changes as they happen",
+        one,
+    )
+    sub.add_argument("--limit", type=_positive, default=50, help="newest jobs to follow")
+    sub.add_argument("--duration", type=float, help="stop after this many seconds")
+
+    sub = command("stats", "counts per status and wait/run time percentiles", one)
+    sub.add_argument("--by", help="group by a field, e.g. data.kind, status, worker")
+    sub.add_argument("--since", help="only jobs created since: a time, or a duration like 1h")
+    sub.add_argument("--exact", action="store_true", help="exact percentiles (else approximate)")
+
+    demo = _one_queue(default="demo")
+    sub = command("demo", "publish a realistic workload, work it, print a summary", demo)
+    sub.add_argument("--jobs", type=_positive, default=300, help="jobs to publish (default: 300)")
+    sub.add_argument("--concurrency", type=_positive, default=4, help="worker threads (default: 4)")
+    return top
+
+
+def _age(text: str) -> float:
+    """Seconds in an age such as "30d", "12h", "90min" or "45" (seconds)."""
+    import pandas as pd
+
+    try:
+        seconds = float(text) if text.replace(".", "", 1).isdigit() else None
+        seconds = pd.Timedelta(text).total_seconds() if seconds is None else seconds
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an age: {text!r} (e.g. 30d, 12h, 90min)") from None
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"an age is 0 or more, not {text!r}")
+    return seconds
