@@ -14,6 +14,7 @@ size from collection metadata; the ring's reads are bounded by its capped size.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -108,8 +109,11 @@ def queues(db: Database, *, now: dt.datetime | None = None) -> QueueList:
     if len(names) <= 1:
         rows = [row(name) for name in names]
     else:
+        # each read runs in a copy of the caller's context, so a ``pymongo.timeout`` around
+        # the call bounds the pool's reads too
         with ThreadPoolExecutor(min(PARALLEL, len(names)), "mjq-queues") as pool:
-            rows = list(pool.map(row, names))
+            futures = [pool.submit(contextvars.copy_context().run, row, name) for name in names]
+            rows = [future.result() for future in futures]
     return QueueList(rows, database=db.name)
 
 

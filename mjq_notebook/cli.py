@@ -48,10 +48,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mjq: {exc}", file=sys.stderr)
         return 1
     except PyMongoError as exc:  # the server refused (a login, a permission, a bad filter)
-        print(f"mjq: MongoDB refused: {failure_reason(exc)}", file=sys.stderr)
+        print(f"mjq: {_refused(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+_REFUSED_HINTS = {  # MongoDB error codes -> what to do
+    18: "check the user and password in --uri or $MJQ_MONGODB_URI",  # AuthenticationFailed
+    13: "log in as a user allowed to read and write the database: user:password@ in the URI",
+}
+
+
+def _refused(exc: PyMongoError) -> str:
+    """One line for an error the server answered with: its message (no URI, no password)
+    and, for a login or a permission, what to do."""
+    details = getattr(exc, "details", None) or {}
+    message = details.get("errmsg") if isinstance(details, dict) else None
+    text = f"MongoDB refused: {printable(message) if message else failure_reason(exc)}"
+    hint = _REFUSED_HINTS.get(getattr(exc, "code", None) or 0)
+    return f"{text} ({hint})" if hint else text
 
 
 def _connect(args: argparse.Namespace) -> Any:

@@ -70,6 +70,8 @@ class JobQueue:
     expires. Finished jobs are copied to ``<name>.history`` so the ring buffer's evictions never
     lose them. ``write_concern`` (e.g. ``WriteConcern(w=1, j=True)`` on a standalone mongod)
     is what every acknowledgement of the queue waits for; by default the database's.
+    ``JobQueue(db, name)`` creates the queue if missing; ``JobQueue.open(db, name)`` opens one
+    that exists and creates nothing.
     """
 
     @unavailable_as_error

@@ -128,3 +128,54 @@ def test_open_reads_an_existing_queue_and_creates_nothing(db):
     assert q.valid() and q.counts()["waiting"] == 2
     assert db.list_collection_names() == ["jobqueue"]
     assert list(db.jobqueue.index_information()) == ["_id_"]
+
+
+class _Commands:
+    """A pymongo command listener that keeps (command name, collection, command) per call."""
+
+    def __init__(self):
+        self.seen = []
+
+    def started(self, event):
+        target = event.command.get(event.command_name)
+        self.seen.append((event.command_name, target, event.command))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_the_cost_is_a_few_bounded_round_trips_per_queue(database, server_uri):
+    from pymongo import monitoring
+
+    from mjq_notebook.server import client_for
+
+    class Listener(_Commands, monitoring.CommandListener):
+        pass
+
+    listener = Listener()
+    client = client_for(server_uri, event_listeners=[listener])
+    try:
+        listener.seen.clear()  # the ping of client_for
+        rows = queues(client[database.name])
+    finally:
+        client.close()
+    assert len(rows) == 3
+    # what new connections of the thread pool say to log in, and the client's close
+    connection = {"saslStart", "saslContinue", "endSessions", "hello", "isMaster", "ping"}
+    seen = [(name, target) for name, target, _ in listener.seen if name not in connection]
+    # 1 listCollections; 2 finds for the capped collections without companions (applog,
+    # jobqueue); emails: 6 for counts, 2 recent, 1 pause, 1 oldest waiting, 1 registry = 11;
+    # jobqueue (pymjq, no registry) 10; reports (nothing waits, no registry) 9
+    assert len(seen) == 1 + 2 + 11 + 10 + 9, seen
+    assert sorted([target for name, target in seen if name == "find"][:2]) == ["applog", "jobqueue"]
+    for name, target, command in listener.seen:  # history: metadata or an index range
+        if isinstance(target, str) and target.endswith(".history"):
+            if name == "count":
+                assert not command.get("query"), command  # metadata, not a scan
+            else:
+                assert name == "aggregate", command
+                [match] = [stage["$match"] for stage in command["pipeline"][:1]]
+                assert set(match) <= {"status", "ts.done"}, command

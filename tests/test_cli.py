@@ -292,13 +292,16 @@ def test_a_handler_that_cannot_be_imported_is_one_line(db, server_uri, tmp_path)
     assert db.list_collection_names() == []
 
 
-def test_user_mistakes_end_in_one_line_saying_what_to_do(db, server_uri):
+def test_user_mistakes_end_in_one_line_saying_what_to_do(db, client, server_uri):
     import socket
 
     with socket.socket() as probe:  # a port where nothing listens
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    host, server_port = client.address
+    wrong_login = f"mongodb://nobody:s3cret-guess@{host}:{server_port}/?authSource=admin"
     cases = [
+        (["queues", "--uri", wrong_login], "check the user and password in --uri"),
         (["pub", '{"n": ', "--db", db.name], "invalid JSON"),
         (["queues", "--uri", f"mongodb://127.0.0.1:{port}/"], "is it running? check --uri"),
         (["queues", "--uri", "localhost:27017"], "--uri takes a MongoDB URI"),
@@ -311,6 +314,7 @@ def test_user_mistakes_end_in_one_line_saying_what_to_do(db, server_uri):
         assert result.returncode in (1, 2), (args, result.stderr)
         assert len(result.stderr.splitlines()) == 1, (args, result.stderr)
         assert advice in result.stderr and "Traceback" not in result.stderr, args
+        assert "s3cret-guess" not in result.stderr
 
 
 def test_output_piped_into_head_ends_quietly(db, server_uri):
