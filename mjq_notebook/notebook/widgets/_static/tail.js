@@ -7,6 +7,7 @@ const COLUMNS = [
   ["created", "created (UTC)"],
   ["wait", "wait"],
   ["run", "run"],
+  ["progress", "progress"], // shown only while some row has progress (a running job's)
   ["attempts", "attempts"],
   ["data", "data"],
 ];
@@ -55,6 +56,31 @@ function liveText(row, now) {
 // A column's cells (and header) carry its name, so the stylesheet can give each a width.
 function columnClass(key) {
   return `mjq-tail-${key}` + (NUMERIC.has(key) ? " mjq-tail-n" : "");
+}
+
+// A progress cell: a bar (its width a number clamped to 0-100; unknown total: a faint full
+// bar) and the text beside it, both written as text and style, never as HTML.
+function progressCell() {
+  const td = cell("td", "", columnClass("progress"));
+  const bar = cell("span", "", "mjq-tail-bar");
+  bar.appendChild(document.createElement("span"));
+  td.append(bar, cell("span", "", "mjq-tail-ptext"));
+  return td;
+}
+
+function fillProgress(td, row) {
+  const text = row.progress == null ? "" : String(row.progress);
+  const pct = row.progress_pct === "" || row.progress_pct == null ? NaN : Number(row.progress_pct);
+  const known = Number.isFinite(pct) && pct >= 0;
+  const width = known ? Math.min(pct, 100) : text ? 100 : 0;
+  const [bar, label] = td.children;
+  const changed = label.textContent !== text;
+  label.textContent = text;
+  bar.firstChild.style.width = `${width}%`;
+  bar.classList.toggle("mjq-tail-unknown", Boolean(text) && !known);
+  bar.style.visibility = text ? "" : "hidden";
+  td.title = text;
+  return changed;
 }
 
 function cell(tag, text, className) {
@@ -107,7 +133,7 @@ function render({ model, el }) {
     const tr = document.createElement("tr");
     tr.tabIndex = 0;
     for (const [key] of COLUMNS) {
-      tr.appendChild(cell("td", "", columnClass(key)));
+      tr.appendChild(key === "progress" ? progressCell() : cell("td", "", columnClass(key)));
     }
     tr.addEventListener("click", () => select(id));
     tr.addEventListener("keydown", (event) => {
@@ -123,8 +149,12 @@ function render({ model, el }) {
   function fill(tr, row) {
     let changed = false;
     COLUMNS.forEach(([key], index) => {
-      const text = row[key] == null ? "" : String(row[key]);
       const td = tr.children[index];
+      if (key === "progress") {
+        changed = fillProgress(td, row) || changed;
+        return;
+      }
+      const text = row[key] == null ? "" : String(row[key]);
       if (td.textContent !== text) {
         td.textContent = text;
         changed = true;
@@ -195,6 +225,7 @@ function render({ model, el }) {
       scroller.scrollTop = kept.tr.offsetTop - kept.offset;
     }
     empty.style.display = rows.length ? "none" : "";
+    table.classList.toggle("mjq-tail-noprogress", !rows.some((row) => row.progress));
     first = false;
     showSelection();
   }
