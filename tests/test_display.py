@@ -126,7 +126,8 @@ def test_status_badges_and_counts():
     plain = counts_html(
         {"waiting": 3, "working": 1, "done": 1_200, "failed": 0, "cancelled": 0, "lost": 0}
     )
-    assert "done 1,200" in plain and "lost" not in plain
+    assert "done 1,200" in plain and "lost" not in plain and "cancelled" not in plain
+    assert "cancelled 2" in counts_html({"waiting": 0, "cancelled": 2})
     lost = counts_html({"waiting": 3, "lost": 7})
     assert 'class="mjq-badge mjq-s-lost" title="jobs evicted' in lost and "lost 7" in lost
     assert "7 lost: jobs evicted from the capped collection" in _Markup(lost).text[-1]

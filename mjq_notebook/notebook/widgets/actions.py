@@ -145,7 +145,7 @@ class JobActions(W.HBox):
 
     def _cancel(self, _button: Any = None) -> None:
         job = self._job
-        if job is None:
+        if job is None or job.get("status") != "waiting":  # what the buttons offer, only
             return
         if self.cancel_job_button.description != CONFIRM:
             self._ask(True)
@@ -155,12 +155,13 @@ class JobActions(W.HBox):
         self._act(job, "cancel", self.queue.cancel, "is cancelled", "was no longer waiting")
 
     def _run_now(self, _button: Any = None) -> None:
-        if self._job is not None:
+        if self._job is not None and self._job.get("status") == "waiting":
             self._act(self._job, "run now", self.queue.promote, "is due now", "was not delayed")
 
     def _release(self, _button: Any = None) -> None:
         job = self._job
-        if job is not None:  # the document shown: only the attempt the user saw is ended
+        if job is not None and job.get("status") == "working" and self._worker_lost:
+            # the document shown: only the attempt the user saw is ended
             self._act(
                 job,
                 "release",

@@ -272,9 +272,7 @@ def counters_html(
     counts = snapshot.counts if counts is None else counts
     badges = display.counts_html(counts) if counts else "<span class='mjq-dim'>counting…</span>"
     if snapshot.paused:
-        paused = (
-            f"<span class='mjq-badge mjq-s-paused' title='{escape(PAUSED_TEXT)}'>⏸ paused</span>"
-        )
+        paused = f"<span class='mjq-badge mjq-s-paused' title='{escape(PAUSED_TEXT)}'>paused</span>"
         badges = f"<div>{paused} <span {_CAPTION}>{escape(PAUSED_TEXT)}</span></div>{badges}"
     small = _CAPTION
     if stopped:

@@ -7,7 +7,6 @@ const COLUMNS = [
   ["created", "created (UTC)"],
   ["wait", "wait"],
   ["run", "run"],
-  ["progress", "progress"], // shown only while some row has progress (a running job's)
   ["attempts", "attempts"],
   ["data", "data"],
 ];
@@ -58,28 +57,31 @@ function columnClass(key) {
   return `mjq-tail-${key}` + (NUMERIC.has(key) ? " mjq-tail-n" : "");
 }
 
-// A progress cell: a bar (its width a number clamped to 0-100; unknown total: a faint full
-// bar) and the text beside it, both written as text and style, never as HTML.
-function progressCell() {
-  const td = cell("td", "", columnClass("progress"));
+// The data cell: a running job's progress first (a bar, its width a number clamped to 0-100,
+// a faint full one when the total is unknown, and "40% · resizing 4/10"), then the data. In
+// the data column, so no column comes and goes (and moves the others) as progress does.
+// Written as text and style, never as HTML.
+function dataCell() {
+  const td = cell("td", "", columnClass("data"));
   const bar = cell("span", "", "mjq-tail-bar");
   bar.appendChild(document.createElement("span"));
-  td.append(bar, cell("span", "", "mjq-tail-ptext"));
+  td.append(bar, cell("span", "", "mjq-tail-ptext"), cell("span", "", "mjq-tail-dtext"));
   return td;
 }
 
-function fillProgress(td, row) {
+function fillData(td, row) {
+  const data = row.data == null ? "" : String(row.data);
   const text = row.progress == null ? "" : String(row.progress);
   const pct = row.progress_pct === "" || row.progress_pct == null ? NaN : Number(row.progress_pct);
   const known = Number.isFinite(pct) && pct >= 0;
   const width = known ? Math.min(pct, 100) : text ? 100 : 0;
-  const [bar, label] = td.children;
-  const changed = label.textContent !== text;
+  const [bar, label, value] = td.children;
+  const changed = label.textContent !== text || value.textContent !== data;
   label.textContent = text;
+  value.textContent = data;
   bar.firstChild.style.width = `${width}%`;
   bar.classList.toggle("mjq-tail-unknown", Boolean(text) && !known);
-  bar.style.visibility = text ? "" : "hidden";
-  td.title = text;
+  td.classList.toggle("mjq-tail-has-progress", Boolean(text));
   return changed;
 }
 
@@ -133,7 +135,7 @@ function render({ model, el }) {
     const tr = document.createElement("tr");
     tr.tabIndex = 0;
     for (const [key] of COLUMNS) {
-      tr.appendChild(key === "progress" ? progressCell() : cell("td", "", columnClass(key)));
+      tr.appendChild(key === "data" ? dataCell() : cell("td", "", columnClass(key)));
     }
     tr.addEventListener("click", () => select(id));
     tr.addEventListener("keydown", (event) => {
@@ -150,8 +152,8 @@ function render({ model, el }) {
     let changed = false;
     COLUMNS.forEach(([key], index) => {
       const td = tr.children[index];
-      if (key === "progress") {
-        changed = fillProgress(td, row) || changed;
+      if (key === "data") {
+        changed = fillData(td, row) || changed;
         return;
       }
       const text = row[key] == null ? "" : String(row[key]);
@@ -162,7 +164,7 @@ function render({ model, el }) {
     });
     const status = String(row.status ?? "");
     if (tr.dataset.status !== status) tr.dataset.status = status;
-    tr.title = String(row.data ?? "");
+    tr.title = (row.progress ? `${row.progress}\n` : "") + String(row.data ?? "");
     return changed;
   }
 
@@ -225,7 +227,6 @@ function render({ model, el }) {
       scroller.scrollTop = kept.tr.offsetTop - kept.offset;
     }
     empty.style.display = rows.length ? "none" : "";
-    table.classList.toggle("mjq-tail-noprogress", !rows.some((row) => row.progress));
     first = false;
     showSelection();
   }
