@@ -35,6 +35,7 @@ if not CHROMIUM:
     pytest.skip(why, allow_module_level=True)
 
 from mjq_notebook import Empty, JobQueue, Worker  # noqa: E402
+from mjq_notebook.registry import Registration, State  # noqa: E402
 
 from .notebook_helpers import jupyter_lab, write_notebook  # noqa: E402
 
@@ -519,6 +520,36 @@ def test_the_workers_panel_shows_two_workers_and_progress_shows_as_a_bar(lab, tm
         row = lab.dashboard.locator("table.mjq-workers tr", has_text=name)
         expect(row).to_contain_text("stopped", timeout=10_000)
     assert not lab.errors, lab.errors
+
+
+def test_a_lost_workers_job_says_so_and_release_now_hands_it_back(lab, tmp_path):
+    token = f"lost-{uuid.uuid4().hex[:8]}"
+    job_id = lab.queue.pub({"browser": token}, priority=1000)
+    job = lab.queue.next(timeout=5)
+    assert job.id == job_id
+    # its worker registers, then falls silent: lost after 3 heartbeats of 0.2 s
+    name = f"gone {XSS[0]}"
+    record = Registration(lab.queue, f"lost-{token}", name=name, queues=[lab.queue.name],
+                          concurrency=1, interval=0.2)  # fmt: skip
+    record.write(State.RUNNING, [{"id": job.id, "since": job["ts"]["started"]}], {})
+    lab.queue.collection.update_one({"_id": job_id}, {"$set": {"worker": f"lost-{token}"}})
+    job["worker"] = f"lost-{token}"  # as if that worker had claimed it
+    lab.row(token).click()
+    lease = job["lease_until"].strftime("%H:%M:%S")
+    note = f"worker lost · back to waiting at {lease} UTC, when its lease ends"
+    expect(lab.dashboard).to_contain_text(note, timeout=10_000)
+    tail_workers = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Workers$"))
+    tail_workers.click()  # the tail's compact panel
+    expect(lab.dashboard.locator("table.mjq-workers tr", has_text=name)).to_have_count(2)
+    _shoot(lab, tmp_path, "dashboard-lost-worker")
+    release = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Release now$"))
+    release.click()
+    expect(lab.row(token)).to_contain_text("waiting", timeout=5_000)
+    assert lab.queue.get(job_id)["status"] == "waiting"
+    expect(lab.dashboard).to_contain_text(f"job {job_id} is waiting again")
+    expect(release).to_be_hidden()
+    tail_workers.click()
+    assert lab.alerts == [] and lab.dashboard.locator("img[src='x']").count() == 0
 
 
 def test_a_dashboard_no_longer_shown_stops(lab):

@@ -22,6 +22,7 @@ import ipywidgets as W
 from ...job import Job
 from ..display import escape
 from ..formatting import utc
+from ..markup import wrap
 from .rows import matches
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class JobActions(W.HBox):
         _visible(self.run_now_button, job is not None and is_delayed(job, now))
         _visible(self.release_button, lost)
         note = lost_note(job, now) if lost and job is not None else ""
-        value = f'<span class="mjq-warn">⚠ {escape(note)}</span>' if note else ""
+        value = wrap(f'<span class="mjq-warn">⚠ {escape(note)}</span>') if note else ""
         if self.note.value != value:
             self.note.value = value
 

@@ -156,8 +156,10 @@ def _row(
             html.append(f"<td>{state_badge(row.get('state'))}</td>")
         elif name == "worker":
             html.append(f'<td title="{escape(tip)}"><code>{text}</code></td>')
-        elif name in ("running now", "host:pid"):
+        elif name == "running now":
             html.append(f'<td class="mjq-wide"><code>{text}</code></td>')
+        elif name == "host:pid":
+            html.append(f"<td><code>{text}</code></td>")
         else:
             html.append(f'<td class="{"mjq-n" if name in _NUMERIC else ""}">{text}</td>')
     state = escape(_BADGE.get(str(row.get("state")), "other"))
