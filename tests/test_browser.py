@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,7 +34,8 @@ if not CHROMIUM:
         pytest.fail(why, pytrace=False)
     pytest.skip(why, allow_module_level=True)
 
-from mjq_notebook import JobQueue  # noqa: E402
+from mjq_notebook import Empty, JobQueue, Worker  # noqa: E402
+from mjq_notebook.registry import Registration, State  # noqa: E402
 
 from .notebook_helpers import jupyter_lab, write_notebook  # noqa: E402
 
@@ -264,7 +266,8 @@ def test_table_columns_stand_still_as_values_change(lab):
     header = lab.dashboard.locator(".mjq-tail thead th")
 
     def places() -> list[int]:
-        return [round(box["x"]) for box in (th.bounding_box() for th in header.all())]
+        boxes = (th.bounding_box() for th in header.all())
+        return [round(box["x"]) for box in boxes if box]  # progress: hidden while none has it
 
     token = f"columns-{uuid.uuid4().hex[:8]}"
     lab.queue.pub({"browser": token})
@@ -322,7 +325,9 @@ def test_screenshots_in_light_and_dark(lab, tmp_path):
                 queue.fail(job, exc)
             failed = job.id
     working = queue.pub_many(STILL_WORKING, priority=first)
-    assert [queue.next(timeout=5).id for _ in working] == working
+    running = [queue.next(timeout=5) for _ in working]
+    assert [job.id for job in running] == working
+    running[0].progress(14, 40, "rendering pages")  # a bar in its row
     last = queue.pub_many(STILL_WAITING)[-1]
     expect(lab.row(str(last))).to_be_visible(timeout=5_000)
     lab.row(str(failed)).click()  # a failed job's detail shows the most
@@ -415,6 +420,136 @@ def test_waits_and_delays_count_on_in_the_page(lab):
 
     assert seconds(after[waiting]) > seconds(before[waiting])
     assert seconds(after[delayed]) < seconds(before[delayed])
+
+
+def _shoot(lab, tmp_path, name: str) -> list[Path]:
+    """The dashboard in the light and the dark theme (to look at; MJQ_SCREENSHOTS=1: docs/)."""
+    shots = []
+    lab.page.mouse.move(0, 0)
+    for theme, light in (("JupyterLab Light", "true"), ("JupyterLab Dark", "false")):
+        lab.run("apputils:change-theme", {"theme": theme})
+        lab.page.wait_for_function(f"document.body.dataset.jpThemeLight === '{light}'")
+        lab.page.wait_for_timeout(800)
+        path = tmp_path / f"{name}-{'light' if light == 'true' else 'dark'}.png"
+        lab.dashboard.screenshot(path=str(path))
+        shots.append(path)
+        if os.environ.get("MJQ_SCREENSHOTS") == "1":
+            DOCS.mkdir(exist_ok=True)
+            shutil.copyfile(path, DOCS / path.name)
+    print(f"\nscreenshots: {', '.join(str(p) for p in shots)}")
+    return shots
+
+
+def test_pause_queue_in_the_page_stops_claims_and_resume_restarts_them(lab, tmp_path):
+    pause = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Pause queue$"))
+    badge = lab.dashboard.locator(".mjq-s-paused")
+    expect(pause).to_be_visible(timeout=5_000)
+    expect(badge).to_have_count(0)
+    token = f"paused-{uuid.uuid4().hex[:8]}"
+    try:
+        pause.click()
+        expect(badge).to_be_visible(timeout=2_000)
+        expect(badge).to_contain_text("paused")
+        clicked = time.monotonic()
+        lab.queue.pub({"browser": token})  # publishing goes on
+        time.sleep(max(0.0, clicked + 1.0 - time.monotonic()))  # claims look within 1 s
+        with pytest.raises(Empty):
+            lab.queue.next()
+        _shoot(lab, tmp_path, "dashboard-paused")
+        resume = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Resume queue$"))
+        resume.click()
+        expect(badge).to_have_count(0, timeout=2_000)
+        expect(pause).to_be_visible()
+        assert lab.queue.next(timeout=2) is not None
+    finally:
+        lab.queue.resume()
+    assert lab.alerts == []
+
+
+def test_cancel_in_the_page_cancels_a_waiting_job_after_confirmation(lab):
+    token = f"cancel-{uuid.uuid4().hex[:8]}"
+    job_id = lab.queue.pub({"browser": token}, delay=600)  # waiting, and not taken meanwhile
+    expect(lab.row(token)).to_be_visible(timeout=5_000)
+    lab.row(token).click()
+    cancel = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Cancel job$"))
+    expect(cancel).to_be_visible(timeout=5_000)
+    cancel.click()
+    confirm = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Confirm cancel$"))
+    expect(confirm).to_be_visible(timeout=5_000)
+    assert lab.queue.get(job_id)["status"] == "waiting"  # the first click only asks
+    confirm.click()
+    expect(lab.row(token)).to_contain_text("cancelled", timeout=5_000)
+    assert lab.queue.get(job_id)["status"] == "cancelled"
+    expect(lab.dashboard).to_contain_text(f"job {job_id} is cancelled")
+    assert lab.alerts == []  # no browser dialog asked
+
+
+def test_the_workers_panel_shows_two_workers_and_progress_shows_as_a_bar(lab, tmp_path):
+    token = f"progress-{uuid.uuid4().hex[:8]}"
+    names = [f"browser-{uuid.uuid4().hex[:6]}-{n}" for n in (1, 2)]
+    release = threading.Event()
+
+    def handler(job):
+        if (job.data or {}).get("browser") == token:
+            job.progress(4, 10, "resizing")
+            release.wait(30)
+
+    workers = [Worker(lab.queue, handler, heartbeat=1.0, name=name) for name in names]
+    for worker in workers:
+        worker.start()
+    try:
+        lab.queue.pub({"browser": token})
+        panel = lab.dashboard.locator("table.mjq-workers")
+        for name in names:
+            expect(panel.locator("tr", has_text=name)).to_contain_text("running", timeout=10_000)
+        cell = lab.row(token).locator("td.mjq-tail-data")
+        expect(cell).to_contain_text("40% · resizing 4/10", timeout=5_000)
+        bar = cell.locator(".mjq-tail-bar > span")
+        assert bar.evaluate("(el) => el.style.width") == "40%"
+        expect(panel).to_contain_text(" for ", timeout=5_000)  # what one runs, how long
+        lab.row(token).click()
+        expect(lab.dashboard.locator('[role="progressbar"]')).to_be_visible(timeout=5_000)
+        _shoot(lab, tmp_path, "dashboard-workers")
+    finally:
+        release.set()
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.join(10)
+    for name in names:
+        row = lab.dashboard.locator("table.mjq-workers tr", has_text=name)
+        expect(row).to_contain_text("stopped", timeout=10_000)
+    assert not lab.errors, lab.errors
+
+
+def test_a_lost_workers_job_says_so_and_release_now_hands_it_back(lab, tmp_path):
+    token = f"lost-{uuid.uuid4().hex[:8]}"
+    job_id = lab.queue.pub({"browser": token}, priority=1000)
+    job = lab.queue.next(timeout=5)
+    assert job.id == job_id
+    # its worker registers, then falls silent: lost after 3 heartbeats of 0.2 s
+    name = f"gone {XSS[0]}"
+    record = Registration(lab.queue, f"lost-{token}", name=name, queues=[lab.queue.name],
+                          concurrency=1, interval=0.2)  # fmt: skip
+    record.write(State.RUNNING, [{"id": job.id, "since": job["ts"]["started"]}], {})
+    lab.queue.collection.update_one({"_id": job_id}, {"$set": {"worker": f"lost-{token}"}})
+    job["worker"] = f"lost-{token}"  # as if that worker had claimed it
+    lab.row(token).click()
+    lease = job["lease_until"].strftime("%H:%M:%S")
+    note = f"worker lost · back to waiting at {lease} UTC, when its lease ends"
+    expect(lab.dashboard).to_contain_text(note, timeout=10_000)
+    tail_workers = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Workers$"))
+    tail_workers.click()  # the tail's compact panel
+    expect(lab.dashboard.locator("table.mjq-workers tr", has_text=name)).to_have_count(2)
+    _shoot(lab, tmp_path, "dashboard-lost-worker")
+    release = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Release now$"))
+    release.click()
+    expect(lab.row(token)).to_contain_text("waiting", timeout=5_000)
+    assert lab.queue.get(job_id)["status"] == "waiting"
+    expect(lab.dashboard).to_contain_text(f"job {job_id} is waiting again")
+    expect(release).to_be_hidden()
+    tail_workers.click()
+    assert lab.alerts == [] and lab.dashboard.locator("img[src='x']").count() == 0
 
 
 def test_a_dashboard_no_longer_shown_stops(lab):

@@ -126,7 +126,8 @@ def test_status_badges_and_counts():
     plain = counts_html(
         {"waiting": 3, "working": 1, "done": 1_200, "failed": 0, "cancelled": 0, "lost": 0}
     )
-    assert "done 1,200" in plain and "lost" not in plain
+    assert "done 1,200" in plain and "lost" not in plain and "cancelled" not in plain
+    assert "cancelled 2" in counts_html({"waiting": 0, "cancelled": 2})
     lost = counts_html({"waiting": 3, "lost": 7})
     assert 'class="mjq-badge mjq-s-lost" title="jobs evicted' in lost and "lost 7" in lost
     assert "7 lost: jobs evicted from the capped collection" in _Markup(lost).text[-1]
@@ -396,11 +397,17 @@ def test_no_markup_from_data_errors_results_or_ids_gets_through(queue):
     pages.append(queue.stats(by="data.kind", exact=True)._repr_html_())
     pages.append(counts_html({XSS[0]: 1, "lost": 2}))
     pages.append(status_badge(XSS[1]))
+    worker = {"_id": XSS[0], "name": XSS[1], "host": XSS[2], "pid": XSS[3], "state": XSS[0],
+              "queues": [XSS[1]], "version": XSS[2], "heartbeat": T0, "started": T0,
+              "running": [{"id": XSS[3], "since": T0}], "done": 1, "busy": 0.5}  # fmt: skip
+    pages.append(display.workers_html([worker], now=T0))
     # and as a notebook shows them: a job, a list of jobs, a queue
     pages += [job._repr_html_() for job in jobs] + [jobs._repr_html_(), queue._repr_html_()]
     # every HTML builder of the display layer is in this test (a new one: add it above)
     builders = {name for name in display.__all__ if name.endswith("_html")}
-    assert builders == {"job_html", "job_list_html", "queue_html", "summary_html", "counts_html"}
+    assert builders == {
+        "job_html", "job_list_html", "queue_html", "summary_html", "counts_html", "workers_html"
+    }  # fmt: skip
     seen = "".join(assert_inert(page) for page in pages)
     for payload in XSS:  # shown as text, not dropped
         assert payload in seen

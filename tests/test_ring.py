@@ -47,7 +47,7 @@ def test_the_ring_keeps_only_unfinished_jobs_and_the_newest(db, sweep_often):
     frame = q.history()
     assert len(frame) == 8 and frame.id.is_unique
     assert frame.status.value_counts().to_dict() == {"done": 5, "waiting": 1, "working": 1,
-                                                     "failed": 1}  # fmt: skip
+                                                     "failed": 1, "cancelled": 0}  # fmt: skip
     newest = q.jobs(limit=10)
     assert [job.data for job in newest] == [{"n": "last"}, *({"n": n} for n in range(5, -1, -1)), 0]
     assert [job["status"] for job in newest] == ["waiting", "working", "failed", *["done"] * 5]

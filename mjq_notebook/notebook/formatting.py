@@ -69,9 +69,9 @@ def job_times(job: Mapping[str, Any], status: str) -> tuple[Any, Any, Any]:
     ts = job.get("ts") if isinstance(job.get("ts"), Mapping) else {}
     created, started, done = ts.get("created"), ts.get("started"), ts.get("done")
     tried = (int_or_none(job.get("attempts")) or 0) > 0
-    if status == "waiting" and not tried:
+    if status in ("waiting", "cancelled") and not tried:  # cancelled: it never ran again
         started = None
-    if status not in ("done", "failed"):
+    if status not in ("done", "failed", "cancelled"):
         done = None
     return created, started, done
 
@@ -158,6 +158,28 @@ def error_preview(error: Any) -> str:
     else:
         text = str(error)
     return textwrap.shorten(text, 60, placeholder=" …")
+
+
+# -- progress -------------------------------------------------------------------------------
+
+
+def progress_of(job: Mapping[str, Any]) -> tuple[float | None, str] | None:
+    """A job's last reported progress as (the fraction done, None when the total is unknown;
+    its text: "40% · resizing 4/10", "resizing 4 done"); None when it reported none. NOT
+    escaped: the message is the handler's."""
+    value = job.get("progress")
+    if not isinstance(value, Mapping):
+        return None
+    done, total, message = value.get("done"), value.get("total"), value.get("message")
+    if not isinstance(done, (int, float)) or isinstance(done, bool):
+        return None
+    number = significant(done) if isinstance(done, float) else f"{done:,}"
+    words = [" ".join(str(message).split())[:120]] if message else []
+    if isinstance(total, (int, float)) and total > 0:
+        fraction = min(max(done / total, 0.0), 1.0)
+        whole = significant(total) if isinstance(total, float) else f"{total:,}"
+        return fraction, f"{fraction:.0%} · " + " ".join([*words, f"{number}/{whole}"])
+    return None, " ".join([*words, f"{number} done"])
 
 
 # -- rows of a job list ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ from .formatting import (
     format_time,
     int_or_none,
     job_times,
+    progress_of,
     scalar_text,
     seconds_between,
     utc,
@@ -58,7 +59,8 @@ def _job_body(job: Mapping[str, Any], now: dt.datetime) -> str:
         label = "worker" if status == "working" else "last worker"
         head.append(f'<span class="mjq-dim">{label}</span> <code>{escape(job["worker"])}</code>')
     parts = [f'<div class="mjq-head">{" ".join(head)}</div>']
-    parts.append(f'<dl class="mjq-kv">{_times_html(job, status, now)}</dl>')
+    times = _times_html(job, status, now) + _progress_html(job, now)
+    parts.append(f'<dl class="mjq-kv">{times}</dl>')
     parts.append(_section("data", _value_html(job.get("data"))))
     if "result" in job and (job.get("result") is not None or status == "done"):
         parts.append(_section("result", _value_html(job.get("result"))))
@@ -94,7 +96,9 @@ def _times_html(job: Mapping[str, Any], status: str, now: dt.datetime) -> str:
         rows.append((label, started, note))
     elif status == "waiting" and isinstance(created, dt.datetime):
         rows[0] = ("created", created, f"waiting {format_seconds(seconds_between(created, now))}")
-    if done is not None:
+    if done is not None and status == "cancelled":
+        rows.append(("cancelled", done, ""))
+    elif done is not None:
         rows.append(("done", done, f"ran {format_seconds(seconds_between(started, done))}"))
     available = job.get("available_at")
     if status == "waiting" and isinstance(available, dt.datetime) and utc(available) > now:
@@ -112,6 +116,26 @@ def _times_html(job: Mapping[str, Any], status: str, now: dt.datetime) -> str:
             text += f" · {escape(note)}"
         html_rows.append(f"<dt>{escape(label)}</dt><dd>{text}</dd>")
     return "".join(html_rows)
+
+
+def _progress_html(job: Mapping[str, Any], now: dt.datetime) -> str:
+    """The last progress the job reported: a bar (a faint full one when the total is
+    unknown), "40% · resizing 4/10" and when it was reported; "" when it reported none."""
+    progress = progress_of(job)
+    if progress is None:
+        return ""
+    fraction, text = progress
+    width = 100.0 if fraction is None else fraction * 100
+    unknown = " mjq-unknown" if fraction is None else ""
+    now_at = "" if fraction is None else f' aria-valuenow="{width:.0f}"'
+    bar = (
+        f'<span class="mjq-bar mjq-progress{unknown}" role="progressbar" aria-valuemin="0" '
+        f'aria-valuemax="100"{now_at}><span style="width:{width:.1f}%"></span></span>'
+    )
+    at = job["progress"].get("at")
+    when = f' <span class="mjq-dim">· {escape(format_ago(at, now))}</span>' if at else ""
+    label = "progress" if job.get("status") == "working" else "last progress"
+    return f"<dt>{label}</dt><dd>{bar} {escape(text)}{when}</dd>"
 
 
 def _section(title: str, body: str) -> str:

@@ -55,10 +55,12 @@ def status_badge(status: Any) -> str:
 
 def counts_html(counts: Mapping[str, int]) -> str:
     """Badges "waiting 3", "done 120", …; a non-zero ``lost`` count in a warning colour with
-    a visible line saying what it means (a title alone is lost in saved notebooks)."""
+    a visible line saying what it means (a title alone is lost in saved notebooks). ``lost``
+    and ``cancelled`` show only when there are some (rare, and a badge more would wrap the
+    dashboard's counters onto a second line)."""
     badges = []
     for name, number in counts.items():
-        if name == "lost" and not number:
+        if name in _ONLY_IF_ANY and not number:
             continue
         text = f"{escape(name)} {_count(number)}"
         kind = name if name in (*STATUSES, "lost") else "other"
@@ -69,6 +71,9 @@ def counts_html(counts: Mapping[str, int]) -> str:
     if lost:
         line += f'<div class="mjq-warn">⚠ {_count(lost)} lost: {escape(LOST_EXPLAINED)}</div>'
     return line
+
+
+_ONLY_IF_ANY = ("lost", "cancelled")
 
 
 def _count(number: Any) -> str:

@@ -32,6 +32,11 @@ class Snapshot:
     # the newest `window` working jobs, read with `jobs`: with a backlog they are older than
     # the newest jobs, and a view that shows `jobs` alone would hide what is running
     working: tuple[Job, ...] = ()
+    # read only while a subscriber wants them (``Subscription.want``), else None: whether the
+    # queue is paused, and the worker registry (``q.workers()``'s dicts, newest first)
+    paused: bool | None = None
+    workers: tuple[dict, ...] | None = None
+    workers_at: float = 0.0  # epoch seconds of the workers' read (0: never)
 
 
 class Subscription:
@@ -45,6 +50,8 @@ class Subscription:
         self.window = max(1, int(window))
         self.rate = rate
         self.followed: ObjectId | None = None
+        self.paused = False  # wants snapshot.paused
+        self.workers = False  # wants snapshot.workers
         self.sent_version = -1
         self.sent_at = float("-inf")
         self.closed = False
@@ -63,6 +70,17 @@ class Subscription:
         shown or not); None stops."""
         self.followed = job_id
         self.watcher.poke()
+
+    def want(self, *, paused: bool | None = None, workers: bool | None = None) -> None:
+        """Ask for (True) or stop asking for (False) the queue's pause flag or its workers in
+        the snapshots: the watcher reads each only while some subscriber wants it."""
+        changed = False
+        for name, value in (("paused", paused), ("workers", workers)):
+            if value is not None and getattr(self, name) != bool(value):
+                setattr(self, name, bool(value))
+                changed = changed or bool(value)
+        if changed:
+            self.watcher.poke()
 
     def resend(self) -> None:
         """Call back soon with the current snapshot even if it has not changed (a view's

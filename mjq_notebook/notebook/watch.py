@@ -1,10 +1,13 @@
 """Follow a queue live: one background watcher per queue feeds every live view of it.
 
 A ``Watcher`` re-reads what the views show (the newest jobs and the working ones, the counts,
-the charts' ``Activity`` and the jobs a view follows) in one background daemon thread and
+the charts' ``Activity``, the jobs a view follows and, while a view wants them, the pause flag
+and the worker registry) in one background daemon thread and
 hands immutable ``Snapshot``s to subscribers (the notebook widgets, ``mjq tail``). Its cost
 is per refresh, not per job: a change only says *that* something changed, and refreshes come
-at most REFRESH_S apart (counts COUNTS_S, charts ACTIVITY_S) however many jobs go by.
+at most REFRESH_S apart (counts COUNTS_S, charts ACTIVITY_S) however many jobs go by. The pause
+flag (one read by key) and the workers (a few records) are read on a clock, PAUSED_S and
+WORKERS_S, as they change elsewhere without a change to the queue.
 
 Where the server has change streams (replica sets, SecantusDB) the signal is a stream of the
 queue read one event at a time and opened afresh after each refresh, so events that pile up
@@ -51,8 +54,21 @@ AWAIT_MS = 500  # change-stream mode: longest wait for an event per getMore (idl
 # server selection time-out (pymongo's default: 30 s)
 STREAM_TIMEOUT_S = 3.0
 SIGNAL_ONLY = [{"$project": {"operationType": 1}}]  # an event says that, not what, changed
+PAUSED_S = 1.0  # the pause flag, while a view shows it (and with each read of the counts)
+WORKERS_S = 2.0  # the worker registry, while a view shows it
 JOIN_S = 10.0  # close() waits this long for the thread (a dead server can slow a close)
-_EVERY = {"jobs": REFRESH_S, "counts": COUNTS_S, "activity": ACTIVITY_S}  # per part read
+_EVERY = {  # per part read
+    "jobs": REFRESH_S,
+    "counts": COUNTS_S,
+    "activity": ACTIVITY_S,
+    "paused": PAUSED_S,
+    "workers": WORKERS_S,
+}
+_CLOCKED = ("paused", "workers")  # read on a clock while wanted, not on a change
+_SHOWN = ("jobs", "working", "counts", "activity", "followed", "state", "message", "mode")
+# what a snapshot shows, each held by the watcher as ``_<name>``; a new read of the workers
+# is a new snapshot (their heartbeats' ages are shown), but only while a view wants them
+_SHOWN += (*_CLOCKED, "workers_at")
 
 
 class Watcher:
@@ -108,8 +124,11 @@ class Watcher:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
-    def poke(self) -> None:
-        """Re-read the queue now (after a publish or a retry from this process)."""
+    def poke(self, *parts: str) -> None:
+        """Re-read the queue now (after a publish or a retry from this process); ``parts``
+        ("paused", "workers") are read now even if read less than their period ago."""
+        for part in parts:
+            self._read_at[part] = float("-inf")
         self._poke.set()
 
     def __repr__(self) -> str:
@@ -156,10 +175,13 @@ class Watcher:
         self._followed: dict[ObjectId, Job | None] = {}
         self._counts: dict[str, int] = {}
         self._counts_at = 0.0
+        self._paused: bool | None = None
+        self._workers: tuple[dict, ...] | None = None
+        self._workers_at = 0.0
         self._activity = EMPTY
         self._reader = ActivityReader(self.queue)
         self._state = self._message = ""
-        self._dirty = {"jobs": True, "counts": True, "activity": True}
+        self._dirty = dict.fromkeys(_EVERY, True)
         self._read_at = dict.fromkeys(self._dirty, float("-inf"))  # monotonic, per part
         self._backoff = Backoff(first=0.25)  # pauses between attempts while the server is away
 
@@ -280,6 +302,10 @@ class Watcher:
         """Re-read each part that changed and is due, then publish and call back."""
         now = time.monotonic()
         every = _EVERY
+        with self._lock:
+            wanted = {part for part in _CLOCKED if any(getattr(s, part) for s in self._subs)}
+        for part in _CLOCKED:
+            self._dirty[part] = part in wanted
         due = {
             part
             for part, dirty in self._dirty.items()
@@ -300,12 +326,28 @@ class Watcher:
         if "counts" in due:
             self._counts = self.queue.counts(warn=False)  # the displays show `lost` themselves
             self._counts_at = time.time()
+            if "paused" in wanted:
+                due.add("paused")
+        self._read_control(due, wanted)
         if "activity" in due:
             self._activity = self._reader.read(time.time())
         for part in due:
             self._dirty[part] = False
             self._read_at[part] = now
         self._live()
+
+    def _read_control(self, due: set[str], wanted: set[str]) -> None:
+        """The pause flag and the workers: read when due, forgotten while no one wants them
+        (a view that asks again never sees an old value)."""
+        if "paused" in due:
+            self._paused = self.queue.paused
+        elif "paused" not in wanted:
+            self._paused = None
+        if "workers" in due:
+            self._workers = tuple(self.queue.workers())
+            self._workers_at = time.time()
+        elif "workers" not in wanted:
+            self._workers, self._workers_at = None, 0.0
 
     def _live(self) -> None:
         """After a successful read: live again, publish and call back."""
@@ -341,39 +383,14 @@ class Watcher:
     def _publish(self) -> None:
         """Make a new snapshot when anything differs from the last one."""
         current = self._snapshot
-        fresh = (
-            self._jobs,
-            self._working,
-            self._counts,
-            self._activity,
-            self._followed,
-            self._state,
-            self._message,
-            self._mode,
-        )
-        seen = (
-            current.jobs,
-            current.working,
-            current.counts,
-            current.activity,
-            current.followed,
-            current.state,
-            current.message,
-            current.mode,
-        )
-        if fresh == seen:
+        fresh = {name: getattr(self, f"_{name}") for name in _SHOWN}
+        if all(getattr(current, name) == value for name, value in fresh.items()):
             return
+        fresh.update(counts=dict(self._counts), followed=dict(self._followed))
         self._snapshot = Snapshot(
-            jobs=self._jobs,
-            counts=dict(self._counts),
-            activity=self._activity,
-            state=self._state,
-            message=self._message,
-            mode=self._mode,
+            **fresh,
             version=current.version + 1,
-            followed=dict(self._followed),
             counts_at=self._counts_at,
-            working=self._working,
         )
 
     def _notify(self) -> None:

@@ -1,11 +1,14 @@
-"""The dashboard: counters, a throughput sparkline and a latency histogram over the live tail
-and the publish form, in one layout that fits a notebook cell.
+"""The dashboard: counters (with "paused" and Pause queue / Resume queue), a throughput
+sparkline and a latency histogram, the workers panel, over the live tail and the publish form,
+in one layout that fits a notebook cell.
 
-One subscription to the queue's shared ``Watcher`` feeds the header (the tail subscribes to
-the same watcher). Two writers, each owning its widgets: the watcher's callback sets the
-counters; a small chart thread of this dashboard redraws the SVG charts when the data changed
-(the histogram at most once a second) and slides the sparkline's time axis while the queue is
-idle. Both stop on ``close()`` or when the dashboard is no longer shown anywhere.
+One subscription to the queue's shared ``Watcher`` feeds the header and the workers panel (the
+tail subscribes to the same watcher); it asks for the pause flag and the workers, which the
+watcher then reads on its clock. Two writers, each owning its widgets: the watcher's callback
+sets the counters, the pause button and the workers; a small chart thread of this dashboard
+redraws the SVG charts when the data changed (the histogram at most once a second) and slides
+the sparkline's time axis while the queue is idle. Both stop on ``close()`` or when the
+dashboard is no longer shown anywhere.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ..watch import Snapshot, Watcher
 from .charts import histogram_svg, rebin, sparkline_svg
 from .lifecycle import Lifecycle
 from .publisher import Publisher
+from .workers import WorkersView
 
 if TYPE_CHECKING:
     from ...queue import JobQueue
@@ -42,6 +46,10 @@ SPARK_STEPS = 60
 RATE_S = 60.0  # "jobs/s" in the caption: finished in the last minute
 TICK_S = 1.0  # the chart thread looks at least this often (for the sparkline's time axis)
 HEADER_RATE = 2.0  # snapshots a second for the header
+PAUSE = ("Pause queue", "pause", "stop every worker taking jobs from this queue (running jobs "
+         "finish; publishing goes on)")  # fmt: skip
+RESUME = ("Resume queue", "play", "let workers take jobs again")
+PAUSED_TEXT = "no worker takes a job from it (running ones finish; publishing goes on)"
 
 
 class Dashboard(Lifecycle, widgets.VBox):
@@ -70,12 +78,25 @@ class Dashboard(Lifecycle, widgets.VBox):
             layout=widgets.Layout(flex="0 0 auto", max_width="100%", margin="2px 16px 2px 2px")
         )
         self.histogram = widgets.HTML(layout=widgets.Layout(flex="0 0 auto", max_width="100%"))
+        # Pause queue stops the queue for every process; the tail's "Freeze view" only its table
+        self.pause_queue_button = widgets.Button(
+            description=PAUSE[0], icon=PAUSE[1], tooltip=PAUSE[2], layout={"width": "auto"}
+        )
+        self.pause_queue_button.on_click(self._toggle_queue_pause)
+        self.steer_message = widgets.HTML()
+        self.workers = WorkersView(styled=False)  # the stylesheet comes with the heading
+        self.workers_panel = self.workers.widget
         self.tail = Tail(queue, limit=limit, counters=False)  # the header shows them
         self.publisher = Publisher(queue)
         self.tail.on_copy(self.publisher.load)
         self.publisher.on_publish(lambda _ids: self.watcher.poke())
+        left = widgets.VBox(
+            [self.counters, widgets.HBox([self.pause_queue_button, self.steer_message])],
+            layout=widgets.Layout(flex="1 1 240px", min_width="0"),
+        )
+        self.counters.layout = widgets.Layout(min_width="0")
         header = widgets.HBox(
-            [self.counters, self.sparkline, self.histogram],
+            [left, self.sparkline, self.histogram],
             layout=widgets.Layout(
                 flex_flow="row wrap", align_items="flex-start", justify_content="space-between"
             ),
@@ -85,8 +106,10 @@ class Dashboard(Lifecycle, widgets.VBox):
         heading = widgets.HTML(display.stylesheet() + _heading("Publish a job"))
         self._render_charts(self.watcher.snapshot, force=True)
         self._render_counters(self.watcher.snapshot)
+        self.workers.render(self.watcher.snapshot)
+        workers = widgets.HTML(_heading("Workers"))
         super().__init__(
-            [header, self.tail, heading, self.publisher],
+            [header, workers, self.workers_panel, self.tail, heading, self.publisher],
             layout=kwargs.pop(
                 "layout", widgets.Layout(width="100%", max_width="1000px", overflow="hidden")
             ),
@@ -127,6 +150,7 @@ class Dashboard(Lifecycle, widgets.VBox):
         if self._subscription is None and not self._closed and not self._stopped:
             self._charts = _ChartThread(self)
             self._subscription = self.watcher.subscribe(self._on_snapshot, rate=HEADER_RATE)
+            self._subscription.want(paused=True, workers=True)
 
     def _stop(self) -> None:
         subscription, self._subscription = self._subscription, None
@@ -154,8 +178,10 @@ class Dashboard(Lifecycle, widgets.VBox):
     # -- drawing -----------------------------------------------------------------------------
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        """On the watcher's thread: counters now, the charts on the chart thread."""
+        """On the watcher's thread: counters and workers now, the charts on the chart
+        thread."""
         self._render_counters(snapshot)
+        self.workers.render(snapshot)
         charts = self._charts
         if charts is not None:
             charts.wake()
@@ -164,6 +190,24 @@ class Dashboard(Lifecycle, widgets.VBox):
         value = counters_html(snapshot)
         if value != self.counters.value:
             self.counters.value = value
+        if snapshot.paused is not None:
+            description, icon, tip = RESUME if snapshot.paused else PAUSE
+            if self.pause_queue_button.description != description:
+                button = self.pause_queue_button
+                button.description, button.icon, button.tooltip = description, icon, tip
+
+    def _toggle_queue_pause(self, _button: Any = None) -> None:
+        """Pause queue / Resume queue, as the button says now (what the user saw)."""
+        pausing = self.pause_queue_button.description == PAUSE[0]
+        try:
+            self.queue.pause() if pausing else self.queue.resume()
+        except Exception as exc:  # shown, never raised into the notebook
+            self.steer_message.value = _caption(
+                f"could not {'pause' if pausing else 'resume'}: {type(exc).__name__}"
+            )
+            return
+        self.steer_message.value = ""
+        self.watcher.poke("paused")  # the badge and the button follow the flag as read
 
     def _render_charts(self, snapshot: Snapshot, *, force: bool = False) -> None:
         """Redraw what changed: the sparkline when its text differs (its time axis slides
@@ -227,6 +271,9 @@ def counters_html(
     dimmed and say when they were read."""
     counts = snapshot.counts if counts is None else counts
     badges = display.counts_html(counts) if counts else "<span class='mjq-dim'>counting…</span>"
+    if snapshot.paused:
+        paused = f"<span class='mjq-badge mjq-s-paused' title='{escape(PAUSED_TEXT)}'>paused</span>"
+        badges = f"<div>{paused} <span {_CAPTION}>{escape(PAUSED_TEXT)}</span></div>{badges}"
     small = _CAPTION
     if stopped:
         state = f"<span {small}>stopped: start() resumes</span>"
@@ -283,6 +330,10 @@ def histogram_html(activity: Activity) -> str:
 
 
 _CAPTION = "class='mjq-dim' style='font-size:11px'"
+
+
+def _caption(text: str) -> str:
+    return _wrap(f"<span {_CAPTION}>{escape(text)}</span>")
 
 
 def _heading(text: str) -> str:

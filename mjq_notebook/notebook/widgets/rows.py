@@ -13,18 +13,25 @@ from bson.errors import InvalidId
 
 from ...job import Job
 from .. import display
+from ..formatting import progress_of
 
 
 def job_row(job: Job, now: dt.datetime) -> dict[str, Any]:
     """One table row: ``display.job_cells`` as plain strings (the front end renders them as
     text, never as HTML), with the cell that keeps changing (``live``: "wait", "run", "due"
-    or "") and the time it counts from (``live_from``, unix ms)."""
+    or "") and the time it counts from (``live_from``, unix ms), and a working job's last
+    progress (``progress``: "40% · resizing 4/10", ``progress_pct``: "40" of 100, "" when
+    the total is unknown; both "" for a job not running or that reported none)."""
     row: dict[str, Any] = display.job_cells(job, now)
     del row["error"]  # the detail panel shows it
     live = display.live_cell(job, now)
     row["live"], row["live_from"] = (
         ("", 0.0) if live is None else (live[0], live[1].timestamp() * 1000)
     )
+    progress = progress_of(job) if job.get("status") == "working" else None
+    row["progress"], row["progress_pct"] = ("", "") if progress is None else (
+        progress[1], "" if progress[0] is None else f"{progress[0] * 100:g}"
+    )  # fmt: skip
     return row
 
 

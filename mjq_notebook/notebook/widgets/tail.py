@@ -1,4 +1,5 @@
-"""``Tail``: the queue's newest jobs as a live table, with filters, detail and requeue.
+"""``Tail``: the queue's newest jobs as a live table, with filters, detail, the selected job's
+actions (requeue, cancel, run now, release; ``actions.py``) and a compact workers panel.
 
 The table is an anywidget (``JobTable``) whose state is a list of rows keyed by job id; its
 JavaScript patches rows in place, so the user's scroll and selection survive updates. The
@@ -30,8 +31,10 @@ from ...errors import ServerUnavailable
 from ...job import STATUSES, Job
 from .. import display
 from ..watch import Snapshot, Subscription, Watcher
+from .actions import JobActions, RequeueAll
 from .lifecycle import Lifecycle
 from .rows import _as_id, in_sight, job_row, matches
+from .workers import WorkersView
 
 try:
     import anywidget
@@ -49,7 +52,6 @@ _STATIC = pathlib.Path(__file__).parent / "_static"
 LIVE_RATE = 10.0  # table updates a second at most, rows from the watcher's window
 QUERY_RATE = 2.0  # with a status filter or a search, re-reads of the queue a second at most
 SEARCH_SCAN = 10  # a search looks through this many times `limit` newest jobs
-REQUEUE_SCAN = 10_000  # failed jobs a search looks through for "requeue all"
 PREVIEW_WIDTH = 80
 FREEZE = ("Freeze view", "pause")  # the view-pause button's label and icon, and frozen:
 RESUME = ("Resume view", "play")
@@ -91,6 +93,7 @@ class Tail(Lifecycle, W.VBox):
         self._shown: dict[str, Job] = {}  # jobs in the rows, by id string
         self._row_cache: dict[Any, tuple[Job, dict[str, str]]] = {}  # see _rows_of
         self._detail_job: Job | None = None
+        self._detail_lost = False  # the detail's job runs on a worker the registry says is lost
         self._copy_callbacks: list[Callable[[Any], None]] = []
 
         self.table = JobTable()
@@ -104,21 +107,18 @@ class Tail(Lifecycle, W.VBox):
         self.pause_button = W.ToggleButton(
             description=FREEZE[0], icon=FREEZE[1], tooltip=FREEZE_TIP, layout={"width": "auto"}
         )
+        # the compact workers panel, read (every few seconds) only while it is shown
+        self.workers_button = W.ToggleButton(
+            description="Workers", icon="server", tooltip="show who works this queue",
+            layout={"width": "auto"},
+        )  # fmt: skip
+        self.workers_view = WorkersView(compact=True, display="none")
         self.counters = W.HTML(layout={} if counters else {"display": "none"})
         self.message = W.HTML()
         self.detail = W.HTML()
+        self.actions = JobActions(queue, self._say, self._after_action)
+        self.requeue_button = self.actions.requeue_button
         fit = {"width": "auto"}  # buttons are 148 px by default: the labels would be cut
-        self.requeue_button = W.Button(
-            description="Requeue",
-            icon="redo",
-            tooltip="put this failed job back to waiting",
-            layout={"display": "none", **fit},
-        )
-        self.requeue_all_button = W.Button(
-            description="Requeue all failed…",
-            tooltip="every failed job matching the filter",
-            layout=fit,
-        )
         self.copy_button = W.Button(
             description="Copy to publish form",
             icon="copy",
@@ -126,23 +126,23 @@ class Tail(Lifecycle, W.VBox):
             tooltip="load the selected job's data into the publish form",
             layout=fit,
         )
-        self.confirm_label = W.HTML()
-        self.confirm_button = W.Button(description="Requeue", button_style="danger", layout=fit)
-        self.cancel_button = W.Button(description="Cancel", layout=fit)
-        self.confirm_box = W.HBox(
-            [self.confirm_label, self.confirm_button, self.cancel_button],
-            layout={"display": "none"},
+        self.requeue_all = RequeueAll(
+            queue, self._say, lambda: self._filter()[1], self.watcher.poke
         )
-        self._pending_requeue: dict[str, Any] | None = None
+        ra = self.requeue_all  # its parts, as tests and users knew them
+        self.requeue_all_button, self.confirm_box = ra.button, ra.confirm_box
+        self.confirm_label, self.confirm_button, self.cancel_button = ra.label, ra.yes, ra.no
 
         super().__init__(
             [
-                W.HBox([self.status_filter, self.search, self.pause_button]),
+                W.HBox([self.status_filter, self.search, self.pause_button, self.workers_button]),
                 self.counters,
+                self.workers_view.widget,
                 self.table,
-                W.HBox([self.requeue_button, self.requeue_all_button, self.copy_button]),
+                W.HBox([self.actions, self.requeue_all_button, self.copy_button]),
                 self.confirm_box,
                 self.message,
+                self.actions.note,
                 self.detail,
             ]
         )
@@ -150,10 +150,7 @@ class Tail(Lifecycle, W.VBox):
         self.search.observe(self._filter_changed, "value")
         self.pause_button.observe(self._pause_changed, "value")
         self.table.observe(self._selected_changed, "selected")
-        self.requeue_button.on_click(self._requeue)
-        self.requeue_all_button.on_click(self._ask_requeue_all)
-        self.confirm_button.on_click(self._confirm_requeue_all)
-        self.cancel_button.on_click(self._cancel_requeue_all)
+        self.workers_button.observe(self._workers_toggled, "value")
         self.copy_button.on_click(self._copy)
         self._follow_views(self.table)
         self._opened()
@@ -202,6 +199,7 @@ class Tail(Lifecycle, W.VBox):
             if self._token is token:
                 self._sub = sub
                 sub.follow(_as_id(self.table.selected))
+                self._want_workers()
                 return
         sub.close()  # paused or closed meanwhile
 
@@ -241,10 +239,13 @@ class Tail(Lifecycle, W.VBox):
                 _assign(self.counters, "value", counters)
             if jobs is not None:
                 self._shown = {str(job.id): job for job in jobs}
+            if self.workers_button.value:
+                self.workers_view.render(snapshot)
             selected = _as_id(self.table.selected)
             current = self._shown.get(self.table.selected) or snapshot.followed.get(selected)
-            if current is not None and current != self._detail_job:
-                self._show_detail(current)
+            lost = _worker_lost(current, snapshot.workers)
+            if current is not None and (current != self._detail_job or lost != self._detail_lost):
+                self._show_detail(current, lost)
 
     def _rows_of(self, jobs: list[Job], now: dt.datetime) -> list[dict[str, str]]:
         """The rows of ``jobs``, formatting only jobs that changed since the last call (most
@@ -281,7 +282,7 @@ class Tail(Lifecycle, W.VBox):
         self.requeue_all_button.layout.display = (
             None if self._status in (None, "failed") else "none"
         )
-        self._cancel_requeue_all()
+        self.requeue_all.drop()
         if sub is not None:
             sub.rate = self._rate()
             sub.resend()
@@ -325,14 +326,29 @@ class Tail(Lifecycle, W.VBox):
         if sub is not None:
             sub.follow(job_id)  # its detail stays live, shown in the rows or not
 
-    def _show_detail(self, job: Job | None) -> None:
-        """The detail pane and the buttons for ``job`` (None: nothing selected). Call with
-        ``self._lock`` held."""
-        self._detail_job = job
+    def _show_detail(self, job: Job | None, lost: bool = False) -> None:
+        """The detail pane and the buttons for ``job`` (None: nothing selected); ``lost``:
+        its worker reads as lost. Call with ``self._lock`` held."""
+        self._detail_job, self._detail_lost = job, lost
         _assign(self.detail, "value", "" if job is None else display.job_html(job))
-        failed = job is not None and job.get("status") == "failed"
-        self.requeue_button.layout.display = None if failed else "none"
+        self.actions.show(job, lost)
         self.copy_button.disabled = job is None
+        self._want_workers()
+
+    def _want_workers(self) -> None:
+        """Have the watcher read the workers while they are shown: the compact panel, or a
+        working job's detail (is its worker lost?)."""
+        job, sub = self._detail_job, self._sub
+        working = job is not None and job.get("status") == "working"
+        if sub is not None:
+            sub.want(workers=self.workers_button.value or working)
+
+    def _workers_toggled(self, change: Any) -> None:
+        self.workers_view.widget.layout.display = None if change["new"] else "none"
+        with self._lock:
+            self._want_workers()
+            if change["new"]:
+                self.workers_view.render(self.watcher.snapshot)
 
     def _selected_job(self) -> Job | None:
         with self._lock:
@@ -340,58 +356,16 @@ class Tail(Lifecycle, W.VBox):
 
     # -- actions -------------------------------------------------------------------------
 
-    def _requeue(self, _button: Any = None) -> None:
-        job = self._selected_job()
-        if job is None:
-            return
+    def _after_action(self, job_id: ObjectId) -> None:
+        """After an action on the selected job: its detail as it is now, and a re-read."""
         try:
-            requeued = self.queue.retry(job.id)
-            fresh = self.queue.get(job.id)
-        except (PyMongoError, ServerUnavailable) as exc:
-            self._say(f"requeue failed: {type(exc).__name__}")
-            return
-        self._say(f"job {job.id} is waiting again" if requeued else f"job {job.id} was not failed")
+            fresh = self.queue.get(job_id)
+        except (PyMongoError, ServerUnavailable):
+            fresh = None  # the next snapshot shows it
         with self._lock:
-            if self._detail_job is job:
-                self._show_detail(fresh)
+            if fresh is not None and self._detail_job is not None and self._detail_job.id == job_id:
+                self._show_detail(fresh, self._detail_lost and fresh.get("status") == "working")
         self.watcher.poke()
-
-    def _ask_requeue_all(self, _button: Any = None) -> None:
-        _, term = self._filter()
-        try:
-            if term:
-                failed = self.queue.jobs(status="failed", limit=REQUEUE_SCAN)
-                ids = [job.id for job in failed if matches(job, term)]
-                query, count = {"_id": {"$in": ids}}, len(ids)
-            else:
-                query, count = None, self.queue.counts(warn=False)["failed"]
-        except (PyMongoError, ServerUnavailable) as exc:
-            self._say(f"could not count the failed jobs: {type(exc).__name__}")
-            return
-        if not count:
-            self._say("no failed jobs match this filter")
-            return
-        self._pending_requeue = {"query": query}
-        plural = "job" if count == 1 else "jobs"
-        self.confirm_label.value = f"<b>Requeue {count:,} failed {plural} matching this filter?</b>"
-        self.confirm_box.layout.display = None
-
-    def _confirm_requeue_all(self, _button: Any = None) -> None:
-        pending, self._pending_requeue = self._pending_requeue, None
-        self.confirm_box.layout.display = "none"
-        if pending is None:
-            return
-        try:
-            count = self.queue.retry_failed(pending["query"])
-        except (PyMongoError, ServerUnavailable) as exc:
-            self._say(f"requeue failed: {type(exc).__name__}")
-            return
-        self._say(f"requeued {count:,} failed job{'' if count == 1 else 's'}")
-        self.watcher.poke()
-
-    def _cancel_requeue_all(self, _button: Any = None) -> None:
-        self._pending_requeue = None
-        self.confirm_box.layout.display = "none"
 
     def _copy(self, _button: Any = None) -> None:
         job = self._selected_job()
@@ -405,6 +379,14 @@ class Tail(Lifecycle, W.VBox):
 
     def _say(self, text: str) -> None:
         self.message.value = f'<span class="mjq-dim">{display.escape(text)}</span>' if text else ""
+
+
+def _worker_lost(job: Job | None, workers: tuple[dict, ...] | None) -> bool:
+    """True when ``job`` is working and the registry says its worker is lost."""
+    if job is None or job.get("status") != "working" or not workers:
+        return False
+    mine = [w for w in workers if w.get("_id") == job.get("worker")]
+    return bool(mine) and mine[0].get("state") == "lost"
 
 
 def _state_text(snapshot: Snapshot) -> str:

@@ -57,6 +57,34 @@ function columnClass(key) {
   return `mjq-tail-${key}` + (NUMERIC.has(key) ? " mjq-tail-n" : "");
 }
 
+// The data cell: a running job's progress first (a bar, its width a number clamped to 0-100,
+// a faint full one when the total is unknown, and "40% · resizing 4/10"), then the data. In
+// the data column, so no column comes and goes (and moves the others) as progress does.
+// Written as text and style, never as HTML.
+function dataCell() {
+  const td = cell("td", "", columnClass("data"));
+  const bar = cell("span", "", "mjq-tail-bar");
+  bar.appendChild(document.createElement("span"));
+  td.append(bar, cell("span", "", "mjq-tail-ptext"), cell("span", "", "mjq-tail-dtext"));
+  return td;
+}
+
+function fillData(td, row) {
+  const data = row.data == null ? "" : String(row.data);
+  const text = row.progress == null ? "" : String(row.progress);
+  const pct = row.progress_pct === "" || row.progress_pct == null ? NaN : Number(row.progress_pct);
+  const known = Number.isFinite(pct) && pct >= 0;
+  const width = known ? Math.min(pct, 100) : text ? 100 : 0;
+  const [bar, label, value] = td.children;
+  const changed = label.textContent !== text || value.textContent !== data;
+  label.textContent = text;
+  value.textContent = data;
+  bar.firstChild.style.width = `${width}%`;
+  bar.classList.toggle("mjq-tail-unknown", Boolean(text) && !known);
+  td.classList.toggle("mjq-tail-has-progress", Boolean(text));
+  return changed;
+}
+
 function cell(tag, text, className) {
   const node = document.createElement(tag);
   node.textContent = text;
@@ -107,7 +135,7 @@ function render({ model, el }) {
     const tr = document.createElement("tr");
     tr.tabIndex = 0;
     for (const [key] of COLUMNS) {
-      tr.appendChild(cell("td", "", columnClass(key)));
+      tr.appendChild(key === "data" ? dataCell() : cell("td", "", columnClass(key)));
     }
     tr.addEventListener("click", () => select(id));
     tr.addEventListener("keydown", (event) => {
@@ -123,8 +151,12 @@ function render({ model, el }) {
   function fill(tr, row) {
     let changed = false;
     COLUMNS.forEach(([key], index) => {
-      const text = row[key] == null ? "" : String(row[key]);
       const td = tr.children[index];
+      if (key === "data") {
+        changed = fillData(td, row) || changed;
+        return;
+      }
+      const text = row[key] == null ? "" : String(row[key]);
       if (td.textContent !== text) {
         td.textContent = text;
         changed = true;
@@ -132,7 +164,7 @@ function render({ model, el }) {
     });
     const status = String(row.status ?? "");
     if (tr.dataset.status !== status) tr.dataset.status = status;
-    tr.title = String(row.data ?? "");
+    tr.title = (row.progress ? `${row.progress}\n` : "") + String(row.data ?? "");
     return changed;
   }
 

@@ -1,0 +1,259 @@
+"""What the tail offers to do: "Requeue all failed…" (with a confirmation row) and, for the
+selected job in its detail: Requeue (failed), Cancel job (waiting or
+delayed; a second click on "Confirm cancel" does it), Run now (a delayed job or a retry in
+back-off) and, for a working job whose worker is lost, a note saying when its lease ends and
+Release now (``q.reclaim`` with the document shown, so only the attempt the user saw is
+ended).
+
+The buttons call the queue on the kernel's thread; ``show`` may be called from the watcher's
+thread too (the tail calls both under its lock). An action's outcome goes to the tail's
+message line through ``say``; errors are said, never raised into the notebook.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as W
+
+from ...job import Job
+from ..display import escape
+from ..formatting import utc
+from ..markup import wrap
+from .rows import matches
+
+if TYPE_CHECKING:
+    from ...queue import JobQueue
+
+log = logging.getLogger("mjq_notebook")
+
+_FIT = {"width": "auto"}  # buttons are 148 px by default: the labels would be cut
+CANCEL = "Cancel job"
+CONFIRM = "Confirm cancel"
+REQUEUE_SCAN = 10_000  # failed jobs a search looks through for "requeue all"
+
+
+def lost_note(job: Mapping[str, Any], now: dt.datetime) -> str:
+    """What a working job of a lost worker shows: "worker lost · back to waiting at 12:03:10
+    UTC, when its lease ends" (or that its lease ended and the next claim takes it back)."""
+    lease = job.get("lease_until")
+    if not isinstance(lease, dt.datetime):
+        return "worker lost · back to waiting when its lease ends"
+    at = utc(lease).strftime("%H:%M:%S")
+    if utc(lease) > now:
+        return f"worker lost · back to waiting at {at} UTC, when its lease ends"
+    return f"worker lost · its lease ended at {at} UTC: back to waiting at the next claim"
+
+
+def is_delayed(job: Mapping[str, Any], now: dt.datetime) -> bool:
+    """A waiting job not claimable yet: published with a delay, or a retry in back-off."""
+    available = job.get("available_at")
+    return (
+        job.get("status") == "waiting"
+        and isinstance(available, dt.datetime)
+        and utc(available) > now
+    )
+
+
+class JobActions(W.HBox):
+    """The selected job's buttons, and ``note`` (an HTML line the tail shows above the
+    detail). ``changed(job_id)`` is called after an action changed the job."""
+
+    def __init__(
+        self, queue: JobQueue, say: Callable[[str], None], changed: Callable[[Any], None]
+    ) -> None:
+        self.queue = queue
+        self._say = say
+        self._changed = changed
+        self._job: Job | None = None
+        self._worker_lost = False
+        self.note = W.HTML()
+        hidden = {"display": "none", **_FIT}
+        self.requeue_button = W.Button(
+            description="Requeue",
+            icon="redo",
+            tooltip="put this failed job back to waiting",
+            layout=hidden,
+        )
+        self.cancel_job_button = W.Button(
+            description=CANCEL,
+            icon="ban",
+            tooltip="a waiting job becomes cancelled: final, never run (asks to confirm)",
+            layout=dict(hidden),
+        )
+        self.keep_button = W.Button(
+            description="Keep it", tooltip="don't cancel", layout=dict(hidden)
+        )
+        self.run_now_button = W.Button(
+            description="Run now",
+            icon="forward",
+            tooltip="make this delayed job (or retry in back-off) due now",
+            layout=dict(hidden),
+        )
+        self.release_button = W.Button(
+            description="Release now",
+            icon="undo",
+            tooltip="its worker is lost: hand this attempt back to waiting now, not at the "
+            "end of its lease (if the worker comes back, it can't finish it)",
+            button_style="warning",
+            layout=dict(hidden),
+        )
+        super().__init__(
+            [
+                self.requeue_button,
+                self.cancel_job_button,
+                self.keep_button,
+                self.run_now_button,
+                self.release_button,
+            ]
+        )
+        self.requeue_button.on_click(self._requeue)
+        self.cancel_job_button.on_click(self._cancel)
+        self.keep_button.on_click(lambda _b: self._ask(False))
+        self.run_now_button.on_click(self._run_now)
+        self.release_button.on_click(self._release)
+
+    def show(self, job: Job | None, worker_lost: bool, now: dt.datetime | None = None) -> None:
+        """The buttons (and the note) for ``job`` as shown now; ``worker_lost``: its worker
+        reads as lost in the registry. A new job, or one no longer waiting, drops a pending
+        confirmation."""
+        now = now or dt.datetime.now(dt.timezone.utc)
+        before, self._job, self._worker_lost = self._job, job, worker_lost
+        status = None if job is None else job.get("status")
+        same = before is not None and job is not None and before.id == job.id
+        if not same or status != "waiting":
+            self._ask(False)
+        lost = status == "working" and worker_lost
+        _visible(self.requeue_button, status == "failed")
+        _visible(self.cancel_job_button, status == "waiting")
+        _visible(self.run_now_button, job is not None and is_delayed(job, now))
+        _visible(self.release_button, lost)
+        note = lost_note(job, now) if lost and job is not None else ""
+        value = wrap(f'<span class="mjq-warn">⚠ {escape(note)}</span>') if note else ""
+        if self.note.value != value:
+            self.note.value = value
+
+    # -- actions (the kernel's thread) --------------------------------------------------------
+
+    def _ask(self, confirm: bool) -> None:
+        """Show (or drop) the confirmation step of Cancel job."""
+        self.cancel_job_button.description = CONFIRM if confirm else CANCEL
+        self.cancel_job_button.button_style = "danger" if confirm else ""
+        _visible(self.keep_button, confirm)
+
+    def _cancel(self, _button: Any = None) -> None:
+        job = self._job
+        if job is None or job.get("status") != "waiting":  # what the buttons offer, only
+            return
+        if self.cancel_job_button.description != CONFIRM:
+            self._ask(True)
+            self._say(f"cancel job {job.id}? It will never run. Confirm cancel to do it.")
+            return
+        self._ask(False)
+        self._act(job, "cancel", self.queue.cancel, "is cancelled", "was no longer waiting")
+
+    def _run_now(self, _button: Any = None) -> None:
+        if self._job is not None and self._job.get("status") == "waiting":
+            self._act(self._job, "run now", self.queue.promote, "is due now", "was not delayed")
+
+    def _release(self, _button: Any = None) -> None:
+        job = self._job
+        if job is not None and job.get("status") == "working" and self._worker_lost:
+            # the document shown: only the attempt the user saw is ended
+            self._act(
+                job,
+                "release",
+                self.queue.reclaim,
+                "is waiting again",
+                "was no longer held by that attempt",
+            )
+
+    def _requeue(self, _button: Any = None) -> None:
+        if self._job is not None:
+            self._act(self._job, "requeue", self.queue.retry, "is waiting again", "was not failed")
+
+    def _act(
+        self, job: Job, name: str, call: Callable[[Any], bool], done: str, not_done: str
+    ) -> None:
+        try:
+            ok = call(job)
+        except Exception as exc:  # shown, never raised into the notebook
+            log.info("mjq: %s of job %s failed: %r", name, job.id, exc)
+            self._say(f"{name} failed: {type(exc).__name__}")
+            return
+        self._say(f"job {job.id} {done}" if ok else f"job {job.id} {not_done}: nothing done")
+        self._changed(job.id)
+
+
+class RequeueAll:
+    """ "Requeue all failed…" and its confirmation row (``confirm_box``: the count, Requeue,
+    Don't requeue). ``term()`` gives the tail's search; ``changed()`` follows a requeue."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        say: Callable[[str], None],
+        term: Callable[[], str],
+        changed: Callable[[], None],
+    ) -> None:
+        self.queue, self._say, self._term, self._changed = queue, say, term, changed
+        self.button = W.Button(
+            description="Requeue all failed…",
+            tooltip="every failed job matching the filter",
+            layout=_FIT,
+        )
+        self.label = W.HTML()
+        self.yes = W.Button(description="Requeue", button_style="danger", layout=_FIT)
+        self.no = W.Button(description="Don't requeue", layout=_FIT)
+        self.confirm_box = W.HBox([self.label, self.yes, self.no], layout={"display": "none"})
+        self._pending: dict[str, Any] | None = None
+        self.button.on_click(self._ask)
+        self.yes.on_click(self._confirm)
+        self.no.on_click(self.drop)
+
+    def _ask(self, _button: Any = None) -> None:
+        term = self._term()
+        try:
+            if term:
+                failed = self.queue.jobs(status="failed", limit=REQUEUE_SCAN)
+                ids = [job.id for job in failed if matches(job, term)]
+                query, count = {"_id": {"$in": ids}}, len(ids)
+            else:
+                query, count = None, self.queue.counts(warn=False)["failed"]
+        except Exception as exc:  # shown, never raised into the notebook
+            self._say(f"could not count the failed jobs: {type(exc).__name__}")
+            return
+        if not count:
+            self._say("no failed jobs match this filter")
+            return
+        self._pending = {"query": query}
+        plural = "job" if count == 1 else "jobs"
+        self.label.value = f"<b>Requeue {count:,} failed {plural} matching this filter?</b>"
+        self.confirm_box.layout.display = None
+
+    def _confirm(self, _button: Any = None) -> None:
+        pending = self._pending
+        self.drop()
+        if pending is None:
+            return
+        try:
+            count = self.queue.retry_failed(pending["query"])
+        except Exception as exc:
+            self._say(f"requeue failed: {type(exc).__name__}")
+            return
+        self._say(f"requeued {count:,} failed job{'' if count == 1 else 's'}")
+        self._changed()
+
+    def drop(self, _button: Any = None) -> None:
+        """Hide the confirmation row (the filter changed, or "Don't requeue")."""
+        self._pending = None
+        self.confirm_box.layout.display = "none"
+
+
+def _visible(button: W.Widget, visible: bool) -> None:
+    display = None if visible else "none"
+    if button.layout.display != display:
+        button.layout.display = display
