@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 from bson.codec_options import CodecOptions
 
 from .control import CONTROL_ID
+from .durations import format_seconds
 from .job import FINISHED, STATUSES, Status, utcnow
 from .outage import unavailable_as_error
 from .reads import Reads
-from .registry import State, as_read, printable, seconds
+from .registry import State, as_read, printable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -191,7 +192,7 @@ def queue_cells(row: Mapping[str, Any]) -> dict[str, str]:
     for name in (*STATUSES, "lost", "finished_10min"):
         cells[name] = f"{row.get(name) or 0:,}"
     oldest = row.get("oldest_waiting_s")
-    cells["oldest_waiting_s"] = "—" if oldest is None else seconds(oldest)
+    cells["oldest_waiting_s"] = "—" if oldest is None else format_seconds(oldest)
     cells["paused"] = "paused" if row.get("paused") else "—"
     workers, lost = row.get("workers"), row.get("workers_lost")
     cells["workers"] = "—" if workers is None else str(workers) + (f" ({lost} lost)" * bool(lost))

@@ -28,6 +28,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import ConnectionFailure, OperationFailure
 
 from ._version import __version__
+from .durations import format_seconds
 from .errors import ServerUnavailable
 from .job import Job, utcnow
 from .outage import unavailable_as_error
@@ -253,26 +254,44 @@ ROW_FIELDS = (
 
 # -- plain text -----------------------------------------------------------------------------
 
-TEXT_COLUMNS = ("worker", "state", "host:pid", "running", "done", "failed", "busy", "heartbeat")
+# The columns of a worker, in the order tables show them; the terminal's table leaves out
+# "jobs/min", which needs two reads of the registry apart (the notebook panels have them).
+COLUMNS = ("state", "worker", "host:pid", "running now", "done", "failed", "jobs/min", "busy",
+           "heartbeat")  # fmt: skip
+TEXT_COLUMNS = tuple(c for c in COLUMNS if c != "jobs/min")
 
 
-def worker_cells(row: Mapping[str, Any], now: dt.datetime) -> dict[str, str]:
-    """One worker as the text of each table column (the HTML table escapes these)."""
-    running = row.get("running") or []
-    jobs = ", ".join(
-        f"{job.get('id')} ({seconds(_since(job.get('since'), now))})" for job in running
-    )
+def worker_cells(
+    row: Mapping[str, Any], now: dt.datetime, per_minute: float | None = None
+) -> dict[str, str]:
+    """One worker as the plain text of each column (NOT escaped: the HTML tables escape it):
+    the one row builder of ``mjq workers``, ``q.workers()`` and the notebook panels."""
+    running = [job for job in row.get("running") or [] if isinstance(job, Mapping)]
+    now_text = "idle" if row.get("state") == State.RUNNING.value else "—"
+    if running:
+        first = running[0]
+        now_text = (
+            f"{printable(first.get('id'))} for {format_seconds(_since(first.get('since'), now))}"
+        )
+        if len(running) > 1:
+            now_text += f" (+{len(running) - 1} more)"
     busy = row.get("busy")
+    beat = _since(row.get("heartbeat"), now)
     return {
-        "worker": printable(row.get("name") or row.get("_id")),
         "state": printable(row.get("state")),
+        "worker": printable(row.get("name") or row.get("_id")),
         "host:pid": printable(f"{row.get('host')}:{row.get('pid')}"),
-        "running": jobs or "—",
-        "done": str(row.get("done", 0)),
-        "failed": str(row.get("failed", 0)),
-        "busy": "—" if busy is None else f"{busy:.0%}",
-        "heartbeat": f"{seconds(_since(row.get('heartbeat'), now))} ago",
+        "running now": now_text,
+        "done": f"{_count(row.get('done')):,}",
+        "failed": f"{_count(row.get('failed')):,}",
+        "jobs/min": "—" if per_minute is None else f"{per_minute:.1f}",
+        "busy": f"{busy:.0%}" if isinstance(busy, (int, float)) else "—",
+        "heartbeat": "—" if beat is None else f"{format_seconds(max(beat, 0.0))} ago",
     }
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def printable(value: Any) -> str:
@@ -283,22 +302,6 @@ def printable(value: Any) -> str:
 
 def _since(when: Any, now: dt.datetime) -> float | None:
     return (now - when).total_seconds() if isinstance(when, dt.datetime) else None
-
-
-def seconds(value: float | None) -> str:
-    """A duration, short: "450 ms", "12 s", "4 min", "2.5 h", "3 d"."""
-    if value is None:
-        return "?"
-    value = max(value, 0.0)
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 60:
-        return f"{value:.0f} s"
-    if value < 3600:
-        return f"{value / 60:.0f} min"
-    if value < 48 * 3600:
-        return f"{value / 3600:.1f} h"
-    return f"{value / 86400:.0f} d"
 
 
 def workers_text(workers: Sequence[Mapping[str, Any]], now: dt.datetime | None = None) -> str:

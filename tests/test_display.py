@@ -72,7 +72,7 @@ class _Markup(HTMLParser):
 
 OUR_TAGS = {"div", "style", "span", "b", "code", "dl", "dt", "dd", "details", "summary", "pre",
             "table", "thead", "tbody", "tr", "th", "td"}  # fmt: skip
-OUR_ATTRIBUTES = {"class", "title", "style", "rowspan"}
+OUR_ATTRIBUTES = {"class", "title", "style", "rowspan", "data-state"}  # values: fixed sets
 
 
 def assert_inert(fragment: str) -> str:

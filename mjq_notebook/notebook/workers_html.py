@@ -1,20 +1,19 @@
-"""The worker registry as an HTML table (``q.workers()`` in a notebook).
+"""Workers as an HTML table: ``q.workers()`` in a notebook, and the panels of the dashboard
+and the tail (``widgets/workers.py``), which pick their columns and add jobs a minute.
 
-One row per worker: its state as a badge, host:pid, what it runs and for how long, done and
-failed counts, busy fraction and its last heartbeat. The cells are the plain-text ones of
-``registry.worker_cells`` (what ``mjq workers`` prints), escaped here: names, hosts and
-queue names come from the records, which anyone who can write to the database could have
-written. Badge classes come from a fixed map, never from a record.
+The cells are the plain-text ones of ``registry.worker_cells`` (what ``mjq workers`` prints),
+escaped here: names, hosts and job ids come from the records, which anyone who can write to
+the database could have written. Badge classes come from a fixed map, never from a record.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..job import utcnow
-from ..registry import TEXT_COLUMNS, State, worker_cells
+from ..registry import COLUMNS, State, printable, worker_cells
 from .markup import escape, wrap
 
 # a worker's state -> the badge colour of the job status it is most like
@@ -24,48 +23,68 @@ _BADGE = {
     State.STOPPED.value: "other",
     State.LOST.value: "lost",
 }
-_NUMERIC = ("done", "failed", "busy")
+_NUMERIC = {"done", "failed", "jobs/min", "busy"}
+EMPTY = "no workers registered: start one with `mjq work` or Worker(q, handler)"
 
 
 def state_badge(state: Any) -> str:
     """A coloured pill with the worker's state (escaped); unknown states are grey."""
     kind = _BADGE.get(str(state), "other")
-    return f'<span class="mjq-badge mjq-s-{kind}">{escape(state)}</span>'
+    return f'<span class="mjq-badge mjq-s-{kind}">{escape(printable(state))}</span>'
 
 
-def workers_html(workers: Sequence[Mapping[str, Any]], now: dt.datetime | None = None) -> str:
-    """A table of workers, newest first, with a line counting them by state."""
+def workers_html(
+    workers: Sequence[Mapping[str, Any]],
+    now: dt.datetime | None = None,
+    *,
+    columns: Sequence[str] = tuple(c for c in COLUMNS if c != "jobs/min"),
+    per_minute: Callable[[Mapping[str, Any]], float | None] | None = None,
+) -> str:
+    """A table of workers in ``columns``, newest first, under a line counting them by state;
+    ``per_minute(row)`` fills "jobs/min" where a panel knows it."""
     if not workers:
-        return wrap('<div class="mjq-dim">no workers registered</div>')
+        return wrap(f'<div class="mjq-dim">{escape(EMPTY)}</div>')
     now = now or utcnow()
     states: dict[str, int] = {}
     for row in workers:
-        states[str(row.get("state"))] = states.get(str(row.get("state")), 0) + 1
+        state = printable(row.get("state"))
+        states[state] = states.get(state, 0) + 1
     summary = " · ".join(f"{n} {escape(state)}" for state, n in states.items())
     plural = "" if len(workers) == 1 else "s"
     title = f'<div class="mjq-dim">{len(workers):,} worker{plural}: {summary}</div>'
     head = "".join(
-        f'<th class="{"mjq-n" if name in _NUMERIC else ""}">{escape(name)}</th>'
-        for name in TEXT_COLUMNS
+        f'<th class="{"mjq-n" if name in _NUMERIC else ""}">{escape(name)}</th>' for name in columns
     )
-    body = "".join(_row(row, now) for row in workers)
-    table = f'<table class="mjq-t"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    body = "".join(_row(row, now, columns, per_minute) for row in workers)
+    table = (
+        f'<table class="mjq-t mjq-workers"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
     return wrap(title + table)
 
 
-def _row(row: Mapping[str, Any], now: dt.datetime) -> str:
-    cells = worker_cells(row, now)
-    queues = ", ".join(str(q) for q in row.get("queues") or [])
-    title = f"{row.get('_id')} · version {row.get('version')} · queues {queues}"
+def _row(
+    row: Mapping[str, Any],
+    now: dt.datetime,
+    columns: Sequence[str],
+    per_minute: Callable[[Mapping[str, Any]], float | None] | None,
+) -> str:
+    cells = worker_cells(row, now, per_minute(row) if per_minute else None)
+    queues = ", ".join(printable(q) for q in row.get("queues") or [])
+    tip = f"{cells['host:pid']} · id {printable(row.get('_id'))} · version "
+    tip += f"{printable(row.get('version'))} · queues {queues}"
     html = []
-    for name in TEXT_COLUMNS:
+    for name in columns:
+        text = escape(cells[name])
         if name == "state":
             html.append(f"<td>{state_badge(row.get('state'))}</td>")
         elif name == "worker":
-            html.append(f'<td title="{escape(title)}"><code>{escape(cells[name])}</code></td>')
-        elif name == "running":
-            html.append(f'<td class="mjq-wide"><code>{escape(cells[name])}</code></td>')
+            html.append(f'<td title="{escape(tip)}"><code>{text}</code></td>')
+        elif name == "running now":
+            html.append(f'<td class="mjq-wide"><code>{text}</code></td>')
+        elif name == "host:pid":
+            html.append(f"<td><code>{text}</code></td>")
         else:
-            numeric = ' class="mjq-n"' if name in _NUMERIC else ""
-            html.append(f"<td{numeric}>{escape(cells[name])}</td>")
-    return "<tr>" + "".join(html) + "</tr>"
+            html.append(f'<td class="{"mjq-n" if name in _NUMERIC else ""}">{text}</td>')
+    state = escape(_BADGE.get(str(row.get("state")), "other"))
+    return f'<tr data-state="{state}">{"".join(html)}</tr>'

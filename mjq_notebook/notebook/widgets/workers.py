@@ -18,16 +18,13 @@ from typing import Any
 
 import ipywidgets as W
 
-from ...registry import printable, seconds
-from ..display import escape, stylesheet
+from ...registry import COLUMNS
+from ..display import stylesheet, workers_html
 from ..subscription import Snapshot
 
 RATE_SPAN_S = 60.0  # "jobs a minute": finished over (about) the last minute of heartbeats
-_BADGE = {"running": "working", "stopping": "waiting", "stopped": "other", "lost": "lost"}
-FULL = ("state", "worker", "host:pid", "running now", "done", "failed", "jobs/min", "busy",
-        "heartbeat")  # fmt: skip
+FULL = COLUMNS
 COMPACT = ("state", "worker", "running now", "heartbeat")
-_NUMERIC = {"done", "failed", "jobs/min", "busy"}
 
 
 class JobRates:
@@ -75,42 +72,6 @@ def _finished(row: Mapping[str, Any]) -> int:
     return total
 
 
-def state_badge(state: Any) -> str:
-    kind = _BADGE.get(str(state), "other")
-    return f'<span class="mjq-badge mjq-s-{kind}">{escape(printable(state))}</span>'
-
-
-def worker_cells(
-    row: Mapping[str, Any], now: dt.datetime, rates: JobRates | None = None
-) -> dict[str, str]:
-    """A worker's cells as plain text (NOT escaped): the panel's columns."""
-    running = [job for job in row.get("running") or [] if isinstance(job, Mapping)]
-    now_text = "idle" if row.get("state") == "running" else "—"
-    if running:
-        first = running[0]
-        since = first.get("since")
-        took = seconds((now - since).total_seconds()) if isinstance(since, dt.datetime) else "?"
-        now_text = f"{printable(first.get('id'))} for {took}"
-        if len(running) > 1:
-            now_text += f" (+{len(running) - 1} more)"
-    rate = rates.per_minute(row) if rates is not None else None
-    busy = row.get("busy")
-    beat = row.get("heartbeat")
-    return {
-        "state": printable(row.get("state")),
-        "worker": printable(row.get("name") or row.get("_id")),
-        "host:pid": printable(f"{row.get('host')}:{row.get('pid')}"),
-        "running now": now_text,
-        "done": f"{_finished({'done': row.get('done')}):,}",
-        "failed": f"{_finished({'failed': row.get('failed')}):,}",
-        "jobs/min": "—" if rate is None else f"{rate:.1f}",
-        "busy": f"{busy:.0%}" if isinstance(busy, (int, float)) else "—",
-        "heartbeat": (
-            f"{seconds((now - beat).total_seconds())} ago" if isinstance(beat, dt.datetime) else "—"
-        ),
-    }
-
-
 def workers_panel_html(
     workers: Sequence[Mapping[str, Any]] | None,
     now: dt.datetime,
@@ -118,52 +79,13 @@ def workers_panel_html(
     *,
     compact: bool = False,
 ) -> str:
-    """The panel: a line counting the workers by state, then one row per worker (the
-    compact one: state, name, what it runs, heartbeat; host:pid in a tooltip)."""
+    """The panel: ``display.workers_html`` in the full or the compact columns, with jobs a
+    minute from ``rates``; "reading…" before the first read."""
     if workers is None:
         return _wrap('<span class="mjq-dim">workers: reading…</span>')
-    if not workers:
-        text = "no workers registered: start one with `mjq work` or Worker(q, handler)"
-        return _wrap(f'<span class="mjq-dim">{escape(text)}</span>')
-    states: dict[str, int] = {}
-    for row in workers:
-        state = printable(row.get("state"))
-        states[state] = states.get(state, 0) + 1
-    plural = "" if len(workers) == 1 else "s"
-    summary = " · ".join(f"{n} {escape(state)}" for state, n in states.items())
-    title = f'<div class="mjq-dim">{len(workers):,} worker{plural}: {summary}</div>'
-    columns = COMPACT if compact else FULL
-    head = "".join(
-        f'<th class="{"mjq-n" if name in _NUMERIC else ""}">{escape(name)}</th>' for name in columns
-    )
-    body = "".join(_row(row, now, rates, columns) for row in workers)
-    table = (
-        f'<table class="mjq-t mjq-workers"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table>"
-    )
-    return _wrap(title + table)
-
-
-def _row(
-    row: Mapping[str, Any], now: dt.datetime, rates: JobRates | None, columns: Sequence[str]
-) -> str:
-    cells = worker_cells(row, now, rates)
-    tip = f"{cells['host:pid']} · id {printable(row.get('_id'))}"
-    html = []
-    for name in columns:
-        text = escape(cells[name])
-        if name == "state":
-            html.append(f"<td>{state_badge(row.get('state'))}</td>")
-        elif name == "worker":
-            html.append(f'<td title="{escape(tip)}"><code>{text}</code></td>')
-        elif name == "running now":
-            html.append(f'<td class="mjq-wide"><code>{text}</code></td>')
-        elif name == "host:pid":
-            html.append(f"<td><code>{text}</code></td>")
-        else:
-            html.append(f'<td class="{"mjq-n" if name in _NUMERIC else ""}">{text}</td>')
-    state = escape(_BADGE.get(str(row.get("state")), "other"))
-    return f'<tr data-state="{state}">{"".join(html)}</tr>'
+    per_minute = rates.per_minute if rates is not None else None
+    html = workers_html(workers, now, columns=COMPACT if compact else FULL, per_minute=per_minute)
+    return _wrap(html)
 
 
 def _wrap(body: str) -> str:
