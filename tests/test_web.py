@@ -104,9 +104,18 @@ def test_a_token_is_asked_for_and_stays_off_the_command_line(tmp_path, server_ur
         for child in psutil.Process(process.pid).children(recursive=True):
             assert not any("tok-" in part for part in child.cmdline())
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)  # Ctrl-C: as clean as SIGTERM
         process.communicate(timeout=30)
     assert process.returncode == 0
+
+
+def test_without_voila_it_says_what_to_install(monkeypatch):
+    import mjq_notebook.web as web
+
+    monkeypatch.setattr(web.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit) as exited:
+        web.serve("job_queue")
+    assert "pip install 'mjq-notebook[web]'" in str(exited.value)
 
 
 # -- in Chromium ------------------------------------------------------------------------------
