@@ -7,6 +7,10 @@ the core at the top level (``queue`` and the helpers it owns, ``worker``, ``job`
 ipywidgets; the upper layers import them when used.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ._version import __version__ as __version__
 from .catalog import queues
 from .errors import (
@@ -24,6 +28,20 @@ from .queue import JobQueue
 from .server import connect, embedded_server
 from .worker import Worker
 
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+    from .notebook.widgets.overview import Overview
+
+
+def overview(db: Database, *, queue: str | None = None) -> Overview:
+    """Every queue of ``db`` live, one row each, as a notebook widget; a click on a queue
+    opens its dashboard below (``queue``: open that one at once). ``close()`` stops it."""
+    from .notebook.widgets.overview import Overview  # ipywidgets only when called
+
+    return Overview(db, queue=queue)
+
+
 __all__ = [
     "DataFolderError",
     "DataLossWarning",
@@ -39,5 +57,6 @@ __all__ = [
     "Worker",
     "connect",
     "embedded_server",
+    "overview",
     "queues",
 ]

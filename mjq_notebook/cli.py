@@ -1,5 +1,5 @@
 """The ``mjq`` command: serve, pub, work, queues, workers, tail, stats, pause, resume,
-prune and demo.
+prune, dashboard (``web``) and demo.
 
 Commands that read or steer a queue open it without creating anything, so a mistyped name is
 an error that lists the queues there are; only ``pub``, ``work`` and ``demo`` create one. A
@@ -372,6 +372,20 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from . import web
+
+    problem = web.token_problem(args.host, args.token)  # before any server is started
+    if problem:
+        raise SystemExit(problem)
+    if args.queue is not None:
+        _existing(args)  # a mistyped name is an error here, not a page that says so
+    else:
+        queue_names(_connect(args))  # the server answers, before the page is served
+    return web.serve(args.db, args.queue, uri=args.uri, host=args.host, port=args.port,
+                     token=args.token)  # fmt: skip
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -419,6 +433,7 @@ COMMANDS = {
     "prune": cmd_prune,
     "tail": cmd_tail,
     "stats": cmd_stats,
+    "dashboard": cmd_dashboard,
     "demo": cmd_demo,
 }
 

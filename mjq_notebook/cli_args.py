@@ -8,6 +8,7 @@ takes ``--queue`` several times; ``serve`` and ``queues`` have no ``--queue``.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from .registry import HEARTBEAT_S, LOST_AFTER
@@ -139,6 +140,27 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--by", help="group by a field, e.g. data.kind, status, worker")
     sub.add_argument("--since", help="only jobs created since: a time, or a duration like 1h")
     sub.add_argument("--exact", action="store_true", help="exact percentiles (else approximate)")
+
+    sub = command(
+        "dashboard",
+        "every queue of the database live in a browser tab (Voilà; pip install "
+        "'mjq-notebook[web]')",
+        _connection(),
+    )
+    sub.add_argument("--queue", help="open this queue's dashboard too")
+    sub.add_argument("--port", type=int, default=8866, help="port (default: 8866)")
+    sub.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default: 127.0.0.1, this machine only); any other "
+        "needs a token",
+    )
+    sub.add_argument(
+        "--token",
+        default=os.environ.get("MJQ_DASHBOARD_TOKEN"),
+        help="the token the page asks for (default: $MJQ_DASHBOARD_TOKEN); required with "
+        "--host other than 127.0.0.1",
+    )
 
     demo = _one_queue(default="demo")
     sub = command("demo", "publish a realistic workload, work it, print a summary", demo)

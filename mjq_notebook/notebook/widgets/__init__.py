@@ -1,6 +1,7 @@
 """Notebook widgets over a ``JobQueue``: the live tail, the publish form, the dashboard and
-the history explorer. Each is a one-liner on the queue (``q.tail()``, ``q.publisher()``,
-``q.dashboard()``, ``q.explore()``) and usable on its own.
+the history explorer, each a one-liner on the queue (``q.tail()``, ``q.publisher()``,
+``q.dashboard()``, ``q.explore()``) and usable on its own; and the overview of every queue of
+a database (``mjq_notebook.overview(db)``).
 
 The classes are imported on first use, so ``import mjq_notebook.widgets`` stays cheap and one
 widget's dependency (anywidget for the tail, matplotlib for the explorer) is needed only by
@@ -15,15 +16,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .dashboard import Dashboard
     from .explore import Explorer
+    from .overview import Overview
     from .publisher import Publisher
     from .tail import JobTable, Tail
 
-__all__ = ["Dashboard", "Explorer", "JobTable", "Publisher", "Tail"]
+__all__ = ["Dashboard", "Explorer", "JobTable", "Overview", "Publisher", "Tail"]
 
 _MODULES = {
     "Dashboard": "dashboard",
     "Explorer": "explore",
     "JobTable": "tail",
+    "Overview": "overview",
     "Publisher": "publisher",
     "Tail": "tail",
 }

@@ -1,0 +1,189 @@
+"""``mjq dashboard``: Voilà serves the overview as a web page; Chromium renders it live.
+
+One ``mjq dashboard`` process for the module (the server's URI reaches it in the environment,
+as a user's would); the tests look at the page, publish from this process, and stop it with
+SIGTERM last. ``MJQ_SCREENSHOTS=1`` keeps the page's screenshots in ``docs/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mjq_notebook import JobQueue
+from mjq_notebook.web import notebook, token_problem
+
+from .notebook_helpers import free_port, isolated_jupyter_env
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _mjq(*args: str, env: dict, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mjq_notebook.cli", *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+    )  # fmt: skip
+
+
+def _env(tmp_path: Path, server_uri: str, **extra: str) -> dict:
+    env = isolated_jupyter_env(tmp_path / "jupyter-home")
+    env.update(MJQ_MONGODB_URI=server_uri, **extra)  # never on a command line
+    env.pop("MJQ_DASHBOARD_TOKEN", None)
+    env.update(extra)
+    return env
+
+
+def _address(process: subprocess.Popen, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        match = re.search(r"(http://\S+/)", line or "")
+        if match:
+            return match.group(1)
+        if process.poll() is not None:
+            pytest.fail(f"mjq dashboard ended ({process.returncode}): {process.stderr.read()}")
+    pytest.fail("mjq dashboard printed no address")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+# -- without a server or a browser -----------------------------------------------------------
+
+
+def test_another_interface_without_a_token_is_refused_in_one_line(tmp_path, server_uri):
+    process = _mjq("dashboard", "--host", "0.0.0.0", env=_env(tmp_path, server_uri))
+    out, err = process.communicate(timeout=60)
+    assert process.returncode != 0 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "token" in err and "0.0.0.0" in err
+    assert token_problem("127.0.0.1", None) is None and token_problem("0.0.0.0", "s3cret") is None
+
+
+def test_the_notebook_names_the_database_and_never_the_uri():
+    cell = notebook("jobs'db", "q")["cells"][0]["source"]
+    assert 'connect(db="jobs\'db")' in cell and "queue='q'" in cell and "mongodb" not in cell
+
+
+def test_a_queue_that_does_not_exist_is_an_error_before_serving(tmp_path, server_uri, db):
+    JobQueue(db, "real").pub({"n": 1})
+    args = ("dashboard", "--db", db.name, "--queue", "nosuch", "--port", str(free_port()))
+    process = _mjq(*args, env=_env(tmp_path, server_uri))
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode != 0 and "no queue 'nosuch'" in err and "real" in err
+
+
+def test_a_token_is_asked_for_and_stays_off_the_command_line(tmp_path, server_uri, db):
+    JobQueue(db, "jobs").pub({"n": 1})
+    port = free_port()
+    env = _env(tmp_path, server_uri, MJQ_DASHBOARD_TOKEN="tok-" + uuid.uuid4().hex)
+    process = _mjq("dashboard", "--db", db.name, "--port", str(port), env=env)
+    try:
+        address = _address(process)
+        assert "tok-" not in address
+        with pytest.raises(urllib.error.HTTPError) as refused:  # to the login page
+            urllib.request.build_opener(_NoRedirect).open(address, timeout=30)
+        assert refused.value.code == 302 and "/login" in refused.value.headers["Location"]
+        token = env["MJQ_DASHBOARD_TOKEN"]
+        with urllib.request.urlopen(f"{address}?token={token}", timeout=60) as page:
+            assert page.status == 200
+        import psutil
+
+        for child in psutil.Process(process.pid).children(recursive=True):
+            assert not any("tok-" in part for part in child.cmdline())
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C: as clean as SIGTERM
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+
+
+def test_without_voila_it_says_what_to_install(monkeypatch):
+    import mjq_notebook.web as web
+
+    monkeypatch.setattr(web.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit) as exited:
+        web.serve("job_queue")
+    assert "pip install 'mjq-notebook[web]'" in str(exited.value)
+
+
+# -- in Chromium ------------------------------------------------------------------------------
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
+CHROMIUM = os.environ.get("MJQ_CHROMIUM") or shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed")
+def test_the_page_shows_the_queues_live_and_stops_on_sigterm(tmp_path, server_uri, db):
+    pytest.importorskip("voila", reason="mjq dashboard needs voila (the web extra)")
+    import psutil
+
+    expect = sync_api.expect
+    queue = JobQueue(db, "emails")
+    queue.pub({"to": "a@example.com"})
+    port = free_port()
+    started = time.monotonic()
+    process = _mjq(
+        "dashboard", "--db", db.name, "--port", str(port), env=_env(tmp_path, server_uri)
+    )
+    try:
+        address = _address(process)
+        assert address == f"http://127.0.0.1:{port}/"
+        listening = {
+            c.laddr.ip
+            for p in psutil.Process(process.pid).children(recursive=True)
+            for c in p.net_connections("inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
+        assert listening == {"127.0.0.1"}
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.set_default_timeout(30_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(address)
+            row = page.locator(".mjq-overview-row", has_text="emails")
+            expect(row).to_be_visible(timeout=45_000)
+            expect(row).to_contain_text("waiting 1")
+            JobQueue(db, "sms").pub({"to": "+1"})  # a new queue shows up
+            queue.pub({"to": "b@example.com"})
+            expect(row).to_contain_text("waiting 2", timeout=5_000)
+            expect(page.locator(".mjq-overview-row", has_text="sms")).to_be_visible(timeout=5_000)
+            page.screenshot(path=str(tmp_path / "web-overview.png"), full_page=True)
+            row.get_by_role("button", name="emails").click()
+            expect(page.get_by_role("button", name=re.compile(r"^\W*Publish$"))).to_be_visible()
+            expect(page.locator(".mjq-tail tbody tr", has_text="b@example.com")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "web-dashboard.png"), full_page=True)
+            if os.environ.get("MJQ_SCREENSHOTS"):
+                for name in ("web-overview.png", "web-dashboard.png"):
+                    shutil.copy(tmp_path / name, DOCS / name)
+            assert errors == []
+            browser.close()
+        children = psutil.Process(process.pid).children(recursive=True)
+        notebooks = [Path(a) for c in children for a in c.cmdline() if a.endswith(".ipynb")]
+        assert notebooks and notebooks[0].exists()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []  # Voilà and its kernel ended with it
+    assert not notebooks[0].parent.exists()  # the temporary notebook's folder went too
+    print(f"\nmjq dashboard test took {time.monotonic() - started:.1f}s")
