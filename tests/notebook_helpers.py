@@ -21,6 +21,11 @@ from pathlib import Path
 
 # The lab plugin that fetches news from the internet and asks about it in a pop-up.
 DISABLED_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)
+# JupyterLab's own news and update check (Notebook 7 has neither option)
+NO_LAB_NEWS = (
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+)
 
 
 def free_port() -> int:
@@ -79,18 +84,23 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 
 
 @contextlib.contextmanager
-def jupyter_lab(root: Path, home: Path, *, timeout: float = 60.0) -> Iterator[str]:
+def jupyter_lab(
+    root: Path, home: Path, *, timeout: float = 60.0, notebook7: bool = False
+) -> Iterator[str]:
     """Run JupyterLab serving ``root``; yields its base URL (``http://127.0.0.1:<port>``).
+    ``notebook7``: Notebook 7 (``jupyter notebook``) instead, the same server and options.
 
     No token or password, XSRF checks off (only 127.0.0.1 can reach it), the app exposed as
     ``window.jupyterapp`` so the test can run lab commands, and no network access.
     """
     port = free_port()
-    log = (home / "jupyter-lab.log").open("wb")
+    log_path = home / ("jupyter-notebook.log" if notebook7 else "jupyter-lab.log")
+    log = log_path.open("wb")
+    app = "JupyterNotebookApp" if notebook7 else "LabApp"
     args = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        "notebook" if notebook7 else "jupyterlab",
         "--no-browser",
         "--allow-root",
         "--ServerApp.ip=127.0.0.1",
@@ -100,9 +110,8 @@ def jupyter_lab(root: Path, home: Path, *, timeout: float = 60.0) -> Iterator[st
         "--ServerApp.password=",
         "--ServerApp.disable_check_xsrf=True",
         f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.expose_app_in_browser=True",
+        *(() if notebook7 else NO_LAB_NEWS),
+        f"--{app}.expose_app_in_browser=True",
         "--ServerApp.terminals_enabled=False",
     ]
     lab = subprocess.Popen(
@@ -110,7 +119,7 @@ def jupyter_lab(root: Path, home: Path, *, timeout: float = 60.0) -> Iterator[st
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_http(f"{url}/api/status", lab, timeout, home / "jupyter-lab.log")
+        _wait_for_http(f"{url}/api/status", lab, timeout, log_path)
         yield url
     finally:
         lab.terminate()

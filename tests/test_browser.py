@@ -104,6 +104,25 @@ class Lab:
         )
 
 
+def wait_for_kernel(lab: Lab) -> None:
+    """Until the open notebook's kernel is connected (JupyterLab or Notebook 7)."""
+    lab.page.wait_for_function(
+        "window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
+        "?.connectionStatus === 'connected'",
+        timeout=60_000,
+    )
+
+
+def run_all_and_wait_for_dashboard(lab: Lab) -> None:
+    """Run every cell of the open notebook; fail with its output if no dashboard shows."""
+    lab.run("notebook:run-all-cells")
+    try:
+        expect(lab.publish_button).to_be_visible(timeout=60_000)
+    except AssertionError:
+        outputs = "\n".join(lab.page.locator(".jp-OutputArea").all_inner_texts())
+        pytest.fail(f"the notebook showed no dashboard; its output:\n{outputs}")
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, client, server_uri):
     db_name = f"mjq_test_{uuid.uuid4().hex[:10]}"
@@ -133,18 +152,9 @@ def lab(tmp_path_factory, client, server_uri):
             page.on("dialog", lambda dialog: (lab.alerts.append(dialog.message), dialog.dismiss()))
             page.on("pageerror", lambda error: lab.errors.append(str(error)))
             page.goto(f"{url}/lab/tree/dashboard.ipynb")
-            page.wait_for_function(
-                "window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
-                "?.connectionStatus === 'connected'",
-                timeout=60_000,
-            )
+            wait_for_kernel(lab)
             lab.run("application:toggle-left-area")  # more room for the dashboard
-            lab.run("notebook:run-all-cells")
-            try:
-                expect(lab.publish_button).to_be_visible(timeout=60_000)
-            except AssertionError:
-                outputs = "\n".join(page.locator(".jp-OutputArea").all_inner_texts())
-                pytest.fail(f"the notebook showed no dashboard; its output:\n{outputs}")
+            run_all_and_wait_for_dashboard(lab)
             print(f"\nJupyterLab showed the dashboard after {time.monotonic() - started:.1f}s")
             yield lab
             browser.close()
@@ -307,7 +317,9 @@ STILL_WAITING = [
 ]
 
 
-def test_screenshots_in_light_and_dark(lab, tmp_path):
+def stage_screenshot_jobs(lab: Lab) -> None:
+    """Jobs like a real queue's in every state, a failed one's detail open, and a job in
+    the publish form: what the screenshots show."""
     queue = JobQueue(lab.queue.db, lease=60, max_attempts=1)
     first = 10_000  # above every other job's priority: the claims below take these jobs
     failed = None
@@ -337,6 +349,10 @@ def test_screenshots_in_light_and_dark(lab, tmp_path):
     editor.blur()
     lab.page.mouse.move(0, 0)  # no hover highlight in the picture
     lab.page.wait_for_timeout(1500)  # the rows' flash fades
+
+
+def test_screenshots_in_light_and_dark(lab, tmp_path):
+    stage_screenshot_jobs(lab)
     shots = []
     for theme, light in (("JupyterLab Light", "true"), ("JupyterLab Dark", "false")):
         lab.run("apputils:change-theme", {"theme": theme})

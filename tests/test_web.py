@@ -128,6 +128,26 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
+def _shoot_web(page, row, tmp_path: Path, suffix: str) -> list[Path]:
+    """The overview, then the ``emails`` dashboard opened below it, once each has read the
+    queue: ``web-overview{suffix}.png`` and ``web-dashboard{suffix}.png``."""
+    expect = sync_api.expect
+    expect(row).to_contain_text("waiting 2", timeout=5_000)
+    page.mouse.move(0, 0)
+    overview = tmp_path / f"web-overview{suffix}.png"
+    page.screenshot(path=str(overview), full_page=True)
+    row.get_by_role("button", name="emails").click()
+    expect(page.get_by_role("button", name=re.compile(r"^\W*Publish$"))).to_be_visible()
+    expect(page.locator(".mjq-tail tbody tr", has_text="b@example.com")).to_be_visible()
+    for reading in ("counting…", "workers: reading…"):  # the dashboard has read the queue
+        expect(page.get_by_text(reading)).to_have_count(0, timeout=10_000)
+    page.mouse.move(0, 0)
+    page.wait_for_timeout(1000)  # the rows' flash fades
+    dashboard = tmp_path / f"web-dashboard{suffix}.png"
+    page.screenshot(path=str(dashboard), full_page=True)
+    return [overview, dashboard]
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed")
 def test_the_page_shows_the_queues_live_and_stops_on_sigterm(tmp_path, server_uri, db):
@@ -166,14 +186,16 @@ def test_the_page_shows_the_queues_live_and_stops_on_sigterm(tmp_path, server_ur
             queue.pub({"to": "b@example.com"})
             expect(row).to_contain_text("waiting 2", timeout=5_000)
             expect(page.locator(".mjq-overview-row", has_text="sms")).to_be_visible(timeout=5_000)
-            page.screenshot(path=str(tmp_path / "web-overview.png"), full_page=True)
-            row.get_by_role("button", name="emails").click()
-            expect(page.get_by_role("button", name=re.compile(r"^\W*Publish$"))).to_be_visible()
-            expect(page.locator(".mjq-tail tbody tr", has_text="b@example.com")).to_be_visible()
-            page.screenshot(path=str(tmp_path / "web-dashboard.png"), full_page=True)
+            shots = _shoot_web(page, row, tmp_path, "")
+            dark = browser.new_page(viewport={"width": 1100, "height": 900})
+            dark.on("pageerror", lambda error: errors.append(str(error)))
+            dark.goto(f"{address}?theme=dark")  # Voilà's JupyterLab Dark theme
+            dark_row = dark.locator(".mjq-overview-row", has_text="emails")
+            expect(dark_row).to_be_visible(timeout=45_000)
+            shots += _shoot_web(dark, dark_row, tmp_path, "-dark")
             if os.environ.get("MJQ_SCREENSHOTS"):
-                for name in ("web-overview.png", "web-dashboard.png"):
-                    shutil.copy(tmp_path / name, DOCS / name)
+                for shot in shots:
+                    shutil.copy(shot, DOCS / shot.name)
             assert errors == []
             browser.close()
         children = psutil.Process(process.pid).children(recursive=True)
