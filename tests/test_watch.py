@@ -273,3 +273,28 @@ def test_an_outage_shows_reconnecting_then_resumes(tmp_path, polling, monkeypatc
         sub.close()
         client.close()
     assert watcher_threads() == []
+
+
+def test_a_snapshot_its_rate_held_back_goes_out_when_due(queue, other_queue):
+    """A view at 2 updates a second that has just had one gets a job published right after
+    at its next due time (0.5 s later), not after the watcher's next change-stream wait."""
+    got = []  # (monotonic time, ids in the snapshot)
+    sub = Watcher.of(queue).subscribe(
+        lambda s: got.append((time.monotonic(), {job.id for job in s.jobs})), window=5, rate=2
+    )
+    try:
+        wait_for(lambda: Watcher.of(queue).snapshot.state == "live" and got, 10, "live")
+        late = []
+        for n in range(4):
+            time.sleep(0.7)  # quiet: the next delivery is not held
+            before = len(got)
+            job_id = other_queue.pub({"n": n})  # shown at once, then held: it comes in a
+            wait_for(lambda b=before: len(got) > b, 5, "the job's first update")  # second one
+            first = got[before][0]
+            other_queue.pub({"m": n})  # a change while the rate holds updates back
+            wait_for(lambda b=before: len(got) > b + 1, 5, "the held update")
+            late.append(got[before + 1][0] - first - 0.5)
+            assert job_id in got[before][1]
+        assert max(late) < 0.2, [round(x, 3) for x in late]
+    finally:
+        sub.close()

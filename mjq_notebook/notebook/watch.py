@@ -49,9 +49,8 @@ POLL_S = 0.5  # polling mode: look at least this often
 POLL_EMPTY_S = REFRESH_S  # and this often while the queue is empty
 QUIET_S = 2.0  # polling mode: counts and charts this often while the newest jobs stay the same
 AWAIT_MS = 500  # change-stream mode: longest wait for an event per getMore (idle: 2 a second)
-# ...and the longest a wait may take in all: a server that went away (a getMore that fails
-# and a resume that finds no server) shows "reconnecting" after this, not after the client's
-# server selection time-out (pymongo's default: 30 s)
+# ...and in all: a server that went away shows "reconnecting" after this, not after the
+# client's server selection time-out (pymongo's default: 30 s)
 STREAM_TIMEOUT_S = 3.0
 SIGNAL_ONLY = [{"$project": {"operationType": 1}}]  # an event says that, not what, changed
 PAUSED_S = 1.0  # the pause flag, while a view shows it (and with each read of the counts)
@@ -250,6 +249,10 @@ class Watcher:
         """Wait on ``stream`` for a change (True), refreshing what is due and serving pokes
         meanwhile; False when the stream ended or the watcher stops."""
         while not stop.is_set():
+            if (held := self._held_for()) is not None:  # a snapshot a view's rate held back:
+                if stop.wait(held):  # sent when due, not after the next await (AWAIT_MS)
+                    return False
+                self._notify()
             with pymongo.timeout(STREAM_TIMEOUT_S):
                 event = stream.try_next()
             if event is not None:
@@ -392,6 +395,13 @@ class Watcher:
             version=current.version + 1,
             counts_at=self._counts_at,
         )
+
+    def _held_for(self) -> float | None:
+        """Seconds until a snapshot a subscriber's rate held back may go (None: none held)."""
+        version, now = self._snapshot.version, time.monotonic()
+        with self._lock:
+            waits = [s.sent_at + s.interval - now for s in self._subs if s.sent_version != version]
+        return max(0.0, min(waits)) if waits else None
 
     def _notify(self) -> None:
         snapshot = self._snapshot
