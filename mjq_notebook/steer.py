@@ -6,6 +6,7 @@ either claimed or cancelled (promoted), never both.
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import DuplicateKeyError
@@ -21,7 +22,8 @@ def cancel(queue: Collection, history: Collection, job_id: Any, most: int) -> bo
     did. ``most``: max_attempts for a pymjq job that has none (it marks jobs finished by us).
 
     History first, as every finish: a job is then always in the queue or in history (what
-    ``counts()`` relies on). If a claim took the job meanwhile, the history row goes again.
+    ``counts()`` relies on). If a claim (or another cancel) took the job meanwhile, this
+    call's history row goes again.
     """
     doc = queue.find_one({"_id": job_id, "status": Status.WAITING.value})
     if doc is None:
@@ -32,12 +34,15 @@ def cancel(queue: Collection, history: Collection, job_id: Any, most: int) -> bo
         "lease_until": None,
         "max_attempts": doc.get("max_attempts") or most,
     }
-    final = {**doc, **fields, "ts": {**doc.get("ts", {}), "done": now}}
-    mine = {"_id": job_id, "status": Status.CANCELLED.value, "attempts": doc.get("attempts")}
+    # this call's own row (``cancel_id``): a cancel that loses the race takes back only its
+    # own row, never the winner's
+    token = uuid.uuid4().hex
+    final = {**doc, **fields, "cancel_id": token, "ts": {**doc.get("ts", {}), "done": now}}
+    mine = {"_id": job_id, "status": Status.CANCELLED.value, "cancel_id": token}
     try:
-        history.replace_one(mine, final, upsert=True)
+        history.insert_one(final)
     except DuplicateKeyError:
-        return False  # history holds another outcome of it (a requeue under way): leave it
+        return False  # history holds another outcome of it (another cancel, or a requeue)
     updated = queue.update_one(
         {"_id": job_id, "status": Status.WAITING.value, "attempts": doc.get("attempts")},
         {"$set": {**fields, "ts.done": now}},

@@ -159,24 +159,20 @@ def test_cancel_racing_claims_ends_each_job_once(db, server_uri):
     one of cancelled or done, and the counts say so."""
     q = JobQueue(db, max_jobs=1000)
     ids = [str(i) for i in q.pub_many([{"n": n} for n in range(200)])]
-    q.pause()  # everyone starts together
     canceller = """
         from bson import ObjectId
-        ids = [ObjectId(line) for line in sys.stdin.read().split()]
-        while q.paused:
-            time.sleep(0.01)
+        ids = [ObjectId(line) for line in sys.stdin.read().split()]  # the ids are the go
         for job_id in ids:
             if q.cancel(job_id):
                 print(job_id, time.time(), flush=True)
     """
-    cancellers = []
-    for order in (ids, ids[::-1]):
-        p = _python(server_uri, db.name, canceller)
-        p.stdin.write("\n".join(order))
-        p.stdin.close()  # they wait for resume() below, as the claimers do
-        cancellers.append(p)
+    cancellers = [_python(server_uri, db.name, canceller) for _ in range(2)]
     claimers = [_python(server_uri, db.name, CONSUMER, "12") for _ in range(2)]
-    q.resume()
+    # the cancellers start once the claimers are taking jobs, however slow their start was
+    wait_for(lambda: q.counts(warn=False)["done"] >= 3, 30, "the claimers working")
+    for p, order in zip(cancellers, (ids, ids[::-1]), strict=True):
+        p.stdin.write("\n".join(order))
+        p.stdin.close()
     cancelled = []
     for p in cancellers:
         out = p.stdout.read()
@@ -390,3 +386,26 @@ def test_history_and_summary_know_cancelled_jobs(queue):
     table = summary(frame)
     assert table["failure_rate"].iloc[0] == 0.5  # 1 done, 1 failed; the cancelled one not
     assert {ran, failed} <= set(frame.index)
+
+
+def test_two_cancels_of_one_job_leave_it_cancelled_in_history(db):
+    """Racing cancels of the same jobs: one wins each, and the loser never takes back the
+    winner's history row (the job would read as lost)."""
+    queues = [JobQueue(db), JobQueue(db)]
+    ids = queues[0].pub_many([{"n": n} for n in range(60)])
+    won = [[], []]
+    start = threading.Barrier(2)
+
+    def cancel_all(i: int) -> None:
+        start.wait()
+        won[i] = [job_id for job_id in ids if queues[i].cancel(job_id)]
+
+    threads = [threading.Thread(target=cancel_all, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(won[0] + won[1]) == sorted(ids)
+    assert queues[0].history_collection.count_documents({"status": "cancelled"}) == len(ids)
+    counts = queues[0].counts()
+    assert (counts["cancelled"], counts["lost"]) == (len(ids), 0)
