@@ -25,6 +25,7 @@ from mjq_notebook import JobQueue
 from mjq_notebook.web import notebook, token_problem
 
 from .notebook_helpers import free_port, isolated_jupyter_env
+from .test_notebook7 import WATCH_FOR_ROW
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -186,7 +187,29 @@ def test_the_page_shows_the_queues_live_and_stops_on_sigterm(tmp_path, server_ur
             queue.pub({"to": "b@example.com"})
             expect(row).to_contain_text("waiting 2", timeout=5_000)
             expect(page.locator(".mjq-overview-row", has_text="sms")).to_be_visible(timeout=5_000)
-            shots = _shoot_web(page, row, tmp_path, "")
+            shots = _shoot_web(page, row, tmp_path, "")  # and the emails dashboard is open
+            # a job published from outside shows in the page's dashboard within 0.5 s
+            figures = []
+            for n in range(5):
+                token = f"web-appears-{uuid.uuid4().hex[:8]}"
+                page.evaluate(WATCH_FOR_ROW, token)
+                published = time.time()  # the browser's Date.now() clock
+                queue.pub({"to": token})
+                shown = page.evaluate("window.__mjqShown")
+                assert shown is not None, f"{token} never showed in the web page"
+                figures.append(shown / 1000 - published)
+                time.sleep(0.2 + 0.3 * n)  # at different moments of the watcher's cycle
+            print(f"\nmjq dashboard: jobs shown after {', '.join(f'{f:.3f}' for f in figures)} s")
+            assert max(figures) < 0.5, figures
+            # a click on Publish in the page writes the job
+            token = f"web-published-{uuid.uuid4().hex[:8]}"
+            page.locator(".mjq-editor textarea").fill(f'{{"to": "{token}"}}')
+            page.get_by_role("button", name=re.compile(r"^\W*Publish$")).click()
+            deadline = time.monotonic() + 10
+            while (doc := queue.collection.find_one({"data.to": token})) is None:
+                assert time.monotonic() < deadline, "the job published in the page never came"
+                time.sleep(0.1)
+            assert doc["status"] == "waiting"
             dark = browser.new_page(viewport={"width": 1100, "height": 900})
             dark.on("pageerror", lambda error: errors.append(str(error)))
             dark.goto(f"{address}?theme=dark")  # Voilà's JupyterLab Dark theme
