@@ -24,6 +24,7 @@ from .notebook_helpers import jupyter_lab, write_notebook
 from .test_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    WATCH_FOR_ROW,
     Lab,
     _shoot,
     expect,
@@ -47,17 +48,6 @@ NOTEBOOK7_OWN_ERROR = "Cannot read properties of undefined (reading 'schema')"
 
 # Resolves with the browser's clock (Date.now(), ms) when a tail row shows ``token``: the
 # moment the page changes, not the next poll of a Playwright assertion.
-WATCH_FOR_ROW = """(token) => {
-    const shown = () => [...document.querySelectorAll(".mjq-tail tbody tr")]
-        .some((row) => row.textContent.includes(token));
-    window.__mjqShown = new Promise((resolve) => {
-        const observer = new MutationObserver(() => {
-            if (shown()) { observer.disconnect(); resolve(Date.now()); }
-        });
-        observer.observe(document.body, {childList: true, subtree: true, characterData: true});
-        setTimeout(() => { observer.disconnect(); resolve(null); }, 10000);
-    });
-}"""
 
 
 @pytest.fixture(scope="module")

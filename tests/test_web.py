@@ -25,7 +25,7 @@ from mjq_notebook import JobQueue
 from mjq_notebook.web import notebook, token_problem
 
 from .notebook_helpers import free_port, isolated_jupyter_env
-from .test_notebook7 import WATCH_FOR_ROW
+from .test_browser import WATCH_FOR_ROW
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
