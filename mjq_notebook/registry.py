@@ -282,15 +282,16 @@ def worker_cells(
         "worker": printable(row.get("name") or row.get("_id")),
         "host:pid": printable(f"{row.get('host')}:{row.get('pid')}"),
         "running now": now_text,
-        "done": f"{_count(row.get('done')):,}",
-        "failed": f"{_count(row.get('failed')):,}",
+        "done": f"{as_count(row.get('done')):,}",
+        "failed": f"{as_count(row.get('failed')):,}",
         "jobs/min": "—" if per_minute is None else f"{per_minute:.1f}",
         "busy": f"{busy:.0%}" if isinstance(busy, (int, float)) else "—",
         "heartbeat": "—" if beat is None else f"{format_seconds(max(beat, 0.0))} ago",
     }
 
 
-def _count(value: Any) -> int:
+def as_count(value: Any) -> int:
+    """A record's count, 0 where it holds anything but an int (records are untrusted)."""
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from ...registry import COLUMNS
+from ...registry import COLUMNS, as_count
 from ..display import stylesheet, workers_html
 from ..subscription import Snapshot
 
@@ -65,11 +65,7 @@ class JobRates:
 
 
 def _finished(row: Mapping[str, Any]) -> int:
-    total = 0
-    for key in ("done", "failed"):
-        value = row.get(key)
-        total += value if isinstance(value, int) and not isinstance(value, bool) else 0
-    return total
+    return as_count(row.get("done")) + as_count(row.get("failed"))
 
 
 def workers_panel_html(
