@@ -234,9 +234,11 @@ def test_close_leaves_no_thread(queue):
     warm.close()  # in-process test server serves each new connection on a thread of ours)
     before = _threads()
     board = Dashboard(queue)
-    _wait_for(lambda: "via " in board.counters.value, 5, "the watcher going live")
-    assert _threads() == before + 2  # the queue's watcher and the dashboard's chart thread
-    board.close()
+    try:
+        _wait_for(lambda: "via " in board.counters.value, 5, "the watcher going live")
+        assert _threads() == before + 2  # the queue's watcher and the dashboard's chart thread
+    finally:
+        board.close()  # a failure here must not leave its threads to every later test
     board.close()  # idempotent
     assert _threads() == before
 
