@@ -250,7 +250,7 @@ class Watcher:
         meanwhile; False when the stream ended or the watcher stops."""
         while not stop.is_set():
             if (held := self._held_for()) is not None:  # a snapshot a view's rate held back:
-                if stop.wait(held):  # sent when due, not after the next await (AWAIT_MS)
+                if stop.wait(min(held, AWAIT_MS / 1000)):  # when due, not after an await
                     return False
                 self._notify()
             with pymongo.timeout(STREAM_TIMEOUT_S):
