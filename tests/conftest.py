@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 import uuid
 
 import pytest
@@ -55,6 +57,50 @@ def db(client):
 @pytest.fixture
 def queue(db):
     return JobQueue(db, lease=30, backoff=0.05)
+
+
+@pytest.fixture(params=["auto", "polling"])
+def queue_on_both_feeds(request, monkeypatch, db):
+    """The queue as the server allows (change streams here), and with polling forced; a
+    module takes it as its ``queue`` with ``queue = conftest.queue_on_both_feeds``."""
+    q = JobQueue(db, lease=30, backoff=0.05)
+    if request.param == "polling":
+        force_polling(monkeypatch, q)
+    return q
+
+
+@pytest.fixture
+def other(server_uri, queue):
+    """The same queue through a second client: another kernel, as far as a view can tell."""
+    second = client_for(server_uri)
+    yield JobQueue(second[queue.db.name], name=queue.name, lease=30, backoff=0.05)
+    second.close()
+
+
+@pytest.fixture
+def tail(queue):
+    """A live tail of ``queue`` with 20 rows."""
+    from mjq_notebook.notebook.widgets import Tail
+
+    tail = Tail(queue, limit=20)
+    wait_for(lambda: tail.table.state == "live", 10, "the tail to go live")
+    yield tail
+    tail.close()
+
+
+def wait_for(predicate, timeout: float, what: str = "the condition") -> float:
+    """Poll ``predicate`` until true; returns the seconds it took."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.005)
+    return time.monotonic() - start
+
+
+def mjq_threads() -> list[str]:
+    """Threads of this package still running (pymongo's own come and go with its clients)."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("mjq-")]
 
 
 def force_polling(monkeypatch, queue) -> None:

@@ -16,7 +16,7 @@ import pytest
 from mjq_notebook import Empty, JobQueue
 from mjq_notebook.server import client_for, embedded_client
 
-from .test_watch import wait_for
+from .conftest import wait_for
 
 
 def mjq(*args, uri, cwd=None, timeout=120, stdin=None):

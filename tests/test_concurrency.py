@@ -17,7 +17,7 @@ import pytest
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.server import client_for
 
-from .conftest import TEST_URI
+from .conftest import TEST_URI, wait_for
 
 HERE = Path(__file__).parent
 
@@ -47,14 +47,6 @@ def read_log(log):
     if not log.exists():
         return []
     return [line.split() for line in log.read_text().splitlines()]
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_competing_processes_run_every_job_exactly_once(db, server_uri, tmp_path):

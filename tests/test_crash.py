@@ -23,7 +23,8 @@ from mjq_notebook.server import (
     read_info,
     start_lock,
 )
-from tests.test_concurrency import HERE, read_log, wait_for
+from tests.conftest import wait_for
+from tests.test_concurrency import HERE, read_log
 from tests.test_server import _env, kill_groups, stop_servers
 
 pytestmark = pytest.mark.skipif(

@@ -12,10 +12,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from mjq_notebook import JobQueue
 from mjq_notebook.notebook.activity import SPAN_S, Activity
 from mjq_notebook.notebook.widgets.charts import histogram_svg, quantile, rebin, sparkline_svg
 from tests.test_publisher import XSS, assert_escaped
+
+from .conftest import mjq_threads, wait_for
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -138,27 +139,6 @@ def test_quantile_matches_numpy():
 # -- the dashboard against the server --------------------------------------------------------
 
 
-def _wait_for(predicate, timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.02)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
-
-
-@pytest.fixture
-def other(server_uri, queue):
-    """The same queue through another client, as another kernel or a worker would see it."""
-    from mjq_notebook.server import client_for
-
-    second = client_for(server_uri)
-    try:
-        yield JobQueue(second[queue.db.name], name=queue.name, lease=30, backoff=0.05)
-    finally:
-        second.close()
-
-
 def _threads() -> int:
     """``threading.active_count()`` less the embedded test server's own threads (it serves
     each new connection on a thread of this process; a real mongod has none here)."""
@@ -173,12 +153,7 @@ def dashboard(queue):
     board = Dashboard(queue)
     yield board
     board.close()
-    assert _ours() == []
-
-
-def _ours() -> list[str]:
-    """Threads of this package still running (pymongo's own come and go with its clients)."""
-    return [t.name for t in threading.enumerate() if t.name.startswith("mjq-")]
+    assert mjq_threads() == []
 
 
 def _row_ids(board) -> set[str]:
@@ -186,26 +161,26 @@ def _row_ids(board) -> set[str]:
 
 
 def test_a_job_from_another_client_shows_within_a_second(other, dashboard):
-    _wait_for(lambda: "via " in dashboard.counters.value, 5, "the watcher going live")
+    wait_for(lambda: "via " in dashboard.counters.value, 5, "the watcher going live")
     job_id = other.pub({"kind": "from-elsewhere"})
     start = time.monotonic()
-    _wait_for(lambda: str(job_id) in _row_ids(dashboard), 3, "the job showing in the tail")
+    wait_for(lambda: str(job_id) in _row_ids(dashboard), 3, "the job showing in the tail")
     assert time.monotonic() - start < 1.0
-    _wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters")
+    wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters")
     # The watcher re-reads counts at most once a second and the header takes 2 snapshots a
     # second: just after the watcher started (its counts fresh) that is up to 1.5 s.
     assert time.monotonic() - start < 1.6
 
 
 def test_finishing_jobs_updates_the_histogram_and_sparkline(other, dashboard):
-    _wait_for(lambda: "via " in dashboard.counters.value, 5, "the watcher going live")
+    wait_for(lambda: "via " in dashboard.counters.value, 5, "the watcher going live")
     histogram, sparkline = dashboard.histogram.value, dashboard.sparkline.value
     assert "no jobs yet" in histogram
     other.pub_many([{"n": i} for i in range(3)])
     for _ in range(3):
         other.done(other.next(timeout=2))
-    _wait_for(lambda: "done 3" in dashboard.counters.value, 3, "the counters saying done 3")
-    _wait_for(lambda: "run · 3 jobs" in dashboard.histogram.value, 3, "the histogram")
+    wait_for(lambda: "done 3" in dashboard.counters.value, 3, "the counters saying done 3")
+    wait_for(lambda: "run · 3 jobs" in dashboard.histogram.value, 3, "the histogram")
     assert dashboard.sparkline.value != sparkline
     _svg(_only_svg(dashboard.histogram.value))
     _svg(_only_svg(dashboard.sparkline.value))
@@ -219,7 +194,7 @@ def test_publisher_and_tail_are_wired(dashboard, queue):
     dashboard.publisher.editor.value = '{"kind": "mine"}'
     dashboard.publisher.publish_button.click()
     [job] = queue.jobs()
-    _wait_for(lambda: str(job.id) in _row_ids(dashboard), 3, "the published job in the tail")
+    wait_for(lambda: str(job.id) in _row_ids(dashboard), 3, "the published job in the tail")
     dashboard.publisher.editor.value = "{}"
     dashboard.tail.select(job.id)
     dashboard.tail.copy_button.click()
@@ -229,50 +204,55 @@ def test_publisher_and_tail_are_wired(dashboard, queue):
 def test_close_leaves_no_thread(queue):
     from mjq_notebook.notebook.widgets.dashboard import Dashboard
 
-    warm = Dashboard(queue)  # the client's pool grows to what a dashboard needs (the
-    _wait_for(lambda: "via " in warm.counters.value, 5, "the watcher going live")
-    warm.close()  # in-process test server serves each new connection on a thread of ours)
-    before = _threads()
+    warm = Dashboard(queue)  # the client's pool grows to what a dashboard needs
+    wait_for(lambda: "via " in warm.counters.value, 5, "the watcher going live")
+    warm.close()
+    before, ours = _threads(), set(mjq_threads())
     board = Dashboard(queue)
     try:
-        _wait_for(lambda: "via " in board.counters.value, 5, "the watcher going live")
-        assert _threads() == before + 2  # the queue's watcher and the dashboard's chart thread
+        wait_for(lambda: "via " in board.counters.value, 5, "the watcher going live")
+        started = set(mjq_threads()) - ours  # by name: pymongo's own threads come and go under load
+        assert started == {
+            f"mjq-watch-{queue.db.name}.{queue.name}",
+            f"mjq-dashboard-{queue.name}",
+        }
     finally:
         board.close()  # a failure here must not leave its threads to every later test
     board.close()  # idempotent
-    assert _threads() == before
+    assert set(mjq_threads()) <= ours
+    assert _threads() <= before  # nothing else it started (a client, a monitor) lingers
 
 
 def test_stops_when_no_longer_shown_and_resumes_when_shown(other, dashboard):
-    before = _ours()
+    before = mjq_threads()
     assert len(before) == 2  # the queue's watcher and the dashboard's chart thread
     dashboard._view_count = 1  # what the front end reports for a displayed widget
     dashboard._view_count = 0  # its cell re-run or cleared
     assert dashboard._subscription is None and dashboard._charts is None
-    assert len(_ours()) == 1  # the tail (shown apart from the header) still follows
+    assert len(mjq_threads()) == 1  # the tail (shown apart from the header) still follows
     dashboard._view_count = 1  # shown again
-    assert sorted(_ours()) == sorted(before)
+    assert sorted(mjq_threads()) == sorted(before)
     job_id = other.pub({"n": 1})
-    _wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters again")
+    wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters again")
     assert job_id
 
 
 def test_stop_freezes_it_on_screen_and_start_resumes(other, dashboard):
-    _wait_for(lambda: "via " in dashboard.counters.value, 5, "the watcher going live")
+    wait_for(lambda: "via " in dashboard.counters.value, 5, "the watcher going live")
     other.pub({"n": 1})
-    _wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters")
+    wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters")
     dashboard.stop()
-    assert _ours() == []  # no watcher, no chart thread: nothing follows the queue
+    assert mjq_threads() == []  # no watcher, no chart thread: nothing follows the queue
     assert dashboard.comm is not None and dashboard.tail.table.comm is not None  # still shown
     assert "stopped" in dashboard.counters.value and "waiting 1" in dashboard.counters.value
     assert dashboard.tail.table.state == "paused"
     dashboard._view_count = 1  # shown again (say, in another output): it stays stopped
-    assert _ours() == []
+    assert mjq_threads() == []
     other.pub({"n": 2})
     time.sleep(0.5)
     assert "waiting 1" in dashboard.counters.value  # frozen
     dashboard.start()
-    _wait_for(lambda: "waiting 2" in dashboard.counters.value, 3, "the counters again")
+    wait_for(lambda: "waiting 2" in dashboard.counters.value, 3, "the counters again")
     assert "stopped" not in dashboard.counters.value and dashboard.tail.table.state != "paused"
 
 
@@ -280,7 +260,7 @@ def test_stop_freezes_it_on_screen_and_start_resumes(other, dashboard):
 def test_payloads_in_jobs_are_escaped_everywhere(other, dashboard, payload):
     job_id = other.pub({payload: payload, "kind": payload})
     other.fail(other.next(timeout=2), RuntimeError(payload))
-    _wait_for(lambda: str(job_id) in _row_ids(dashboard), 3, "the job in the tail")
+    wait_for(lambda: str(job_id) in _row_ids(dashboard), 3, "the job in the tail")
     dashboard.tail.select(job_id)
     dashboard.tail.copy_button.click()  # the payload goes into the form (a value, not HTML)
     dashboard.publisher.publish_button.click()

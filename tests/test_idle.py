@@ -32,8 +32,8 @@ from mjq_notebook.server import (
     read_info,
 )
 
+from .conftest import wait_for
 from .test_server import _env, kill_groups, mjq, stop_servers
-from .test_watch import wait_for
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="needs the embedded server"

@@ -15,16 +15,11 @@ from mjq_notebook.notebook.watch import Snapshot
 from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.notebook.widgets.dashboard import Dashboard, counters_html
 
-from . import test_tail
+from . import conftest
+from .conftest import mjq_threads, wait_for
 from .feed import SyntheticStream, feed_queue
-from .test_watch import wait_for
 
-queue = test_tail.queue  # the fixtures: the queue in both modes, and a second client on it
-other = test_tail.other
-
-
-def _ours() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("mjq-")]
+queue = conftest.queue_on_both_feeds
 
 
 def _finish(q: JobQueue, n: int, fail_every: int = 0) -> None:
@@ -75,7 +70,7 @@ def test_after_a_burst_of_5000_jobs_the_dashboard_shows_the_truth(queue, other, 
         assert "waiting 5,001" in board.counters.value and "stopped" in board.counters.value
     finally:
         board.close()
-    assert _ours() == []
+    assert mjq_threads() == []
 
 
 def _count_messages(widgets: list) -> list[float]:
@@ -132,7 +127,7 @@ def test_a_flood_of_30000_events_a_second_sends_at_most_ten_messages_and_stays_e
         wait_for(lambda: [r["id"] for r in board.tail.table.rows] == newest, 3, "the rows")
     finally:
         board.close()
-    assert _ours() == []
+    assert mjq_threads() == []
 
 
 def test_the_detail_follows_a_job_outside_the_window_after_requeue(queue, other):
@@ -174,7 +169,7 @@ def test_three_dashboards_on_three_queues_stop_cleanly(db, other):
     try:
         for board in boards:
             wait_for(lambda board=board: board.watcher.snapshot.state == "live", 10, "live")
-        assert len(_ours()) == 6  # a watcher and a chart thread each
+        assert len(mjq_threads()) == 6  # a watcher and a chart thread each
         for n, q in enumerate(queues):
             q.pub_many([{"n": i} for i in range(n + 1)])
         for n, board in enumerate(boards):
@@ -182,4 +177,4 @@ def test_three_dashboards_on_three_queues_stop_cleanly(db, other):
     finally:
         for board in boards:
             board.close()
-    assert _ours() == []
+    assert mjq_threads() == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -11,19 +10,8 @@ import pytest
 import mjq_notebook
 from mjq_notebook import JobQueue
 from mjq_notebook.notebook.widgets.overview import FinishedRate, Overview, row_html, spark_svg
+from tests.conftest import mjq_threads, wait_for
 from tests.test_publisher import assert_escaped
-
-
-def _wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def _ours() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("mjq-")]
 
 
 @pytest.fixture
@@ -35,13 +23,13 @@ def overview(db):
 
 def test_a_queue_created_after_the_overview_opened_shows_within_2s(db, overview):
     JobQueue(db, "first").pub({"n": 1})
-    _wait_for(lambda: "first" in overview.rows, 5, "the first queue")
-    assert any(t.startswith("mjq-overview-") for t in _ours())
+    wait_for(lambda: "first" in overview.rows, 5, "the first queue")
+    assert any(t.startswith("mjq-overview-") for t in mjq_threads())
     start = time.monotonic()
     JobQueue(db, "second").pub_many([{"n": i} for i in range(3)])
-    _wait_for(lambda: "second" in overview.rows, 2, "the queue created after it opened")
+    wait_for(lambda: "second" in overview.rows, 2, "the queue created after it opened")
     assert time.monotonic() - start < 2.0
-    _wait_for(lambda: "waiting 3" in overview.rows["second"].counters.value, 2, "its counts")
+    wait_for(lambda: "waiting 3" in overview.rows["second"].counters.value, 2, "its counts")
     names = [row.children[0].description for row in overview.table.children]
     assert names == ["first", "second"]  # by name, one row each
 
@@ -49,7 +37,7 @@ def test_a_queue_created_after_the_overview_opened_shows_within_2s(db, overview)
 def test_selecting_a_row_opens_that_queues_dashboard_and_switching_closes_the_old(db, overview):
     JobQueue(db, "alpha").pub({"kind": "a"})
     JobQueue(db, "beta").pub({"kind": "b"})
-    _wait_for(lambda: {"alpha", "beta"} <= set(overview.rows), 5, "both rows")
+    wait_for(lambda: {"alpha", "beta"} <= set(overview.rows), 5, "both rows")
     overview.rows["beta"].button.click()  # what a click in the page does
     first = overview.dashboard
     assert first is not None and first.queue.name == "beta" and overview.selected == "beta"
@@ -62,7 +50,7 @@ def test_selecting_a_row_opens_that_queues_dashboard_and_switching_closes_the_ol
     assert overview.rows["beta"].button.button_style == ""
     overview.close_button.click()
     assert overview.dashboard is None and overview.detail.children == ()
-    _wait_for(lambda: not any(t.startswith("mjq-dashboard") for t in _ours()), 5, "charts")
+    wait_for(lambda: not any(t.startswith("mjq-dashboard") for t in mjq_threads()), 5, "charts")
 
 
 def test_opening_a_queue_at_once_and_closing_ends_every_thread(db):
@@ -70,11 +58,11 @@ def test_opening_a_queue_at_once_and_closing_ends_every_thread(db):
     view = mjq_notebook.overview(db, queue="jobs")
     try:
         assert view.dashboard is not None and view.dashboard.queue.name == "jobs"
-        _wait_for(lambda: "jobs" in view.rows, 5, "the row")
-        assert any(t.startswith("mjq-overview-") for t in _ours())
+        wait_for(lambda: "jobs" in view.rows, 5, "the row")
+        assert any(t.startswith("mjq-overview-") for t in mjq_threads())
     finally:
         view.close()
-    _wait_for(lambda: _ours() == [], 5, "every mjq- thread to end")
+    wait_for(lambda: mjq_threads() == [], 5, "every mjq- thread to end")
     assert view.dashboard is None
 
 
@@ -85,7 +73,7 @@ def test_a_missing_queue_says_so_and_creates_nothing(db, overview):
 
 
 def test_no_queues_says_how_to_make_one(overview):
-    _wait_for(lambda: "no queues yet" in overview.state.value, 5, "the empty state")
+    wait_for(lambda: "no queues yet" in overview.state.value, 5, "the empty state")
     assert "Overview" in repr(overview)
 
 
@@ -97,26 +85,26 @@ def test_reconnecting_while_the_server_is_away(db, monkeypatch):
     JobQueue(db, "jobs").pub({"n": 1})
     view = Overview(db)
     try:
-        _wait_for(lambda: "jobs" in view.rows, 5, "the row")
+        wait_for(lambda: "jobs" in view.rows, 5, "the row")
 
         def away(_db):
             raise ServerSelectionTimeoutError("localhost:1: [Errno 111] Connection refused")
 
         monkeypatch.setattr(module, "queues", away)
-        _wait_for(lambda: "reconnecting…" in view.state.value, 5, "reconnecting")
+        wait_for(lambda: "reconnecting…" in view.state.value, 5, "reconnecting")
         assert view.table.layout.opacity == "0.45" and "jobs" in view.rows  # kept, dimmed
         monkeypatch.undo()
-        _wait_for(lambda: "reconnecting" not in view.state.value, 10, "back")
+        wait_for(lambda: "reconnecting" not in view.state.value, 10, "back")
         assert view.table.layout.opacity is None
     finally:
         view.close()
-    assert not any(t.startswith("mjq-overview") for t in _ours())
+    assert not any(t.startswith("mjq-overview") for t in mjq_threads())
 
 
 def test_hostile_queue_names_are_escaped(db, overview):
     name = "<img src=x onerror=alert(1)>"
     JobQueue(db, name).pub({"n": 1})
-    _wait_for(lambda: name in overview.rows, 5, "the row")
+    wait_for(lambda: name in overview.rows, 5, "the row")
     overview.select(name)
     assert_escaped(overview)
     assert overview.rows[name].button.description == name  # a button's label is text

@@ -120,8 +120,8 @@ def test_the_watcher_keeps_showing_jobs_swept_out_of_the_ring(
 ):
     from mjq_notebook.notebook.watch import Watcher
 
-    from .conftest import force_polling
-    from .test_watch import status_of, wait_for
+    from .conftest import force_polling, wait_for
+    from .test_watch import status_of
 
     q = JobQueue(db)
     if polling:
@@ -150,8 +150,7 @@ def test_the_watcher_notes_every_finish_of_jobs_swept_out_of_the_ring(
     gone from the ring before the watcher can look it up."""
     from mjq_notebook.notebook.watch import Watcher
 
-    from .conftest import force_polling
-    from .test_watch import wait_for
+    from .conftest import force_polling, wait_for
 
     q = JobQueue(db)
     if polling:

@@ -14,41 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from mjq_notebook import JobQueue
 from mjq_notebook.notebook.watch import Watcher
 from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.notebook.widgets import tail as tail_module
-from mjq_notebook.server import client_for
 
-from .conftest import force_polling
-from .test_watch import wait_for, watcher_threads
+from . import conftest
+from .conftest import wait_for
+from .test_watch import watcher_threads
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'><b>'
 
 
-@pytest.fixture(params=["auto", "polling"])
-def queue(request, monkeypatch, db):
-    """The queue as the server allows (change streams here), and with polling forced."""
-    q = JobQueue(db, lease=30, backoff=0.05)
-    if request.param == "polling":
-        force_polling(monkeypatch, q)
-    return q
-
-
-@pytest.fixture
-def other(server_uri, db):
-    """The same queue through a second client: another kernel, as far as the tail can tell."""
-    client = client_for(server_uri)
-    yield JobQueue(client[db.name], lease=30, backoff=0.05)
-    client.close()
-
-
-@pytest.fixture
-def tail(queue):
-    tail = Tail(queue, limit=20)
-    wait_for(lambda: tail.table.state == "live", 10, "the tail to go live")
-    yield tail
-    tail.close()
+queue = conftest.queue_on_both_feeds  # and conftest's "other" and "tail" on it
 
 
 def row(tail, job_id):
@@ -258,7 +235,7 @@ def test_close_stops_the_thread_and_closes_the_widgets(queue):
     tail.close()
     tail.close()
     assert watcher_threads() == []
-    assert threading.active_count() == before
+    assert threading.active_count() <= before  # pymongo's own threads may end, none is added
     assert tail.table.comm is None and tail.search.comm is None
 
 

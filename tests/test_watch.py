@@ -19,17 +19,7 @@ from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.outage import failure_reason
 from mjq_notebook.server import client_for
 
-from .conftest import TEST_URI, force_polling
-
-
-def wait_for(predicate, timeout, what="the condition"):
-    """Poll ``predicate`` until true; returns the seconds it took."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)
-    return time.monotonic() - start
+from .conftest import TEST_URI, force_polling, wait_for
 
 
 def watcher_threads():
@@ -58,25 +48,17 @@ def _server_mode(queue) -> str:
     return "change stream"
 
 
-@pytest.fixture
-def other_queue(server_uri, db):
-    """The same queue seen through a second client, as another kernel or process sees it."""
-    second = client_for(server_uri)
-    yield JobQueue(second[db.name], lease=30, backoff=0.05)
-    second.close()
-
-
-def test_new_jobs_and_status_changes_show_up(queue, mode, other_queue):
+def test_new_jobs_and_status_changes_show_up(queue, mode, other):
     watcher = Watcher.of(queue)
     sub = watcher.subscribe(lambda s: None)
     try:
         wait_for(lambda: watcher.snapshot.state == "live", 10, "live")
         assert watcher.snapshot.mode == ("polling" if mode == "polling" else _server_mode(queue))
-        job_id = other_queue.pub({"n": 1})  # how soon: benchmarks/bench_targets.py
+        job_id = other.pub({"n": 1})  # how soon: benchmarks/bench_targets.py
         wait_for(lambda: status_of(watcher, job_id) == "waiting", 5, "the insert")
-        job = other_queue.next()
+        job = other.next()
         wait_for(lambda: status_of(watcher, job_id) == "working", 1, "working")
-        other_queue.done(job, {"ok": True})
+        other.done(job, {"ok": True})
         wait_for(lambda: status_of(watcher, job_id) == "done", 1, "done")
         wait_for(lambda: watcher.snapshot.counts.get("done") == 1, 2, "the counts")
         wait_for(lambda: watcher.snapshot.activity.total_finished == 1, 2, "the charts")
@@ -198,7 +180,7 @@ def test_poke_rereads_at_once(queue, monkeypatch):
         sub.close()
 
 
-def test_changes_yields_new_jobs_and_status_changes(queue, other_queue):
+def test_changes_yields_new_jobs_and_status_changes(queue, other):
     seen = []
 
     def follow():
@@ -211,9 +193,9 @@ def test_changes_yields_new_jobs_and_status_changes(queue, other_queue):
     thread = threading.Thread(target=follow)
     thread.start()
     wait_for(lambda: Watcher.of(queue).snapshot.state == "live", 10, "the subscriber live")
-    job_id = other_queue.pub({"hello": "<world>"})
+    job_id = other.pub({"hello": "<world>"})
     wait_for(lambda: (job_id, None, "waiting") in seen, 5, "the new job")
-    other_queue.done(other_queue.next())
+    other.done(other.next())
     thread.join(30)
     assert not thread.is_alive()
     assert (job_id, None, "waiting") in seen
@@ -275,7 +257,7 @@ def test_an_outage_shows_reconnecting_then_resumes(tmp_path, polling, monkeypatc
     assert watcher_threads() == []
 
 
-def test_a_snapshot_its_rate_held_back_goes_out_when_due(queue, other_queue):
+def test_a_snapshot_its_rate_held_back_goes_out_when_due(queue, other):
     """A view at 2 updates a second that has just had one gets a job published right after
     at its next due time (0.5 s later), not after the watcher's next change-stream wait."""
     got = []  # (monotonic time, ids in the snapshot)
@@ -288,10 +270,10 @@ def test_a_snapshot_its_rate_held_back_goes_out_when_due(queue, other_queue):
         for n in range(4):
             time.sleep(0.7)  # quiet: the next delivery is not held
             before = len(got)
-            job_id = other_queue.pub({"n": n})  # shown at once, then held: it comes in a
+            job_id = other.pub({"n": n})  # shown at once, then held: it comes in a
             wait_for(lambda b=before: len(got) > b, 5, "the job's first update")  # second one
             first = got[before][0]
-            other_queue.pub({"m": n})  # a change while the rate holds updates back
+            other.pub({"m": n})  # a change while the rate holds updates back
             wait_for(lambda b=before: len(got) > b + 1, 5, "the held update")
             late.append(got[before + 1][0] - first - 0.5)
             assert job_id in got[before][1]

@@ -5,7 +5,6 @@ widget closes cleanly, also after a failed ``__init__`` (headless, against the r
 from __future__ import annotations
 
 import gc
-import threading
 import time
 
 import ipywidgets as widgets
@@ -17,28 +16,10 @@ from mjq_notebook.notebook.widgets import Dashboard, Explorer, Publisher, Tail
 from mjq_notebook.notebook.widgets.lifecycle import Lifecycle
 from mjq_notebook.notebook.widgets.tail import in_sight
 
-from .conftest import force_polling
+from . import conftest
+from .conftest import mjq_threads, wait_for
 
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.02)
-
-
-def ours() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("mjq-")]
-
-
-@pytest.fixture(params=["auto", "polling"])
-def queue(request, monkeypatch, db):
-    """The queue as the server allows (change streams here), and with polling forced."""
-    q = JobQueue(db, lease=30, backoff=0.05)
-    if request.param == "polling":
-        force_polling(monkeypatch, q)
-    return q
+queue = conftest.queue_on_both_feeds
 
 
 # -- running jobs stay in sight ----------------------------------------------------------------
@@ -67,7 +48,7 @@ def test_running_jobs_stay_in_sight_in_the_all_view_with_a_backlog(queue):
         assert tail.table.rows[0]["status"] == "working"
     finally:
         tail.close()
-    assert ours() == []
+    assert mjq_threads() == []
 
 
 def test_the_watcher_reads_working_jobs_only_when_the_window_is_full(queue, monkeypatch):
@@ -179,7 +160,7 @@ def test_close_closes_every_widget_it_is_made_of_once(db, kind):
     open_parts = [type(part).__name__ for part in parts if part.comm is not None]
     assert open_parts == []  # the explorer's time range, grouping and Refresh stayed open
     widget.close()  # a second close does nothing
-    assert ours() == []
+    assert mjq_threads() == []
 
 
 class _Broken(Exception):
@@ -219,7 +200,7 @@ def test_a_widget_whose_init_failed_closes_quietly(db, kind, fails):
     else:
         widget.close()
     gc.collect()  # Widget.__del__ closes what __init__ left half-made
-    assert ours() == []
+    assert mjq_threads() == []
 
 
 def test_a_half_made_widget_closes_its_own_comm(db, monkeypatch):
@@ -247,18 +228,18 @@ def test_a_live_widget_stops_when_no_longer_shown_and_resumes_when_shown(queue, 
     widget = _make(kind, queue)
     counted = widget.table if kind == "tail" else widget
     try:
-        wait_for(lambda: ours(), 5, "the watcher thread")
+        wait_for(lambda: mjq_threads(), 5, "the watcher thread")
         counted._view_count = 1  # as the front end reports a view
         counted._view_count = 0  # ... and its going (the cell cleared)
         if kind == "dashboard":
             widget.tail.table._view_count = 1
             widget.tail.table._view_count = 0
-        wait_for(lambda: ours() == [], 5, "every thread to stop")
+        wait_for(lambda: mjq_threads() == [], 5, "every thread to stop")
         counted._view_count = 1
-        wait_for(lambda: ours(), 5, "the watcher thread again")
+        wait_for(lambda: mjq_threads(), 5, "the watcher thread again")
     finally:
         widget.close()
-    assert ours() == []
+    assert mjq_threads() == []
 
 
 @pytest.mark.parametrize("kind", ["tail", "dashboard"])

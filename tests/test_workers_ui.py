@@ -22,19 +22,10 @@ from mjq_notebook.notebook.widgets.actions import lost_note
 from mjq_notebook.notebook.widgets.workers import JobRates, workers_panel_html
 from mjq_notebook.registry import Registration, State
 
-from .conftest import force_polling
-from .test_watch import wait_for
+from .conftest import force_polling, wait_for
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'><b>'
 SOON = 5.0  # "eventually", with time to spare on a slow server
-
-
-@pytest.fixture
-def tail(queue):
-    tail = Tail(queue, limit=20)
-    wait_for(lambda: tail.table.state == "live", 10, "the tail to go live")
-    yield tail
-    tail.close()
 
 
 @pytest.fixture
