@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 from .registry import HEARTBEAT_S, LOST_AFTER
 from .server import DATA_ENV, default_data_dir
@@ -53,11 +53,28 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser whose mistakes are one line saying where help is, not usage and then an error."""
+
+    def error(self, message: str, prog: str | None = None) -> NoReturn:
+        prog = prog or self.prog
+        self.exit(2, f"{prog}: {message} (see `{prog} --help`)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
+        """As argparse's, but an unknown option is blamed on its command (``mjq tail``)."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(parsed, "command", None)
+            prog = f"{self.prog} {command}" if command else self.prog
+            self.error(f"unrecognized arguments: {' '.join(extra)}", prog)
+        return parsed
+
+
 def parser() -> argparse.ArgumentParser:
     """The ``mjq`` parser; ``args.command`` is the command's name."""
     one, several = _one_queue(), _several_queues()
 
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="mjq",
         description="A MongoDB job queue you can see.",
         epilog="Start with `mjq demo`.",

@@ -317,6 +317,25 @@ def test_user_mistakes_end_in_one_line_saying_what_to_do(db, client, server_uri)
         assert "s3cret-guess" not in result.stderr
 
 
+def test_a_mistyped_command_line_is_one_line_naming_the_command(db, server_uri):
+    """argparse's own mistakes too: one line blaming the command, with where help is, and no
+    usage block above it; nothing is written."""
+    cases = [
+        (["tail", "--bogus", "--db", db.name], "mjq tail: unrecognized arguments: --bogus"),
+        (["work", "tasks:run", "--concurrency", "0", "--db", db.name], "mjq work: argument"),
+        (["prune", "--db", db.name], "mjq prune: the following arguments are required"),
+        (["nonsense"], "mjq: argument COMMAND: invalid choice"),
+    ]
+    for args, start in cases:
+        result = mjq(*args, uri=server_uri)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.splitlines() == [result.stderr.strip()], (args, result.stderr)
+        assert result.stderr.startswith(start), (args, result.stderr)
+        command = start.split(":")[0]
+        assert result.stderr.rstrip().endswith(f"(see `{command} --help`)"), result.stderr
+    assert db.list_collection_names() == []
+
+
 def test_output_piped_into_head_ends_quietly(db, server_uri):
     q = JobQueue(db)
     q.pub_many([{"n": n} for n in range(20)])
