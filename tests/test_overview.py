@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
 import mjq_notebook
-from mjq_notebook import JobQueue
+from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.notebook.widgets.overview import FinishedRate, Overview, row_html, spark_svg
-from tests.conftest import mjq_threads, wait_for
+from mjq_notebook.server import client_for
+from tests.conftest import TEST_URI, mjq_threads, wait_for
 from tests.test_publisher import assert_escaped
 
 
@@ -77,27 +79,32 @@ def test_no_queues_says_how_to_make_one(overview):
     assert "Overview" in repr(overview)
 
 
-def test_reconnecting_while_the_server_is_away(db, monkeypatch):
-    from pymongo.errors import ServerSelectionTimeoutError
-
-    import mjq_notebook.notebook.widgets.overview as module
-
-    JobQueue(db, "jobs").pub({"n": 1})
-    view = Overview(db)
-    try:
+@pytest.mark.skipif(bool(TEST_URI), reason="restarts the embedded server; can't restart yours")
+def test_reconnecting_while_the_server_is_away(tmp_path):
+    """A real outage: the server stops, the rows stay (dimmed) under "reconnecting…", and
+    when it is back on the same port the overview goes live again with no call of ours."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = tmp_path / "data"
+    with embedded_server(data, port=port) as server:
+        client = client_for(server.uri, timeout=1)
+        JobQueue(client["outage"], "jobs").pub({"n": 1})
+        view = Overview(client["outage"])
         wait_for(lambda: "jobs" in view.rows, 5, "the row")
-
-        def away(_db):
-            raise ServerSelectionTimeoutError("localhost:1: [Errno 111] Connection refused")
-
-        monkeypatch.setattr(module, "queues", away)
-        wait_for(lambda: "reconnecting…" in view.state.value, 5, "reconnecting")
+    try:
+        wait_for(lambda: "reconnecting…" in view.state.value, 20, "reconnecting")
+        assert "://" not in view.state.value
         assert view.table.layout.opacity == "0.45" and "jobs" in view.rows  # kept, dimmed
-        monkeypatch.undo()
-        wait_for(lambda: "reconnecting" not in view.state.value, 10, "back")
-        assert view.table.layout.opacity is None
+        with embedded_server(data, port=port):
+            wait_for(lambda: "reconnecting" not in view.state.value, 30, "live again")
+            assert view.table.layout.opacity is None
+            JobQueue(client_for(server.uri)["outage"], "later").pub({"n": 2})
+            wait_for(lambda: "later" in view.rows, 5, "a queue made after the outage")
+            view.close()
     finally:
         view.close()
+        client.close()
     assert not any(t.startswith("mjq-overview") for t in mjq_threads())
 
 
