@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 import time
 import uuid
@@ -112,3 +113,10 @@ def force_polling(monkeypatch, queue) -> None:
         raise OperationFailure("$changeStream is only supported on replica sets", code=40573)
 
     monkeypatch.setattr(queue.collection, "watch", no_change_streams)
+
+
+def free_port() -> int:
+    """A port nothing listens on now (a server to start there, or one to find closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

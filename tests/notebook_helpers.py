@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.conftest import free_port
 
 # The lab plugin that fetches news from the internet and asks about it in a pop-up.
 DISABLED_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)
@@ -26,12 +27,6 @@ NO_LAB_NEWS = (
     "--LabApp.news_url=None",
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def isolated_jupyter_env(home: Path) -> dict[str, str]:

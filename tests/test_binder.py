@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from mjq_notebook.server import pid_alive
+
+from .conftest import free_port
 
 try:
     import tomllib
@@ -210,12 +211,6 @@ def _bin_dir(tmp_path: Path) -> Path:
     # a wrapper, not a symlink: a venv's python must be started by its own path
     _write_script(bin_dir / "python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     return bin_dir
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _run_start(tmp_path: Path, bin_dir: Path, command: str, port: int | None = None, **extra: str):
@@ -450,7 +445,7 @@ def _replica_set_started(tmp_path: Path, mode: str) -> None:
     get a replica-set URI on which the driver finds that primary."""
     bin_dir = _bin_dir(tmp_path)
     record = _fake_mongod(tmp_path, bin_dir, mode)
-    port = _free_port()
+    port = free_port()
     try:
         done = _run_start(tmp_path, bin_dir, SHOW_CONNECTION, port)
         pid = _fake_pid(record)
@@ -495,7 +490,7 @@ def test_start_when_the_set_is_already_initiated(tmp_path):
 def _falls_back(tmp_path: Path, bin_dir: Path, record: Path | None, said: str, **env):
     """binder/start falls back: MJQ_MONGODB_URI unset, why in its messages, the mongod it started
     stopped, Jupyter (here: the command) started all the same."""
-    done = _run_start(tmp_path, bin_dir, PRINT_URI, _free_port(), **env)
+    done = _run_start(tmp_path, bin_dir, PRINT_URI, free_port(), **env)
     pid = _fake_pid(record) if record else None
     try:
         assert done.returncode == 0, done.stderr

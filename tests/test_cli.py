@@ -16,7 +16,7 @@ import pytest
 from mjq_notebook import Empty, JobQueue
 from mjq_notebook.server import client_for, embedded_client
 
-from .conftest import wait_for
+from .conftest import free_port, wait_for
 
 
 def mjq(*args, uri, cwd=None, timeout=120, stdin=None):
@@ -293,11 +293,7 @@ def test_a_handler_that_cannot_be_imported_is_one_line(db, server_uri, tmp_path)
 
 
 def test_user_mistakes_end_in_one_line_saying_what_to_do(db, client, server_uri):
-    import socket
-
-    with socket.socket() as probe:  # a port where nothing listens
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port where nothing listens
     host, server_port = client.address
     wrong_login = f"mongodb://nobody:s3cret-guess@{host}:{server_port}/?authSource=admin"
     cases = [

@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.server import client_for
 
-from .conftest import TEST_URI, wait_for
+from .conftest import TEST_URI, free_port, wait_for
 
 HERE = Path(__file__).parent
 
@@ -121,15 +120,9 @@ def test_failed_attempts_are_retried_by_workers(db, server_uri, tmp_path):
     )
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(bool(TEST_URI), reason="restarts the embedded server; can't restart yours")
 def test_workers_ride_out_a_server_restart(tmp_path):
-    port, data = _free_port(), tmp_path / "data"
+    port, data = free_port(), tmp_path / "data"
     log = tmp_path / "ran.log"
     with embedded_server(data, port=port) as server:
         uri = server.uri

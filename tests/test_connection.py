@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +12,10 @@ import pytest
 
 from mjq_notebook import JobQueue, ServerUnavailable, connect, embedded_server
 from mjq_notebook.server import IDLE_ENV, mask_uri, pid_alive, read_info, stop_server
+from tests.conftest import free_port
 from tests.notebook_helpers import isolated_jupyter_env
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _python(code: str, cwd, **env: str) -> subprocess.CompletedProcess:
@@ -53,7 +47,7 @@ def test_connect_uses_the_uri_argument_then_the_environment(server_uri, monkeypa
 
 
 def test_missing_server_names_the_uri_with_the_password_masked():
-    uri = f"mongodb://alice:s3cr3t@127.0.0.1:{_closed_port()}/?authSource=admin"
+    uri = f"mongodb://alice:s3cr3t@127.0.0.1:{free_port()}/?authSource=admin"
     with pytest.raises(ServerUnavailable) as info:
         connect(uri, timeout=0.5)
     message = str(info.value)

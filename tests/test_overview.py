@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import xml.etree.ElementTree as ET
 
@@ -12,7 +11,7 @@ import mjq_notebook
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.notebook.widgets.overview import FinishedRate, Overview, row_html, spark_svg
 from mjq_notebook.server import client_for
-from tests.conftest import TEST_URI, mjq_threads, wait_for
+from tests.conftest import TEST_URI, free_port, mjq_threads, wait_for
 from tests.test_publisher import assert_escaped
 
 
@@ -83,10 +82,7 @@ def test_no_queues_says_how_to_make_one(overview):
 def test_reconnecting_while_the_server_is_away(tmp_path):
     """A real outage: the server stops, the rows stay (dimmed) under "reconnecting…", and
     when it is back on the same port the overview goes live again with no call of ours."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = tmp_path / "data"
+    port, data = free_port(), tmp_path / "data"
     with embedded_server(data, port=port) as server:
         client = client_for(server.uri, timeout=1)
         JobQueue(client["outage"], "jobs").pub({"n": 1})

@@ -4,7 +4,6 @@ quickly, naming the server without a password and saying what to do; displays sa
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pymongo
@@ -19,7 +18,7 @@ from mjq_notebook.errors import JobQueueError
 from mjq_notebook.outage import DISPLAY_TIMEOUT_S, server_unavailable
 from mjq_notebook.server import client_for
 
-from .conftest import TEST_URI
+from .conftest import TEST_URI, free_port
 
 pytestmark = pytest.mark.skipif(
     bool(TEST_URI), reason="stops the embedded server; can't stop yours"
@@ -66,17 +65,11 @@ def _close(client: MongoClient) -> None:
         client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory):
     """A queue and a claimed job of it, then the server stopped: (queue, job, "host:port").
     Nothing can change while no server runs, so the tests share it."""
-    port = _free_port()
+    port = free_port()
     data = tmp_path_factory.mktemp("stopped") / "data"
     with embedded_server(str(data), port=port) as server:
         client = client_for(server.uri, timeout=CLIENT_TIMEOUT_S)
@@ -123,7 +116,7 @@ def test_the_traceback_is_short_and_the_cause_kept(stopped):
 
 
 def test_constructing_a_queue_names_the_server_but_not_the_password():
-    port = _free_port()  # nothing listens here
+    port = free_port()  # nothing listens here
     uri = f"mongodb://bob:secret@127.0.0.1:{port}/?retryWrites=false"
     client = MongoClient(uri, serverSelectionTimeoutMS=int(CLIENT_TIMEOUT_S * 1000))
     try:
@@ -158,7 +151,7 @@ def test_displays_say_unavailable_quickly(tmp_path):
 
 
 def test_messages_built_for_a_client_with_a_password_leave_it_out():
-    port = _free_port()  # nothing listens here
+    port = free_port()  # nothing listens here
     uri = f"mongodb://bob:s3cret@127.0.0.1:{port},localhost:{port}/?replicaSet=rs"
     client = MongoClient(uri, serverSelectionTimeoutMS=200)
     try:
@@ -176,7 +169,7 @@ def test_messages_built_for_a_client_with_a_password_leave_it_out():
 
 
 def test_a_server_that_comes_back_is_used_again(tmp_path):
-    port, data = _free_port(), tmp_path / "data"
+    port, data = free_port(), tmp_path / "data"
     with embedded_server(str(data), port=port) as server:
         client = client_for(server.uri, timeout=CLIENT_TIMEOUT_S)
         q = JobQueue(client["back"])

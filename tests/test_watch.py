@@ -19,7 +19,7 @@ from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.outage import failure_reason
 from mjq_notebook.server import client_for
 
-from .conftest import TEST_URI, force_polling, wait_for
+from .conftest import TEST_URI, force_polling, free_port, wait_for
 
 
 def watcher_threads():
@@ -216,12 +216,7 @@ def test_the_outage_reason_never_shows_a_password():
 @pytest.mark.skipif(bool(TEST_URI), reason="restarts the embedded server; can't restart yours")
 @pytest.mark.parametrize("polling", [False, True])
 def test_an_outage_shows_reconnecting_then_resumes(tmp_path, polling, monkeypatch):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = tmp_path / "data"
+    port, data = free_port(), tmp_path / "data"
     with embedded_server(data, port=port) as server:
         client = client_for(server.uri, timeout=1)
         q = JobQueue(client["outage"])
