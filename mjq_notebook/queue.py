@@ -2,7 +2,8 @@
 
 The entry point with every public method. The work is done by helpers it owns, one job each:
 ``leases`` (claim, reclaim expired leases), ``owned`` (writes under a claim, the finish),
-``requeue``, ``reads``, ``due``, ``sweep`` and ``ring``.
+``requeue``, ``reads``, ``due``, ``sweep``, ``ring``, ``control`` (pause), ``steer`` (cancel,
+promote), ``progress``, ``registry`` (``workers()``) and ``retention`` (``prune_history``).
 """
 
 from __future__ import annotations
@@ -20,27 +21,14 @@ from typing import TYPE_CHECKING, Any
 from bson import ObjectId
 from bson.codec_options import CodecOptions
 from pymongo import WriteConcern
-from pymongo.errors import (
-    ConnectionFailure,
-)
+from pymongo.errors import ConnectionFailure
 
 from . import steer, writes
 from .control import CHECK_S as PAUSED_CHECK_S
 from .control import Control
 from .due import DueClock
-from .errors import (
-    Empty,
-    InvalidQueueError,
-)
-from .job import (
-    Job,
-    JobList,
-    Status,
-    error_document,
-    new_documents,
-    stored_size,
-    utcnow,
-)
+from .errors import Empty, InvalidQueueError
+from .job import Job, JobList, Status, error_document, new_documents, stored_size, utcnow
 from .leases import Reclaimer, claim_one, reclaim_one
 from .outage import Backoff, OutageLog, display_timeout, unavailable_as_error
 from .owned import OwnedWrites
