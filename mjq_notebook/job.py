@@ -131,6 +131,7 @@ class Job(dict):
 
     finished = False  # set once this process has finished or released it
     _progress: Any = None  # the claim's progress writer (progress.py), set by the queue
+    _worker: dict[str, Any] | None = None  # its worker's registry record, read by q.get()
 
     @property
     def id(self) -> ObjectId:
@@ -171,7 +172,7 @@ class Job(dict):
     def _repr_html_(self) -> str:
         from .notebook.display import job_html  # display sits above this layer: import on use
 
-        return job_html(self)
+        return job_html(self, worker=self._worker)
 
 
 class JobList(list):

@@ -34,6 +34,7 @@ from .outage import Backoff, OutageLog, display_timeout, unavailable_as_error
 from .owned import OwnedWrites
 from .progress import ProgressWriter
 from .reads import Reads
+from .registry import WorkerList, read_workers, worker_of
 from .requeue import failed_jobs, requeue
 from .retention import prune
 from .ring import ensure_ring
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from .notebook.widgets import Dashboard, Explorer, Publisher, Tail
-    from .registry import WorkerList
 
 log = logging.getLogger("mjq_notebook")
 
@@ -404,8 +404,6 @@ class JobQueue:
     def workers(self) -> WorkerList:
         """The workers registered beside this queue, newest first: running, stopping, stopped
         or lost (no heartbeat for three intervals); a table in a notebook."""
-        from .registry import read_workers  # the registry's reads, with its WorkerList
-
         return read_workers(self)
 
     @unavailable_as_error
@@ -482,8 +480,12 @@ class JobQueue:
 
     @unavailable_as_error
     def get(self, job_id: ObjectId) -> Job | None:
-        """The job's current document: from the queue, else from history."""
-        return self._reads.get(job_id)
+        """The job's current document: from the queue, else from history. A working job's
+        display also says whether its worker is alive, as the registry says now."""
+        job = self._reads.get(job_id)
+        if job is not None:
+            job._worker = worker_of(self, job)
+        return job
 
     @unavailable_as_error
     def clear_queue(self) -> None:

@@ -190,6 +190,15 @@ def read_workers(queue: JobQueue) -> WorkerList:
     return WorkerList(as_read(doc, now) for doc in docs)
 
 
+def worker_of(queue: JobQueue, job: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record of the worker running ``job``, its state as of now (one read); None when the
+    job is not working or its consumer never registered (a bare ``next()``, pymjq)."""
+    if job.get("status") != "working" or not job.get("worker"):
+        return None
+    doc = workers_collection(queue).find_one({"_id": job["worker"]})
+    return None if doc is None else as_read(doc, utcnow())
+
+
 def as_read(doc: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
     """A record with its state as of ``now`` and its busy fraction."""
     row = dict(doc)

@@ -192,6 +192,8 @@ def test_a_killed_worker_reads_as_lost_with_the_job_it_ran(db, server_uri, tmp_p
         wait_for(lambda: _record(queue, row["_id"])["running"], 5, "the job in its record")
         assert queue.get(job_id)["worker"] == row["_id"]
         assert row["pid"] == doomed.pid
+        alive = queue.get(job_id)._repr_html_()  # the job's display says its worker is alive
+        assert "(running · last heartbeat" in alive and "worker lost" not in alive
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)
         killed = time.monotonic()
@@ -202,7 +204,13 @@ def test_a_killed_worker_reads_as_lost_with_the_job_it_ran(db, server_uri, tmp_p
     lost = _record(queue, row["_id"])
     assert [job["id"] for job in lost["running"]] == [job_id]
     assert queue.workers().lost() == [row["_id"]]
-    assert queue.get(job_id)["status"] == "working"  # until its lease ends, or reclaim()
+    job = queue.get(job_id)
+    assert job["status"] == "working"  # until its lease ends, or reclaim()
+    shown = job._repr_html_()  # and its display says why, and how to hand it back sooner
+    assert 'mjq-s-lost">lost</span>' in shown
+    lease = job["lease_until"].strftime("%H:%M:%S")
+    assert f"worker lost · back to waiting at {lease} UTC, when its lease ends" in shown
+    assert "q.reclaim(job) hands it back now" in shown
     print(f"\nlost {time.monotonic() - killed:.2f} s after the kill")
 
 

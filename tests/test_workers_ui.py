@@ -256,6 +256,25 @@ def test_a_working_job_of_a_live_worker_offers_no_release(queue, tail):
     assert tail.actions.note.value == ""
 
 
+def test_a_job_shows_whether_its_worker_is_alive(queue):
+    """``q.get(id)`` in a notebook: a working job's display says what the registry says of its
+    worker now; a job of a consumer that never registered (a bare ``next()``) says nothing."""
+    bare = queue.pub({"n": 0})
+    queue.next()
+    assert "heartbeat" not in queue.get(bare)._repr_html_()
+    job_id = queue.pub({"n": 1})
+    job = queue.next()
+    record = Registration(queue, job["worker"], name="w", queues=[queue.name], concurrency=1,
+                          interval=0.2)  # fmt: skip
+    record.write(State.RUNNING, [{"id": job.id, "since": job["ts"]["started"], "attempt": 1}], {})
+    shown = queue.get(job_id)._repr_html_()
+    assert "(running · last heartbeat" in shown and "worker lost" not in shown
+    wait_for(lambda: "worker lost" in queue.get(job_id)._repr_html_(), SOON, "lost (3 x 0.2 s)")
+    queue.done(job)
+    done = queue.get(job_id)._repr_html_()
+    assert "heartbeat" not in done and "worker lost" not in done  # finished: no worker now
+
+
 def test_lost_note_words():
     now = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
     later = {"lease_until": now + dt.timedelta(seconds=190)}

@@ -202,6 +202,18 @@ def live_cell(job: Mapping[str, Any], now: dt.datetime) -> tuple[str, dt.datetim
     return None
 
 
+def lost_note(job: Mapping[str, Any], now: dt.datetime) -> str:
+    """What a working job of a lost worker shows: "worker lost · back to waiting at 12:03:10
+    UTC, when its lease ends" (or that its lease ended and the next claim takes it back)."""
+    lease = job.get("lease_until")
+    if not isinstance(lease, dt.datetime):
+        return "worker lost · back to waiting when its lease ends"
+    at = utc(lease).strftime("%H:%M:%S")
+    if utc(lease) > now:
+        return f"worker lost · back to waiting at {at} UTC, when its lease ends"
+    return f"worker lost · its lease ended at {at} UTC: back to waiting at the next claim"
+
+
 def job_cells(job: Mapping[str, Any], now: dt.datetime) -> dict[str, str]:
     """Plain-text cells of a job's row (``LIST_COLUMNS``), the one row builder of ``q.jobs()``,
     the queue view and the live tail: ``…`` marks a wait or run still going on, and a job not

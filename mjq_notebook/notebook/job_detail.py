@@ -16,6 +16,7 @@ from .formatting import (
     format_time,
     int_or_none,
     job_times,
+    lost_note,
     progress_of,
     scalar_text,
     seconds_between,
@@ -30,12 +31,17 @@ _ITEMS = 50  # keys or items shown per level of a nested value
 _DEPTH = 6  # nesting levels shown as a tree; deeper values show as a one-line preview
 
 
-def job_html(job: Mapping[str, Any], now: dt.datetime | None = None) -> str:
+def job_html(
+    job: Mapping[str, Any],
+    now: dt.datetime | None = None,
+    worker: Mapping[str, Any] | None = None,
+) -> str:
     """A job's full detail: status, attempts, priority, worker, times (UTC, relative, wait and
-    run), when a retry is due, its data, result and error (the traceback collapsed)."""
+    run), when a retry is due, its data, result and error (the traceback collapsed).
+    ``worker``: the registry record of the worker running it, to say if that one is alive."""
     now = as_of(now)
     try:
-        body = _job_body(job, now)
+        body = _job_body(job, now, worker)
     except Exception as exc:  # a display must not raise: show what we can
         body = (
             f'<div class="mjq-warn">this job could not be shown in full '
@@ -44,7 +50,7 @@ def job_html(job: Mapping[str, Any], now: dt.datetime | None = None) -> str:
     return wrap(body)
 
 
-def _job_body(job: Mapping[str, Any], now: dt.datetime) -> str:
+def _job_body(job: Mapping[str, Any], now: dt.datetime, worker: Mapping[str, Any] | None) -> str:
     status = str(job.get("status", "?"))
     head = [
         f"<b>Job</b> <code>{escape(job.get('_id'))}</code>",
@@ -58,7 +64,13 @@ def _job_body(job: Mapping[str, Any], now: dt.datetime) -> str:
     if job.get("worker"):
         label = "worker" if status == "working" else "last worker"
         head.append(f'<span class="mjq-dim">{label}</span> <code>{escape(job["worker"])}</code>')
+    lost = status == "working" and worker is not None and worker.get("state") == "lost"
+    if status == "working" and worker is not None:
+        head.append(_worker_state_html(worker, now))
     parts = [f'<div class="mjq-head">{" ".join(head)}</div>']
+    if lost:
+        hint = "; q.reclaim(job) hands it back now"
+        parts.append(f'<div class="mjq-warn">{escape(lost_note(job, now) + hint)}</div>')
     times = _times_html(job, status, now) + _progress_html(job, now)
     parts.append(f'<dl class="mjq-kv">{times}</dl>')
     parts.append(_section("data", _value_html(job.get("data"))))
@@ -70,6 +82,17 @@ def _job_body(job: Mapping[str, Any], now: dt.datetime) -> str:
     parts.append(f'<div class="mjq-dim" style="font-size:11px">times as of {format_time(now)}'
                  " UTC</div>")  # fmt: skip
     return "".join(parts)
+
+
+def _worker_state_html(worker: Mapping[str, Any], now: dt.datetime) -> str:
+    """The running worker's state as the registry says: a "lost" badge, or "running", then
+    "last heartbeat 4 s ago"."""
+    state = escape(worker.get("state") or "?")
+    beat = worker.get("heartbeat")
+    ago = f"last heartbeat {format_ago(beat, now)}" if isinstance(beat, dt.datetime) else ""
+    if state == "lost":
+        return f'<span class="mjq-badge mjq-s-lost">lost</span> <span class="mjq-dim">{ago}</span>'
+    return f'<span class="mjq-dim">({state}{" · " + ago if ago else ""})</span>'
 
 
 def _attempts_text(job: Mapping[str, Any], status: str) -> str:

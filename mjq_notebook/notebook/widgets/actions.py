@@ -21,7 +21,7 @@ import ipywidgets as W
 
 from ...job import Job
 from ..display import escape
-from ..formatting import utc
+from ..formatting import lost_note, utc
 from ..markup import wrap
 from .rows import matches
 
@@ -34,18 +34,6 @@ _FIT = {"width": "auto"}  # buttons are 148 px by default: the labels would be c
 CANCEL = "Cancel job"
 CONFIRM = "Confirm cancel"
 REQUEUE_SCAN = 10_000  # failed jobs a search looks through for "requeue all"
-
-
-def lost_note(job: Mapping[str, Any], now: dt.datetime) -> str:
-    """What a working job of a lost worker shows: "worker lost · back to waiting at 12:03:10
-    UTC, when its lease ends" (or that its lease ended and the next claim takes it back)."""
-    lease = job.get("lease_until")
-    if not isinstance(lease, dt.datetime):
-        return "worker lost · back to waiting when its lease ends"
-    at = utc(lease).strftime("%H:%M:%S")
-    if utc(lease) > now:
-        return f"worker lost · back to waiting at {at} UTC, when its lease ends"
-    return f"worker lost · its lease ended at {at} UTC: back to waiting at the next claim"
 
 
 def is_delayed(job: Mapping[str, Any], now: dt.datetime) -> bool:
