@@ -8,6 +8,7 @@ light and dark screenshots to ``docs/``.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -519,6 +520,23 @@ def test_cancel_in_the_page_cancels_a_waiting_job_after_confirmation(lab):
     assert lab.queue.get(job_id)["status"] == "cancelled"
     expect(lab.dashboard).to_contain_text(f"job {job_id} is cancelled")
     assert lab.alerts == []  # no browser dialog asked
+
+
+def test_run_now_in_the_page_makes_a_delayed_job_due(lab):
+    token = f"run-now-{uuid.uuid4().hex[:8]}"
+    job_id = lab.queue.pub({"browser": token}, delay=600)
+    wait_cell = lab.row(token).locator("td").nth(3)
+    expect(wait_cell).to_contain_text("due in", timeout=5_000)
+    lab.row(token).click()
+    run_now = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Run now$"))
+    expect(run_now).to_be_visible(timeout=5_000)
+    run_now.click()
+    expect(wait_cell).not_to_contain_text("due in", timeout=5_000)
+    doc = lab.queue.get(job_id)
+    due = doc["available_at"]
+    assert doc["status"] != "waiting" or due is None or due <= dt.datetime.now(dt.timezone.utc)
+    expect(run_now).to_be_hidden(timeout=5_000)  # nothing left to bring forward
+    assert lab.alerts == []
 
 
 def test_the_workers_panel_shows_two_workers_and_progress_shows_as_a_bar(lab, tmp_path):
