@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 
 def _log(job, word: str = "ran") -> None:
@@ -34,3 +35,14 @@ def fail_first(job):
     if job.attempts == 1:
         raise RuntimeError("first attempt always fails")
     return "second time lucky"
+
+
+def progress(job):
+    """A job whose data has ``progress`` reports 4 of 10 "resizing", then runs until the file
+    named by MJQ_TEST_RELEASE exists; others just run."""
+    if (job.data or {}).get("progress"):
+        job.progress(4, 10, "resizing")
+        release = Path(os.environ["MJQ_TEST_RELEASE"])
+        while not release.exists():
+            time.sleep(0.05)
+    _log(job)

@@ -12,7 +12,8 @@ import datetime as dt
 import os
 import re
 import shutil
-import threading
+import signal
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,10 +36,11 @@ if not CHROMIUM:
         pytest.fail(why, pytrace=False)
     pytest.skip(why, allow_module_level=True)
 
-from mjq_notebook import Empty, JobQueue, Worker  # noqa: E402
+from mjq_notebook import Empty, JobQueue  # noqa: E402
 from mjq_notebook.registry import Registration, State  # noqa: E402
 
 from .notebook_helpers import jupyter_lab, write_notebook  # noqa: E402
+from .test_concurrency import start_worker  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -539,26 +541,27 @@ def test_run_now_in_the_page_makes_a_delayed_job_due(lab):
     assert lab.alerts == []
 
 
-def test_the_workers_panel_shows_two_workers_and_progress_shows_as_a_bar(lab, tmp_path):
+def test_the_workers_panel_shows_two_workers_and_progress_shows_as_a_bar(
+    lab, tmp_path, server_uri, monkeypatch
+):
+    """Two ``mjq work`` processes, as an operator runs them: both in the panel, one job's
+    progress as a bar, and both "stopped" after a SIGTERM."""
     token = f"progress-{uuid.uuid4().hex[:8]}"
     names = [f"browser-{uuid.uuid4().hex[:6]}-{n}" for n in (1, 2)]
-    release = threading.Event()
-
-    def handler(job):
-        if (job.data or {}).get("browser") == token:
-            job.progress(4, 10, "resizing")
-            release.wait(30)
-
-    workers = [Worker(lab.queue, handler, heartbeat=1.0, name=name) for name in names]
-    for worker in workers:
-        worker.start()
+    release = tmp_path / "release"
+    monkeypatch.setenv("MJQ_TEST_RELEASE", str(release))
+    log = tmp_path / "ran.log"
+    workers = [
+        start_worker(server_uri, lab.queue.db, "progress", log, "--name", name, "--heartbeat", "1")
+        for name in names
+    ]
     try:
-        lab.queue.pub({"browser": token})
+        lab.queue.pub({"browser": token, "progress": True})
         panel = lab.dashboard.locator("table.mjq-workers")
         for name in names:
-            expect(panel.locator("tr", has_text=name)).to_contain_text("running", timeout=10_000)
+            expect(panel.locator("tr", has_text=name)).to_contain_text("running", timeout=20_000)
         cell = lab.row(token).locator("td.mjq-tail-data")
-        expect(cell).to_contain_text("40% · resizing 4/10", timeout=5_000)
+        expect(cell).to_contain_text("40% · resizing 4/10", timeout=10_000)
         bar = cell.locator(".mjq-tail-bar > span")
         assert bar.evaluate("(el) => el.style.width") == "40%"
         expect(panel).to_contain_text(" for ", timeout=5_000)  # what one runs, how long
@@ -566,11 +569,16 @@ def test_the_workers_panel_shows_two_workers_and_progress_shows_as_a_bar(lab, tm
         expect(lab.dashboard.locator('[role="progressbar"]')).to_be_visible(timeout=5_000)
         _shoot(lab, tmp_path, "dashboard-workers")
     finally:
-        release.set()
+        release.touch()
         for worker in workers:
-            worker.stop()
+            worker.send_signal(signal.SIGTERM)
         for worker in workers:
-            worker.join(10)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(10)
+    assert [w.returncode for w in workers] == [0, 0], [w.stdout.read() for w in workers]
     for name in names:
         row = lab.dashboard.locator("table.mjq-workers tr", has_text=name)
         expect(row).to_contain_text("stopped", timeout=10_000)
