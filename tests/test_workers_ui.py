@@ -265,11 +265,11 @@ def test_a_job_shows_whether_its_worker_is_alive(queue):
     job_id = queue.pub({"n": 1})
     job = queue.next()
     record = Registration(queue, job["worker"], name="w", queues=[queue.name], concurrency=1,
-                          interval=0.2)  # fmt: skip
+                          interval=1.0)  # fmt: skip
     record.write(State.RUNNING, [{"id": job.id, "since": job["ts"]["started"], "attempt": 1}], {})
     shown = queue.get(job_id)._repr_html_()
     assert "(running · last heartbeat" in shown and "worker lost" not in shown
-    wait_for(lambda: "worker lost" in queue.get(job_id)._repr_html_(), SOON, "lost (3 x 0.2 s)")
+    wait_for(lambda: "worker lost" in queue.get(job_id)._repr_html_(), 10, "lost (3 x 1 s)")
     queue.done(job)
     done = queue.get(job_id)._repr_html_()
     assert "heartbeat" not in done and "worker lost" not in done  # finished: no worker now
