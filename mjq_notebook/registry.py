@@ -195,7 +195,10 @@ def worker_of(queue: JobQueue, job: Mapping[str, Any]) -> dict[str, Any] | None:
     job is not working or its consumer never registered (a bare ``next()``, pymjq)."""
     if job.get("status") != "working" or not job.get("worker"):
         return None
-    doc = workers_collection(queue).find_one({"_id": job["worker"]})
+    try:
+        doc = workers_collection(queue).find_one({"_id": job["worker"]})
+    except OperationFailure:  # a user who may read the queue but not its registry: the job
+        return None  # still shows, without its worker's state
     return None if doc is None else as_read(doc, utcnow())
 
 

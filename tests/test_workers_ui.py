@@ -275,6 +275,24 @@ def test_a_job_shows_whether_its_worker_is_alive(queue):
     assert "heartbeat" not in done and "worker lost" not in done  # finished: no worker now
 
 
+def test_a_job_shows_without_its_worker_when_the_registry_is_not_readable(queue, monkeypatch):
+    """A user allowed to read the queue but not its registry still gets the job."""
+    from pymongo.errors import OperationFailure
+
+    from mjq_notebook import registry
+
+    class Unauthorized:
+        def find_one(self, *args, **kwargs):
+            raise OperationFailure("not authorized on the workers collection", code=13)
+
+    job_id = queue.pub({"n": 1})
+    queue.next()
+    monkeypatch.setattr(registry, "workers_collection", lambda q: Unauthorized())
+    job = queue.get(job_id)
+    assert job["status"] == "working" and job._worker is None
+    assert "heartbeat" not in job._repr_html_()
+
+
 def test_lost_note_words():
     now = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
     later = {"lease_until": now + dt.timedelta(seconds=190)}
