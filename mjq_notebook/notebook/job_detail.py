@@ -64,9 +64,10 @@ def _job_body(job: Mapping[str, Any], now: dt.datetime, worker: Mapping[str, Any
     if job.get("worker"):
         label = "worker" if status == "working" else "last worker"
         head.append(f'<span class="mjq-dim">{label}</span> <code>{escape(job["worker"])}</code>')
-    lost = status == "working" and worker is not None and worker.get("state") == "lost"
+    lost = False
     if status == "working" and worker is not None:
-        head.append(_worker_state_html(worker, now))
+        lost = worker.get("state") == "lost"
+        head.append(_worker_state_html(worker, lost, now))
     parts = [f'<div class="mjq-head">{" ".join(head)}</div>']
     if lost:
         hint = "; q.reclaim(job) hands it back now"
@@ -84,14 +85,14 @@ def _job_body(job: Mapping[str, Any], now: dt.datetime, worker: Mapping[str, Any
     return "".join(parts)
 
 
-def _worker_state_html(worker: Mapping[str, Any], now: dt.datetime) -> str:
-    """The running worker's state as the registry says: a "lost" badge, or "running", then
+def _worker_state_html(worker: Mapping[str, Any], lost: bool, now: dt.datetime) -> str:
+    """The running worker's state as the registry says: a "lost" badge, or "(running", then
     "last heartbeat 4 s ago"."""
-    state = escape(worker.get("state") or "?")
     beat = worker.get("heartbeat")
     ago = f"last heartbeat {format_ago(beat, now)}" if isinstance(beat, dt.datetime) else ""
-    if state == "lost":
+    if lost:
         return f'<span class="mjq-badge mjq-s-lost">lost</span> <span class="mjq-dim">{ago}</span>'
+    state = escape(worker.get("state") or "?")
     return f'<span class="mjq-dim">({state}{" · " + ago if ago else ""})</span>'
 
 
