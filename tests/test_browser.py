@@ -377,18 +377,7 @@ def stage_screenshot_jobs(lab: Lab) -> None:
 
 def test_screenshots_in_light_and_dark(lab, tmp_path):
     stage_screenshot_jobs(lab)
-    shots = []
-    for theme, light in (("JupyterLab Light", "true"), ("JupyterLab Dark", "false")):
-        lab.run("apputils:change-theme", {"theme": theme})
-        lab.page.wait_for_function(f"document.body.dataset.jpThemeLight === '{light}'")
-        lab.page.wait_for_timeout(1000)  # the theme's stylesheet loads and applies
-        path = tmp_path / f"dashboard-{'light' if light == 'true' else 'dark'}.png"
-        lab.dashboard.screenshot(path=str(path))
-        shots.append(path)
-        if os.environ.get("MJQ_SCREENSHOTS") == "1":
-            DOCS.mkdir(exist_ok=True)
-            shutil.copyfile(path, DOCS / path.name)
-    print(f"\nscreenshots: {', '.join(str(p) for p in shots)}")
+    shots = _shoot(lab, tmp_path, "dashboard")
     assert all(p.stat().st_size > 10_000 for p in shots)
     assert lab.alerts == []
 
@@ -469,7 +458,7 @@ def _shoot(lab, tmp_path, name: str) -> list[Path]:
     for theme, light in (("JupyterLab Light", "true"), ("JupyterLab Dark", "false")):
         lab.run("apputils:change-theme", {"theme": theme})
         lab.page.wait_for_function(f"document.body.dataset.jpThemeLight === '{light}'")
-        lab.page.wait_for_timeout(800)
+        lab.page.wait_for_timeout(1000)  # the theme's stylesheet loads and applies
         path = tmp_path / f"{name}-{'light' if light == 'true' else 'dark'}.png"
         lab.dashboard.screenshot(path=str(path))
         shots.append(path)
