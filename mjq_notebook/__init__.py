@@ -22,6 +22,7 @@ from .errors import (
     LeaseLostError,
     PublishError,
     ServerUnavailable,
+    WorkerCrashed,
 )
 from .job import Job, Status
 from .queue import JobQueue
@@ -55,6 +56,7 @@ __all__ = [
     "ServerUnavailable",
     "Status",
     "Worker",
+    "WorkerCrashed",
     "connect",
     "embedded_server",
     "overview",

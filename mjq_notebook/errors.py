@@ -34,6 +34,10 @@ class ServerUnavailable(JobQueueError, ConnectionError):
     """No MongoDB server could be reached (the message names the URI tried, password masked)."""
 
 
+class WorkerCrashed(JobQueueError, RuntimeError):
+    """A thread of a ``Worker`` died (its handler raised SystemExit, say), so it stopped."""
+
+
 class DataFolderError(JobQueueError, PermissionError):
     """The embedded server's data folder can't be used: another user owns it, or its login
     can't be read."""

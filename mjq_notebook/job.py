@@ -12,6 +12,7 @@ from bson import ObjectId
 from bson.errors import InvalidDocument
 
 from .errors import JobQueueError, PublishError
+from .sizes import format_bytes
 
 
 class Status(str, enum.Enum):
@@ -34,20 +35,44 @@ FINISHED = (Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value)
 PUBLISHED_BY_US = {"$ne": [{"$type": "$max_attempts"}, "missing"]}
 
 
-MAX_BSON_SIZE = 16 * 1024 * 1024  # MongoDB's document limit
+MAX_BSON_SIZE = 16 * 2**20  # MongoDB's document limit
+# What a claim and a finish add to a job (status, times, lease, worker, attempts, progress and
+# an error, whose texts are capped below): a job is refused at publish when it would leave
+# less, since every claim of it would then fail.
+FIELDS_ROOM = 512 * 2**10
+MAX_JOB_SIZE = MAX_BSON_SIZE - FIELDS_ROOM
+MAX_ERROR_MESSAGE = 64 * 2**10  # characters of an error's message kept
+MAX_TRACEBACK = 4 * MAX_ERROR_MESSAGE  # ...and of its traceback
 
 
-def stored_size(doc: dict[str, Any], what: str) -> int:
-    """The BSON size of ``doc``; PublishError naming ``what`` when MongoDB can't store it
-    (not encodable, or over the 16 MiB document limit). Every publish path checks here."""
+def stored_size(doc: dict[str, Any], what: str, limit: int = MAX_JOB_SIZE) -> int:
+    """The BSON size of ``doc``; PublishError naming ``what`` when it can't be stored (not
+    encodable) or is over ``limit`` (by default, what a job may hold). Every publish path
+    checks here."""
     try:
         size = len(bson.encode(doc))
     except (InvalidDocument, TypeError, OverflowError, ValueError, RecursionError) as exc:
         raise PublishError(f"{what} can't be stored as BSON: {exc}; nothing was written") from None
-    if size > MAX_BSON_SIZE:
+    if size > limit:
         raise PublishError(
-            f"{what} is {size / 2**20:.1f} MiB as BSON, over MongoDB's 16 MiB document "
-            "limit; nothing was written"
+            f"{what} is {format_bytes(size)} as BSON, over the {format_bytes(limit)} a job may "
+            f"hold (MongoDB's {format_bytes(MAX_BSON_SIZE)} document limit, less "
+            f"{format_bytes(FIELDS_ROOM)} for what a claim and a finish add); nothing was written"
+        )
+    return size
+
+
+def result_size(job: dict[str, Any], result: Any) -> int:
+    """The BSON size of ``result``; PublishError when it is not encodable, or too large to
+    store with the job (a finish writes both into one document)."""
+    size = stored_size({"result": result}, f"the result of job {job.get('_id')}", MAX_BSON_SIZE)
+    rest = {key: value for key, value in job.items() if key not in ("result", "error")}
+    room = MAX_BSON_SIZE - FIELDS_ROOM // 2 - len(bson.encode(rest))
+    if size > room:
+        raise PublishError(
+            f"result too large to store ({format_bytes(size)}; at most "
+            f"{format_bytes(MAX_BSON_SIZE)} with the job, whose data takes "
+            f"{format_bytes(MAX_BSON_SIZE - room)})"
         )
     return size
 
@@ -98,11 +123,43 @@ def new_document(
 
 
 def error_document(error: BaseException | str) -> dict[str, str]:
-    """What ``fail()`` stores about an error: its type, message and traceback."""
+    """What ``fail()`` stores about an error: its type, message and traceback, each text cut
+    to a size that always fits beside the job (saying so where it was cut)."""
     if isinstance(error, BaseException):
         text = "".join(tb.format_exception(type(error), error, error.__traceback__))
-        return {"type": type(error).__name__, "message": str(error), "traceback": text}
-    return {"type": "Error", "message": str(error), "traceback": ""}
+        kind = type(error).__name__
+    else:
+        text, kind = "", "Error"
+    return {
+        "type": _cut(kind, 200),
+        "message": _cut(_text(error), MAX_ERROR_MESSAGE),
+        "traceback": _cut(text, MAX_TRACEBACK),
+    }
+
+
+def _text(error: BaseException | str) -> str:
+    try:
+        return str(error)
+    except Exception as exc:  # an exception whose __str__ raises still fails its job
+        return f"<str() of the error raised {type(exc).__name__}>"
+
+
+def _cut(text: str, most: int) -> str:
+    """``text`` itself, or its head and tail with a note of how much was left out."""
+    if len(text) <= most:
+        return text
+    keep = most // 2
+    left = len(text) - 2 * keep
+    return f"{text[:keep]}\n… [{left:,} characters cut: too large to store] …\n{text[-keep:]}"
+
+
+def malformed(doc: dict[str, Any]) -> str | None:
+    """Why a waiting job another program wrote can't be claimed even once repaired (see
+    ``quarantine.repairs``), or None: it leaves no room for the fields a claim adds."""
+    size = len(bson.encode(doc))
+    if size > MAX_JOB_SIZE:
+        return f"it is {format_bytes(size)}, over the {format_bytes(MAX_JOB_SIZE)} a job may hold"
+    return None
 
 
 MAX_MESSAGE = 200  # characters of a progress message kept

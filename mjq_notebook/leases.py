@@ -9,8 +9,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import OperationFailure, WriteConcernError
 
 from .job import Status, utcnow
+from .quarantine import mend
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -18,27 +20,43 @@ if TYPE_CHECKING:
 RECLAIM_EVERY_S = 1.0  # claims look for expired leases at most this often (lease/4 if less)
 
 
+MEND_AT_MOST = 10  # malformed jobs one claim mends before it gives up (quarantine.py)
+
+
 def claim_one(collection: Collection, worker: str, lease: float) -> dict[str, Any] | None:
     """One atomic claim of the best waiting job that is due, for ``worker``; None if none.
 
     Only waiting jobs are claimed, so the query walks the (status, priority, _id) index
-    and stops at the first due job, however long the backlog.
+    and stops at the first due job, however long the backlog. A claim the server refuses
+    because of the job itself (a document another program wrote) mends that job
+    (``quarantine.mend``) and tries again.
     """
-    now = utcnow()
-    return collection.find_one_and_update(
-        {"status": Status.WAITING.value, "available_at": {"$not": {"$gt": now}}},
-        {
-            "$set": {
-                "status": Status.WORKING.value,
-                "ts.started": now,
-                "lease_until": now + dt.timedelta(seconds=lease),
-                "worker": worker,
-            },
-            "$inc": {"attempts": 1},
-        },
-        sort=[("priority", DESCENDING), ("_id", ASCENDING)],
-        return_document=ReturnDocument.AFTER,
-    )
+    for _ in range(MEND_AT_MOST):
+        now = utcnow()
+        due = {"status": Status.WAITING.value, "available_at": {"$not": {"$gt": now}}}
+        order = [("priority", DESCENDING), ("_id", ASCENDING)]
+        try:
+            return collection.find_one_and_update(
+                due,
+                {
+                    "$set": {
+                        "status": Status.WORKING.value,
+                        "ts.started": now,
+                        "lease_until": now + dt.timedelta(seconds=lease),
+                        "worker": worker,
+                    },
+                    "$inc": {"attempts": 1},
+                },
+                sort=order,
+                return_document=ReturnDocument.AFTER,
+            )
+        except OperationFailure as exc:
+            if isinstance(exc, WriteConcernError):
+                raise  # applied: the job comes back when its lease ends
+            job = collection.find_one(due, sort=order)
+            if job is None or not mend(collection, job):
+                raise
+    raise OperationFailure(f"claims keep failing on malformed jobs in {collection.name}")
 
 
 class Reclaimer:

@@ -27,8 +27,8 @@ from . import steer, writes
 from .control import CHECK_S as PAUSED_CHECK_S
 from .control import Control
 from .due import DueClock
-from .errors import Empty, InvalidQueueError
-from .job import Job, JobList, Status, error_document, new_documents, stored_size, utcnow
+from .errors import Empty, InvalidQueueError, PublishError
+from .job import Job, JobList, Status, error_document, new_documents, result_size, utcnow
 from .leases import Reclaimer, claim_one, reclaim_one
 from .outage import Backoff, OutageLog, display_timeout, unavailable_as_error
 from .owned import OwnedWrites
@@ -288,14 +288,20 @@ class JobQueue:
                 self.release(job)
             raise
         if not job.finished:
-            self.done(job, job.get("result"))
+            try:
+                self.done(job, job.get("result"))
+            except PublishError as exc:  # a result it can't store: the job fails with why
+                job.pop("result", None)
+                self.fail(job, exc)
+                raise
 
     # -- finishing ------------------------------------------------------------------------
 
     @unavailable_as_error
     def done(self, job: Job, result: Any = None) -> None:
-        """working -> done, with ``ts.done`` and an optional ``result``."""
-        stored_size({"result": result}, f"the result of job {job.id}")
+        """working -> done, with ``ts.done`` and an optional ``result``. PublishError (nothing
+        written) when the result can't be stored with the job: ``fail`` it with that error."""
+        result_size(job, result)
         self._finish(job, Status.DONE, {"result": result})
 
     @unavailable_as_error

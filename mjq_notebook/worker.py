@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from pymongo.errors import ConnectionFailure
 
-from .errors import Empty, LeaseLostError, PublishError, ServerUnavailable
+from .errors import Empty, LeaseLostError, ServerUnavailable, WorkerCrashed
 from .job import Job
 from .outage import Backoff
 from .queue import JobQueue
@@ -110,6 +110,20 @@ class Worker:
         self._poke = threading.Event()  # wakes the heartbeat thread: a stop, or the halt
         self._beat: threading.Thread | None = None  # the heartbeat thread, once started
         self._lost_logged = [0 for _ in queues]
+        self.crashed: BaseException | None = None  # what killed a thread, if one died
+
+    def _guarded(self, target: Callable[..., None], *args: Any) -> None:
+        """Run a thread's loop; if anything escapes it, say so, stop the worker and keep the
+        reason (``run()`` raises WorkerCrashed with it, ``mjq work`` exits non-zero)."""
+        try:
+            target(*args)
+        except BaseException as exc:
+            name = threading.current_thread().name
+            log.critical("worker thread %s died: %s: %s", name, type(exc).__name__, exc)
+            self.crashed = self.crashed or exc
+            self.stop()
+            if target == self._heartbeat:  # the registry still hears that it stopped
+                self._beat_registry_safely()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -117,6 +131,7 @@ class Worker:
         """Start the threads and return; ``drain`` stops when the queues have nothing left."""
         self._stopping.clear()
         self._halt.clear()
+        self.crashed = None
         self._poke.clear()
         self._budget = max_jobs
         self._records = WorkerRecords(  # a fresh record in each queue's registry: running
@@ -128,11 +143,13 @@ class Worker:
         self._threads = []
         for i in range(self.concurrency):
             thread = threading.Thread(
-                target=self._loop, args=(drain,), name=f"mjq-worker-{i}", daemon=True
+                target=self._guarded, args=(self._loop, drain), name=f"mjq-worker-{i}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
-        self._beat = threading.Thread(target=self._heartbeat, name="mjq-heartbeat", daemon=True)
+        self._beat = threading.Thread(
+            target=self._guarded, args=(self._heartbeat,), name="mjq-heartbeat", daemon=True
+        )
         self._beat.start()
         return self
 
@@ -165,11 +182,7 @@ class Worker:
         with self._lock:
             running = list(self._running.values())
         for index, job, _ in running:
-            try:
-                self._claimers[index].release(job)
-                self._count(index, "released")
-            except Exception as exc:
-                log.warning("could not release job %s: %s", job.id, exc)
+            self._release(index, job)
 
     def run(self, *, drain: bool = False, max_jobs: int | None = None) -> WorkerStats:
         """Work in the foreground until stopped (SIGINT/SIGTERM), drained, or ``max_jobs``."""
@@ -195,6 +208,12 @@ class Worker:
                 if self._beat is not None:
                     self._beat.join(5)
                 raise
+        if self.crashed is not None:
+            raise WorkerCrashed(
+                f"a thread of worker {self.name} died ({type(self.crashed).__name__}: "
+                f"{self.crashed}), so it stopped; its running jobs were released or come "
+                "back when their leases end"
+            ) from self.crashed
         return self.stats
 
     # -- threads -------------------------------------------------------------------------
@@ -216,12 +235,15 @@ class Worker:
                 return
             try:
                 index, job = self._next()
-            except (Empty, *AWAY) as exc:
+            except Exception as exc:
                 self._give_back_budget()
                 if isinstance(exc, AWAY):
                     self.queue.outage.away(exc, "claiming")
                     if self._any is not None:  # its claims don't wait out an outage
                         backoff.wait(self._stopping)
+                elif not isinstance(exc, Empty):  # the server refused a claim: say so, go on
+                    log.error("claiming a job failed: %s: %s", type(exc).__name__, exc)
+                    backoff.wait(self._stopping)
                 elif drain and self._drained():
                     self.stop()
                 continue
@@ -251,7 +273,7 @@ class Worker:
         try:
             # _check_losses logs losses
             counts = [queue.counts(warn=False) for queue in self._claimers]
-        except AWAY:
+        except Exception:  # away, or refused: not drained as far as we know; look again
             return False
         with self._lock:
             mine = len(self._running)
@@ -270,11 +292,16 @@ class Worker:
                 log.info("job %s failed: %s: %s", job.id, type(exc).__name__, exc)
                 self._fail(index, job, exc)
                 return
+            except BaseException:  # SystemExit and the like: hand the job back, then die
+                self._release(index, job)
+                raise
             try:
                 self._persist(queue, queue.done, job, result)
                 self._count(index, "done")
-            except PublishError as exc:  # the result can't be stored: that is the job failing
-                self._fail(index, job, exc)
+            except LeaseLostError:
+                raise
+            except Exception as exc:  # the result can't be stored (PublishError), or the
+                self._fail(index, job, exc)  # server refused the finish: the job fails with why
         except LeaseLostError as exc:
             log.warning("%s", exc)
         finally:
@@ -305,9 +332,30 @@ class Worker:
                 setattr(stats, outcome, getattr(stats, outcome) + 1)
 
     def _fail(self, index: int, job: Job, exc: Exception) -> None:
+        """Record the failure; if even that is refused, the job comes back when its lease
+        ends (said in the log), and the worker goes on."""
         queue = self._claimers[index]
-        retried = self._persist(queue, queue.fail, job, exc)
+        try:
+            retried = self._persist(queue, queue.fail, job, exc)
+        except LeaseLostError:
+            raise
+        except Exception as error:
+            log.error(
+                "could not record the failure of job %s (%s: %s); it comes back when its "
+                "lease ends",
+                job.id,
+                type(error).__name__,
+                error,
+            )
+            return
         self._count(index, "retried" if retried else "failed")
+
+    def _release(self, index: int, job: Job) -> None:
+        try:
+            self._claimers[index].release(job)
+            self._count(index, "released")
+        except Exception as exc:
+            log.warning("could not release job %s: %s", job.id, exc)
 
     def _persist(
         self, queue: JobQueue, finish: Callable[[Job, Any], Any], job: Job, arg: Any
@@ -341,13 +389,13 @@ class Worker:
             for clock in clocks:
                 if time.monotonic() >= clock[0]:
                     clock[0] = time.monotonic() + clock[1]()
-                    clock[2]()
+                    _logged(clock[2])
             if self._poke.wait(max(0.0, min(c[0] for c in clocks) - time.monotonic())):
                 self._poke.clear()
                 if self._halt.is_set():
-                    self._beat_registry()
+                    self._beat_registry_safely()
                     return
-                self._beat_registry()  # stopping: say so now
+                self._beat_registry_safely()  # stopping: say so now
 
     def _touch_running(self) -> None:
         with self._lock:
@@ -364,6 +412,9 @@ class Worker:
 
     # -- the registry --------------------------------------------------------------------
 
+    def _beat_registry_safely(self) -> None:
+        _logged(self._beat_registry)
+
     def _beat_registry(self) -> None:
         """Write each queue's record: state, the jobs running now, the counts so far."""
         if self._records is None:
@@ -376,6 +427,15 @@ class Worker:
             running = list(self._running.values())
             counts = [vars(stats).copy() for stats in self._per_queue]
         self._records.write(state, running, counts)
+
+
+def _logged(step: Callable[[], None]) -> None:
+    """Run one step of the heartbeat thread; an error is logged and waits for the next turn,
+    so a refused write never stops the leases being extended."""
+    try:
+        step()
+    except Exception as exc:
+        log.error("%s failed: %s: %s", step.__name__.strip("_"), type(exc).__name__, exc)
 
 
 def _under_id(queue: JobQueue, worker_id: str) -> JobQueue:

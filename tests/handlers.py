@@ -46,3 +46,21 @@ def progress(job):
         while not release.exists():
             time.sleep(0.05)
     _log(job)
+
+
+def sized(job):
+    """Return a result, or raise an error, as large as the job's data asks (``result_mib``,
+    ``error_mib``); others just run."""
+    data = job.data if isinstance(job.data, dict) else {}
+    _log(job)
+    if "error_mib" in data:
+        raise RuntimeError("e" * int(data["error_mib"] * 2**20))
+    if "result_mib" in data:
+        return "r" * int(data["result_mib"] * 2**20)
+    return "ok"
+
+
+def die(job):
+    """End the worker thread, as a handler calling ``sys.exit()`` would."""
+    _log(job, "dying")
+    raise SystemExit("the handler called sys.exit()")

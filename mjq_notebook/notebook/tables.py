@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..analysis.timing import format_seconds
 from ..errors import ServerUnavailable
 from ..outage import ADVICE, display_deadline, failure_reason
+from ..sizes import format_bytes
 from .formatting import LIST_ROWS, ONGOING, as_of, list_rows, ongoing
 from .markup import counts_html, escape, status_badge, wrap
 
@@ -129,7 +130,7 @@ def _ring_html(queue: JobQueue) -> str:
         return '<span class="mjq-warn">not a capped collection: not usable as a queue</span>'
     count = queue.collection.estimated_document_count()
     most, size = options.get("max"), options.get("size")
-    cap = f'<span class="mjq-dim">· up to {_bytes(size)}</span>' if size else ""
+    cap = f'<span class="mjq-dim">· up to {format_bytes(size)}</span>' if size else ""
     if not most:
         return f"{count:,} jobs {cap}"
     share = count / most
@@ -137,15 +138,6 @@ def _ring_html(queue: JobQueue) -> str:
     width = f"width:{min(share, 1) * 100:.1f}%"
     bar = f'<span class="mjq-bar{full}"><span style="{width}"></span></span>'
     return f"{count:,} of {int(most):,} jobs ({share:.0%} full) {bar} {cap}"
-
-
-def _bytes(size: Any) -> str:
-    size = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:.3g} {unit}"
-        size /= 1024
-    return ""  # unreachable
 
 
 # -- summary tables -------------------------------------------------------------------------
