@@ -21,6 +21,7 @@ from .errors import (
     JobQueueError,
     LeaseLostError,
     PublishError,
+    QueueNameError,
     ServerUnavailable,
 )
 from .job import Job, Status
@@ -52,6 +53,7 @@ __all__ = [
     "JobQueueError",
     "LeaseLostError",
     "PublishError",
+    "QueueNameError",
     "ServerUnavailable",
     "Status",
     "Worker",

@@ -24,7 +24,8 @@ from pymongo.errors import PyMongoError
 
 from .catalog import queue_names, queues, queues_text
 from .cli_args import parser
-from .errors import JobQueueError, ServerUnavailable
+from .errors import DataFolderError, JobQueueError, ServerUnavailable
+from .job import new_documents
 from .outage import failure_reason
 from .queue import JobQueue
 from .reads import id_order
@@ -46,13 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except JobQueueError as exc:
         print(f"mjq: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, USAGE_ERRORS) else 1
     except PyMongoError as exc:  # the server refused (a login, a permission, a bad filter)
         print(f"mjq: {_refused(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
+
+# what the user gave can't be used (data, a priority, a delay, a name, a data folder): exit 2,
+# as for a mistake in the arguments; other errors (a server away, a queue missing) exit 1
+USAGE_ERRORS = (ValueError, DataFolderError)
 
 _REFUSED_HINTS = {  # MongoDB error codes -> what to do
     18: "check the user and password in --uri or $MJQ_MONGODB_URI",  # AuthenticationFailed
@@ -199,6 +204,8 @@ def cmd_pub(args: argparse.Namespace) -> int:
         else:
             with open(args.file, encoding="utf-8") as stream:
                 lines = stream.read().splitlines()
+        if args.file is None and not args.json.strip():
+            raise ValueError("the job data is empty: give a JSON document, e.g. '{}'")
         items = []
         for number, line in enumerate(lines, 1):
             if line.strip():
@@ -207,6 +214,8 @@ def cmd_pub(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"mjq pub: {exc}; nothing was published", file=sys.stderr)
         return 2
+    # PublishError for data, --priority or --delay MongoDB can't take, before the queue is made
+    new_documents(items, priority=args.priority, delay=args.delay, max_attempts=1)
     queue = _queue(args)
     ids = queue.pub_many(items, priority=args.priority, delay=args.delay)
     for job_id in ids:
@@ -219,6 +228,8 @@ def _json(text: str, where: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{where}JSON nested too deeply to read") from None
 
 
 def _load_handler(spec: str) -> Any:
@@ -320,28 +331,28 @@ def cmd_tail(args: argparse.Namespace) -> int:
     print(TAIL_HEAD, flush=True)
     shown: dict[Any, str] = {}  # job id -> the status last printed
     for job in sorted(queue.jobs(limit=args.limit), key=lambda j: (_when(j), id_order(j.id))):
-        shown[job.id] = job["status"]
-        _tail_line(job, job["status"])
+        shown[job.id] = job.get("status")
+        _tail_line(job, job.get("status"))
     for job, previous in changes(queue, limit=args.limit, duration=args.duration):
         before = shown.get(job.id, previous)
-        if before == job["status"]:
+        if before == job.get("status"):
             continue  # printed above already
-        shown[job.id] = job["status"]
-        _tail_line(job, job["status"] if before is None else f"{before} -> {job['status']}")
+        shown[job.id] = job.get("status")
+        _tail_line(job, job.get("status") if before is None else f"{before} -> {job.get('status')}")
         if len(shown) > 10 * args.limit:  # forget jobs long gone from the window
             shown = {k: shown[k] for k in sorted(shown, key=id_order)[-args.limit :]}
     return 0
 
 
 def _when(job: Any) -> Any:
-    """The time of a job's latest change: done, else started, else created."""
+    """The time of a job's latest change: done, else started, else created; the earliest
+    time there is when it has none (``ts`` written by another program: null, a string)."""
     import datetime as dt
 
-    ts = job.get("ts") or {}
-    when = ts.get("done") or ts.get("started") or ts.get("created")
-    return (
-        when if isinstance(when, dt.datetime) else dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-    )
+    ts = job.get("ts")
+    times = [ts.get(key) for key in ("done", "started", "created")] if isinstance(ts, dict) else []
+    never = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return next((when for when in times if isinstance(when, dt.datetime)), never)
 
 
 def _tail_line(job: Any, change: str) -> None:

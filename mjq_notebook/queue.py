@@ -30,6 +30,7 @@ from .due import DueClock
 from .errors import Empty, InvalidQueueError
 from .job import Job, JobList, Status, error_document, new_documents, stored_size, utcnow
 from .leases import Reclaimer, claim_one, reclaim_one
+from .names import check_queue_name
 from .outage import Backoff, OutageLog, display_timeout, unavailable_as_error
 from .owned import OwnedWrites
 from .progress import ProgressWriter
@@ -76,6 +77,7 @@ class JobQueue:
         write_concern: WriteConcern | None = None,
         create: bool = True,
     ) -> None:
+        check_queue_name(db.name, name)  # before anything is created or even read
         codec = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc, document_class=dict)
         # every write of the queue (publish, claim, finish, requeue) is acknowledged under
         # write_concern; None: the database's (the client's, or the URI's ?w=&journal=)

@@ -55,6 +55,9 @@ class State(str, Enum):
     LOST = "lost"
 
 
+STORED_STATES = [State.RUNNING.value, State.STOPPING.value, State.STOPPED.value]
+
+
 def workers_collection(queue: JobQueue) -> Collection:
     """``<queue>.workers``, with the queue's codec (tz-aware UTC datetimes)."""
     return queue.db[f"{queue.name}.workers"]
@@ -186,7 +189,9 @@ def read_workers(queue: JobQueue) -> WorkerList:
     """Every worker recorded beside ``queue``, newest first, with ``state`` as read now (a
     silent one is ``lost``) and ``busy``, the fraction of its threads' time spent on jobs."""
     now = utcnow()
-    docs = workers_collection(queue).find({}, sort=[("started", DESCENDING), ("_id", ASCENDING)])
+    records = {"state": {"$in": STORED_STATES}}  # not what else another program put there
+    order = [("started", DESCENDING), ("_id", ASCENDING)]
+    docs = workers_collection(queue).find(records, sort=order)
     return WorkerList(as_read(doc, now) for doc in docs)
 
 
