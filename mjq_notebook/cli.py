@@ -331,17 +331,22 @@ def cmd_tail(args: argparse.Namespace) -> int:
     print(TAIL_HEAD, flush=True)
     shown: dict[Any, str] = {}  # job id -> the status last printed
     for job in sorted(queue.jobs(limit=args.limit), key=lambda j: (_when(j), id_order(j.id))):
-        shown[job.id] = job.get("status")
-        _tail_line(job, job.get("status"))
+        shown[job.id] = _status(job)
+        _tail_line(job, _status(job))
     for job, previous in changes(queue, limit=args.limit, duration=args.duration):
         before = shown.get(job.id, previous)
-        if before == job.get("status"):
+        if before == _status(job):
             continue  # printed above already
-        shown[job.id] = job.get("status")
-        _tail_line(job, job.get("status") if before is None else f"{before} -> {job.get('status')}")
+        shown[job.id] = _status(job)
+        _tail_line(job, _status(job) if before is None else f"{before} -> {_status(job)}")
         if len(shown) > 10 * args.limit:  # forget jobs long gone from the window
             shown = {k: shown[k] for k in sorted(shown, key=id_order)[-args.limit :]}
     return 0
+
+
+def _status(job: Any) -> str:
+    """A job's status as the tail prints it; "?" for a document written without one."""
+    return str(job.get("status", "?"))
 
 
 def _when(job: Any) -> Any:
