@@ -55,9 +55,6 @@ class State(str, Enum):
     LOST = "lost"
 
 
-STORED_STATES = [State.RUNNING.value, State.STOPPING.value, State.STOPPED.value]
-
-
 def workers_collection(queue: JobQueue) -> Collection:
     """``<queue>.workers``, with the queue's codec (tz-aware UTC datetimes)."""
     return queue.db[f"{queue.name}.workers"]
@@ -189,7 +186,7 @@ def read_workers(queue: JobQueue) -> WorkerList:
     """Every worker recorded beside ``queue``, newest first, with ``state`` as read now (a
     silent one is ``lost``) and ``busy``, the fraction of its threads' time spent on jobs."""
     now = utcnow()
-    records = {"state": {"$in": STORED_STATES}}  # not what else another program put there
+    records = {"state": {"$type": "string"}}  # not what else others put there (jobs, say)
     order = [("started", DESCENDING), ("_id", ASCENDING)]
     docs = workers_collection(queue).find(records, sort=order)
     return WorkerList(as_read(doc, now) for doc in docs)
