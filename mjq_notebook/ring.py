@@ -35,7 +35,9 @@ def ensure_ring(db: Database, name: str, max_jobs: int | None, size_bytes: int) 
             created.append(name)
             log.info("Creating %s collection.", name)  # pymjq's words
         except (CollectionInvalid, OperationFailure):
-            pass  # another process created it first; check below what it is
+            if name not in db.list_collection_names(filter={"name": name}):
+                raise  # the server refused it (a size of 0, say), not a race
+            # another process created it first; check below what it is
     if not db[name].options().get("capped"):
         return False
     if f"{name}.history" not in existing:

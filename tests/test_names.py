@@ -101,6 +101,13 @@ def test_a_failed_creation_drops_nothing_it_did_not_create(db, monkeypatch):
     assert q.get(job_id)["status"] == "waiting"
 
 
+def test_a_ring_the_server_refuses_is_said_so(db):
+    """Not "not capped" later: the server's refusal, and nothing created."""
+    with pytest.raises(OperationFailure, match="size"):
+        JobQueue(db, "fresh", size_bytes=0)
+    assert db.list_collection_names() == []
+
+
 def _refused(self, *args, **kwargs):
     raise OperationFailure("refused by the test", code=67)
 
