@@ -55,9 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-# what the user gave can't be used (data, a priority, a delay, a name, a data folder): exit 2,
-# as for a mistake in the arguments; other errors (a server away, a queue missing) exit 1
-USAGE_ERRORS = (ValueError, DataFolderError)
+# input or set-up the user gives that can't be used: exit 2, as for argparse's mistakes
+USAGE_ERRORS = (ValueError, DataFolderError)  # data, priority, delay, name, data folder
 
 _REFUSED_HINTS = {  # MongoDB error codes -> what to do
     18: "check the user and password in --uri or $MJQ_MONGODB_URI",  # AuthenticationFailed
@@ -331,27 +330,21 @@ def cmd_tail(args: argparse.Namespace) -> int:
     print(TAIL_HEAD, flush=True)
     shown: dict[Any, str] = {}  # job id -> the status last printed
     for job in sorted(queue.jobs(limit=args.limit), key=lambda j: (_when(j), id_order(j.id))):
-        shown[job.id] = _status(job)
-        _tail_line(job, _status(job))
+        shown[job.id] = status = str(job.get("status", "?"))  # "?": written without one
+        _tail_line(job, status)
     for job, previous in changes(queue, limit=args.limit, duration=args.duration):
-        before = shown.get(job.id, previous)
-        if before == _status(job):
+        before, status = shown.get(job.id, previous), str(job.get("status", "?"))
+        if before == status:
             continue  # printed above already
-        shown[job.id] = _status(job)
-        _tail_line(job, _status(job) if before is None else f"{before} -> {_status(job)}")
+        shown[job.id] = status
+        _tail_line(job, status if before is None else f"{before} -> {status}")
         if len(shown) > 10 * args.limit:  # forget jobs long gone from the window
             shown = {k: shown[k] for k in sorted(shown, key=id_order)[-args.limit :]}
     return 0
 
 
-def _status(job: Any) -> str:
-    """A job's status as the tail prints it; "?" for a document written without one."""
-    return str(job.get("status", "?"))
-
-
 def _when(job: Any) -> Any:
-    """The time of a job's latest change: done, else started, else created; the earliest
-    time there is when it has none (``ts`` written by another program: null, a string)."""
+    """The time of a job's latest change (done, started, created), else the earliest time."""
     import datetime as dt
 
     ts = job.get("ts")

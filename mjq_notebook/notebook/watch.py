@@ -33,7 +33,6 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from ..job import Job
 from ..outage import Backoff, failure_reason
-from ..reads import id_order
 from ..wakeup import Wakeup
 from .activity import EMPTY, ActivityReader
 from .subscription import Snapshot, Subscription
@@ -446,6 +445,6 @@ def changes(
                     known[job.id] = job.get("status")
                     yield job, previous
             if len(known) > 10 * limit:  # forget jobs long gone from the window
-                known = {k: known[k] for k in sorted(known, key=id_order)[-limit:]}
+                known = {k: known[k] for k in sorted(known)[-limit:]}
     finally:
         sub.close()
