@@ -60,7 +60,8 @@ class JobQueue:
     lose them. ``write_concern`` (e.g. ``WriteConcern(w=1, j=True)`` on a standalone mongod)
     is what every acknowledgement of the queue waits for; by default the database's.
     ``JobQueue(db, name)`` creates the queue if missing; ``JobQueue.open(db, name)`` opens one
-    that exists and creates nothing.
+    that exists and creates nothing. A name that can't be a queue's (a companion's such as
+    ``orders.history``, ``system.*``, too long) is refused first: ``QueueNameError``.
     """
 
     @unavailable_as_error
