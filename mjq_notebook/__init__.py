@@ -21,6 +21,7 @@ from .errors import (
     JobQueueError,
     LeaseLostError,
     PublishError,
+    QueueNameError,
     ServerUnavailable,
     WorkerCrashed,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "JobQueueError",
     "LeaseLostError",
     "PublishError",
+    "QueueNameError",
     "ServerUnavailable",
     "Status",
     "Worker",

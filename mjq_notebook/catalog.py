@@ -2,9 +2,9 @@
 
 A queue is a capped collection: ours, or one pymjq made (its jobs carry only ``status``,
 ``ts`` and ``data``). Our queues keep plain collections beside them, ``<q>.history``,
-``<q>.meta`` and ``<q>.workers``; those are companions, never queues, and neither are plain
-collections, views, ``system.*`` collections, nor a capped collection whose newest document
-is not a job (a capped log, say).
+``<q>.meta`` and ``<q>.workers``; a name ending so is a companion, never a queue (even a capped
+one another program made), and neither are plain collections, views, ``system.*``
+collections, nor a capped collection whose newest document is not a job (a capped log, say).
 
 Nothing here writes: no collection or index is created, so listing a database's queues, or
 opening one by a mistyped name, leaves the database as it was. Every read is bounded whatever
@@ -25,6 +25,7 @@ from bson.codec_options import CodecOptions
 from .control import CONTROL_ID
 from .durations import format_seconds
 from .job import FINISHED, STATUSES, Status, utcnow
+from .names import COMPANIONS
 from .outage import unavailable_as_error
 from .reads import Reads
 from .registry import State, as_read, printable
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from pymongo.database import Database
 
-COMPANIONS = (".history", ".meta", ".workers")  # collections a queue of ours keeps beside it
 RECENT_S = 600.0  # "finished lately": in the last ten minutes
 PARALLEL = 8  # queues read at once (each read is a few small round trips)
 _ALIVE = (State.RUNNING.value, State.STOPPING.value)
@@ -61,17 +61,12 @@ def _listing(db: Database) -> tuple[list[str], set[str]]:
             capped.append(name)
     found = []
     for name in capped:
-        if name.startswith("system.") or _companion_of(name, capped):
-            continue
+        if name.startswith("system.") or name.endswith(COMPANIONS):
+            continue  # names JobQueue refuses: MongoDB's own, and the companions
         ours = any(name + suffix in names for suffix in COMPANIONS)
         if ours or _holds_jobs(db, name):
             found.append(name)
     return found, names
-
-
-def _companion_of(name: str, capped: Sequence[str]) -> bool:
-    """True for ``<q>.history`` (and the other companions) of a capped ``<q>``."""
-    return any(name.endswith(s) and name[: -len(s)] in capped for s in COMPANIONS)
 
 
 def _holds_jobs(db: Database, name: str) -> bool:

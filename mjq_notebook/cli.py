@@ -24,7 +24,8 @@ from pymongo.errors import PyMongoError
 
 from .catalog import queue_names, queues, queues_text
 from .cli_args import parser
-from .errors import JobQueueError, ServerUnavailable
+from .errors import DataFolderError, JobQueueError, ServerUnavailable
+from .job import new_documents
 from .outage import failure_reason
 from .queue import JobQueue
 from .reads import id_order
@@ -46,13 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except JobQueueError as exc:
         print(f"mjq: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, USAGE_ERRORS) else 1
     except PyMongoError as exc:  # the server refused (a login, a permission, a bad filter)
         print(f"mjq: {_refused(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
+
+# input or set-up the user gives that can't be used: exit 2, as for argparse's mistakes
+USAGE_ERRORS = (ValueError, DataFolderError)  # data, priority, delay, name, data folder
 
 _REFUSED_HINTS = {  # MongoDB error codes -> what to do
     18: "check the user and password in --uri or $MJQ_MONGODB_URI",  # AuthenticationFailed
@@ -199,6 +203,8 @@ def cmd_pub(args: argparse.Namespace) -> int:
         else:
             with open(args.file, encoding="utf-8") as stream:
                 lines = stream.read().splitlines()
+        if args.file is None and not args.json.strip():
+            raise ValueError("the job data is empty: give a JSON document, e.g. '{}'")
         items = []
         for number, line in enumerate(lines, 1):
             if line.strip():
@@ -207,6 +213,8 @@ def cmd_pub(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"mjq pub: {exc}; nothing was published", file=sys.stderr)
         return 2
+    # PublishError for data, --priority or --delay MongoDB can't take, before the queue is made
+    new_documents(items, priority=args.priority, delay=args.delay, max_attempts=1)
     queue = _queue(args)
     ids = queue.pub_many(items, priority=args.priority, delay=args.delay)
     for job_id in ids:
@@ -219,6 +227,8 @@ def _json(text: str, where: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{where}JSON nested too deeply to read") from None
 
 
 def _load_handler(spec: str) -> Any:
@@ -320,28 +330,27 @@ def cmd_tail(args: argparse.Namespace) -> int:
     print(TAIL_HEAD, flush=True)
     shown: dict[Any, str] = {}  # job id -> the status last printed
     for job in sorted(queue.jobs(limit=args.limit), key=lambda j: (_when(j), id_order(j.id))):
-        shown[job.id] = job["status"]
-        _tail_line(job, job["status"])
+        shown[job.id] = status = str(job.get("status", "?"))  # "?": written without one
+        _tail_line(job, status)
     for job, previous in changes(queue, limit=args.limit, duration=args.duration):
-        before = shown.get(job.id, previous)
-        if before == job["status"]:
+        before, status = shown.get(job.id, previous), str(job.get("status", "?"))
+        if before == status:
             continue  # printed above already
-        shown[job.id] = job["status"]
-        _tail_line(job, job["status"] if before is None else f"{before} -> {job['status']}")
+        shown[job.id] = status
+        _tail_line(job, status if before is None else f"{before} -> {status}")
         if len(shown) > 10 * args.limit:  # forget jobs long gone from the window
             shown = {k: shown[k] for k in sorted(shown, key=id_order)[-args.limit :]}
     return 0
 
 
 def _when(job: Any) -> Any:
-    """The time of a job's latest change: done, else started, else created."""
+    """The time of a job's latest change (done, started, created), else the earliest time."""
     import datetime as dt
 
-    ts = job.get("ts") or {}
-    when = ts.get("done") or ts.get("started") or ts.get("created")
-    return (
-        when if isinstance(when, dt.datetime) else dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-    )
+    ts = job.get("ts")
+    times = [ts.get(key) for key in ("done", "started", "created")] if isinstance(ts, dict) else []
+    never = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return next((when for when in times if isinstance(when, dt.datetime)), never)
 
 
 def _tail_line(job: Any, change: str) -> None:

@@ -22,6 +22,10 @@ class InvalidQueueError(JobQueueError, TypeError):
     """The collection can't serve as a queue (it exists but is not capped)."""
 
 
+class QueueNameError(InvalidQueueError, ValueError):
+    """The name can't be a queue's: a companion's (``.history``...), reserved, or too long."""
+
+
 class PublishError(JobQueueError, ValueError):
     """Data can't be stored (not BSON-encodable, or over 16 MiB); nothing was written."""
 
@@ -39,8 +43,8 @@ class WorkerCrashed(JobQueueError, RuntimeError):
 
 
 class DataFolderError(JobQueueError, PermissionError):
-    """The embedded server's data folder can't be used: another user owns it, or its login
-    can't be read."""
+    """The embedded server's data folder can't be used: it is a file, another user owns it,
+    or its login can't be read."""
 
 
 class DataLossWarning(UserWarning):

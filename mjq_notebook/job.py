@@ -87,17 +87,51 @@ def new_documents(
     items: list[Any], *, priority: int, delay: float, max_attempts: int
 ) -> list[dict[str, Any]]:
     """Waiting jobs for ``items``, each checked storable (PublishError names the first that
-    isn't, before anything is written)."""
+    isn't, before anything is written), and so are ``priority`` and ``delay``."""
+    priority, delay = checked_priority(priority), checked_delay(delay)
     now = utcnow()
     available = now + dt.timedelta(seconds=delay)
     docs = []
     for index, data in enumerate(items):
         doc = new_document(
-            data, priority=int(priority), available_at=available, max_attempts=max_attempts, now=now
+            data, priority=priority, available_at=available, max_attempts=max_attempts, now=now
         )
         stored_size(doc, f"the data of job {index}" if len(items) > 1 else "the data")
         docs.append(doc)
     return docs
+
+
+MIN_PRIORITY, MAX_PRIORITY = -(2**63), 2**63 - 1  # stored as a signed 64-bit integer
+MAX_DELAY_S = 10 * 365.25 * 86_400.0  # ten years: a longer delay is a mistake, not a plan
+
+
+def checked_priority(priority: Any) -> int:
+    """``priority`` as an int; PublishError unless it is a whole number MongoDB can store."""
+    try:
+        value = int(priority)
+    except (TypeError, ValueError, OverflowError):
+        value = None
+    if value is None or not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise PublishError(
+            f"priority must be a whole number from -2**63 to 2**63-1 (a signed 64-bit "
+            f"integer), not {priority!r:.40}; nothing was written"
+        )
+    return value
+
+
+def checked_delay(delay: Any) -> float:
+    """``delay`` in seconds as a float; PublishError unless it is from 0 to ``MAX_DELAY_S``
+    (NaN, infinity and centuries included)."""
+    try:
+        value = float(delay)
+    except (TypeError, ValueError, OverflowError):
+        value = None
+    if value is None or not 0 <= value <= MAX_DELAY_S:  # also NaN
+        raise PublishError(
+            f"delay must be a number of seconds from 0 to {MAX_DELAY_S:,.0f} (ten years), "
+            f"not {delay!r:.40}; nothing was written"
+        )
+    return value
 
 
 def new_document(

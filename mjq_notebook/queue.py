@@ -30,6 +30,7 @@ from .due import DueClock
 from .errors import Empty, InvalidQueueError, PublishError
 from .job import Job, JobList, Status, error_document, new_documents, result_size, utcnow
 from .leases import Reclaimer, claim_one, reclaim_one
+from .names import check_queue_name
 from .outage import Backoff, OutageLog, display_timeout, unavailable_as_error
 from .owned import OwnedWrites
 from .progress import ProgressWriter
@@ -59,7 +60,8 @@ class JobQueue:
     lose them. ``write_concern`` (e.g. ``WriteConcern(w=1, j=True)`` on a standalone mongod)
     is what every acknowledgement of the queue waits for; by default the database's.
     ``JobQueue(db, name)`` creates the queue if missing; ``JobQueue.open(db, name)`` opens one
-    that exists and creates nothing.
+    that exists and creates nothing. A name that can't be a queue's (a companion's such as
+    ``orders.history``, ``system.*``, too long) is refused first: ``QueueNameError``.
     """
 
     @unavailable_as_error
@@ -76,6 +78,7 @@ class JobQueue:
         write_concern: WriteConcern | None = None,
         create: bool = True,
     ) -> None:
+        check_queue_name(db.name, name)  # before anything is created or even read
         codec = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc, document_class=dict)
         # every write of the queue (publish, claim, finish, requeue) is acknowledged under
         # write_concern; None: the database's (the client's, or the URI's ?w=&journal=)

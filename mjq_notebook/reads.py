@@ -38,7 +38,7 @@ class Reads:
         # (harmless), never zero times (which would look like a loss).
         by_status = {"_id": {"status": "$status", "ours": PUBLISHED_BY_US}, "n": {"$sum": 1}}
         for row in self.queue.aggregate([{"$group": by_status}]):
-            status, ours = row["_id"]["status"], row["_id"]["ours"]
+            status, ours = row["_id"].get("status"), row["_id"]["ours"]  # none: not a job
             if status in FINISHED and ours:
                 continue  # counted from history below
             if status in counts:

@@ -186,7 +186,9 @@ def read_workers(queue: JobQueue) -> WorkerList:
     """Every worker recorded beside ``queue``, newest first, with ``state`` as read now (a
     silent one is ``lost``) and ``busy``, the fraction of its threads' time spent on jobs."""
     now = utcnow()
-    docs = workers_collection(queue).find({}, sort=[("started", DESCENDING), ("_id", ASCENDING)])
+    records = {"state": {"$type": "string"}}  # not what else others put there (jobs, say)
+    order = [("started", DESCENDING), ("_id", ASCENDING)]
+    docs = workers_collection(queue).find(records, sort=order)
     return WorkerList(as_read(doc, now) for doc in docs)
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import CollectionInvalid, OperationFailure
+from pymongo.errors import CollectionInvalid, OperationFailure, PyMongoError
+
+from .errors import InvalidQueueError
+from .names import COMPANIONS
 
 if TYPE_CHECKING:
     from pymongo.database import Database
@@ -16,20 +20,57 @@ log = logging.getLogger("mjq_notebook")
 
 def ensure_ring(db: Database, name: str, max_jobs: int | None, size_bytes: int) -> bool:
     """Create the capped collection ``name`` and the indexes of it and its history; True when
-    it is capped. A collection that exists and is not capped is left untouched (False)."""
-    if name not in db.list_collection_names(filter={"name": name}):
+    it is capped. A collection that exists and is not capped is left untouched (False).
+
+    One listCollections first: a companion someone else made capped (``<name>.history`` as
+    a queue of its own, say) is refused before anything is created. If an index can't be
+    made, what this call created is dropped again, so a failed creation leaves nothing."""
+    existing = _collections(db, name)
+    _refuse_capped_companions(db, name, existing)
+    created = []
+    if name not in existing:
         limits = {"size": size_bytes} | ({"max": max_jobs} if max_jobs else {})
         try:
             db.create_collection(name, capped=True, **limits)
+            created.append(name)
             log.info("Creating %s collection.", name)  # pymjq's words
         except (CollectionInvalid, OperationFailure):
-            pass  # another process created it first; check below what it is
+            if name not in db.list_collection_names(filter={"name": name}):
+                raise  # the server refused it (a size of 0, say), not a race
+            # another process created it first; check below what it is
     if not db[name].options().get("capped"):
         return False
-    # claims walk (status, priority, _id); reclaiming expired leases (status, lease_until)
-    db[name].create_index([("status", ASCENDING), ("priority", DESCENDING), ("_id", ASCENDING)])
-    db[name].create_index([("status", ASCENDING), ("lease_until", ASCENDING)])
-    # counts() counts failed jobs by status; the live charts read finishes by time
-    db[f"{name}.history"].create_index([("status", ASCENDING)])
-    db[f"{name}.history"].create_index([("ts.done", ASCENDING)])
+    if f"{name}.history" not in existing:
+        created.append(f"{name}.history")  # made by its first index below
+    try:
+        # claims walk (status, priority, _id); reclaiming expired leases (status, lease_until)
+        db[name].create_index([("status", ASCENDING), ("priority", DESCENDING), ("_id", ASCENDING)])
+        db[name].create_index([("status", ASCENDING), ("lease_until", ASCENDING)])
+        # counts() counts failed jobs by status; the live charts read finishes by time
+        db[f"{name}.history"].create_index([("status", ASCENDING)])
+        db[f"{name}.history"].create_index([("ts.done", ASCENDING)])
+    except Exception:
+        for collection in created:
+            with contextlib.suppress(PyMongoError):
+                db.drop_collection(collection)
+        raise
     return True
+
+
+def _collections(db: Database, name: str) -> dict[str, dict[str, Any]]:
+    """The listCollections entries of ``name`` and its companions that exist, by name."""
+    names = [name, *(name + suffix for suffix in COMPANIONS)]
+    return {info["name"]: info for info in db.list_collections(filter={"name": {"$in": names}})}
+
+
+def _refuse_capped_companions(db: Database, name: str, existing: dict[str, Any]) -> None:
+    """InvalidQueueError when a companion of ``name`` exists and is capped: another program
+    made it, and as this queue's history (say) it would lose finished jobs to evictions."""
+    for suffix in COMPANIONS:
+        info = existing.get(name + suffix)
+        if info and (info.get("options") or {}).get("capped"):
+            raise InvalidQueueError(
+                f"collection {db.name}.{name}{suffix} is capped, so it can't be the {suffix[1:]} "
+                f"collection of queue {name} (another program made it; capped, it would lose "
+                "records); nothing was created. Rename or drop it, or use another queue name."
+            )

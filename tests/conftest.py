@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -120,3 +122,20 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def run_mjq(*args, uri=None, env=None, cwd=None, timeout=120, stdin=None):
+    """The real ``mjq`` command in a process of its own (this checkout's package, as the
+    tests import it), against ``uri``; ``env`` adds to (or, with None values, removes from)
+    the environment."""
+    env = {**os.environ, **({"MJQ_MONGODB_URI": uri} if uri else {}), **(env or {})}
+    env = {key: value for key, value in env.items() if value is not None}
+    return subprocess.run(
+        [sys.executable, "-m", "mjq_notebook.cli", *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

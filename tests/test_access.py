@@ -233,7 +233,7 @@ def test_a_folder_of_another_user_is_refused_and_nothing_starts(data):
     with pytest.raises(DataFolderError, match=says):
         ensure_server(data)
     detach = mjq("serve", "--detach", cwd=data.parent)
-    assert detach.returncode == 1 and "belongs to nobody" in detach.stderr, detach.stderr
+    assert detach.returncode == 2 and "belongs to nobody" in detach.stderr, detach.stderr
 
     assert _server_pids(data) == [] and read_info(data) is None
     after = {path: path.lstat() for path in [data, *_entries(data)]}

@@ -431,7 +431,7 @@ def changes(
     snapshots: queue_module.Queue[Snapshot] = queue_module.Queue()
     sub = Watcher.of(queue).subscribe(snapshots.put, window=limit, rate=1.0 / interval)
     end = None if duration is None else time.monotonic() + duration
-    known: dict[ObjectId, str] = {}
+    known: dict[Any, str | None] = {}
     try:
         while end is None or time.monotonic() < end:
             wait = None if end is None else max(0.0, end - time.monotonic())
@@ -441,8 +441,8 @@ def changes(
                 break
             for job in reversed(snapshot.jobs[:limit]):
                 previous = known.get(job.id)
-                if previous != job["status"]:
-                    known[job.id] = job["status"]
+                if previous != job.get("status"):  # None: written without one by others
+                    known[job.id] = job.get("status")
                     yield job, previous
             if len(known) > 10 * limit:  # forget jobs long gone from the window
                 known = {k: known[k] for k in sorted(known)[-limit:]}

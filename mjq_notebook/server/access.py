@@ -56,9 +56,16 @@ def private_folder(folder: str | os.PathLike) -> Path:
     files are made readable by this user only: said once when the folder itself was open (an
     earlier version left it so), silently for files made open inside the private folder (by
     ``embedded_server()`` in a process with a common umask). DataFolderError when another
-    user owns it."""
+    user owns it, or when it is a file or can't be made."""
     folder = Path(folder).resolve()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:  # a file there or above it, a folder we may not write in
+        what = "is a file, not a folder" if folder.is_file() else f"can't be made ({exc})"
+        raise DataFolderError(
+            f"the data folder {folder} {what}: set MJQ_DATA_DIR (or --path) to a folder of "
+            "yours, or connect to a server with MJQ_MONGODB_URI"
+        ) from None
     info = folder.stat()
     if info.st_uid != os.geteuid():
         raise DataFolderError(
