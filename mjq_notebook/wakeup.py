@@ -4,6 +4,7 @@ The cursor never decides who owns a job (claims do); it only ends a wait early w
 new is inserted. It reads raw batches, so one getMore consumes every document inserted since
 the last one and a burst of inserts is one signal, not one per document. One thread at a time
 follows the cursor; other threads of the same queue wait on a condition the follower signals.
+``AnyWakeup`` is the same over several queues, for a worker that takes from more than one.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from pymongo import CursorType
 from pymongo.errors import PyMongoError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pymongo.collection import Collection
+
+    from .queue import JobQueue
 
 # awaitData time per getMore. Short enough that next(timeout=...) is honoured closely; an idle
 # consumer costs one cheap getMore per interval, and an insert still wakes it within ~ms.
 AWAIT_MS = 250
+FOLLOW_S = 1.0  # how long one wait of a queue's wake-up cursor lasts (AnyWakeup)
 
 
 class Wakeup:
@@ -115,3 +121,57 @@ class Wakeup:
             time.sleep(AWAIT_MS / 1000)  # the server is unreachable: don't spin
             return False
         return True
+
+
+class AnyWakeup:
+    """Wakes worker threads within milliseconds of a publish to any of several queues.
+
+    One thread per queue follows that queue's wake-up cursor (``JobQueue.wait``: a tailable
+    cursor, never a poll) and counts what it sees. A worker thread notes the count before it
+    tries its claims and waits only while the count is unchanged, so an insert that lands
+    between its claims and its wait still wakes it at once.
+    """
+
+    def __init__(self, queues: Sequence[JobQueue]) -> None:
+        self._queues = list(queues)
+        self._cond = threading.Condition()
+        self._count = 0
+        self._closed = threading.Event()
+
+    def start(self) -> None:
+        self._closed = closed = threading.Event()  # each start's followers end with its own
+        for queue in self._queues:
+            name = f"mjq-wakeup-{queue.name}"
+            args = (queue, closed)
+            threading.Thread(target=self._follow, args=args, name=name, daemon=True).start()
+
+    def close(self) -> None:
+        """The followers end within ``FOLLOW_S``."""
+        self._closed.set()
+
+    def count(self) -> int:
+        with self._cond:
+            return self._count
+
+    def wait(self, count: int, timeout: float) -> bool:
+        """Block until the count differs from ``count`` (True) or ``timeout`` passes."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count != count, timeout)
+
+    def _ring(self) -> None:
+        with self._cond:
+            self._count += 1
+            self._cond.notify_all()
+
+    def _follow(self, queue: JobQueue, closed: threading.Event) -> None:
+        while not closed.is_set():
+            began = time.monotonic()
+            try:
+                seen = queue.wait(FOLLOW_S)
+            except Exception:  # the server is away: the claims report it; don't spin
+                closed.wait(FOLLOW_S)
+                continue
+            # A wait that ends early without news had no cursor to stand on (an empty
+            # collection, a cursor that died): the claimers look, as JobQueue.next does then.
+            if seen or time.monotonic() - began < FOLLOW_S / 2:
+                self._ring()

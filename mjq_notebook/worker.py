@@ -22,12 +22,12 @@ from .outage import Backoff
 from .queue import JobQueue
 from .registry import HEARTBEAT_S, State, WorkerRecords
 from .signals import handling_stop_signals
+from .wakeup import AnyWakeup
 
 log = logging.getLogger("mjq_notebook.worker")
 
 Handler = Callable[[Job], Any]
 LOSS_CHECK_INTERVAL = 30.0  # seconds between looks for jobs lost to eviction
-FOLLOW_S = 1.0  # how long one wait of a queue's wake-up cursor lasts (AnyWakeup)
 # The server is away: JobQueue's public methods say so as ServerUnavailable; a raw
 # ConnectionFailure is still caught in case one comes from elsewhere.
 AWAY = (ConnectionFailure, ServerUnavailable)
@@ -443,57 +443,3 @@ def _under_id(queue: JobQueue, worker_id: str) -> JobQueue:
     claimer = copy.copy(queue)
     claimer.worker_id = worker_id
     return claimer
-
-
-class AnyWakeup:
-    """Wakes worker threads within milliseconds of a publish to any of several queues.
-
-    One thread per queue follows that queue's wake-up cursor (``JobQueue.wait``: a tailable
-    cursor, never a poll) and counts what it sees. A worker thread notes the count before it
-    tries its claims and waits only while the count is unchanged, so an insert that lands
-    between its claims and its wait still wakes it at once.
-    """
-
-    def __init__(self, queues: Sequence[JobQueue]) -> None:
-        self._queues = list(queues)
-        self._cond = threading.Condition()
-        self._count = 0
-        self._closed = threading.Event()
-
-    def start(self) -> None:
-        self._closed = closed = threading.Event()  # each start's followers end with its own
-        for queue in self._queues:
-            name = f"mjq-wakeup-{queue.name}"
-            args = (queue, closed)
-            threading.Thread(target=self._follow, args=args, name=name, daemon=True).start()
-
-    def close(self) -> None:
-        """The followers end within ``FOLLOW_S``."""
-        self._closed.set()
-
-    def count(self) -> int:
-        with self._cond:
-            return self._count
-
-    def wait(self, count: int, timeout: float) -> bool:
-        """Block until the count differs from ``count`` (True) or ``timeout`` passes."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._count != count, timeout)
-
-    def _ring(self) -> None:
-        with self._cond:
-            self._count += 1
-            self._cond.notify_all()
-
-    def _follow(self, queue: JobQueue, closed: threading.Event) -> None:
-        while not closed.is_set():
-            began = time.monotonic()
-            try:
-                seen = queue.wait(FOLLOW_S)
-            except Exception:  # the server is away: the claims report it; don't spin
-                closed.wait(FOLLOW_S)
-                continue
-            # A wait that ends early without news had no cursor to stand on (an empty
-            # collection, a cursor that died): the claimers look, as JobQueue.next does then.
-            if seen or time.monotonic() - began < FOLLOW_S / 2:
-                self._ring()
