@@ -588,7 +588,10 @@ def test_a_lost_workers_job_says_so_and_release_now_hands_it_back(lab, tmp_path)
     job["worker"] = f"lost-{token}"  # as if that worker had claimed it
     lab.row(token).click()
     lease = job["lease_until"].strftime("%H:%M:%S")
-    note = f"worker lost · back to waiting at {lease} UTC, when its lease ends"
+    note = (
+        f"worker lost · claimable again from {lease} UTC, when its lease ends, "
+        "by the next free worker"
+    )
     expect(lab.dashboard).to_contain_text(note, timeout=10_000)
     tail_workers = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Workers$"))
     tail_workers.click()  # the tail's compact panel

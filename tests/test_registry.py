@@ -209,7 +209,10 @@ def test_a_killed_worker_reads_as_lost_with_the_job_it_ran(db, server_uri, tmp_p
     shown = job._repr_html_()  # and its display says why, and how to hand it back sooner
     assert 'mjq-s-lost">lost</span>' in shown
     lease = job["lease_until"].strftime("%H:%M:%S")
-    assert f"worker lost · back to waiting at {lease} UTC, when its lease ends" in shown
+    assert (
+        f"worker lost · claimable again from {lease} UTC, when its lease ends, "
+        "by the next free worker"
+    ) in shown
     assert "q.reclaim(job) hands it back now" in shown
     print(f"\nlost {time.monotonic() - killed:.2f} s after the kill")
 
