@@ -357,20 +357,20 @@ class Watcher:
         elif "workers" not in wanted:
             self._workers, self._workers_at = None, 0.0
         if "lost_workers" in due:
-            self._lost_workers = self._read_lost_workers(fresh="workers" in due)
+            self._lost_workers = self._read_lost_workers()
         elif "lost_workers" not in wanted:
             self._lost_workers = {}
 
-    def _read_lost_workers(self, fresh: bool) -> dict[str, dict]:
+    def _read_lost_workers(self) -> dict[str, dict]:
         """The records of the lost workers among those of the working jobs in view: from the
-        registry just read (``fresh``), else one read of their records by ``_id``; no read
-        while no job in view is working."""
+        whole registry where a view has it read (less than WORKERS_S ago), else one read of
+        their records by ``_id``; no read while no job in view is working."""
         followed = (job for job in self._followed.values() if job is not None)
         working = [job for job in (*self._working, *followed) if job.get("status") == "working"]
         ids = {job["worker"] for job in working if isinstance(job.get("worker"), str)}
         if not ids:
             return {}
-        if fresh and self._workers is not None:
+        if self._workers is not None and time.time() - self._workers_at < WORKERS_S:
             records = {row["_id"]: row for row in self._workers if row.get("_id") in ids}
         else:
             records = workers_by_id(self.queue, ids)
