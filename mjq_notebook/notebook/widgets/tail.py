@@ -1,5 +1,7 @@
 """``Tail``: the queue's newest jobs as a live table, with filters, detail, the selected job's
-actions (requeue, cancel, run now, release; ``actions.py``) and a compact workers panel.
+actions (requeue, cancel, run now, release; ``actions.py``) and a compact workers panel. A
+working job whose worker the registry says is lost reads "working · worker lost" (the
+watcher's ``lost_workers``, read while working jobs are in view, panel open or not).
 
 The table is an anywidget (``JobTable``) whose state is a list of rows keyed by job id; its
 JavaScript patches rows in place, so the user's scroll and selection survive updates. The
