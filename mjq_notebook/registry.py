@@ -267,15 +267,17 @@ class WorkerList(list):
         return workers_html(self)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per worker: id, name, state, host, pid, ..., running as a job count."""
+        """One row per worker: id, name, state, host, pid, ..., running as a job count, and the
+        id of the job it took last (``last_ran``; None before its first)."""
         import pandas as pd
 
-        columns = [*ROW_FIELDS, "jobs_running", "running"]
+        columns = [*ROW_FIELDS, "jobs_running", "running", "last_ran"]
         rows = [
             {
                 **{k: row.get(k) for k in ROW_FIELDS},
                 "jobs_running": len(row.get("running") or []),
                 "running": [job.get("id") for job in row.get("running") or []],
+                "last_ran": (row.get("last") or {}).get("id"),
             }
             for row in self
         ]
