@@ -139,9 +139,11 @@ def test_what_the_display_says_of_a_lost_workers_lease_is_what_happens(db):
         gone = lease + dt.timedelta(seconds=RECLAIM_EVERY_S + 0.5)
         time.sleep(max(0.0, (gone - utcnow()).total_seconds()))
         assert queue.get(job_id)["status"] == "working"
+        ended = f"its lease ended at {at} UTC: waiting for a free worker to take it"
         shown = queue.get(job_id)._repr_html_()
-        assert f"its lease ended at {at} UTC: waiting for a free worker to take it" in shown
-        assert "claimable again" not in shown
+        assert ended in shown and "claimable again" not in shown
+        wait_for(lambda: ended in tail.actions.note.value, SOON, "the tail's note to follow")
+        assert queue.get(job_id)["status"] == "working"  # it still waits for a claim
         again = free.next(timeout=3)  # the next free worker takes it
         assert again.id == job_id and again.attempts == 2 and again["worker"] == free.worker_id
         wait_for(lambda: status_of(tail, job_id) == "working", SOON, "no longer lost")

@@ -40,6 +40,8 @@ class Snapshot:
     # while a subscriber wants it and working jobs are in view (``working`` and the followed
     # ones): the records of their workers that read as lost, by worker id, else empty
     lost_workers: dict[str, dict] = field(default_factory=dict)
+    # read with them: the ids of those workers' jobs whose lease has ended (the note changes)
+    lapsed: frozenset[ObjectId] = frozenset()
 
 
 class Subscription:

@@ -21,6 +21,7 @@ woken early by inserts through a tailable cursor. If the server goes away it say
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import queue as queue_module
 import threading
@@ -33,11 +34,12 @@ import pymongo
 from bson import ObjectId
 from pymongo.errors import OperationFailure, PyMongoError
 
-from ..job import Job
+from ..job import Job, utcnow
 from ..outage import Backoff, failure_reason
 from ..registry import State, workers_by_id
 from ..wakeup import Wakeup
 from .activity import EMPTY, ActivityReader
+from .formatting import utc
 from .subscription import Snapshot, Subscription
 
 if TYPE_CHECKING:
@@ -71,7 +73,7 @@ _CLOCKED = ("paused", "workers", "lost_workers")  # read on a clock while wanted
 _SHOWN = ("jobs", "working", "counts", "activity", "followed", "state", "message", "mode")
 # what a snapshot shows, each held by the watcher as ``_<name>``; a new read of the workers
 # is a new snapshot (their heartbeats' ages are shown), but only while a view wants them
-_SHOWN += (*_CLOCKED, "workers_at")
+_SHOWN += (*_CLOCKED, "workers_at", "lapsed")
 
 
 class Watcher:
@@ -182,6 +184,7 @@ class Watcher:
         self._workers: tuple[dict, ...] | None = None
         self._workers_at = 0.0
         self._lost_workers: dict[str, dict] = {}
+        self._lapsed: frozenset[ObjectId] = frozenset()
         self._activity = EMPTY
         self._reader = ActivityReader(self.queue)
         self._state = self._message = ""
@@ -357,25 +360,35 @@ class Watcher:
         elif "workers" not in wanted:
             self._workers, self._workers_at = None, 0.0
         if "lost_workers" in due:
-            self._lost_workers = self._read_lost_workers()
+            self._read_lost_workers()
         elif "lost_workers" not in wanted:
-            self._lost_workers = {}
+            self._lost_workers, self._lapsed = {}, frozenset()
 
-    def _read_lost_workers(self) -> dict[str, dict]:
-        """The records of the lost workers among those of the working jobs in view: from the
-        whole registry where a view has it read (less than WORKERS_S ago), else one read of
-        their records by ``_id``; no read while no job in view is working."""
+    def _read_lost_workers(self) -> None:
+        """The records of the lost workers among those of the working jobs in view, and which
+        of their jobs' leases ended: from the whole registry where a view has it read (less
+        than WORKERS_S ago), else one read of their records by ``_id``; no read while no job
+        in view is working."""
         followed = (job for job in self._followed.values() if job is not None)
         working = [job for job in (*self._working, *followed) if job.get("status") == "working"]
         ids = {job["worker"] for job in working if isinstance(job.get("worker"), str)}
         if not ids:
-            return {}
+            self._lost_workers, self._lapsed = {}, frozenset()
+            return
         if self._workers is not None and time.time() - self._workers_at < WORKERS_S:
             records = {row["_id"]: row for row in self._workers if row.get("_id") in ids}
         else:
             records = workers_by_id(self.queue, ids)
         lost = State.LOST.value
-        return {key: row for key, row in records.items() if row.get("state") == lost}
+        self._lost_workers = {key: row for key, row in records.items() if row.get("state") == lost}
+        now = utcnow()
+        self._lapsed = frozenset(
+            job.id
+            for job in working
+            if job.get("worker") in self._lost_workers
+            and isinstance(job.get("lease_until"), dt.datetime)
+            and utc(job["lease_until"]) <= now
+        )
 
     def _live(self) -> None:
         """After a successful read: live again, publish and call back."""

@@ -250,6 +250,8 @@ class Tail(Lifecycle, W.VBox):
             gone = _worker_lost(current, lost)
             if current is not None and (current != self._detail_job or gone != self._detail_lost):
                 self._show_detail(current, gone)
+            elif gone:  # its note as of now: "claimable again from …", then "its lease ended"
+                self.actions.show(current, gone)
 
     def _rows_of(
         self, jobs: list[Job], now: dt.datetime, lost: dict[str, dict]
