@@ -93,9 +93,17 @@ class Registration:
         self._indexed = False
         self.closed = False
 
-    def write(self, state: State, running: Iterable[Mapping[str, Any]], counts: Mapping) -> None:
-        """Replace the record: ``state``, the jobs running now (``{"id", "since", "attempt"}``)
-        and ``counts`` (done, failed, retried, released, busy_s); heartbeat = now."""
+    def write(
+        self,
+        state: State,
+        running: Iterable[Mapping[str, Any]],
+        counts: Mapping,
+        last: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Replace the record: ``state``, the jobs running now (``{"id", "since", "attempt"}``),
+        ``counts`` (done, failed, retried, released, busy_s) and ``last``, the job it took last
+        (kept after it finished, so a stopped or lost worker says what it ran); heartbeat =
+        now."""
         with self._lock:
             if self.closed:
                 return
@@ -108,6 +116,7 @@ class Registration:
                 "heartbeat": now,
                 "running": [dict(job) for job in running],
                 **counts,
+                "last": None if last is None else dict(last),
                 "expires_at": now + dt.timedelta(seconds=self.keep),
             }
             self.collection.replace_one({"_id": doc["_id"]}, doc, upsert=True)
@@ -139,9 +148,11 @@ class WorkerRecords:
         state: State,
         running: Iterable[tuple[int, Job, float]],
         counts: Sequence[Mapping[str, Any]],
+        last: Sequence[Job | None] = (),
     ) -> None:
-        """Write every record: ``running`` holds (queue index, job, monotonic start) and
-        ``counts`` each queue's done/failed/retried/released/busy_s (finished jobs only).
+        """Write every record: ``running`` holds (queue index, job, monotonic start),
+        ``counts`` each queue's done/failed/retried/released/busy_s (finished jobs only) and
+        ``last`` the job each queue gave it last (None: none yet).
         A failed write is logged (once per outage while the server is away), never raised:
         the next heartbeat writes the whole record again."""
         now, clock = utcnow(), time.monotonic()
@@ -150,8 +161,12 @@ class WorkerRecords:
             mine = [(job, since) for i, job, since in running if i == index]
             busy = float(counts[index].get("busy_s") or 0.0) + sum(clock - s for _, s in mine)
             listed = [] if state is State.STOPPED else [_entry(job, now) for job, _ in mine]
+            took = last[index] if index < len(last) else None
+            entry = None if took is None else _entry(took, now)
             try:
-                registration.write(state, listed, {**counts[index], "busy_s": round(busy, 3)})
+                registration.write(
+                    state, listed, {**counts[index], "busy_s": round(busy, 3)}, entry
+                )
             except (ConnectionFailure, ServerUnavailable) as exc:
                 registration.queue.outage.away(exc, "writing to the worker registry")
             except Exception as exc:  # a registry write must never end the heartbeats
@@ -197,11 +212,23 @@ def worker_of(queue: JobQueue, job: Mapping[str, Any]) -> dict[str, Any] | None:
     job is not working or its consumer never registered (a bare ``next()``, pymjq)."""
     if job.get("status") != "working" or not job.get("worker"):
         return None
+    return workers_by_id(queue, [job["worker"]]).get(job["worker"])
+
+
+def workers_by_id(queue: JobQueue, ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
+    """The records of the workers ``ids`` (say, those of the working jobs a view shows), each
+    with its state as of now: one read by ``_id``, the registry's own index. Workers that
+    never registered are missing; so is everything for a user who may read the queue but not
+    its registry (the jobs still show, without their workers' state)."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
     try:
-        doc = workers_collection(queue).find_one({"_id": job["worker"]})
-    except OperationFailure:  # a user who may read the queue but not its registry: the job
-        return None  # still shows, without its worker's state
-    return None if doc is None else as_read(doc, utcnow())
+        docs = list(workers_collection(queue).find({"_id": {"$in": wanted}}))
+    except OperationFailure:
+        return {}
+    now = utcnow()
+    return {doc["_id"]: as_read(doc, now) for doc in docs}
 
 
 def as_read(doc: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
@@ -242,15 +269,17 @@ class WorkerList(list):
         return workers_html(self)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per worker: id, name, state, host, pid, ..., running as a job count."""
+        """One row per worker: id, name, state, host, pid, ..., running as a job count, and the
+        id of the job it took last (``last_ran``; None before its first)."""
         import pandas as pd
 
-        columns = [*ROW_FIELDS, "jobs_running", "running"]
+        columns = [*ROW_FIELDS, "jobs_running", "running", "last_ran"]
         rows = [
             {
                 **{k: row.get(k) for k in ROW_FIELDS},
                 "jobs_running": len(row.get("running") or []),
                 "running": [job.get("id") for job in row.get("running") or []],
+                "last_ran": (row.get("last") or {}).get("id"),
             }
             for row in self
         ]
@@ -270,7 +299,8 @@ ROW_FIELDS = (
 
 # The columns of a worker, in the order tables show them; the terminal's table leaves out
 # "jobs/min", which needs two reads of the registry apart (the notebook panels have them).
-COLUMNS = ("state", "worker", "host:pid", "running now", "done", "failed", "jobs/min", "busy",
+# "job": what it runs now ("…f73 for 4 s", "idle"), or once stopped or lost what it ran last
+COLUMNS = ("state", "worker", "host:pid", "job", "done", "failed", "jobs/min", "busy",
            "heartbeat")  # fmt: skip
 TEXT_COLUMNS = tuple(c for c in COLUMNS if c != "jobs/min")
 
@@ -280,28 +310,38 @@ def worker_cells(
 ) -> dict[str, str]:
     """One worker as the plain text of each column (NOT escaped: the HTML tables escape it):
     the one row builder of ``mjq workers``, ``q.workers()`` and the notebook panels."""
-    running = [job for job in row.get("running") or [] if isinstance(job, Mapping)]
-    now_text = "idle" if row.get("state") == State.RUNNING.value else "—"
-    if running:
-        first = running[0]
-        now_text = (
-            f"{printable(first.get('id'))} for {format_seconds(_since(first.get('since'), now))}"
-        )
-        if len(running) > 1:
-            now_text += f" (+{len(running) - 1} more)"
     busy = row.get("busy")
     beat = _since(row.get("heartbeat"), now)
     return {
         "state": printable(row.get("state")),
         "worker": printable(row.get("name") or row.get("_id")),
         "host:pid": printable(f"{row.get('host')}:{row.get('pid')}"),
-        "running now": now_text,
+        "job": job_text(row, now),
         "done": f"{as_count(row.get('done')):,}",
         "failed": f"{as_count(row.get('failed')):,}",
         "jobs/min": "—" if per_minute is None else f"{per_minute:.1f}",
         "busy": f"{busy:.0%}" if isinstance(busy, (int, float)) else "—",
         "heartbeat": "—" if beat is None else f"{format_seconds(max(beat, 0.0))} ago",
     }
+
+
+def job_text(row: Mapping[str, Any], now: dt.datetime) -> str:
+    """What a worker runs now ("<id> for 4 s (+1 more)", "idle"), or, once it is stopped or
+    lost, what it ran last ("last ran <id>"): a lost worker's jobs may have finished on
+    another worker since, so it never says "for 10 min" of them."""
+    running = [job for job in row.get("running") or [] if isinstance(job, Mapping)]
+    alive = row.get("state") in (State.RUNNING.value, State.STOPPING.value)
+    more = f" (+{len(running) - 1} more)" if len(running) > 1 else ""
+    if alive and running:
+        first = running[0]
+        since = format_seconds(_since(first.get("since"), now))
+        return f"{printable(first.get('id'))} for {since}{more}"
+    if row.get("state") == State.RUNNING.value:
+        return "idle"
+    last = running[0] if running else row.get("last")
+    if not isinstance(last, Mapping):
+        return "—"
+    return f"last ran {printable(last.get('id'))}{more}"
 
 
 def as_count(value: Any) -> int:

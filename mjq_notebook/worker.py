@@ -104,6 +104,7 @@ class Worker:
         self._records: WorkerRecords | None = None
         self._stopping = threading.Event()
         self._running: dict[Any, Running] = {}  # job id -> job, for heartbeats and hard stops
+        self._last: list[Job | None] = [None for _ in queues]  # per queue: the job taken last
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._halt = threading.Event()  # set once the worker threads have ended
@@ -285,6 +286,7 @@ class Worker:
         began = time.monotonic()
         with self._lock:
             self._running[job.id] = Running(index, job, began)
+            self._last[index] = job
         try:
             try:
                 result = self.handler(job)
@@ -426,7 +428,8 @@ class Worker:
         with self._lock:
             running = list(self._running.values())
             counts = [vars(stats).copy() for stats in self._per_queue]
-        self._records.write(state, running, counts)
+            last = list(self._last)
+        self._records.write(state, running, counts, last)
 
 
 def _logged(step: Callable[[], None]) -> None:

@@ -586,9 +586,17 @@ def test_a_lost_workers_job_says_so_and_release_now_hands_it_back(lab, tmp_path)
     record.write(State.RUNNING, [{"id": job.id, "since": job["ts"]["started"]}], {})
     lab.queue.collection.update_one({"_id": job_id}, {"$set": {"worker": f"lost-{token}"}})
     job["worker"] = f"lost-{token}"  # as if that worker had claimed it
+    # its row says so before anyone selects it or opens the tail's Workers panel
+    status = lab.row(token).locator("td.mjq-tail-status")
+    expect(status).to_have_text("working · worker lost", timeout=10_000)
+    expect(lab.row(token)).to_have_class(re.compile(r"\bmjq-tail-lost\b"))
+    expect(lab.row(token)).to_have_attribute("data-status", "working")
     lab.row(token).click()
     lease = job["lease_until"].strftime("%H:%M:%S")
-    note = f"worker lost · back to waiting at {lease} UTC, when its lease ends"
+    note = (
+        f"worker lost · claimable again from {lease} UTC, when its lease ends, "
+        "by the next free worker; Release now hands it back at once"
+    )
     expect(lab.dashboard).to_contain_text(note, timeout=10_000)
     tail_workers = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Workers$"))
     tail_workers.click()  # the tail's compact panel
@@ -596,7 +604,8 @@ def test_a_lost_workers_job_says_so_and_release_now_hands_it_back(lab, tmp_path)
     _shoot(lab, tmp_path, "dashboard-lost-worker")
     release = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Release now$"))
     release.click()
-    expect(lab.row(token)).to_contain_text("waiting", timeout=5_000)
+    expect(status).to_have_text("waiting", timeout=5_000)
+    expect(lab.row(token)).not_to_have_class(re.compile(r"\bmjq-tail-lost\b"))
     assert lab.queue.get(job_id)["status"] == "waiting"
     expect(lab.dashboard).to_contain_text(f"job {job_id} is waiting again")
     expect(release).to_be_hidden()

@@ -192,12 +192,13 @@ def test_workers_prints_the_registry(db, server_uri):
     assert result.returncode == 0, result.stderr
     header, line = result.stdout.splitlines()
     assert header.split() == [
-        "state", "worker", "host:pid", "running", "now", "done", "failed", "busy", "heartbeat",
+        "state", "worker", "host:pid", "job", "done", "failed", "busy", "heartbeat",
     ]  # fmt: skip
     assert line.startswith("running ") and " reports?[31m " in line  # no escape codes
     assert f":{os.getpid()} " in line and str(job_id) in line and "ago" in line
     result = mjq("workers", "--db", db.name, uri=server_uri)
-    assert result.stdout.splitlines()[1].startswith("stopped ")
+    stopped = result.stdout.splitlines()[1]
+    assert stopped.startswith("stopped ") and f" last ran {job_id} " in stopped
 
 
 def test_work_takes_from_several_queues_in_order(db, server_uri, tmp_path):

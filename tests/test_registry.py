@@ -139,7 +139,7 @@ def test_workers_as_text_html_and_frame(db):
     urgent, bulk = JobQueue(db, "urgent"), JobQueue(db, "bulk")
     assert repr(read_workers(urgent)) == "no workers"
     assert "no workers" in read_workers(urgent)._repr_html_()
-    urgent.pub({"n": 1})
+    job_id = urgent.pub({"n": 1})
     worker = Worker([urgent, bulk], lambda job: None, heartbeat=0.2, name="both")
     worker.start(drain=True)
     assert worker.join(timeout=30)
@@ -148,13 +148,15 @@ def test_workers_as_text_html_and_frame(db):
         assert row["_id"] == worker.id and row["queues"] == ["urgent", "bulk"]
     assert read_workers(urgent)[0]["done"] == 1 and read_workers(bulk)[0]["done"] == 0
     text = repr(read_workers(urgent))
-    assert "both" in text and "stopped" in text
+    assert "both" in text and "stopped" in text and f"last ran {job_id}" in text
+    assert "last ran" not in repr(read_workers(bulk))  # it ran nothing from bulk
     html = read_workers(urgent)._repr_html_()
     assert "mjq-badge" in html and "stopped" in html
     frame = read_workers(urgent).to_frame()
     assert list(frame["_id"]) == [worker.id] and frame.loc[0, "done"] == 1
     assert str(frame["heartbeat"].dt.tz) == "UTC"
-    assert frame.loc[0, "jobs_running"] == 0
+    assert frame.loc[0, "jobs_running"] == 0 and frame.loc[0, "last_ran"] == job_id
+    assert read_workers(bulk).to_frame().loc[0, "last_ran"] is None
 
 
 # -- `mjq work` processes --------------------------------------------------------------------
@@ -209,7 +211,10 @@ def test_a_killed_worker_reads_as_lost_with_the_job_it_ran(db, server_uri, tmp_p
     shown = job._repr_html_()  # and its display says why, and how to hand it back sooner
     assert 'mjq-s-lost">lost</span>' in shown
     lease = job["lease_until"].strftime("%H:%M:%S")
-    assert f"worker lost · back to waiting at {lease} UTC, when its lease ends" in shown
+    assert (
+        f"worker lost · claimable again from {lease} UTC, when its lease ends, "
+        "by the next free worker"
+    ) in shown
     assert "q.reclaim(job) hands it back now" in shown
     print(f"\nlost {time.monotonic() - killed:.2f} s after the kill")
 

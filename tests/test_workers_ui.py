@@ -14,6 +14,7 @@ import pytest
 
 from mjq_notebook import Empty, JobQueue, Worker
 from mjq_notebook.notebook import display
+from mjq_notebook.notebook import watch as watch_module
 from mjq_notebook.notebook.formatting import progress_of
 from mjq_notebook.notebook.watch import Watcher
 from mjq_notebook.notebook.widgets import Dashboard, Tail
@@ -223,7 +224,10 @@ def test_a_lost_workers_job_says_when_it_comes_back_and_can_be_released(queue, t
     record.write(State.RUNNING, [{"id": job.id, "since": job["ts"]["started"], "attempt": 1}], {})
     tail.select(job_id)
     lease = job["lease_until"].strftime("%H:%M:%S")
-    note = f"worker lost · back to waiting at {lease} UTC, when its lease ends"
+    note = (
+        f"worker lost · claimable again from {lease} UTC, when its lease ends, "
+        "by the next free worker"
+    )
     wait_for(lambda: note in tail.actions.note.value, SOON, "the lost worker's note")
     release = tail.actions.release_button
     assert release.layout.display is None
@@ -243,14 +247,19 @@ def test_a_lost_workers_job_says_when_it_comes_back_and_can_be_released(queue, t
         queue.done(job)
 
 
-def test_a_working_job_of_a_live_worker_offers_no_release(queue, tail):
+def test_a_working_job_of_a_live_worker_offers_no_release(queue, tail, monkeypatch):
+    read = []
+    real = watch_module.workers_by_id
+    monkeypatch.setattr(
+        watch_module, "workers_by_id", lambda q, ids: read.append(ids) or real(q, ids)
+    )
     job_id = queue.pub({"n": 1})
     job = queue.next()
     record = Registration(queue, job["worker"], name="w", queues=[queue.name], concurrency=1,
                           interval=30)  # fmt: skip
     record.write(State.RUNNING, [], {})
     tail.select(job_id)
-    wait_for(lambda: tail.watcher.snapshot.workers, SOON, "the workers read")
+    wait_for(lambda: {job["worker"]} in read, SOON, "its worker's record read")
     time.sleep(0.5)
     assert tail.actions.release_button.layout.display == "none"
     assert tail.actions.note.value == ""
@@ -282,7 +291,7 @@ def test_a_job_shows_without_its_worker_when_the_registry_is_not_readable(queue,
     from mjq_notebook import registry
 
     class Unauthorized:
-        def find_one(self, *args, **kwargs):
+        def find(self, *args, **kwargs):
             raise OperationFailure("not authorized on the workers collection", code=13)
 
     job_id = queue.pub({"n": 1})
@@ -298,9 +307,10 @@ def test_lost_note_words():
     later = {"lease_until": now + dt.timedelta(seconds=190)}
     assert (
         lost_note(later, now)
-        == "worker lost · back to waiting at 12:03:10 UTC, when its lease ends"
+        == "worker lost · claimable again from 12:03:10 UTC, when its lease ends, by the next "
+        "free worker"
     )
-    assert "lease ended at 11:59:00" in lost_note(
+    assert "its lease ended at 11:59:00 UTC: waiting for a free worker to take it" in lost_note(
         {"lease_until": now - dt.timedelta(minutes=1)}, now
     )
 
@@ -384,7 +394,7 @@ def test_the_dashboard_shows_two_workers_with_what_they_run(queue, board):
         assert "<script>" not in html and "&lt;script&gt;" in html
         assert "<img src=x" not in html
         assert re.search(r"\d+ (ms|s) ago", html)
-        for header in ("host:pid", "running now", "done", "failed", "jobs/min", "busy"):
+        for header in ("host:pid", "job", "done", "failed", "jobs/min", "busy"):
             assert f">{header}</th>" in html
     finally:
         gate.set()
@@ -410,8 +420,8 @@ def test_the_tails_compact_workers_panel(queue, tail):
 def test_jobs_a_minute_from_heartbeats():
     start = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
     rates = JobRates()
-    row = {"_id": "w", "started": start, "heartbeat": start + dt.timedelta(seconds=60),
-           "done": 30, "failed": 0}  # fmt: skip
+    row = {"_id": "w", "state": "running", "interval": 5.0, "started": start,
+           "heartbeat": start + dt.timedelta(seconds=60), "done": 30, "failed": 0}  # fmt: skip
     rates.add([row])
     assert rates.per_minute(row) == pytest.approx(30.0)  # its life's average at first
     later = {**row, "heartbeat": start + dt.timedelta(seconds=70), "done": 40, "failed": 2}

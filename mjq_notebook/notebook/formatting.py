@@ -202,22 +202,32 @@ def live_cell(job: Mapping[str, Any], now: dt.datetime) -> tuple[str, dt.datetim
     return None
 
 
+LOST_ROW = "working · worker lost"  # a lost worker's job's status cell
+BY_NEXT = "by the next free worker"
+
+
 def lost_note(job: Mapping[str, Any], now: dt.datetime) -> str:
-    """What a working job of a lost worker shows: "worker lost · back to waiting at 12:03:10
-    UTC, when its lease ends" (or that its lease ended and the next claim takes it back)."""
+    """What a working job of a lost worker shows. Its lease ending does not change the job:
+    a consumer's next claim hands expired leases back (``leases.Reclaimer``), so it is taken
+    only once a worker is free to claim. So: "worker lost · claimable again from 12:03:10
+    UTC, when its lease ends, by the next free worker", and once the lease ended: "worker
+    lost · its lease ended at 12:03:10 UTC: waiting for a free worker to take it"."""
     lease = job.get("lease_until")
     if not isinstance(lease, dt.datetime):
-        return "worker lost · back to waiting when its lease ends"
+        return f"worker lost · claimable again when its lease ends, {BY_NEXT}"
     at = utc(lease).strftime("%H:%M:%S")
     if utc(lease) > now:
-        return f"worker lost · back to waiting at {at} UTC, when its lease ends"
-    return f"worker lost · its lease ended at {at} UTC: back to waiting at the next claim"
+        return f"worker lost · claimable again from {at} UTC, when its lease ends, {BY_NEXT}"
+    return f"worker lost · its lease ended at {at} UTC: waiting for a free worker to take it"
 
 
-def job_cells(job: Mapping[str, Any], now: dt.datetime) -> dict[str, str]:
+def job_cells(
+    job: Mapping[str, Any], now: dt.datetime, worker_lost: bool = False
+) -> dict[str, str]:
     """Plain-text cells of a job's row (``LIST_COLUMNS``), the one row builder of ``q.jobs()``,
-    the queue view and the live tail: ``…`` marks a wait or run still going on, and a job not
-    yet claimable says when it is due."""
+    the queue view and the live tail: ``…`` marks a wait or run still going on, a job not
+    yet claimable says when it is due, and a working one whose worker the registry says is
+    lost (``worker_lost``, where a view read it) says so in its status."""
     status = str(job.get("status", "?"))
     created, started, done = job_times(job, status)
     cells = {
@@ -234,7 +244,7 @@ def job_cells(job: Mapping[str, Any], now: dt.datetime) -> dict[str, str]:
     attempts, most = int_or_none(job.get("attempts")), int_or_none(job.get("max_attempts"))
     return {
         "id": str(job.get("_id")),
-        "status": status,
+        "status": LOST_ROW if worker_lost and status == "working" else status,
         "created": format_time(created),
         "wait": cells["wait"],
         "run": cells["run"],

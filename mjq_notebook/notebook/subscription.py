@@ -37,6 +37,11 @@ class Snapshot:
     paused: bool | None = None
     workers: tuple[dict, ...] | None = None
     workers_at: float = 0.0  # epoch seconds of the workers' read (0: never)
+    # while a subscriber wants it and working jobs are in view (``working`` and the followed
+    # ones): the records of their workers that read as lost, by worker id, else empty
+    lost_workers: dict[str, dict] = field(default_factory=dict)
+    # read with them: the ids of those workers' jobs whose lease has ended (the note changes)
+    lapsed: frozenset[ObjectId] = frozenset()
 
 
 class Subscription:
@@ -52,6 +57,7 @@ class Subscription:
         self.followed: ObjectId | None = None
         self.paused = False  # wants snapshot.paused
         self.workers = False  # wants snapshot.workers
+        self.lost_workers = False  # wants snapshot.lost_workers
         self.sent_version = -1
         self.sent_at = float("-inf")
         self.closed = False
@@ -71,11 +77,19 @@ class Subscription:
         self.followed = job_id
         self.watcher.poke()
 
-    def want(self, *, paused: bool | None = None, workers: bool | None = None) -> None:
-        """Ask for (True) or stop asking for (False) the queue's pause flag or its workers in
-        the snapshots: the watcher reads each only while some subscriber wants it."""
+    def want(
+        self,
+        *,
+        paused: bool | None = None,
+        workers: bool | None = None,
+        lost_workers: bool | None = None,
+    ) -> None:
+        """Ask for (True) or stop asking for (False) the queue's pause flag, its workers or the
+        lost workers of the working jobs in view in the snapshots: the watcher reads each only
+        while some subscriber wants it (and the last only while working jobs are in view)."""
         changed = False
-        for name, value in (("paused", paused), ("workers", workers)):
+        wants = (("paused", paused), ("workers", workers), ("lost_workers", lost_workers))
+        for name, value in wants:
             if value is not None and getattr(self, name) != bool(value):
                 setattr(self, name, bool(value))
                 changed = changed or bool(value)

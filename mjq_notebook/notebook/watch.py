@@ -1,12 +1,14 @@
 """Follow a queue live: one background watcher per queue feeds every live view of it.
 
 A ``Watcher`` re-reads what the views show (the newest jobs and the working ones, the counts,
-the charts' ``Activity``, the jobs a view follows and, while a view wants them, the pause flag
-and the worker registry) in one background daemon thread and
+the charts' ``Activity``, the jobs a view follows and, while a view wants them, the pause flag,
+the worker registry and which workers of the working jobs in view are lost) in one
+background daemon thread and
 hands immutable ``Snapshot``s to subscribers (the notebook widgets, ``mjq tail``). Its cost
 is per refresh, not per job: a change only says *that* something changed, and refreshes come
 at most REFRESH_S apart (counts COUNTS_S, charts ACTIVITY_S) however many jobs go by. The pause
-flag (one read by key) and the workers (a few records) are read on a clock, PAUSED_S and
+flag (one read by key), the workers (a few records) and the lost workers of the working jobs
+in view (one read by ``_id``, none while no job is working) are read on a clock, PAUSED_S and
 WORKERS_S, as they change elsewhere without a change to the queue.
 
 Where the server has change streams (replica sets, SecantusDB) the signal is a stream of the
@@ -19,6 +21,7 @@ woken early by inserts through a tailable cursor. If the server goes away it say
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import queue as queue_module
 import threading
@@ -31,10 +34,12 @@ import pymongo
 from bson import ObjectId
 from pymongo.errors import OperationFailure, PyMongoError
 
-from ..job import Job
+from ..job import Job, utcnow
 from ..outage import Backoff, failure_reason
+from ..registry import State, workers_by_id
 from ..wakeup import Wakeup
 from .activity import EMPTY, ActivityReader
+from .formatting import utc
 from .subscription import Snapshot, Subscription
 
 if TYPE_CHECKING:
@@ -62,12 +67,13 @@ _EVERY = {  # per part read
     "activity": ACTIVITY_S,
     "paused": PAUSED_S,
     "workers": WORKERS_S,
+    "lost_workers": WORKERS_S,
 }
-_CLOCKED = ("paused", "workers")  # read on a clock while wanted, not on a change
+_CLOCKED = ("paused", "workers", "lost_workers")  # read on a clock while wanted, not on a change
 _SHOWN = ("jobs", "working", "counts", "activity", "followed", "state", "message", "mode")
 # what a snapshot shows, each held by the watcher as ``_<name>``; a new read of the workers
 # is a new snapshot (their heartbeats' ages are shown), but only while a view wants them
-_SHOWN += (*_CLOCKED, "workers_at")
+_SHOWN += (*_CLOCKED, "workers_at", "lapsed")
 
 
 class Watcher:
@@ -177,6 +183,8 @@ class Watcher:
         self._paused: bool | None = None
         self._workers: tuple[dict, ...] | None = None
         self._workers_at = 0.0
+        self._lost_workers: dict[str, dict] = {}
+        self._lapsed: frozenset[ObjectId] = frozenset()
         self._activity = EMPTY
         self._reader = ActivityReader(self.queue)
         self._state = self._message = ""
@@ -351,6 +359,36 @@ class Watcher:
             self._workers_at = time.time()
         elif "workers" not in wanted:
             self._workers, self._workers_at = None, 0.0
+        if "lost_workers" in due:
+            self._read_lost_workers()
+        elif "lost_workers" not in wanted:
+            self._lost_workers, self._lapsed = {}, frozenset()
+
+    def _read_lost_workers(self) -> None:
+        """The records of the lost workers among those of the working jobs in view, and which
+        of their jobs' leases ended: from the whole registry where a view has it read (less
+        than WORKERS_S ago), else one read of their records by ``_id``; no read while no job
+        in view is working."""
+        followed = (job for job in self._followed.values() if job is not None)
+        working = [job for job in (*self._working, *followed) if job.get("status") == "working"]
+        ids = {job["worker"] for job in working if isinstance(job.get("worker"), str)}
+        if not ids:
+            self._lost_workers, self._lapsed = {}, frozenset()
+            return
+        if self._workers is not None and time.time() - self._workers_at < WORKERS_S:
+            records = {row["_id"]: row for row in self._workers if row.get("_id") in ids}
+        else:
+            records = workers_by_id(self.queue, ids)
+        lost = State.LOST.value
+        self._lost_workers = {key: row for key, row in records.items() if row.get("state") == lost}
+        now = utcnow()
+        self._lapsed = frozenset(
+            job.id
+            for job in working
+            if job.get("worker") in self._lost_workers
+            and isinstance(job.get("lease_until"), dt.datetime)
+            and utc(job["lease_until"]) <= now
+        )
 
     def _live(self) -> None:
         """After a successful read: live again, publish and call back."""

@@ -80,7 +80,7 @@ def _row(
             html.append(f"<td>{state_badge(row.get('state'))}</td>")
         elif name == "worker":
             html.append(f'<td title="{escape(tip)}"><code>{text}</code></td>')
-        elif name == "running now":
+        elif name == "job":
             html.append(f'<td class="mjq-wide"><code>{text}</code></td>')
         elif name == "host:pid":
             html.append(f"<td><code>{text}</code></td>")

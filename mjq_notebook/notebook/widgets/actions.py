@@ -1,9 +1,9 @@
 """What the tail offers to do: "Requeue all failed…" (with a confirmation row) and, for the
 selected job in its detail: Requeue (failed), Cancel job (waiting or
 delayed; a second click on "Confirm cancel" does it), Run now (a delayed job or a retry in
-back-off) and, for a working job whose worker is lost, a note saying when its lease ends and
-Release now (``q.reclaim`` with the document shown, so only the attempt the user saw is
-ended).
+back-off) and, for a working job whose worker is lost, a note saying when it can be taken
+again (``formatting.lost_note``) and Release now (``q.reclaim`` with the document shown, so
+only the attempt the user saw is ended).
 
 The buttons call the queue on the kernel's thread; ``show`` may be called from the watcher's
 thread too (the tail calls both under its lock). An action's outcome goes to the tail's
@@ -34,6 +34,7 @@ _FIT = {"width": "auto"}  # buttons are 148 px by default: the labels would be c
 CANCEL = "Cancel job"
 CONFIRM = "Confirm cancel"
 REQUEUE_SCAN = 10_000  # failed jobs a search looks through for "requeue all"
+RELEASE_HINT = "Release now hands it back at once"
 
 
 def is_delayed(job: Mapping[str, Any], now: dt.datetime) -> bool:
@@ -119,7 +120,7 @@ class JobActions(W.HBox):
         _visible(self.cancel_job_button, status == "waiting")
         _visible(self.run_now_button, job is not None and is_delayed(job, now))
         _visible(self.release_button, lost)
-        note = lost_note(job, now) if lost and job is not None else ""
+        note = f"{lost_note(job, now)}; {RELEASE_HINT}" if lost and job is not None else ""
         value = wrap(f'<span class="mjq-warn">⚠ {escape(note)}</span>') if note else ""
         if self.note.value != value:
             self.note.value = value

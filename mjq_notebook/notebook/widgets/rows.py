@@ -16,13 +16,15 @@ from .. import display
 from ..formatting import progress_of
 
 
-def job_row(job: Job, now: dt.datetime) -> dict[str, Any]:
+def job_row(job: Job, now: dt.datetime, worker_lost: bool = False) -> dict[str, Any]:
     """One table row: ``display.job_cells`` as plain strings (the front end renders them as
     text, never as HTML), with the cell that keeps changing (``live``: "wait", "run", "due"
-    or "") and the time it counts from (``live_from``, unix ms), and a working job's last
+    or "") and the time it counts from (``live_from``, unix ms), a working job's last
     progress (``progress``: "40% · resizing 4/10", ``progress_pct``: "40" of 100, "" when
-    the total is unknown; both "" for a job not running or that reported none)."""
-    row: dict[str, Any] = display.job_cells(job, now)
+    the total is unknown; both "" for a job not running or that reported none), and
+    ``worker_lost`` ("1" when the registry says the worker running it is lost, its status
+    then "working · worker lost"; else "")."""
+    row: dict[str, Any] = display.job_cells(job, now, worker_lost)
     del row["error"]  # the detail panel shows it
     live = display.live_cell(job, now)
     row["live"], row["live_from"] = (
@@ -32,6 +34,7 @@ def job_row(job: Job, now: dt.datetime) -> dict[str, Any]:
     row["progress"], row["progress_pct"] = ("", "") if progress is None else (
         progress[1], "" if progress[0] is None else f"{progress[0] * 100:g}"
     )  # fmt: skip
+    row["worker_lost"] = "1" if worker_lost and job.get("status") == "working" else ""
     return row
 
 

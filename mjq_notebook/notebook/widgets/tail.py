@@ -1,5 +1,7 @@
 """``Tail``: the queue's newest jobs as a live table, with filters, detail, the selected job's
-actions (requeue, cancel, run now, release; ``actions.py``) and a compact workers panel.
+actions (requeue, cancel, run now, release; ``actions.py``) and a compact workers panel. A
+working job whose worker the registry says is lost reads "working · worker lost" (the
+watcher's ``lost_workers``, read while working jobs are in view, panel open or not).
 
 The table is an anywidget (``JobTable``) whose state is a list of rows keyed by job id; its
 JavaScript patches rows in place, so the user's scroll and selection survive updates. The
@@ -199,6 +201,7 @@ class Tail(Lifecycle, W.VBox):
             if self._token is token:
                 self._sub = sub
                 sub.follow(_as_id(self.table.selected))
+                sub.want(lost_workers=True)  # a lost worker's job says so in its row
                 self._want_workers()
                 return
         sub.close()  # paused or closed meanwhile
@@ -224,7 +227,8 @@ class Tail(Lifecycle, W.VBox):
             status, term = self._status, self._term
         jobs = self._jobs_for(snapshot, status, term)
         now = dt.datetime.now(dt.timezone.utc)
-        rows = None if jobs is None else self._rows_of(jobs, now)
+        lost = snapshot.lost_workers
+        rows = None if jobs is None else self._rows_of(jobs, now, lost)
         show_counts = self._show_counters and snapshot.counts
         counters = _counters_html(snapshot.counts) if show_counts else None
         with self._lock:
@@ -243,19 +247,25 @@ class Tail(Lifecycle, W.VBox):
                 self.workers_view.render(snapshot)
             selected = _as_id(self.table.selected)
             current = self._shown.get(self.table.selected) or snapshot.followed.get(selected)
-            lost = _worker_lost(current, snapshot.workers)
-            if current is not None and (current != self._detail_job or lost != self._detail_lost):
-                self._show_detail(current, lost)
+            gone = _worker_lost(current, lost)
+            if current is not None and (current != self._detail_job or gone != self._detail_lost):
+                self._show_detail(current, gone)
+            elif gone:  # its note as of now: "claimable again from …", then "its lease ended"
+                self.actions.show(current, gone)
 
-    def _rows_of(self, jobs: list[Job], now: dt.datetime) -> list[dict[str, str]]:
-        """The rows of ``jobs``, formatting only jobs that changed since the last call (most
-        refreshes change a few rows of fifty). Called on the watcher's thread only."""
+    def _rows_of(
+        self, jobs: list[Job], now: dt.datetime, lost: dict[str, dict]
+    ) -> list[dict[str, str]]:
+        """The rows of ``jobs`` (``lost``: the lost workers' records by id), formatting only
+        jobs that changed since the last call (most refreshes change a few rows of fifty).
+        Called on the watcher's thread only."""
         cache = self._row_cache
         rows = []
         for job in jobs:
             held = cache.get(job.id)
-            if held is None or held[0] != job:
-                held = cache[job.id] = (job, job_row(job, now))
+            gone = _worker_lost(job, lost)
+            if held is None or held[0] != job or held[1]["worker_lost"] != ("1" if gone else ""):
+                held = cache[job.id] = (job, job_row(job, now, gone))
             rows.append(held[1])
         if len(cache) > 2 * len(jobs) + 50:  # forget jobs no longer shown
             shown = {job.id for job in jobs}
@@ -321,7 +331,7 @@ class Tail(Lifecycle, W.VBox):
                 return
         with self._lock:
             if self.table.selected == change["new"]:
-                self._show_detail(job)
+                self._show_detail(job, _worker_lost(job, self.watcher.snapshot.lost_workers))
             sub = self._sub
         if sub is not None:
             sub.follow(job_id)  # its detail stays live, shown in the rows or not
@@ -333,15 +343,12 @@ class Tail(Lifecycle, W.VBox):
         _assign(self.detail, "value", "" if job is None else display.job_html(job))
         self.actions.show(job, lost)
         self.copy_button.disabled = job is None
-        self._want_workers()
 
     def _want_workers(self) -> None:
-        """Have the watcher read the workers while they are shown: the compact panel, or a
-        working job's detail (is its worker lost?)."""
-        job, sub = self._detail_job, self._sub
-        working = job is not None and job.get("status") == "working"
-        if sub is not None:
-            sub.want(workers=self.workers_button.value or working)
+        """Have the watcher read the workers while the compact panel shows them (whether a
+        working job's worker is lost comes with every snapshot: ``lost_workers``)."""
+        if self._sub is not None:
+            self._sub.want(workers=self.workers_button.value)
 
     def _workers_toggled(self, change: Any) -> None:
         self.workers_view.widget.layout.display = None if change["new"] else "none"
@@ -381,12 +388,13 @@ class Tail(Lifecycle, W.VBox):
         self.message.value = f'<span class="mjq-dim">{display.escape(text)}</span>' if text else ""
 
 
-def _worker_lost(job: Job | None, workers: tuple[dict, ...] | None) -> bool:
-    """True when ``job`` is working and the registry says its worker is lost."""
-    if job is None or job.get("status") != "working" or not workers:
+def _worker_lost(job: Job | None, lost: dict[str, dict]) -> bool:
+    """True when ``job`` is working and the registry says its worker is lost (``lost``: the
+    snapshot's ``lost_workers``)."""
+    if job is None or job.get("status") != "working":
         return False
-    mine = [w for w in workers if w.get("_id") == job.get("worker")]
-    return bool(mine) and mine[0].get("state") == "lost"
+    worker = job.get("worker")
+    return isinstance(worker, str) and worker in lost
 
 
 def _state_text(snapshot: Snapshot) -> str:

@@ -18,18 +18,24 @@ from typing import Any
 
 import ipywidgets as W
 
-from ...registry import COLUMNS, as_count
+from ...registry import COLUMNS, HEARTBEAT_S, State, as_count
 from ..display import stylesheet, workers_html
 from ..subscription import Snapshot
 
 RATE_SPAN_S = 60.0  # "jobs a minute": finished over (about) the last minute of heartbeats
 FULL = COLUMNS
-COMPACT = ("state", "worker", "running now", "heartbeat")
+COMPACT = ("state", "worker", "job", "heartbeat")
 
 
 class JobRates:
-    """Jobs a minute per worker, from the done + failed counts its heartbeats wrote: the
-    change over the last ``RATE_S`` of heartbeats; its life's average until two are seen."""
+    """Jobs a minute per worker, from the done + failed counts its heartbeats wrote.
+
+    A running (or stopping) worker: the change over the last ``RATE_SPAN_S`` of heartbeats,
+    once they span one heartbeat interval at least (a stop writes at once, off the clock:
+    the jobs of a burst over the moment between a heartbeat and that write once read as
+    1,280 a minute); its life's average until then. A stopped or lost worker writes no more,
+    so its last window would stand for ever: it gets its life's average up to its last
+    heartbeat, which never changes after."""
 
     def __init__(self) -> None:
         self._seen: dict[str, deque[tuple[float, int]]] = {}  # id -> (heartbeat, finished)
@@ -52,16 +58,25 @@ class JobRates:
             self._seen = {key: value for key, value in self._seen.items() if key in ids}
 
     def per_minute(self, row: Mapping[str, Any]) -> float | None:
-        samples = self._seen.get(str(row.get("_id")))
-        if samples and len(samples) >= 2 and samples[-1][0] > samples[0][0]:
-            (t0, n0), (t1, n1) = samples[0], samples[-1]
-            return max(n1 - n0, 0) * 60.0 / (t1 - t0)
-        beat, started = row.get("heartbeat"), row.get("started")
-        if isinstance(beat, dt.datetime) and isinstance(started, dt.datetime):
-            span = (beat - started).total_seconds()
-            if span >= 1.0:
-                return _finished(row) * 60.0 / span
-        return None
+        if row.get("state") in (State.RUNNING.value, State.STOPPING.value):
+            samples = self._seen.get(str(row.get("_id")))
+            interval = row.get("interval")
+            least = float(interval) if isinstance(interval, (int, float)) else HEARTBEAT_S
+            if samples and len(samples) >= 2 and samples[-1][0] - samples[0][0] >= least:
+                (t0, n0), (t1, n1) = samples[0], samples[-1]
+                return max(n1 - n0, 0) * 60.0 / (t1 - t0)
+        return life_per_minute(row)
+
+
+def life_per_minute(row: Mapping[str, Any]) -> float | None:
+    """A worker's jobs a minute over its life, from its start to its last heartbeat (None
+    before it has run a second)."""
+    beat, started = row.get("heartbeat"), row.get("started")
+    if isinstance(beat, dt.datetime) and isinstance(started, dt.datetime):
+        span = (beat - started).total_seconds()
+        if span >= 1.0:
+            return _finished(row) * 60.0 / span
+    return None
 
 
 def _finished(row: Mapping[str, Any]) -> int:

@@ -162,9 +162,12 @@ function render({ model, el }) {
         changed = true;
       }
     });
-    const status = String(row.status ?? "");
+    // the status cell may say more ("working · worker lost"); its colour is the status's
+    const status = String(row.status ?? "").split(" · ")[0];
     if (tr.dataset.status !== status) tr.dataset.status = status;
-    tr.title = (row.progress ? `${row.progress}\n` : "") + String(row.data ?? "");
+    tr.classList.toggle("mjq-tail-lost", Boolean(row.worker_lost));
+    const lost = row.worker_lost ? "its worker is lost: select it to release it\n" : "";
+    tr.title = lost + (row.progress ? `${row.progress}\n` : "") + String(row.data ?? "");
     return changed;
   }
 
