@@ -319,7 +319,7 @@ TAIL_HEAD = f"{'time (UTC)':<12}  {'job':<24}  {'status':<18} data"
 def cmd_tail(args: argparse.Namespace) -> int:
     """The newest ``--limit`` jobs in time order (each at its latest change), then each new
     job and status change as it comes."""
-    from .notebook.watch import changes
+    from .notebook.changes import changes
 
     queue = _existing(args)
     print(

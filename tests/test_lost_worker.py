@@ -19,7 +19,7 @@ import pytest
 from mjq_notebook import Empty, JobQueue
 from mjq_notebook.job import utcnow
 from mjq_notebook.leases import RECLAIM_EVERY_S
-from mjq_notebook.notebook import watch as watch_module
+from mjq_notebook.notebook import lost as lost_module
 from mjq_notebook.notebook.formatting import LOST_ROW
 from mjq_notebook.notebook.widgets import Dashboard, Tail
 from mjq_notebook.notebook.widgets.workers import JobRates, workers_panel_html
@@ -154,13 +154,13 @@ def test_what_the_display_says_of_a_lost_workers_lease_is_what_happens(db):
 
 def test_the_registry_is_read_by_id_only_while_working_jobs_are_in_view(queue, monkeypatch):
     reads: list[set] = []
-    real = watch_module.workers_by_id
+    real = lost_module.workers_by_id
 
     def counted(q, ids):
         reads.append(set(ids))
         return real(q, ids)
 
-    monkeypatch.setattr(watch_module, "workers_by_id", counted)
+    monkeypatch.setattr(lost_module, "workers_by_id", counted)
     queue.pub({"n": 1})
     tail = Tail(queue, limit=20)
     try:

@@ -14,7 +14,8 @@ from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.notebook import watch as watch_module
-from mjq_notebook.notebook.watch import Watcher, changes
+from mjq_notebook.notebook.changes import changes
+from mjq_notebook.notebook.watch import Watcher
 from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.outage import failure_reason
 from mjq_notebook.server import client_for

@@ -14,7 +14,7 @@ import pytest
 
 from mjq_notebook import Empty, JobQueue, Worker
 from mjq_notebook.notebook import display
-from mjq_notebook.notebook import watch as watch_module
+from mjq_notebook.notebook import lost as lost_module
 from mjq_notebook.notebook.formatting import progress_of
 from mjq_notebook.notebook.watch import Watcher
 from mjq_notebook.notebook.widgets import Dashboard, Tail
@@ -249,9 +249,9 @@ def test_a_lost_workers_job_says_when_it_comes_back_and_can_be_released(queue, t
 
 def test_a_working_job_of_a_live_worker_offers_no_release(queue, tail, monkeypatch):
     read = []
-    real = watch_module.workers_by_id
+    real = lost_module.workers_by_id
     monkeypatch.setattr(
-        watch_module, "workers_by_id", lambda q, ids: read.append(ids) or real(q, ids)
+        lost_module, "workers_by_id", lambda q, ids: read.append(ids) or real(q, ids)
     )
     job_id = queue.pub({"n": 1})
     job = queue.next()

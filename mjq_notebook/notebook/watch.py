@@ -21,25 +21,22 @@ woken early by inserts through a tailable cursor. If the server goes away it say
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
-import queue as queue_module
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pymongo
 from bson import ObjectId
 from pymongo.errors import OperationFailure, PyMongoError
 
-from ..job import Job, utcnow
+from ..job import Job
 from ..outage import Backoff, failure_reason
-from ..registry import State, workers_by_id
 from ..wakeup import Wakeup
 from .activity import EMPTY, ActivityReader
-from .formatting import utc
+from .lost import lost_workers
 from .subscription import Snapshot, Subscription
 
 if TYPE_CHECKING:
@@ -365,29 +362,11 @@ class Watcher:
             self._lost_workers, self._lapsed = {}, frozenset()
 
     def _read_lost_workers(self) -> None:
-        """The records of the lost workers among those of the working jobs in view, and which
-        of their jobs' leases ended: from the whole registry where a view has it read (less
-        than WORKERS_S ago), else one read of their records by ``_id``; no read while no job
-        in view is working."""
+        """Which workers of the working jobs in view are lost (``lost.lost_workers``)."""
         followed = (job for job in self._followed.values() if job is not None)
-        working = [job for job in (*self._working, *followed) if job.get("status") == "working"]
-        ids = {job["worker"] for job in working if isinstance(job.get("worker"), str)}
-        if not ids:
-            self._lost_workers, self._lapsed = {}, frozenset()
-            return
-        if self._workers is not None and time.time() - self._workers_at < WORKERS_S:
-            records = {row["_id"]: row for row in self._workers if row.get("_id") in ids}
-        else:
-            records = workers_by_id(self.queue, ids)
-        lost = State.LOST.value
-        self._lost_workers = {key: row for key, row in records.items() if row.get("state") == lost}
-        now = utcnow()
-        self._lapsed = frozenset(
-            job.id
-            for job in working
-            if job.get("worker") in self._lost_workers
-            and isinstance(job.get("lease_until"), dt.datetime)
-            and utc(job["lease_until"]) <= now
+        registry = self._workers if time.time() - self._workers_at < WORKERS_S else None
+        self._lost_workers, self._lapsed = lost_workers(
+            self.queue, (*self._working, *followed), registry
         )
 
     def _live(self) -> None:
@@ -456,33 +435,3 @@ class Watcher:
                 sub.callback(snapshot)
             except Exception:
                 log.exception("mjq: a subscriber of the watcher of %s failed", self.queue.name)
-
-
-def changes(
-    queue: JobQueue, *, limit: int = 50, interval: float = 0.5, duration: float | None = None
-) -> Iterator[tuple[Job, str | None]]:
-    """Yield ``(job, previous_status)`` for each new job (previous None) and status change
-    among the newest ``limit`` jobs, until ``duration`` seconds pass (None: forever).
-
-    The queue's shared ``Watcher`` reads it; changes closer together than ``interval``
-    seconds may be reported as one (waiting -> done)."""
-    snapshots: queue_module.Queue[Snapshot] = queue_module.Queue()
-    sub = Watcher.of(queue).subscribe(snapshots.put, window=limit, rate=1.0 / interval)
-    end = None if duration is None else time.monotonic() + duration
-    known: dict[Any, str | None] = {}
-    try:
-        while end is None or time.monotonic() < end:
-            wait = None if end is None else max(0.0, end - time.monotonic())
-            try:
-                snapshot = snapshots.get(timeout=wait)
-            except queue_module.Empty:
-                break
-            for job in reversed(snapshot.jobs[:limit]):
-                previous = known.get(job.id)
-                if previous != job.get("status"):  # None: written without one by others
-                    known[job.id] = job.get("status")
-                    yield job, previous
-            if len(known) > 10 * limit:  # forget jobs long gone from the window
-                known = {k: known[k] for k in sorted(known)[-limit:]}
-    finally:
-        sub.close()
