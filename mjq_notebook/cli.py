@@ -1,5 +1,5 @@
 """The ``mjq`` command: serve, pub, work, queues, workers, tail, stats, pause, resume,
-prune, dashboard (``web``) and demo.
+prune, resize, dashboard (``web``) and demo.
 
 Commands that read or steer a queue open it without creating anything, so a mistyped name is
 an error that lists the queues there are; only ``pub``, ``work`` and ``demo`` create one. A
@@ -24,7 +24,7 @@ from pymongo.errors import PyMongoError
 
 from .catalog import queue_names, queues, queues_text
 from .cli_args import parser
-from .errors import JobQueueError, ServerUnavailable
+from .errors import JobQueueError, PublishError, ServerUnavailable
 from .outage import failure_reason
 from .queue import JobQueue
 from .reads import id_order
@@ -208,7 +208,11 @@ def cmd_pub(args: argparse.Namespace) -> int:
         print(f"mjq pub: {exc}; nothing was published", file=sys.stderr)
         return 2
     queue = _queue(args)
-    ids = queue.pub_many(items, priority=args.priority, delay=args.delay)
+    try:
+        ids = queue.pub_many(items, priority=args.priority, delay=args.delay, evict=args.evict)
+    except PublishError as exc:  # the data, or a ring too small for it: the user's to fix
+        print(f"mjq pub: {exc}", file=sys.stderr)
+        return 2
     for job_id in ids:
         print(job_id)
     return 0
@@ -300,6 +304,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
     n = _existing(args).prune_history(args.older_than)
     print(f"mjq: pruned {n:,} job(s) finished over {_duration(args.older_than)} ago from "
           f"{args.db}.{args.queue}.history")  # fmt: skip
+    return 0
+
+
+def cmd_resize(args: argparse.Namespace) -> int:
+    if args.size_bytes is None and args.max_jobs is None:
+        print("mjq resize: give --size-bytes, --max-jobs or both", file=sys.stderr)
+        return 2
+    q = _existing(args)
+    before = q.limits()
+    after = q.resize(size_bytes=args.size_bytes, max_jobs=args.max_jobs)
+    print(f"mjq: {args.db}.{args.queue} resized: it held at most {before}, now {after}")
     return 0
 
 
@@ -431,6 +446,7 @@ COMMANDS = {
     "pause": cmd_pause,
     "resume": cmd_resume,
     "prune": cmd_prune,
+    "resize": cmd_resize,
     "tail": cmd_tail,
     "stats": cmd_stats,
     "dashboard": cmd_dashboard,
