@@ -193,6 +193,8 @@ def resize(collection: Collection, size_bytes: int | None, max_jobs: int | None)
         )
     change = {"cappedSize": size_bytes} if size_bytes is not None else {}
     change |= {"cappedMax": max_jobs} if max_jobs is not None else {}
+    if not collection.write_concern.is_server_default:  # the queue's, as for its other writes
+        change["writeConcern"] = collection.write_concern.document
     try:
         collection.database.command("collMod", collection.name, **change)
     except OperationFailure as exc:
