@@ -183,7 +183,9 @@ class JobQueue:
         return new_documents(items, priority=priority, delay=delay, max_attempts=attempts)
 
     def _insert(self, docs: list[dict[str, Any]], delay: float, evict: bool) -> None:
-        if not evict:
+        if evict:
+            self._room.forget()  # the room it found is used up by whatever this publishes
+        else:
             self._room.check(docs)
         # A running total of published jobs lets counts() tell jobs evicted unfinished from
         # jobs that finished; it is written after the jobs. A single job shares its round

@@ -61,6 +61,19 @@ class Limits:
         return f"{size_text(self.size_bytes)} and {jobs}"
 
 
+def use_of(collection: Collection) -> tuple[int, int]:
+    """Documents and bytes in the ring now: collection metadata on a real server (``collStats``;
+    ``$collStats`` where a server has dropped that deprecated command)."""
+    try:
+        stats = collection.database.command("collStats", collection.name)
+    except OperationFailure as exc:
+        if exc.code != 59:  # CommandNotFound
+            raise
+        [row] = collection.aggregate([{"$collStats": {"storageStats": {}}}])
+        stats = row["storageStats"]
+    return int(stats.get("count") or 0), int(stats.get("size") or 0)
+
+
 def limits_of(collection: Collection) -> Limits:
     """The ring's limits as the server has them now (its collection options)."""
     options = collection.options()
@@ -113,9 +126,7 @@ class Room:
         self._until = time.monotonic() + CHECK_EVERY_S
 
     def _use(self) -> tuple[int, int]:
-        """Documents and bytes in the ring now: collection metadata on a real server."""
-        stats = self.collection.database.command("collStats", self.collection.name)
-        return int(stats.get("count") or 0), int(stats.get("size") or 0)
+        return use_of(self.collection)
 
     def _check_closely(self, jobs: int, size: int) -> tuple[int, int]:
         """Walk the ring oldest first, as eviction would, and refuse when it would reach an
@@ -184,8 +195,7 @@ def resize(collection: Collection, size_bytes: int | None, max_jobs: int | None)
             raise ValueError(f"{name} must be 1 or more, not {value!r}")
     where = f"{collection.database.name}.{collection.name}"
     before = limits_of(collection)
-    stats = collection.database.command("collStats", collection.name)
-    jobs, used = int(stats.get("count") or 0), int(stats.get("size") or 0)
+    jobs, used = use_of(collection)
     if (size_bytes is not None and size_bytes < used) or (max_jobs is not None and max_jobs < jobs):
         raise JobQueueError(
             f"{where} holds {jobs:,} jobs ({size_text(used)}) now: it can't shrink below that "

@@ -10,9 +10,11 @@ import sys
 import warnings
 
 import pytest
+from pymongo import monitoring
 
 from mjq_notebook import DataLossWarning, JobQueue, JobQueueError, PublishError, room
 from mjq_notebook.notebook.widgets.publisher import Publisher
+from mjq_notebook.server import client_for
 
 KIB = 1024
 RING = {"size_bytes": 64 * KIB, "max_jobs": 1_000}  # small, so big payloads fill it fast
@@ -230,3 +232,40 @@ def test_mjq_resize(db, server_uri):
         assert q.limits() == room.Limits(64 * KIB, 5)
     missing = _mjq("resize", "--db", db.name, "--queue", "nope", "--max-jobs", "9", uri=server_uri)
     assert missing.returncode != 0 and "no queue 'nope'" in missing.stderr
+
+
+class _Reads(monitoring.CommandListener):
+    """How many times a client read a ring's use (``collStats``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.count += event.command_name == "collStats"
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_the_rings_use_is_read_once_while_there_is_room_and_on_every_publish_near_full(
+    db, server_uri, monkeypatch
+):
+    monkeypatch.setattr(room, "CHECK_EVERY_S", 60.0)  # however slow the machine: one window
+    reads = _Reads()
+    client = client_for(server_uri, event_listeners=[reads])
+    try:
+        roomy = JobQueue(client[db.name], "roomy")
+        for n in range(20):
+            roomy.pub({"n": n})
+        assert reads.count == 1  # 20 jobs in a ring of 100,000: one read
+        small = JobQueue(client[db.name], "small", size_bytes=64 * KIB, max_jobs=10)
+        for n in range(9):
+            small.pub({"n": n})
+        before = reads.count
+        small.pub({"n": 9})  # the last place: read, not guessed
+        assert reads.count == before + 1 and small.counts()["waiting"] == 10
+    finally:
+        client.close()
