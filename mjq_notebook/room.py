@@ -61,9 +61,10 @@ class Limits:
         return f"{size_text(self.size_bytes)} and {jobs}"
 
 
-def use_of(collection: Collection) -> tuple[int, int]:
-    """Documents and bytes in the ring now: collection metadata on a real server (``collStats``;
-    ``$collStats`` where a server has dropped that deprecated command)."""
+def use_of(collection: Collection) -> tuple[Limits, int, int]:
+    """The ring's limits, and the documents and bytes in it now: collection metadata on a real
+    server, in one ``collStats`` (``$collStats`` where a server has dropped that deprecated
+    command); the limits from the collection's options where the reply lacks them."""
     try:
         stats = collection.database.command("collStats", collection.name)
     except OperationFailure as exc:
@@ -71,7 +72,11 @@ def use_of(collection: Collection) -> tuple[int, int]:
             raise
         [row] = collection.aggregate([{"$collStats": {"storageStats": {}}}])
         stats = row["storageStats"]
-    return int(stats.get("count") or 0), int(stats.get("size") or 0)
+    if stats.get("maxSize"):
+        limits = Limits(int(stats["maxSize"]), int(stats.get("max") or 0) or None)
+    else:
+        limits = limits_of(collection)
+    return limits, int(stats.get("count") or 0), int(stats.get("size") or 0)
 
 
 def limits_of(collection: Collection) -> Limits:
@@ -99,7 +104,8 @@ class Room:
         return self._limits
 
     def forget(self) -> None:
-        """Read the limits and the use afresh next time (after a resize)."""
+        """Read the limits and the use afresh next time (after a resize, or a publish that
+        was not checked)."""
         self._limits, self._until = None, -float("inf")
 
     def check(self, docs: Sequence[dict[str, Any]]) -> None:
@@ -114,28 +120,23 @@ class Room:
             self._spare_jobs -= jobs  # plenty of room a moment ago: no read
             self._spare_bytes -= size
             return
-        limits = self._limits = limits_of(self.collection)
-        used_jobs, used_bytes = self._use()
+        limits, used_jobs, used_bytes = use_of(self.collection)
         if not limits.fit(used_jobs + jobs, used_bytes + size):
             self.sweeper.sweep()  # finished jobs leave first; then look at what is left
-            used_jobs, used_bytes = self._check_closely(jobs, size)
-            limits = self._limits
+            used_jobs, used_bytes = self._check_closely(limits, jobs, size)
+        self._limits = limits
         free_jobs = float("inf") if limits.max_jobs is None else limits.max_jobs - used_jobs
         self._spare_jobs = (free_jobs - jobs) * HEADROOM
         self._spare_bytes = (limits.size_bytes - used_bytes - size) * HEADROOM
         self._until = time.monotonic() + CHECK_EVERY_S
 
-    def _use(self) -> tuple[int, int]:
-        return use_of(self.collection)
-
-    def _check_closely(self, jobs: int, size: int) -> tuple[int, int]:
+    def _check_closely(self, limits: Limits, jobs: int, size: int) -> tuple[int, int]:
         """Walk the ring oldest first, as eviction would, and refuse when it would reach an
         unfinished job; returns the ring's use. A server that can't size documents in an
         aggregation (``$bsonSize``, MongoDB 4.4+) has every document counted as unfinished."""
-        limits = self._limits = limits_of(self.collection)
         ring = self._walk()
         if ring is None:
-            used_jobs, used_bytes = self._use()
+            _, used_jobs, used_bytes = use_of(self.collection)
             ring = [(False, used_bytes / max(used_jobs, 1))] * used_jobs
         kept, kept_bytes = len(ring), sum(doc_size for _, doc_size in ring)
         for finished, doc_size in ring:  # evicted oldest first, until the new jobs fit
@@ -194,8 +195,8 @@ def resize(collection: Collection, size_bytes: int | None, max_jobs: int | None)
         if value is not None and (isinstance(value, bool) or int(value) < 1):
             raise ValueError(f"{name} must be 1 or more, not {value!r}")
     where = f"{collection.database.name}.{collection.name}"
-    before = limits_of(collection)
-    jobs, used = use_of(collection)
+    before = limits_of(collection)  # as read back after: both from the options
+    _, jobs, used = use_of(collection)
     if (size_bytes is not None and size_bytes < used) or (max_jobs is not None and max_jobs < jobs):
         raise JobQueueError(
             f"{where} holds {jobs:,} jobs ({size_text(used)}) now: it can't shrink below that "
