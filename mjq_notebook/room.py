@@ -150,8 +150,9 @@ class Room:
         return len(ring), int(sum(doc_size for _, doc_size in ring))
 
     def _walk(self) -> list[tuple[bool, float]] | None:
-        """(finished, BSON size) of every document in the ring, in insertion order; None when
-        the server can't tell sizes."""
+        """(finished, BSON size) of every document in the ring, in insertion order (a pipeline
+        with no match or sort scans the collection: in its natural order, on a capped one);
+        None when the server can't tell sizes."""
         pipeline = [
             {
                 "$project": {
@@ -162,7 +163,7 @@ class Room:
             }
         ]
         try:
-            rows = self.collection.aggregate(pipeline, hint={"$natural": 1})
+            rows = self.collection.aggregate(pipeline)
             return [(bool(row["f"]), float(row["b"])) for row in rows]
         except OperationFailure:
             return None
