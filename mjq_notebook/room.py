@@ -92,6 +92,7 @@ class Room:
         self.collection = collection
         self.sweeper = sweeper
         self._limits: Limits | None = None
+        self._limits_until = -float("inf")  # monotonic time until which _limits are trusted
         # what this object may still publish without reading (HEADROOM of the room the last
         # read found), until the monotonic time _until
         self._spare_jobs = self._spare_bytes = 0.0
@@ -99,14 +100,16 @@ class Room:
 
     def limits(self) -> Limits:
         """The ring's limits, read from the server at most every ``CHECK_EVERY_S``."""
-        if self._limits is None or time.monotonic() >= self._until:
+        if self._limits is None or time.monotonic() >= self._limits_until:
             self._limits = limits_of(self.collection)
+            self._limits_until = time.monotonic() + CHECK_EVERY_S
         return self._limits
 
     def forget(self) -> None:
         """Read the limits and the use afresh next time (after a resize, or a publish that
         was not checked)."""
         self._limits, self._until = None, -float("inf")
+        self._limits_until = self._until
 
     def check(self, docs: Sequence[dict[str, Any]]) -> None:
         """Return when ``docs`` fit in the ring beside its unfinished jobs; else PublishError
@@ -124,11 +127,11 @@ class Room:
         if not limits.fit(used_jobs + jobs, used_bytes + size):
             self.sweeper.sweep()  # finished jobs leave first; then look at what is left
             used_jobs, used_bytes = self._check_closely(limits, jobs, size)
-        self._limits = limits
         free_jobs = float("inf") if limits.max_jobs is None else limits.max_jobs - used_jobs
         self._spare_jobs = (free_jobs - jobs) * HEADROOM
         self._spare_bytes = (limits.size_bytes - used_bytes - size) * HEADROOM
-        self._until = time.monotonic() + CHECK_EVERY_S
+        self._until = self._limits_until = time.monotonic() + CHECK_EVERY_S
+        self._limits = limits
 
     def _check_closely(self, limits: Limits, jobs: int, size: int) -> tuple[int, int]:
         """Walk the ring oldest first, as eviction would, and refuse when it would reach an
