@@ -1,5 +1,5 @@
 """The ``mjq`` command: serve, pub, work, queues, workers, tail, stats, pause, resume,
-prune, dashboard (``web``) and demo.
+prune, resize, dashboard (``web``) and demo.
 
 Commands that read or steer a queue open it without creating anything, so a mistyped name is
 an error that lists the queues there are; only ``pub``, ``work`` and ``demo`` create one. A
@@ -28,7 +28,6 @@ from .errors import DataFolderError, JobQueueError, ServerUnavailable
 from .job import new_documents
 from .outage import failure_reason
 from .queue import JobQueue
-from .reads import id_order
 from .registry import printable, read_workers, workers_text
 from .server import DATA_ENV, connect, data_dir, env_uri, mask_uri
 
@@ -216,7 +215,7 @@ def cmd_pub(args: argparse.Namespace) -> int:
     # PublishError for data, --priority or --delay MongoDB can't take, before the queue is made
     new_documents(items, priority=args.priority, delay=args.delay, max_attempts=1)
     queue = _queue(args)
-    ids = queue.pub_many(items, priority=args.priority, delay=args.delay)
+    ids = queue.pub_many(items, priority=args.priority, delay=args.delay, evict=args.evict)
     for job_id in ids:
         print(job_id)
     return 0
@@ -313,53 +312,21 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-TAIL_HEAD = f"{'time (UTC)':<12}  {'job':<24}  {'status':<18} data"
-
-
-def cmd_tail(args: argparse.Namespace) -> int:
-    """The newest ``--limit`` jobs in time order (each at its latest change), then each new
-    job and status change as it comes."""
-    from .notebook.changes import changes
-
-    queue = _existing(args)
-    print(
-        f"mjq: the newest {args.limit} jobs of {args.db}.{printable(args.queue)}, oldest "
-        "first, then changes as they happen (Ctrl-C stops)",
-        file=sys.stderr,
-    )
-    print(TAIL_HEAD, flush=True)
-    shown: dict[Any, str] = {}  # job id -> the status last printed
-    for job in sorted(queue.jobs(limit=args.limit), key=lambda j: (_when(j), id_order(j.id))):
-        shown[job.id] = status = str(job.get("status", "?"))  # "?": written without one
-        _tail_line(job, status)
-    for job, previous in changes(queue, limit=args.limit, duration=args.duration):
-        before, status = shown.get(job.id, previous), str(job.get("status", "?"))
-        if before == status:
-            continue  # printed above already
-        shown[job.id] = status
-        _tail_line(job, status if before is None else f"{before} -> {status}")
-        if len(shown) > 10 * args.limit:  # forget jobs long gone from the window
-            shown = {k: shown[k] for k in sorted(shown, key=id_order)[-args.limit :]}
+def cmd_resize(args: argparse.Namespace) -> int:
+    if args.size_bytes is None and args.max_jobs is None:
+        print("mjq resize: give --size-bytes, --max-jobs or both", file=sys.stderr)
+        return 2
+    q = _existing(args)
+    before = q.limits()
+    after = q.resize(size_bytes=args.size_bytes, max_jobs=args.max_jobs)
+    print(f"mjq: {args.db}.{args.queue} resized: it held at most {before}, now {after}")
     return 0
 
 
-def _when(job: Any) -> Any:
-    """The time of a job's latest change (done, started, created), else the earliest time."""
-    import datetime as dt
+def cmd_tail(args: argparse.Namespace) -> int:
+    from .cli_tail import tail
 
-    ts = job.get("ts")
-    times = [ts.get(key) for key in ("done", "started", "created")] if isinstance(ts, dict) else []
-    never = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-    return next((when for when in times if isinstance(when, dt.datetime)), never)
-
-
-def _tail_line(job: Any, change: str) -> None:
-    when = _when(job)
-    stamp = when.strftime("%H:%M:%S.%f")[:-3] if when.year > 1 else "?"
-    data = json.dumps(job.get("data"), default=str)  # ASCII: no control characters
-    if len(data) > 80:
-        data = data[:77] + "..."
-    print(f"{stamp:<12}  {printable(job.id):<24}  {printable(change):<18} {data}", flush=True)
+    return tail(_existing(args), limit=args.limit, duration=args.duration)
 
 
 def _print_stats(queue: JobQueue, by: str | None = None, **options: Any) -> None:
@@ -440,6 +407,7 @@ COMMANDS = {
     "pause": cmd_pause,
     "resume": cmd_resume,
     "prune": cmd_prune,
+    "resize": cmd_resize,
     "tail": cmd_tail,
     "stats": cmd_stats,
     "dashboard": cmd_dashboard,

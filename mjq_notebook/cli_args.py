@@ -119,6 +119,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--file", help="a file of JSON lines, one job each ('-' for stdin)")
     sub.add_argument("--priority", type=int, default=0, help="higher is claimed first")
     sub.add_argument("--delay", type=float, default=0, help="seconds before it can be claimed")
+    sub.add_argument(
+        "--evict",
+        action="store_true",
+        help="publish even if the ring must evict unfinished jobs for it (a lossy ring); "
+        "without it such a publish is refused and nothing is written",
+    )
 
     sub = command("work", "run a handler over the queue(s) until stopped", several)
     sub.add_argument("handler", help="the function to run per job, as package.module:function")
@@ -144,6 +150,16 @@ def parser() -> argparse.ArgumentParser:
         "--older-than", required=True, type=_age, metavar="AGE",
         help="30d, 12h, 90min, 45s, or seconds; counts() stays true",
     )  # fmt: skip
+
+    sub = command(
+        "resize",
+        "grow the queue's ring in place (MongoDB 6.0+), or shrink it to no less than it holds",
+        one,
+    )
+    sub.add_argument(
+        "--size-bytes", type=_size, metavar="SIZE", help="its size: bytes, or e.g. 256MiB, 1GiB"
+    )
+    sub.add_argument("--max-jobs", type=_positive, help="the most jobs it holds")
 
     sub = command(
         "tail",
@@ -184,6 +200,18 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--jobs", type=_positive, default=300, help="jobs to publish (default: 300)")
     sub.add_argument("--concurrency", type=_positive, default=4, help="worker threads (default: 4)")
     return top
+
+
+_UNITS = {"": 1, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def _size(text: str) -> int:
+    """An argparse type: bytes, as a whole number or with KiB, MiB or GiB."""
+    number = text.strip().rstrip("BbIiKkMmGg").strip()
+    unit = text.strip()[len(number) :].strip().upper()
+    if not number.isdigit() or unit not in _UNITS or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"a size in bytes, or e.g. 256MiB, not {text!r}")
+    return int(number) * _UNITS[unit]
 
 
 def _age(text: str) -> float:

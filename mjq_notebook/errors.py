@@ -27,7 +27,8 @@ class QueueNameError(InvalidQueueError, ValueError):
 
 
 class PublishError(JobQueueError, ValueError):
-    """Data can't be stored (not BSON-encodable, or over 16 MiB); nothing was written."""
+    """Data can't be stored (not BSON-encodable, or over 16 MiB), or the jobs would evict
+    unfinished ones from the ring; nothing was written."""
 
 
 class LeaseLostError(JobQueueError):

@@ -3,7 +3,8 @@
 The entry point with every public method. The work is done by helpers it owns, one job each:
 ``leases`` (claim, reclaim expired leases), ``owned`` (writes under a claim, the finish),
 ``requeue``, ``reads``, ``due``, ``sweep``, ``ring``, ``control`` (pause), ``steer`` (cancel,
-promote), ``progress``, ``registry`` (``workers()``) and ``retention`` (``prune_history``).
+promote), ``progress``, ``registry`` (``workers()``) and ``retention`` (``prune_history``);
+``room`` checks that a publish evicts no unfinished job, and resizes the ring.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .registry import WorkerList, read_workers, worker_of
 from .requeue import failed_jobs, requeue
 from .retention import prune
 from .ring import ensure_ring
+from .room import Limits, Room, resize
 from .sweep import Sweeper
 from .wakeup import Wakeup
 
@@ -103,6 +105,7 @@ class JobQueue:
         self._due = DueClock(self.collection)  # when an idle consumer claims again
         self._reclaimer = Reclaimer(self.collection, self.lease)  # expired leases -> waiting
         self._sweeper = Sweeper(self.collection)  # finished jobs out of the ring
+        self._room = Room(self.collection, self._sweeper)  # publishes evict nothing unfinished
         self._reads = Reads(self.collection, self.history_collection, self._meta)
         self._control = Control(self._meta)  # the pause flag
 
@@ -148,11 +151,14 @@ class JobQueue:
         priority: int = 0,
         delay: float = 0,
         max_attempts: int | None = None,
+        evict: bool = False,
     ) -> ObjectId:
         """Publish one job; returns its id. Higher ``priority`` is claimed first; a ``delay``
-        in seconds keeps it unclaimable until then."""
+        in seconds keeps it unclaimable until then. PublishError, nothing written, when the
+        ring would have to evict unfinished jobs for it (``room.py``); ``evict=True`` allows
+        that (a lossy ring: ``counts()["lost"]`` tells)."""
         [doc] = self._documents([data], priority, delay, max_attempts)
-        self._insert([doc], delay)
+        self._insert([doc], delay, evict)
         return doc["_id"]
 
     @unavailable_as_error
@@ -163,11 +169,13 @@ class JobQueue:
         priority: int = 0,
         delay: float = 0,
         max_attempts: int | None = None,
+        evict: bool = False,
     ) -> list[ObjectId]:
-        """Publish many jobs in one round trip; all are checked before any is written."""
+        """Publish many jobs in one round trip; all are checked before any is written, and
+        that they fit in the ring beside its unfinished jobs, as ``pub``."""
         docs = self._documents(list(items), priority, delay, max_attempts)
         if docs:
-            self._insert(docs, delay)
+            self._insert(docs, delay, evict)
         return [doc["_id"] for doc in docs]
 
     def _documents(
@@ -177,7 +185,11 @@ class JobQueue:
         attempts = self.max_attempts if max_attempts is None else int(max_attempts)
         return new_documents(items, priority=priority, delay=delay, max_attempts=attempts)
 
-    def _insert(self, docs: list[dict[str, Any]], delay: float) -> None:
+    def _insert(self, docs: list[dict[str, Any]], delay: float, evict: bool) -> None:
+        if evict:
+            self._room.forget()  # the room it found is used up by whatever this publishes
+        else:
+            self._room.check(docs)
         # A running total of published jobs lets counts() tell jobs evicted unfinished from
         # jobs that finished; it is written after the jobs. A single job shares its round
         # trip with it; a batch goes as insert_many, which servers take faster than a
@@ -408,6 +420,24 @@ class JobQueue:
             return False
         self._due.expect(0)
         return True
+
+    @unavailable_as_error
+    def limits(self) -> Limits:
+        """What the ring holds at most, as the server has it: ``.size_bytes`` and
+        ``.max_jobs`` (None: any number). Read at most once a second."""
+        self._require_capped()
+        return self._room.limits()
+
+    @unavailable_as_error
+    def resize(self, size_bytes: int | None = None, max_jobs: int | None = None) -> Limits:
+        """Grow the ring in place (``collMod``, MongoDB 6.0+), or shrink it to no less than it
+        holds; returns the new limits. JobQueueError, saying what to do instead, when the
+        server refuses or does not apply it."""
+        self._require_capped()
+        try:
+            return resize(self.collection, size_bytes, max_jobs)
+        finally:
+            self._room.forget()
 
     @unavailable_as_error
     def workers(self) -> WorkerList:

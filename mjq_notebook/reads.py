@@ -64,7 +64,7 @@ class Reads:
             where = f"{self.queue.database.name}.{self.queue.name}"
             warn_at_caller(
                 f"{lost} job(s) in {where} were evicted from the capped collection before "
-                "they finished: it is too small for the backlog (raise max_jobs/size_bytes)",
+                "they finished: it is too small for the backlog (q.resize() grows it)",
                 DataLossWarning,
             )
         return counts

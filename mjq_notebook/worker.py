@@ -323,7 +323,7 @@ class Worker:
                 self._lost_logged[index] = lost
                 log.warning(
                     "%d job(s) of %s were evicted from the capped collection before they "
-                    "finished; make the queue larger (max_jobs/size_bytes)",
+                    "finished; make the queue larger (q.resize(), `mjq resize`)",
                     lost,
                     queue.name,
                 )

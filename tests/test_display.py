@@ -277,7 +277,7 @@ def test_queue_view_shows_fullness_counts_lost_and_newest_jobs(db):
     assert f"JobQueue {db.name} · small" in text
     assert "4 of 10 jobs (40% full)" in text and "up to 1 MiB" in text
     assert "waiting 4" in text and "lost" not in text and '{"n": 3}' in text
-    queue.pub_many([{"n": i} for i in range(4, 13)])  # 13 unfinished jobs in a ring of 10
+    queue.pub_many([{"n": i} for i in range(4, 13)], evict=True)  # 13 unfinished in a ring of 10
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataLossWarning)
         page = queue_html(queue)

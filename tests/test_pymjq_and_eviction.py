@@ -62,7 +62,8 @@ def test_eviction_of_waiting_jobs_is_reported(db):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert q.counts()["lost"] == 0
-    q.pub_many([{"n": n} for n in range(3, 8)])  # 8 jobs in a 5-job ring: 3 evicted waiting
+    # 8 jobs in a 5-job ring: 3 evicted waiting (refused unless allowed: test_room.py)
+    q.pub_many([{"n": n} for n in range(3, 8)], evict=True)
     with pytest.warns(DataLossWarning, match="3 job"):
         counts = q.counts()
     assert counts["lost"] == 3 and counts["waiting"] == 5
@@ -71,7 +72,7 @@ def test_eviction_of_waiting_jobs_is_reported(db):
 def test_finished_jobs_evicted_from_the_ring_are_not_lost(db):
     q = JobQueue(db, max_jobs=3, size_bytes=100_000)
     for n in range(6):
-        q.pub({"n": n})
+        q.pub({"n": n}, evict=True)  # evicted by the ring, not swept first by the publish
         q.done(q.next(timeout=0))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -89,7 +90,7 @@ def test_consumer_rides_out_eviction_of_its_cursor_position(db):
         q.next(timeout=0.6)  # the wake-up cursor now stands on the last document
     publisher = JobQueue(db, max_jobs=4)
     for n in range(1, 9):  # evicts the document the cursor stood on
-        publisher.pub({"n": n})
+        publisher.pub({"n": n}, evict=True)
         publisher.done(publisher.next(timeout=0))
     got = []
     consumer = threading.Thread(target=lambda: got.append(q.next(timeout=10)))
@@ -114,16 +115,16 @@ def test_clearing_a_pymjq_sized_queue_keeps_it_capped(db):
 def test_data_loss_warning_names_the_users_line_not_the_package(db):
     q = JobQueue(db, max_jobs=2, size_bytes=100_000)
     for n in range(4):
-        q.pub({"n": n})
+        q.pub({"n": n}, evict=True)
     cell = compile("q.counts()", "<ipython-input-7>", "exec")  # what a notebook cell runs
     with pytest.warns(DataLossWarning) as caught:
         exec(cell, {"q": q})
     assert caught[0].filename == "<ipython-input-7>"
-    q.pub({"n": 4})
+    q.pub({"n": 4}, evict=True)
     with pytest.warns(DataLossWarning) as caught:
         repr(q.counts())  # this line
     assert caught[0].filename == __file__
-    q.pub({"n": 5})
+    q.pub({"n": 5}, evict=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert q.counts(warn=False)["lost"] == 4  # displays show lost themselves

@@ -67,8 +67,8 @@ def test_retry_of_a_job_given_as_a_job_and_of_jobs_not_failed(queue):
 def test_a_failed_job_evicted_from_the_ring_comes_back_from_history(db):
     q = JobQueue(db, max_jobs=3, size_bytes=100_000, backoff=0.05)
     job_id = _failed(q, {"kind": "old"})
-    for n in range(4):  # pushes the failed job out of the 3-job ring
-        q.pub({"n": n})
+    for n in range(4):  # pushes the failed job out of the 3-job ring (evicted, not swept)
+        q.pub({"n": n}, evict=True)
         q.done(q.next())
     assert q.collection.find_one({"_id": job_id}) is None
     assert q.retry_failed() == 1

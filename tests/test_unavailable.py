@@ -51,6 +51,8 @@ CALLS = {
     "get": lambda q, job: q.get(job.id),
     "clear_queue": lambda q, job: q.clear_queue(),
     "valid": lambda q, job: q.valid(),
+    "limits": lambda q, job: q.limits(),
+    "resize": lambda q, job: q.resize(max_jobs=200_000),
     "history": lambda q, job: q.history(since="1h"),
     "stats": lambda q, job: q.stats(by="status"),
     # the functions behind them (imported up front: pandas' import time is not the server's)

@@ -111,7 +111,7 @@ def test_max_jobs_stops_the_worker(queue):
 def test_worker_logs_jobs_lost_to_eviction(db, caplog):
     q = JobQueue(db, max_jobs=3, size_bytes=100_000)
     for n in range(5):
-        q.pub({"n": n})  # the first 2 are evicted before anyone claims them
+        q.pub({"n": n}, evict=True)  # the first 2 are evicted before anyone claims them
     with caplog.at_level("WARNING", logger="mjq_notebook.worker"):
         worker = Worker(q, lambda job: None, poll=0.2).start(drain=True)
         assert worker.join(timeout=30)
@@ -150,7 +150,7 @@ def test_a_running_worker_logs_a_loss_within_the_check_interval(db, caplog, monk
             assert not _loss_logs(caplog)
             lost_at = time.monotonic()
             for n in range(10):  # a ring of 3: most are evicted before the worker gets them
-                q.pub({"n": n})
+                q.pub({"n": n}, evict=True)
             assert q.counts(warn=False)["lost"] > 0
             took = wait_for(lambda: _loss_logs(caplog), 30, "the loss in the log")
         finally:
@@ -158,7 +158,7 @@ def test_a_running_worker_logs_a_loss_within_the_check_interval(db, caplog, monk
             assert worker.join(timeout=30)
     print(f"\nlogged {time.monotonic() - lost_at:.2f} s after the loss")
     assert took < 1.0 + 4, f"logged {took:.1f} s after the loss, the check interval is 1 s"
-    assert _loss_logs(caplog)[0].endswith("make the queue larger (max_jobs/size_bytes)")
+    assert _loss_logs(caplog)[0].endswith("make the queue larger (q.resize(), `mjq resize`)")
 
 
 def test_join_before_start_returns_at_once(queue):

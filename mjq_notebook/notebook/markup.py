@@ -14,7 +14,7 @@ from ..job import STATUSES
 
 LOST_EXPLAINED = (
     "jobs evicted from the capped collection before they finished: the ring is too small "
-    "for the backlog (raise max_jobs/size_bytes)"
+    "for the backlog (grow it: q.resize(), `mjq resize`)"
 )
 
 

@@ -16,6 +16,7 @@ import ipywidgets as widgets
 
 from ...errors import InvalidQueueError, PublishError
 from ...job import stored_size
+from ...room import job_count, size_text
 from ..display import escape
 from .lifecycle import Lifecycle
 
@@ -29,7 +30,6 @@ log = logging.getLogger("mjq_notebook")
 EXAMPLE = {"message": "hello world!"}
 MAX_COPIES = 10_000
 SHOWN_IDS = 3  # ids listed after a publish; the rest are counted
-MAX_BATCH_BYTES = 64 * 1024 * 1024  # "publish N copies" writes at most this much at once
 _INVALID = object()  # the editor holds no publishable value
 
 # Monospace editor text; error and success colours follow JupyterLab's theme variables.
@@ -221,15 +221,6 @@ class Publisher(Lifecycle, widgets.VBox):
         if not self.valid:
             return []
         copies = max(1, min(int(copies), MAX_COPIES))
-        total = copies * stored_size({"data": self._data}, "this data")
-        if copies > 1 and total > MAX_BATCH_BYTES:
-            self._show(
-                f"{copies:,} copies of this data are {total / 2**20:.0f} MiB: over the "
-                f"{MAX_BATCH_BYTES // 2**20} MiB one publish may write (a capped queue that "
-                "small would evict them); nothing was published",
-                _ERROR,
-            )
-            return []
         options = {
             "priority": int(self.priority.value),
             "delay": float(self.delay.value),
@@ -239,6 +230,8 @@ class Publisher(Lifecycle, widgets.VBox):
         self._set_buttons()
         self._show("publishing…", _MUTED, kind="busy")
         try:
+            if self._too_big(copies):
+                return []
             if copies == 1:
                 ids = [self.queue.pub(self._data, **options)]
             else:
@@ -263,6 +256,22 @@ class Publisher(Lifecycle, widgets.VBox):
             except Exception:  # a listener's bug must not look like a failed publish
                 log.exception("on_publish callback failed")
         return ids
+
+    def _too_big(self, copies: int) -> bool:
+        """Show that ``copies`` jobs can't all fit in the queue's ring, as big as the server
+        has it (the publish would evict them), before building them."""
+        limits = self.queue.limits()
+        total = copies * stored_size({"data": self._data}, "this data")
+        if limits.fit(copies, total):
+            return False
+        are = "is" if copies == 1 else "are"
+        self._show(
+            f"{job_count(copies)} of this data {are} {size_text(total)}: more than this "
+            f"queue's ring holds (at most {limits}); nothing was published. Publish fewer, "
+            "or grow the ring: q.resize(...) or `mjq resize`",
+            _ERROR,
+        )
+        return True
 
     def load(self, data: Any) -> None:
         """Fill the editor with ``data`` as indented JSON (the tail's "copy to publish form").
