@@ -45,8 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except JobQueueError as exc:
+        if isinstance(exc, USAGE_ERRORS):  # blame the command, as argparse's mistakes do
+            print(f"mjq {args.command}: {exc}", file=sys.stderr)
+            return 2
         print(f"mjq: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, USAGE_ERRORS) else 1
+        return 1
     except PyMongoError as exc:  # the server refused (a login, a permission, a bad filter)
         print(f"mjq: {_refused(exc)}", file=sys.stderr)
         return 1
