@@ -327,21 +327,27 @@ def worker_cells(
 
 def job_text(row: Mapping[str, Any], now: dt.datetime) -> str:
     """What a worker runs now ("<id> for 4 s (+1 more)", "idle"), or, once it is stopped or
-    lost, what it ran last ("last ran <id>"): a lost worker's jobs may have finished on
-    another worker since, so it never says "for 10 min" of them."""
+    lost, what it ran last ("last ran <id>"): ``job_parts`` joined."""
+    return "".join(job_parts(row, now))
+
+
+def job_parts(row: Mapping[str, Any], now: dt.datetime) -> tuple[str, str, str]:
+    """``job_text`` as (the words before the job id, the id, the words after), so the HTML
+    tables can set only the id as code: a lost worker's jobs may have finished on another
+    worker since, so once stopped or lost it says "last ran <id>", never "for 10 min"."""
     running = [job for job in row.get("running") or [] if isinstance(job, Mapping)]
     alive = row.get("state") in (State.RUNNING.value, State.STOPPING.value)
     more = f" (+{len(running) - 1} more)" if len(running) > 1 else ""
     if alive and running:
         first = running[0]
         since = format_seconds(_since(first.get("since"), now))
-        return f"{printable(first.get('id'))} for {since}{more}"
+        return "", printable(first.get("id")), f" for {since}{more}"
     if row.get("state") == State.RUNNING.value:
-        return "idle"
+        return "idle", "", ""
     last = running[0] if running else row.get("last")
     if not isinstance(last, Mapping):
-        return "—"
-    return f"last ran {printable(last.get('id'))}{more}"
+        return "—", "", ""
+    return "last ran ", printable(last.get("id")), more
 
 
 def as_count(value: Any) -> int:

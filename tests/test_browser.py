@@ -584,8 +584,11 @@ def test_a_lost_workers_job_says_so_and_release_now_hands_it_back(lab, tmp_path)
     record = Registration(lab.queue, f"lost-{token}", name=name, queues=[lab.queue.name],
                           concurrency=1, interval=0.2)  # fmt: skip
     record.write(State.RUNNING, [{"id": job.id, "since": job["ts"]["started"]}], {})
-    lab.queue.collection.update_one({"_id": job_id}, {"$set": {"worker": f"lost-{token}"}})
-    job["worker"] = f"lost-{token}"  # as if that worker had claimed it
+    progress = {"done": 3, "total": 10, "message": "resizing", "at": job["ts"]["started"]}
+    lab.queue.collection.update_one(  # as if that worker had claimed it, and reported progress
+        {"_id": job_id}, {"$set": {"worker": f"lost-{token}", "progress": progress}}
+    )
+    job["worker"] = f"lost-{token}"
     # its row says so before anyone selects it or opens the tail's Workers panel
     status = lab.row(token).locator("td.mjq-tail-status")
     expect(status).to_have_text("working · worker lost", timeout=10_000)
@@ -601,11 +604,20 @@ def test_a_lost_workers_job_says_so_and_release_now_hands_it_back(lab, tmp_path)
     tail_workers = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Workers$"))
     tail_workers.click()  # the tail's compact panel
     expect(lab.dashboard.locator("table.mjq-workers tr", has_text=name)).to_have_count(2)
+    expect(lab.row(token)).not_to_have_class(re.compile(r"\bmjq-tail-flash\b"))  # as it stays
     _shoot(lab, tmp_path, "dashboard-lost-worker")
+    # its progress stands still: the row's bar in the grey of a waiting status, not the
+    # working colour of a live one
+    bar = lab.row(token).locator(".mjq-tail-bar > span")
+    assert bar.evaluate("(el) => el.style.width") == "30%"
+    frozen = bar.evaluate("(el) => getComputedStyle(el).backgroundColor")
+    detail_bar = lab.dashboard.locator('[role="progressbar"] > span')  # and so is the detail's
+    assert detail_bar.evaluate("(el) => getComputedStyle(el).backgroundColor") == frozen
     release = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Release now$"))
     release.click()
     expect(status).to_have_text("waiting", timeout=5_000)
     expect(lab.row(token)).not_to_have_class(re.compile(r"\bmjq-tail-lost\b"))
+    assert status.evaluate("(el) => getComputedStyle(el).color") == frozen
     assert lab.queue.get(job_id)["status"] == "waiting"
     expect(lab.dashboard).to_contain_text(f"job {job_id} is waiting again")
     expect(release).to_be_hidden()

@@ -386,7 +386,8 @@ def test_the_dashboard_shows_two_workers_with_what_they_run(queue, board):
         panel = board.workers_panel
 
         def two_rows():
-            return panel.value.count("<tr data-state=") == 2 and f"{job_id} for" in panel.value
+            running = f"<code>{job_id}</code> for"  # only the id in code font
+            return panel.value.count("<tr data-state=") == 2 and running in panel.value
 
         wait_for(two_rows, SOON, "two workers, one running the job")
         html = panel.value

@@ -35,13 +35,17 @@ def job_html(
     job: Mapping[str, Any],
     now: dt.datetime | None = None,
     worker: Mapping[str, Any] | None = None,
+    *,
+    worker_lost: bool = False,
 ) -> str:
     """A job's full detail: status, attempts, priority, worker, times (UTC, relative, wait and
     run), when a retry is due, its data, result and error (the traceback collapsed).
-    ``worker``: the registry record of the worker running it, to say if that one is alive."""
+    ``worker``: the registry record of the worker running it, to say if that one is alive;
+    ``worker_lost``: the caller says elsewhere that it is lost (the dashboard's note), so
+    only its progress bar shows it, grey: it stands still."""
     now = as_of(now)
     try:
-        body = _job_body(job, now, worker)
+        body = _job_body(job, now, worker, worker_lost)
     except Exception as exc:  # a display must not raise: show what we can
         body = (
             f'<div class="mjq-warn">this job could not be shown in full '
@@ -50,7 +54,9 @@ def job_html(
     return wrap(body)
 
 
-def _job_body(job: Mapping[str, Any], now: dt.datetime, worker: Mapping[str, Any] | None) -> str:
+def _job_body(
+    job: Mapping[str, Any], now: dt.datetime, worker: Mapping[str, Any] | None, worker_lost: bool
+) -> str:
     status = str(job.get("status", "?"))
     head = [
         f"<b>Job</b> <code>{escape(job.get('_id'))}</code>",
@@ -72,7 +78,8 @@ def _job_body(job: Mapping[str, Any], now: dt.datetime, worker: Mapping[str, Any
     if lost:
         hint = "; q.reclaim(job) hands it back now"
         parts.append(f'<div class="mjq-warn">{escape(lost_note(job, now) + hint)}</div>')
-    times = _times_html(job, status, now) + _progress_html(job, now)
+    frozen = status == "working" and (lost or worker_lost)
+    times = _times_html(job, status, now) + _progress_html(job, now, frozen)
     parts.append(f'<dl class="mjq-kv">{times}</dl>')
     parts.append(_section("data", _value_html(job.get("data"))))
     if "result" in job and (job.get("result") is not None or status == "done"):
@@ -142,18 +149,19 @@ def _times_html(job: Mapping[str, Any], status: str, now: dt.datetime) -> str:
     return "".join(html_rows)
 
 
-def _progress_html(job: Mapping[str, Any], now: dt.datetime) -> str:
+def _progress_html(job: Mapping[str, Any], now: dt.datetime, frozen: bool = False) -> str:
     """The last progress the job reported: a bar (a faint full one when the total is
-    unknown), "40% · resizing 4/10" and when it was reported; "" when it reported none."""
+    unknown; grey when ``frozen``: its worker is lost), "40% · resizing 4/10" and when it
+    was reported; "" when it reported none."""
     progress = progress_of(job)
     if progress is None:
         return ""
     fraction, text = progress
     width = 100.0 if fraction is None else fraction * 100
-    unknown = " mjq-unknown" if fraction is None else ""
+    kind = (" mjq-unknown" if fraction is None else "") + (" mjq-frozen" if frozen else "")
     now_at = "" if fraction is None else f' aria-valuenow="{width:.0f}"'
     bar = (
-        f'<span class="mjq-bar mjq-progress{unknown}" role="progressbar" aria-valuemin="0" '
+        f'<span class="mjq-bar mjq-progress{kind}" role="progressbar" aria-valuemin="0" '
         f'aria-valuemax="100"{now_at}><span style="width:{width:.1f}%"></span></span>'
     )
     at = job["progress"].get("at")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..job import utcnow
-from ..registry import COLUMNS, State, printable, worker_cells
+from ..registry import COLUMNS, State, job_parts, printable, worker_cells
 from .markup import escape, wrap
 
 # a worker's state -> the badge colour of the job status it is most like
@@ -81,10 +81,17 @@ def _row(
         elif name == "worker":
             html.append(f'<td title="{escape(tip)}"><code>{text}</code></td>')
         elif name == "job":
-            html.append(f'<td class="mjq-wide"><code>{text}</code></td>')
+            html.append(f'<td class="mjq-wide">{_job_html(row, now)}</td>')
         elif name == "host:pid":
             html.append(f"<td><code>{text}</code></td>")
         else:
             html.append(f'<td class="{"mjq-n" if name in _NUMERIC else ""}">{text}</td>')
     state = escape(_BADGE.get(str(row.get("state")), "other"))
     return f'<tr data-state="{state}">{"".join(html)}</tr>'
+
+
+def _job_html(row: Mapping[str, Any], now: dt.datetime) -> str:
+    """The "job" cell with only the job id as code: "last ran <code>id</code>"."""
+    before, job_id, after = job_parts(row, now)
+    code = f"<code>{escape(job_id)}</code>" if job_id else ""
+    return f"{escape(before)}{code}{escape(after)}"

@@ -340,7 +340,9 @@ class Tail(Lifecycle, W.VBox):
         """The detail pane and the buttons for ``job`` (None: nothing selected); ``lost``:
         its worker reads as lost. Call with ``self._lock`` held."""
         self._detail_job, self._detail_lost = job, lost
-        _assign(self.detail, "value", "" if job is None else display.job_html(job))
+        _assign(
+            self.detail, "value", "" if job is None else display.job_html(job, worker_lost=lost)
+        )
         self.actions.show(job, lost)
         self.copy_button.disabled = job is None
 
