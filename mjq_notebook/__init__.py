@@ -22,6 +22,7 @@ from .errors import (
     LeaseLostError,
     PublishError,
     ServerUnavailable,
+    SmallRingWarning,
 )
 from .job import Job, Status
 from .queue import JobQueue
@@ -53,6 +54,7 @@ __all__ = [
     "LeaseLostError",
     "PublishError",
     "ServerUnavailable",
+    "SmallRingWarning",
     "Status",
     "Worker",
     "connect",

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from bson import ObjectId
 from bson.codec_options import CodecOptions
@@ -37,7 +38,7 @@ from .reads import Reads
 from .registry import WorkerList, read_workers, worker_of
 from .requeue import failed_jobs, requeue
 from .retention import prune
-from .ring import ensure_ring
+from .ring import ensure_ring, made_by_another, warn_if_small
 from .sweep import Sweeper
 from .wakeup import Wakeup
 
@@ -59,7 +60,9 @@ class JobQueue:
     lose them. ``write_concern`` (e.g. ``WriteConcern(w=1, j=True)`` on a standalone mongod)
     is what every acknowledgement of the queue waits for; by default the database's.
     ``JobQueue(db, name)`` creates the queue if missing; ``JobQueue.open(db, name)`` opens one
-    that exists and creates nothing.
+    that exists and creates nothing. ``naive_tz`` (e.g. ``"Asia/Tokyo"``): the time zone in
+    which other programs wrote naive local times (pymjq's ``datetime.now()``), for
+    ``history()`` and for bringing back their abandoned jobs; by default they are read as UTC.
     """
 
     @unavailable_as_error
@@ -75,6 +78,7 @@ class JobQueue:
         backoff: float = 1.0,
         write_concern: WriteConcern | None = None,
         create: bool = True,
+        naive_tz: str | None = None,
     ) -> None:
         codec = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc, document_class=dict)
         # every write of the queue (publish, claim, finish, requeue) is acknowledged under
@@ -84,22 +88,27 @@ class JobQueue:
         self.lease = float(lease)
         self.max_attempts = int(max_attempts)
         self.backoff = float(backoff)
+        self.naive_tz = None if naive_tz is None else ZoneInfo(naive_tz)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.collection = self.db[name]
         self.history_collection = self.db[f"{name}.history"]
         self._meta = self.db[f"{name}.meta"]
         # create=False (JobQueue.open): a reader that writes nothing, not even an index
+        adopted = create and made_by_another(self.db, name)  # pymjq's: say if it is small
         self._capped = (
             ensure_ring(self.db, name, max_jobs, size_bytes) if create else _is_capped(db, name)
         )
+        if adopted and self._capped:
+            warn_if_small(self.db, name, max_jobs, size_bytes)
         self._owned = OwnedWrites(self.db, self.collection, self.history_collection)
         self._fuse = writes.supports_client_bulk_write(self.db)  # see writes.py
         self._wakeup = Wakeup(self.collection)
         self.outage = OutageLog(log, f"queue {self.db.name}.{name}")  # said once per outage
         # the helpers it owns, one job each
         self._due = DueClock(self.collection)  # when an idle consumer claims again
-        self._reclaimer = Reclaimer(self.collection, self.lease)  # expired leases -> waiting
-        self._sweeper = Sweeper(self.collection)  # finished jobs out of the ring
+        # expired leases -> waiting
+        self._reclaimer = Reclaimer(self.collection, self.lease, self.naive_tz)
+        self._sweeper = Sweeper(self.collection, self.history_collection)  # finished -> history
         self._reads = Reads(self.collection, self.history_collection, self._meta)
         self._control = Control(self._meta)  # the pause flag
 
@@ -227,11 +236,14 @@ class JobQueue:
 
     def _claim(self) -> Job | None:
         """Claim one job, first handing abandoned jobs (expired leases) back to waiting;
-        none while the queue is paused."""
+        none while the queue is paused. Finding none, sweep other programs' finishes."""
         if self._control.paused():
             return None
         self._reclaimer.reclaim_if_due()
-        return self._claim_one()
+        job = self._claim_one()
+        if job is None:
+            self._sweeper.when_idle()
+        return job
 
     def _claim_one(self) -> Job | None:
         """Claim the best due job (``leases.claim_one``); fail those out of attempts."""
@@ -369,9 +381,7 @@ class JobQueue:
         """A waiting or delayed job becomes ``cancelled``: final, in history, never claimed.
         False when it is not waiting (claimed first, say, or finished)."""
         self._require_capped()
-        if not steer.cancel(
-            self.collection, self.history_collection, _id_of(job), self.max_attempts
-        ):
+        if not steer.cancel(self.collection, self.history_collection, _id_of(job)):
             return False
         self._sweeper.after_finish()
         return True
@@ -440,7 +450,7 @@ class JobQueue:
         return requeued
 
     def _finish(self, job: Job, status: Status, fields: dict[str, Any]) -> None:
-        self._owned.finish(job, status, fields, self._max_attempts(job))
+        self._owned.finish(job, status, fields)
         self._sweeper.after_finish()  # after the finish, not before a claim: no one waits
 
     # -- inspecting -----------------------------------------------------------------------

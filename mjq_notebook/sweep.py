@@ -1,22 +1,29 @@
-"""The sweep: finished jobs leave the ring, since history holds them already.
+"""The sweep: finished jobs leave the ring once history holds that same finish.
 
 The ring then holds only unfinished jobs, so it evicts a waiting job only when the backlog
 outgrows it, and servers that pay per document in a capped collection stay fast as jobs go
 through. The newest document stays, done or not: the consumers' tailable wake-up cursors
-stand on it, and an empty capped collection can hold none. pymjq's finished jobs stay too
-(they have no history row).
+stand on it, and an empty capped collection can hold none.
+
+Finishes of this package went to history first and say so (``IN_HISTORY``); one whose
+history row is gone was pruned (``retention.py``) and is not copied back. A job finished by
+another program (pymjq's ``next()`` or iterator, a script) has no history row, or one of an
+earlier finish (pymjq overwrites whole documents, also one we just finished): the sweep
+copies its document to history as it is, times and all, and only then deletes it from the
+ring, on condition that it still is that same finish (``_id``, status, ``ts.done``,
+attempts). A document changed in between stays for the next sweep.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pymongo import DESCENDING
-from pymongo.errors import PyMongoError
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from .job import FINISHED
+from .job import FINISHED, IN_HISTORY
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -25,14 +32,16 @@ log = logging.getLogger("mjq_notebook")
 
 SWEEP_EVERY_S = 1.0  # finishing sweeps finished jobs out of the ring at most this often...
 SWEEP_AFTER = 50  # ...or after this many finishes by this queue object
+BATCH = 500  # finished documents looked at per sweep
+FINISH = {"_id": 1, "status": 1, "ts.done": 1, "attempts": 1}  # what makes one finish
 
 
 class Sweeper:
     """Sweeps one queue's ring after finishes, at most every ``SWEEP_EVERY_S`` or
     ``SWEEP_AFTER`` finishes (read when used, so they can be changed at run time)."""
 
-    def __init__(self, collection: Collection) -> None:
-        self.collection = collection
+    def __init__(self, collection: Collection, history: Collection) -> None:
+        self.collection, self.history = collection, history
         self.next_at = 0.0  # monotonic time from which the next finish sweeps
         self.finished = 0  # finishes since the last sweep
 
@@ -42,16 +51,22 @@ class Sweeper:
         if self.finished >= SWEEP_AFTER or time.monotonic() >= self.next_at:
             self.sweep()
 
+    def when_idle(self) -> None:
+        """Sweep if the last sweep is ``SWEEP_EVERY_S`` old: a consumer with nothing to do
+        moves other programs' finishes to history."""
+        if time.monotonic() >= self.next_at:
+            self.sweep()
+
     def sweep(self) -> None:
-        """Delete from the ring the jobs this package finished; errors wait for the next."""
+        """Move finished jobs from the ring to history; errors wait for the next sweep."""
         self.next_at = time.monotonic() + SWEEP_EVERY_S
         self.finished = 0
         try:
-            self._delete_finished()
+            self._sweep()
         except PyMongoError as exc:  # the job is finished all the same; the next sweep tries
             log.debug("could not sweep finished jobs from %s: %s", self.collection.name, exc)
 
-    def _delete_finished(self) -> None:
+    def _sweep(self) -> None:
         # The last document inserted, and the one with the newest id (the same but for
         # clock differences between publishers; not all servers honour $natural).
         keep = [
@@ -59,11 +74,47 @@ class Sweeper:
             for order in ("$natural", "_id")
             if (doc := self.collection.find_one({}, {"_id": 1}, sort=[(order, DESCENDING)]))
         ]
-        if keep:
-            self.collection.delete_many(
-                {
-                    "status": {"$in": list(FINISHED)},
-                    "max_attempts": {"$exists": True},  # finished by us: in history first
-                    "_id": {"$nin": keep},
-                }
-            )
+        if not keep:
+            return
+        finished = {"status": {"$in": list(FINISHED)}, "_id": {"$nin": keep}}
+        fields = {**FINISH, IN_HISTORY: 1}
+        ring = list(self.collection.find(finished, fields, sort=[("_id", ASCENDING)], limit=BATCH))
+        ids = [doc["_id"] for doc in ring]
+        held = {row["_id"]: row for row in self.history.find({"_id": {"$in": ids}}, FINISH)}
+        # ours went to history first: a missing row was pruned since, not to be copied back
+        copied = [
+            doc
+            for doc in ring
+            if (doc.get(IN_HISTORY) is True and doc["_id"] not in held)
+            or self._in_history(doc, held.get(doc["_id"]))
+        ]
+        if copied:
+            self.collection.delete_many({"$or": [finish_of(doc) for doc in copied]})
+
+    def _in_history(self, finish: dict[str, Any], row: dict[str, Any] | None) -> bool:
+        """True once history holds ``finish``: copy the ring's document there if it holds
+        none or another finish (conditionally on the row read, so a finish written since
+        is not overwritten); False if the document changed meanwhile."""
+        if row is not None and finish_of(row) == finish_of(finish):
+            return True
+        doc = self.collection.find_one(finish_of(finish))
+        if doc is None:
+            return False  # changed (or gone) since it was read: the next sweep looks again
+        try:
+            if row is None:
+                self.history.insert_one(doc)
+                return True
+            return self.history.replace_one(finish_of(row), doc).matched_count == 1
+        except DuplicateKeyError:
+            return False  # a row arrived meanwhile: the next sweep compares it
+
+
+def finish_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """The fields that tell one finish of a job from another, as a filter matching it."""
+    ts = doc.get("ts")
+    return {
+        "_id": doc["_id"],
+        "status": doc.get("status"),
+        "ts.done": ts.get("done") if isinstance(ts, dict) else None,
+        "attempts": doc.get("attempts"),
+    }

@@ -234,7 +234,7 @@ def _group_value(value: Any) -> str:
 
 
 def _statistic(column: str, value: Any) -> str:
-    if column == "count":
+    if column in ("count", "negative"):
         try:
             return f"{int(value):,}"
         except (TypeError, ValueError):
