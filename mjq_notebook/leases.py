@@ -71,23 +71,30 @@ class Reclaimer:
         """working -> waiting for every job whose lease has expired, or that has no lease
         and started more than a lease ago; then priority 0 for waiting jobs that have none.
 
-        Conditional updates along the (status, lease_until) and (status, priority, _id)
-        indexes: a worker that is merely late then finds the job gone (LeaseLostError)
-        rather than two workers finishing it.
+        Conditional updates along the ring's indexes (a few index entries each when there
+        is nothing to do): a worker that is merely late then finds the job gone
+        (LeaseLostError) rather than two workers finishing it.
         """
         self.next_at = time.monotonic() + self.every
         now = utcnow()
         started_before = self._as_stored(now) - dt.timedelta(seconds=self.lease)
-        self.collection.update_many(
-            {
-                "status": Status.WORKING.value,
-                "$or": [
-                    {"lease_until": {"$lt": now}},
-                    {"lease_until": None, "ts.started": {"$lt": started_before}},
-                ],
-            },
-            {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}},
-        )
+        back = {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}}
+        working = Status.WORKING.value
+        self.collection.update_many({"status": working, "lease_until": {"$lt": now}}, back)
+        # Without a lease: read first (an index range of few jobs; some servers plan a null
+        # beside another condition as a collection scan), then the same update on each.
+        unleased = {"status": working, "lease_until": {"$in": [None]}}
+        abandoned = [
+            doc["_id"]
+            for doc in self.collection.find(unleased, {"ts.started": 1})
+            if _before(doc.get("ts"), started_before)
+        ]
+        if abandoned:
+            self.collection.update_many(
+                {**unleased, "_id": {"$in": abandoned}, "ts.started": {"$lt": started_before}},
+                back,
+                hint="_id_",  # not planned as a scan (SecantusDB plans nulls so)
+            )
         self.collection.update_many(
             {"status": Status.WAITING.value, "priority": None}, {"$set": {"priority": 0}}
         )
@@ -98,6 +105,12 @@ class Reclaimer:
         if self.naive_tz is None:
             return now
         return now.astimezone(self.naive_tz).replace(tzinfo=dt.timezone.utc)
+
+
+def _before(ts: Any, when: dt.datetime) -> bool:
+    """Whether a job's ``ts`` says it started before ``when``."""
+    started = ts.get("started") if isinstance(ts, dict) else None
+    return isinstance(started, dt.datetime) and started < when
 
 
 def reclaim_one(collection: Collection, job: dict[str, Any]) -> bool:

@@ -94,10 +94,9 @@ class Reads:
         """Count by status the finished jobs in the ring that history lacks (finished by
         another program, not swept yet); return how many of them we published."""
         ours = 0
-        others = {"status": {"$in": list(FINISHED)}, IN_HISTORY: {"$ne": True}}
-        ring = {
-            doc["_id"]: doc for doc in self.queue.find(others, {"status": 1, "max_attempts": 1})
-        }
+        finished = {"status": {"$in": list(FINISHED)}}  # an index range: few once swept
+        found = self.queue.find(finished, {"status": 1, "max_attempts": 1, IN_HISTORY: 1})
+        ring = {doc["_id"]: doc for doc in found if doc.get(IN_HISTORY) is not True}
         swept = self.history.find({"_id": {"$in": list(ring)}}, {"_id": 1})
         in_history = {doc["_id"] for doc in swept}
         for job_id, doc in ring.items():

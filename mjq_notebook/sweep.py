@@ -20,7 +20,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from .job import FINISHED, IN_HISTORY
@@ -34,6 +34,9 @@ SWEEP_EVERY_S = 1.0  # finishing sweeps finished jobs out of the ring at most th
 SWEEP_AFTER = 50  # ...or after this many finishes by this queue object
 BATCH = 500  # finished documents looked at per sweep
 FINISH = {"_id": 1, "status": 1, "ts.done": 1, "attempts": 1}  # what makes one finish
+# Filters on _id beside null conditions name its index: some servers (SecantusDB) would
+# plan them as a scan of the whole collection.
+ID_INDEX = "_id_"
 
 
 class Sweeper:
@@ -52,33 +55,36 @@ class Sweeper:
             self.sweep()
 
     def when_idle(self) -> None:
-        """Sweep if the last sweep is ``SWEEP_EVERY_S`` old: a consumer with nothing to do
-        moves other programs' finishes to history."""
+        """Sweep other programs' finishes if the last sweep is ``SWEEP_EVERY_S`` old: a
+        consumer with nothing to do moves them to history (one indexed read if none)."""
         if time.monotonic() >= self.next_at:
-            self.sweep()
+            self.sweep(others_only=True)
 
-    def sweep(self) -> None:
+    def sweep(self, *, others_only: bool = False) -> None:
         """Move finished jobs from the ring to history; errors wait for the next sweep."""
         self.next_at = time.monotonic() + SWEEP_EVERY_S
         self.finished = 0
         try:
-            self._sweep()
+            self._sweep(others_only)
         except PyMongoError as exc:  # the job is finished all the same; the next sweep tries
             log.debug("could not sweep finished jobs from %s: %s", self.collection.name, exc)
 
-    def _sweep(self) -> None:
+    def _sweep(self, others_only: bool) -> None:
+        finished = {"status": {"$in": list(FINISHED)}}  # an index range: few once swept
+        ring = list(self.collection.find(finished, {**FINISH, IN_HISTORY: 1}, limit=BATCH))
+        others = [doc for doc in ring if doc.get(IN_HISTORY) is not True]
+        if not (others if others_only else ring):
+            return
         # The last document inserted, and the one with the newest id (the same but for
         # clock differences between publishers; not all servers honour $natural).
-        keep = [
+        keep = {
             doc["_id"]
             for order in ("$natural", "_id")
             if (doc := self.collection.find_one({}, {"_id": 1}, sort=[(order, DESCENDING)]))
-        ]
-        if not keep:
+        }
+        ring = [doc for doc in ring if doc["_id"] not in keep]
+        if not ring:
             return
-        finished = {"status": {"$in": list(FINISHED)}, "_id": {"$nin": keep}}
-        fields = {**FINISH, IN_HISTORY: 1}
-        ring = list(self.collection.find(finished, fields, sort=[("_id", ASCENDING)], limit=BATCH))
         ids = [doc["_id"] for doc in ring]
         held = {row["_id"]: row for row in self.history.find({"_id": {"$in": ids}}, FINISH)}
         # ours went to history first: a missing row was pruned since, not to be copied back
@@ -89,7 +95,9 @@ class Sweeper:
             or self._in_history(doc, held.get(doc["_id"]))
         ]
         if copied:
-            self.collection.delete_many({"$or": [finish_of(doc) for doc in copied]})
+            each = {"$or": [finish_of(doc) for doc in copied]}
+            ids = {"$in": [doc["_id"] for doc in copied]}
+            self.collection.delete_many({"_id": ids, **each}, hint=ID_INDEX)
 
     def _in_history(self, finish: dict[str, Any], row: dict[str, Any] | None) -> bool:
         """True once history holds ``finish``: copy the ring's document there if it holds
@@ -97,14 +105,15 @@ class Sweeper:
         is not overwritten); False if the document changed meanwhile."""
         if row is not None and finish_of(row) == finish_of(finish):
             return True
-        doc = self.collection.find_one(finish_of(finish))
-        if doc is None:
+        doc = self.collection.find_one({"_id": finish["_id"]})
+        if doc is None or finish_of(doc) != finish_of(finish):
             return False  # changed (or gone) since it was read: the next sweep looks again
         try:
             if row is None:
                 self.history.insert_one(doc)
                 return True
-            return self.history.replace_one(finish_of(row), doc).matched_count == 1
+            replaced = self.history.replace_one(finish_of(row), doc, hint=ID_INDEX)
+            return replaced.matched_count == 1
         except DuplicateKeyError:
             return False  # a row arrived meanwhile: the next sweep compares it
 
