@@ -464,8 +464,10 @@ class JobQueue:
     def counts(self, *, warn: bool = True) -> dict[str, int]:
         """Jobs per status, plus ``lost``: jobs evicted from the capped collection unfinished.
 
-        done/failed come from history (which outlives the ring buffer) plus pymjq-written
-        finished jobs still in the queue. When ``lost`` grows, a DataLossWarning names the
+        done/failed come from history (which outlives the ring buffer) plus jobs another
+        program (pymjq) finished that the sweep has not copied there yet, each job once.
+        ``lost`` counts jobs this package published; those another program published make
+        it read low once in history, never high. When ``lost`` grows, a DataLossWarning names the
         caller's line (``warn=False``: displays, which show ``lost`` themselves). Its cost
         does not grow with history (live views call it twice a second): history's size is
         collection metadata, which a mongod may misstate after an unclean shutdown until the

@@ -46,7 +46,7 @@ class Reads:
         ``_id``; when only other programs consume, up to the ring's size.
         """
         counts = dict.fromkeys(STATUSES, 0)
-        found_ours = 0  # jobs we published that are in the ring, outside history
+        found_ours = 0  # jobs we published found in the ring, in history or pruned
         # The publish counter first (it is written after the jobs): every job it counts is
         # then in the ring, in history, or lost. Read last, a publish in between looked lost.
         counters = self.meta.find_one({"_id": "counters"}) or {}
@@ -62,7 +62,7 @@ class Reads:
                 found_ours += row["n"] if ours else 0
             elif not marked:
                 others_finished += row["n"]
-        if others_finished:  # finished by others: as many lookups whatever their number
+        if others_finished:  # finished by others: two more reads, whatever their number
             found_ours += self._count_others_finished(counts)
         # History holds only finished jobs: its size (collection metadata) less the failed
         # and cancelled ones (index ranges) is the done ones, at a cost that does not grow

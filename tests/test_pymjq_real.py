@@ -230,3 +230,5 @@ def test_naive_local_times_read_in_their_zone(db, pymjq):
     assert table.loc["wait_s", "negative"] == 3 and table.loc["wait_s", "count"] == 0
     assert table.loc["wait_s", "mean"] != table.loc["wait_s", "mean"]  # NaN: not averaged in
     assert table.loc["run_s", "negative"] == 0 and table.loc["run_s", "count"] == 3
+    assert ">negative</th>" in table._repr_html_()  # shown in a notebook too
+    assert ">negative</th>" not in frame.mjq.summary()._repr_html_()  # only when some are
