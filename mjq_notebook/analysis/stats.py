@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..job import FINISHED, PUBLISHED_BY_US, Status
+from ..job import FINISHED, IN_HISTORY, PUBLISHED_BY_US, Status
 from ..outage import unavailable_as_error
 from ..server import wire_version
 from .timing import PERCENTILES, STAGES, summary_table, warn_negative
@@ -42,9 +42,8 @@ def stats(
     keys = [] if by is None else [by] if isinstance(by, str) else list(by)
     match = job_filter(since, until, None, query)
     timings = _timings(keys)
-    unfinished_or_pymjq = {
-        "$or": [{"status": {"$nin": list(FINISHED)}}, {"$expr": {"$not": [PUBLISHED_BY_US]}}]
-    }
+    theirs = {"$expr": {"$not": [PUBLISHED_BY_US]}, IN_HISTORY: {"$ne": True}}  # no history row
+    unfinished_or_pymjq = {"$or": [{"status": {"$nin": list(FINISHED)}}, theirs]}
     if not exact:
         exact = wire_version(queue.db) < PERCENTILE_WIRE_VERSION
     pipeline = [
