@@ -23,6 +23,7 @@ from .errors import (
     PublishError,
     QueueNameError,
     ServerUnavailable,
+    SmallRingWarning,
     WorkerCrashed,
 )
 from .job import Job, Status
@@ -56,6 +57,7 @@ __all__ = [
     "PublishError",
     "QueueNameError",
     "ServerUnavailable",
+    "SmallRingWarning",
     "Status",
     "Worker",
     "WorkerCrashed",

@@ -24,7 +24,7 @@ from bson.codec_options import CodecOptions
 
 from .control import CONTROL_ID
 from .durations import format_seconds
-from .job import FINISHED, STATUSES, Status, utcnow
+from .job import FINISHED, IN_HISTORY, STATUSES, Status, utcnow
 from .names import COMPANIONS
 from .outage import unavailable_as_error
 from .reads import Reads
@@ -123,9 +123,13 @@ def queue_row(
     row: dict[str, Any] = {"queue": name}
     row.update(Reads(ring, history, meta).counts(warn=False))
     since = now - dt.timedelta(seconds=RECENT_S)
-    # ours are counted in history; pymjq's finished jobs (no max_attempts) stay in the ring
+    # ours are counted in history; pymjq's finished jobs in the ring until the sweep copies them
     row["finished_10min"] = history.count_documents({"ts.done": {"$gte": since}})
-    pymjq_finished = {"status": {"$in": list(FINISHED)}, "max_attempts": {"$exists": False}}
+    pymjq_finished = {
+        "status": {"$in": list(FINISHED)},
+        "max_attempts": {"$exists": False},
+        IN_HISTORY: {"$ne": True},  # finished by us: in history
+    }
     row["finished_10min"] += ring.count_documents({**pymjq_finished, "ts.done": {"$gte": since}})
     row["oldest_waiting_s"] = _oldest_waiting(ring, now) if row["waiting"] else None
     control = meta.find_one({"_id": CONTROL_ID}, {"paused": 1}) or {}

@@ -52,6 +52,10 @@ class DataLossWarning(UserWarning):
     """Jobs that never finished were evicted from the capped collection."""
 
 
+class SmallRingWarning(UserWarning):
+    """An existing queue's ring (pymjq's, say) holds far fewer jobs than asked for."""
+
+
 def warn_at_caller(message: str, category: type[Warning]) -> None:
     """Warn at the first frame outside this package: the user's line or notebook cell,
     however deep inside mjq_notebook the warning arose."""

@@ -30,10 +30,15 @@ class Status(str, enum.Enum):
 
 STATUSES = tuple(s.value for s in Status)
 FINISHED = (Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value)
-# An aggregation expression, true for jobs this package published or finished: they carry
-# max_attempts, pymjq's documents never do. Their finished state is counted from history.
+# An aggregation expression, true for jobs this package published: they carry max_attempts,
+# pymjq's documents never do (nor get it when we finish them; a q.retry() gives it).
 PUBLISHED_BY_US = {"$ne": [{"$type": "$max_attempts"}, "missing"]}
 
+
+# Set on a job's document in the ring when its finish was written to history first (by this
+# package): the sweep and counts() then need not look it up, and a history row pruned since
+# is not copied back. Finishes written by others (pymjq) lack it.
+IN_HISTORY = "in_history"
 
 MAX_BSON_SIZE = 16 * 2**20  # MongoDB's document limit
 # What a claim and a finish add to a job (status, times, lease, worker, attempts, progress and

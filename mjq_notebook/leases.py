@@ -1,12 +1,17 @@
 """Claims are leases: a claim takes the best due job for ``lease`` seconds, and a job whose
 lease expires unrenewed (its worker vanished) is *reclaimed*: working -> waiting. Failed jobs
-going back are *requeued* instead (``requeue.py``); the two never share a name."""
+going back are *requeued* instead (``requeue.py``); the two never share a name.
+
+Jobs other programs wrote (pymjq) have no lease and no priority: a ``working`` one comes back
+after its start plus the lease, and a waiting one is given priority 0 by the same pass.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import OperationFailure, WriteConcernError
@@ -60,10 +65,19 @@ def claim_one(collection: Collection, worker: str, lease: float) -> dict[str, An
 
 
 class Reclaimer:
-    """Hands the jobs of expired leases back to waiting, at most every so often."""
+    """Hands the jobs of expired leases back to waiting, at most every so often, and gives
+    waiting jobs without a priority (pymjq's) priority 0.
 
-    def __init__(self, collection: Collection, lease: float) -> None:
+    So a job without priority is claimed as priority 0, oldest first among both kinds, from
+    the pass after its publish: within ``every`` seconds (at most ``RECLAIM_EVERY_S``; before
+    that it sorts below every priority-0 job). ``naive_tz``: the time zone of other
+    programs' naive start times (pymjq wrote local ``datetime.now()``), else UTC.
+    """
+
+    def __init__(self, collection: Collection, lease: float, naive_tz: ZoneInfo | None = None):
         self.collection = collection
+        self.lease = lease
+        self.naive_tz = naive_tz
         self.every = min(lease / 4, RECLAIM_EVERY_S)
         self.next_at = 0.0  # monotonic time of the next look
 
@@ -72,17 +86,49 @@ class Reclaimer:
             self.reclaim()
 
     def reclaim(self) -> None:
-        """working -> waiting for every job whose lease has expired.
+        """working -> waiting for every job whose lease has expired, or that has no lease
+        and started more than a lease ago; then priority 0 for waiting jobs that have none.
 
-        One conditional update: a worker that is merely late then finds the job gone
+        Conditional updates along the ring's indexes (a few index entries each when there
+        is nothing to do): a worker that is merely late then finds the job gone
         (LeaseLostError) rather than two workers finishing it.
         """
         self.next_at = time.monotonic() + self.every
         now = utcnow()
+        started_before = self._as_stored(now) - dt.timedelta(seconds=self.lease)
+        back = {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}}
+        working = Status.WORKING.value
+        self.collection.update_many({"status": working, "lease_until": {"$lt": now}}, back)
+        # Without a lease: read first (an index range of few jobs; some servers plan a null
+        # beside another condition as a collection scan), then the same update on each.
+        unleased = {"status": working, "lease_until": {"$in": [None]}}
+        abandoned = [
+            doc["_id"]
+            for doc in self.collection.find(unleased, {"ts.started": 1})
+            if _before(doc.get("ts"), started_before)
+        ]
+        if abandoned:
+            self.collection.update_many(
+                {**unleased, "_id": {"$in": abandoned}, "ts.started": {"$lt": started_before}},
+                back,
+                hint="_id_",  # not planned as a scan (SecantusDB plans nulls so)
+            )
         self.collection.update_many(
-            {"status": Status.WORKING.value, "lease_until": {"$lt": now}},
-            {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}},
+            {"status": Status.WAITING.value, "priority": None}, {"$set": {"priority": 0}}
         )
+
+    def _as_stored(self, now: dt.datetime) -> dt.datetime:
+        """``now`` as another program writes it: the local wall time of ``naive_tz``
+        (stored as if UTC), or UTC."""
+        if self.naive_tz is None:
+            return now
+        return now.astimezone(self.naive_tz).replace(tzinfo=dt.timezone.utc)
+
+
+def _before(ts: Any, when: dt.datetime) -> bool:
+    """Whether a job's ``ts`` says it started before ``when``."""
+    started = ts.get("started") if isinstance(ts, dict) else None
+    return isinstance(started, dt.datetime) and started < when
 
 
 def reclaim_one(collection: Collection, job: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ from pymongo.errors import ClientBulkWriteException, DuplicateKeyError
 
 from . import writes
 from .errors import LeaseLostError
-from .job import Job, Status, utcnow
+from .job import IN_HISTORY, Job, Status, utcnow
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -29,19 +29,19 @@ class OwnedWrites:
         self.db, self.queue, self.history = db, queue, history
         self.fuse = False  # one client bulkWrite per finish (MongoDB 8.0+), see writes.py
 
-    def finish(self, job: Job, status: Status, fields: dict[str, Any], most: int) -> None:
+    def finish(self, job: Job, status: Status, fields: dict[str, Any]) -> None:
         """``job`` (held by this claim) becomes ``status`` with ``fields``, in history and
-        in the queue; ``most`` is its max_attempts."""
+        in the queue. A job another program published keeps having no ``max_attempts``:
+        its absence tells them apart (``counts()``, naive times)."""
         now = utcnow()
         final = {**job, **fields, "status": status.value, "lease_until": None}
         final["ts"] = {**job.get("ts", {}), "done": now}
-        # max_attempts marks it as finished by us, a pymjq-written job too (see counts())
         fields = {
             **fields,
             "status": status.value,
             "ts.done": now,
             "lease_until": None,
-            "max_attempts": most,
+            IN_HISTORY: True,
         }
         if "progress" in job:  # the last report, which the rate limit may have held back
             fields["progress"] = job["progress"]

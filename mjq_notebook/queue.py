@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from bson import ObjectId
 from bson.codec_options import CodecOptions
@@ -39,7 +40,7 @@ from .reads import Reads
 from .registry import WorkerList, read_workers, worker_of
 from .requeue import failed_jobs, requeue
 from .retention import prune
-from .ring import ensure_ring
+from .ring import ensure_ring, made_by_another, warn_if_small
 from .room import Limits, Room, resize
 from .sweep import Sweeper
 from .wakeup import Wakeup
@@ -64,6 +65,9 @@ class JobQueue:
     ``JobQueue(db, name)`` creates the queue if missing; ``JobQueue.open(db, name)`` opens one
     that exists and creates nothing. A name that can't be a queue's (a companion's such as
     ``orders.history``, ``system.*``, too long) is refused first: ``QueueNameError``.
+    ``naive_tz`` (e.g. ``"Asia/Tokyo"``): the time zone in
+    which other programs wrote naive local times (pymjq's ``datetime.now()``), for
+    ``history()`` and for bringing back their abandoned jobs; by default they are read as UTC.
     """
 
     @unavailable_as_error
@@ -79,6 +83,7 @@ class JobQueue:
         backoff: float = 1.0,
         write_concern: WriteConcern | None = None,
         create: bool = True,
+        naive_tz: str | None = None,
     ) -> None:
         check_queue_name(db.name, name)  # before anything is created or even read
         codec = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc, document_class=dict)
@@ -89,22 +94,27 @@ class JobQueue:
         self.lease = float(lease)
         self.max_attempts = int(max_attempts)
         self.backoff = float(backoff)
+        self.naive_tz = None if naive_tz is None else ZoneInfo(naive_tz)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.collection = self.db[name]
         self.history_collection = self.db[f"{name}.history"]
         self._meta = self.db[f"{name}.meta"]
         # create=False (JobQueue.open): a reader that writes nothing, not even an index
+        adopted = create and made_by_another(self.db, name)  # pymjq's: say if it is small
         self._capped = (
             ensure_ring(self.db, name, max_jobs, size_bytes) if create else _is_capped(db, name)
         )
+        if adopted and self._capped:
+            warn_if_small(self.db, name, max_jobs, size_bytes)
         self._owned = OwnedWrites(self.db, self.collection, self.history_collection)
         self._fuse = writes.supports_client_bulk_write(self.db)  # see writes.py
         self._wakeup = Wakeup(self.collection)
         self.outage = OutageLog(log, f"queue {self.db.name}.{name}")  # said once per outage
         # the helpers it owns, one job each
         self._due = DueClock(self.collection)  # when an idle consumer claims again
-        self._reclaimer = Reclaimer(self.collection, self.lease)  # expired leases -> waiting
-        self._sweeper = Sweeper(self.collection)  # finished jobs out of the ring
+        # expired leases -> waiting
+        self._reclaimer = Reclaimer(self.collection, self.lease, self.naive_tz)
+        self._sweeper = Sweeper(self.collection, self.history_collection)  # finished -> history
         self._room = Room(self.collection, self._sweeper)  # publishes evict nothing unfinished
         self._reads = Reads(self.collection, self.history_collection, self._meta)
         self._control = Control(self._meta)  # the pause flag
@@ -242,11 +252,14 @@ class JobQueue:
 
     def _claim(self) -> Job | None:
         """Claim one job, first handing abandoned jobs (expired leases) back to waiting;
-        none while the queue is paused."""
+        none while the queue is paused. Finding none, sweep other programs' finishes."""
         if self._control.paused():
             return None
         self._reclaimer.reclaim_if_due()
-        return self._claim_one()
+        job = self._claim_one()
+        if job is None:
+            self._sweeper.when_idle()
+        return job
 
     def _claim_one(self) -> Job | None:
         """Claim the best due job (``leases.claim_one``); fail those out of attempts."""
@@ -390,9 +403,7 @@ class JobQueue:
         """A waiting or delayed job becomes ``cancelled``: final, in history, never claimed.
         False when it is not waiting (claimed first, say, or finished)."""
         self._require_capped()
-        if not steer.cancel(
-            self.collection, self.history_collection, _id_of(job), self.max_attempts
-        ):
+        if not steer.cancel(self.collection, self.history_collection, _id_of(job)):
             return False
         self._sweeper.after_finish()
         return True
@@ -479,7 +490,7 @@ class JobQueue:
         return requeued
 
     def _finish(self, job: Job, status: Status, fields: dict[str, Any]) -> None:
-        self._owned.finish(job, status, fields, self._max_attempts(job))
+        self._owned.finish(job, status, fields)
         self._sweeper.after_finish()  # after the finish, not before a claim: no one waits
 
     # -- inspecting -----------------------------------------------------------------------
@@ -493,8 +504,10 @@ class JobQueue:
     def counts(self, *, warn: bool = True) -> dict[str, int]:
         """Jobs per status, plus ``lost``: jobs evicted from the capped collection unfinished.
 
-        done/failed come from history (which outlives the ring buffer) plus pymjq-written
-        finished jobs still in the queue. When ``lost`` grows, a DataLossWarning names the
+        done/failed come from history (which outlives the ring buffer) plus jobs another
+        program (pymjq) finished that the sweep has not copied there yet, each job once.
+        ``lost`` counts jobs this package published; those another program published make
+        it read low once in history, never high. When ``lost`` grows, a DataLossWarning names the
         caller's line (``warn=False``: displays, which show ``lost`` themselves). Its cost
         does not grow with history (live views call it twice a second): history's size is
         collection metadata, which a mongod may misstate after an unclean shutdown until the

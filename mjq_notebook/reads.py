@@ -13,10 +13,21 @@ from bson import ObjectId
 from pymongo import DESCENDING
 
 from .errors import DataLossWarning, warn_at_caller
-from .job import FINISHED, PUBLISHED_BY_US, STATUSES, Job, JobList, Status
+from .job import FINISHED, IN_HISTORY, PUBLISHED_BY_US, STATUSES, Job, JobList, Status
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
+
+
+# the ring's jobs by status, published by us or not, and finished by us (so in history) or not
+BY_STATUS = {
+    "_id": {
+        "status": "$status",
+        "ours": PUBLISHED_BY_US,
+        "marked": {"$eq": [f"${IN_HISTORY}", True]},
+    },
+    "n": {"$sum": 1},
+}
 
 
 class Reads:
@@ -27,37 +38,47 @@ class Reads:
         self.lost_reported = 0  # the ``lost`` count last warned about
 
     def counts(self, *, warn: bool = True) -> dict[str, int]:
-        """Jobs per status, plus ``lost`` (see ``JobQueue.counts``)."""
+        """Jobs per status, plus ``lost`` (see ``JobQueue.counts``).
+
+        Finished jobs are counted from history, and from the ring those another program
+        finished that are not in history yet: each job once. The ring holds few of them
+        once swept (``sweep.py``), so their ids are read and looked up in history by
+        ``_id``; when only other programs consume, up to the ring's size.
+        """
         counts = dict.fromkeys(STATUSES, 0)
-        unfinished_ours = 0
+        found_ours = 0  # jobs we published found in the ring, in history or pruned
         # The publish counter first (it is written after the jobs): every job it counts is
         # then in the ring, in history, or lost. Read last, a publish in between looked lost.
         counters = self.meta.find_one({"_id": "counters"}) or {}
         published = int(counters.get("published", 0))
         # The queue before history: a job finishing in between is then counted twice
-        # (harmless), never zero times (which would look like a loss).
-        by_status = {"_id": {"status": "$status", "ours": PUBLISHED_BY_US}, "n": {"$sum": 1}}
-        for row in self.queue.aggregate([{"$group": by_status}]):
-            status, ours = row["_id"].get("status"), row["_id"]["ours"]  # none: not a job
-            if status in FINISHED and ours:
-                continue  # counted from history below
-            if status in counts:
-                counts[status] += row["n"]
-            if ours and status not in FINISHED:
-                unfinished_ours += row["n"]
+        # (harmless), never zero times (which would look like a loss). Finishes we wrote
+        # went to history first (IN_HISTORY): counted there, or as pruned.
+        others_finished = 0
+        for row in self.queue.aggregate([{"$group": BY_STATUS}]):
+            status, ours, marked = (row["_id"].get(key) for key in ("status", "ours", "marked"))
+            if status not in FINISHED:
+                counts[status] += row["n"] if status in counts else 0
+                found_ours += row["n"] if ours else 0
+            elif not marked:
+                others_finished += row["n"]
+        if others_finished:  # finished by others: two more reads, whatever their number
+            found_ours += self._count_others_finished(counts)
         # History holds only finished jobs: its size (collection metadata) less the failed
         # and cancelled ones (index ranges) is the done ones, at a cost that does not grow
         # with history.
-        finished_ours = self.history.estimated_document_count()
+        in_history_total = self.history.estimated_document_count()
         for status in (Status.FAILED.value, Status.CANCELLED.value):
             counts[status] += (n := self.history.count_documents({"status": status}))
             counts[Status.DONE.value] -= n
-        counts[Status.DONE.value] += finished_ours
+        counts[Status.DONE.value] += in_history_total
         # Jobs pruned from history (retention.py) finished too. Read after history: a prune
         # counts a batch before it deletes it, so a row gone from history is counted here.
         counters = self.meta.find_one({"_id": "counters"}, {"pruned": 1}) or {}
-        finished_ours += int(counters.get("pruned", 0))
-        lost = max(0, published - unfinished_ours - finished_ours)
+        found_ours += in_history_total + int(counters.get("pruned", 0))
+        # Jobs other programs published count in history too, so they make lost read low,
+        # never high.
+        lost = max(0, published - found_ours)
         counts["lost"] = lost
         if warn and lost > self.lost_reported:
             self.lost_reported = lost
@@ -68,6 +89,21 @@ class Reads:
                 DataLossWarning,
             )
         return counts
+
+    def _count_others_finished(self, counts: dict[str, int]) -> int:
+        """Count by status the finished jobs in the ring that history lacks (finished by
+        another program, not swept yet); return how many of them we published."""
+        ours = 0
+        finished = {"status": {"$in": list(FINISHED)}}  # an index range: few once swept
+        found = self.queue.find(finished, {"status": 1, "max_attempts": 1, IN_HISTORY: 1})
+        ring = {doc["_id"]: doc for doc in found if doc.get(IN_HISTORY) is not True}
+        swept = self.history.find({"_id": {"$in": list(ring)}}, {"_id": 1})
+        in_history = {doc["_id"] for doc in swept}
+        for job_id, doc in ring.items():
+            if job_id not in in_history:
+                counts[doc["status"]] += 1
+                ours += "max_attempts" in doc
+        return ours
 
     def jobs(self, status: str | None, limit: int, query: Mapping[str, Any] | None) -> JobList:
         """The newest ``limit`` jobs, newest first, of ``status`` and matching ``query``."""

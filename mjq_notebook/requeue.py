@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import DuplicateKeyError
 
-from .job import Status, utcnow
+from .job import IN_HISTORY, Status, utcnow
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -42,6 +42,7 @@ def requeue(queue: Collection, history: Collection, failed: dict[str, Any], more
         "ts.started": None,
         "ts.done": None,
         "max_attempts": int(failed.get("attempts") or 0) + more,
+        IN_HISTORY: False,  # its history row goes below
     }
     updated = queue.update_one({**attempt, "status": Status.FAILED.value}, {"$set": fields})
     if not updated.matched_count:

@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING, Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import CollectionInvalid, OperationFailure, PyMongoError
 
-from .errors import InvalidQueueError
+from .errors import InvalidQueueError, SmallRingWarning, warn_at_caller
 from .names import COMPANIONS
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
 log = logging.getLogger("mjq_notebook")
+
+TYPICAL_JOB_BYTES = 300  # a job with a small ``data``, as stored once claimed
+FEW_JOBS = 5000  # a ring another program made, holding fewer jobs than this, is named
 
 
 def ensure_ring(db: Database, name: str, max_jobs: int | None, size_bytes: int) -> bool:
@@ -74,3 +77,38 @@ def _refuse_capped_companions(db: Database, name: str, existing: dict[str, Any])
                 f"collection of queue {name} (another program made it; capped, it would lose "
                 "records); nothing was created. Rename or drop it, or use another queue name."
             )
+
+
+def capacity(options: dict) -> int:
+    """About how many jobs a capped collection with these ``options`` holds: its ``max``,
+    or its size over ``TYPICAL_JOB_BYTES`` if fewer."""
+    by_size = int(options.get("size") or 0) // TYPICAL_JOB_BYTES
+    return min(by_size, int(options.get("max") or by_size))
+
+
+def made_by_another(db: Database, name: str) -> bool:
+    """True when ``name`` exists without the history this package makes beside a ring: a
+    queue pymjq (or another program) made, which this package opens for the first time."""
+    both = {"$in": [name, f"{name}.history"]}
+    return db.list_collection_names(filter={"name": both}) == [name]
+
+
+def warn_if_small(db: Database, name: str, max_jobs: int | None, size_bytes: int) -> None:
+    """``SmallRingWarning`` if the ring ``name`` holds fewer than ``FEW_JOBS`` jobs (and
+    fewer than ``max_jobs``/``size_bytes`` ask for): called when this package first opens a
+    ring another program made, since it keeps its size (pymjq's are 100,000 bytes), so
+    those arguments do nothing there."""
+    where = f"{db.name}.{name}"
+    options = db[name].options()
+    holds = capacity(options)
+    asked = capacity({"size": size_bytes, "max": max_jobs})
+    if not options.get("capped") or holds >= min(FEW_JOBS, asked):
+        return
+    warn_at_caller(
+        f"queue {where} is an existing ring of {int(options.get('size') or 0):,} bytes"
+        + (f" and at most {options['max']:,} jobs" if options.get("max") else "")
+        + f": about {holds:,} jobs fit before the oldest, waiting or not, are evicted. "
+        "An existing ring keeps its size whatever max_jobs/size_bytes say: grow it with "
+        f"q.resize(size_bytes={size_bytes}, max_jobs={max_jobs})",
+        SmallRingWarning,
+    )

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import DuplicateKeyError
 
-from .job import Status, utcnow
+from .job import IN_HISTORY, Status, utcnow
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 
-def cancel(queue: Collection, history: Collection, job_id: Any, most: int) -> bool:
+def cancel(queue: Collection, history: Collection, job_id: Any) -> bool:
     """waiting (or delayed) -> cancelled, a final status kept in history; True if this call
-    did. ``most``: max_attempts for a pymjq job that has none (it marks jobs finished by us).
+    did.
 
     History first, as every finish: a job is then always in the queue or in history (what
     ``counts()`` relies on). If a claim (or another cancel) took the job meanwhile, this
@@ -29,11 +29,7 @@ def cancel(queue: Collection, history: Collection, job_id: Any, most: int) -> bo
     if doc is None:
         return False
     now = utcnow()
-    fields = {
-        "status": Status.CANCELLED.value,
-        "lease_until": None,
-        "max_attempts": doc.get("max_attempts") or most,
-    }
+    fields = {"status": Status.CANCELLED.value, "lease_until": None, IN_HISTORY: True}
     # this call's own row (``cancel_id``): a cancel that loses the race takes back only its
     # own row, never the winner's
     token = uuid.uuid4().hex

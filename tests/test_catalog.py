@@ -168,13 +168,16 @@ def test_the_cost_is_a_few_bounded_round_trips_per_queue(database, server_uri):
     seen = [(name, target) for name, target, _ in listener.seen if name not in connection]
     # 1 listCollections; 2 finds for the capped collections without companions (applog,
     # jobqueue); emails: 6 for counts, 2 recent, 1 pause, 1 oldest waiting, 1 registry = 11;
-    # jobqueue (pymjq, no registry) 10; reports (nothing waits, no registry) 9
-    assert len(seen) == 1 + 2 + 11 + 10 + 9, seen
+    # jobqueue (pymjq, no registry) 10, + 2 to look up in history the job pymjq finished;
+    # reports (nothing waits, no registry) 9
+    assert len(seen) == 1 + 2 + 11 + 12 + 9, seen
     assert sorted([target for name, target in seen if name == "find"][:2]) == ["applog", "jobqueue"]
     for name, target, command in listener.seen:  # history: metadata or an index range
         if isinstance(target, str) and target.endswith(".history"):
             if name == "count":
                 assert not command.get("query"), command  # metadata, not a scan
+            elif name == "find":  # jobs finished by others, looked up by id
+                assert list(command["filter"]) == ["_id"], command
             else:
                 assert name == "aggregate", command
                 [match] = [stage["$match"] for stage in command["pipeline"][:1]]

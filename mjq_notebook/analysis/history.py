@@ -12,7 +12,7 @@ import contextlib
 import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 
 import bson
@@ -62,6 +62,7 @@ _PROJECTION = {
     "priority": 1,
     "worker": 1,
     "error_type": "$error.type",
+    "max_attempts": 1,  # absent on jobs other programs published (see naive_tz)
 }
 
 
@@ -82,7 +83,10 @@ def load(
     or several; ``query`` any extra MongoDB filter; ``fields`` the ``data.*`` paths to load
     (default: all of ``data``; ``[]``: none); ``limit`` keeps the newest jobs: ``"auto"``
     (default) all of them up to ``DEFAULT_LIMIT``, else the newest that many with a
-    ``HistoryLimitWarning``; ``None`` all. All of it runs in MongoDB. Timing columns are NaN
+    ``HistoryLimitWarning``; ``None`` all. All of it runs in MongoDB. With the queue's
+    ``naive_tz``, times other programs wrote (pymjq's naive local ``datetime.now()``: the
+    creation of a job without ``max_attempts``, the start and end of one no worker of ours
+    ran) are read in that zone. Timing columns are NaN
     where a stage has not happened, including jobs pymjq wrote, whose ``ts.started``/
     ``ts.done`` were pre-filled while they still waited. A retried job's ``started`` is its
     last claim, so earlier attempts and back-off count as waiting; ``error_type`` is its last
@@ -92,18 +96,19 @@ def load(
     match = job_filter(since, until, status, query)
     data = fetch.data_projection(fields)
     projection = {**_PROJECTION, **data}
+    zone = getattr(queue, "naive_tz", None)
     collections = [queue.history_collection, queue.collection]  # history first: it wins ties
     with fetch.Progress() as progress:
         if limit != "auto":
             batches = [fetch.batches(c, match, projection, limit, progress) for c in collections]
-            return frame_from_batches(*batches, limit=limit, data=bool(data))
+            return frame_from_batches(*batches, limit=limit, data=bool(data), naive_tz=zone)
         fetched = fetch.all_within(collections, match, projection, progress)
         if fetched is not None:
-            return frame_from_batches(*fetched, data=bool(data))
+            return frame_from_batches(*fetched, data=bool(data), naive_tz=zone)
         cap, estimates = fetch.DEFAULT_LIMIT, progress.estimates
         progress.restart(total=cap + 1 + estimates[1] if estimates else None)
         batches = [fetch.batches(c, match, projection, cap + 1, progress) for c in collections]
-    frame = frame_from_batches(*batches, limit=cap + 1, data=bool(data))
+    frame = frame_from_batches(*batches, limit=cap + 1, data=bool(data), naive_tz=zone)
     if len(frame) > cap:  # one more than the cap arrived: there are more jobs
         frame = frame.iloc[1:].reset_index(drop=True)  # sorted by created: drop the oldest
         fetch.warn_limited(frame, sum(estimates) or None)
@@ -111,15 +116,21 @@ def load(
 
 
 def frame_from_batches(
-    history: list[bytes], queue: list[bytes], *, limit: int | None = None, data: bool = True
+    history: list[bytes],
+    queue: list[bytes],
+    *,
+    limit: int | None = None,
+    data: bool = True,
+    naive_tz: tzinfo | None = None,
 ) -> pd.DataFrame:
     """The history frame from raw BSON batches of ``<name>.history`` and the queue.
 
     The batches hold documents projected as ``load`` asks the server to. Without data
-    columns, pymongoarrow (when installed) decodes them straight into columns.
+    columns, pymongoarrow (when installed) decodes them straight into columns. ``naive_tz``:
+    see ``load``.
     """
     with _gc_paused():
-        return _frame(history, queue, limit, data)
+        return _frame(history, queue, limit, data, naive_tz)
 
 
 @contextlib.contextmanager
@@ -136,7 +147,9 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _frame(history: list[bytes], queue: list[bytes], limit: int | None, data: bool) -> pd.DataFrame:
+def _frame(
+    history: list[bytes], queue: list[bytes], limit: int | None, data: bool, zone: tzinfo | None
+) -> pd.DataFrame:
     columns = [*_PROJECTION, *(["data"] if data else [])]
     parts = [_decode(batches, columns, arrow=not data) for batches in (history, queue)]
     for source, part in zip((1, 0), parts, strict=True):
@@ -148,7 +161,7 @@ def _frame(history: list[bytes], queue: list[bytes], limit: int | None, data: bo
         order = attempts * 2 + raw["_source"]
         raw = raw.loc[order.sort_values(kind="stable").index]
         raw = raw.drop_duplicates("_id", keep="last")
-    frame = pd.concat([_job_columns(raw), _flatten(raw.get("data"), "data")], axis=1)
+    frame = pd.concat([_job_columns(raw, zone), _flatten(raw.get("data"), "data")], axis=1)
     if limit is not None and len(frame) > limit:
         frame = frame.nlargest(limit, "created", keep="first")
     return frame.sort_values("created", kind="stable", ignore_index=True)
@@ -195,7 +208,7 @@ def _decode_arrow(batches: list[bytes]) -> pd.DataFrame | None:
     timestamp, integer, text = pa.timestamp("ms"), pa.int64(), pa.string()
     types = {"_id": ObjectIdType(), "status": text, "created": timestamp, "started": timestamp,
              "done": timestamp, "attempts": integer, "priority": integer, "worker": text,
-             "error_type": text}  # fmt: skip
+             "error_type": text, "max_attempts": integer}  # fmt: skip
     context = PyMongoArrowContext(Schema(types), CODEC)
     try:
         for batch in batches:
@@ -207,9 +220,13 @@ def _decode_arrow(batches: list[bytes]) -> pd.DataFrame | None:
     return frame
 
 
-def _job_columns(raw: pd.DataFrame) -> pd.DataFrame:
+def _job_columns(raw: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
     status = raw["status"]
     times = {name: pd.to_datetime(raw[name], utc=True).astype(TIME) for name in _TIMES}
+    if zone is not None:
+        theirs = {"created": raw["max_attempts"].isna(), "started": raw["worker"].isna()}
+        theirs["done"] = theirs["started"]
+        times = {name: _local(times[name], theirs[name], zone) for name in _TIMES}
     # A stage only happened if the status says so (pymjq pre-filled ts while waiting).
     started = times["started"].where(status.notna() & (status != Status.WAITING.value))
     done = times["done"].where(status.isin(FINISHED))
@@ -236,6 +253,12 @@ def _job_columns(raw: pd.DataFrame) -> pd.DataFrame:
         with contextlib.suppress(TypeError, ValueError):
             frame[name] = frame[name].astype(dtype)
     return frame
+
+
+def _local(times: pd.Series, where: pd.Series, zone: tzinfo) -> pd.Series:
+    """``times`` where ``where``, read as naive wall times of ``zone`` (stored as if UTC)."""
+    wall = times.dt.tz_localize(None).dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    return times.where(~where.to_numpy(dtype=bool), wall.dt.tz_convert("UTC").astype(TIME))
 
 
 def _flatten(values: pd.Series | None, prefix: str) -> pd.DataFrame:

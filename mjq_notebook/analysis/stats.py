@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..job import FINISHED, PUBLISHED_BY_US, Status
+from ..job import FINISHED, IN_HISTORY, PUBLISHED_BY_US, Status
 from ..outage import unavailable_as_error
 from ..server import wire_version
-from .timing import PERCENTILES, STAGES, summary_table
+from .timing import PERCENTILES, STAGES, summary_table, warn_negative
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,9 +42,8 @@ def stats(
     keys = [] if by is None else [by] if isinstance(by, str) else list(by)
     match = job_filter(since, until, None, query)
     timings = _timings(keys)
-    unfinished_or_pymjq = {
-        "$or": [{"status": {"$nin": list(FINISHED)}}, {"$expr": {"$not": [PUBLISHED_BY_US]}}]
-    }
+    theirs = {"$expr": {"$not": [PUBLISHED_BY_US]}, IN_HISTORY: {"$ne": True}}  # no history row
+    unfinished_or_pymjq = {"$or": [{"status": {"$nin": list(FINISHED)}}, theirs]}
     if not exact:
         exact = wire_version(queue.db) < PERCENTILE_WIRE_VERSION
     pipeline = [
@@ -66,6 +65,7 @@ def stats(
         pipeline.append({"$project": _exact_percentiles()})
     rows = list(queue.history_collection.aggregate(pipeline))
     parts = {_key(row["_id"], keys): _rows(row) for row in rows}
+    warn_negative(sum(row[f"{stage}_negative"] for row in rows for stage in STAGES))
     return summary_table(parts, keys)
 
 
@@ -74,17 +74,27 @@ def _timings(keys: list[str]) -> dict[str, Any]:
     started = {"$ne": ["$status", Status.WAITING.value]}
     finished = {"$in": ["$status", list(FINISHED)]}
 
-    def seconds(condition: Any, end: str, start: str) -> dict[str, Any]:
+    def seconds(condition: Any, end: str, start: str, *, negative: bool = False) -> Any:
+        """The stage in seconds, absent if not reached or negative (``negative``: 1 if it
+        is negative, else 0: counted, never averaged, as ``summary`` does)."""
         difference = {"$divide": [{"$subtract": [end, start]}, 1000]}
         usable = {"$and": [condition, {"$isNumber": difference}]}
-        return {"$cond": [usable, difference, "$$REMOVE"]}
+        below = {"$and": [usable, {"$lt": [difference, 0]}]}
+        if negative:
+            return {"$cond": [below, 1, 0]}
+        return {"$cond": [{"$and": [usable, {"$not": [below]}]}, difference, "$$REMOVE"]}
+
+    spans = {
+        "wait_s": (started, "$ts.started", "$ts.created"),
+        "run_s": ({"$and": [started, finished]}, "$ts.done", "$ts.started"),
+        "total_s": (finished, "$ts.done", "$ts.created"),
+    }
 
     return {
         "_id": 0,
         "status": 1,
-        "wait_s": seconds(started, "$ts.started", "$ts.created"),
-        "run_s": seconds({"$and": [started, finished]}, "$ts.done", "$ts.started"),
-        "total_s": seconds(finished, "$ts.done", "$ts.created"),
+        **{stage: seconds(*span) for stage, span in spans.items()},
+        **{f"{stage}_neg": seconds(*span, negative=True) for stage, span in spans.items()},
         **{f"k{i}": {"$ifNull": [_path(key), None]} for i, key in enumerate(keys)},
     }
 
@@ -111,6 +121,7 @@ def _group(keys: list[str], exact: bool) -> dict[str, Any]:
         group[f"{stage}_count"] = {"$sum": {"$cond": [{"$isNumber": value}, 1, 0]}}
         group[f"{stage}_mean"] = {"$avg": value}
         group[f"{stage}_max"] = {"$max": value}
+        group[f"{stage}_negative"] = {"$sum": f"${stage}_neg"}
         if exact:
             group[f"{stage}_values"] = {"$push": value}
         else:
@@ -123,7 +134,8 @@ def _group(keys: list[str], exact: bool) -> dict[str, Any]:
 
 def _exact_percentiles() -> dict[str, Any]:
     """Sort each stage's values and interpolate linearly between them, as ``numpy.quantile``."""
-    kept = {f"{stage}_{stat}": 1 for stage in STAGES for stat in ("count", "mean", "max")}
+    stats = ("count", "mean", "max", "negative")
+    kept = {f"{stage}_{stat}": 1 for stage in STAGES for stat in stats}
     percentiles = {
         f"{stage}_p": {
             "$let": {
@@ -197,6 +209,7 @@ def _rows(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "mean": row[f"{stage}_mean"],
             **dict(zip(PERCENTILES, percentiles, strict=True)),
             "max": row[f"{stage}_max"],
+            "negative": row[f"{stage}_negative"],
             "failure_rate": failure_rate,
         }
     return table

@@ -13,10 +13,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from ..durations import format_seconds, significant  # noqa: F401  (their old home)
+from ..errors import warn_at_caller
 
 STAGES = ("wait_s", "run_s", "total_s")  # started-created, done-started, done-created
 PERCENTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
-SUMMARY_COLUMNS = ["count", "mean", *PERCENTILES, "max", "failure_rate"]
+SUMMARY_COLUMNS = ["count", "mean", *PERCENTILES, "max", "negative", "failure_rate"]
 
 
 FLOOR_S = 1e-3  # BSON dates have millisecond precision: shorter times count as 1 ms
@@ -28,6 +29,8 @@ def summary(frame: pd.DataFrame, by: str | list[str] | None = None) -> pd.DataFr
     One row per stage, or per (group, stage) with ``by`` (``by="data.kind"``); jobs without a
     value for ``by`` form their own NaN group. ``failure_rate`` is failed / finished jobs of
     the row's group. Percentiles interpolate linearly between jobs, as ``Series.quantile``.
+    A negative duration (a clock that is not UTC: pymjq wrote naive local times) is left
+    out of the statistics and counted in ``negative``, with a ``NegativeDurationWarning``.
     """
     import numpy as np
 
@@ -38,8 +41,14 @@ def summary(frame: pd.DataFrame, by: str | list[str] | None = None) -> pd.DataFr
     if missing:
         raise KeyError(f"cannot group by {missing}: no such column")
     status = frame["status"].astype("object")
-    work = frame[[*keys, *STAGES]].assign(
-        _finished=status.isin(("done", "failed")), _failed=status.eq("failed"), _all=0
+    negative = {f"_neg_{stage}": frame[stage].lt(0) for stage in STAGES}
+    durations = {stage: frame[stage].where(~negative[f"_neg_{stage}"]) for stage in STAGES}
+    work = frame[keys].assign(
+        **durations,
+        **negative,
+        _finished=status.isin(("done", "failed")),
+        _failed=status.eq("failed"),
+        _all=0,
     )
     groups = work.groupby(keys or ["_all"], dropna=False, observed=True, sort=False)
     stages = groups[list(STAGES)]  # every statistic below comes out in the same group order
@@ -48,12 +57,30 @@ def summary(frame: pd.DataFrame, by: str | list[str] | None = None) -> pd.DataFr
         "mean": stages.mean(),
         **{name: stages.quantile(q) for name, q in PERCENTILES.items()},
         "max": stages.max(),
+        "negative": groups[list(negative)].sum().set_axis(list(STAGES), axis=1),
     }
+    warn_negative(int(sum(flags.sum() for flags in negative.values())))
     flags = groups[["_finished", "_failed"]].sum()
     failure_rate = flags["_failed"] / flags["_finished"].where(flags["_finished"] > 0)
     columns = {name: table.to_numpy().ravel() for name, table in statistics.items()}
     columns["failure_rate"] = np.repeat(failure_rate.to_numpy(dtype=float), len(STAGES))
     return _tidy(columns, statistics["count"].index, keys)
+
+
+class NegativeDurationWarning(UserWarning):
+    """Some jobs ended before they started, by their stored times: a clock that is not UTC."""
+
+
+def warn_negative(jobs: int) -> None:
+    """Say why ``jobs`` durations were negative, if any were, and what reads them right."""
+    if jobs:
+        warn_at_caller(
+            f"{jobs:,} negative duration(s) left out of the summary (counted in 'negative'): "
+            "stored times are not all UTC. pymjq wrote naive local times (datetime.now()); "
+            "JobQueue(db, name, naive_tz='Europe/Berlin'), with the zone its publishers and "
+            "consumers ran in, reads them right",
+            NegativeDurationWarning,
+        )
 
 
 def summary_table(
@@ -89,9 +116,9 @@ def _tidy(columns: Mapping[str, Any], groups: pd.Index, keys: list[str]) -> pd.D
         index = pd.MultiIndex.from_arrays([*levels, stage], names=[*keys, "stage"])
     else:
         index = pd.Index(stage, name="stage")
-    dtypes = {"count": "int64", **dict.fromkeys(SUMMARY_COLUMNS[1:], "float64")}
+    dtypes = {**dict.fromkeys(SUMMARY_COLUMNS, "float64"), "count": "int64", "negative": "int64"}
     table = _summary_class()(dict(columns), index=index, columns=SUMMARY_COLUMNS)
-    table = table.fillna({"count": 0}).astype(dtypes)
+    table = table.fillna({"count": 0, "negative": 0}).astype(dtypes)
     if not keys:
         return table
     try:

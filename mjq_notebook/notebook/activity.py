@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from bson import ObjectId
 from pymongo import DESCENDING
 
-from ..job import FINISHED
+from ..job import FINISHED, IN_HISTORY
 
 if TYPE_CHECKING:
     from ..queue import JobQueue
@@ -75,11 +75,13 @@ class ActivityReader:
         finished = _per_second(
             self.queue.history_collection, {"ts.done": {"$gte": since_time}}, "$ts.done"
         )
-        # Created: unfinished jobs (and pymjq's, which have no history) from the ring, ours
-        # that finished from history, so a job in both counts once. The ring is read first:
-        # a job finishing in between counts twice until the next read, never zero times.
+        # Created: unfinished jobs (and pymjq's finishes, until the sweep copies them) from
+        # the ring, the finished ones from history, so a job in both counts once. The ring is
+        # read first: a job finishing in between counts twice until the next read, never
+        # zero times.
         ids = {"_id": {"$gte": ObjectId.from_datetime(since_time)}}
-        ring = {**ids, "$or": [{"status": {"$nin": list(FINISHED)}}, {"max_attempts": None}]}
+        theirs = {"max_attempts": None, IN_HISTORY: {"$ne": True}}  # finished, no history row
+        ring = {**ids, "$or": [{"status": {"$nin": list(FINISHED)}}, theirs]}
         created = _per_second(self.queue.collection, ring, {"$toDate": "$_id"})
         for second, n in _per_second(
             self.queue.history_collection, ids, {"$toDate": "$_id"}

@@ -152,6 +152,8 @@ def summary_html(table: pd.DataFrame) -> str:
     stage_level = names.index("stage") if "stage" in names else None
     group_names = [n for i, n in enumerate(names) if i != stage_level]
     columns = [c for c in table.columns if c != "failure_rate"]
+    if "negative" in columns and not table["negative"].any():
+        columns.remove("negative")  # shown only when some durations were left out
     rate = "failure_rate" in table.columns
     head = "".join(f"<th>{escape('' if n is None else n)}</th>" for n in group_names)
     head += "<th>stage</th>" if stage_level is not None else ""
@@ -226,7 +228,7 @@ def _group_value(value: Any) -> str:
 
 
 def _statistic(column: str, value: Any) -> str:
-    if column == "count":
+    if column in ("count", "negative"):
         try:
             return f"{int(value):,}"
         except (TypeError, ValueError):
