@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import OperationFailure, WriteConcernError
 
-from .job import Status, utcnow
-from .quarantine import mend
+from .job import Status, malformed, utcnow
+from .quarantine import mend, set_aside
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -41,7 +41,7 @@ def claim_one(collection: Collection, worker: str, lease: float) -> dict[str, An
         due = {"status": Status.WAITING.value, "available_at": {"$not": {"$gt": now}}}
         order = [("priority", DESCENDING), ("_id", ASCENDING)]
         try:
-            return collection.find_one_and_update(
+            doc = collection.find_one_and_update(
                 due,
                 {
                     "$set": {
@@ -61,6 +61,13 @@ def claim_one(collection: Collection, worker: str, lease: float) -> dict[str, An
             job = collection.find_one(due, sort=order)
             if job is None or not mend(collection, job):
                 raise
+            continue
+        reason = None if doc is None else malformed(doc)
+        if reason is None:
+            return doc
+        # claimed, but too large for its outcome to be stored with it: no use running it
+        mine = {"_id": doc["_id"], "worker": worker, "attempts": doc["attempts"]}
+        set_aside(collection, doc, reason, {**mine, "status": Status.WORKING.value})
     raise OperationFailure(f"claims keep failing on malformed jobs in {collection.name}")
 
 
@@ -113,9 +120,25 @@ class Reclaimer:
                 back,
                 hint="_id_",  # not planned as a scan (SecantusDB plans nulls so)
             )
-        self.collection.update_many(
-            {"status": Status.WAITING.value, "priority": None}, {"$set": {"priority": 0}}
-        )
+        self._fill_priorities()
+
+    def _fill_priorities(self) -> None:
+        """Priority 0 for waiting jobs that have none; one by one if a job can't take the
+        field (another program wrote it too large), which is then mended (quarantine.py)."""
+        missing = {"status": Status.WAITING.value, "priority": None}
+        zero = {"$set": {"priority": 0}}
+        try:
+            self.collection.update_many(missing, zero)
+        except OperationFailure as exc:
+            if isinstance(exc, WriteConcernError):
+                raise
+            for found in self.collection.find(missing, {"_id": 1}):
+                try:
+                    self.collection.update_one({**missing, "_id": found["_id"]}, zero)
+                except OperationFailure:
+                    doc = self.collection.find_one({**missing, "_id": found["_id"]})
+                    if doc is None or not mend(self.collection, doc):
+                        raise
 
     def _as_stored(self, now: dt.datetime) -> dt.datetime:
         """``now`` as another program writes it: the local wall time of ``naive_tz``

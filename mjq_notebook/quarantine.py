@@ -68,19 +68,28 @@ def mend(queue: Collection, doc: dict[str, Any]) -> bool:
         return True
     if reason is None:
         return False
+    set_aside(queue, doc, reason, waiting)
+    return True
+
+
+def set_aside(queue: Collection, doc: dict[str, Any], reason: str, match: dict[str, Any]) -> None:
+    """Fail ``doc`` (where ``match``: still as read) as a malformed job it would be no use
+    to run, since its outcome could not be stored with it.
+
+    A foreign job now: counted by its status in the ring (no max_attempts) until the sweep
+    copies it to history, never lost. The error goes with it where it fits; a job too large
+    for that is failed by its status alone ("failed" is shorter than the status it had).
+    """
     error = error_document(f"malformed job: {reason}") | {"type": "MalformedJob"}
-    # A foreign job: counted by its status in the ring (no max_attempts), never lost. The
-    # error goes with it where it fits; a job too large for that is failed by its status alone
-    # ("waiting" -> "failed" is a byte shorter).
     for fields in ({"error": error, "ts.done": utcnow()}, {}):
         try:
             queue.update_one(
-                waiting,
+                match,
                 {"$set": {"status": Status.FAILED.value, **fields}, "$unset": {"max_attempts": ""}},
             )
             break
         except OperationFailure:
             if not fields:
                 raise
+    where = f"{queue.database.name}.{queue.name}"
     log.warning("job %s of %s is a malformed job (%s): set failed", doc["_id"], where, reason)
-    return True
