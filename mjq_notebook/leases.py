@@ -8,9 +8,11 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
 from .job import Status, utcnow
+from .retries import retried
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -22,23 +24,36 @@ def claim_one(collection: Collection, worker: str, lease: float) -> dict[str, An
     """One atomic claim of the best waiting job that is due, for ``worker``; None if none.
 
     Only waiting jobs are claimed, so the query walks the (status, priority, _id) index
-    and stops at the first due job, however long the backlog.
+    and stops at the first due job, however long the backlog. The claim carries a token of
+    its own (``claim_id``): sent again after a fault (``retries.py``), it first adopts the job
+    an earlier attempt may have claimed without hearing back, so that job neither waits out
+    its lease nor is claimed twice.
     """
-    now = utcnow()
-    return collection.find_one_and_update(
-        {"status": Status.WAITING.value, "available_at": {"$not": {"$gt": now}}},
-        {
-            "$set": {
-                "status": Status.WORKING.value,
-                "ts.started": now,
-                "lease_until": now + dt.timedelta(seconds=lease),
-                "worker": worker,
+    token = ObjectId()
+
+    def claim(again: bool) -> dict[str, Any] | None:
+        if again:
+            mine = {"status": Status.WORKING.value, "worker": worker, "claim_id": token}
+            if (adopted := collection.find_one(mine)) is not None:
+                return adopted
+        now = utcnow()
+        return collection.find_one_and_update(
+            {"status": Status.WAITING.value, "available_at": {"$not": {"$gt": now}}},
+            {
+                "$set": {
+                    "status": Status.WORKING.value,
+                    "ts.started": now,
+                    "lease_until": now + dt.timedelta(seconds=lease),
+                    "worker": worker,
+                    "claim_id": token,
+                },
+                "$inc": {"attempts": 1},
             },
-            "$inc": {"attempts": 1},
-        },
-        sort=[("priority", DESCENDING), ("_id", ASCENDING)],
-        return_document=ReturnDocument.AFTER,
-    )
+            sort=[("priority", DESCENDING), ("_id", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    return retried(claim, f"a claim in {collection.full_name}")
 
 
 class Reclaimer:
@@ -61,9 +76,18 @@ class Reclaimer:
         """
         self.next_at = time.monotonic() + self.every
         now = utcnow()
-        self.collection.update_many(
-            {"status": Status.WORKING.value, "lease_until": {"$lt": now}},
-            {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}},
+        retried(  # safe to repeat: only leases expired by ``now`` match
+            lambda again: self.collection.update_many(
+                {"status": Status.WORKING.value, "lease_until": {"$lt": now}},
+                {
+                    "$set": {
+                        "status": Status.WAITING.value,
+                        "lease_until": None,
+                        "available_at": now,
+                    }
+                },
+            ),
+            f"the lease reclaim in {self.collection.full_name}",
         )
 
 

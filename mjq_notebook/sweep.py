@@ -17,6 +17,7 @@ from pymongo import DESCENDING
 from pymongo.errors import PyMongoError
 
 from .job import FINISHED
+from .retries import retried
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -59,11 +60,10 @@ class Sweeper:
             for order in ("$natural", "_id")
             if (doc := self.collection.find_one({}, {"_id": 1}, sort=[(order, DESCENDING)]))
         ]
+        finished = {
+            "status": {"$in": list(FINISHED)},
+            "max_attempts": {"$exists": True},  # finished by us: in history first
+            "_id": {"$nin": keep},
+        }
         if keep:
-            self.collection.delete_many(
-                {
-                    "status": {"$in": list(FINISHED)},
-                    "max_attempts": {"$exists": True},  # finished by us: in history first
-                    "_id": {"$nin": keep},
-                }
-            )
+            retried(lambda again: self.collection.delete_many(finished), "a sweep")
