@@ -19,26 +19,19 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 COUNTERS_ID = "counters"  # the meta document with ``published`` (and ``pruned``)
-RECENT = 1000  # publish tokens remembered (about 17 KB of ObjectIds)
+RECENT = 200  # publish tokens remembered (about 3.4 KB of ObjectIds)
 
 
 def count_published(meta: Collection, token: Any, jobs: int) -> writes.Update:
-    """The update that adds ``jobs`` to ``published`` unless the publish ``token`` is
-    recorded already (one pipeline update: atomic, and safe to repeat)."""
-    seen = {"$ifNull": ["$recent_publishes", []]}
-    counted = {"$in": [token, seen]}
-    update = {
-        "$set": {
-            "published": {
-                "$cond": [counted, "$published", {"$add": [{"$ifNull": ["$published", 0]}, jobs]}]
-            },
-            "recent_publishes": {
-                "$cond": [
-                    counted,
-                    "$recent_publishes",
-                    {"$slice": [{"$concatArrays": [seen, [token]]}, -RECENT]},
-                ]
-            },
-        }
-    }
-    return writes.Update(meta, {"_id": COUNTERS_ID}, [update], upsert=True)
+    """The update that adds ``jobs`` to ``published`` unless the publish ``token`` is among
+    those recorded (one conditional update: atomic, and safe to repeat)."""
+    return writes.Update(
+        meta,
+        {"_id": COUNTERS_ID, "recent_publishes": {"$ne": token}},
+        {
+            "$inc": {"published": jobs},
+            "$push": {"recent_publishes": {"$each": [token], "$slice": -RECENT}},
+        },
+        upsert=True,
+        done_if_unmatched=True,  # a duplicate key: the counter is there with the token in it
+    )

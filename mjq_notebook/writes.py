@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pymongo.errors import ClientBulkWriteException, ConnectionFailure
+from pymongo.errors import ClientBulkWriteException, ConnectionFailure, DuplicateKeyError
 from pymongo.operations import InsertOne, ReplaceOne, UpdateOne
 
 from .retries import retried, transient
@@ -35,10 +35,14 @@ class Insert:
 
 @dataclass(frozen=True)
 class Update:
+    """``done_if_unmatched``: an upsert whose filter stops matching once the update is in (it
+    carries a token): a duplicate key error on it means done, not a conflict."""
+
     collection: Collection
     filter: dict[str, Any]
-    update: dict[str, Any] | list[dict[str, Any]]  # a list: an aggregation pipeline
+    update: dict[str, Any]
     upsert: bool = False
+    done_if_unmatched: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def run(db: Database, writes: list[Write], *, together: bool) -> list[int | None
         try:
             return _run_together(db, writes)
         except Exception as exc:
-            if not transient(exc):
+            if not (transient(exc) or _only_done(exc, writes)):
                 raise
             maybe_applied = True  # some or all of them: one by one now, each safe to repeat
     return [
@@ -79,11 +83,32 @@ def _what(write: Write) -> str:
     return f"{type(write).__name__.lower()} in {write.collection.full_name}"
 
 
-def _run_together(db: Database, writes: list[Write]) -> list[int | None]:
-    models, positions = [], []
+def _layout(writes: list[Write]) -> tuple[list[Any], list[int]]:
+    """The bulkWrite models of ``writes``, and where each write's first model is."""
+    models: list[Any] = []
+    positions = []
     for write in writes:
         positions.append(len(models))
         models.extend(_models(write))
+    return models, positions
+
+
+def _only_done(exc: Exception, writes: list[Write]) -> bool:
+    """True when a bulkWrite failed only on duplicate keys of ``done_if_unmatched`` upserts."""
+    errors = getattr(exc, "write_errors", None) if isinstance(exc, ClientBulkWriteException) else []
+    if not errors:
+        return False
+    _, positions = _layout(writes)
+    repeats = {p for w, p in zip(writes, positions, strict=True) if _done_if_unmatched(w)}
+    return all(e.get("code") == 11000 and e.get("idx") in repeats for e in errors)
+
+
+def _done_if_unmatched(write: Write) -> bool:
+    return isinstance(write, Update) and write.done_if_unmatched
+
+
+def _run_together(db: Database, writes: list[Write]) -> list[int | None]:
+    models, positions = _layout(writes)
     try:
         result = db.client.bulk_write(
             models, ordered=True, verbose_results=True, write_concern=db.write_concern
@@ -118,9 +143,17 @@ def _run_one(write: Write, again: bool = False) -> int | None:
             write.collection.insert_many(documents, ordered=True)
         return None
     if isinstance(write, Update):
-        return write.collection.update_one(
-            write.filter, write.update, upsert=write.upsert
-        ).matched_count
+        try:
+            return write.collection.update_one(
+                write.filter, write.update, upsert=write.upsert
+            ).matched_count
+        except DuplicateKeyError:
+            if not write.done_if_unmatched:
+                raise
+            # the document is there and the filter excludes it: the update is in, or another
+            # upsert created the document first; sent once more, it applies in that case only
+            write.collection.update_one(write.filter, write.update)
+            return 1
     return write.collection.replace_one(
         write.filter, write.replacement, upsert=write.upsert
     ).matched_count
