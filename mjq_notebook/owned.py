@@ -16,6 +16,7 @@ from pymongo.errors import ClientBulkWriteException, DuplicateKeyError
 from . import writes
 from .errors import LeaseLostError
 from .job import Job, Status, utcnow
+from .retries import retried
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -87,7 +88,7 @@ class OwnedWrites:
             # ...unless it is a finish that stands: this claim's own, repeated after a sweep
             # took the job out of the ring (rows of other claims or outcomes are never matched)
             if self.queue.find_one({"_id": job.id}, {"_id": 1}) is not None:
-                self.history.delete_one(match)
+                retried(lambda again: self.history.delete_one(match), "taking back a finish")
             raise
 
     def update(
