@@ -114,6 +114,9 @@ def start_server(
             f"could not start the embedded server on {folder or storage}, port {port}: {exc}"
         ) from exc
     # SecantusDB keeps a record per retryable write and scans them all on each write, so
-    # with retries on it slows down minute by minute; our writes are safe to retry ourselves.
-    address = f"{server.uri.rstrip('/')}/?retryWrites=false"
+    # with retries on it slows down minute by minute; our writes are safe to retry ourselves
+    # (retries.py, tests/test_faults.py). A 2 s heartbeat: after a "not primary" error the
+    # client finds the server again within 2 s, where the default 10 s outlasted the server
+    # selection of our retry, which then found no server.
+    address = f"{server.uri.rstrip('/')}/?retryWrites=false&heartbeatFrequencyMS=2000"
     return EmbeddedServer(address, server.port, server, credentials)
