@@ -323,17 +323,7 @@ class JobQueue:
     @unavailable_as_error
     def release(self, job: Job) -> None:
         """working -> waiting without using up an attempt (the worker is stopping)."""
-        self._owned.update(
-            job,
-            {
-                "status": Status.WAITING.value,
-                "lease_until": None,
-                "worker": None,
-                "ts.started": None,
-            },
-            inc={"attempts": -1},
-        )
-        job.finished = True
+        self._owned.release(job)
 
     @unavailable_as_error
     def touch(self, job: Job, lease: float | None = None) -> None:

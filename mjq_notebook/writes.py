@@ -36,13 +36,16 @@ class Insert:
 @dataclass(frozen=True)
 class Update:
     """``done_if_unmatched``: an upsert whose filter stops matching once the update is in (it
-    carries a token): a duplicate key error on it means done, not a conflict."""
+    carries a token): a duplicate key error on it means done, not a conflict. ``done_if_found``:
+    the state the update leaves, only its own; sent again and matching nothing, the update
+    counts as done (matched 1) when a document is found in that state."""
 
     collection: Collection
     filter: dict[str, Any]
     update: dict[str, Any]
     upsert: bool = False
     done_if_unmatched: bool = False
+    done_if_found: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ def _run_one(write: Write, again: bool = False) -> int | None:
         return None
     if isinstance(write, Update):
         try:
-            return write.collection.update_one(
+            matched = write.collection.update_one(
                 write.filter, write.update, upsert=write.upsert
             ).matched_count
         except DuplicateKeyError:
@@ -154,6 +157,9 @@ def _run_one(write: Write, again: bool = False) -> int | None:
             # upsert created the document first; sent once more, it applies in that case only
             write.collection.update_one(write.filter, write.update)
             return 1
+        if not matched and again and write.done_if_found is not None:
+            return int(write.collection.find_one(write.done_if_found, {"_id": 1}) is not None)
+        return matched
     return write.collection.replace_one(
         write.filter, write.replacement, upsert=write.upsert
     ).matched_count

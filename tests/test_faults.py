@@ -16,6 +16,7 @@ server with test commands; on ``MJQ_TEST_MONGODB_URI`` when it takes ``configure
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 import uuid
 from collections import Counter
@@ -162,6 +163,16 @@ def _finished(status: str) -> Callable[[JobQueue, Any, Any], None]:
     return check
 
 
+def _released(q: JobQueue, job: Any, result: Any) -> None:
+    doc = q.collection.find_one({"_id": job.id})
+    assert (doc["status"], doc["attempts"], doc["worker"]) == ("waiting", 0, None)
+
+
+def _touched(q: JobQueue, job: Any, result: Any) -> None:
+    extended = job["ts"]["started"] + dt.timedelta(seconds=60)  # the lease was 30 s
+    assert q.collection.find_one({"_id": job.id})["lease_until"] > extended
+
+
 def _retried(q: JobQueue, job: Any, result: Any) -> None:
     assert result is True  # will be retried
     doc = q.collection.find_one({"_id": job.id})
@@ -242,6 +253,10 @@ CASES = {
     "done, one by one": Case(
         _claim_one, lambda q, job: q.done(job, "ok"), _finished("done"), False
     ),
+    "touch (lease extension)": Case(
+        lambda q: _claim_one(q), lambda q, job: q.touch(job, lease=600), _touched
+    ),
+    "release": Case(_claim_one, lambda q, job: q.release(job), _released),
     "fail, retried": Case(
         lambda q: _claim_one(q, max_attempts=2), lambda q, job: q.fail(job, "boom"), _retried
     ),
