@@ -142,15 +142,15 @@ class Case:
     fused: bool | None = None  # None: as the server allows; False: one write at a time
 
 
-def _published(q: JobQueue, ids: Any, result: Any) -> None:
+def _published(q: JobQueue, given: Any, result: Any) -> None:
     ids = list(result) if isinstance(result, list) else [result]
-    assert q.collection.count_documents({"_id": {"$in": ids}}) == len(ids)
+    assert q.collection.count_documents({"_id": {"$in": ids}}) == len(ids)  # all stored
 
 
 def _claimed(q: JobQueue, before: Any, job: Any) -> None:
     # the job claimed is the one working, and the only one: a claim whose reply was lost was
     # adopted, not left working until its lease ends
-    assert job["_id"] == before[0]
+    assert (job["_id"], job["attempts"]) == (before[0], 1)
     assert [d["_id"] for d in q.collection.find({"status": "working"})] == [job["_id"]]
     assert q.collection.find_one({"_id": before[1]})["attempts"] == 0
 
