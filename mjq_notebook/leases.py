@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import OperationFailure, WriteConcernError
+from pymongo.errors import OperationFailure
 
 from .job import Status, malformed, utcnow
 from .quarantine import mend, set_aside
+from .retries import retried, transient
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 RECLAIM_EVERY_S = 1.0  # claims look for expired leases at most this often (lease/4 if less)
-
-
 MEND_AT_MOST = 10  # malformed jobs one claim mends before it gives up (quarantine.py)
 
 
@@ -32,33 +33,48 @@ def claim_one(collection: Collection, worker: str, lease: float) -> dict[str, An
     """One atomic claim of the best waiting job that is due, for ``worker``; None if none.
 
     Only waiting jobs are claimed, so the query walks the (status, priority, _id) index
-    and stops at the first due job, however long the backlog. A claim the server refuses
-    because of the job itself (a document another program wrote) mends that job
-    (``quarantine.mend``) and tries again.
+    and stops at the first due job, however long the backlog. The claim carries a token of
+    its own (``claim_id``): sent again after a fault (``retries.py``), it first adopts the job
+    an earlier attempt may have claimed without hearing back, so that job neither waits out
+    its lease nor is claimed twice. A claim the server refuses because of the job itself (a
+    document another program wrote) mends that job (``quarantine.mend``) and tries again; a
+    job claimed that is too large for its outcome to be stored is set aside, not run.
     """
-    for _ in range(MEND_AT_MOST):
+    order = [("priority", DESCENDING), ("_id", ASCENDING)]
+
+    def due() -> dict[str, Any]:
+        return {"status": Status.WAITING.value, "available_at": {"$not": {"$gt": utcnow()}}}
+
+    def claim(token: ObjectId, again: bool) -> dict[str, Any] | None:
+        if again:
+            mine = {"status": Status.WORKING.value, "worker": worker, "claim_id": token}
+            if (adopted := collection.find_one(mine)) is not None:
+                return adopted
         now = utcnow()
-        due = {"status": Status.WAITING.value, "available_at": {"$not": {"$gt": now}}}
-        order = [("priority", DESCENDING), ("_id", ASCENDING)]
-        try:
-            doc = collection.find_one_and_update(
-                due,
-                {
-                    "$set": {
-                        "status": Status.WORKING.value,
-                        "ts.started": now,
-                        "lease_until": now + dt.timedelta(seconds=lease),
-                        "worker": worker,
-                    },
-                    "$inc": {"attempts": 1},
+        return collection.find_one_and_update(
+            due(),
+            {
+                "$set": {
+                    "status": Status.WORKING.value,
+                    "ts.started": now,
+                    "lease_until": now + dt.timedelta(seconds=lease),
+                    "worker": worker,
+                    "claim_id": token,
                 },
-                sort=order,
-                return_document=ReturnDocument.AFTER,
-            )
+                "$inc": {"attempts": 1},
+            },
+            sort=order,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    for _ in range(MEND_AT_MOST):
+        token = ObjectId()
+        try:
+            doc = retried(partial(claim, token), f"a claim in {collection.full_name}")
         except OperationFailure as exc:
-            if isinstance(exc, WriteConcernError):
-                raise  # applied: the job comes back when its lease ends
-            job = collection.find_one(due, sort=order)
+            if transient(exc):
+                raise  # the retries ran out; if it was applied, the job comes back with its lease
+            job = collection.find_one(due(), sort=order)
             if job is None or not mend(collection, job):
                 raise
             continue
@@ -105,7 +121,12 @@ class Reclaimer:
         started_before = self._as_stored(now) - dt.timedelta(seconds=self.lease)
         back = {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}}
         working = Status.WORKING.value
-        self.collection.update_many({"status": working, "lease_until": {"$lt": now}}, back)
+        retried(  # safe to repeat: only leases expired by ``now`` match
+            lambda again: self.collection.update_many(
+                {"status": working, "lease_until": {"$lt": now}}, back
+            ),
+            f"the lease reclaim in {self.collection.full_name}",
+        )
         # Without a lease: read first (an index range of few jobs; some servers plan a null
         # beside another condition as a collection scan), then the same update on each.
         unleased = {"status": working, "lease_until": {"$in": [None]}}
@@ -128,9 +149,9 @@ class Reclaimer:
         missing = {"status": Status.WAITING.value, "priority": None}
         zero = {"$set": {"priority": 0}}
         try:
-            self.collection.update_many(missing, zero)
+            retried(lambda again: self.collection.update_many(missing, zero), "a priority fill")
         except OperationFailure as exc:
-            if isinstance(exc, WriteConcernError):
+            if transient(exc):
                 raise
             for found in self.collection.find(missing, {"_id": 1}):
                 try:

@@ -16,6 +16,7 @@ from pymongo.errors import ClientBulkWriteException, DuplicateKeyError
 from . import writes
 from .errors import LeaseLostError
 from .job import IN_HISTORY, Job, Status, utcnow
+from .retries import retried
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -87,8 +88,24 @@ class OwnedWrites:
             # ...unless it is a finish that stands: this claim's own, repeated after a sweep
             # took the job out of the ring (rows of other claims or outcomes are never matched)
             if self.queue.find_one({"_id": job.id}, {"_id": 1}) is not None:
-                self.history.delete_one(match)
+                retried(lambda again: self.history.delete_one(match), "taking back a finish")
             raise
+
+    def release(self, job: Job) -> None:
+        """working -> waiting, the attempt given back; sent again after a lost reply, it
+        finds the job released by this very claim (its ``claim_id``) and is done."""
+        released = {
+            "_id": job.id,
+            "status": Status.WAITING.value,
+            "worker": None,
+            "attempts": job.attempts - 1,
+            "claim_id": job.get("claim_id"),
+        }
+        fields = {"status": Status.WAITING.value, "lease_until": None, "worker": None}
+        self.update(
+            job, {**fields, "ts.started": None}, inc={"attempts": -1}, done_if_found=released
+        )
+        job.finished = True
 
     def update(
         self,
@@ -98,11 +115,14 @@ class OwnedWrites:
         inc: dict[str, int] | None = None,
         then: Status | None = None,
         after: writes.Write | None = None,
+        done_if_found: dict[str, Any] | None = None,
     ) -> None:
         """Update ``job`` only while this claim still owns it (after the write ``after``).
 
         ``then`` is the status the update sets: a retry after a lost reply (the server did
-        apply it) finds the job already there under our claim and succeeds again.
+        apply it) finds the job already there under our claim and succeeds again. An update
+        that changes what the claim is matched on says what it leaves in ``done_if_found``
+        (``writes.Update``).
         """
         statuses = [Status.WORKING.value] + ([then.value] if then else [])
         owned = {
@@ -114,7 +134,8 @@ class OwnedWrites:
         update: dict[str, Any] = {"$set": fields}
         if inc:
             update["$inc"] = inc
-        planned = [*([after] if after else []), writes.Update(self.queue, owned, update)]
+        mine = writes.Update(self.queue, owned, update, done_if_found=done_if_found)
+        planned = [*([after] if after else []), mine]
         matched = writes.run(self.db, planned, together=self.fuse and len(planned) > 1)[-1]
         if matched == 0:
             raise LeaseLostError(

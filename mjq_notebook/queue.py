@@ -28,6 +28,7 @@ from pymongo.errors import ConnectionFailure
 from . import steer, writes
 from .control import CHECK_S as PAUSED_CHECK_S
 from .control import Control
+from .counters import count_published
 from .due import DueClock
 from .errors import Empty, InvalidQueueError, PublishError
 from .job import Job, JobList, Status, error_document, new_documents, result_size, utcnow
@@ -201,14 +202,12 @@ class JobQueue:
         else:
             self._room.check(docs)
         # A running total of published jobs lets counts() tell jobs evicted unfinished from
-        # jobs that finished; it is written after the jobs. A single job shares its round
-        # trip with it; a batch goes as insert_many, which servers take faster than a
-        # bulkWrite of as many single inserts.
-        count = writes.Update(
-            self._meta, {"_id": "counters"}, {"$inc": {"published": len(docs)}}, upsert=True
-        )
-        together = self._fuse and len(docs) == 1
-        writes.run(self.db, [writes.Insert(self.collection, docs), count], together=together)
+        # jobs that finished; it is written after the jobs, once however often it is sent
+        # (counters.py). A single job shares its round trip with it; a batch goes as
+        # insert_many, which servers take faster than a bulkWrite of as many single inserts.
+        jobs = writes.Insert(self.collection, docs, moved_to=self.history_collection)
+        count = count_published(self._meta, docs[0]["_id"], len(docs))
+        writes.run(self.db, [jobs, count], together=self._fuse and len(docs) == 1)
         if delay:
             self._due.expect(delay)
 
@@ -358,17 +357,7 @@ class JobQueue:
     @unavailable_as_error
     def release(self, job: Job) -> None:
         """working -> waiting without using up an attempt (the worker is stopping)."""
-        self._owned.update(
-            job,
-            {
-                "status": Status.WAITING.value,
-                "lease_until": None,
-                "worker": None,
-                "ts.started": None,
-            },
-            inc={"attempts": -1},
-        )
-        job.finished = True
+        self._owned.release(job)
 
     @unavailable_as_error
     def touch(self, job: Job, lease: float | None = None) -> None:

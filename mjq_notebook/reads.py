@@ -49,7 +49,7 @@ class Reads:
         found_ours = 0  # jobs we published found in the ring, in history or pruned
         # The publish counter first (it is written after the jobs): every job it counts is
         # then in the ring, in history, or lost. Read last, a publish in between looked lost.
-        counters = self.meta.find_one({"_id": "counters"}) or {}
+        counters = self.meta.find_one({"_id": "counters"}, {"published": 1}) or {}
         published = int(counters.get("published", 0))
         # The queue before history: a job finishing in between is then counted twice
         # (harmless), never zero times (which would look like a loss). Finishes we wrote

@@ -32,6 +32,7 @@ from .durations import format_seconds
 from .errors import ServerUnavailable
 from .job import Job, utcnow
 from .outage import unavailable_as_error
+from .retries import retried
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,7 +120,12 @@ class Registration:
                 "last": None if last is None else dict(last),
                 "expires_at": now + dt.timedelta(seconds=self.keep),
             }
-            self.collection.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+            # sent again after a fault (retries.py): the last one, "stopped", above all, or
+            # the worker would read as lost
+            retried(
+                lambda again: self.collection.replace_one({"_id": doc["_id"]}, doc, upsert=True),
+                f"a record in {self.collection.name}",
+            )
             self.closed = state is State.STOPPED
 
 

@@ -25,6 +25,7 @@ from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from .job import FINISHED, IN_HISTORY
+from .retries import retried
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -98,7 +99,10 @@ class Sweeper:
         if copied:
             each = {"$or": [finish_of(doc) for doc in copied]}
             ids = {"$in": [doc["_id"] for doc in copied]}
-            self.collection.delete_many({"_id": ids, **each}, hint=ID_INDEX)
+            retried(  # safe to repeat: only these very finishes match
+                lambda again: self.collection.delete_many({"_id": ids, **each}, hint=ID_INDEX),
+                "a sweep",
+            )
 
     def _in_history(self, finish: dict[str, Any], row: dict[str, Any] | None) -> bool:
         """True once history holds ``finish``: copy the ring's document there if it holds

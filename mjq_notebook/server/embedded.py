@@ -56,13 +56,14 @@ class EmbeddedServer:
 
 @contextlib.contextmanager
 def embedded_server(
-    path: str | os.PathLike = ":memory:", port: int = 0
+    path: str | os.PathLike = ":memory:", port: int = 0, *, test_commands: bool = False
 ) -> Iterator[EmbeddedServer]:
     """Run an embedded SecantusDB server inside this process for the block; ``.uri`` is its
     address with its login. With a data folder, other processes find it there while the
-    block runs (and log in with the folder's credentials)."""
+    block runs (and log in with the folder's credentials). ``test_commands``: accept
+    ``configureFailPoint`` (fault injection, for tests; never on a server others use)."""
     folder = None if str(path) == ":memory:" else private_folder(path)
-    server = start_server(folder, port=port)
+    server = start_server(folder, port=port, test_commands=test_commands)
     if folder is not None:
         write_info(folder, server.address, os.getpid(), time.time())
     try:
@@ -74,7 +75,9 @@ def embedded_server(
             server.stop()
 
 
-def start_server(folder: Path | None, port: int = 0) -> EmbeddedServer:
+def start_server(
+    folder: Path | None, port: int = 0, *, test_commands: bool = False
+) -> EmbeddedServer:
     """Start SecantusDB in this process on 127.0.0.1 (any free port when ``port`` is 0).
 
     It refuses clients without its login (the folder's, made on first start; a new one for
@@ -93,7 +96,7 @@ def start_server(folder: Path | None, port: int = 0) -> EmbeddedServer:
             storage_path=storage,
             port=port,
             require_auth=True,
-            enable_test_commands=False,
+            enable_test_commands=test_commands,
             sync_on_commit=folder is not None,
         )
     except Exception as exc:  # WiredTiger refuses a folder another process has open
@@ -111,6 +114,9 @@ def start_server(folder: Path | None, port: int = 0) -> EmbeddedServer:
             f"could not start the embedded server on {folder or storage}, port {port}: {exc}"
         ) from exc
     # SecantusDB keeps a record per retryable write and scans them all on each write, so
-    # with retries on it slows down minute by minute; our writes are safe to retry ourselves.
-    address = f"{server.uri.rstrip('/')}/?retryWrites=false"
+    # with retries on it slows down minute by minute; our writes are safe to retry ourselves
+    # (retries.py, tests/test_faults.py). A 2 s heartbeat: after a "not primary" error the
+    # client finds the server again within 2 s, where the default 10 s outlasted the server
+    # selection of our retry, which then found no server.
+    address = f"{server.uri.rstrip('/')}/?retryWrites=false&heartbeatFrequencyMS=2000"
     return EmbeddedServer(address, server.port, server, credentials)
