@@ -58,7 +58,8 @@ class Reads:
         for row in self.queue.aggregate([{"$group": BY_STATUS}]):
             status, ours, marked = (row["_id"].get(key) for key in ("status", "ours", "marked"))
             if status not in FINISHED:
-                counts[status] += row["n"] if status in counts else 0
+                if status in counts:  # else none, or not ours to count: not a job's
+                    counts[status] += row["n"]
                 found_ours += row["n"] if ours else 0
             elif not marked:
                 others_finished += row["n"]

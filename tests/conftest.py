@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +141,48 @@ def run_mjq(*args, uri=None, env=None, cwd=None, timeout=120, stdin=None):
         text=True,
         timeout=timeout,
     )
+
+
+def start_worker(uri, db, handler, log, *extra, sleep="0.01"):
+    """A real ``mjq work handlers:<handler>`` process on ``db`` (tests/handlers.py), logging
+    the jobs it runs to ``log``; its output (stdout and stderr) in ``.stdout``."""
+    env = {**os.environ, "MJQ_MONGODB_URI": uri, "MJQ_TEST_LOG": str(log), "MJQ_TEST_SLEEP": sleep}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mjq_notebook.cli", "work", f"handlers:{handler}", "--db", db.name,
+         *extra],
+        cwd=Path(__file__).parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+
+
+class MjqTail:
+    """A real ``mjq tail`` process on ``db`` whose output lines are collected as they come;
+    ``stop()`` sends Ctrl-C and returns (exit status, stderr)."""
+
+    def __init__(self, uri, db, *extra):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mjq_notebook.cli", "tail", "--db", db.name, *extra],
+            env={**os.environ, "MJQ_MONGODB_URI": uri},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(
+            target=lambda: self.lines.extend(self.process.stdout), daemon=True
+        )
+        self._reader.start()
+
+    def printed(self, *words: str) -> bool:
+        """Whether a line printed so far has every one of ``words``."""
+        return any(all(w in line for w in words) for line in list(self.lines))
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGINT)  # Ctrl-C: mjq exits quietly with 130
+        code = self.process.wait(30)
+        self._reader.join(10)
+        return code, self.process.stderr.read()

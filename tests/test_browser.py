@@ -39,8 +39,8 @@ if not CHROMIUM:
 from mjq_notebook import Empty, JobQueue  # noqa: E402
 from mjq_notebook.registry import Registration, State  # noqa: E402
 
+from .conftest import start_worker  # noqa: E402
 from .notebook_helpers import jupyter_lab, write_notebook  # noqa: E402
-from .test_concurrency import start_worker  # noqa: E402
 
 pytestmark = pytest.mark.browser
 

@@ -16,20 +16,8 @@ import pytest
 from mjq_notebook import Empty, JobQueue
 from mjq_notebook.server import client_for, embedded_client
 
-from .conftest import free_port, wait_for
-
-
-def mjq(*args, uri, cwd=None, timeout=120, stdin=None):
-    env = {**os.environ, "MJQ_MONGODB_URI": uri}
-    return subprocess.run(
-        [sys.executable, "-m", "mjq_notebook.cli", *args],
-        env=env,
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from .conftest import MjqTail, free_port, wait_for
+from .conftest import run_mjq as mjq
 
 
 def test_pub_json_and_jsonl_file(db, server_uri, tmp_path):
@@ -80,33 +68,17 @@ def test_demo_publishes_works_and_summarises(db, server_uri):
 def test_tail_shows_new_jobs_and_status_changes(db, server_uri):
     q = JobQueue(db)
     marker = q.pub({"before": "the tail"})  # its line says the tail has read the queue
-    env = {**os.environ, "MJQ_MONGODB_URI": server_uri}
-    tail = subprocess.Popen(
-        [sys.executable, "-m", "mjq_notebook.cli", "tail", "--db", db.name, "--duration", "60"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(tail.stdout), daemon=True)
-    reader.start()
-
-    def printed(*words: str) -> bool:
-        return any(all(w in line for w in words) for line in list(lines))
-
+    tail = MjqTail(server_uri, db, "--duration", "60")
     try:
-        wait_for(lambda: printed(str(marker), "waiting"), 60, "the tail to read the queue")
+        wait_for(lambda: tail.printed(str(marker), "waiting"), 60, "the tail to read the queue")
         job_id = q.pub({"greeting": "<hello>"})
-        wait_for(lambda: printed(str(job_id), "waiting", '"<hello>"'), 10, "the new job")
+        wait_for(lambda: tail.printed(str(job_id), "waiting", '"<hello>"'), 10, "the new job")
         q.done(q.next(timeout=0))  # the marker (older)
         q.done(q.next(timeout=0))
-        wait_for(lambda: printed(str(job_id), "-> done"), 10, "the job done")
+        wait_for(lambda: tail.printed(str(job_id), "-> done"), 10, "the job done")
     finally:
-        tail.send_signal(signal.SIGINT)  # Ctrl-C: mjq exits quietly with 130
-        assert tail.wait(30) == 130, tail.stderr.read()
-        reader.join(10)
+        code, errors = tail.stop()
+    assert code == 130, errors
 
 
 CONNECTION, ONE_QUEUE = {"--uri", "--db"}, {"--uri", "--db", "--queue"}

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import subprocess
-import sys
-import threading
 
 import pytest
 
 from mjq_notebook import JobQueue, PublishError
 from mjq_notebook.job import MAX_DELAY_S
 
-from .conftest import run_mjq, wait_for
+from .conftest import MjqTail, run_mjq, wait_for
 
 
 def assert_one_line_mistake(result, *words: str) -> None:
@@ -89,34 +85,17 @@ def test_tail_shows_jobs_other_programs_wrote_malformed(db, server_uri):
         {"ts": {}, "data": "no status"},
     ]
     ids = q.collection.insert_many(malformed).inserted_ids
-    tail = subprocess.Popen(
-        [sys.executable, "-m", "mjq_notebook.cli", "tail", "--db", db.name, "--duration", "60"],
-        env={**os.environ, "MJQ_MONGODB_URI": server_uri},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(tail.stdout), daemon=True)
-    reader.start()
-
-    def printed(*words: str) -> bool:
-        return any(all(w in line for w in words) for line in list(lines))
-
+    tail = MjqTail(server_uri, db, "--duration", "60")
     try:
-        wait_for(lambda: printed(str(good), "waiting"), 60, "the tail to read the queue")
+        wait_for(lambda: tail.printed(str(good), "waiting"), 60, "the tail to read the queue")
         for job_id, doc in zip(ids, malformed, strict=True):
-            assert printed(str(job_id), doc["data"]), (job_id, lines)
-        assert printed(str(ids[0]), "?")  # no time to show
+            assert tail.printed(str(job_id), doc["data"]), (job_id, tail.lines)
+        assert tail.printed(str(ids[0]), "?")  # no time to show
         q.collection.update_one({"_id": ids[0]}, {"$set": {"status": "done"}})
-        wait_for(lambda: printed(str(ids[0]), "waiting -> done"), 20, "the change")
-        assert tail.poll() is None  # still following
+        wait_for(lambda: tail.printed(str(ids[0]), "waiting -> done"), 20, "the change")
+        assert tail.process.poll() is None  # still following
     finally:
-        tail.send_signal(signal.SIGINT)
-        code = tail.wait(30)
-        reader.join(10)
-    errors = tail.stderr.read()
+        code, errors = tail.stop()
     assert code == 130 and "Traceback" not in errors, errors
 
 

@@ -4,10 +4,7 @@ server restarts survived."""
 from __future__ import annotations
 
 import collections
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,30 +13,9 @@ import pytest
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.server import client_for
 
-from .conftest import TEST_URI, free_port, wait_for
+from .conftest import TEST_URI, free_port, start_worker, wait_for
 
 HERE = Path(__file__).parent
-
-
-def start_worker(uri, db, handler, log, *extra, sleep="0.01"):
-    env = {**os.environ, "MJQ_MONGODB_URI": uri, "MJQ_TEST_LOG": str(log), "MJQ_TEST_SLEEP": sleep}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mjq_notebook.cli",
-            "work",
-            f"handlers:{handler}",
-            "--db",
-            db.name,
-            *extra,
-        ],
-        cwd=HERE,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def read_log(log):

@@ -7,10 +7,8 @@ killed with SIGKILL, against the real server; no kernel."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from mjq_notebook.notebook.widgets import Dashboard, Tail
 from mjq_notebook.notebook.widgets.workers import JobRates, workers_panel_html
 from mjq_notebook.registry import Registration, State, worker_cells, workers_text
 
-from .conftest import wait_for
+from .conftest import start_worker, wait_for
 
 HERE = Path(__file__).parent
 SOON = 5.0  # "eventually", with time to spare on a slow server
@@ -34,16 +32,7 @@ BEAT = "0.3"  # the workers' heartbeat: lost 0.9 s after the kill
 
 def _work(uri: str, db, handler: str, log: Path, *extra: str) -> subprocess.Popen:
     """`mjq work handlers:<handler>` on ``db``, beating every BEAT seconds."""
-    env = {**os.environ, "MJQ_MONGODB_URI": uri, "MJQ_TEST_LOG": str(log), "MJQ_TEST_SLEEP": "0.01"}
-    argv = ["work", f"handlers:{handler}", "--db", db.name, "--heartbeat", BEAT, *extra]
-    return subprocess.Popen(
-        [sys.executable, "-m", "mjq_notebook.cli", *argv],
-        cwd=HERE,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start_worker(uri, db, handler, log, "--heartbeat", BEAT, *extra)
 
 
 def _close(process: subprocess.Popen) -> str:

@@ -5,10 +5,7 @@ the job behind it is done, and `mjq work` keeps running (real processes, real se
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -20,23 +17,10 @@ from pymongo.errors import OperationFailure
 from mjq_notebook import JobQueue, PublishError, Worker
 from mjq_notebook.job import MAX_BSON_SIZE, MAX_ERROR_MESSAGE, MAX_JOB_SIZE, error_document
 
-from .conftest import wait_for
+from .conftest import start_worker, wait_for
 
 HERE = Path(__file__).parent
 FINAL = ("done", "failed", "cancelled")
-
-
-def mjq_work(uri, db, handler, log, *extra):
-    env = {**os.environ, "MJQ_MONGODB_URI": uri, "MJQ_TEST_LOG": str(log)}
-    args = ["work", f"handlers:{handler}", "--db", db.name, *extra]
-    return subprocess.Popen(
-        [sys.executable, "-m", "mjq_notebook.cli", *args],
-        cwd=HERE,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def foreign(q, **fields):
@@ -69,7 +53,7 @@ def test_poison_jobs_end_with_a_reason_and_the_worker_goes_on(db, server_uri, tm
     too_big_result = q.pub({"result_mib": 9, "pad": "p" * 9 * 2**20}, max_attempts=1)
     too_big_error = q.pub({"error_mib": 9}, max_attempts=1)
     behind = q.pub({"n": "the job behind them"})
-    worker = mjq_work(server_uri, db, "sized", tmp_path / "ran.log", "--lease", "30")
+    worker = start_worker(server_uri, db, "sized", tmp_path / "ran.log", "--lease", "30")
     try:
         every = [huge, *mended, too_big_result, too_big_error, behind]
         wait_for(lambda: all(status_of(q, i) in FINAL for i in every), 120, "every job to end")
@@ -102,7 +86,7 @@ def test_poison_jobs_end_with_a_reason_and_the_worker_goes_on(db, server_uri, tm
 def test_a_dying_thread_stops_mjq_work_with_a_non_zero_status(db, server_uri, tmp_path):
     q = JobQueue(db)
     job_id = q.pub({"n": 1})
-    worker = mjq_work(server_uri, db, "die", tmp_path / "ran.log")
+    worker = start_worker(server_uri, db, "die", tmp_path / "ran.log")
     out, _ = worker.communicate(timeout=60)
     assert worker.returncode == 1, out
     assert "died (SystemExit: the handler called sys.exit())" in out

@@ -21,8 +21,8 @@ from mjq_notebook.registry import (
     workers_collection,
 )
 
-from .conftest import wait_for
-from .test_concurrency import read_log, start_worker
+from .conftest import start_worker, wait_for
+from .test_concurrency import read_log
 
 
 def _record(queue, worker_id):
