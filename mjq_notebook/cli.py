@@ -362,7 +362,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         queue_names(_connect(args))  # the server answers, before the page is served
     return web.serve(args.db, args.queue, uri=args.uri, host=args.host, port=args.port,
                      token=token, no_token=args.no_token, allow_hosts=args.allow_host,
-                     open_browser=args.open)  # fmt: skip
+                     open_browser=args.open, max_pages=args.max_pages)  # fmt: skip
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -224,6 +224,12 @@ def parser() -> argparse.ArgumentParser:
         help="serve without a token: every user of this machine can then drive the page",
     )
     sub.add_argument("--open", action="store_true", help="open the page in your browser")
+    sub.add_argument(
+        "--max-pages",
+        type=_positive,
+        default=5,
+        help="pages open at once, each a kernel (default: 5); more are told to wait",
+    )
 
     demo = _one_queue(default="demo")
     sub = command("demo", "publish a realistic workload, work it, print a summary", demo)

@@ -42,8 +42,8 @@ DEFAULT_PORT = 8866  # Voilà's own
 NOTEBOOK = "mjq-dashboard.ipynb"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
-CULL_IDLE_S = 60  # a kernel no page is connected to, idle this long, is shut down
-CULL_EVERY_S = 10
+MAX_PAGES = 5  # kernels at once: web_kernels.py bounds them
+KERNELS = "mjq_notebook.web_kernels.BoundedKernelManager"
 INSTALL = "pip install 'mjq-notebook[web]'"
 
 
@@ -93,6 +93,7 @@ def serve(
     no_token: bool = False,
     allow_hosts: list[str] | None = None,
     open_browser: bool = False,
+    max_pages: int = MAX_PAGES,
 ) -> int:
     """Serve the page until SIGINT or SIGTERM; returns the exit code. ``token`` None makes a
     random one; ``no_token`` serves without (only on this machine's loopback)."""
@@ -106,7 +107,8 @@ def serve(
         (folder / NOTEBOOK).write_text(json.dumps(notebook(db, queue)), encoding="utf-8")
         config = folder / "voila.json"  # Voilà reads voila.json from its working folder
         config.touch(mode=0o600)
-        config.write_text(json.dumps(voila_config(token, names, nonce)), encoding="utf-8")
+        settings = voila_config(token, names, nonce, max_pages)
+        config.write_text(json.dumps(settings), encoding="utf-8")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if uri:
             env["MJQ_MONGODB_URI"] = uri
@@ -144,15 +146,16 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def voila_config(token: str, names: list[str], nonce: str) -> dict[str, Any]:
+def voila_config(token: str, names: list[str], nonce: str, max_pages: int) -> dict[str, Any]:
     """Voilà's configuration: the token ("" for none), Jupyter Server's Host check (on, with
-    ``names``; Voilà turns it off), the nonce header, and idle kernels culled."""
+    ``names``; Voilà turns it off), the nonce header, and its kernels bounded."""
     settings = {"allow_remote_access": False, "local_hostnames": names,
                 "headers": {NONCE_HEADER: nonce}}  # fmt: skip
-    culling = {"cull_idle_timeout": CULL_IDLE_S, "cull_interval": CULL_EVERY_S,
-               "cull_connected": False}  # fmt: skip
-    return {"Voila": {"token": token, "tornado_settings": settings},
-            "MappingKernelManager": culling}  # fmt: skip
+    return {
+        "Voila": {"token": token, "tornado_settings": settings},
+        "VoilaConfiguration": {"multi_kernel_manager_class": KERNELS},
+        "BoundedKernelManager": {"max_kernels": max_pages},
+    }
 
 
 class Site:

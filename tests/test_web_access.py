@@ -63,11 +63,15 @@ def _url(process: subprocess.Popen, timeout: float = 60) -> str:
 
 
 def _kernels(process: subprocess.Popen) -> list:
-    return [
-        child
-        for child in psutil.Process(process.pid).children(recursive=True)
-        if any("ipykernel" in part for part in child.cmdline())
-    ]
+    """The kernels running below ``process`` (one that is ending, a zombie, is not)."""
+    kernels = []
+    for child in psutil.Process(process.pid).children(recursive=True):
+        try:
+            if any("ipykernel" in part for part in child.cmdline()):
+                kernels.append(child)
+        except psutil.Error:
+            pass
+    return kernels
 
 
 def _get(port: int, path: str, host: str | None = None, **headers: str) -> tuple[int, str]:
@@ -148,7 +152,7 @@ print(json.dumps(report))
 
 def test_another_user_gets_the_login_or_403_and_starts_no_kernel(dashboard):
     process, port, _, _home = dashboard
-    before = len(_kernels(process))
+    before = {kernel.pid for kernel in _kernels(process)}
     argument = json.dumps([port, NOBODY.pw_uid, NOBODY.pw_gid, str(uuid.uuid4()), UPGRADE])
     child = subprocess.run(
         [sys.executable, "-c", AS_NOBODY, argument],
@@ -161,7 +165,7 @@ def test_another_user_gets_the_login_or_403_and_starts_no_kernel(dashboard):
         status, location = report.pop(name)
         assert status == 302 and location.startswith("/login"), (name, status, location)
     assert report == {"api": [403, ""], "websocket": [403, ""]}
-    assert len(_kernels(process)) == before
+    assert {kernel.pid for kernel in _kernels(process)} - before == set()
 
 
 def test_ten_unauthenticated_gets_start_no_kernel_and_the_owner_one(dashboard):
@@ -178,7 +182,7 @@ def test_ten_unauthenticated_gets_start_no_kernel_and_the_owner_one(dashboard):
 
 def test_a_foreign_host_header_gets_403_and_no_kernel(dashboard):
     process, port, url, _home = dashboard
-    before = len(_kernels(process))
+    before = {kernel.pid for kernel in _kernels(process)}
     with_token = url.split(f":{port}", 1)[1]
     for host in ("evil.example", f"evil.example:{port}", "192.168.1.7", "localhost.evil.example"):
         assert _get(port, with_token, host=host)[0] == 403, host
@@ -187,7 +191,28 @@ def test_a_foreign_host_header_gets_403_and_no_kernel(dashboard):
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):  # its own names
         assert _get(port, "/", host=host)[0] == 302, host
     time.sleep(1)  # a kernel would be on its way by now (it starts within the request)
-    assert len(_kernels(process)) == before
+    assert {kernel.pid for kernel in _kernels(process)} - before == set()
+
+
+# -- kernels bounded ---------------------------------------------------------------------------
+
+
+def test_kernels_are_capped_and_those_no_page_connects_to_are_shut_down(tmp_path, server_uri):
+    port = free_port()
+    process = _mjq("--port", str(port), "--max-pages", "2", env=_env(tmp_path, server_uri))
+    try:
+        path = _url(process).split(f":{port}", 1)[1]
+        assert [_get(port, path)[0] for _ in range(2)] == [200, 200]  # pages never connecting
+        wait_for(lambda: len(_kernels(process)) == 2, 30, "two kernels")
+        status, _location = _get(port, path)
+        assert status == 503  # too many open dashboards
+        assert len(_kernels(process)) == 2
+        took = wait_for(lambda: _kernels(process) == [], 40, "the lone kernels shut down")
+        print(f"\nkernels no page connected to: gone {took:.1f} s after the cap was seen")
+        assert _get(port, path)[0] == 200  # room again
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
 
 
 # -- refused in one line -----------------------------------------------------------------------
