@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -312,3 +314,41 @@ def test_no_token_says_why_it_is_dangerous_and_lets_this_machine_in(tmp_path, se
         process.send_signal(signal.SIGTERM)
         _out, err = process.communicate(timeout=30)
     assert "every user of this machine" in err and process.returncode == 0
+
+
+# -- in Chromium ------------------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("MJQ_CHROMIUM") or shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--host-resolver-rules=MAP evil.example 127.0.0.1",  # a rebinding site's name, resolved
+]  # fmt: skip
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed")
+def test_in_chromium_the_owner_keeps_the_page_and_a_foreign_name_gets_nothing(dashboard, db):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright")
+    expect = sync_api.expect
+    process, _port, url, _home = dashboard
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        before = {kernel.pid for kernel in _kernels(process)}
+        foreign = browser.new_page()
+        reply = foreign.goto(url.replace("127.0.0.1", "evil.example"))
+        assert reply.status == 403 and "mjq-overview" not in foreign.content()
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        row = page.locator(".mjq-overview-row", has_text="emails")
+        expect(row).to_be_visible(timeout=45_000)
+        mine = {kernel.pid for kernel in _kernels(process)} - before
+        assert len(mine) == 1  # the page's own kernel, and no other (none for the foreign)
+        time.sleep(20)  # past the 15 s a kernel no page uses is kept: this one has a page
+        assert mine <= {kernel.pid for kernel in _kernels(process)}
+        JobQueue(db.client[DB], "emails").pub({"to": "b@example.com"})
+        expect(row).to_contain_text("waiting 2", timeout=5_000)  # still live
+        page.close()  # the page's websocket closes: its kernel goes
+        wait_for(lambda: not mine & {k.pid for k in _kernels(process)}, 40, "the kernel gone")
+        browser.close()
