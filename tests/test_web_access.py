@@ -152,9 +152,11 @@ print(json.dumps(report))
 """
 
 
-def test_another_user_gets_the_login_or_403_and_starts_no_kernel(dashboard):
+def test_another_user_gets_the_login_or_403_and_starts_no_kernel(dashboard, db):
     process, port, _, _home = dashboard
     before = {kernel.pid for kernel in _kernels(process)}
+    jobs = JobQueue(db.client[DB], "emails").collection
+    documents = list(jobs.find())
     argument = json.dumps([port, NOBODY.pw_uid, NOBODY.pw_gid, str(uuid.uuid4()), UPGRADE])
     child = subprocess.run(
         [sys.executable, "-c", AS_NOBODY, argument],
@@ -168,6 +170,20 @@ def test_another_user_gets_the_login_or_403_and_starts_no_kernel(dashboard):
         assert status == 302 and location.startswith("/login"), (name, status, location)
     assert report == {"api": [403, ""], "websocket": [403, ""]}
     assert {kernel.pid for kernel in _kernels(process)} - before == set()
+    assert list(jobs.find()) == documents  # and nothing in the queue changed
+
+
+def test_open_hands_the_tokenised_url_to_the_browser(tmp_path, monkeypatch, capsys):
+    import webbrowser
+
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", opened.append)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    site = Site("127.0.0.1", 8866, "a-token-of-24-characters", "nonce", open_browser=True)
+    url_file = site.announce()
+    assert opened == ["http://127.0.0.1:8866/?token=a-token-of-24-characters"]
+    assert url_file == tmp_path / "mjq-notebook" / "dashboard-8866.url"
+    assert url_file.read_text().strip() == opened[0] in capsys.readouterr().out
 
 
 def test_ten_unauthenticated_gets_start_no_kernel_and_the_owner_one(dashboard):
