@@ -352,17 +352,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from . import web
+    from . import web, web_access
 
-    problem = web.token_problem(args.host, args.token)  # before any server is started
-    if problem:
-        raise SystemExit(problem)
+    token = None if args.no_token else web_access.given_token(token_file=args.token_file)
+    web.check(args.host, args.port, args.no_token, args.allow_host)  # before a server starts
     if args.queue is not None:
         _existing(args)  # a mistyped name is an error here, not a page that says so
     else:
         queue_names(_connect(args))  # the server answers, before the page is served
     return web.serve(args.db, args.queue, uri=args.uri, host=args.host, port=args.port,
-                     token=args.token)  # fmt: skip
+                     token=token, no_token=args.no_token, allow_hosts=args.allow_host,
+                     open_browser=args.open, max_pages=args.max_pages)  # fmt: skip
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -8,7 +8,6 @@ takes ``--queue`` several times; ``serve`` and ``queues`` have no ``--queue``.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any, NoReturn
 
 from .registry import HEARTBEAT_S, LOST_AFTER
@@ -51,6 +50,23 @@ def _positive(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"a whole number, 1 or more, not {text!r}")
     return int(text)
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port, 1 to 65535, not {text!r}")
+    return int(text)
+
+
+class _Refused(argparse.Action):
+    """``--token VALUE``: refused, since a command line is visible to every user (``ps``)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        parser.error(
+            "--token: not on the command line, which every user sees in `ps`: use "
+            "$MJQ_DASHBOARD_TOKEN or --token-file"
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -181,18 +197,38 @@ def parser() -> argparse.ArgumentParser:
         _connection(),
     )
     sub.add_argument("--queue", help="open this queue's dashboard too")
-    sub.add_argument("--port", type=int, default=8866, help="port (default: 8866)")
+    sub.add_argument("--port", type=_port, default=8866, help="port (default: 8866)")
     sub.add_argument(
         "--host",
         default="127.0.0.1",
-        help="interface to listen on (default: 127.0.0.1, this machine only); any other "
-        "needs a token",
+        help="interface to listen on (default: 127.0.0.1, this machine only); another "
+        "needs --allow-host",
     )
     sub.add_argument(
-        "--token",
-        default=os.environ.get("MJQ_DASHBOARD_TOKEN"),
-        help="the token the page asks for (default: $MJQ_DASHBOARD_TOKEN); required with "
-        "--host other than 127.0.0.1",
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="a host name visitors use (repeatable); the page answers only these and "
+        "localhost (a foreign Host header gets 403)",
+    )
+    sub.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="read the token from this file (else $MJQ_DASHBOARD_TOKEN, else a random one "
+        "at each start); 16 characters or more",
+    )
+    sub.add_argument("--token", action=_Refused, help=argparse.SUPPRESS)
+    sub.add_argument(
+        "--no-token",
+        action="store_true",
+        help="serve without a token: every user of this machine can then drive the page",
+    )
+    sub.add_argument("--open", action="store_true", help="open the page in your browser")
+    sub.add_argument(
+        "--max-pages",
+        type=_positive,
+        default=5,
+        help="pages open at once, each a kernel (default: 5); more are told to wait",
     )
 
     demo = _one_queue(default="demo")

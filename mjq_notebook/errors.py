@@ -48,6 +48,11 @@ class DataFolderError(JobQueueError, PermissionError):
     or its login can't be read."""
 
 
+class DashboardError(JobQueueError, ValueError):
+    """``mjq dashboard`` can't serve as asked: a weak token, a port taken or out of range,
+    a host with no names to answer."""
+
+
 class DataLossWarning(UserWarning):
     """Jobs that never finished were evicted from the capped collection."""
 

@@ -7,18 +7,21 @@ step. A notebook of one cell is written to a temporary folder at start; the kern
 server through the environment (``MJQ_MONGODB_URI``), never through the notebook, a command
 line or the page, and Voilà hides the cell's source anyway.
 
-It listens on 127.0.0.1 unless told otherwise. Another interface needs a token (``--token``
-or ``MJQ_DASHBOARD_TOKEN``): the page shows job data and can publish, requeue and cancel
-jobs. The token reaches Voilà in a ``voila.json`` readable by the user only (Voilà reads it
-from its working folder as ``Voila.token``), not on its command line.
+It listens on 127.0.0.1 unless told otherwise, and always asks for a token (web_access.py
+says whose and which host names it answers). The token and those names reach Voilà in a
+``voila.json`` readable by the user only (Voilà reads it from its working folder), not on its
+command line. Before it prints an address it checks the port was free and that what answers
+there is the Voilà it started (a header with a nonce of this start, fetched without the token).
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,28 +29,22 @@ import subprocess
 import sys
 import tempfile
 import time
+import webbrowser
 from pathlib import Path
 from typing import Any
 
+from .errors import DashboardError
 from .signals import handling_stop_signals
+from .web_access import NO_TOKEN_WARNING, host_names, is_local, new_token, write_url
 
-TOKEN_ENV = "MJQ_DASHBOARD_TOKEN"
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+NONCE_HEADER = "X-Mjq-Dashboard"
 DEFAULT_PORT = 8866  # Voilà's own
 NOTEBOOK = "mjq-dashboard.ipynb"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+MAX_PAGES = 5  # kernels at once: web_kernels.py bounds them
+KERNELS = "mjq_notebook.web_kernels.BoundedKernelManager"
 INSTALL = "pip install 'mjq-notebook[web]'"
-
-
-def token_problem(host: str, token: str | None) -> str | None:
-    """Why serving on ``host`` with ``token`` is refused (one line), or None."""
-    if host in LOCAL_HOSTS or token:
-        return None
-    return (
-        f"mjq dashboard: --host {host} would show job data and the Publish/Requeue/Cancel "
-        f"actions to the network: give a token (--token or ${TOKEN_ENV}), or stay on 127.0.0.1"
-    )
 
 
 def notebook(db: str, queue: str | None) -> dict[str, Any]:
@@ -93,48 +90,135 @@ def serve(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     token: str | None = None,
+    no_token: bool = False,
+    allow_hosts: list[str] | None = None,
+    open_browser: bool = False,
+    max_pages: int = MAX_PAGES,
 ) -> int:
-    """Serve the page until SIGINT or SIGTERM; returns the exit code."""
+    """Serve the page until SIGINT or SIGTERM; returns the exit code. ``token`` None makes a
+    random one; ``no_token`` serves without (only on this machine's loopback)."""
     if importlib.util.find_spec("voila") is None:
         raise SystemExit(f"mjq dashboard: needs Voilà, which is not installed: {INSTALL}")
-    problem = token_problem(host, token)
-    if problem:
-        raise SystemExit(problem)
+    names = check(host, port, no_token, allow_hosts)
+    token = "" if no_token else token or new_token()
+    nonce = secrets.token_hex(16)
     folder = Path(tempfile.mkdtemp(prefix="mjq-dashboard-"))  # mode 0700: the user's only
     try:
         (folder / NOTEBOOK).write_text(json.dumps(notebook(db, queue)), encoding="utf-8")
-        if token:  # Voilà reads voila.json from its working folder
-            config = folder / "voila.json"
-            config.touch(mode=0o600)
-            config.write_text(json.dumps({"Voila": {"token": token}}), encoding="utf-8")
+        config = folder / "voila.json"  # Voilà reads voila.json from its working folder
+        config.touch(mode=0o600)
+        settings = voila_config(token, names, nonce, max_pages)
+        config.write_text(json.dumps(settings), encoding="utf-8")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if uri:
             env["MJQ_MONGODB_URI"] = uri
-        return _run(voila_command(folder, host, port), folder, env, host, port, bool(token))
+        site = Site(host, port, token, nonce, open_browser)
+        return _run(voila_command(folder, host, port), folder, env, site)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run(command: list[str], folder: Path, env: dict, host: str, port: int, token: bool) -> int:
+def check(host: str, port: int, no_token: bool, allow_hosts: list[str] | None) -> list[str]:
+    """The host names to answer, once the port is known free and the options agree; else
+    :class:`DashboardError` in one line."""
+    if not 1 <= port <= 65535:
+        raise DashboardError(f"--port {port}: a port is 1 to 65535")
+    names = host_names(host, allow_hosts)
+    if no_token and not is_local(host):
+        raise DashboardError(f"--no-token: not with --host {host}, which the network reaches")
+    if not port_free(host, port):
+        raise DashboardError(
+            f"port {port} on {host} is taken by another program: pick another with --port"
+        )
+    return names
+
+
+def port_free(host: str, port: int) -> bool:
+    """True if ``host:port`` can be bound now, as Tornado binds (SO_REUSEADDR: a port in
+    TIME_WAIT is free, one something listens on is not)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def voila_config(token: str, names: list[str], nonce: str, max_pages: int) -> dict[str, Any]:
+    """Voilà's configuration: the token ("" for none), Jupyter Server's Host check (on, with
+    ``names``; Voilà turns it off), the nonce header, and its kernels bounded."""
+    settings = {"allow_remote_access": False, "local_hostnames": names,
+                "headers": {NONCE_HEADER: nonce}}  # fmt: skip
+    return {
+        "Voila": {"token": token, "tornado_settings": settings},
+        "VoilaConfiguration": {"multi_kernel_manager_class": KERNELS},
+        "BoundedKernelManager": {"max_kernels": max_pages},
+    }
+
+
+class Site:
+    """Where the page is served and how its owner opens it."""
+
+    def __init__(self, host: str, port: int, token: str, nonce: str, open_browser: bool):
+        self.host, self.port, self.token, self.nonce = host, port, token, nonce
+        self.open_browser = open_browser
+        self.probe = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+        shown = f"[{host}]" if ":" in host else host
+        self.address = f"http://{shown}:{port}/"
+        self.url = f"{self.address}?token={token}" if token else self.address
+
+    def is_ours(self) -> bool:
+        """True if what answers on the port sends this start's nonce (asked without the
+        token, so a squatter learns nothing)."""
+        connection = http.client.HTTPConnection(self.probe, self.port, timeout=10)
+        try:  # no redirect followed: the header of this very reply (a 302 or 403 has it)
+            connection.request("GET", "/login")
+            headers = connection.getresponse().headers
+        except OSError:
+            return False
+        finally:
+            connection.close()
+        return headers.get(NONCE_HEADER) == self.nonce
+
+    def announce(self) -> Path:
+        """Print the address (tokenised) and write it to the owner's URL file; its path."""
+        path = write_url(self.port, self.url)
+        if not self.token:
+            print(NO_TOKEN_WARNING, file=sys.stderr, flush=True)
+        print(
+            f"mjq: the dashboard is at {self.url} (also in {path}, yours only); Ctrl-C stops it",
+            flush=True,
+        )
+        if self.open_browser:
+            webbrowser.open(self.url)
+        return path
+
+
+def _run(command: list[str], folder: Path, env: dict, site: Site) -> int:
     stopping: list[int] = []
 
     def stop(signum: int, _frame: Any) -> None:
         stopping.append(signum)
 
+    url_file = None
     with handling_stop_signals(stop):
         voila = subprocess.Popen(command, cwd=folder, env=env, stdin=subprocess.DEVNULL)
         try:
-            if not _wait_listening(voila, host, port, stopping):
+            if not _wait_listening(voila, site.probe, site.port, stopping):
                 if stopping:
                     return 0
-                raise SystemExit(
-                    f"mjq dashboard: Voilà did not start on {host}:{port} (see above; is the "
-                    "port taken? --port picks another)"
+                raise DashboardError(
+                    f"Voilà did not start on {site.host}:{site.port} (see above; is the port "
+                    "taken? --port picks another)"
                 )
-            shown = f"[{host}]" if ":" in host else host
-            where = f"http://{shown}:{port}/"
-            how = f" (open it with ?token=<the token> once: {where}?token=…)" if token else ""
-            print(f"mjq: the dashboard is at {where}{how}; Ctrl-C stops it", flush=True)
+            if not site.is_ours():
+                raise DashboardError(
+                    f"something else answers on {site.host}:{site.port}: not saying where "
+                    "the dashboard is; pick another port with --port"
+                )
+            url_file = site.announce()
             while voila.poll() is None and not stopping:
                 time.sleep(0.2)
             if voila.poll() is not None and not stopping:
@@ -143,11 +227,12 @@ def _run(command: list[str], folder: Path, env: dict, host: str, port: int, toke
             return 0
         finally:
             _stop(voila)
+            if url_file is not None:
+                url_file.unlink(missing_ok=True)
 
 
-def _wait_listening(voila: subprocess.Popen, host: str, port: int, stopping: list) -> bool:
-    """True once ``host:port`` accepts connections; False if Voilà ended or a signal came."""
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+def _wait_listening(voila: subprocess.Popen, target: str, port: int, stopping: list) -> bool:
+    """True once ``target:port`` accepts connections; False if Voilà ended or a signal came."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline and voila.poll() is None and not stopping:
         with contextlib.suppress(OSError), socket.create_connection((target, port), 0.5):

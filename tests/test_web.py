@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.web import notebook, token_problem
+from mjq_notebook.web import notebook
 
 from .notebook_helpers import free_port, isolated_jupyter_env
 from .test_browser import WATCH_FOR_ROW
@@ -39,17 +39,19 @@ def _mjq(*args: str, env: dict, **kwargs) -> subprocess.Popen:
 
 def _env(tmp_path: Path, server_uri: str, **extra: str) -> dict:
     env = isolated_jupyter_env(tmp_path / "jupyter-home")
-    env.update(MJQ_MONGODB_URI=server_uri, **extra)  # never on a command line
     env.pop("MJQ_DASHBOARD_TOKEN", None)
-    env.update(extra)
+    (tmp_path / "run").mkdir(mode=0o700, exist_ok=True)  # where the URL file goes
+    env.update(MJQ_MONGODB_URI=server_uri, XDG_RUNTIME_DIR=str(tmp_path / "run"))
+    env.update(extra)  # the URI and token never on a command line
     return env
 
 
 def _address(process: subprocess.Popen, timeout: float = 60) -> str:
+    """The URL ``mjq dashboard`` printed, with its token."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = process.stdout.readline()
-        match = re.search(r"(http://\S+/)", line or "")
+        match = re.search(r"(http://\S+/\S*)", line or "")
         if match:
             return match.group(1)
         if process.poll() is not None:
@@ -65,12 +67,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 # -- without a server or a browser -----------------------------------------------------------
 
 
-def test_another_interface_without_a_token_is_refused_in_one_line(tmp_path, server_uri):
+def test_another_interface_without_its_names_is_refused_in_one_line(tmp_path, server_uri):
     process = _mjq("dashboard", "--host", "0.0.0.0", env=_env(tmp_path, server_uri))
     out, err = process.communicate(timeout=60)
     assert process.returncode != 0 and out == ""
-    assert len(err.strip().splitlines()) == 1 and "token" in err and "0.0.0.0" in err
-    assert token_problem("127.0.0.1", None) is None and token_problem("0.0.0.0", "s3cret") is None
+    assert len(err.strip().splitlines()) == 1 and "--allow-host" in err and "0.0.0.0" in err
 
 
 def test_the_notebook_names_the_database_and_never_the_uri():
@@ -92,13 +93,16 @@ def test_a_token_is_asked_for_and_stays_off_the_command_line(tmp_path, server_ur
     env = _env(tmp_path, server_uri, MJQ_DASHBOARD_TOKEN="tok-" + uuid.uuid4().hex)
     process = _mjq("dashboard", "--db", db.name, "--port", str(port), env=env)
     try:
-        address = _address(process)
-        assert "tok-" not in address
+        url = _address(process)
+        token = env["MJQ_DASHBOARD_TOKEN"]
+        address = f"http://127.0.0.1:{port}/"
+        assert url == f"{address}?token={token}"  # the owner's terminal has it
+        url_file = tmp_path / "run" / "mjq-notebook" / f"dashboard-{port}.url"
+        assert url_file.read_text().strip() == url and url_file.stat().st_mode & 0o077 == 0
         with pytest.raises(urllib.error.HTTPError) as refused:  # to the login page
             urllib.request.build_opener(_NoRedirect).open(address, timeout=30)
         assert refused.value.code == 302 and "/login" in refused.value.headers["Location"]
-        token = env["MJQ_DASHBOARD_TOKEN"]
-        with urllib.request.urlopen(f"{address}?token={token}", timeout=60) as page:
+        with urllib.request.urlopen(url, timeout=60) as page:
             assert page.status == 200
         import psutil
 
@@ -108,6 +112,7 @@ def test_a_token_is_asked_for_and_stays_off_the_command_line(tmp_path, server_ur
         process.send_signal(signal.SIGINT)  # Ctrl-C: as clean as SIGTERM
         process.communicate(timeout=30)
     assert process.returncode == 0
+    assert not url_file.exists()  # gone with the server
 
 
 def test_without_voila_it_says_what_to_install(monkeypatch):
@@ -164,8 +169,8 @@ def test_the_page_shows_the_queues_live_and_stops_on_sigterm(tmp_path, server_ur
         "dashboard", "--db", db.name, "--port", str(port), env=_env(tmp_path, server_uri)
     )
     try:
-        address = _address(process)
-        assert address == f"http://127.0.0.1:{port}/"
+        url = _address(process)
+        assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/\?token=[\w-]{{22,}}", url), url
         listening = {
             c.laddr.ip
             for p in psutil.Process(process.pid).children(recursive=True)
@@ -179,7 +184,7 @@ def test_the_page_shows_the_queues_live_and_stops_on_sigterm(tmp_path, server_ur
             page.set_default_timeout(30_000)
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(address)
+            page.goto(url)
             row = page.locator(".mjq-overview-row", has_text="emails")
             expect(row).to_be_visible(timeout=45_000)
             expect(row).to_contain_text("waiting 1 working")
@@ -192,7 +197,7 @@ def test_the_page_shows_the_queues_live_and_stops_on_sigterm(tmp_path, server_ur
             shots = _shoot_web(page, row, tmp_path, "")  # and the emails dashboard is open
             dark = browser.new_page(viewport={"width": 1100, "height": 900})
             dark.on("pageerror", lambda error: errors.append(str(error)))
-            dark.goto(f"{address}?theme=dark")  # Voilà's JupyterLab Dark theme
+            dark.goto(f"{url}&theme=dark")  # Voilà's JupyterLab Dark theme
             dark_row = dark.locator(".mjq-overview-row", has_text="emails")
             expect(dark_row).to_be_visible(timeout=45_000)
             shots += _shoot_web(dark, dark_row, tmp_path, "-dark")
