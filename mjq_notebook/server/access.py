@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 from dataclasses import dataclass, field
@@ -26,8 +27,8 @@ CREDENTIALS_FILE = "mjq-server.credentials"
 USER = "mjq"  # the one user of an embedded server; root of it, as its owner is
 AUTH_DB = "admin"
 PRIVATE_UMASK = 0o077
-# an embedded server's files: a folder holding one of them was made by this package
-OUR_FILES = ("WiredTiger", CREDENTIALS_FILE, "mjq-server.uri", "mjq-server.lock")
+# what an embedded server keeps in its folder: WiredTiger's files, SecantusDB's tables, ours
+OUR_FILES = re.compile(r"WiredTiger.*|secantus_.*\.wt|\.?mjq-server\..*")
 
 log = logging.getLogger("mjq_notebook.server")
 
@@ -55,27 +56,31 @@ class Credentials:
 
 def private_folder(folder: str | os.PathLike | DataFolder) -> DataFolder:
     """``folder`` opened on a checked path (``folder.py``: no symlink, nothing another user
-    owns or may write to), made ``0700`` when missing. An existing folder that holds an
-    embedded server's files has them made readable by this user only: said once when the
-    folder itself was open (an earlier version left it so), silently for files made open
-    inside the private folder (by ``embedded_server()`` in a process with a common umask).
-    Nothing else is re-moded: not a folder of the user's that holds none of our files, and
-    never through a symlink or a file of another user. DataFolderError when refused."""
+    owns or may write to), made ``0700`` when missing. Only what this package made is then
+    made readable by this user only: the server's files in it (by name; not a symlink, nor
+    a file with a name elsewhere too), and the folder itself when it holds nothing else.
+    Said once when the folder was open (an earlier version left it so), silently for files
+    made open inside the private folder (by ``embedded_server()`` in a process with a common
+    umask). A file of the user's own in the folder keeps its mode. DataFolderError when
+    refused."""
     if isinstance(folder, DataFolder):
         return folder
     opened = open_folder(folder, create=True)
     assert opened is not None  # made when missing
-    if opened.created or not any(opened.exists(name) for name in OUR_FILES):
+    if opened.created:
         return opened
     try:
+        names = os.listdir(opened.fd)
+        ours = [name for name in names if OUR_FILES.fullmatch(name)]
         mode = stat.S_IMODE(os.fstat(opened.fd).st_mode)
-        if mode & 0o077:
+        exposed = bool(ours) and len(ours) == len(names) and bool(mode & 0o077)
+        if exposed:  # a data folder an earlier version made open
             os.fchmod(opened.fd, mode & ~0o077)
-        tightened = _tighten(opened.fd)
+        tightened = sum(_tighten(opened, name) for name in ours)
     except BaseException:
         opened.close()
         raise
-    if mode & 0o077:
+    if exposed:
         log.warning(
             "made %s and %d file(s) in it readable by you only (an earlier version of "
             "mjq-notebook had left them readable by every user of this machine)",
@@ -85,34 +90,25 @@ def private_folder(folder: str | os.PathLike | DataFolder) -> DataFolder:
     return opened
 
 
-def _tighten(fd: int) -> int:
-    """Make this user's files and folders under the folder ``fd`` theirs only, reached
-    through handles without following a symlink; a file of another user, a symlink, or a
-    file with a name elsewhere too (a hard link) is left as it is. Returns how many changed."""
-    changed = 0
-    for name in os.listdir(fd):
-        with contextlib.suppress(OSError):  # a file the server removes meanwhile
-            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            kind = stat.S_IFMT(info.st_mode)
-            if info.st_uid != os.geteuid() or kind not in (stat.S_IFDIR, stat.S_IFREG):
-                continue
-            if kind == stat.S_IFREG and info.st_nlink > 1:
-                continue
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-            flags |= os.O_DIRECTORY if kind == stat.S_IFDIR else 0
-            child = os.open(name, flags, dir_fd=fd)
-            try:
-                now = os.fstat(child)
-                if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
-                    continue  # replaced meanwhile
-                if now.st_mode & 0o077:
-                    os.fchmod(child, stat.S_IMODE(now.st_mode) & ~0o077)
-                    changed += 1
-                if kind == stat.S_IFDIR:
-                    changed += _tighten(child)
-            finally:
-                os.close(child)
-    return changed
+def _tighten(folder: DataFolder, name: str) -> bool:
+    """Make the file ``name`` of ``folder`` this user's only, through a handle that follows
+    no symlink; a symlink, another user's file, or one with a name elsewhere too (a hard
+    link) is left as it is. Whether it changed."""
+    with contextlib.suppress(OSError):  # a file the server removes meanwhile
+        info = folder.stat(name)
+        mine = info.st_uid == os.geteuid() and stat.S_ISREG(info.st_mode)
+        if not mine or info.st_nlink > 1 or not info.st_mode & 0o077:
+            return False
+        fd = folder.open(name, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+                return False  # replaced meanwhile
+            os.fchmod(fd, stat.S_IMODE(now.st_mode) & ~0o077)
+            return True
+        finally:
+            os.close(fd)
+    return False
 
 
 def private_umask() -> None:

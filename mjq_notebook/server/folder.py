@@ -19,6 +19,7 @@ import pwd
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from ..errors import DataFolderError
 
@@ -225,8 +226,6 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
-def _refuse(path: Path, here: Path, why: str):
-    where = "the data folder" if here == path else f"the data folder {path}: {here}"
-    if here == path:
-        where += f" {path}"
+def _refuse(path: Path, here: Path, why: str) -> NoReturn:
+    where = f"the data folder {path}" + (f": {here}" if here != path else "")
     raise DataFolderError(f"{where} {why}; {FIX}")
