@@ -32,8 +32,9 @@ from mjq_notebook import (
 )
 from mjq_notebook.server import LOG_FILE, URI_FILE, ensure_server, read_info, stop_server
 from tests import test_server
-from .conftest import NOBODY, as_nobody
 from tests.test_server import _env, _server_pids, mjq, stop_servers
+
+from .conftest import NOBODY, as_nobody
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="needs the embedded server"

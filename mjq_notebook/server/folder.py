@@ -12,7 +12,6 @@ through the path again.
 from __future__ import annotations
 
 import contextlib
-import errno
 import grp
 import os
 import pwd
@@ -179,10 +178,10 @@ def _symlink(path: Path, here: Path, name: str, fd: int, exc: OSError, last: boo
     except OSError:
         _refuse(path, here, f"can't be opened ({exc.strerror})")
     if not stat.S_ISLNK(info.st_mode):
-        what = (
-            "is not a folder" if exc.errno == errno.ENOTDIR else f"can't be opened ({exc.strerror})"
-        )
-        _refuse(path, here, what)
+        if stat.S_ISDIR(info.st_mode):
+            _refuse(path, here, f"can't be opened ({exc.strerror})")
+        kind = "a file" if stat.S_ISREG(info.st_mode) else "no folder"
+        _refuse(path, here, f"is {kind}, not a folder" + " (so it can't be made)" * (not last))
     target = os.readlink(name, dir_fd=fd)
     if last:
         _refuse(path, here, f"is a symbolic link (to {target}), not a folder of yours")

@@ -213,10 +213,10 @@ def _records(folder: DataFolder, pid: int) -> bool:
 class Revive(monitoring.ServerHeartbeatListener):
     """A client's heartbeat listener that starts its folder's server again when a heartbeat
     fails because the server died without stopping (its URI file still names a pid that is
-    gone: ``kill -9``, the OOM killer). A server stopped on purpose removed that file and
-    stays stopped. The start runs in a thread of its own, not on pymongo's monitor thread,
-    at most every REVIVE_PAUSE per client; racing clients of all processes end up with one
-    new server (``ensure_server``)."""
+    gone, or is no longer the folder's server: ``kill -9``, the OOM killer). A server
+    stopped on purpose removed that file and stays stopped. The start runs in a thread of
+    its own, not on pymongo's monitor thread, at most every REVIVE_PAUSE per client; racing
+    clients of all processes end up with one new server (``ensure_server``)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -230,8 +230,12 @@ class Revive(monitoring.ServerHeartbeatListener):
         pass
 
     def failed(self, event: monitoring.ServerHeartbeatFailedEvent) -> None:
-        info = read_info(self.folder)
-        if info is None or pid_alive(info.pid):
+        try:
+            info = read_info(self.folder)
+            gone = info is not None and check_server(self.folder, info.pid) is not None
+        except JobQueueError:  # the folder can't be used now: the next connect() says why
+            return
+        if not gone:
             return  # stopped on purpose, or alive and only slow to answer
         with self._lock:
             now = time.monotonic()
