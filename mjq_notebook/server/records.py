@@ -157,7 +157,7 @@ def server_check(folder: DataFolder, pid: int, *, command: bool = False) -> str 
         argv = _command_line(pid)
         if argv is None:
             return "can't be identified (its command line can't be read)"
-        if not _is_server_command(argv, folder.path):
+        if not _is_server_command(argv, folder):
             return f"is not an mjq server of the folder (it runs {' '.join(argv)[:120]!r})"
     return None
 
@@ -175,15 +175,19 @@ def _lock_held(folder: DataFolder) -> bool:
 
 
 def _lock_holders(folder: DataFolder) -> set[int] | None:
-    """Pids holding a lock on the folder itself, from /proc/locks; None without it."""
+    """Pids holding a lock on the folder itself, from /proc/locks; None without it, or when
+    no line names the folder (a file system whose device numbers /proc/locks spells
+    otherwise: the inode alone is tried first)."""
     info = os.fstat(folder.fd)
-    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}"
     try:
         with open("/proc/locks") as locks:
             rows = [line.split() for line in locks if "->" not in line]
     except OSError:
         return None
-    return {int(row[4]) for row in rows if len(row) > 5 and row[5] == inode}
+    on_inode = [row for row in rows if len(row) > 5 and row[5].endswith(f":{info.st_ino}")]
+    exact = [row for row in on_inode if row[5] == f"{device}:{info.st_ino}"]
+    return {int(row[4]) for row in exact or on_inode} or None
 
 
 def _process_uid(pid: int) -> int | None:
@@ -210,13 +214,17 @@ def _command_line(pid: int) -> list[str] | None:
     return None
 
 
-def _is_server_command(argv: list[str], folder: Path) -> bool:
-    """``python -m mjq_notebook.server --path FOLDER`` (a detached server), or the foreground
-    ``mjq serve`` (``python -m mjq_notebook.cli serve``); its folder is then proved by the
-    lock."""
+def _is_server_command(argv: list[str], folder: DataFolder) -> bool:
+    """``python -m mjq_notebook.server --path FOLDER`` (a detached server of this very
+    folder), or the foreground ``mjq serve`` (``python -m mjq_notebook.cli serve``), whose
+    folder the lock proves."""
     if "mjq_notebook.server" in argv and "--path" in argv:
         named = argv[argv.index("--path") + 1 :][:1]
-        return bool(named) and os.path.abspath(named[0]) == str(folder)
+        try:  # the same folder, however its path was spelled
+            there, here = os.stat(named[0]), os.fstat(folder.fd)
+        except (OSError, IndexError):
+            return False
+        return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
     commands = [
         i for i, arg in enumerate(argv[:3]) if Path(arg).name == "mjq" or arg == "mjq_notebook.cli"
     ]
