@@ -29,12 +29,10 @@ from mjq_notebook.server.access import private_folder
 
 from .conftest import NOBODY, as_nobody, run_mjq, wait_for
 
-pytestmark = [
-    pytest.mark.skipif(
-        bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="needs the embedded server"
-    ),
-    pytest.mark.skipif(os.geteuid() != 0, reason="plants files as uid nobody (needs root)"),
-]
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="needs the embedded server"
+)
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="acts as uid nobody (needs root)")
 
 SECRET = "payroll-4411"
 NO_URI = {"MJQ_MONGODB_URI": None, "MONGODB_URI": None}
@@ -91,6 +89,7 @@ os.symlink(trap, os.path.join(shared, "link"))
 """
 
 
+@as_root
 def test_a_link_planted_by_another_user_is_refused_and_its_target_untouched(shared, monkeypatch):
     planted = as_nobody(PLANT, str(shared), "mongodb://127.0.0.1:1/")
     assert planted.returncode == 0, planted.stderr
@@ -148,6 +147,7 @@ def test_a_folder_in_a_world_writable_parent_is_refused(tmp_path, monkeypatch):
     assert list(mine.iterdir()) == []
 
 
+@as_root
 def test_a_folder_under_a_folder_of_another_user_is_refused(tmp_path, monkeypatch):
     theirs = tmp_path / "theirs"
     theirs.mkdir(mode=0o755)
@@ -209,6 +209,9 @@ def test_only_files_of_this_package_are_tightened(tmp_path, monkeypatch):
         pass
     assert stat.S_IMODE(old.stat().st_mode) == 0o700
     assert stat.S_IMODE((old / "WiredTiger").stat().st_mode) == 0o600
+    monkeypatch.setenv("MJQ_DATA_DIR", str(old))
+    detach = mjq("serve", "--detach")  # the server's log is never written through it either
+    one_line(detach, f"{old / 'mjq-server.log'} is a symbolic link")
     assert stat.S_IMODE(outside.stat().st_mode) == 0o666  # not through the link
     assert outside.read_text() == "the user's, elsewhere"  # nor written through it
 
@@ -242,6 +245,7 @@ def _plant_uri(folder: Path, pid: int, port: int) -> None:
     (folder / URI_FILE).write_text(f"mongodb://127.0.0.1:{port}/\n{pid}\n0\n")
 
 
+@as_root
 def test_a_uri_file_naming_another_process_signals_nothing(sleepers, tmp_path, monkeypatch):
     mine, theirs = sleepers
     folder = tmp_path / "data"

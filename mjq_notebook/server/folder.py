@@ -12,6 +12,7 @@ through the path again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import grp
 import os
 import pwd
@@ -61,7 +62,15 @@ class DataFolder:
 
     def open(self, name: str, flags: int, mode: int = 0o600) -> int:
         """``os.open`` of the file ``name`` in the folder (a symlink there is refused)."""
-        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+        try:
+            return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+        raise DataFolderError(
+            f"{self.path / name} is a symbolic link, not a file the embedded server made; "
+            "remove it and try again"
+        )
 
     def read_text(self, name: str) -> str:
         with os.fdopen(self.open(name, os.O_RDONLY)) as file:
