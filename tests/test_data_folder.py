@@ -123,6 +123,17 @@ def test_a_link_of_the_user_as_the_data_folder_is_refused(tmp_path, monkeypatch)
     one_line(mjq("queues"), f"{tmp_path / 'data'} is a symbolic link (to {real})")
     assert list(real.iterdir()) == []  # no lock, log or login made through it
 
+    # a link higher up, made by the user (or root), is followed: only its target is checked
+    (tmp_path / "alias").symlink_to(tmp_path, target_is_directory=True)
+    monkeypatch.setenv("MJQ_DATA_DIR", str(tmp_path / "alias" / "real"))
+    db = connect()
+    try:
+        assert JobQueue(db).pub({"n": 1})
+    finally:
+        db.client.close()
+    server = read_info(real)  # the same folder, however spelled: --stop finds its server
+    assert server is not None and stop_server(real) == server and not pid_alive(server.pid)
+
 
 def test_a_folder_in_a_world_writable_parent_is_refused(tmp_path, monkeypatch):
     open_parent = tmp_path / "open"
