@@ -159,9 +159,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _serve_status(folder: Path) -> int:
     from . import server
 
-    info = server.read_info(folder)
+    info = server.read_info(folder)  # checks the folder as connect() does
     if info is None or not server.pid_alive(info.pid):
         print(f"mjq: no server runs for {folder}")
+        return 1
+    why = server.check_server(folder, info.pid)
+    if why is not None:
+        print(
+            f"mjq: no server runs for {folder} (its URI file names process {info.pid}, which {why})"
+        )
         return 1
     connections = server.count_connections(info.port)  # before our ping adds some
     pids = server.client_pids(info.port)

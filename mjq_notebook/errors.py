@@ -44,8 +44,8 @@ class WorkerCrashed(JobQueueError, RuntimeError):
 
 
 class DataFolderError(JobQueueError, PermissionError):
-    """The embedded server's data folder can't be used: it is a file, another user owns it,
-    or its login can't be read."""
+    """The embedded server's data folder can't be used: it is a file or a symlink, another
+    user owns it or a folder on its path, or could change it, or its login can't be read."""
 
 
 class DashboardError(JobQueueError, ValueError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pwd
 import shutil
 import signal
 import stat
@@ -35,12 +34,13 @@ from mjq_notebook.server import LOG_FILE, URI_FILE, ensure_server, read_info, st
 from tests import test_server
 from tests.test_server import _env, _server_pids, mjq, stop_servers
 
+from .conftest import NOBODY, as_nobody
+
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="needs the embedded server"
 )
 
 CREDENTIALS_FILE = "mjq-server.credentials"  # the login, in the data folder
-NOBODY = pwd.getpwnam("nobody")
 SECRET = "tell-no-one-7f3c9a"  # in a job's data: must reach no other user
 TIGHTENED = "readable by you only"  # the words of the one warning about an open folder
 
@@ -69,19 +69,15 @@ def _assert_private(folder: Path) -> None:
 
 # -- 1. another user of the machine ------------------------------------------------------------
 
-# Runs as root only to import pymongo (the venv's Python lives under /root, which nobody may
-# not enter), then drops for good to nobody (real, effective and saved ids, no supplementary
-# groups) before it touches the folder or the server.
+# Imports pymongo first, then drops for good to nobody (conftest.as_nobody) before it
+# touches the folder or the server.
 AS_NOBODY = r"""
-import json, os, sys
-import encodings.idna  # noqa: F401  (imported lazily by socket code: not after the drop)
+import json, sys
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-paths, uri, uid, gid = json.loads(sys.argv[1])
-os.setgroups([])
-os.setgid(gid)
-os.setuid(uid)
+paths, uri = json.loads(sys.argv[1])
+drop_to_nobody()
 report = {"uid": os.getresuid(), "gid": os.getresgid(), "groups": os.getgroups(), "files": {}}
 for path in paths:
     try:
@@ -120,15 +116,7 @@ REFUSED += ("insert", "update", "delete")
 
 
 def _as_nobody(paths: list[Path], uri: str) -> tuple[dict, str]:
-    argument = json.dumps([[str(p) for p in paths], uri, NOBODY.pw_uid, NOBODY.pw_gid])
-    child = subprocess.run(
-        [sys.executable, "-c", AS_NOBODY, argument],
-        cwd="/",
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    child = as_nobody(AS_NOBODY, json.dumps([[str(p) for p in paths], uri]), env=_env())
     assert child.returncode == 0, child.stderr
     return json.loads(child.stdout), child.stdout + child.stderr
 
@@ -235,7 +223,9 @@ def test_a_folder_of_another_user_is_refused_and_nothing_starts(data):
     detach = mjq("serve", "--detach", cwd=data.parent)
     assert detach.returncode == 2 and "belongs to nobody" in detach.stderr, detach.stderr
 
-    assert _server_pids(data) == [] and read_info(data) is None
+    assert _server_pids(data) == []
+    with pytest.raises(DataFolderError, match=says):  # nor a URI file read from there
+        read_info(data)
     after = {path: path.lstat() for path in [data, *_entries(data)]}
     assert after.keys() == before.keys()  # no lock, log, login or URI file made there
     for path, info in before.items():  # and nothing of theirs re-moded or re-owned

@@ -5,7 +5,8 @@ one process per data folder (``lifecycle``), which runs as ``python -m mjq_noteb
 (``daemon``), keeps its folder private and its login there (``access``), records itself in the
 folder for other processes (``records``), and counts its clients (``clients``). ``client``
 makes checked pymongo clients; ``embedded`` runs SecantusDB inside a process. Nothing here
-imports the queue or anything above it.
+imports the queue or anything above it. The folder is opened once on a checked path
+(``folder``), so no other user can redirect it.
 """
 
 from .access import CREDENTIALS_FILE, Credentials, read_credentials
@@ -21,11 +22,13 @@ from .connection import (
 )
 from .daemon import main, serve
 from .embedded import EmbeddedServer, embedded_server
+from .folder import DataFolder, open_folder
 from .lifecycle import (
     DEFAULT_IDLE_TIMEOUT,
     IDLE_ENV,
     START_TIMEOUT,
     Revive,
+    check_server,
     ensure_server,
     idle_timeout_default,
     stop_server,
@@ -56,10 +59,12 @@ __all__ = [
     "START_TIMEOUT",
     "URI_FILE",
     "Credentials",
+    "DataFolder",
     "EmbeddedServer",
     "Revive",
     "ServerInfo",
     "answers",
+    "check_server",
     "client_for",
     "client_pids",
     "connect",
@@ -75,6 +80,7 @@ __all__ = [
     "idle_timeout_default",
     "main",
     "mask_uri",
+    "open_folder",
     "pid_alive",
     "read_credentials",
     "read_info",

@@ -5,6 +5,7 @@ The folder is created ``0700`` and its files ``0600`` (the server process runs w
 server refuses clients that don't log in; the login is made on first start and kept in the
 folder (``mjq-server.credentials``, ``0600``), where ``connect()``, ``mjq`` and workers of
 the same user find it. The password never leaves that file and the processes that read it.
+Where the folder is and who else could redirect it is ``folder.py``'s business.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ import contextlib
 import json
 import logging
 import os
-import pwd
+import re
 import secrets
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import DataFolderError
+from .folder import DataFolder, held, open_folder
 
 CREDENTIALS_FILE = "mjq-server.credentials"
 USER = "mjq"  # the one user of an embedded server; root of it, as its owner is
 AUTH_DB = "admin"
 PRIVATE_UMASK = 0o077
+# what an embedded server keeps in its folder: WiredTiger's files, SecantusDB's tables, ours
+OUR_FILES = re.compile(r"WiredTiger.*|secantus_.*\.wt|\.?mjq-server\..*")
 
 log = logging.getLogger("mjq_notebook.server")
 
@@ -51,56 +54,61 @@ class Credentials:
         return cls(USER, secrets.token_urlsafe(24))
 
 
-def private_folder(folder: str | os.PathLike) -> Path:
-    """``folder`` made (``0700``) or checked: it must belong to this user, and it and its
-    files are made readable by this user only: said once when the folder itself was open (an
-    earlier version left it so), silently for files made open inside the private folder (by
-    ``embedded_server()`` in a process with a common umask). DataFolderError when another
-    user owns it, or when it is a file or can't be made."""
-    folder = Path(folder).resolve()
+def private_folder(folder: str | os.PathLike | DataFolder) -> DataFolder:
+    """``folder`` opened on a checked path (``folder.py``: no symlink, nothing another user
+    owns or may write to), made ``0700`` when missing. Only what this package made is then
+    made readable by this user only: the server's files in it (by name; not a symlink, nor
+    a file with a name elsewhere too), and the folder itself when it holds nothing else.
+    Said once when the folder was open (an earlier version left it so), silently for files
+    made open inside the private folder (by ``embedded_server()`` in a process with a common
+    umask). A file of the user's own in the folder keeps its mode. DataFolderError when
+    refused."""
+    if isinstance(folder, DataFolder):
+        return folder
+    opened = open_folder(folder, create=True)
+    assert opened is not None  # made when missing
+    if opened.created:
+        return opened
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:  # a file there or above it, a folder we may not write in
-        what = "is a file, not a folder" if folder.is_file() else f"can't be made ({exc})"
-        raise DataFolderError(
-            f"the data folder {folder} {what}: set MJQ_DATA_DIR (or --path) to a folder of "
-            "yours, or connect to a server with MJQ_MONGODB_URI"
-        ) from None
-    info = folder.stat()
-    if info.st_uid != os.geteuid():
-        raise DataFolderError(
-            f"the data folder {folder} belongs to {_user_name(info.st_uid)}, not to you "
-            f"({_user_name(os.geteuid())}): an embedded server keeps one user's jobs, readable "
-            "by that user only. Use a folder of your own (MJQ_DATA_DIR or --path), or that "
-            "user's server through MJQ_MONGODB_URI"
-        )
-    exposed = _open_to_others(folder)  # else no other user could reach the files anyway
-    opened = [path for path in (folder, *folder.rglob("*")) if _open_to_others(path)]
-    for path in opened:
-        with contextlib.suppress(OSError):  # a file the server removes meanwhile
-            path.chmod(stat.S_IMODE(path.lstat().st_mode) & ~0o077)
+        names = os.listdir(opened.fd)
+        ours = [name for name in names if OUR_FILES.fullmatch(name)]
+        mode = stat.S_IMODE(os.fstat(opened.fd).st_mode)
+        exposed = bool(ours) and len(ours) == len(names) and bool(mode & 0o077)
+        if exposed:  # a data folder an earlier version made open
+            os.fchmod(opened.fd, mode & ~0o077)
+        tightened = sum(_tighten(opened, name) for name in ours)
+    except BaseException:
+        opened.close()
+        raise
     if exposed:
         log.warning(
             "made %s and %d file(s) in it readable by you only (an earlier version of "
             "mjq-notebook had left them readable by every user of this machine)",
-            folder,
-            len(opened) - 1,
+            opened.path,
+            tightened,
         )
-    return folder
+    return opened
 
 
-def _open_to_others(path: Path) -> bool:
-    with contextlib.suppress(OSError):
-        info = path.lstat()
-        return not stat.S_ISLNK(info.st_mode) and bool(info.st_mode & 0o077)
+def _tighten(folder: DataFolder, name: str) -> bool:
+    """Make the file ``name`` of ``folder`` this user's only, through a handle that follows
+    no symlink; a symlink, another user's file, or one with a name elsewhere too (a hard
+    link) is left as it is. Whether it changed."""
+    with contextlib.suppress(OSError):  # a file the server removes meanwhile
+        info = folder.stat(name)
+        mine = info.st_uid == os.geteuid() and stat.S_ISREG(info.st_mode)
+        if not mine or info.st_nlink > 1 or not info.st_mode & 0o077:
+            return False
+        fd = folder.open(name, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+                return False  # replaced meanwhile
+            os.fchmod(fd, stat.S_IMODE(now.st_mode) & ~0o077)
+            return True
+        finally:
+            os.close(fd)
     return False
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
 
 
 def private_umask() -> None:
@@ -108,32 +116,37 @@ def private_umask() -> None:
     os.umask(PRIVATE_UMASK)
 
 
-def read_credentials(folder: str | os.PathLike) -> Credentials | None:
+def read_credentials(folder: str | os.PathLike | DataFolder) -> Credentials | None:
     """The login kept in ``folder``; None when there is none yet."""
+    with held(folder) as opened:
+        return None if opened is None else _read_credentials(opened)
+
+
+def _read_credentials(folder: DataFolder) -> Credentials | None:
     try:
-        saved = json.loads((Path(folder) / CREDENTIALS_FILE).read_text())
+        saved = json.loads(folder.read_text(CREDENTIALS_FILE))
         return Credentials(str(saved["user"]), str(saved["password"]))
     except FileNotFoundError:
         return None
     except PermissionError:
         raise DataFolderError(
-            f"can't read the embedded server's login in {folder}: it belongs to another user"
+            f"can't read the embedded server's login in {folder.path}: it belongs to another user"
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataFolderError(
-            f"the embedded server's login {Path(folder) / CREDENTIALS_FILE} is damaged "
+            f"the embedded server's login {folder.path / CREDENTIALS_FILE} is damaged "
             f"({type(exc).__name__}); stop the server, delete that file and connect again: "
             "a new login is made, the jobs are kept"
         ) from None
 
 
-def credentials_for(folder: str | os.PathLike) -> Credentials:
+def credentials_for(folder: DataFolder) -> Credentials:
     """The login of ``folder``'s server, made (and saved, ``0600``) on first start."""
-    saved = read_credentials(folder)
+    saved = _read_credentials(folder)
     if saved is not None:
         return saved
     made = Credentials.new()
-    write_private(Path(folder) / CREDENTIALS_FILE, json.dumps(vars(made)))
+    folder.write_private(CREDENTIALS_FILE, json.dumps(vars(made)))
     return made
 
 
@@ -156,16 +169,8 @@ def add_login(server: Any, credentials: Credentials) -> None:
     server.storage.add_user(AUTH_DB, credentials.user, record, replace=True)
 
 
-def private_open(path: str | os.PathLike, mode: str = "a"):
-    """``open(path, mode)``, creating the file readable and writable by this user only."""
+def private_open(folder: DataFolder, name: str, mode: str = "a"):
+    """``open()`` of the file ``name`` in ``folder``, created readable and writable by this
+    user only (a symlink there is refused)."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
-    return os.fdopen(os.open(path, flags, 0o600), mode)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``path`` (this user's only) atomically: readers see the old file or the whole
-    new one, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with private_open(tmp, "w") as file:
-        file.write(text)
-    os.replace(tmp, path)
+    return os.fdopen(folder.open(name, flags), mode)

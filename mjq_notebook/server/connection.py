@@ -25,10 +25,11 @@ log = logging.getLogger("mjq_notebook.server")
 def data_dir(path: str | os.PathLike | None = None) -> Path:
     """The embedded server's data folder: ``path``, else ``$MJQ_DATA_DIR``, else this user's
     data folder (``~/.local/share/mjq-notebook`` on Linux), the same from wherever a kernel,
-    ``mjq`` command or worker starts, so they all share one server."""
+    ``mjq`` command or worker starts, so they all share one server. Made absolute, but no
+    symlink in it is resolved here: ``folder.py`` checks each one where it is."""
     if path is None:
         path = os.environ.get(DATA_ENV) or default_data_dir()
-    return Path(path).expanduser().resolve()
+    return Path(os.path.abspath(os.path.expanduser(path)))
 
 
 def default_data_dir() -> str:

@@ -16,8 +16,17 @@ from ..signals import handling_stop_signals
 from .access import private_folder, private_umask
 from .clients import count_connections
 from .embedded import EmbeddedServer, start_server
+from .folder import DataFolder
 from .lifecycle import DEFAULT_IDLE_TIMEOUT, START_TIMEOUT
-from .records import BUSY_TIMEOUT, answers, find_running, remove_info, start_lock, write_info
+from .records import (
+    BUSY_TIMEOUT,
+    answers,
+    find_running,
+    hold_folder,
+    remove_info,
+    start_lock,
+    write_info,
+)
 
 log = logging.getLogger("mjq_notebook.server")
 
@@ -50,7 +59,18 @@ def serve(
     spawned must not: its parent holds that lock while waiting for it.
     """
     private_umask()  # WiredTiger's files, the log, the URI file: this user's only
-    folder = private_folder(folder)
+    with private_folder(folder) as opened:
+        return _serve(opened, port, prefer_port, idle_timeout, take_lock, on_ready)
+
+
+def _serve(
+    folder: DataFolder,
+    port: int,
+    prefer_port: int,
+    idle_timeout: float | None,
+    take_lock: bool,
+    on_ready: Callable[[EmbeddedServer], None] | None,
+) -> str:
     stop = threading.Event()
     reason = ["stopped by signal"]
     with handling_stop_signals(lambda *_: stop.set()):
@@ -59,9 +79,10 @@ def serve(
             running = find_running(folder) if take_lock else None
             if running is not None:
                 raise JobQueueError(
-                    f"a server already serves {folder} at {running.uri} (pid {running.pid}); "
-                    "use it, or stop it first with `mjq serve --stop`"
+                    f"a server already serves {folder.path} at {running.uri} (pid "
+                    f"{running.pid}); use it, or stop it first with `mjq serve --stop`"
                 )
+            hold_folder(folder)  # for as long as this server runs: proves the URI file's pid
             if not port and prefer_port >= 1024 and _port_free(prefer_port):
                 port = prefer_port
             server = start_server(folder, port=port)
@@ -70,7 +91,7 @@ def serve(
                 server.stop()
                 raise ServerUnavailable(f"the server at {server.address} does not answer")
             write_info(folder, server.address, os.getpid(), started)
-        log.info("serving %s at %s (pid %d)", folder, server.address, os.getpid())
+        log.info("serving %s at %s (pid %d)", folder.path, server.address, os.getpid())
         try:
             if on_ready is not None:
                 on_ready(server)

@@ -10,12 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import ServerUnavailable
 from .access import AUTH_DB, Credentials, add_login, credentials_for, private_folder
-from .records import remove_info, write_info
+from .folder import DataFolder
+from .records import hold_folder, remove_info, write_info
 
 INSTALL_HINT = (
     "no MongoDB URI was given (argument, MJQ_MONGODB_URI or MONGODB_URI) and the embedded "
@@ -62,21 +62,25 @@ def embedded_server(
     address with its login. With a data folder, other processes find it there while the
     block runs (and log in with the folder's credentials). ``test_commands``: accept
     ``configureFailPoint`` (fault injection, for tests; never on a server others use)."""
-    folder = None if str(path) == ":memory:" else private_folder(path)
-    server = start_server(folder, port=port, test_commands=test_commands)
-    if folder is not None:
-        write_info(folder, server.address, os.getpid(), time.time())
-    try:
-        yield server
-    finally:
+    with contextlib.ExitStack() as stack:
+        folder = None
+        if str(path) != ":memory:":
+            folder = stack.enter_context(private_folder(path))
+            hold_folder(folder)  # while the block runs: the URI file's pid is then this one's
+        server = start_server(folder, port=port, test_commands=test_commands)
         if folder is not None:
-            remove_info(folder, os.getpid())
-        with contextlib.suppress(Exception):
-            server.stop()
+            write_info(folder, server.address, os.getpid(), time.time())
+        try:
+            yield server
+        finally:
+            if folder is not None:
+                remove_info(folder, os.getpid())
+            with contextlib.suppress(Exception):
+                server.stop()
 
 
 def start_server(
-    folder: Path | None, port: int = 0, *, test_commands: bool = False
+    folder: DataFolder | None, port: int = 0, *, test_commands: bool = False
 ) -> EmbeddedServer:
     """Start SecantusDB in this process on 127.0.0.1 (any free port when ``port`` is 0).
 
@@ -88,7 +92,10 @@ def start_server(
         from secantus import SecantusDBServer
     except ImportError:
         raise ServerUnavailable(INSTALL_HINT) from None
-    storage = ":memory:" if folder is None else str(folder)
+    # SecantusDB opens its files by path, not through our handle. That is safe: every
+    # component of this path was checked (folder.py) to be a real folder of this user or root
+    # that no other user may write to, so no one else can swap any part of it for a link.
+    storage = ":memory:" if folder is None else str(folder.path)
     credentials = Credentials.new() if folder is None else credentials_for(folder)
     try:
         server = SecantusDBServer(
@@ -101,7 +108,7 @@ def start_server(
         )
     except Exception as exc:  # WiredTiger refuses a folder another process has open
         raise ServerUnavailable(
-            f"could not open {folder or storage} for the embedded server: {exc}. If another "
+            f"could not open {storage} for the embedded server: {exc}. If another "
             "process serves that folder, connect() and mjq find that server there"
         ) from exc
     try:
@@ -111,7 +118,7 @@ def start_server(
         with contextlib.suppress(Exception):
             server.stop()  # let go of the folder
         raise ServerUnavailable(
-            f"could not start the embedded server on {folder or storage}, port {port}: {exc}"
+            f"could not start the embedded server on {storage}, port {port}: {exc}"
         ) from exc
     # SecantusDB keeps a record per retryable write and scans them all on each write, so
     # with retries on it slows down minute by minute; our writes are safe to retry ourselves

@@ -27,15 +27,18 @@ from pymongo import monitoring
 
 from ..errors import JobQueueError, ServerUnavailable
 from .access import credentials_for, private_folder, private_open
+from .folder import DataFolder, held
 from .records import (
     BUSY_TIMEOUT,
     LOG_FILE,
     PING_TIMEOUT,
+    URI_FILE,
     ServerInfo,
     answers,
     find_running,
     pid_alive,
     read_info,
+    server_check,
     start_lock,
 )
 
@@ -74,20 +77,24 @@ def ensure_server(
     replaced by a new one on the same folder (so on the same data), on the same port when
     that is free, so clients of the old one reconnect to the new one by themselves.
     """
-    folder = private_folder(folder)
+    with private_folder(folder) as opened:
+        return _ensure(opened, idle_timeout, timeout)
+
+
+def _ensure(folder: DataFolder, idle_timeout: float | None, timeout: float) -> ServerInfo:
     running = find_running(folder)
     if running is not None:
         return running
     with start_lock(folder, timeout + BUSY_TIMEOUT + 10):
         info = read_info(folder)
-        alive = info is not None and pid_alive(info.pid)
-        if alive and (answers(info.uri, PING_TIMEOUT) or answers(info.uri, BUSY_TIMEOUT)):
+        ours = info is not None and server_check(folder, info.pid) is None
+        if ours and (answers(info.uri, PING_TIMEOUT) or answers(info.uri, BUSY_TIMEOUT)):
             return info  # started meanwhile by the process we waited for, or just busy
-        if info is not None and not alive:
+        if info is not None and not ours:
             log.warning(
                 "the embedded server for %s (pid %d) ended without stopping (killed or "
                 "crashed); starting it again at %s",
-                folder,
+                folder.path,
                 info.pid,
                 info.uri,
             )
@@ -100,12 +107,11 @@ def ensure_server(
         return _wait_ready(folder, process, timeout, stale=info)
 
 
-def _spawn(folder: Path, idle_timeout: float, prefer_port: int) -> subprocess.Popen:
-    log_path = folder / LOG_FILE
+def _spawn(folder: DataFolder, idle_timeout: float, prefer_port: int) -> subprocess.Popen:
     with contextlib.suppress(OSError):
-        if log_path.stat().st_size > _LOG_LIMIT:
-            log_path.unlink()
-    command = [sys.executable, "-m", "mjq_notebook.server", "--path", str(folder)]
+        if folder.stat(LOG_FILE).st_size > _LOG_LIMIT:
+            folder.unlink(LOG_FILE)
+    command = [sys.executable, "-m", "mjq_notebook.server", "--path", str(folder.path)]
     command += ["--idle-timeout", f"{idle_timeout:g}"]
     if prefer_port:
         command += ["--prefer-port", str(prefer_port)]
@@ -113,10 +119,10 @@ def _spawn(folder: Path, idle_timeout: float, prefer_port: int) -> subprocess.Po
     package_parent = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, env.get("PYTHONPATH")]))
-    with private_open(log_path, "ab") as output:
+    with private_open(folder, LOG_FILE, "ab") as output:
         process = subprocess.Popen(
             command,
-            cwd=folder,
+            cwd=folder.path,  # checked; the server checks it again itself
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=output,
@@ -129,7 +135,7 @@ def _spawn(folder: Path, idle_timeout: float, prefer_port: int) -> subprocess.Po
 
 
 def _wait_ready(
-    folder: Path, process: subprocess.Popen, timeout: float, stale: ServerInfo | None
+    folder: DataFolder, process: subprocess.Popen, timeout: float, stale: ServerInfo | None
 ) -> ServerInfo:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -142,21 +148,21 @@ def _wait_ready(
                 holder = f" Process {stale.pid} still holds it but does not answer at "
                 holder += f"{stale.uri}: stop it (kill {stale.pid}) and try again."
             raise ServerUnavailable(
-                f"the embedded server for {folder} exited at start (code "
+                f"the embedded server for {folder.path} exited at start (code "
                 f"{process.returncode}): {_log_tail(folder)}.{holder}"
             )
         time.sleep(0.05)
     with contextlib.suppress(OSError):
         process.terminate()  # never leave a server behind that nobody can find
     raise ServerUnavailable(
-        f"the embedded server for {folder} did not answer within {timeout:g}s; "
-        f"see {folder / LOG_FILE}"
+        f"the embedded server for {folder.path} did not answer within {timeout:g}s; "
+        f"see {folder.path / LOG_FILE}"
     )
 
 
-def _log_tail(folder: Path, lines: int = 1) -> str:
+def _log_tail(folder: DataFolder, lines: int = 1) -> str:
     try:
-        text = (folder / LOG_FILE).read_text(errors="replace").strip().splitlines()
+        text = folder.read_text(LOG_FILE).strip().splitlines()
     except OSError:
         return "no log"
     return " | ".join(line.strip() for line in text[-lines:]) or "empty log"
@@ -164,27 +170,42 @@ def _log_tail(folder: Path, lines: int = 1) -> str:
 
 def stop_server(folder: str | os.PathLike, timeout: float = 30.0) -> ServerInfo | None:
     """Stop the live server of ``folder`` (SIGTERM: it flushes its data and removes its URI
-    file) and wait until it has exited. Returns what it was; None when none ran."""
-    folder = Path(folder).resolve()
-    info = read_info(folder)
-    if info is None or not pid_alive(info.pid):
-        return None
-    if not answers(info.uri, BUSY_TIMEOUT):
-        # a reused pid, or a hung server: we don't signal what we can't identify
-        raise JobQueueError(
-            f"process {info.pid} recorded for {folder} does not answer at {info.uri}; "
-            f"not stopping it (if it is a hung mjq server: kill {info.pid})"
-        )
-    os.kill(info.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(info.pid) or _records(folder, info.pid):
-        if time.monotonic() > deadline:
-            raise JobQueueError(f"the server (pid {info.pid}) did not stop within {timeout:g}s")
-        time.sleep(0.05)
+    file) and wait until it has exited. Returns what it was; None when none ran. The folder
+    is checked as ``connect()`` checks it, and the process its URI file names is signalled
+    only when it is this user's server of the folder (``records.server_check``): else
+    JobQueueError says why, and nothing is signalled."""
+    with held(folder) as opened:
+        info = None if opened is None else read_info(opened)
+        if info is None or not pid_alive(info.pid):
+            return None
+        why = server_check(opened, info.pid, command=True)
+        if why is not None:
+            raise JobQueueError(
+                f"process {info.pid}, which {URI_FILE} in {opened.path} names, {why}: not "
+                "signalled; no server of yours runs for that folder"
+            )
+        if not answers(info.uri, BUSY_TIMEOUT):
+            raise JobQueueError(
+                f"the server of {opened.path} (pid {info.pid}) does not answer at {info.uri}; "
+                f"not stopping it (if it is hung: kill {info.pid})"
+            )
+        os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(info.pid) or _records(opened, info.pid):
+            if time.monotonic() > deadline:
+                raise JobQueueError(f"the server (pid {info.pid}) did not stop within {timeout:g}s")
+            time.sleep(0.05)
     return info
 
 
-def _records(folder: Path, pid: int) -> bool:
+def check_server(folder: str | os.PathLike, pid: int) -> str | None:
+    """None when ``pid`` is this user's server of ``folder`` (``records.server_check``);
+    else why not, in a few words."""
+    with held(folder) as opened:
+        return "is not running" if opened is None else server_check(opened, pid)
+
+
+def _records(folder: DataFolder, pid: int) -> bool:
     info = read_info(folder)
     return info is not None and info.pid == pid
 
@@ -192,10 +213,10 @@ def _records(folder: Path, pid: int) -> bool:
 class Revive(monitoring.ServerHeartbeatListener):
     """A client's heartbeat listener that starts its folder's server again when a heartbeat
     fails because the server died without stopping (its URI file still names a pid that is
-    gone: ``kill -9``, the OOM killer). A server stopped on purpose removed that file and
-    stays stopped. The start runs in a thread of its own, not on pymongo's monitor thread,
-    at most every REVIVE_PAUSE per client; racing clients of all processes end up with one
-    new server (``ensure_server``)."""
+    gone, or is no longer the folder's server: ``kill -9``, the OOM killer). A server
+    stopped on purpose removed that file and stays stopped. The start runs in a thread of
+    its own, not on pymongo's monitor thread, at most every REVIVE_PAUSE per client; racing
+    clients of all processes end up with one new server (``ensure_server``)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -209,8 +230,12 @@ class Revive(monitoring.ServerHeartbeatListener):
         pass
 
     def failed(self, event: monitoring.ServerHeartbeatFailedEvent) -> None:
-        info = read_info(self.folder)
-        if info is None or pid_alive(info.pid):
+        try:
+            info = read_info(self.folder)
+            gone = info is not None and check_server(self.folder, info.pid) is not None
+        except JobQueueError:  # the folder can't be used now: the next connect() says why
+            return
+        if not gone:
             return  # stopped on purpose, or alive and only slow to answer
         with self._lock:
             now = time.monotonic()
