@@ -8,8 +8,10 @@ earlier attempt may have been applied. The server's own retryable writes are not
 this (and the embedded server turns them off, see ``server/embedded.py``); where a URI turns
 them on, pymongo retries once first and we retry on top, harmlessly.
 
-A server that stays away (no server selected in time) is not retried here: that is an outage,
-which the callers ride out or report (``outage.py``).
+A server that stays away is not waited for here: the tries after the first run under a
+deadline of ``BUDGET_S`` in all (pymongo's client-side timeout bounds their server selection
+too), past which the fault is an outage, which the callers ride out and report
+(``outage.py``). Without it a retry could wait out a restart of several seconds unnoticed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import pymongo
 from pymongo.errors import (
     BulkWriteError,
     ClientBulkWriteException,
@@ -33,6 +36,10 @@ log = logging.getLogger("mjq_notebook")
 
 ATTEMPTS = 4  # tries of one write in all
 FIRST_PAUSE_S = 0.05  # before the second try; doubles after each
+# the tries after the first, in all: more than the 2 s in which the embedded server's client
+# finds a server again (its heartbeat), so a "not primary" is ridden out, and short enough
+# that a server that went away is reported as an outage within a few seconds
+BUDGET_S = 3.0
 # "not primary" and "shutting down": the write was refused and can be sent again
 NOT_PRIMARY_CODES = frozenset({91, 189, 10107, 11600, 11602, 13435, 13436})
 # a write concern the server can never satisfy: sending again does not help
@@ -46,11 +53,18 @@ def retried(write: Callable[[bool], _T], what: str = "a write") -> _T:
     ``again`` is True from the second try on: an earlier one may have been applied, and the
     write must then find out rather than apply twice. The last error is raised."""
     pause = FIRST_PAUSE_S
+    deadline = 0.0
     for attempt in range(ATTEMPTS):
         try:
-            return write(attempt > 0)
+            if attempt == 0:
+                return write(False)
+            with pymongo.timeout(max(deadline - time.monotonic(), pause)):
+                return write(True)
         except Exception as exc:
             if attempt == ATTEMPTS - 1 or not transient(exc):
+                raise
+            deadline = deadline or time.monotonic() + BUDGET_S
+            if time.monotonic() + pause >= deadline:
                 raise
             log.info("%s met %s: %s; trying again", what, type(exc).__name__, exc)
         time.sleep(pause)
