@@ -44,6 +44,8 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 MAX_PAGES = 5  # kernels at once: web_kernels.py bounds them
 KERNELS = "mjq_notebook.web_kernels.BoundedKernelManager"
+TEMPLATE = "mjq"  # web_page/voila/templates/mjq: the system's theme, the window's width
+PAGE_DATA = Path(__file__).resolve().parent / "web_page"  # on Voilà's JUPYTER_PATH
 INSTALL = "pip install 'mjq-notebook[web]'"
 
 
@@ -78,7 +80,7 @@ def voila_command(folder: Path, host: str, port: int) -> list[str]:
     return [
         sys.executable, "-m", "voila", str(folder / NOTEBOOK),
         "--no-browser", f"--port={port}", f"--Voila.ip={host}", "--Voila.port_retries=0",
-        "--Voila.log_level=WARN", "--show_tracebacks=False",
+        "--Voila.log_level=WARN", "--show_tracebacks=False", f"--template={TEMPLATE}",
     ]  # fmt: skip
 
 
@@ -110,6 +112,9 @@ def serve(
         settings = voila_config(token, names, nonce, max_pages)
         config.write_text(json.dumps(settings), encoding="utf-8")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env["JUPYTER_PATH"] = os.pathsep.join(
+            [str(PAGE_DATA), *filter(None, [os.environ.get("JUPYTER_PATH")])]
+        )
         if uri:
             env["MJQ_MONGODB_URI"] = uri
         site = Site(host, port, token, nonce, open_browser)
