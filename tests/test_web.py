@@ -262,7 +262,7 @@ def _contrast(one: str, other: str) -> float:
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed")
-def test_the_page_follows_the_system_theme(tmp_path, server_uri, db):
+def test_the_page_follows_the_system_theme_and_uses_the_width(tmp_path, server_uri, db):
     pytest.importorskip("voila", reason="mjq dashboard needs voila (the web extra)")
     expect = sync_api.expect
     JobQueue(db, "emails").pub({"to": "a@example.com"})
@@ -284,6 +284,8 @@ def test_the_page_follows_the_system_theme(tmp_path, server_uri, db):
                 row = page.locator(".mjq-overview-row", has_text="emails")
                 expect(row).to_be_visible(timeout=60_000)
                 seen[scheme, address] = _background(page)
+                width = page.locator(".mjq-overview").first.bounding_box()["width"]
+                assert width >= 0.9 * 1400, (scheme, width)  # the window's width, not 1000 px
                 shot = tmp_path / f"web-1400-{scheme}{'-light' if 'theme' in address else ''}.png"
                 page.screenshot(path=str(shot), full_page=True)
                 shots.append(shot)
