@@ -262,7 +262,9 @@ def _contrast(one: str, other: str) -> float:
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed")
-def test_the_page_follows_the_system_theme_and_uses_the_width(tmp_path, server_uri, db):
+def test_the_page_follows_the_system_theme_uses_the_width_and_warns_of_nothing(
+    tmp_path, server_uri, db
+):
     pytest.importorskip("voila", reason="mjq dashboard needs voila (the web extra)")
     expect = sync_api.expect
     JobQueue(db, "emails").pub({"to": "a@example.com"})
@@ -304,7 +306,10 @@ def test_the_page_follows_the_system_theme_and_uses_the_width(tmp_path, server_u
         assert min(seen["dark", f"{url}&theme=light"]) > 200, seen  # ?theme= overrides
     finally:
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        out, err = process.communicate(timeout=30)
         if os.environ.get("MJQ_SCREENSHOTS"):
             for shot in shots:
                 shutil.copy(shot, DOCS / shot.name)
+    terminal = out + err  # three page loads, three kernels: nothing that calls for no action
+    for alarm in ("not trusted", "without encryption", "websocket_ping_timeout"):
+        assert alarm not in terminal, terminal
