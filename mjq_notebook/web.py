@@ -46,7 +46,7 @@ MAX_PAGES = 5  # kernels at once: web_kernels.py bounds them
 KERNELS = "mjq_notebook.web_kernels.BoundedKernelManager"
 TEMPLATE = "mjq"  # web_page/voila/templates/mjq: the system's theme, the window's width
 PAGE_DATA = Path(__file__).resolve().parent / "web_page"  # on Voilà's JUPYTER_PATH
-INSTALL = "pip install 'mjq-notebook[web]'"
+INSTALL = "pip install 'mjq-notebook[web]' (from a checkout: pip install -e \".[web]\")"
 
 
 def notebook(db: str, queue: str | None) -> dict[str, Any]:

@@ -122,6 +122,7 @@ def test_without_voila_it_says_what_to_install(monkeypatch):
     with pytest.raises(SystemExit) as exited:
         web.serve("job_queue")
     assert "pip install 'mjq-notebook[web]'" in str(exited.value)
+    assert 'pip install -e ".[web]"' in str(exited.value)  # what works from a clone
 
 
 # -- in Chromium ------------------------------------------------------------------------------
