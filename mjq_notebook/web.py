@@ -44,7 +44,9 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 MAX_PAGES = 5  # kernels at once: web_kernels.py bounds them
 KERNELS = "mjq_notebook.web_kernels.BoundedKernelManager"
-INSTALL = "pip install 'mjq-notebook[web]'"
+TEMPLATE = "mjq"  # web_page/voila/templates/mjq: the system's theme, the window's width
+PAGE_DATA = Path(__file__).resolve().parent / "web_page"  # on Voilà's JUPYTER_PATH
+INSTALL = "pip install 'mjq-notebook[web]' (from a checkout: pip install -e \".[web]\")"
 
 
 def notebook(db: str, queue: str | None) -> dict[str, Any]:
@@ -78,7 +80,7 @@ def voila_command(folder: Path, host: str, port: int) -> list[str]:
     return [
         sys.executable, "-m", "voila", str(folder / NOTEBOOK),
         "--no-browser", f"--port={port}", f"--Voila.ip={host}", "--Voila.port_retries=0",
-        "--Voila.log_level=WARN", "--show_tracebacks=False",
+        "--Voila.log_level=WARN", "--show_tracebacks=False", f"--template={TEMPLATE}",
     ]  # fmt: skip
 
 
@@ -105,11 +107,17 @@ def serve(
     folder = Path(tempfile.mkdtemp(prefix="mjq-dashboard-"))  # mode 0700: the user's only
     try:
         (folder / NOTEBOOK).write_text(json.dumps(notebook(db, queue)), encoding="utf-8")
+        trust(folder)
         config = folder / "voila.json"  # Voilà reads voila.json from its working folder
         config.touch(mode=0o600)
         settings = voila_config(token, names, nonce, max_pages)
+        settings["NotebookNotary"] = notary_config(folder)
         config.write_text(json.dumps(settings), encoding="utf-8")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env["JUPYTER_RUNTIME_DIR"] = str(folder / "runtime")  # kernels' ipc sockets: ours only
+        env["JUPYTER_PATH"] = os.pathsep.join(
+            [str(PAGE_DATA), *filter(None, [os.environ.get("JUPYTER_PATH")])]
+        )
         if uri:
             env["MJQ_MONGODB_URI"] = uri
         site = Site(host, port, token, nonce, open_browser)
@@ -146,15 +154,40 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def notary_config(folder: Path) -> dict[str, str]:
+    """Where the notebook's trust lives: a signature database and secret of this start, in
+    ``folder`` (the user's only), so the user's own Jupyter trust database is not touched."""
+    return {"db_file": str(folder / "trust.db"), "secret_file": str(folder / "trust.key")}
+
+
+def trust(folder: Path) -> None:
+    """Sign the notebook in ``folder``: it is ours, and Voilà warns of an unsigned one
+    ("not trusted") though nothing calls for the user to act."""
+    from nbformat import read, write
+    from nbformat.sign import NotebookNotary
+
+    (folder / "trust.key").touch(mode=0o600)
+    (folder / "trust.key").write_bytes(secrets.token_bytes(32))
+    path = folder / NOTEBOOK
+    document = read(path, as_version=4)
+    NotebookNotary(**notary_config(folder)).sign(document)
+    write(document, path)
+
+
 def voila_config(token: str, names: list[str], nonce: str, max_pages: int) -> dict[str, Any]:
     """Voilà's configuration: the token ("" for none), Jupyter Server's Host check (on, with
-    ``names``; Voilà turns it off), the nonce header, and its kernels bounded."""
+    ``names``; Voilà turns it off), the nonce header, and its kernels bounded. Kernels talk
+    over Unix sockets in the run's own folder (no TCP port any local user can reach, and so
+    no "without encryption" warning); the websocket ping timeout is set to the interval,
+    which Tornado would otherwise do with a warning."""
     settings = {"allow_remote_access": False, "local_hostnames": names,
-                "headers": {NONCE_HEADER: nonce}}  # fmt: skip
+                "headers": {NONCE_HEADER: nonce}, "ws_ping_timeout": 30_000}  # fmt: skip
+    transport = "ipc" if os.name == "posix" else "tcp"  # Windows has no ipc transport
     return {
         "Voila": {"token": token, "tornado_settings": settings},
         "VoilaConfiguration": {"multi_kernel_manager_class": KERNELS},
         "BoundedKernelManager": {"max_kernels": max_pages},
+        "KernelManager": {"transport": transport},
     }
 
 

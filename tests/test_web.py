@@ -122,6 +122,7 @@ def test_without_voila_it_says_what_to_install(monkeypatch):
     with pytest.raises(SystemExit) as exited:
         web.serve("job_queue")
     assert "pip install 'mjq-notebook[web]'" in str(exited.value)
+    assert 'pip install -e ".[web]"' in str(exited.value)  # what works from a clone
 
 
 # -- in Chromium ------------------------------------------------------------------------------
@@ -240,3 +241,76 @@ def test_the_page_shows_the_queues_live_and_stops_on_sigterm(tmp_path, server_ur
     assert alive == []  # Voilà and its kernel ended with it
     assert not notebooks[0].parent.exists()  # the temporary notebook's folder went too
     print(f"\nmjq dashboard test took {time.monotonic() - started:.1f}s")
+
+
+def _background(page) -> tuple[int, ...]:
+    """The page's computed background colour, as (r, g, b)."""
+    colour = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    return tuple(int(n) for n in re.findall(r"\d+", colour)[:3])
+
+
+def _contrast(one: str, other: str) -> float:
+    """WCAG's contrast ratio of two CSS ``rgb(...)`` colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(n) / 255 for n in re.findall(r"\d+", colour)[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(one), luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed")
+def test_the_page_follows_the_system_theme_uses_the_width_and_warns_of_nothing(
+    tmp_path, server_uri, db
+):
+    pytest.importorskip("voila", reason="mjq dashboard needs voila (the web extra)")
+    expect = sync_api.expect
+    JobQueue(db, "emails").pub({"to": "a@example.com"})
+    port = free_port()
+    env = _env(tmp_path, server_uri)
+    process = _mjq("dashboard", "--db", db.name, "--port", str(port), env=env)
+    shots = []
+    try:
+        url = _address(process)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            seen = {}
+            for scheme, address in [("dark", url), ("light", url), ("dark", f"{url}&theme=light")]:
+                context = browser.new_context(
+                    color_scheme=scheme, viewport={"width": 1400, "height": 900}
+                )
+                page = context.new_page()
+                page.goto(address)
+                row = page.locator(".mjq-overview-row", has_text="emails")
+                expect(row).to_be_visible(timeout=60_000)
+                seen[scheme, address] = _background(page)
+                width = page.locator(".mjq-overview").first.bounding_box()["width"]
+                assert width >= 0.9 * 1400, (scheme, width)  # the window's width, not 1000 px
+                shot = tmp_path / f"web-1400-{scheme}{'-light' if 'theme' in address else ''}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                shots.append(shot)
+                if scheme == "dark" and address == url:  # the selected queue stays readable
+                    row.get_by_role("button", name="emails").click()
+                    button = row.locator(".jupyter-button.mod-info")
+                    expect(button).to_be_visible()
+                    colours = button.evaluate(
+                        "b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]"
+                    )
+                    assert _contrast(*colours) >= 4.5, colours
+                context.close()
+            browser.close()
+        assert max(seen["dark", url]) < 80, seen  # dark: the system says so
+        assert min(seen["light", url]) > 200, seen
+        assert min(seen["dark", f"{url}&theme=light"]) > 200, seen  # ?theme= overrides
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+        if os.environ.get("MJQ_SCREENSHOTS"):
+            for shot in shots:
+                shutil.copy(shot, DOCS / shot.name)
+    terminal = out + err  # three page loads, three kernels: nothing that calls for no action
+    for alarm in ("not trusted", "without encryption", "websocket_ping_timeout"):
+        assert alarm not in terminal, terminal

@@ -115,6 +115,7 @@ class Dashboard(Lifecycle, widgets.VBox):
             ),
             **kwargs,
         )
+        self.add_class("mjq-dashboard")  # the dashboard page widens it (web_page's template)
         self._follow_views()
         self._opened()
         self._start()

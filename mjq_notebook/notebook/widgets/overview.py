@@ -151,6 +151,7 @@ class Overview(Lifecycle, widgets.VBox):
             layout=kwargs.pop("layout", widgets.Layout(width="100%", max_width="1000px")),
             **kwargs,
         )  # fmt: skip
+        self.add_class("mjq-overview")  # the dashboard page widens it (web_page's template)
         self._follow_views()
         self._opened()
         self._start()
