@@ -53,6 +53,11 @@ class DashboardError(JobQueueError, ValueError):
     a host with no names to answer."""
 
 
+class ReadOnlyError(JobQueueError, PermissionError):
+    """The action was refused: it came from a read-only viewer (``mjq dashboard``'s viewer
+    token), which may see everything and change nothing."""
+
+
 class DataLossWarning(UserWarning):
     """Jobs that never finished were evicted from the capped collection."""
 

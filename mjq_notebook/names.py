@@ -1,9 +1,10 @@
 """Which names a queue may have: what its companions are called, and what the server allows.
 
-A queue ``<q>`` keeps plain collections beside it, ``<q>.history``, ``<q>.meta`` and
-``<q>.workers``. A queue named like one of those would take the place of another queue's
-companion (a capped, evictable history), so such names are refused, as are the names MongoDB
-reserves or rejects, and names whose companions would exceed the server's namespace limit.
+A queue ``<q>`` keeps plain collections beside it, ``<q>.history``, ``<q>.meta``,
+``<q>.workers`` and ``<q>.audit``. A queue named like one of those would take the place of
+another queue's companion (a capped, evictable history), so such names are refused, as are the
+names MongoDB reserves or rejects, and names whose companions would exceed the server's
+namespace limit.
 Everything here is checked before anything is created.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from .errors import QueueNameError
 
-COMPANIONS = (".history", ".meta", ".workers")  # the collections a queue keeps beside it
+COMPANIONS = (".history", ".meta", ".workers", ".audit")  # the collections a queue keeps beside it
 # MongoDB 6.0+: a namespace, "<database>.<collection>", is at most 255 bytes (UTF-8)
 MAX_NAMESPACE_BYTES = 255
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from pymongo.database import Database
 
+    from .audit import AuditList
     from .notebook.widgets import Dashboard, Explorer, Publisher, Tail
 
 log = logging.getLogger("mjq_notebook")
@@ -609,6 +610,12 @@ class JobQueue:
         return Explorer(self)
 
     @display_timeout
+    def audit(self, limit: int = 100) -> AuditList:
+        """Who did what to this queue from a page, a widget or ``mjq``, newest first."""
+        from .audit import read  # above this layer: import on use
+
+        return read(self, limit)
+
     def __repr__(self) -> str:
         try:
             counts = self.counts(warn=False)

@@ -19,6 +19,7 @@ viewers show the same thing. Nothing here imports IPython, and pandas only to sh
 from __future__ import annotations
 
 from ..analysis.timing import format_seconds
+from .audit_table import audit_html, audit_text
 from .formatting import data_preview, format_ago, format_time, job_cells, job_list_text, live_cell
 from .job_detail import job_html
 from .markup import LOST_EXPLAINED, counts_html, escape, status_badge, stylesheet
@@ -31,6 +32,8 @@ STYLE = stylesheet()  # the <style> block every fragment includes, from _static/
 __all__ = [
     "LOST_EXPLAINED",
     "STYLE",
+    "audit_html",
+    "audit_text",
     "counts_html",
     "data_preview",
     "escape",
