@@ -609,13 +609,14 @@ class JobQueue:
 
         return Explorer(self)
 
-    @display_timeout
+    @unavailable_as_error
     def audit(self, limit: int = 100) -> AuditList:
         """Who did what to this queue from a page, a widget or ``mjq``, newest first."""
         from .audit import read  # above this layer: import on use
 
         return read(self, limit)
 
+    @display_timeout
     def __repr__(self) -> str:
         try:
             counts = self.counts(warn=False)
