@@ -8,8 +8,6 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .notebook.display import audit_text
-
 if TYPE_CHECKING:
     from .queue import JobQueue
 
@@ -17,6 +15,8 @@ if TYPE_CHECKING:
 def print_audit(queue: JobQueue, *, limit: int, form: str) -> int:
     """The newest ``limit`` entries of ``queue``'s audit: a table (``form`` "table") or one
     JSON object per line ("json") with ids and times as strings."""
+    from .notebook.display import audit_text  # the one row builder, also the notebook's
+
     entries = queue.audit(limit)
     if form == "json":
         for entry in entries:
