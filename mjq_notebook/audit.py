@@ -108,7 +108,8 @@ class Steering:
     def pub_many(self, items: Iterable[Any], **options: Any) -> list[ObjectId]:
         self._allowed("publish")
         ids = self.queue.pub_many(items, **options)
-        self._note("publish", jobs=ids)
+        if ids:
+            self._note("publish", jobs=ids)
         return ids
 
     def pause(self) -> None:

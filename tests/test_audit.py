@@ -107,6 +107,7 @@ def test_an_action_that_changed_nothing_records_nothing(q):
     assert hands.reclaim(due) is False  # not working
     assert hands.retry(done) is False  # not failed
     assert hands.retry_failed() == 0
+    assert hands.pub_many([]) == []  # nothing to publish
     assert hands.prune_history(3600) == 0  # finished too lately
     assert q.audit() == []
     assert f"{q.name}.audit" not in q.db.list_collection_names()  # not even made
