@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import logging
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -25,12 +26,16 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
+from bson.codec_options import CodecOptions, DatetimeConversion
 from pymongo import DESCENDING
+from pymongo.errors import PyMongoError
 
 from .errors import ReadOnlyError
 
 if TYPE_CHECKING:
     from .queue import JobQueue
+
+log = logging.getLogger("mjq_notebook")
 
 SUFFIX = ".audit"
 MAX_IDS = 100  # job ids kept in one entry; "count" says how many there were
@@ -39,6 +44,14 @@ VIAS = ("cli", "notebook", "page")
 ROLES = ("owner", "viewer")
 ROLE_ENV = "HTTP_X_MJQ_ROLE"  # set in a page's kernel by mjq dashboard (web_roles.py)
 CLIENT_ENV = "HTTP_X_MJQ_CLIENT"
+# what read() decodes: anything a program could have written
+_READ_CODEC = CodecOptions(
+    document_class=dict,
+    tz_aware=True,
+    tzinfo=dt.timezone.utc,
+    datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+    unicode_decode_error_handler="replace",
+)
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,8 @@ class Steering:
     def pub_many(self, items: Iterable[Any], **options: Any) -> list[ObjectId]:
         self._allowed("publish")
         ids = self.queue.pub_many(items, **options)
-        self._note("publish", jobs=ids)
+        if ids:
+            self._note("publish", jobs=ids)
         return ids
 
     def pause(self) -> None:
@@ -131,7 +145,8 @@ class Steering:
         self._allowed("prune")
         count = self.queue.prune_history(older_than)
         seconds = older_than.total_seconds() if isinstance(older_than, dt.timedelta) else older_than
-        self._note("prune", count=count, detail=f"finished over {seconds:g} s ago")
+        if count:  # a scheduled prune with nothing to delete would fill the audit with noise
+            self._note("prune", count=count, detail=f"finished over {seconds:g} s ago")
         return count
 
     def resize(self, size_bytes: int | None = None, max_jobs: int | None = None) -> Any:
@@ -153,7 +168,14 @@ class Steering:
 
     def _note(self, action: str, *, jobs: list[Any] | None = None, count: int | None = None,
               detail: str | None = None) -> None:  # fmt: skip
-        record(self.queue, action, self.actor, jobs=jobs, count=count, detail=detail)
+        """Record a done action. If the server refuses the entry, the action stays done and
+        its result is still returned (``mjq pub`` must print the ids it published, or they
+        are published twice): a warning says what the audit is missing."""
+        try:
+            record(self.queue, action, self.actor, jobs=jobs, count=count, detail=detail)
+        except PyMongoError as exc:
+            log.warning("%s on queue %s was done but not recorded in its audit: %s",
+                        action, self.queue.name, exc)  # fmt: skip
 
 
 def record(queue: JobQueue, action: str, actor: Actor, *, jobs: list[Any] | None = None,
@@ -176,9 +198,16 @@ def record(queue: JobQueue, action: str, actor: Actor, *, jobs: list[Any] | None
 
 
 def read(queue: JobQueue, limit: int = 100) -> AuditList:
-    """The newest ``limit`` entries of ``queue``'s audit, newest first."""
-    cursor = audit_collection(queue).find().sort([("at", DESCENDING), ("_id", DESCENDING)])
-    return AuditList(cursor.limit(max(0, int(limit))))
+    """The newest ``limit`` entries of ``queue``'s audit, newest first.
+
+    Other programs can write there too: their dates out of Python's range and broken UTF-8
+    are read as they are (``DatetimeMS``, U+FFFD), and an entry keeps ``MAX_IDS`` job ids."""
+    limit = int(limit)
+    if limit < 1:  # to MongoDB a limit of 0 means none
+        return AuditList()
+    audit = audit_collection(queue).with_options(codec_options=_READ_CODEC)
+    cursor = audit.find({}, {"jobs": {"$slice": MAX_IDS}})
+    return AuditList(cursor.sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit))
 
 
 def audit_collection(queue: JobQueue) -> Any:
@@ -203,9 +232,18 @@ class AuditList(list):
         """The entries as a DataFrame: one row each, ``who`` spread into columns."""
         import pandas as pd
 
-        rows = [{**{k: v for k, v in e.items() if k != "who"}, **{f"who_{k}": v for k, v in
-                 e.get("who", {}).items()}} for e in self]  # fmt: skip
-        return pd.DataFrame(rows)
+        return pd.DataFrame([_flat(entry) for entry in self])
+
+
+def _flat(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry with ``who`` spread into ``who_*`` columns (kept whole if not a document)."""
+    who = entry.get("who")
+    if not isinstance(who, Mapping):
+        return dict(entry)
+    return {
+        **{k: v for k, v in entry.items() if k != "who"},
+        **{f"who_{k}": v for k, v in who.items()},
+    }
 
 
 def _user() -> str:

@@ -1,11 +1,12 @@
 """The ``mjq`` command: serve, pub, work, queues, workers, tail, stats, pause, resume,
-prune, resize, dashboard (``web``) and demo.
+prune, resize, audit, dashboard (``web``) and demo.
 
 Commands that read or steer a queue open it without creating anything, so a mistyped name is
 an error that lists the queues there are; only ``pub``, ``work`` and ``demo`` create one. A
 user's mistake (a bad name, URI or JSON, a handler that can't be imported, a server that is
 away) ends in one line on stderr saying what to do, not a traceback; output piped into
-``head`` ends quietly.
+``head`` ends quietly. What a person does to a queue here (pub, pause, resume, prune,
+resize) goes through ``Steering``, which records it in the queue's audit.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from .audit import Actor, Steering
 from .catalog import queue_names, queues, queues_text
 from .cli_args import parser
 from .errors import DataFolderError, JobQueueError, ServerUnavailable
@@ -223,7 +225,7 @@ def cmd_pub(args: argparse.Namespace) -> int:
         return 2
     # PublishError for data, --priority or --delay MongoDB can't take, before the queue is made
     new_documents(items, priority=args.priority, delay=args.delay, max_attempts=1)
-    queue = _queue(args)
+    queue = _steering(_queue(args))
     ids = queue.pub_many(items, priority=args.priority, delay=args.delay, evict=args.evict)
     for job_id in ids:
         print(job_id)
@@ -300,22 +302,25 @@ def cmd_workers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _steering(queue: JobQueue) -> Steering:
+    """``queue``'s actions, each recorded in its audit as done by this user through mjq."""
+    return Steering(queue, Actor.here("cli"))
+
+
 def cmd_pause(args: argparse.Namespace) -> int:
-    q = _existing(args)
-    q.pause()
+    _steering(_existing(args)).pause()
     print(f"mjq: {args.db}.{args.queue} paused: no worker takes a job until `mjq resume`")
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    q = _existing(args)
-    q.resume()
+    _steering(_existing(args)).resume()
     print(f"mjq: {args.db}.{args.queue} resumed")
     return 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    n = _existing(args).prune_history(args.older_than)
+    n = _steering(_existing(args)).prune_history(args.older_than)
     print(f"mjq: pruned {n:,} job(s) finished over {_duration(args.older_than)} ago from "
           f"{args.db}.{args.queue}.history")  # fmt: skip
     return 0
@@ -327,7 +332,7 @@ def cmd_resize(args: argparse.Namespace) -> int:
         return 2
     q = _existing(args)
     before = q.limits()
-    after = q.resize(size_bytes=args.size_bytes, max_jobs=args.max_jobs)
+    after = _steering(q).resize(size_bytes=args.size_bytes, max_jobs=args.max_jobs)
     print(f"mjq: {args.db}.{args.queue} resized: it held at most {before}, now {after}")
     return 0
 
@@ -350,6 +355,12 @@ def _print_stats(queue: JobQueue, by: str | None = None, **options: Any) -> None
     print("jobs: " + "  ".join(f"{k} {v}" for k, v in counts.items() if k != "lost" or v))
     print("\nlatency (seconds)" + (f" by {by}" if by else "") + ":")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .cli_audit import print_audit
+
+    return print_audit(_existing(args), limit=args.limit, form=args.format)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -419,6 +430,7 @@ COMMANDS = {
     "resize": cmd_resize,
     "tail": cmd_tail,
     "stats": cmd_stats,
+    "audit": cmd_audit,
     "dashboard": cmd_dashboard,
     "demo": cmd_demo,
 }

@@ -185,6 +185,19 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", type=_positive, default=50, help="newest jobs to follow")
     sub.add_argument("--duration", type=float, help="stop after this many seconds")
 
+    sub = command(
+        "audit",
+        "who did what to the queue from mjq, a notebook or the dashboard, newest first",
+        one,
+    )
+    sub.add_argument("--limit", type=_positive, default=50, help="entries (default: 50)")
+    sub.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="a table, or one JSON object per line (default: table)",
+    )
+
     sub = command("stats", "counts per status and wait/run time percentiles", one)
     sub.add_argument("--by", help="group by a field, e.g. data.kind, status, worker")
     sub.add_argument("--since", help="only jobs created since: a time, or a duration like 1h")

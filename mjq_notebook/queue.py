@@ -534,7 +534,8 @@ class JobQueue:
         """Drop the queue, its history and counters, and start again empty.
 
         pymjq only dropped the collection; its next ``pub`` then made a plain, uncapped
-        one. A collection that is not capped is not a queue of ours and is left alone.
+        one. A collection that is not capped is not a queue of ours and is left alone. The
+        worker registry and the audit (who did what) stay.
         """
         self._require_capped()
         options = self.collection.options()
@@ -609,6 +610,7 @@ class JobQueue:
 
         return Explorer(self)
 
+    @unavailable_as_error
     def audit(self, limit: int = 100) -> AuditList:
         """Who did what to this queue from a page, a widget or ``mjq``, newest first."""
         from .audit import read  # above this layer: import on use

@@ -55,6 +55,7 @@ CALLS = {
     "resize": lambda q, job: q.resize(max_jobs=200_000),
     "history": lambda q, job: q.history(since="1h"),
     "stats": lambda q, job: q.stats(by="status"),
+    "audit": lambda q, job: q.audit(),
     # the functions behind them (imported up front: pandas' import time is not the server's)
     "history.load": lambda q, job: mjq_notebook.analysis.history.load(q),
     "server_stats.stats": lambda q, job: mjq_notebook.analysis.stats.stats(q),

@@ -9,6 +9,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from ..registry import printable
 from .formatting import format_ago, format_time, scalar_text
 from .markup import escape, wrap
 
@@ -34,10 +35,13 @@ def audit_rows(
 
 
 def _jobs(entry: Mapping[str, Any]) -> str:
+    """The one job's id, else how many jobs (``count``, else the ids listed)."""
     ids = entry.get("jobs")
     count = entry.get("count")
-    if isinstance(ids, list) and len(ids) == 1:
+    if isinstance(ids, list) and len(ids) == 1 and count in (1, None):
         return str(ids[0]) if isinstance(ids[0], ObjectId) else _plain(ids[0], 30)
+    if count is None and isinstance(ids, list):
+        count = len(ids)
     return "" if count is None else f"{_plain(count, 12)} job(s)"
 
 
@@ -52,9 +56,10 @@ def _who(who: Any) -> str:
 
 
 def _plain(value: Any, width: int) -> str:
-    """A value as one line of at most ``width`` characters (strings unquoted)."""
+    """A value as one line of at most ``width`` characters (strings unquoted) that a
+    terminal shows as written: white space runs become one space, control characters "?"."""
     text = value if isinstance(value, str) else scalar_text(value, width)
-    text = " ".join(text.split())
+    text = printable(" ".join(text[: 4 * width].split()))  # a long text is cut first
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
