@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 # Naive datetimes decode faster than tz-aware ones; BSON dates are UTC, the frame localises.
-CODEC = CodecOptions(tz_aware=False)
+CODEC: CodecOptions[Any] = CodecOptions(tz_aware=False)
 PROGRESS_OVER = 10_000  # documents; smaller loads are silent
 # Without a limit, history() loads at most this many jobs, the newest: ~0.2 GB of frame with a
 # few data fields, ~2 GB at the peak of loading (benchmarks/RESULTS.md), where a production
