@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import pandas as pd
 from bson import ObjectId
@@ -112,6 +112,19 @@ def data_projection(fields: Iterable[str] | None) -> dict[str, int]:
     return dict.fromkeys(paths, 1)
 
 
+@overload
+def batches(
+    collection: Collection, match: dict, projection: dict, limit: int | None, progress: Progress
+) -> list[bytes]: ...
+@overload
+def batches(
+    collection: Collection,
+    match: dict,
+    projection: dict,
+    limit: int | None,
+    progress: Progress,
+    give_up: Callable[[], bool] | None,
+) -> list[bytes] | None: ...
 def batches(
     collection: Collection,
     match: dict,
