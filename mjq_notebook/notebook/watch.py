@@ -67,16 +67,8 @@ _EVERY = {  # per part read
     "lost_workers": WORKERS_S,
 }
 _CLOCKED = ("paused", "workers", "lost_workers")  # read on a clock while wanted, not on a change
-_SHOWN: tuple[str, ...] = (
-    "jobs",
-    "working",
-    "counts",
-    "activity",
-    "followed",
-    "state",
-    "message",
-    "mode",
-)
+_SHOWN: tuple[str, ...]  # grows below
+_SHOWN = ("jobs", "working", "counts", "activity", "followed", "state", "message", "mode")
 # what a snapshot shows, each held by the watcher as ``_<name>``; a new read of the workers
 # is a new snapshot (their heartbeats' ages are shown), but only while a view wants them
 _SHOWN += (*_CLOCKED, "workers_at", "lapsed")
@@ -394,9 +386,7 @@ class Watcher:
             return tuple(job for job in jobs if job.get("status") == "working")
         return tuple(self.queue.jobs(status="working", limit=size))
 
-    def _read_followed(
-        self, ids: set[ObjectId], jobs: tuple[Job, ...]
-    ) -> dict[ObjectId, Job | None]:
+    def _read_followed(self, ids: set[ObjectId], jobs: tuple[Job, ...]) -> dict:
         """The followed jobs: from the rows just read, else from the queue (None: gone)."""
         shown: dict[ObjectId, Job | None] = {job.id: job for job in jobs if job.id in ids}
         missing = ids - set(shown)
