@@ -75,7 +75,7 @@ class Lifecycle:
         return None
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]  # the ipywidgets class after this mixin
         if bundle and not self._closed:
             snapshot = self._snapshot_html()
             if snapshot:
