@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 RECENT_S = 600.0  # "finished lately": in the last ten minutes
 PARALLEL = 8  # queues read at once (each read is a few small round trips)
 _ALIVE = (State.RUNNING.value, State.STOPPING.value)
-_CODEC = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc)
+_CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc)
 
 
 @unavailable_as_error

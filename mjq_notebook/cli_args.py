@@ -76,7 +76,7 @@ class _Parser(argparse.ArgumentParser):
         prog = prog or self.prog
         self.exit(2, f"{prog}: {message} (see `{prog} --help`)\n")
 
-    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]  # argparse's is overloaded: only its Namespace form here
         """As argparse's, but an unknown option is blamed on its command (``mjq tail``)."""
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:

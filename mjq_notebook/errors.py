@@ -6,6 +6,7 @@ import os
 import queue
 import sys
 import warnings
+from types import FrameType
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -69,6 +70,7 @@ class SmallRingWarning(UserWarning):
 def warn_at_caller(message: str, category: type[Warning]) -> None:
     """Warn at the first frame outside this package: the user's line or notebook cell,
     however deep inside mjq_notebook the warning arose."""
+    frame: FrameType | None
     frame, level = sys._getframe(1), 2  # level 2: warn_at_caller's caller
     while frame is not None and _in_package(frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1

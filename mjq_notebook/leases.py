@@ -79,7 +79,7 @@ def claim_one(collection: Collection, worker: str, lease: float) -> dict[str, An
                 raise
             continue
         reason = None if doc is None else malformed(doc)
-        if reason is None:
+        if doc is None or reason is None:
             return doc
         # claimed, but too large for its outcome to be stored with it: no use running it
         mine = {"_id": doc["_id"], "worker": worker, "attempts": doc["attempts"]}

@@ -17,7 +17,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from bson import ObjectId
@@ -554,7 +554,7 @@ class JobQueue:
         status: str | Iterable[str] | None = None,
         query: Mapping[str, Any] | None = None,
         fields: Iterable[str] | None = None,
-        limit: int | str | None = "auto",
+        limit: int | Literal["auto"] | None = "auto",
     ) -> pd.DataFrame:
         """Job history as a pandas DataFrame, one row per job (see ``history.load``).
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mjq_notebook")
 
 
-def failed_jobs(queue: Collection, history: Collection, query: dict[str, Any]) -> list[dict]:
+def failed_jobs(queue: Collection, history: Collection, query: Mapping[str, Any]) -> list[dict]:
     """The failed jobs matching ``query``, each once: history's copy where it has one (jobs
     are in history once finished; the ring may have evicted them since)."""
     match = {**query, "status": Status.FAILED.value}

@@ -95,7 +95,8 @@ def transient(exc: BaseException) -> bool:
             return transient(exc.error)
         concern = exc.write_concern_errors or []
         return bool(concern) and all(
-            e.get("code") not in HOPELESS_WRITE_CONCERN_CODES for e in concern
+            e.get("code") not in HOPELESS_WRITE_CONCERN_CODES  # type: ignore[attr-defined]  # typed WriteConcernError, are dicts
+            for e in concern
         )
     if isinstance(exc, OperationFailure):
         return exc.code in NOT_PRIMARY_CODES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -32,7 +33,7 @@ def ensure_ring(db: Database, name: str, max_jobs: int | None, size_bytes: int) 
     _refuse_capped_companions(db, name, existing)
     created = []
     if name not in existing:
-        limits = {"size": size_bytes} | ({"max": max_jobs} if max_jobs else {})
+        limits: dict[str, Any] = {"size": size_bytes} | ({"max": max_jobs} if max_jobs else {})
         try:
             db.create_collection(name, capped=True, **limits)
             created.append(name)
@@ -60,7 +61,7 @@ def ensure_ring(db: Database, name: str, max_jobs: int | None, size_bytes: int) 
     return True
 
 
-def _collections(db: Database, name: str) -> dict[str, dict[str, Any]]:
+def _collections(db: Database, name: str) -> dict[str, Mapping[str, Any]]:
     """The listCollections entries of ``name`` and its companions that exist, by name."""
     names = [name, *(name + suffix for suffix in COMPANIONS)]
     return {info["name"]: info for info in db.list_collections(filter={"name": {"$in": names}})}
@@ -79,7 +80,7 @@ def _refuse_capped_companions(db: Database, name: str, existing: dict[str, Any])
             )
 
 
-def capacity(options: dict) -> int:
+def capacity(options: Mapping[str, Any]) -> int:
     """About how many jobs a capped collection with these ``options`` holds: its ``max``,
     or its size over ``TYPICAL_JOB_BYTES`` if fewer."""
     by_size = int(options.get("size") or 0) // TYPICAL_JOB_BYTES

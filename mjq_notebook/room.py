@@ -50,7 +50,7 @@ class Limits:
     size_bytes: int
     max_jobs: int | None
 
-    def fit(self, jobs: int, size: int, share: float = 1.0) -> bool:
+    def fit(self, jobs: int, size: float, share: float = 1.0) -> bool:
         """Whether ``jobs`` documents of ``size`` bytes in all fit in ``share`` of the ring."""
         return size <= self.size_bytes * share and (
             self.max_jobs is None or jobs <= self.max_jobs * share
@@ -206,7 +206,7 @@ def resize(collection: Collection, size_bytes: int | None, max_jobs: int | None)
             f"{where} holds {jobs:,} jobs ({size_text(used)}) now: it can't shrink below that "
             "(finish or cancel jobs first); nothing was changed"
         )
-    change = {"cappedSize": size_bytes} if size_bytes is not None else {}
+    change: dict[str, Any] = {"cappedSize": size_bytes} if size_bytes is not None else {}
     change |= {"cappedMax": max_jobs} if max_jobs is not None else {}
     if not collection.write_concern.is_server_default:  # the queue's, as for its other writes
         change["writeConcern"] = collection.write_concern.document

@@ -98,9 +98,9 @@ class Sweeper:
         ]
         if copied:
             each = {"$or": [finish_of(doc) for doc in copied]}
-            ids = {"$in": [doc["_id"] for doc in copied]}
+            among = {"$in": [doc["_id"] for doc in copied]}
             retried(  # safe to repeat: only these very finishes match
-                lambda again: self.collection.delete_many({"_id": ids, **each}, hint=ID_INDEX),
+                lambda again: self.collection.delete_many({"_id": among, **each}, hint=ID_INDEX),
                 "a sweep",
             )
 

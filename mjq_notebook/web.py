@@ -57,7 +57,7 @@ def notebook(db: str, queue: str | None) -> dict[str, Any]:
         "# connect() finds the server as mjq did: $MJQ_MONGODB_URI, else the embedded one\n"
         f"overview(connect(db={db!r}), queue={queue!r})"
     )
-    cell = {
+    cell: dict[str, Any] = {
         "cell_type": "code",
         "execution_count": None,
         "id": "mjq-dashboard",

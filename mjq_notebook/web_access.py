@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import DashboardError
@@ -33,7 +34,9 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def given_token(environ: dict | None = None, token_file: str | None = None) -> str | None:
+def given_token(
+    environ: Mapping[str, str] | None = None, token_file: str | None = None
+) -> str | None:
     """The token the owner gave, from ``token_file`` or ``$MJQ_DASHBOARD_TOKEN``, or None
     for none given; a blank or short one raises :class:`DashboardError` (one line)."""
     environ = os.environ if environ is None else environ
@@ -94,7 +97,7 @@ def _is_address(name: str) -> bool:
     return True
 
 
-def url_folder(environ: dict | None = None) -> Path:
+def url_folder(environ: Mapping[str, str] | None = None) -> Path:
     """Where the URL file goes: ``$XDG_RUNTIME_DIR/mjq-notebook``, else this user's state
     folder (``~/.local/state/mjq-notebook``); made 0700."""
     environ = os.environ if environ is None else environ

@@ -34,7 +34,7 @@ class BoundedKernelManager(AsyncMappingKernelManager):
         self._alone_since: dict[str, float] = {}
         self._watch: PeriodicCallback | None = None
 
-    async def start_kernel(self, **kwargs: Any) -> str:  # type: ignore[override]
+    async def start_kernel(self, **kwargs: Any) -> str:  # type: ignore[override]  # jupyter_client types it sync; the async manager awaits it
         """A new kernel for a page, unless ``max_kernels`` run already (then 503)."""
         if kwargs.get("kernel_id") is None and len(self.list_kernel_ids()) >= self.max_kernels:
             raise web.HTTPError(503, reason=TOO_MANY)

@@ -49,7 +49,7 @@ class WorkerStats:
 class Running(NamedTuple):
     """A job a thread of the worker runs now: from which of its queues, since when."""
 
-    index: int  # into Worker.queues
+    queue_index: int  # into Worker.queues (a field named index would hide tuple.index)
     job: Job
     since: float  # monotonic
 
@@ -382,7 +382,7 @@ class Worker:
         back. A stop is told to the registry at once; the halt writes "stopped" and ends."""
         touch = max(min(q.lease for q in self.queues) / 3, 0.05)
         now = time.monotonic()
-        clocks = [  # [when next, how often, what]
+        clocks: list[list[Any]] = [  # [when next, how often, what]
             [now, lambda: LOSS_CHECK_INTERVAL, self._check_losses],
             [now + touch, lambda: touch, self._touch_running],
             [now + self.heartbeat, lambda: self.heartbeat, self._beat_registry],

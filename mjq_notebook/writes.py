@@ -77,7 +77,7 @@ def run(db: Database, writes: list[Write], *, together: bool) -> list[int | None
                 raise
             maybe_applied = True  # some or all of them: one by one now, each safe to repeat
     return [
-        retried(lambda again, write=write: _run_one(write, again or maybe_applied), _what(write))
+        retried(lambda again, write=write: _run_one(write, again or maybe_applied), _what(write))  # type: ignore[misc]  # mypy can't infer a lambda's default
         for write in writes
     ]
 
@@ -169,7 +169,7 @@ def _not_stored(write: Insert) -> list[dict[str, Any]]:
     """The documents of ``write`` in neither its collection nor ``moved_to``: an insert sent
     again stores only those (their ids are ours, so no one else stores them meanwhile)."""
     ids = [doc["_id"] for doc in write.documents]
-    stored = set()
+    stored: set[Any] = set()
     for collection in (write.collection, write.moved_to):
         if collection is not None:
             found = collection.find({"_id": {"$in": ids}}, {"_id": 1})

@@ -136,6 +136,14 @@ def test_duration_locator_alone_gives_round_ticks():
     assert DurationLocator().tick_values(0, 0.004) == [0, 0.001, 0.002, 0.003, 0.004]
 
 
+def test_duration_locator_on_a_dummy_axis_ticks_as_on_a_linear_one():
+    # a locator used alone gets matplotlib's dummy axis: a view interval, but no scale or size
+    locator = DurationLocator(max_ticks=6)
+    locator.create_dummy_axis()
+    locator.axis.set_view_interval(0, 300)
+    assert locator() == [0, 60, 120, 180, 240, 300]
+
+
 def test_timeline_axes_read_as_times_and_legends_sit_outside(frame):
     figure = frame.mjq.plot_timeline(freq="10s")
     figure.draw_without_rendering()

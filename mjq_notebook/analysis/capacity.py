@@ -167,16 +167,16 @@ def capacity(
     """
     import pandas as pd
 
-    target_s, arrivals, service, waits = _workload(frame, target, percentile, max_workers)
+    target_s, arrivals, run_tries, waits = _workload(frame, target, percentile, max_workers)
     if workers is not None and not (isinstance(workers, int) and 1 <= workers <= max_workers):
         raise ValueError(f"workers must be a whole number from 1 to max_workers ({max_workers})")
     if overhead == "fit":
         if workers is None:
             raise ValueError('overhead="fit" needs workers=: how many workers served the frame')
-        overhead = fit_overhead(arrivals, service, waits, workers, percentile)
+        overhead = fit_overhead(arrivals, run_tries, waits, workers, percentile)
     elif not (isinstance(overhead, (int, float)) and math.isfinite(overhead) and overhead >= 0):
         raise ValueError(f'overhead must be seconds >= 0 or "fit", not {overhead!r}')
-    service = service[0] + service[1] * float(overhead)
+    service = run_tries[0] + run_tries[1] * float(overhead)
     rate, mean, ca2, cs2 = _moments(arrivals, service)
     rows: list[dict[str, float]] = []
     answer = estimate = None
@@ -258,7 +258,7 @@ def replay_waits(arrivals: np.ndarray, service: np.ndarray, workers: int) -> np.
         level = np.cumsum(steps)
         return level - np.minimum.accumulate(np.minimum(level, 0.0))
     free = [float(arrivals[0])] * workers  # a valid heap: all equal
-    waits = []
+    waits: list[float] = []
     append, replace = waits.append, heapq.heapreplace
     for arrived, busy in zip(arrivals.tolist(), service.tolist(), strict=True):
         start = free[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import pandas as pd
 from bson import ObjectId
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 # Naive datetimes decode faster than tz-aware ones; BSON dates are UTC, the frame localises.
-CODEC = CodecOptions(tz_aware=False)
+CODEC: CodecOptions[Any] = CodecOptions(tz_aware=False)
 PROGRESS_OVER = 10_000  # documents; smaller loads are silent
 # Without a limit, history() loads at most this many jobs, the newest: ~0.2 GB of frame with a
 # few data fields, ~2 GB at the peak of loading (benchmarks/RESULTS.md), where a production
@@ -112,6 +112,19 @@ def data_projection(fields: Iterable[str] | None) -> dict[str, int]:
     return dict.fromkeys(paths, 1)
 
 
+@overload
+def batches(
+    collection: Collection, match: dict, projection: dict, limit: int | None, progress: Progress
+) -> list[bytes]: ...
+@overload
+def batches(
+    collection: Collection,
+    match: dict,
+    projection: dict,
+    limit: int | None,
+    progress: Progress,
+    give_up: Callable[[], bool] | None,
+) -> list[bytes] | None: ...
 def batches(
     collection: Collection,
     match: dict,

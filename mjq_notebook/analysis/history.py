@@ -13,7 +13,7 @@ import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import bson
 import pandas as pd
@@ -37,7 +37,7 @@ COLUMNS = [
     "id", "status", "created", "started", "done", *STAGES,
     "attempts", "priority", "worker", "error_type",
 ]  # fmt: skip
-TIME = "datetime64[ms, UTC]"  # BSON dates have millisecond precision
+TIME: Final = "datetime64[ms, UTC]"  # BSON dates have millisecond precision
 _TIMES = ("created", "started", "done")
 DTYPES = {
     "id": "object",

@@ -11,6 +11,7 @@ import math
 import re
 from typing import Any
 
+from matplotlib.axis import Axis
 from matplotlib.ticker import Formatter, Locator
 
 from .timing import format_seconds
@@ -68,6 +69,7 @@ class DurationLocator(Locator):
         self.max_ticks = max_ticks
 
     def __call__(self) -> list[float]:
+        assert self.axis is not None, "a locator ticks the axis it is set on"
         low, high = self.axis.get_view_interval()
         return self.tick_values(low, high)
 
@@ -111,13 +113,20 @@ class DurationLocator(Locator):
         return ticks
 
     def _log(self) -> bool:
-        return getattr(self, "axis", None) is not None and self.axis.get_scale() == "log"
+        axis = self._on_axes()
+        return axis is not None and axis.get_scale() == "log"
+
+    def _on_axes(self) -> Axis | None:
+        """The Axes' axis this locator ticks; None before it is set, or on the dummy axis of a
+        locator used alone (``create_dummy_axis()``), which has a view but no scale or size."""
+        axis = getattr(self, "axis", None)
+        return axis if isinstance(axis, Axis) else None
 
     def _fits(self, ticks: list[float], low: float, high: float) -> bool:
         """At most ``max_ticks``, and none of their labels within ``_GAP_EM`` of the next."""
         if len(ticks) > self.max_ticks:
             return False
-        axis = getattr(self, "axis", None)
+        axis: Any = self._on_axes()  # axis_name is XAxis's and YAxis's, not Axis's
         if axis is None:
             return True
         scale = axis.get_transform().transform

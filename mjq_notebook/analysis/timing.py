@@ -148,7 +148,7 @@ def throughput(frame: pd.DataFrame, freq: str = "1min") -> pd.DataFrame:
     events = {name: values.dt.floor(freq) for name, values in times.items()}
     stamps = pd.concat(events.values())
     if stamps.empty:
-        index = pd.DatetimeIndex([], tz="UTC", name="time", dtype=frame["created"].dtype)
+        index = pd.DatetimeIndex([], tz="UTC", name="time", dtype=frame["created"].dtype)  # type: ignore[arg-type]  # stubs: any dtype; it is a datetime's
         return pd.DataFrame(0, index=index, columns=THROUGHPUT_COLUMNS, dtype="int64")
     index = pd.date_range(stamps.min(), stamps.max(), freq=freq, name="time")
     counts = pd.DataFrame(
@@ -201,7 +201,7 @@ def __getattr__(name: str) -> Any:
             from ..notebook.display import summary_html
 
             if not set(self.columns) <= set(SUMMARY_COLUMNS) or self.columns.has_duplicates:
-                return super()._repr_html_()  # reshaped into something else: pandas' view
+                return super()._repr_html_()  # type: ignore[misc]  # not in pandas-stubs. Reshaped into something else: pandas' view
             return summary_html(self)
 
     SummaryTable.__module__, SummaryTable.__qualname__ = __name__, name

@@ -66,7 +66,7 @@ def int_or_none(value: Any) -> int | None:
 def job_times(job: Mapping[str, Any], status: str) -> tuple[Any, Any, Any]:
     """created, started, done — started/done only where that stage happened (pymjq
     pre-filled them while the job waited)."""
-    ts = job.get("ts") if isinstance(job.get("ts"), Mapping) else {}
+    ts = job["ts"] if isinstance(job.get("ts"), Mapping) else {}
     created, started, done = ts.get("created"), ts.get("started"), ts.get("done")
     tried = (int_or_none(job.get("attempts")) or 0) > 0
     if status in ("waiting", "cancelled") and not tried:  # cancelled: it never ran again

@@ -178,10 +178,10 @@ def summary_html(table: pd.DataFrame) -> str:
                 stage = keys[position][stage_level]
                 cells += f"<td>{escape(_STAGES.get(stage, stage))}</td>"
             for column in columns:
-                value = table.iat[position, table.columns.get_loc(column)]
+                value: Any = table[column].iat[position]  # a pandas scalar
                 cells += f'<td class="mjq-n">{escape(_statistic(column, value))}</td>'
             if rate and position == start:
-                value = table.iat[position, table.columns.get_loc("failure_rate")]
+                value = table["failure_rate"].iat[position]
                 span = f' rowspan="{end - start}"' if end - start > 1 else ""
                 text = "—" if pd.isna(value) else f"{float(value):.1%}"
                 cells += f'<td class="mjq-n"{span}>{escape(text)}</td>'

@@ -67,6 +67,7 @@ _EVERY = {  # per part read
     "lost_workers": WORKERS_S,
 }
 _CLOCKED = ("paused", "workers", "lost_workers")  # read on a clock while wanted, not on a change
+_SHOWN: tuple[str, ...]  # grows below
 _SHOWN = ("jobs", "working", "counts", "activity", "followed", "state", "message", "mode")
 # what a snapshot shows, each held by the watcher as ``_<name>``; a new read of the workers
 # is a new snapshot (their heartbeats' ages are shown), but only while a view wants them
@@ -387,7 +388,7 @@ class Watcher:
 
     def _read_followed(self, ids: set[ObjectId], jobs: tuple[Job, ...]) -> dict:
         """The followed jobs: from the rows just read, else from the queue (None: gone)."""
-        shown = {job.id: job for job in jobs if job.id in ids}
+        shown: dict[ObjectId, Job | None] = {job.id: job for job in jobs if job.id in ids}
         missing = ids - set(shown)
         if missing:
             query = {"_id": {"$in": list(missing)}}

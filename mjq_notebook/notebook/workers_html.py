@@ -37,7 +37,7 @@ def workers_html(
     workers: Sequence[Mapping[str, Any]],
     now: dt.datetime | None = None,
     *,
-    columns: Sequence[str] = tuple(c for c in COLUMNS if c != "jobs/min"),
+    columns: Sequence[str] = tuple(c for c in COLUMNS if c != "jobs/min"),  # type: ignore[name-defined]  # mypy#9346
     per_minute: Callable[[Mapping[str, Any]], float | None] | None = None,
 ) -> str:
     """A table of workers in ``columns``, newest first, under a line counting them by state;

@@ -18,7 +18,7 @@ import re
 import secrets
 import stat
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from ..errors import DataFolderError
 from .folder import DataFolder, held, open_folder
@@ -169,7 +169,7 @@ def add_login(server: Any, credentials: Credentials) -> None:
     server.storage.add_user(AUTH_DB, credentials.user, record, replace=True)
 
 
-def private_open(folder: DataFolder, name: str, mode: str = "a"):
+def private_open(folder: DataFolder, name: str, mode: str = "a") -> IO[Any]:
     """``open()`` of the file ``name`` in ``folder``, created readable and writable by this
     user only (a symlink there is refused)."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)

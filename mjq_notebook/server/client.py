@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ServerUnavailable
 
 if TYPE_CHECKING:
+    from pymongo import MongoClient
     from pymongo.database import Database
 
 ENV_VARS = ("MJQ_MONGODB_URI", "MONGODB_URI")
@@ -24,7 +25,7 @@ def env_uri() -> str | None:
     return next((os.environ[v] for v in ENV_VARS if os.environ.get(v)), None)
 
 
-def client_for(uri: str, *, timeout: float = 5.0, **kwargs: Any):
+def client_for(uri: str, *, timeout: float = 5.0, **kwargs: Any) -> MongoClient:
     """A ``MongoClient`` for ``uri`` that has answered a ping, or ``ServerUnavailable``."""
     from pymongo import MongoClient
     from pymongo.errors import ConfigurationError, ConnectionFailure, InvalidURI

@@ -15,6 +15,7 @@ from .embedded import INSTALL_HINT, have_secantus
 from .lifecycle import Revive, ensure_server
 
 if TYPE_CHECKING:
+    from pymongo import MongoClient
     from pymongo.database import Database
 
 DATA_ENV = "MJQ_DATA_DIR"  # the embedded server's data folder, if not the per-user default
@@ -72,7 +73,7 @@ def connect(uri: str | None = None, db: str = "job_queue", *, timeout: float = 5
     return embedded_client(timeout=timeout)[db]
 
 
-def embedded_client(path: str | os.PathLike | None = None, *, timeout: float = 5.0):
+def embedded_client(path: str | os.PathLike | None = None, *, timeout: float = 5.0) -> MongoClient:
     """A ``MongoClient`` logged in to the shared embedded server of ``data_dir(path)``.
 
     Its heartbeats watch the server: when it has died without stopping cleanly (``kill -9``,

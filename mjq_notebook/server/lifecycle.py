@@ -88,7 +88,11 @@ def _ensure(folder: DataFolder, idle_timeout: float | None, timeout: float) -> S
     with start_lock(folder, timeout + BUSY_TIMEOUT + 10):
         info = read_info(folder)
         ours = info is not None and server_check(folder, info.pid) is None
-        if ours and (answers(info.uri, PING_TIMEOUT) or answers(info.uri, BUSY_TIMEOUT)):
+        if (
+            info is not None
+            and ours
+            and (answers(info.uri, PING_TIMEOUT) or answers(info.uri, BUSY_TIMEOUT))
+        ):
             return info  # started meanwhile by the process we waited for, or just busy
         if info is not None and not ours:
             log.warning(
@@ -176,7 +180,7 @@ def stop_server(folder: str | os.PathLike, timeout: float = 30.0) -> ServerInfo 
     JobQueueError says why, and nothing is signalled."""
     with held(folder) as opened:
         info = None if opened is None else read_info(opened)
-        if info is None or not pid_alive(info.pid):
+        if opened is None or info is None or not pid_alive(info.pid):
             return None
         why = server_check(opened, info.pid, command=True)
         if why is not None:

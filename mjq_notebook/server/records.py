@@ -117,7 +117,7 @@ def find_running(
     server lock, and it answers; else None."""
     with held(folder) as opened:
         info = None if opened is None else read_info(opened)
-        if info is None or server_check(opened, info.pid) is not None:
+        if opened is None or info is None or server_check(opened, info.pid) is not None:
             return None
     return info if answers(info.uri, timeout) else None
 
@@ -235,21 +235,23 @@ def _is_server_command(argv: list[str], folder: DataFolder) -> bool:
 def start_lock(folder: DataFolder | str | os.PathLike, timeout: float) -> Iterator[None]:
     """Hold the folder's exclusive start lock (``flock``; per open file, so also between
     threads of one process); ServerUnavailable if another holder keeps it ``timeout`` s."""
-    with held(folder, create=True) as opened, private_open(opened, LOCK_FILE, "a") as lock:
+    with held(folder, create=True) as opened:
+        assert opened is not None  # made when missing
         folder = opened
-        deadline = time.monotonic() + timeout
-        while True:
+        with private_open(opened, LOCK_FILE, "a") as lock:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise ServerUnavailable(
+                            f"another process has been starting or stopping the embedded server "
+                            f"for {folder.path} for over {timeout:g}s; see {folder.path / LOG_FILE}"
+                        ) from None
+                    time.sleep(0.05)
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ServerUnavailable(
-                        f"another process has been starting or stopping the embedded server "
-                        f"for {folder.path} for over {timeout:g}s; see {folder.path / LOG_FILE}"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)

@@ -140,6 +140,7 @@ class Explorer(Lifecycle, widgets.VBox):
         import pandas as pd
 
         frame = self.source
+        assert frame is not None  # __init__ takes a queue or a frame
         if bound is not None:
             now = pd.Timestamp.now(tz="UTC")
             frame = frame[frame["created"] >= now - pd.Timedelta(bound)]
@@ -172,6 +173,8 @@ class Explorer(Lifecycle, widgets.VBox):
             self._note(f"couldn't summarise by {by}: {type(exc).__name__}: {exc}", _ERROR, True)
 
     def _render_plot(self) -> None:
+        if self.frame is None:
+            return
         try:
             self.plot.value = latency_png(self.frame)
         except Exception as exc:
@@ -222,7 +225,7 @@ def _check_columns(frame: pd.DataFrame) -> None:
 
 def _group_columns(frame: pd.DataFrame) -> list[str]:
     """data.* columns whose values can form groups (no lists or documents)."""
-    columns = []
+    columns: list[str] = []
     for name in frame.columns:
         if not str(name).startswith("data") or len(columns) >= MAX_GROUP_COLUMNS:
             continue

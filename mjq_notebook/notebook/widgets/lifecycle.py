@@ -51,9 +51,9 @@ class Lifecycle:
     def _follow_views(self, widget: widgets.Widget | None = None) -> None:
         """Have the front end count the views of ``widget`` (default: this one), and call
         ``_no_longer_shown()`` when the last goes, ``_shown_again()`` when one comes back."""
-        widget = self if widget is None else widget
-        widget._view_count = 0
-        widget.observe(self._views_changed, names="_view_count")
+        watched: Any = self if widget is None else widget
+        watched._view_count = 0
+        watched.observe(self._views_changed, names="_view_count")
 
     def _views_changed(self, change: dict[str, Any]) -> None:
         old, new = change["old"] or 0, change["new"] or 0
@@ -75,7 +75,7 @@ class Lifecycle:
         return None
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]  # the ipywidgets class after this mixin
         if bundle and not self._closed:
             snapshot = self._snapshot_html()
             if snapshot:

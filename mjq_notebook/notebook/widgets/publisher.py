@@ -221,7 +221,7 @@ class Publisher(Lifecycle, widgets.VBox):
         if not self.valid:
             return []
         copies = max(1, min(int(copies), MAX_COPIES))
-        options = {
+        options: dict[str, Any] = {
             "priority": int(self.priority.value),
             "delay": float(self.delay.value),
             "max_attempts": int(self.max_attempts.value),

@@ -246,7 +246,7 @@ class Tail(Lifecycle, W.VBox):
             if self.workers_button.value:
                 self.workers_view.render(snapshot)
             selected = _as_id(self.table.selected)
-            current = self._shown.get(self.table.selected) or snapshot.followed.get(selected)
+            current = self._shown.get(self.table.selected) or snapshot.followed.get(selected)  # type: ignore[arg-type]  # None finds none
             gone = _worker_lost(current, lost)
             if current is not None and (current != self._detail_job or gone != self._detail_lost):
                 self._show_detail(current, gone)
