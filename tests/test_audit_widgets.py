@@ -309,3 +309,38 @@ def test_a_viewers_standalone_tail_says_it_is_read_only(queue):
         assert isinstance(tail, Lifecycle)
     finally:
         tail.close()
+
+
+# -- the audit panel's cost -----------------------------------------------------------------
+
+
+def test_the_audit_panel_reads_entries_only_when_the_audit_moved(queue, monkeypatch):
+    """Idle, the panel looks (one count) at its pace and reads no entry, sends nothing; an
+    action from elsewhere (the CLI's Steering) shows at the next look, read once."""
+    from mjq_notebook.audit import Steering
+    from mjq_notebook.notebook.widgets import audit_panel
+
+    monkeypatch.setattr(audit_panel, "AUDIT_EVERY_S", 0.2)  # 25 times the pace: a short test
+    reads, looks, sent = [], [], []
+    real_read, real_collection = audit_panel.read, audit_panel.audit_collection
+
+    def counted_collection(q):
+        looks.append(1)
+        return real_collection(q)
+
+    monkeypatch.setattr(audit_panel, "read", lambda q, n: reads.append(n) or real_read(q, n))
+    monkeypatch.setattr(audit_panel, "audit_collection", counted_collection)
+    board = Dashboard(queue)
+    try:
+        wait_for(lambda: "no actions recorded" in board.audit_panel.value, SOON, "the panel")
+        board.audit_panel.observe(sent.append, "value")
+        first_reads, first_looks = len(reads), len(looks)
+        wait_for(lambda: len(looks) >= first_looks + 5, SOON, "five more looks")
+        assert len(reads) == first_reads and sent == []
+        assert reads == [audit_panel.AUDIT_ROWS]  # the newest 20 only, once
+        Steering(queue, Actor.here("cli")).pause()
+        wait_for(lambda: "<td>pause</td>" in board.audit_panel.value, SOON, "the pause")
+        assert len(reads) == first_reads + 1
+        assert "cli · " in board.audit_panel.value
+    finally:
+        board.close()
