@@ -1,14 +1,17 @@
 """The dashboard: counters (with "paused" and Pause queue / Resume queue), a throughput
-sparkline and a latency histogram, the workers panel, over the live tail and the publish form,
-in one layout that fits a notebook cell.
+sparkline and a latency histogram, the workers panel, over the live tail, the publish form and
+the audit panel (who did what, ``audit_panel.py``), in one layout that fits a notebook cell.
 
 One subscription to the queue's shared ``Watcher`` feeds the header and the workers panel (the
 tail subscribes to the same watcher); it asks for the pause flag and the workers, which the
 watcher then reads on its clock. Two writers, each owning its widgets: the watcher's callback
 sets the counters, the pause button and the workers; a small chart thread of this dashboard
 redraws the SVG charts when the data changed (the histogram at most once a second) and slides
-the sparkline's time axis while the queue is idle. Both stop on ``close()`` or when the
-dashboard is no longer shown anywhere.
+the sparkline's time axis while the queue is idle, and on its tick looks at the audit. Both
+stop on ``close()`` or when the dashboard is no longer shown anywhere.
+
+Its actions, and those of its tail and form, go through its ``actor``'s Steering (recorded in
+the audit); a read-only actor's dashboard has no Pause/Resume button and no publish form.
 """
 
 from __future__ import annotations
@@ -60,8 +63,10 @@ class Dashboard(Lifecycle, widgets.VBox):
 
     ``.counters``, ``.sparkline`` and ``.histogram`` are HTML widgets (the charts inline SVG);
     ``.tail`` is a ``Tail`` and ``.publisher`` a ``Publisher`` (the tail's "copy to publish
-    form" fills it). ``stop()`` freezes it on screen and ``start()`` resumes; ``close()``
-    stops everything it started and removes it.
+    form" fills it; None for a read-only ``actor``), ``.audit_panel`` the audit's newest
+    entries. ``actor`` (None: this notebook's user) is who acts, passed on to the tail and the
+    form. ``stop()`` freezes it on screen and ``start()`` resumes; ``close()`` stops
+    everything it started and removes it.
     """
 
     def __init__(
