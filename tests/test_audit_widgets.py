@@ -120,9 +120,8 @@ def test_each_action_of_a_notebook_dashboard_is_recorded_once_with_who(queue):
         wait_for(lambda: board.pause_queue_button.description == "Resume queue", SOON, "resume")
         board.pause_queue_button.click()
         assert not queue.paused
-        assert "count" in _only(queue, "pause") and _only(queue, "resume")["who"]["via"] == (
-            "notebook"
-        )
+        _notebook_user(_only(queue, "pause")["who"])
+        _notebook_user(_only(queue, "resume")["who"])
 
         waiting = published["jobs"][0]
         _select(tail, waiting, "waiting")
@@ -257,7 +256,7 @@ def test_a_viewer_sees_everything_and_no_action_control_exists(viewed):
                         default=str)  # fmt: skip
     for label in ACTION_LABELS:
         assert f'"{label}"' not in states, label
-    assert '"watched"' in states  # the check would see a label: the row button has one
+    assert '"Freeze view"' in states  # the check would see a label: a view control's
 
 
 def test_a_viewers_handlers_called_anyway_change_nothing_and_record_nothing(viewed):
