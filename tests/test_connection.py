@@ -168,7 +168,7 @@ def test_import_does_not_load_pandas_or_widgets(tmp_path):
     heavy = "('pandas', 'ipywidgets', 'IPython', 'secantus', 'matplotlib', 'pyarrow')"
     code = f"import sys, mjq_notebook\nprint(sorted(m for m in {heavy} if m in sys.modules))"
     assert _python(code, tmp_path).stdout.strip() == "[]"
-    code = "import sys, mjq_notebook.history\nprint('matplotlib' in sys.modules)"
+    code = "import sys, mjq_notebook.analysis.history\nprint('matplotlib' in sys.modules)"
     assert _python(code, tmp_path).stdout.strip() == "False"  # plots import it when drawn
 
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 
 from ...job import Job
+from ...text import utc
 from ..display import escape
-from ..formatting import lost_note, utc
+from ..formatting import lost_note
 from ..markup import wrap
 from .rows import matches
 

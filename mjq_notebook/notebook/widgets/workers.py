@@ -18,7 +18,8 @@ from typing import Any
 
 import ipywidgets as W
 
-from ...registry import COLUMNS, HEARTBEAT_S, State, as_count
+from ...registry import ALIVE, COLUMNS, HEARTBEAT_S
+from ...text import int_or_none
 from ..display import stylesheet, workers_html
 from ..subscription import Snapshot
 
@@ -58,7 +59,7 @@ class JobRates:
             self._seen = {key: value for key, value in self._seen.items() if key in ids}
 
     def per_minute(self, row: Mapping[str, Any]) -> float | None:
-        if row.get("state") in (State.RUNNING.value, State.STOPPING.value):
+        if row.get("state") in ALIVE:
             samples = self._seen.get(str(row.get("_id")))
             interval = row.get("interval")
             least = float(interval) if isinstance(interval, (int, float)) else HEARTBEAT_S
@@ -80,7 +81,7 @@ def life_per_minute(row: Mapping[str, Any]) -> float | None:
 
 
 def _finished(row: Mapping[str, Any]) -> int:
-    return as_count(row.get("done")) + as_count(row.get("failed"))
+    return (int_or_none(row.get("done")) or 0) + (int_or_none(row.get("failed")) or 0)
 
 
 def workers_panel_html(
