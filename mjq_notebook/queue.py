@@ -368,8 +368,6 @@ class JobQueue:
         until = utcnow() + dt.timedelta(seconds=self.lease if lease is None else lease)
         self._owned.update(job, {"lease_until": until})
 
-    heartbeat = touch
-
     # -- steering -------------------------------------------------------------------------
 
     @unavailable_as_error
@@ -585,7 +583,7 @@ class JobQueue:
 
         return stats(self, since, until, by, query, exact)
 
-    # -- notebook widgets (mjq_notebook.widgets; imported on use) -------------------------
+    # -- notebook widgets (mjq_notebook.notebook.widgets; imported on use) ----------------
 
     def tail(self, limit: int = 50) -> Tail:
         """A live table of the newest ``limit`` jobs: filter, search, inspect, requeue."""

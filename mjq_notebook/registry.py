@@ -119,7 +119,8 @@ class Registration:
             if self.closed:
                 return
             if not self._indexed:
-                self._indexed = ensure_indexes(self.collection)
+                ensure_indexes(self.collection)
+                self._indexed = True
             now = utcnow()
             doc = {
                 **self.fields,
@@ -195,18 +196,17 @@ def _entry(job: Job, now: dt.datetime) -> dict[str, Any]:
     return {"id": job.id, "since": since, "attempt": job.attempts}
 
 
-def ensure_indexes(collection: Collection) -> bool:
+def ensure_indexes(collection: Collection) -> None:
     """The TTL index that deletes records after ``expires_at``, and the listing order's.
 
     A server that refuses them (say, an index of that name with other options made by hand)
-    is told once in the log; the records are written all the same. False when the server
-    could not be reached: the next write tries again."""
+    is told once in the log; the records are written all the same. A server that could not
+    be reached raises (``ConnectionFailure``), so the next write tries again."""
     try:
         collection.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
         collection.create_index([("started", DESCENDING)])
     except OperationFailure as exc:
         log.warning("worker registry %s: no TTL index (%s)", collection.name, exc)
-    return True
 
 
 # -- reading --------------------------------------------------------------------------------

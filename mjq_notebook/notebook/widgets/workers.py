@@ -32,11 +32,12 @@ class JobRates:
     """Jobs a minute per worker, from the done + failed counts its heartbeats wrote.
 
     A running (or stopping) worker: the change over the last ``RATE_SPAN_S`` of heartbeats,
-    once they span one heartbeat interval at least (a stop writes at once, off the clock:
-    the jobs of a burst over the moment between a heartbeat and that write once read as
-    1,280 a minute); its life's average until then. A stopped or lost worker writes no more,
-    so its last window would stand for ever: it gets its life's average up to its last
-    heartbeat, which never changes after."""
+    once they span one of its heartbeat intervals at least (its record's ``interval``, the
+    registry's default ``HEARTBEAT_S`` if it has none): a stop writes at once, off the clock,
+    and the jobs of a burst over the short moment between a heartbeat and that write would
+    read as a rate of hundreds a minute. Until then its life's average. A stopped or lost
+    worker writes no more, so its last window would stand for ever: it gets its life's
+    average up to its last heartbeat, which never changes after."""
 
     def __init__(self) -> None:
         self._seen: dict[str, deque[tuple[float, int]]] = {}  # id -> (heartbeat, finished)
