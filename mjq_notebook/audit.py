@@ -28,6 +28,7 @@ from bson import ObjectId
 from pymongo import DESCENDING
 
 from .errors import ReadOnlyError
+from .text import format_seconds
 
 if TYPE_CHECKING:
     from .queue import JobQueue
@@ -131,7 +132,7 @@ class Steering:
         self._allowed("prune")
         count = self.queue.prune_history(older_than)
         seconds = older_than.total_seconds() if isinstance(older_than, dt.timedelta) else older_than
-        self._note("prune", count=count, detail=f"finished over {seconds:g} s ago")
+        self._note("prune", count=count, detail=f"finished over {format_seconds(seconds)} ago")
         return count
 
     def resize(self, size_bytes: int | None = None, max_jobs: int | None = None) -> Any:

@@ -27,8 +27,8 @@ from .job import FINISHED, IN_HISTORY, STATUSES, Status, utcnow
 from .names import COMPANIONS
 from .outage import unavailable_as_error
 from .reads import Reads
-from .registry import ALIVE, State, as_read, printable
-from .text import format_seconds
+from .registry import ALIVE, State, as_read
+from .text import format_seconds, printable
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -28,9 +28,9 @@ from .errors import DataFolderError, JobQueueError, ServerUnavailable
 from .job import new_documents
 from .outage import failure_reason
 from .queue import JobQueue
-from .registry import printable, read_workers, workers_text
+from .registry import read_workers, workers_text
 from .server import DATA_ENV, connect, data_dir, env_uri, mask_uri
-from .text import format_seconds
+from .text import format_seconds, printable
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,7 @@ from .errors import ServerUnavailable
 from .job import Job, utcnow
 from .outage import unavailable_as_error
 from .retries import retried
-from .text import format_ago, format_seconds, int_or_none
+from .text import format_ago, format_seconds, int_or_none, printable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -365,12 +365,6 @@ def job_parts(row: Mapping[str, Any], now: dt.datetime) -> tuple[str, str, str]:
     if not isinstance(last, Mapping):
         return "—", "", ""
     return "last ran ", printable(last.get("id")), more
-
-
-def printable(value: Any) -> str:
-    """``value`` as one line of text a terminal shows as written: names and hosts come from
-    the records, which anyone with access to the database could have written."""
-    return "".join(c if c.isprintable() else "?" for c in str(value))
 
 
 def _since(when: Any, now: dt.datetime) -> float | None:

@@ -1,7 +1,8 @@
 """Plain text, the one home of each formatter every table, display, chart and terminal line
 of the package uses (``notebook/markup.py`` holds the HTML ones): durations as people write
 them ("850 ms", "1 min 4 s", "1.5 h"; tail.js mirrors ``format_seconds``), sizes, how long
-ago, UTC times, and the integer check records that anyone could write need."""
+ago, UTC times, and the checks that records anyone could write need (integers, printable
+text). It imports nothing of the package, so every layer (the CLI, the notebook) can use it."""
 
 from __future__ import annotations
 
@@ -76,6 +77,12 @@ def format_bytes(size: Any) -> str:
             return f"{value:,.0f} {unit}" if unit == "bytes" else f"{value:.3g} {unit}"
         value /= 1024
     return ""  # unreachable
+
+
+def printable(value: Any) -> str:
+    """``value`` as one line of text a terminal shows as written: names, hosts and ids come
+    from records that anyone with access to the database could have written."""
+    return "".join(c if c.isprintable() else "?" for c in str(value))
 
 
 def format_ago(when: Any, now: dt.datetime | None = None) -> str:

@@ -402,13 +402,19 @@ def test_no_markup_from_data_errors_results_or_ids_gets_through(queue):
     pages.append(display.workers_html([worker], now=T0))
     row = {"queue": XSS[0], **dict.fromkeys(("waiting", "working", "done", "failed"), 1)}
     pages.append(display.queues_html([{**row, "paused": True, "workers": XSS[1]}]))
+    who = {"via": XSS[0], "user": XSS[1], "host": XSS[2], "role": XSS[3], "client": XSS[0]}
+    entries = [
+        {"at": T0, "action": XSS[0], "jobs": [XSS[1]], "who": who, "detail": XSS[2]},
+        {"at": XSS[3], "action": "pause", "count": XSS[0], "who": {**who, "via": "page"}},
+    ]
+    pages.append(display.audit_html(entries, now=T0))
     # and as a notebook shows them: a job, a list of jobs, a queue
     pages += [job._repr_html_() for job in jobs] + [jobs._repr_html_(), queue._repr_html_()]
     # every HTML builder of the display layer is in this test (a new one: add it above)
     builders = {name for name in display.__all__ if name.endswith("_html")}
     assert builders == {
         "job_html", "job_list_html", "queue_html", "summary_html", "counts_html", "workers_html",
-        "queues_html",
+        "queues_html", "audit_html",
     }  # fmt: skip
     seen = "".join(assert_inert(page) for page in pages)
     for payload in XSS:  # shown as text, not dropped
