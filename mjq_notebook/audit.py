@@ -31,6 +31,7 @@ from pymongo import DESCENDING
 from pymongo.errors import PyMongoError
 
 from .errors import ReadOnlyError
+from .text import format_seconds
 
 if TYPE_CHECKING:
     from .queue import JobQueue
@@ -146,7 +147,7 @@ class Steering:
         count = self.queue.prune_history(older_than)
         seconds = older_than.total_seconds() if isinstance(older_than, dt.timedelta) else older_than
         if count:  # a scheduled prune with nothing to delete would fill the audit with noise
-            self._note("prune", count=count, detail=f"finished over {seconds:g} s ago")
+            self._note("prune", count=count, detail=f"finished over {format_seconds(seconds)} ago")
         return count
 
     def resize(self, size_bytes: int | None = None, max_jobs: int | None = None) -> Any:

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 from bson.codec_options import CodecOptions
 
 from .control import CONTROL_ID
-from .durations import format_seconds
 from .job import FINISHED, IN_HISTORY, STATUSES, Status, utcnow
 from .names import COMPANIONS
 from .outage import unavailable_as_error
 from .reads import Reads
-from .registry import State, as_read, printable
+from .registry import ALIVE, State, as_read
+from .text import format_seconds, printable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 RECENT_S = 600.0  # "finished lately": in the last ten minutes
 PARALLEL = 8  # queues read at once (each read is a few small round trips)
-_ALIVE = (State.RUNNING.value, State.STOPPING.value)
 _CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc)
 
 
@@ -138,9 +137,9 @@ def queue_row(
     row["workers"] = row["workers_lost"] = None
     if registry:
         fields = {"state": 1, "heartbeat": 1, "interval": 1}
-        records = db[f"{name}.workers"].find({"state": {"$in": list(_ALIVE)}}, fields)
+        records = db[f"{name}.workers"].find({"state": {"$in": list(ALIVE)}}, fields)
         states = [as_read(doc, now)["state"] for doc in records]
-        row["workers"] = sum(state in _ALIVE for state in states)
+        row["workers"] = sum(state in ALIVE for state in states)
         row["workers_lost"] = states.count(State.LOST.value)
     return row
 
@@ -155,7 +154,7 @@ def _oldest_waiting(ring: Any, now: dt.datetime) -> float | None:
 
 
 COLUMNS = (*STATUSES, "lost", "finished_10min", "oldest_waiting_s", "paused", "workers")
-TEXT_HEADS = {"finished_10min": "finished 10min", "oldest_waiting_s": "oldest waiting"}
+HEADS = {"finished_10min": "finished 10 min", "oldest_waiting_s": "oldest waiting"}  # else the name
 
 
 class QueueList(list):
@@ -204,7 +203,7 @@ def queues_text(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "no queues"
     columns = ("queue", *COLUMNS)
-    heads = {c: TEXT_HEADS.get(c, c) for c in columns}
+    heads = {c: HEADS.get(c, c) for c in columns}
     cells = [queue_cells(row) for row in rows]
     widths = {c: max(len(heads[c]), *(len(r[c]) for r in cells)) for c in columns}
 

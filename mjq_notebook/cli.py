@@ -30,8 +30,9 @@ from .errors import DataFolderError, JobQueueError, ServerUnavailable
 from .job import new_documents
 from .outage import failure_reason
 from .queue import JobQueue
-from .registry import printable, read_workers, workers_text
+from .registry import read_workers, workers_text
 from .server import DATA_ENV, connect, data_dir, env_uri, mask_uri
+from .text import format_seconds, printable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,17 +189,9 @@ def _serve_status(folder: Path) -> int:
     print(f"  pid:     {info.pid}")
     print(f"  folder:  {info.path}")
     print(f"  login:   in {server.CREDENTIALS_FILE} there (yours only; connect() reads it)")
-    print(f"  uptime:  {_duration(info.uptime)}")
+    print(f"  uptime:  {format_seconds(info.uptime)}")
     print(f"  clients: {clients}")
     return 0
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    text = f"{hours}h {minutes:02d}m {secs:02d}s" if hours or days else f"{minutes}m {secs:02d}s"
-    return f"{days}d {text}" if days else text
 
 
 def cmd_pub(args: argparse.Namespace) -> int:
@@ -321,7 +314,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     n = _steering(_existing(args)).prune_history(args.older_than)
-    print(f"mjq: pruned {n:,} job(s) finished over {_duration(args.older_than)} ago from "
+    print(f"mjq: pruned {n:,} job(s) finished over {format_seconds(args.older_than)} ago from "
           f"{args.db}.{args.queue}.history")  # fmt: skip
     return 0
 

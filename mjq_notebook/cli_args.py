@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from .registry import HEARTBEAT_S, LOST_AFTER
 from .server import DATA_ENV, default_data_dir
+from .web_access import DEFAULT_PORT, TOKEN_ENV
 
 
 def _connection() -> argparse.ArgumentParser:
@@ -65,7 +66,7 @@ class _Refused(argparse.Action):
     def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
         parser.error(
             "--token: not on the command line, which every user sees in `ps`: use "
-            "$MJQ_DASHBOARD_TOKEN or --token-file"
+            f"${TOKEN_ENV} or --token-file"
         )
 
 
@@ -210,7 +211,9 @@ def parser() -> argparse.ArgumentParser:
         _connection(),
     )
     sub.add_argument("--queue", help="open this queue's dashboard too")
-    sub.add_argument("--port", type=_port, default=8866, help="port (default: 8866)")
+    sub.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})"
+    )
     sub.add_argument(
         "--host",
         default="127.0.0.1",
@@ -227,7 +230,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--token-file",
         metavar="PATH",
-        help="read the token from this file (else $MJQ_DASHBOARD_TOKEN, else a random one "
+        help=f"read the token from this file (else ${TOKEN_ENV}, else a random one "
         "at each start); 16 characters or more",
     )
     sub.add_argument("--token", action=_Refused, help=argparse.SUPPRESS)

@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .reads import id_order
-from .registry import printable
+from .text import printable
 
 if TYPE_CHECKING:
     from .queue import JobQueue

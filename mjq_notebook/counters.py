@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import writes
+from .names import COUNTERS_ID
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
-COUNTERS_ID = "counters"  # the meta document with ``published`` (and ``pruned``)
 RECENT = 200  # publish tokens remembered (about 3.4 KB of ObjectIds)
 
 

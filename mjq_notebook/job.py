@@ -12,7 +12,7 @@ from bson import ObjectId
 from bson.errors import InvalidDocument
 
 from .errors import JobQueueError, PublishError
-from .sizes import format_bytes
+from .text import format_bytes
 
 
 class Status(str, enum.Enum):

@@ -13,6 +13,9 @@ from __future__ import annotations
 from .errors import QueueNameError
 
 COMPANIONS = (".history", ".meta", ".workers", ".audit")  # the collections a queue keeps beside it
+# the ``<q>.meta`` document of the queue's counts: ``published`` (counters.py), ``pruned``
+# (retention.py), read by ``counts()`` (reads.py)
+COUNTERS_ID = "counters"
 # MongoDB 6.0+: a namespace, "<database>.<collection>", is at most 255 bytes (UTF-8)
 MAX_NAMESPACE_BYTES = 255
 

@@ -12,10 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
@@ -38,7 +35,7 @@ from .outage import Backoff, OutageLog, display_timeout, unavailable_as_error
 from .owned import OwnedWrites
 from .progress import ProgressWriter
 from .reads import Reads
-from .registry import WorkerList, read_workers, worker_of
+from .registry import WorkerList, new_worker_id, read_workers, worker_of
 from .requeue import failed_jobs, requeue
 from .retention import prune
 from .ring import ensure_ring, made_by_another, warn_if_small
@@ -97,7 +94,7 @@ class JobQueue:
         self.max_attempts = int(max_attempts)
         self.backoff = float(backoff)
         self.naive_tz = None if naive_tz is None else ZoneInfo(naive_tz)
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.worker_id = new_worker_id()
         self.collection = self.db[name]
         self.history_collection = self.db[f"{name}.history"]
         self._meta = self.db[f"{name}.meta"]
@@ -214,17 +211,22 @@ class JobQueue:
 
     # -- claiming -------------------------------------------------------------------------
 
-    @unavailable_as_error
     def next(self, timeout: float | None = 0) -> Job:
         """Claim the next job (highest priority, then oldest): it becomes ``working`` with a
         lease. With no job, raises ``Empty`` at once, as pymjq did; ``timeout`` waits up to
         that many seconds first (None: forever)."""
+        return self._next_as(self.worker_id, timeout)
+
+    @unavailable_as_error
+    def _next_as(self, worker_id: str, timeout: float | None) -> Job:
+        """``next()``, the claim recorded under ``worker_id``: a ``Worker`` claims under its
+        own id from the queues it was given, which other threads may share."""
         self._require_capped()
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = Backoff()
         while True:
             try:
-                job = self._claim()
+                job = self._claim(worker_id)
                 backoff.reset()
                 self.outage.back()
             except ConnectionFailure as exc:
@@ -250,21 +252,21 @@ class JobQueue:
         delayed job or a lease is due (at most a second), or less while paused."""
         return PAUSED_CHECK_S if self._control.paused() else self._due.idle_wait()
 
-    def _claim(self) -> Job | None:
+    def _claim(self, worker_id: str) -> Job | None:
         """Claim one job, first handing abandoned jobs (expired leases) back to waiting;
         none while the queue is paused. Finding none, sweep other programs' finishes."""
         if self._control.paused():
             return None
         self._reclaimer.reclaim_if_due()
-        job = self._claim_one()
+        job = self._claim_one(worker_id)
         if job is None:
             self._sweeper.when_idle()
         return job
 
-    def _claim_one(self) -> Job | None:
+    def _claim_one(self, worker_id: str) -> Job | None:
         """Claim the best due job (``leases.claim_one``); fail those out of attempts."""
         while True:
-            doc = claim_one(self.collection, self.worker_id, self.lease)
+            doc = claim_one(self.collection, worker_id, self.lease)
             if doc is None:
                 return None
             job = Job(doc)
@@ -365,8 +367,6 @@ class JobQueue:
         """Extend the job's lease (a heartbeat for long jobs); LeaseLostError if it was lost."""
         until = utcnow() + dt.timedelta(seconds=self.lease if lease is None else lease)
         self._owned.update(job, {"lease_until": until})
-
-    heartbeat = touch
 
     # -- steering -------------------------------------------------------------------------
 
@@ -584,7 +584,7 @@ class JobQueue:
 
         return stats(self, since, until, by, query, exact)
 
-    # -- notebook widgets (mjq_notebook.widgets; imported on use) -------------------------
+    # -- notebook widgets (mjq_notebook.notebook.widgets; imported on use) ----------------
 
     def tail(self, limit: int = 50) -> Tail:
         """A live table of the newest ``limit`` jobs: filter, search, inspect, requeue."""

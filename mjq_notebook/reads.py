@@ -14,6 +14,7 @@ from pymongo import DESCENDING
 
 from .errors import DataLossWarning, warn_at_caller
 from .job import FINISHED, IN_HISTORY, PUBLISHED_BY_US, STATUSES, Job, JobList, Status
+from .names import COUNTERS_ID
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -49,7 +50,7 @@ class Reads:
         found_ours = 0  # jobs we published found in the ring, in history or pruned
         # The publish counter first (it is written after the jobs): every job it counts is
         # then in the ring, in history, or lost. Read last, a publish in between looked lost.
-        counters = self.meta.find_one({"_id": "counters"}, {"published": 1}) or {}
+        counters = self.meta.find_one({"_id": COUNTERS_ID}, {"published": 1}) or {}
         published = int(counters.get("published", 0))
         # The queue before history: a job finishing in between is then counted twice
         # (harmless), never zero times (which would look like a loss). Finishes we wrote
@@ -75,7 +76,7 @@ class Reads:
         counts[Status.DONE.value] += in_history_total
         # Jobs pruned from history (retention.py) finished too. Read after history: a prune
         # counts a batch before it deletes it, so a row gone from history is counted here.
-        counters = self.meta.find_one({"_id": "counters"}, {"pruned": 1}) or {}
+        counters = self.meta.find_one({"_id": COUNTERS_ID}, {"pruned": 1}) or {}
         found_ours += in_history_total + int(counters.get("pruned", 0))
         # Jobs other programs published count in history too, so they make lost read low,
         # never high.

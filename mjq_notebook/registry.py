@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -28,11 +29,11 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import ConnectionFailure, OperationFailure
 
 from ._version import __version__
-from .durations import format_seconds
 from .errors import ServerUnavailable
 from .job import Job, utcnow
 from .outage import unavailable_as_error
 from .retries import retried
+from .text import format_ago, format_seconds, int_or_none, printable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,6 +55,15 @@ class State(str, Enum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     LOST = "lost"
+
+
+ALIVE = (State.RUNNING.value, State.STOPPING.value)  # the stored states of a worker that runs
+
+
+def new_worker_id() -> str:
+    """A fresh worker id, "host:pid:6 hex digits": the host and process a job's ``worker``
+    field leads to, unique among the workers of one process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def workers_collection(queue: JobQueue) -> Collection:
@@ -109,7 +119,8 @@ class Registration:
             if self.closed:
                 return
             if not self._indexed:
-                self._indexed = ensure_indexes(self.collection)
+                ensure_indexes(self.collection)
+                self._indexed = True
             now = utcnow()
             doc = {
                 **self.fields,
@@ -185,18 +196,17 @@ def _entry(job: Job, now: dt.datetime) -> dict[str, Any]:
     return {"id": job.id, "since": since, "attempt": job.attempts}
 
 
-def ensure_indexes(collection: Collection) -> bool:
+def ensure_indexes(collection: Collection) -> None:
     """The TTL index that deletes records after ``expires_at``, and the listing order's.
 
     A server that refuses them (say, an index of that name with other options made by hand)
-    is told once in the log; the records are written all the same. False when the server
-    could not be reached: the next write tries again."""
+    is told once in the log; the records are written all the same. A server that could not
+    be reached raises (``ConnectionFailure``), so the next write tries again."""
     try:
         collection.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
         collection.create_index([("started", DESCENDING)])
     except OperationFailure as exc:
         log.warning("worker registry %s: no TTL index (%s)", collection.name, exc)
-    return True
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -243,7 +253,7 @@ def as_read(doc: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
     interval = float(row.get("interval") or HEARTBEAT_S)
     beat, started = row.get("heartbeat"), row.get("started")
     silent = (now - beat).total_seconds() if isinstance(beat, dt.datetime) else float("inf")
-    alive = row.get("state") in (State.RUNNING.value, State.STOPPING.value)
+    alive = row.get("state") in ALIVE
     if alive and silent > LOST_AFTER * interval:
         row["state"] = State.LOST.value
     row["busy"] = None
@@ -317,17 +327,18 @@ def worker_cells(
     """One worker as the plain text of each column (NOT escaped: the HTML tables escape it):
     the one row builder of ``mjq workers``, ``q.workers()`` and the notebook panels."""
     busy = row.get("busy")
-    beat = _since(row.get("heartbeat"), now)
+    beat = row.get("heartbeat")
+    beat = min(beat, now) if isinstance(beat, dt.datetime) else None  # a skewed clock: "0 ms ago"
     return {
         "state": printable(row.get("state")),
         "worker": printable(row.get("name") or row.get("_id")),
         "host:pid": printable(f"{row.get('host')}:{row.get('pid')}"),
         "job": job_text(row, now),
-        "done": f"{as_count(row.get('done')):,}",
-        "failed": f"{as_count(row.get('failed')):,}",
+        "done": f"{int_or_none(row.get('done')) or 0:,}",
+        "failed": f"{int_or_none(row.get('failed')) or 0:,}",
         "jobs/min": "—" if per_minute is None else f"{per_minute:.1f}",
         "busy": f"{busy:.0%}" if isinstance(busy, (int, float)) else "—",
-        "heartbeat": "—" if beat is None else f"{format_seconds(max(beat, 0.0))} ago",
+        "heartbeat": format_ago(beat, now),
     }
 
 
@@ -342,7 +353,7 @@ def job_parts(row: Mapping[str, Any], now: dt.datetime) -> tuple[str, str, str]:
     tables can set only the id as code: a lost worker's jobs may have finished on another
     worker since, so once stopped or lost it says "last ran <id>", never "for 10 min"."""
     running = [job for job in row.get("running") or [] if isinstance(job, Mapping)]
-    alive = row.get("state") in (State.RUNNING.value, State.STOPPING.value)
+    alive = row.get("state") in ALIVE
     more = f" (+{len(running) - 1} more)" if len(running) > 1 else ""
     if alive and running:
         first = running[0]
@@ -354,17 +365,6 @@ def job_parts(row: Mapping[str, Any], now: dt.datetime) -> tuple[str, str, str]:
     if not isinstance(last, Mapping):
         return "—", "", ""
     return "last ran ", printable(last.get("id")), more
-
-
-def as_count(value: Any) -> int:
-    """A record's count, 0 where it holds anything but an int (records are untrusted)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def printable(value: Any) -> str:
-    """``value`` as one line of text a terminal shows as written: names and hosts come from
-    the records, which anyone with access to the database could have written."""
-    return "".join(c if c.isprintable() else "?" for c in str(value))
 
 
 def _since(when: Any, now: dt.datetime) -> float | None:

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 from pymongo import ASCENDING
 from pymongo.errors import PyMongoError
 
+from .names import COUNTERS_ID
+
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
-__all__ = ["BATCH", "COUNTERS_ID", "prune"]
+__all__ = ["BATCH", "prune"]
 
 BATCH = 1000  # rows per delete: a short hold on the server, few round trips
-COUNTERS_ID = "counters"  # the meta document with ``published`` and ``pruned``
 
 
 def prune(history: Collection, meta: Collection, before: dt.datetime, *, batch: int = BATCH) -> int:

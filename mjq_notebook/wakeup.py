@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # awaitData time per getMore. Short enough that next(timeout=...) is honoured closely; an idle
 # consumer costs one cheap getMore per interval, and an insert still wakes it within ~ms.
-AWAIT_MS = 250
+WAKEUP_AWAIT_MS = 250
 FOLLOW_S = 1.0  # how long one wait of a queue's wake-up cursor lasts (AnyWakeup)
 
 
@@ -42,7 +42,8 @@ class Wakeup:
         self._following = False
 
     def wait(self, timeout: float) -> bool:
-        """Block about ``timeout`` seconds (up to AWAIT_MS more); True when an insert was seen."""
+        """Block about ``timeout`` seconds (up to WAKEUP_AWAIT_MS more); True when an insert
+        was seen."""
         deadline = time.monotonic() + timeout
         with self._cond:
             generation = self._generation
@@ -70,16 +71,16 @@ class Wakeup:
             cursor.close()
 
     def _follow(self, deadline: float) -> bool:
-        # A getMore may overrun the deadline by up to AWAIT_MS; sleeping out the rest
+        # A getMore may overrun the deadline by up to WAKEUP_AWAIT_MS; sleeping out the rest
         # instead would leave the consumer deaf to inserts for that long.
         while time.monotonic() < deadline:
             if (self._cursor is None or not self._cursor.alive) and not self._open():
                 if self._last_id is None:  # an empty collection: no cursor to wait on, so
                     # pause one await interval rather than spin; the caller then claims
-                    time.sleep(min(AWAIT_MS / 1000, max(0.0, deadline - time.monotonic())))
+                    time.sleep(min(WAKEUP_AWAIT_MS / 1000, max(0.0, deadline - time.monotonic())))
                 return False
             try:
-                batch = next(self._cursor, None)  # one getMore: returns within AWAIT_MS
+                batch = next(self._cursor, None)  # one getMore: returns within WAKEUP_AWAIT_MS
             except PyMongoError:
                 self._cursor = None
                 continue
@@ -115,10 +116,10 @@ class Wakeup:
             # evicted, whatever the cursor returns first is new to us.
             self._cursor = self._collection.find_raw_batches(
                 {"_id": {"$gte": self._last_id}}, {"_id": 1}, cursor_type=CursorType.TAILABLE_AWAIT
-            ).max_await_time_ms(AWAIT_MS)
+            ).max_await_time_ms(WAKEUP_AWAIT_MS)
         except PyMongoError:
             self._cursor = None
-            time.sleep(AWAIT_MS / 1000)  # the server is unreachable: don't spin
+            time.sleep(WAKEUP_AWAIT_MS / 1000)  # the server is unreachable: don't spin
             return False
         return True
 

@@ -35,10 +35,9 @@ from typing import Any
 
 from .errors import DashboardError
 from .signals import handling_stop_signals
-from .web_access import NO_TOKEN_WARNING, host_names, is_local, new_token, write_url
+from .web_access import DEFAULT_PORT, NO_TOKEN_WARNING, host_names, is_local, new_token, write_url
 
 NONCE_HEADER = "X-Mjq-Dashboard"
-DEFAULT_PORT = 8866  # Voilà's own
 NOTEBOOK = "mjq-dashboard.ipynb"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0

@@ -1,5 +1,5 @@
-"""Who may open ``mjq dashboard``: its token, the host names it answers, and the file that
-hands the owner the tokenised URL.
+"""Who may open ``mjq dashboard``: its token, the host names and port it answers, and the file
+that hands the owner the tokenised URL.
 
 The page shows job data and its buttons publish, pause, requeue and cancel, so it always asks
 for a token, on 127.0.0.1 too (127.0.0.1 is shared by every user of the machine), as Jupyter
@@ -20,6 +20,7 @@ from pathlib import Path
 from .errors import DashboardError
 
 TOKEN_ENV = "MJQ_DASHBOARD_TOKEN"
+DEFAULT_PORT = 8866  # Voilà's own
 MIN_TOKEN = 16  # characters
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 LOCAL_NAMES = ("localhost",)  # and any loopback address, which Jupyter Server allows itself

@@ -3,13 +3,9 @@ heartbeats, a record in each queue's worker registry, and clean stops."""
 
 from __future__ import annotations
 
-import copy
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -20,7 +16,7 @@ from .errors import Empty, LeaseLostError, ServerUnavailable, WorkerCrashed
 from .job import Job
 from .outage import Backoff
 from .queue import JobQueue
-from .registry import HEARTBEAT_S, State, WorkerRecords
+from .registry import HEARTBEAT_S, State, WorkerRecords, new_worker_id
 from .signals import handling_stop_signals
 from .wakeup import AnyWakeup
 
@@ -93,14 +89,11 @@ class Worker:
         self.concurrency = concurrency
         self.poll = poll
         self.heartbeat = float(heartbeat)
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.id = new_worker_id()
         self.name = name or self.id
         self.stats = WorkerStats()
-        # The queues as this worker claims from them: the same queues under the worker's id
-        # (shallow copies share the queue's connection and helpers).
-        self._claimers = [_under_id(q, self.id) for q in queues]
         self._per_queue = [WorkerStats() for _ in queues]
-        self._any = AnyWakeup(self._claimers) if len(queues) > 1 else None
+        self._any = AnyWakeup(queues) if len(queues) > 1 else None
         self._records: WorkerRecords | None = None
         self._stopping = threading.Event()
         self._running: dict[Any, Running] = {}  # job id -> job, for heartbeats and hard stops
@@ -136,7 +129,7 @@ class Worker:
         self._poke.clear()
         self._budget = max_jobs
         self._records = WorkerRecords(  # a fresh record in each queue's registry: running
-            self._claimers, self.id, self.name, self.concurrency, self.heartbeat
+            self.queues, self.id, self.name, self.concurrency, self.heartbeat
         )
         self._beat_registry()
         if self._any is not None:
@@ -255,14 +248,14 @@ class Worker:
         """Claim the next job: (index of its queue, job). Raises ``Empty`` after waiting up to
         ``poll`` seconds for a job to claim."""
         if self._any is None:
-            return 0, self._claimers[0].next(timeout=self.poll)
+            return 0, self.queue._next_as(self.id, self.poll)
         seen = self._any.count()  # before the claims: an insert during them still wakes us
-        for index, queue in enumerate(self._claimers):
+        for index, queue in enumerate(self.queues):
             try:
-                return index, queue.next(timeout=0)
+                return index, queue._next_as(self.id, 0)
             except Empty:
                 continue
-        self._any.wait(seen, min([self.poll, *(q.idle_wait() for q in self._claimers)]))
+        self._any.wait(seen, min([self.poll, *(q.idle_wait() for q in self.queues)]))
         raise Empty("no job due in any of the worker's queues")
 
     def _give_back_budget(self) -> None:
@@ -273,7 +266,7 @@ class Worker:
     def _drained(self) -> bool:
         try:
             # _check_losses logs losses
-            counts = [queue.counts(warn=False) for queue in self._claimers]
+            counts = [queue.counts(warn=False) for queue in self.queues]
         except Exception:  # away, or refused: not drained as far as we know; look again
             return False
         with self._lock:
@@ -282,7 +275,7 @@ class Worker:
         return idle and mine == 0
 
     def _run_one(self, index: int, job: Job) -> None:
-        queue = self._claimers[index]
+        queue = self.queues[index]
         began = time.monotonic()
         with self._lock:
             self._running[job.id] = Running(index, job, began)
@@ -314,7 +307,7 @@ class Worker:
 
     def _check_losses(self) -> None:
         """Say so in the log when the capped collection evicted jobs before they finished."""
-        for index, queue in enumerate(self._claimers):
+        for index, queue in enumerate(self.queues):
             try:
                 lost = queue.counts(warn=False)["lost"]  # logged instead, below
             except AWAY:
@@ -336,7 +329,7 @@ class Worker:
     def _fail(self, index: int, job: Job, exc: Exception) -> None:
         """Record the failure; if even that is refused, the job comes back when its lease
         ends (said in the log), and the worker goes on."""
-        queue = self._claimers[index]
+        queue = self.queues[index]
         try:
             retried = self._persist(queue, queue.fail, job, exc)
         except LeaseLostError:
@@ -354,7 +347,7 @@ class Worker:
 
     def _release(self, index: int, job: Job) -> None:
         try:
-            self._claimers[index].release(job)
+            self.queues[index].release(job)
             self._count(index, "released")
         except Exception as exc:
             log.warning("could not release job %s: %s", job.id, exc)
@@ -403,7 +396,7 @@ class Worker:
         with self._lock:
             running = list(self._running.values())
         for index, job, _ in running:
-            queue = self._claimers[index]
+            queue = self.queues[index]
             try:
                 queue.touch(job)
             except AWAY as exc:
@@ -439,10 +432,3 @@ def _logged(step: Callable[[], None]) -> None:
         step()
     except Exception as exc:
         log.error("%s failed: %s: %s", step.__name__.strip("_"), type(exc).__name__, exc)
-
-
-def _under_id(queue: JobQueue, worker_id: str) -> JobQueue:
-    """``queue`` as a worker claims from it: the same queue, claiming as ``worker_id``."""
-    claimer = copy.copy(queue)
-    claimer.worker_id = worker_id
-    return claimer

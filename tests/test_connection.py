@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mjq_notebook import JobQueue, ServerUnavailable, connect, embedded_server
+from mjq_notebook import JobQueue, ServerUnavailable, connect
 from mjq_notebook.server import IDLE_ENV, mask_uri, pid_alive, read_info, stop_server
 from tests.conftest import free_port
 from tests.notebook_helpers import isolated_jupyter_env
@@ -134,24 +133,6 @@ def test_a_kernel_in_notebooks_and_mjq_in_the_root_share_one_queue(tmp_path, mon
         stop_server(folder)
 
 
-def test_an_old_working_folder_store_is_named_with_how_to_use_it(tmp_path, monkeypatch, caplog):
-    """A ``./.mjq-data`` of an earlier version keeps its jobs; connect() says where they are
-    and how to reach them, once."""
-    old = tmp_path / "project" / ".mjq-data"
-    with embedded_server(old):
-        pass  # an earlier version's store: WiredTiger files in the working folder
-    monkeypatch.chdir(old.parent)
-    try:
-        with caplog.at_level(logging.WARNING, logger="mjq_notebook.server"):
-            connect()
-            connect()
-        said = [r.getMessage() for r in caplog.records if ".mjq-data" in r.getMessage()]
-        assert len(said) == 1, said
-        assert str(old) in said[0] and f"MJQ_DATA_DIR={old}" in said[0]
-    finally:
-        stop_server(os.environ["MJQ_DATA_DIR"])
-
-
 def test_without_the_local_extra_the_error_says_what_to_install(tmp_path):
     code = (
         "import sys; sys.modules['secantus'] = None\n"
@@ -168,7 +149,7 @@ def test_import_does_not_load_pandas_or_widgets(tmp_path):
     heavy = "('pandas', 'ipywidgets', 'IPython', 'secantus', 'matplotlib', 'pyarrow')"
     code = f"import sys, mjq_notebook\nprint(sorted(m for m in {heavy} if m in sys.modules))"
     assert _python(code, tmp_path).stdout.strip() == "[]"
-    code = "import sys, mjq_notebook.history\nprint('matplotlib' in sys.modules)"
+    code = "import sys, mjq_notebook.analysis.history\nprint('matplotlib' in sys.modules)"
     assert _python(code, tmp_path).stdout.strip() == "False"  # plots import it when drawn
 
 

@@ -22,8 +22,6 @@ from mjq_notebook.notebook.display import (
     counts_html,
     data_preview,
     escape,
-    format_ago,
-    format_seconds,
     job_html,
     job_list_html,
     job_list_text,
@@ -32,6 +30,7 @@ from mjq_notebook.notebook.display import (
     summary_html,
 )
 from mjq_notebook.server import client_for
+from mjq_notebook.text import format_ago, format_seconds
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 XSS = [
@@ -100,11 +99,11 @@ def test_format_seconds(seconds, text):
 
 
 def test_format_ago():
-    assert format_ago(at(0), now=at(4.2)) == "4 s ago"
+    assert format_ago(at(0), now=at(4.2)) == "4 s ago"  # whole seconds, format_seconds' words
     assert format_ago(at(3), now=at(0)) == "in 3 s"
     assert format_ago(at(0), now=at(0.25)) == "250 ms ago"
     assert format_ago(at(0), now=at(600)) == "10 min ago"
-    assert format_ago(at(0).replace(tzinfo=None), now=at(90)) == "2 min ago"  # naive: UTC
+    assert format_ago(at(0).replace(tzinfo=None), now=at(90)) == "1 min 30 s ago"  # naive: UTC
     assert format_ago(None) == "—"
 
 
@@ -190,7 +189,7 @@ def test_a_retried_job_shows_its_attempts_retry_time_and_collapsed_traceback(db)
     page = job_html(waiting)
     text = assert_inert(page)
     assert "next: attempt 2 of 3" in text
-    assert re.search(r"retry due\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC · in (59|60) s", text)
+    assert re.search(r"retry due\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC · in (59 s|1 min)", text)
     assert "last error" in text and "ValueError: image too large" in text
     # the traceback is there, collapsed (a <details> without "open")
     details = re.search(r'<details class="mjq-tb">(.*?)</details>', page, re.S)
@@ -403,13 +402,19 @@ def test_no_markup_from_data_errors_results_or_ids_gets_through(queue):
     pages.append(display.workers_html([worker], now=T0))
     row = {"queue": XSS[0], **dict.fromkeys(("waiting", "working", "done", "failed"), 1)}
     pages.append(display.queues_html([{**row, "paused": True, "workers": XSS[1]}]))
+    who = {"via": XSS[0], "user": XSS[1], "host": XSS[2], "role": XSS[3], "client": XSS[0]}
+    entries = [
+        {"at": T0, "action": XSS[0], "jobs": [XSS[1]], "who": who, "detail": XSS[2]},
+        {"at": XSS[3], "action": "pause", "count": XSS[0], "who": {**who, "via": "page"}},
+    ]
+    pages.append(display.audit_html(entries, now=T0))
     # and as a notebook shows them: a job, a list of jobs, a queue
     pages += [job._repr_html_() for job in jobs] + [jobs._repr_html_(), queue._repr_html_()]
     # every HTML builder of the display layer is in this test (a new one: add it above)
     builders = {name for name in display.__all__ if name.endswith("_html")}
     assert builders == {
         "job_html", "job_list_html", "queue_html", "summary_html", "counts_html", "workers_html",
-        "queues_html",
+        "queues_html", "audit_html",
     }  # fmt: skip
     seen = "".join(assert_inert(page) for page in pages)
     for payload in XSS:  # shown as text, not dropped

@@ -16,8 +16,8 @@ from mjq_notebook import JobQueue
 from mjq_notebook.analysis import fetch as fetch_module
 from mjq_notebook.analysis import history as history_module
 from mjq_notebook.analysis.history import COLUMNS, summary, throughput
-from mjq_notebook.analysis.timing import format_seconds, significant
 from mjq_notebook.server import client_for
+from mjq_notebook.text import format_seconds, significant
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 

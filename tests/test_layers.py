@@ -8,7 +8,7 @@ from pathlib import Path
 import mjq_notebook
 
 PACKAGE = Path(mjq_notebook.__file__).parent
-CORE = [p for p in PACKAGE.glob("*.py") if p.stem not in {"__init__", "cli", "demo", "history"}]
+CORE = [p for p in PACKAGE.glob("*.py") if p.stem not in {"__init__", "cli", "demo"}]
 CORE += list((PACKAGE / "server").glob("*.py"))
 UPPER = ("notebook", "analysis")
 MAX_LINES = 450

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.browser
 # A job published from outside shows within 0.5 s (issue 17), at random moments as a user's
 # come; the figures, their median and maximum, are printed. (Until the watcher sent a snapshot
 # a view's rate held back when due, rather than after its next change-stream wait of up to
-# AWAIT_MS, some took 0.52-0.58 s here.)
+# STREAM_AWAIT_MS, some took 0.52-0.58 s here.)
 SHOWN_WITHIN = 0.5
 SAMPLES = 10
 # Notebook 7.6's own settings loader throws this on every page load (with or without our

@@ -14,7 +14,7 @@ import pytest
 from bson import ObjectId
 
 from mjq_notebook.analysis.history import plot_latency, throughput
-from mjq_notebook.analysis.timing import format_seconds
+from mjq_notebook.text import format_seconds
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -191,7 +191,8 @@ def test_plots_show_exactly_once_in_a_real_kernel(frame, tmp_path):
     path = tmp_path / "frame.pkl"
     frame.to_pickle(path)
     cells = [
-        f"import pandas as pd, mjq_notebook.history\nframe = pd.read_pickle({str(path)!r})",
+        "import pandas as pd, mjq_notebook.analysis.history\n"
+        f"frame = pd.read_pickle({str(path)!r})",
         "frame.mjq.plot_latency()",
         "import matplotlib.pyplot as plt\nfigure, axes = plt.subplots()\nplt.close(figure)",
         "frame.mjq.plot_timeline()",

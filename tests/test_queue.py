@@ -79,7 +79,7 @@ def test_next_times_out_with_empty(queue):
 # wakes it (the tailable cursor of wakeup.py): a few ms. Without that it would still claim the
 # job, only later: on its own re-check of what is due (queue.py `_idle_wait`: at most every
 # RECHECK_S), or, where the collection is empty and no cursor can stand, on a poll (POLL_S,
-# wakeup.AWAIT_MS). The tests publish at random moments in the re-check period and compare
+# wakeup.WAKEUP_AWAIT_MS). The tests publish at random moments in the re-check period and compare
 # the median with WAKE_S: a fallback that claims within U(0, 0.25 s) is under 40 ms with
 # p = 0.16 per publish, so 6 of 11 medians under it with p < 0.004; the wake-up is ~5 ms.
 RECHECK_S = 1.0

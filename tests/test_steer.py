@@ -372,7 +372,7 @@ def test_prune_history_keeps_counts_true(queue):
 def test_history_and_summary_know_cancelled_jobs(queue):
     """A cancelled job never ran: it is a row of history with no wait or run time, and the
     summary's failure rate is over the jobs that ran."""
-    from mjq_notebook.history import summary
+    from mjq_notebook.analysis.history import summary
 
     ran, failed, cancelled = queue.pub({"n": 1}), queue.pub({"n": 2}), queue.pub({"n": 3})
     queue.cancel(cancelled)

@@ -330,8 +330,8 @@ NODE = shutil.which("node")
 @pytest.mark.skipif(NODE is None, reason="needs Node.js to run the front end's code")
 def test_the_front_end_counts_times_as_the_kernel_writes_them():
     """tail.js ticks wait and run cells between updates with its own formatSeconds: it must
-    write what analysis.timing.format_seconds writes, or a cell changes style as it ticks."""
-    from mjq_notebook.analysis.timing import format_seconds
+    write what text.format_seconds writes, or a cell changes style as it ticks."""
+    from mjq_notebook.text import format_seconds
 
     source = (Path(tail_module.__file__).parent / "_static" / "tail.js").read_text()
     functions = source[source.index("function significant") : source.index("function liveText")]

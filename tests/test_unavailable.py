@@ -42,7 +42,6 @@ CALLS = {
     "fail": lambda q, job: q.fail(job, "boom"),
     "release": lambda q, job: q.release(job),
     "touch": lambda q, job: q.touch(job),
-    "heartbeat": lambda q, job: q.heartbeat(job),
     "retry": lambda q, job: q.retry(job.id),
     "retry_failed": lambda q, job: q.retry_failed({"data.n": 1}),
     "queue_count": lambda q, job: q.queue_count(),

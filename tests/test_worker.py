@@ -235,3 +235,31 @@ def test_worker_arguments_are_checked(queue):
         Worker([], lambda job: None)
     with pytest.raises(ValueError, match="heartbeat"):
         Worker(queue, lambda job: None, heartbeat=0)
+
+
+def test_two_workers_on_one_queue_claim_under_their_own_ids(queue):
+    """Workers sharing one JobQueue object each record their own id in the claims they make
+    (the id a working job leads to in the registry), and leave the queue's own id alone."""
+    queue.pub_many([{"n": 1}, {"n": 2}])
+    both_running = threading.Barrier(2, timeout=20)  # each holds its job until the other has one
+    claimed, lock = {}, threading.Lock()
+
+    def handler_for(name):
+        def handler(job):
+            with lock:
+                claimed[name] = (job.id, job.get("worker"))
+            both_running.wait()
+
+        return handler
+
+    workers = {name: Worker(queue, handler_for(name), concurrency=1, poll=0.1) for name in "ab"}
+    for worker in workers.values():
+        worker.start(drain=True)
+    for worker in workers.values():
+        assert worker.join(timeout=60)
+    assert workers["a"].id != workers["b"].id
+    assert {name: by for name, (_, by) in claimed.items()} == {n: w.id for n, w in workers.items()}
+    stored = {d["_id"]: d["worker"] for d in queue.history_collection.find()}
+    assert {stored[job_id] for job_id, _ in claimed.values()} == {w.id for w in workers.values()}
+    queue.pub({"n": 3})
+    assert queue.next().get("worker") == queue.worker_id not in stored.values()

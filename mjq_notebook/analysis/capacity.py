@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from .timing import format_seconds
+from ..text import format_seconds
 
 if TYPE_CHECKING:
     import numpy as np

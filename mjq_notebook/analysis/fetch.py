@@ -53,9 +53,9 @@ def warn_limited(frame: pd.DataFrame, documents: int | None) -> None:
     since = "" if pd.isna(oldest) else f" (created since {oldest:%Y-%m-%d %H:%M:%S} UTC)"
     warn_at_caller(
         f"history() loaded only the newest {len(frame):,} jobs{since}; {held}. That is the "
-        f"default cap, mjq_notebook.history.DEFAULT_LIMIT. For other jobs pass since=/until= "
-        f"(a time window), limit=<n>, or limit=None for all (mind the kernel's memory); "
-        f"fields=[] leaves out job data.",
+        f"default cap, mjq_notebook.analysis.history.DEFAULT_LIMIT. For other jobs pass "
+        f"since=/until= (a time window), limit=<n>, or limit=None for all (mind the kernel's "
+        f"memory); fields=[] leaves out job data.",
         HistoryLimitWarning,
     )
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .timing import FLOOR_S, PERCENTILES, format_seconds, throughput
+from ..text import format_seconds
+from .timing import FLOOR_S, PERCENTILES, throughput
 
 if TYPE_CHECKING:
     import pandas as pd

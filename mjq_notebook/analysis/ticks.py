@@ -14,7 +14,7 @@ from typing import Any
 from matplotlib.axis import Axis
 from matplotlib.ticker import Formatter, Locator
 
-from .timing import format_seconds
+from ..text import format_seconds
 
 _MS, _MIN, _H, _D = 1e-3, 60.0, 3600.0, 86400.0
 # Round durations and how round each is (4: a unit itself). A log axis too short for all of

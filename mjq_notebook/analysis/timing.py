@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-from ..durations import format_seconds, significant  # noqa: F401  (their old home)
 from ..errors import warn_at_caller
 
 STAGES = ("wait_s", "run_s", "total_s")  # started-created, done-started, done-created

@@ -9,8 +9,8 @@ from typing import Any
 
 from bson import ObjectId
 
-from ..registry import printable
-from .formatting import format_ago, format_time, scalar_text
+from ..text import format_ago, format_time, printable
+from .formatting import scalar_text
 from .markup import escape, wrap
 
 AUDIT_COLUMNS = ("when (UTC)", "ago", "action", "jobs", "who", "detail")

@@ -3,7 +3,8 @@
 This module is the display layer's one import path (``from .notebook.display import
 job_html``, ``from ..display import escape``); the code lives in four modules beside it:
 
-- ``formatting``: plain text: times, one-line data previews, the one row builder of job lists;
+- ``formatting``: plain text: one-line data previews, the one row builder of job lists
+  (durations, times and "ago" come from ``mjq_notebook.text``);
 - ``markup``: ``escape``, the stylesheet (``_static/display.css``), badges and counts;
 - ``job_detail``: one job (``job_html``);
 - ``tables``: job lists, a queue's view and summary tables.
@@ -18,9 +19,8 @@ viewers show the same thing. Nothing here imports IPython, and pandas only to sh
 
 from __future__ import annotations
 
-from ..analysis.timing import format_seconds
 from .audit_table import audit_html, audit_text
-from .formatting import data_preview, format_ago, format_time, job_cells, job_list_text, live_cell
+from .formatting import data_preview, job_cells, job_list_text, live_cell
 from .job_detail import job_html
 from .markup import LOST_EXPLAINED, counts_html, escape, status_badge, stylesheet
 from .queues_html import queues_html
@@ -37,9 +37,6 @@ __all__ = [
     "counts_html",
     "data_preview",
     "escape",
-    "format_ago",
-    "format_seconds",
-    "format_time",
     "job_cells",
     "job_html",
     "job_list_html",

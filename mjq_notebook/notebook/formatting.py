@@ -1,5 +1,6 @@
-"""Plain text for notebook displays: times, one-line previews of job data, and the one row
-builder of job lists (``q.jobs()``, the queue view and the live tail). No HTML here."""
+"""Plain text for notebook displays: one-line previews of job data and the one row builder of
+job lists (``q.jobs()``, the queue view and the live tail), in the words of ``text``. No HTML
+here."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import textwrap
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..analysis.timing import format_seconds, significant
+from ..text import as_of, format_seconds, format_time, int_or_none, significant, utc
 
 LIST_COLUMNS = ("id", "status", "created (UTC)", "wait", "run", "attempts", "error", "data")
 # job_cells() gives them in this order
@@ -19,48 +20,6 @@ ONGOING = "“…”: still going on"
 
 
 # -- times ----------------------------------------------------------------------------------
-
-
-def utc(when: dt.datetime) -> dt.datetime:
-    """BSON dates are UTC: a naive datetime read with tz_aware=False is UTC too."""
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
-
-
-def as_of(now: dt.datetime | None) -> dt.datetime:
-    """The time a display is computed for: ``now`` if given, else the current time."""
-    return utc(now) if isinstance(now, dt.datetime) else dt.datetime.now(dt.timezone.utc)
-
-
-def format_ago(when: dt.datetime | None, now: dt.datetime | None = None) -> str:
-    """How far ``when`` is from ``now`` (default: the current time): "4 s ago", "in 3 s"."""
-    if not isinstance(when, dt.datetime):
-        return "—"
-    seconds = (as_of(now) - utc(when)).total_seconds()
-    distance = abs(seconds)
-    if distance < 1:
-        text = f"{distance * 1000:.0f} ms"
-    elif distance < 60:
-        text = f"{distance:.0f} s"
-    elif distance < 3600:
-        text = f"{distance / 60:.0f} min"
-    elif distance < 48 * 3600:
-        text = f"{significant(distance / 3600)} h"
-    else:
-        text = f"{distance / 86400:.0f} d"
-    return f"{text} ago" if seconds >= 0 else f"in {text}"
-
-
-def format_time(when: Any) -> str:
-    """A UTC time at BSON's millisecond precision: "2026-03-01 12:00:00.123"."""
-    if not isinstance(when, dt.datetime):
-        return "—" if when is None else str(when)
-    when = utc(when).astimezone(dt.timezone.utc)
-    return when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d}"
-
-
-def int_or_none(value: Any) -> int | None:
-    """``value`` if it is an int (not a bool), else None."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def job_times(job: Mapping[str, Any], status: str) -> tuple[Any, Any, Any]:

@@ -8,19 +8,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..analysis.timing import format_seconds
+from ..text import as_of, format_ago, format_seconds, format_time, int_or_none, utc
 from .formatting import (
-    as_of,
     data_preview,
-    format_ago,
-    format_time,
-    int_or_none,
     job_times,
     lost_note,
     progress_of,
     scalar_text,
     seconds_between,
-    utc,
 )
 from .markup import escape, status_badge, wrap
 

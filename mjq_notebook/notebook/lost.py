@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..job import Job, utcnow
 from ..registry import State, workers_by_id
-from .formatting import utc
+from ..text import utc
 
 if TYPE_CHECKING:
     from ..queue import JobQueue

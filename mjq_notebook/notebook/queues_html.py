@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..catalog import COLUMNS, queue_cells
+from ..catalog import COLUMNS, HEADS, queue_cells
 from ..job import STATUSES
 from .markup import LOST_EXPLAINED, escape, wrap
 
-_HEADS = {"finished_10min": "finished 10 min", "oldest_waiting_s": "oldest waiting"}
 _NUMERIC = (*STATUSES, "lost", "finished_10min", "oldest_waiting_s", "workers")
 
 
@@ -29,7 +28,7 @@ def queues_html(rows: Sequence[Mapping[str, Any]]) -> str:
     plural = "" if len(rows) == 1 else "s"
     title = f'<div class="mjq-dim">{len(rows):,} queue{plural}{where}</div>'
     head = "".join(
-        f'<th class="{"mjq-n" if name in _NUMERIC else ""}">{escape(_HEADS.get(name, name))}</th>'
+        f'<th class="{"mjq-n" if name in _NUMERIC else ""}">{escape(HEADS.get(name, name))}</th>'
         for name in ("queue", *COLUMNS)
     )
     body = "".join(_row(row) for row in rows)

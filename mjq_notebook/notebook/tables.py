@@ -7,11 +7,10 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..analysis.timing import format_seconds
 from ..errors import ServerUnavailable
 from ..outage import ADVICE, display_deadline, failure_reason
-from ..sizes import format_bytes
-from .formatting import LIST_ROWS, ONGOING, as_of, list_rows, ongoing
+from ..text import as_of, format_bytes, format_seconds
+from .formatting import LIST_ROWS, ONGOING, list_rows, ongoing
 from .markup import counts_html, escape, status_badge, wrap
 
 if TYPE_CHECKING:

@@ -50,7 +50,7 @@ ACTIVITY_S = 1.0  # the charts' activity at most this often
 POLL_S = 0.5  # polling mode: look at least this often
 POLL_EMPTY_S = REFRESH_S  # and this often while the queue is empty
 QUIET_S = 2.0  # polling mode: counts and charts this often while the newest jobs stay the same
-AWAIT_MS = 500  # change-stream mode: longest wait for an event per getMore (idle: 2 a second)
+STREAM_AWAIT_MS = 500  # change-stream mode: longest wait for an event a getMore (idle: 2/s)
 # ...and in all: a server that went away shows "reconnecting" after this, not after the
 # client's server selection time-out (pymongo's default: 30 s)
 STREAM_TIMEOUT_S = 3.0
@@ -225,7 +225,7 @@ class Watcher:
             return None
         try:
             stream = self.queue.collection.watch(
-                SIGNAL_ONLY, max_await_time_ms=AWAIT_MS, batch_size=1
+                SIGNAL_ONLY, max_await_time_ms=STREAM_AWAIT_MS, batch_size=1
             )
         except OperationFailure as exc:  # a standalone mongod: code 40573
             log.info("mjq: no change streams on %s (%s); polling", self.queue.name, exc.code)
@@ -256,7 +256,7 @@ class Watcher:
         meanwhile; False when the stream ended or the watcher stops."""
         while not stop.is_set():
             if (held := self._held_for()) is not None:  # a snapshot a view's rate held back:
-                if stop.wait(min(held, AWAIT_MS / 1000)):  # when due, not after an await
+                if stop.wait(min(held, STREAM_AWAIT_MS / 1000)):  # when due, not after an await
                     return False
                 self._notify()
             with pymongo.timeout(STREAM_TIMEOUT_S):

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..job import utcnow
-from ..registry import COLUMNS, State, job_parts, printable, worker_cells
+from ..registry import COLUMNS, State, job_parts, worker_cells
+from ..text import printable
 from .markup import escape, wrap
 
 # a worker's state -> the badge colour of the job status it is most like

@@ -3,15 +3,14 @@
 ``connect()`` uses a URI when one is given, else the user's own embedded server (SecantusDB):
 one process per data folder (``lifecycle``), which runs as ``python -m mjq_notebook.server``
 (``daemon``), keeps its folder private and its login there (``access``), records itself in the
-folder for other processes (``records``), and counts its clients (``clients``). ``client``
-makes checked pymongo clients; ``embedded`` runs SecantusDB inside a process. Nothing here
-imports the queue or anything above it. The folder is opened once on a checked path
-(``folder``), so no other user can redirect it.
+folder for other processes (``records``), and counts the processes connected to it
+(``peers``). ``client`` makes this package's checked pymongo clients; ``embedded`` runs
+SecantusDB inside a process. Nothing here imports the queue or anything above it. The folder
+is opened once on a checked path (``folder``), so no other user can redirect it.
 """
 
 from .access import CREDENTIALS_FILE, Credentials, read_credentials
 from .client import client_for, env_uri, mask_uri, wire_version
-from .clients import client_pids, count_connections
 from .connection import (
     DATA_ENV,
     connect,
@@ -33,6 +32,7 @@ from .lifecycle import (
     idle_timeout_default,
     stop_server,
 )
+from .peers import client_pids, count_connections
 from .records import (
     BUSY_TIMEOUT,
     LOCK_FILE,

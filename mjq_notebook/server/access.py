@@ -59,7 +59,8 @@ def private_folder(folder: str | os.PathLike | DataFolder) -> DataFolder:
     owns or may write to), made ``0700`` when missing. Only what this package made is then
     made readable by this user only: the server's files in it (by name; not a symlink, nor
     a file with a name elsewhere too), and the folder itself when it holds nothing else.
-    Said once when the folder was open (an earlier version left it so), silently for files
+    Said once when the folder was open (a folder made by hand or by another tool with a
+    common umask: the login in it would be every user's), silently for files
     made open inside the private folder (by ``embedded_server()`` in a process with a common
     umask). A file of the user's own in the folder keeps its mode. DataFolderError when
     refused."""
@@ -74,7 +75,7 @@ def private_folder(folder: str | os.PathLike | DataFolder) -> DataFolder:
         ours = [name for name in names if OUR_FILES.fullmatch(name)]
         mode = stat.S_IMODE(os.fstat(opened.fd).st_mode)
         exposed = bool(ours) and len(ours) == len(names) and bool(mode & 0o077)
-        if exposed:  # a data folder an earlier version made open
+        if exposed:  # our data folder, open to every user: the login in it with it
             os.fchmod(opened.fd, mode & ~0o077)
         tightened = sum(_tighten(opened, name) for name in ours)
     except BaseException:
@@ -82,8 +83,8 @@ def private_folder(folder: str | os.PathLike | DataFolder) -> DataFolder:
         raise
     if exposed:
         log.warning(
-            "made %s and %d file(s) in it readable by you only (an earlier version of "
-            "mjq-notebook had left them readable by every user of this machine)",
+            "made %s and %d file(s) in it readable by you only (every user of this machine "
+            "could read them, the server's login among them)",
             opened.path,
             tightened,
         )

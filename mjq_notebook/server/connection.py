@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
 DATA_ENV = "MJQ_DATA_DIR"  # the embedded server's data folder, if not the per-user default
-LEGACY_DATA_DIR = ".mjq-data"  # where versions before 0.2 kept it: the working folder
 log = logging.getLogger("mjq_notebook.server")
 
 
@@ -38,29 +37,6 @@ def default_data_dir() -> str:
     from platformdirs import user_data_dir
 
     return user_data_dir("mjq-notebook", appauthor=False)
-
-
-_mentioned: set[Path] = set()
-
-
-def _mention_legacy_folder(folder: Path) -> None:
-    """Once per process: a ``./.mjq-data`` of an earlier version is not the folder in use;
-    its jobs are still there, and this says how to reach them."""
-    legacy = Path(LEGACY_DATA_DIR).resolve()
-    if legacy == folder or legacy in _mentioned or not (legacy / "WiredTiger").exists():
-        return
-    _mentioned.add(legacy)
-    log.warning(
-        "%s holds the jobs of an earlier mjq-notebook, which kept its data in the working "
-        "folder; the embedded server now keeps one folder per user (%s). To use the old "
-        "jobs, set %s=%s (or `--path %s`), or, with both servers stopped "
-        "(`mjq serve --stop`), move the old folder there",
-        legacy,
-        folder,
-        DATA_ENV,
-        legacy,
-        LEGACY_DATA_DIR,
-    )
 
 
 def connect(uri: str | None = None, db: str = "job_queue", *, timeout: float = 5.0) -> Database:
@@ -100,5 +76,4 @@ def embedded_uri(
     if not have_secantus():
         raise ServerUnavailable(INSTALL_HINT)
     folder = data_dir(path)
-    _mention_legacy_folder(folder)
     return ensure_server(folder, idle_timeout=idle_timeout).uri

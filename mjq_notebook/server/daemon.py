@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from ..errors import JobQueueError, ServerUnavailable
 from ..signals import handling_stop_signals
 from .access import private_folder, private_umask
-from .clients import count_connections
 from .embedded import EmbeddedServer, start_server
 from .folder import DataFolder
 from .lifecycle import DEFAULT_IDLE_TIMEOUT, START_TIMEOUT
+from .peers import count_connections
 from .records import (
     BUSY_TIMEOUT,
     answers,

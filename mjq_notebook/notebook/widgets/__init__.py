@@ -3,9 +3,9 @@ the history explorer, each a one-liner on the queue (``q.tail()``, ``q.publisher
 ``q.dashboard()``, ``q.explore()``) and usable on its own; and the overview of every queue of
 a database (``mjq_notebook.overview(db)``).
 
-The classes are imported on first use, so ``import mjq_notebook.widgets`` stays cheap and one
-widget's dependency (anywidget for the tail, matplotlib for the explorer) is needed only by
-that widget.
+The classes are imported on first use, so ``import mjq_notebook.notebook.widgets`` stays cheap
+and one widget's dependency (anywidget for the tail, matplotlib for the explorer) is needed
+only by that widget.
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ import ipywidgets as W
 
 from ...errors import ReadOnlyError
 from ...job import Job
+from ...text import utc
 from ..display import escape
-from ..formatting import lost_note, utc
+from ..formatting import lost_note
 from ..markup import wrap
 from .acting import refused
 from .rows import matches
@@ -233,8 +234,8 @@ class RequeueAll:
         self.no.on_click(self.drop)
 
     def _ask(self, _button: Any = None) -> None:
-        if self.steering.read_only:
-            self._say(refused("requeue all"))
+        if self.steering.read_only or self.label is None or self.confirm_box is None:
+            self._say(refused("requeue all"))  # a read-only one has no confirmation row
             return
         term = self._term()
         try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ...analysis.timing import FLOOR_S, format_seconds
+from ...analysis.timing import FLOOR_S
+from ...text import format_seconds
 from ..display import escape
 
 BRAND = "var(--jp-brand-color1,#1976d2)"

@@ -1,7 +1,7 @@
 """``Lifecycle``: the shown/closed life cycle every widget here shares.
 
-A widget made of ipywidgets boxes has three moments to get right, and each widget used to
-write them itself:
+A widget made of ipywidgets boxes has three moments to get right, and each widget would
+otherwise write them itself:
 
 - ``close()`` runs once: it stops the widget's background work, closes every widget in its
   tree (a nested ``Lifecycle`` widget closes itself), then the widget.

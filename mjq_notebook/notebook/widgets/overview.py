@@ -31,10 +31,10 @@ import ipywidgets as widgets
 import pymongo
 from pymongo.errors import PyMongoError
 
-from ...catalog import queue_cells, queues
+from ...catalog import HEADS, queue_cells, queues
 from ...errors import JobQueueError
 from ...outage import Backoff, failure_reason
-from ...registry import printable
+from ...text import printable
 from .. import display
 from ..display import escape
 from .acting import actor_or_here, read_only_html
@@ -108,9 +108,9 @@ def row_html(row: Mapping[str, Any]) -> str:
     counts = {name: row.get(name) or 0 for name in ("waiting", "working", "done", "failed")}
     counts.update({n: row.get(n) or 0 for n in ("cancelled", "lost") if row.get(n)})
     paused = '<span class="mjq-badge mjq-s-waiting">paused</span> ' if row.get("paused") else ""
-    facts = (
-        f"finished 10 min {cells['finished_10min']} · oldest waiting "
-        f"{cells['oldest_waiting_s']} · workers {cells['workers']}"
+    facts = " · ".join(
+        f"{HEADS.get(name, name)} {cells[name]}"
+        for name in ("finished_10min", "oldest_waiting_s", "workers")
     )
     return _wrap(
         f"{paused}{display.counts_html(counts)}"

@@ -18,7 +18,8 @@ from typing import Any
 
 import ipywidgets as W
 
-from ...registry import COLUMNS, HEARTBEAT_S, State, as_count
+from ...registry import ALIVE, COLUMNS, HEARTBEAT_S
+from ...text import int_or_none
 from ..display import stylesheet, workers_html
 from ..subscription import Snapshot
 
@@ -31,11 +32,12 @@ class JobRates:
     """Jobs a minute per worker, from the done + failed counts its heartbeats wrote.
 
     A running (or stopping) worker: the change over the last ``RATE_SPAN_S`` of heartbeats,
-    once they span one heartbeat interval at least (a stop writes at once, off the clock:
-    the jobs of a burst over the moment between a heartbeat and that write once read as
-    1,280 a minute); its life's average until then. A stopped or lost worker writes no more,
-    so its last window would stand for ever: it gets its life's average up to its last
-    heartbeat, which never changes after."""
+    once they span one of its heartbeat intervals at least (its record's ``interval``, the
+    registry's default ``HEARTBEAT_S`` if it has none): a stop writes at once, off the clock,
+    and the jobs of a burst over the short moment between a heartbeat and that write would
+    read as a rate of hundreds a minute. Until then its life's average. A stopped or lost
+    worker writes no more, so its last window would stand for ever: it gets its life's
+    average up to its last heartbeat, which never changes after."""
 
     def __init__(self) -> None:
         self._seen: dict[str, deque[tuple[float, int]]] = {}  # id -> (heartbeat, finished)
@@ -58,7 +60,7 @@ class JobRates:
             self._seen = {key: value for key, value in self._seen.items() if key in ids}
 
     def per_minute(self, row: Mapping[str, Any]) -> float | None:
-        if row.get("state") in (State.RUNNING.value, State.STOPPING.value):
+        if row.get("state") in ALIVE:
             samples = self._seen.get(str(row.get("_id")))
             interval = row.get("interval")
             least = float(interval) if isinstance(interval, (int, float)) else HEARTBEAT_S
@@ -80,7 +82,7 @@ def life_per_minute(row: Mapping[str, Any]) -> float | None:
 
 
 def _finished(row: Mapping[str, Any]) -> int:
-    return as_count(row.get("done")) + as_count(row.get("failed"))
+    return (int_or_none(row.get("done")) or 0) + (int_or_none(row.get("failed")) or 0)
 
 
 def workers_panel_html(

@@ -15,7 +15,7 @@ const FLASH_MS = 1200;
 const TICK_MS = 1000;
 const FROZEN = "view frozen: the queue keeps running (Resume view to follow it again)";
 
-// analysis.timing.format_seconds, for the cells counted on here: "850 ms", "12.3 s",
+// mjq_notebook.text.format_seconds, for the cells counted on here: "850 ms", "12.3 s",
 // "1 min 4 s", "1.5 h" (tests/test_tail.py runs both on the same values).
 function significant(number) {
   if (number < 0) return "-" + significant(-number);

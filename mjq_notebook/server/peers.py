@@ -1,4 +1,5 @@
-"""Who is connected to a server: for its idle stop and for ``mjq serve --status``."""
+"""Who is connected to a server (the peer processes of its TCP connections): for its idle stop
+and for ``mjq serve --status``. ``client.py`` makes this package's own client."""
 
 from __future__ import annotations
 
