@@ -185,8 +185,9 @@ HOSTILE = "<script>alert(1)</script>"
 
 def _foreign_entries(queue: JobQueue) -> None:
     """What another program could have written to the audit: markup, terminal escapes,
-    huge strings, wrong types, missing fields."""
-    now = dt.datetime.now(dt.timezone.utc)
+    huge strings, wrong types, missing fields. Dated weeks ago, so their "ago" reads the same
+    from one rendering to the next."""
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
     queue.db[f"{queue.name}.audit"].insert_many([
         {"at": now, "action": HOSTILE, "count": 1, "jobs": [HOSTILE],
          "who": {"via": "<b>cli", "user": "u" * 200_000, "host": "\x1b[2Jevil\nhost"},
