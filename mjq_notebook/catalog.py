@@ -30,6 +30,7 @@ from .outage import unavailable_as_error
 from .reads import Reads
 from .registry import ALIVE, State, as_read
 from .text import format_seconds, printable
+from .wakeup import last_inserted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,7 +73,7 @@ def _listing(db: Database) -> tuple[list[str], set[str]]:
 def _holds_jobs(db: Database, name: str) -> bool:
     """Whether a capped collection without companions is a queue: empty, or its newest
     document looks like a job (pymjq's: ``status`` and ``ts``)."""
-    newest = db[name].find_one({}, {"status": 1, "ts": 1}, sort=[("$natural", -1)])
+    newest = last_inserted(db[name], {"status": 1, "ts": 1})
     return newest is None or ("status" in newest and isinstance(newest.get("ts"), Mapping))
 
 

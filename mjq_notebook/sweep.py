@@ -26,6 +26,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from .job import FINISHED, IN_HISTORY
 from .retries import retried
+from .wakeup import last_inserted
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -78,12 +79,9 @@ class Sweeper:
         if not (others if others_only else ring):
             return
         # The last document inserted, and the one with the newest id (the same but for
-        # clock differences between publishers; not all servers honour $natural).
-        keep = {
-            doc["_id"]
-            for order in ("$natural", "_id")
-            if (doc := self.collection.find_one({}, {"_id": 1}, sort=[(order, DESCENDING)]))
-        }
+        # publishers in other processes within a second, or with other clocks).
+        newest = self.collection.find_one({}, {"_id": 1}, sort=[("_id", DESCENDING)])
+        keep = {doc["_id"] for doc in (last_inserted(self.collection, {"_id": 1}), newest) if doc}
         ring = [doc for doc in ring if doc["_id"] not in keep]
         if not ring:
             return

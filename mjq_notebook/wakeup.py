@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import bson
-from pymongo import CursorType
+from pymongo import DESCENDING, CursorType
 from pymongo.errors import PyMongoError
 
 if TYPE_CHECKING:
@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 # consumer costs one cheap getMore per interval, and an insert still wakes it within ~ms.
 WAKEUP_AWAIT_MS = 250
 FOLLOW_S = 1.0  # how long one wait of a queue's wake-up cursor lasts (AnyWakeup)
+
+
+def last_inserted(collection: Collection, projection: dict[str, int]) -> dict[str, Any] | None:
+    """The document inserted last into a capped collection (None: it is empty). A
+    ``$natural`` hint, not a sort: SecantusDB ignores a ``$natural`` sort (it gives the
+    first document) but honours the hint, as MongoDB does."""
+    return collection.find_one({}, projection, hint=[("$natural", DESCENDING)])
 
 
 class Wakeup:
@@ -109,7 +116,7 @@ class Wakeup:
         """
         try:
             if self._last_id is None:
-                last = self._collection.find_one({}, {"_id": 1}, sort=[("$natural", -1)])
+                last = last_inserted(self._collection, {"_id": 1})
                 self._last_id = last and last["_id"]  # an empty collection: no tailable cursor
                 return False
             # $gte keeps the cursor alive while the document we stopped at exists; if it was

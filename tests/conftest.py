@@ -104,6 +104,27 @@ def wait_for(predicate, timeout: float, what: str = "the condition") -> float:
     return time.monotonic() - start
 
 
+def within(seconds: float, call, what: str = "the call"):
+    """``call()``'s result (or its exception) if it returns within ``seconds``; a failure
+    then, not at pytest's 300 s time-out, if it hangs (it goes on in a daemon thread)."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise AssertionError(f"{what} still had not returned after {seconds}s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def mjq_threads() -> list[str]:
     """Threads of this package still running (pymongo's own come and go with its clients)."""
     return [t.name for t in threading.enumerate() if t.name.startswith("mjq-")]

@@ -186,8 +186,8 @@ def _claim_one(q: JobQueue, **pub: Any) -> Any:
 
 
 def _failed_job(q: JobQueue, *, swept: bool) -> Any:
-    # swept: neither the oldest nor the newest job (a sweep keeps the last inserted, and the
-    # first, on a server that ignores $natural), so the sweep after its failure takes it out
+    # swept: neither the oldest nor the newest job (a sweep keeps the last inserted), so the
+    # sweep after its failure takes it out
     if swept:
         q.pub({"n": 0})
     job = _claim_one(q, max_attempts=1, priority=1)
@@ -235,8 +235,7 @@ def _two_done_unswept(q: JobQueue) -> list[Any]:
 
 
 def _swept(q: JobQueue, ids: Any, result: Any) -> None:
-    # the second finished job left the ring (the sweep keeps the newest, and on a server that
-    # ignores $natural the first)
+    # the second finished job left the ring (the sweep keeps the newest)
     assert q.collection.find_one({"_id": ids[1]}) is None
     assert q.history_collection.find_one({"_id": ids[1]})["status"] == "done"
 

@@ -146,7 +146,7 @@ def test_pymjq_finishing_our_jobs_loses_none(db, pymjq):
     ring, history = _all_ids(q)
     assert set(ids) <= set(ring) | set(history)
     # pymjq's finishes went to history too, with the times it wrote; the ring keeps the
-    # newest (and the document $natural names last: the first on servers that ignore it)
+    # newest (and the last inserted, if another)
     assert len(ring) <= 2 and ids[-1] in ring
     assert set(history) >= set(ids) - set(ring) and len(history) >= 98
     by_pymjq = history[finished[-1]]

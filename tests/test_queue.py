@@ -12,6 +12,8 @@ from bson import ObjectId
 
 from mjq_notebook import Empty, Job, JobQueue, LeaseLostError, Status
 
+from .conftest import within
+
 
 def test_pymjq_api_round_trip(db):
     q = JobQueue(db)
@@ -71,7 +73,7 @@ def test_counts_track_every_status(db):
 def test_next_times_out_with_empty(queue):
     started = time.monotonic()
     with pytest.raises(Empty):
-        queue.next(timeout=0.5)
+        within(3, lambda: queue.next(timeout=0.5), "next(timeout=0.5)")
     assert 0.45 <= time.monotonic() - started < 2.0
 
 
@@ -185,7 +187,7 @@ def test_delayed_job_is_not_claimable_before_its_time(queue):
     now = queue.pub({"when": "now"})
     assert queue.next(timeout=0).id == now
     with pytest.raises(Empty):
-        queue.next(timeout=0)
+        within(5, lambda: queue.next(timeout=0))
     started = time.monotonic()
     assert queue.next(timeout=5).id == later
     assert 0.5 <= time.monotonic() - started < 2.5
@@ -205,7 +207,7 @@ def test_fail_records_error_and_retries_with_backoff(db):
     assert stored["error"]["message"] == "bad value"
     assert "raise ValueError" in stored["error"]["traceback"]
     with pytest.raises(Empty):  # backing off: 0.4 s after the first failure
-        q.next(timeout=0)
+        within(5, lambda: q.next(timeout=0))
     t0 = time.monotonic()
     job = q.next(timeout=5)
     first_gap = time.monotonic() - t0
@@ -243,8 +245,8 @@ def test_claim_context_manager(queue):
 
 
 def test_claim_times_out(queue):
-    with pytest.raises(Empty), queue.claim(timeout=0.2):
-        pass
+    with pytest.raises(Empty):
+        within(3, lambda: queue.claim(timeout=0.2).__enter__(), "claim(timeout=0.2)")
 
 
 def test_iteration_marks_done_when_the_loop_asks_for_the_next(queue):
@@ -282,7 +284,7 @@ def test_expired_lease_makes_job_claimable_again(db):
     job_id = q1.pub({"x": 1})
     first = q1.next(timeout=0)
     with pytest.raises(Empty):
-        q2.next(timeout=0)
+        within(5, lambda: q2.next(timeout=0))
     second = q2.next(timeout=5)
     assert second.id == job_id and second.attempts == 2
     assert second["worker"] == q2.worker_id
@@ -301,7 +303,7 @@ def test_touch_extends_the_lease(db):
         time.sleep(0.3)
         q1.touch(job)
     with pytest.raises(Empty):
-        JobQueue(db).next(timeout=0)
+        within(5, lambda: JobQueue(db).next(timeout=0))
     q1.done(job)
 
 
@@ -313,7 +315,7 @@ def test_lease_expiry_past_max_attempts_fails_the_job(db):
     q.next(timeout=0)  # attempt 2: also abandoned
     time.sleep(0.3)
     with pytest.raises(Empty):
-        q.next(timeout=0)
+        within(5, lambda: q.next(timeout=0))
     stored = q.get(job_id)
     assert stored["status"] == "failed" and "lease expired" in stored["error"]["message"]
 
@@ -384,9 +386,9 @@ def test_abandoned_job_comes_back_while_the_queue_stays_busy(db):
 def test_next_without_timeout_raises_empty_at_once_as_pymjq_did(queue):
     started = time.monotonic()
     with pytest.raises(Empty, match="no job waiting"):
-        queue.next()
-    with pytest.raises(Empty), queue.claim():
-        pass
+        within(2, queue.next, "next()")
+    with pytest.raises(Empty):
+        within(2, lambda: queue.claim().__enter__(), "claim()")
     assert time.monotonic() - started < 0.5
     queue.pub({"n": 1})
     assert queue.next().data == {"n": 1}

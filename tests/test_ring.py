@@ -31,7 +31,7 @@ def _work(q, n):
 def test_the_ring_keeps_only_unfinished_jobs_and_the_newest(db, sweep_often):
     q = JobQueue(db, max_attempts=1)
     when = dt.datetime(2016, 1, 6, tzinfo=dt.timezone.utc)
-    db.jobqueue.insert_one(  # finished by pymjq: no history row, so it must stay
+    db.jobqueue.insert_one(  # finished by pymjq: no history row, so the sweep copies it there
         {"status": "done", "ts": {"created": when, "started": when, "done": when}, "data": 0}
     )
     q.pub_many([{"n": n} for n in range(6)])
@@ -41,7 +41,7 @@ def test_the_ring_keeps_only_unfinished_jobs_and_the_newest(db, sweep_often):
     working = q.next()
     assert working.data == {"n": 5}
     ring = [doc["data"] for doc in db.jobqueue.find(sort=[("$natural", 1)])]
-    assert ring == [0, {"n": 5}, {"n": "last"}]
+    assert ring == [{"n": 5}, {"n": "last"}]
     counts = q.counts()
     assert counts == {"waiting": 1, "working": 1, "done": 5, "failed": 1, "cancelled": 0, "lost": 0}
     frame = q.history()
@@ -51,6 +51,43 @@ def test_the_ring_keeps_only_unfinished_jobs_and_the_newest(db, sweep_often):
     newest = q.jobs(limit=10)
     assert [job.data for job in newest] == [{"n": "last"}, *({"n": n} for n in range(5, -1, -1)), 0]
     assert [job["status"] for job in newest] == ["waiting", "working", "failed", *["done"] * 5]
+
+
+def test_a_job_another_program_finished_between_ours_goes_to_history_not_away(db, sweep_often):
+    """A pymjq finish (no priority, no lease, naive local times) that is neither the first,
+    the last nor the newest document: the sweep takes it out of the ring, into history."""
+    q = JobQueue(db, max_attempts=1)
+    q.pub({"n": 0})
+    local = dt.datetime(2016, 1, 6, 12, 0)  # pymjq's datetime.now()
+    foreign = db.jobqueue.insert_one(
+        {"status": "done", "ts": {"created": local, "started": local, "done": local}, "data": 9}
+    ).inserted_id
+    q.pub({"n": 1})
+    _work(q, 2)  # each finish sweeps
+    assert db.jobqueue.find_one({"_id": foreign}) is None  # swept: the case is exercised
+    row = q.history_collection.find_one({"_id": foreign})
+    assert row is not None and (row["status"], row["data"]) == ("done", 9)
+    assert q.counts() == {
+        "waiting": 0, "working": 0, "done": 3, "failed": 0, "cancelled": 0, "lost": 0
+    }  # fmt: skip
+    assert sorted(q.history().status) == ["done"] * 3
+
+
+def test_the_sweep_keeps_the_last_document_inserted_whatever_its_id(db, sweep_often):
+    """The wake-up cursors stand on the last document inserted; a publisher with a slower
+    clock (or another process within the same second) gives it an older id than the newest.
+    The ring's natural order names it: SecantusDB ignores a $natural sort but not the hint."""
+    from bson import ObjectId
+
+    q = JobQueue(db)
+    q.pub_many([{"n": n} for n in range(3)])
+    when = dt.datetime(2016, 1, 6, tzinfo=dt.timezone.utc)
+    late = ObjectId.from_datetime(when)  # older than every id of ours
+    db.jobqueue.insert_one({"_id": late, "status": "done", "ts": {"created": when, "done": when}})
+    _work(q, 3)  # each finish sweeps
+    ring = [doc["_id"] for doc in db.jobqueue.find({}, {"_id": 1})]
+    assert late in ring and len(ring) == 2  # the last inserted, and the newest id
+    assert q.counts()["done"] == 4
 
 
 def test_a_waiting_job_is_evicted_only_when_the_backlog_outgrows_the_ring(db, sweep_often):

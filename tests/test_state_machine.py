@@ -93,6 +93,7 @@ from hypothesis.stateful import (
 )
 
 from mjq_notebook import Empty, Job, JobQueue, LeaseLostError
+from mjq_notebook.wakeup import last_inserted
 
 QUEUES = 3  # JobQueue objects on the same queue
 MAX_ATTEMPTS = 2
@@ -442,11 +443,11 @@ class QueueMachine(RuleBasedStateMachine):
         self.gates()
         queue = self.queues[q]
         queue._sweeper.sweep()
-        # the sweep keeps the newest document by _id and by $natural (the wake-up cursors'
-        # footing); servers that do not honour a $natural sort may name another one
+        # the sweep keeps the newest document by _id and the last inserted (the wake-up
+        # cursors' footing)
         ring = list(queue.collection.find({}, {"status": 1}))
         kept = {max(doc["_id"] for doc in ring)} if ring else set()
-        natural = queue.collection.find_one({}, {"_id": 1}, sort=[("$natural", -1)])
+        natural = last_inserted(queue.collection, {"_id": 1})
         kept |= {natural["_id"]} if natural else set()
         left = [d["_id"] for d in ring if d["status"] in FINISHED and d["_id"] not in kept]
         assert not left, f"finished jobs left in the ring by a sweep: {left}"

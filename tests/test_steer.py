@@ -154,6 +154,37 @@ def test_only_a_waiting_job_can_be_cancelled(queue):
     assert queue.get(running.id)["status"] == "done"
 
 
+def test_a_cancel_whose_job_ran_an_attempt_after_its_read_changes_nothing(db, monkeypatch):
+    """Forced, not hoped for: right after cancel reads the waiting job, another worker claims
+    it and fails it (attempts remain, so it waits again). The cancel must then lose: the job
+    is not cancelled, and no cancelled row stands in history for the attempt it ran."""
+    q = JobQueue(db, max_attempts=3, backoff=0)
+    worker = JobQueue(db, max_attempts=3, backoff=0)  # its own collection object: unpatched
+    job_id = q.pub({"n": 1})
+    read = q.collection.find_one
+    raced = []
+
+    def find_one(filter=None, *args, **kwargs):
+        doc = read(filter, *args, **kwargs)
+        if not raced and doc is not None and doc.get("status") == "waiting":
+            raced.append(worker.next(timeout=0))  # between cancel's read and its writes
+            worker.fail(raced[0], RuntimeError("attempt 1"))
+        return doc
+
+    monkeypatch.setattr(q.collection, "find_one", find_one)
+    assert q.cancel(job_id) is False
+    assert raced and raced[0].id == job_id  # the interleaving did happen
+    monkeypatch.undo()
+    doc = q.collection.find_one({"_id": job_id})
+    assert (doc["status"], doc["attempts"]) == ("waiting", 1)
+    assert doc["error"]["message"] == "attempt 1"
+    assert q.history_collection.count_documents({"_id": job_id}) == 0
+    assert (q.counts()["cancelled"], q.counts()["waiting"]) == (0, 1)
+    q.done(q.next(timeout=5))  # the job runs on, its attempts counted
+    row = q.history_collection.find_one({"_id": job_id})
+    assert (row["status"], row["attempts"]) == ("done", 2)
+
+
 def test_cancel_racing_claims_ends_each_job_once(db, server_uri):
     """200 jobs; two processes cancel every one while two claim them: each job ends exactly
     one of cancelled or done, and the counts say so."""
