@@ -128,7 +128,8 @@ class Raw:
     def _wait(self) -> None:
         """One awaitData getMore on a cursor kept open across waits."""
         if self._cursor is None or not self._cursor.alive:
-            last = self.coll.find_one({}, {"_id": 1}, sort=[("$natural", -1)])
+            # the last document inserted: a $natural hint (SecantusDB ignores a $natural sort)
+            last = self.coll.find_one({}, {"_id": 1}, hint=[("$natural", -1)])
             if last is None:  # an empty capped collection has no tailable cursor: poll
                 time.sleep(AWAIT_MS / 1000)
                 return
