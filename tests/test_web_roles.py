@@ -19,6 +19,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,23 @@ class Dashboard:
         assert status == 200, status
         kernel = re.search(r'"kernelId": "([0-9a-f-]{36})"', body).group(1)
         return kernel, reply.get("Set-Cookie", "").split(";", 1)[0]
+
+    def login(self, password: str) -> str:
+        """Log in on the login page (as a browser does: its form, its XSRF cookie); the
+        login cookie set, "" for none."""
+        _status, reply, body = self.get("/login")
+        xsrf = reply["Set-Cookie"].split(";", 1)[0]
+        form = re.search(r'name="_xsrf" value="([^"]+)"', body).group(1)
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        body = urllib.parse.urlencode({"_xsrf": form, "password": password})
+        headers = {"Host": f"127.0.0.1:{self.port}", "Cookie": xsrf,
+                   "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
+        connection.request("POST", "/login", body=body, headers=headers)
+        reply = connection.getresponse()
+        reply.read()
+        connection.close()
+        cookies = [c.split(";", 1)[0] for c in reply.headers.get_all("Set-Cookie") or []]
+        return next((c for c in cookies if c.startswith("username-") and '=""' not in c), "")
 
     def kernel_env(self, kernel_id: str) -> dict:
         """The environment of kernel ``kernel_id`` (a process below mjq dashboard)."""
@@ -162,6 +180,12 @@ def test_the_role_reaches_the_kernel_from_the_token_alone(dashboard):
     _status, _reply, body = dashboard.get("/?token=" + "x" * 32, Cookie=cookie, **FORGED)
     kernel = re.search(r'"kernelId": "([0-9a-f-]{36})"', body).group(1)
     assert dashboard.kernel_env(kernel)["HTTP_X_MJQ_ROLE"] == "viewer"
+    # the login page: the viewer's token typed as the password logs in a viewer
+    login = dashboard.login(viewer)
+    assert login and login != cookie
+    seen = dashboard.kernel_env(dashboard.open_page(Cookie=login, **FORGED)[0])
+    assert seen["HTTP_X_MJQ_ROLE"] == "viewer"
+    assert dashboard.login("x" * 32) == ""  # a wrong one logs in no one
     # and the owner's token is the owner, even with the viewer's cookie
     kernel, owner_cookie = dashboard.open_page(Authorization=f"token {owner}", Cookie=cookie)
     assert dashboard.kernel_env(kernel)["HTTP_X_MJQ_ROLE"] == "owner"
@@ -333,6 +357,19 @@ def test_a_viewer_cannot_reach_an_owners_kernel(dashboard):
     assert dashboard.get(f"/api/kernels/{viewer_kernel}", **token)[0] == 200
     dashboard.kernel_env(owner_kernel)  # the owner's kernel still runs
     assert asyncio.run(knock(owner_kernel, token=dashboard.owner)) == 101
+
+
+def test_without_a_token_everyone_is_the_owner(tmp_path, server_uri):
+    port = free_port()
+    process = _mjq("--no-token", "--port", str(port), env=_env(tmp_path, server_uri))
+    try:
+        assert f"http://127.0.0.1:{port}/ " in process.stdout.readline()  # no token
+        page = Dashboard(process, port, "", "", [], tmp_path)
+        kernel, _cookie = page.open_page(**{"X-Mjq-Role": "viewer"})
+        assert page.kernel_env(kernel)["HTTP_X_MJQ_ROLE"] == "owner"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
 
 
 # -- refused in one line -----------------------------------------------------------------------
