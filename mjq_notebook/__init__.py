@@ -34,15 +34,18 @@ from .worker import Worker
 if TYPE_CHECKING:
     from pymongo.database import Database
 
+    from .audit import Actor
     from .notebook.widgets.overview import Overview
 
 
-def overview(db: Database, *, queue: str | None = None) -> Overview:
+def overview(db: Database, *, queue: str | None = None, actor: Actor | None = None) -> Overview:
     """Every queue of ``db`` live, one row each, as a notebook widget; a click on a queue
-    opens its dashboard below (``queue``: open that one at once). ``close()`` stops it."""
+    opens its dashboard below (``queue``: open that one at once). ``close()`` stops it.
+    ``actor`` is who acts in its dashboards (None: this notebook's user; ``Actor.page()`` in
+    a page's kernel): each action is recorded with it, and a read-only one gets none."""
     from .notebook.widgets.overview import Overview  # ipywidgets only when called
 
-    return Overview(db, queue=queue)
+    return Overview(db, queue=queue, actor=actor)
 
 
 __all__ = [

@@ -5,9 +5,11 @@ back-off) and, for a working job whose worker is lost, a note saying when it can
 again (``formatting.lost_note``) and Release now (``q.reclaim`` with the document shown, so
 only the attempt the user saw is ended).
 
-The buttons call the queue on the kernel's thread; ``show`` may be called from the watcher's
-thread too (the tail calls both under its lock). An action's outcome goes to the tail's
-message line through ``say``; errors are said, never raised into the notebook.
+The buttons act through the widget's ``Steering`` (so each action is recorded in the queue's
+audit, with who) on the kernel's thread; ``show`` may be called from the watcher's thread
+too (the tail calls both under its lock). A read-only viewer gets none of the buttons. An
+action's outcome goes to the tail's message line through ``say``; errors (a refusal
+included) are said, never raised into the notebook.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
+from ...errors import ReadOnlyError
 from ...job import Job
 from ..display import escape
 from ..formatting import lost_note, utc
 from ..markup import wrap
+from .acting import refused
 from .rows import matches
 
 if TYPE_CHECKING:
-    from ...queue import JobQueue
+    from ...audit import Steering
 
 log = logging.getLogger("mjq_notebook")
 
@@ -49,17 +53,26 @@ def is_delayed(job: Mapping[str, Any], now: dt.datetime) -> bool:
 
 class JobActions(W.HBox):
     """The selected job's buttons, and ``note`` (an HTML line the tail shows above the
-    detail). ``changed(job_id)`` is called after an action changed the job."""
+    detail). ``changed(job_id)`` is called after an action changed the job. Every action
+    goes through ``steering`` (recorded in the queue's audit); a read-only steering gets no
+    buttons at all (their attributes are None), and a handler called anyway is refused."""
 
     def __init__(
-        self, queue: JobQueue, say: Callable[[str], None], changed: Callable[[Any], None]
+        self, steering: Steering, say: Callable[[str], None], changed: Callable[[Any], None]
     ) -> None:
-        self.queue = queue
+        self.steering = steering
+        self.queue = steering.queue
         self._say = say
         self._changed = changed
         self._job: Job | None = None
         self._worker_lost = False
+        self._confirming = False  # "Confirm cancel" is showing
         self.note = W.HTML()
+        self.requeue_button = self.cancel_job_button = self.keep_button = None
+        self.run_now_button = self.release_button = None
+        if steering.read_only:
+            super().__init__([])
+            return
         hidden = {"display": "none", **_FIT}
         self.requeue_button = W.Button(
             description="Requeue",
@@ -120,7 +133,8 @@ class JobActions(W.HBox):
         _visible(self.cancel_job_button, status == "waiting")
         _visible(self.run_now_button, job is not None and is_delayed(job, now))
         _visible(self.release_button, lost)
-        note = f"{lost_note(job, now)}; {RELEASE_HINT}" if lost and job is not None else ""
+        hint = "" if self.steering.read_only else f"; {RELEASE_HINT}"
+        note = f"{lost_note(job, now)}{hint}" if lost and job is not None else ""
         value = wrap(f'<span class="mjq-warn">⚠ {escape(note)}</span>') if note else ""
         if self.note.value != value:
             self.note.value = value
@@ -129,6 +143,9 @@ class JobActions(W.HBox):
 
     def _ask(self, confirm: bool) -> None:
         """Show (or drop) the confirmation step of Cancel job."""
+        self._confirming = confirm
+        if self.cancel_job_button is None:  # read-only: no buttons
+            return
         self.cancel_job_button.description = CONFIRM if confirm else CANCEL
         self.cancel_job_button.button_style = "danger" if confirm else ""
         _visible(self.keep_button, confirm)
@@ -137,16 +154,17 @@ class JobActions(W.HBox):
         job = self._job
         if job is None or job.get("status") != "waiting":  # what the buttons offer, only
             return
-        if self.cancel_job_button.description != CONFIRM:
+        if not self._confirming and not self.steering.read_only:
             self._ask(True)
             self._say(f"cancel job {job.id}? It will never run. Confirm cancel to do it.")
             return
         self._ask(False)
-        self._act(job, "cancel", self.queue.cancel, "is cancelled", "was no longer waiting")
+        self._act(job, "cancel", self.steering.cancel, "is cancelled", "was no longer waiting")
 
     def _run_now(self, _button: Any = None) -> None:
-        if self._job is not None and self._job.get("status") == "waiting":
-            self._act(self._job, "run now", self.queue.promote, "is due now", "was not delayed")
+        job = self._job
+        if job is not None and job.get("status") == "waiting":
+            self._act(job, "run now", self.steering.promote, "is due now", "was not delayed")
 
     def _release(self, _button: Any = None) -> None:
         job = self._job
@@ -155,20 +173,25 @@ class JobActions(W.HBox):
             self._act(
                 job,
                 "release",
-                self.queue.reclaim,
+                self.steering.reclaim,
                 "is waiting again",
                 "was no longer held by that attempt",
             )
 
     def _requeue(self, _button: Any = None) -> None:
         if self._job is not None:
-            self._act(self._job, "requeue", self.queue.retry, "is waiting again", "was not failed")
+            self._act(
+                self._job, "requeue", self.steering.retry, "is waiting again", "was not failed"
+            )
 
     def _act(
         self, job: Job, name: str, call: Callable[[Any], bool], done: str, not_done: str
     ) -> None:
         try:
             ok = call(job)
+        except ReadOnlyError:
+            self._say(refused(name))
+            return
         except Exception as exc:  # shown, never raised into the notebook
             log.info("mjq: %s of job %s failed: %r", name, job.id, exc)
             self._say(f"{name} failed: {type(exc).__name__}")
@@ -179,16 +202,23 @@ class JobActions(W.HBox):
 
 class RequeueAll:
     """ "Requeue all failed…" and its confirmation row (``confirm_box``: the count, Requeue,
-    Don't requeue). ``term()`` gives the tail's search; ``changed()`` follows a requeue."""
+    Don't requeue). ``term()`` gives the tail's search; ``changed()`` follows a requeue. The
+    requeue goes through ``steering``; a read-only one gets no widgets (all None)."""
 
     def __init__(
         self,
-        queue: JobQueue,
+        steering: Steering,
         say: Callable[[str], None],
         term: Callable[[], str],
         changed: Callable[[], None],
     ) -> None:
-        self.queue, self._say, self._term, self._changed = queue, say, term, changed
+        self.steering, self.queue = steering, steering.queue
+        self._say, self._term, self._changed = say, term, changed
+        self._pending: dict[str, Any] | None = None
+        self.button = self.yes = self.no = None
+        self.label = self.confirm_box = None
+        if steering.read_only:
+            return
         self.button = W.Button(
             description="Requeue all failed…",
             tooltip="every failed job matching the filter",
@@ -198,12 +228,14 @@ class RequeueAll:
         self.yes = W.Button(description="Requeue", button_style="danger", layout=_FIT)
         self.no = W.Button(description="Don't requeue", layout=_FIT)
         self.confirm_box = W.HBox([self.label, self.yes, self.no], layout={"display": "none"})
-        self._pending: dict[str, Any] | None = None
         self.button.on_click(self._ask)
         self.yes.on_click(self._confirm)
         self.no.on_click(self.drop)
 
     def _ask(self, _button: Any = None) -> None:
+        if self.steering.read_only:
+            self._say(refused("requeue all"))
+            return
         term = self._term()
         try:
             if term:
@@ -229,7 +261,10 @@ class RequeueAll:
         if pending is None:
             return
         try:
-            count = self.queue.retry_failed(pending["query"])
+            count = self.steering.retry_failed(pending["query"])
+        except ReadOnlyError:
+            self._say(refused("requeue all"))
+            return
         except Exception as exc:
             self._say(f"requeue failed: {type(exc).__name__}")
             return
@@ -239,10 +274,13 @@ class RequeueAll:
     def drop(self, _button: Any = None) -> None:
         """Hide the confirmation row (the filter changed, or "Don't requeue")."""
         self._pending = None
-        self.confirm_box.layout.display = "none"
+        if self.confirm_box is not None:
+            self.confirm_box.layout.display = "none"
 
 
-def _visible(button: W.Widget, visible: bool) -> None:
+def _visible(button: W.Widget | None, visible: bool) -> None:
+    if button is None:  # read-only: not made
+        return
     display = None if visible else "none"
     if button.layout.display != display:
         button.layout.display = display

@@ -23,11 +23,14 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 from pymongo.errors import PyMongoError
 
-from ...errors import ServerUnavailable
+from ...audit import Actor, Steering
+from ...errors import ReadOnlyError, ServerUnavailable
 from .. import display
 from ..activity import Activity
 from ..display import escape
 from ..watch import Snapshot, Watcher
+from .acting import actor_or_here, read_only_html, refused
+from .audit_panel import AUDIT_TIP, AuditPanel
 from .charts import histogram_svg, rebin, sparkline_svg
 from .lifecycle import Lifecycle
 from .publisher import Publisher
@@ -61,11 +64,17 @@ class Dashboard(Lifecycle, widgets.VBox):
     stops everything it started and removes it.
     """
 
-    def __init__(self, queue: JobQueue, *, limit: int = 50, **kwargs: Any) -> None:
+    def __init__(
+        self, queue: JobQueue, *, actor: Actor | None = None, limit: int = 50, **kwargs: Any
+    ) -> None:
         from .tail import Tail  # the tail's module needs anywidget: import it with the widget
 
         self.queue = queue
+        self.actor = actor_or_here(actor)
+        self.steering = Steering(queue, self.actor)  # Pause/Resume queue goes through it
+        read_only = self.actor.read_only
         self.watcher = Watcher.of(queue)
+        self._audit = AuditPanel(queue)
         self._subscription: Subscription | None = None
         self._charts: _ChartThread | None = None
         self._stopped = False  # stop() called: stay still even when shown again
@@ -78,20 +87,29 @@ class Dashboard(Lifecycle, widgets.VBox):
             layout=widgets.Layout(flex="0 0 auto", max_width="100%", margin="2px 16px 2px 2px")
         )
         self.histogram = widgets.HTML(layout=widgets.Layout(flex="0 0 auto", max_width="100%"))
-        # Pause queue stops the queue for every process; the tail's "Freeze view" only its table
-        self.pause_queue_button = widgets.Button(
-            description=PAUSE[0], icon=PAUSE[1], tooltip=PAUSE[2], layout={"width": "auto"}
-        )
-        self.pause_queue_button.on_click(self._toggle_queue_pause)
-        self.steer_message = widgets.HTML()
+        # Pause queue stops the queue for every process; the tail's "Freeze view" only its
+        # table. A viewer gets neither the button nor the publish form: a note says why.
+        self.pause_queue_button: widgets.Button | None = None
+        self.steer_message = widgets.HTML(_wrap(read_only_html(self.actor)) if read_only else "")
+        if not read_only:
+            self.pause_queue_button = widgets.Button(
+                description=PAUSE[0], icon=PAUSE[1], tooltip=PAUSE[2], layout={"width": "auto"}
+            )
+            self.pause_queue_button.on_click(self._toggle_queue_pause)
         self.workers = WorkersView(styled=False)  # the stylesheet comes with the heading
         self.workers_panel = self.workers.widget
-        self.tail = Tail(queue, limit=limit, counters=False)  # the header shows them
-        self.publisher = Publisher(queue)
-        self.tail.on_copy(self.publisher.load)
-        self.publisher.on_publish(lambda _ids: self.watcher.poke())
+        self.tail = Tail(  # the header shows the counters, and that it is read-only
+            queue, limit=limit, counters=False, actor=self.actor, read_only_note=False
+        )
+        self.tail.on_action(self._acted)
+        self.publisher: Publisher | None = None
+        if not read_only:
+            self.publisher = Publisher(queue, actor=self.actor)
+            self.tail.on_copy(self.publisher.load)
+            self.publisher.on_publish(lambda _ids: self._acted())
+        steer = [self.pause_queue_button, self.steer_message]
         left = widgets.VBox(
-            [self.counters, widgets.HBox([self.pause_queue_button, self.steer_message])],
+            [self.counters, widgets.HBox([part for part in steer if part is not None])],
             layout=widgets.Layout(flex="1 1 240px", min_width="0"),
         )
         self.counters.layout = widgets.Layout(min_width="0")
@@ -103,13 +121,17 @@ class Dashboard(Lifecycle, widgets.VBox):
         )
         # The stylesheet goes once, in a widget that never changes; the live parts only
         # carry their classes, so each update is small.
-        heading = widgets.HTML(display.stylesheet() + _heading("Publish a job"))
+        workers = widgets.HTML(display.stylesheet() + _heading("Workers"))
         self._render_charts(self.watcher.snapshot, force=True)
         self._render_counters(self.watcher.snapshot)
         self.workers.render(self.watcher.snapshot)
-        workers = widgets.HTML(_heading("Workers"))
+        self.audit_panel = self._audit.widget
+        audit = widgets.HTML(_heading("Audit", AUDIT_TIP))
+        form = [] if self.publisher is None else [
+            widgets.HTML(_heading("Publish a job")), self.publisher
+        ]  # fmt: skip
         super().__init__(
-            [header, workers, self.workers_panel, self.tail, heading, self.publisher],
+            [header, workers, self.workers_panel, self.tail, *form, audit, self.audit_panel],
             layout=kwargs.pop(
                 "layout", widgets.Layout(width="100%", max_width="1000px", overflow="hidden")
             ),
@@ -191,7 +213,7 @@ class Dashboard(Lifecycle, widgets.VBox):
         value = counters_html(snapshot)
         if value != self.counters.value:
             self.counters.value = value
-        if snapshot.paused is not None:
+        if snapshot.paused is not None and self.pause_queue_button is not None:
             description, icon, tip = RESUME if snapshot.paused else PAUSE
             if self.pause_queue_button.description != description:
                 button = self.pause_queue_button
@@ -199,16 +221,32 @@ class Dashboard(Lifecycle, widgets.VBox):
 
     def _toggle_queue_pause(self, _button: Any = None) -> None:
         """Pause queue / Resume queue, as the button says now (what the user saw)."""
-        pausing = self.pause_queue_button.description == PAUSE[0]
+        button = self.pause_queue_button
+        pausing = not self.watcher.snapshot.paused if button is None else (
+            button.description == PAUSE[0]
+        )  # fmt: skip
+        action = "pause" if pausing else "resume"
         try:
-            self.queue.pause() if pausing else self.queue.resume()
+            self.steering.pause() if pausing else self.steering.resume()
+        except ReadOnlyError:
+            self.steer_message.value = _caption(refused(action))
+            return
         except Exception as exc:  # shown, never raised into the notebook
-            self.steer_message.value = _caption(
-                f"could not {'pause' if pausing else 'resume'}: {type(exc).__name__}"
-            )
+            self.steer_message.value = _caption(f"could not {action}: {type(exc).__name__}")
             return
         self.steer_message.value = ""
         self.watcher.poke("paused")  # the badge and the button follow the flag as read
+        self._acted()
+
+    def _acted(self) -> None:
+        """After an action from this dashboard: the counts and the audit panel follow."""
+        self.watcher.poke()
+        charts = self._charts
+        if charts is not None:
+            self._audit.due()
+            charts.wake()
+        elif not self._closed:  # stopped: no thread to do it, so here on the kernel's
+            self._audit.refresh(force=True)
 
     def _render_charts(self, snapshot: Snapshot, *, force: bool = False) -> None:
         """Redraw what changed: the sparkline when its text differs (its time axis slides
@@ -256,6 +294,7 @@ class _ChartThread:
                 return
             try:
                 dashboard._render_charts(dashboard.watcher.snapshot)
+                dashboard._audit.refresh()
             except Exception:  # drawing must never kill the thread or reach the notebook
                 log.exception("mjq: the dashboard's charts failed")
             del dashboard
@@ -337,8 +376,9 @@ def _caption(text: str) -> str:
     return _wrap(f"<span {_CAPTION}>{escape(text)}</span>")
 
 
-def _heading(text: str) -> str:
-    return _wrap(f"<div class='mjq-h' style='margin-top:8px'>{escape(text)}</div>")
+def _heading(text: str, caption: str = "") -> str:
+    small = f" <span {_CAPTION}>{escape(caption)}</span>" if caption else ""
+    return _wrap(f"<div class='mjq-h' style='margin-top:8px'>{escape(text)}{small}</div>")
 
 
 def _wrap(body: str) -> str:

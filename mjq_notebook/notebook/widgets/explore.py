@@ -21,6 +21,7 @@ from .lifecycle import Lifecycle
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ...audit import Actor
     from ...queue import JobQueue
 
 # label -> the pandas duration that far back ("all": no bound)
@@ -36,6 +37,7 @@ class Explorer(Lifecycle, widgets.VBox):
 
     ``Explorer(queue)`` reads the queue's history; ``Explorer(frame=df)`` works on a history
     frame (``queue.history()``'s shape) without a server. Errors show in ``message``.
+    It takes no action, so ``actor`` (accepted as the other widgets take it) changes nothing.
     """
 
     def __init__(
@@ -44,11 +46,13 @@ class Explorer(Lifecycle, widgets.VBox):
         frame: pd.DataFrame | None = None,
         *,
         since: str | None = None,
+        actor: Actor | None = None,
         **kwargs: Any,
     ) -> None:
         if (queue is None) == (frame is None):
             raise TypeError("Explorer needs a queue or a history frame (frame=...), not both")
         self.queue = queue
+        self.actor = actor  # who looks: it only reads, so a viewer sees the same explorer
         self.source = frame
         self.frame: pd.DataFrame | None = None  # what the last refresh loaded
         since = since or ("last day" if queue is not None else "all")

@@ -11,6 +11,10 @@ per ``SPARK_STEP_S`` seconds, from the difference of successive reads of the cou
 Clicking a queue's name opens its ``Dashboard`` below the table (one at a time): opening
 another, or Close, closes the one open with its threads. While the server is away the rows
 stay, dimmed, under "reconnecting…"; the thread backs off and tries again.
+
+``actor`` (None: this notebook's user; a page passes ``Actor.page()``) is handed to every
+dashboard it opens: their actions are recorded with it, and a read-only one's dashboards
+show everything with no action control; the heading then says "read-only".
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ from ...outage import Backoff, failure_reason
 from ...registry import printable
 from .. import display
 from ..display import escape
+from .acting import actor_or_here, read_only_html
 from .charts import SUCCESS
 from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
+    from ...audit import Actor
     from .dashboard import Dashboard
 
 log = logging.getLogger("mjq_notebook")
@@ -117,11 +123,19 @@ class Overview(Lifecycle, widgets.VBox):
     dashboard below, ``unselect()`` (or Close) closes it. ``close()`` stops everything.
 
     ``.rows`` maps queue names to their row widgets; ``.dashboard`` is the open ``Dashboard``
-    (or None) and ``.selected`` its queue's name.
+    (or None) and ``.selected`` its queue's name; ``.actor`` acts in the dashboards.
     """
 
-    def __init__(self, db: Database, *, queue: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        queue: str | None = None,
+        actor: Actor | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.db = db
+        self.actor = actor_or_here(actor)
         self.rows: dict[str, _Row] = {}
         self.rates: dict[str, FinishedRate] = {}
         self.dashboard: Dashboard | None = None
@@ -141,9 +155,11 @@ class Overview(Lifecycle, widgets.VBox):
         )
         self.close_button.on_click(lambda _b: self.unselect())
         self.detail = widgets.VBox()
+        note = f"<div>{read_only_html(self.actor)}</div>" if self.actor.read_only else ""
         heading = widgets.HTML(
             display.stylesheet()
             + _wrap(f"<div class='mjq-h'>Queues in <code>{escape(printable(db.name))}</code></div>")
+            + (_wrap(note) if note else "")
         )
         super().__init__(
             [heading, self.state, self.table, self.more,
@@ -190,7 +206,7 @@ class Overview(Lifecycle, widgets.VBox):
             return
         self.unselect()
         try:
-            board = Dashboard(JobQueue.open(self.db, name))
+            board = Dashboard(JobQueue.open(self.db, name), actor=self.actor)
         except (JobQueueError, PyMongoError) as exc:  # dropped meanwhile, or the server away
             self.detail_title.value = _caption(
                 f"can't open {printable(name)}: {failure_reason(exc)}"

@@ -2,7 +2,9 @@
 one Publish button whose label says how many it publishes.
 
 Built from ipywidgets core controls only, so it works wherever ipywidgets does. Everything
-runs on the kernel's own thread (observers and button clicks); no background thread.
+runs on the kernel's own thread (observers and button clicks); no background thread. A
+publish goes through the form's ``Steering`` (recorded in the queue's audit, with who); a
+read-only viewer's form is not built at all: it shows only why.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ...errors import InvalidQueueError, PublishError
+from ...audit import Actor, Steering
+from ...errors import InvalidQueueError, PublishError, ReadOnlyError
 from ...job import stored_size
 from ...room import job_count, size_text
 from ..display import escape
+from ..markup import wrap
+from .acting import actor_or_here, read_only_html, refused
 from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
@@ -75,14 +80,24 @@ class Publisher(Lifecycle, widgets.VBox):
     Bad JSON or data MongoDB can't store is reported under the editor as you type, and the
     publish button stays disabled until it is fixed; a failed publish is reported there too
     and never raises into the notebook. ``on_publish(callback)`` is told the new ids.
+    ``actor`` (None: this notebook's user) is who publishes; a read-only one gets no form
+    (its controls are None) and a note saying so.
     """
 
-    def __init__(self, queue: JobQueue, data: Any = EXAMPLE, **kwargs: Any) -> None:
+    def __init__(
+        self, queue: JobQueue, data: Any = EXAMPLE, *, actor: Actor | None = None, **kwargs: Any
+    ) -> None:
         self.queue = queue
+        self.actor = actor_or_here(actor)
+        self.steering = Steering(queue, self.actor)
         self._data: Any = _INVALID
         self._problem = ""
         self._busy = False
         self._callbacks: list[Callable[[list[ObjectId]], None]] = []
+        layout = kwargs.pop("layout", widgets.Layout(width="100%", max_width="1000px"))
+        if self.actor.read_only:
+            self._read_only(layout, **kwargs)
+            return
         self.editor = widgets.Textarea(
             value=_pretty(data)[0],
             placeholder='{"message": "hello world!"}',
@@ -149,11 +164,18 @@ class Publisher(Lifecycle, widgets.VBox):
             layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
         )
         super().__init__(
-            [self._style, self.editor, options, buttons, self.message],
-            layout=kwargs.pop("layout", widgets.Layout(width="100%", max_width="1000px")),
-            **kwargs,
+            [self._style, self.editor, options, buttons, self.message], layout=layout, **kwargs
         )
         self._validate()
+        self._opened()
+
+    def _read_only(self, layout: widgets.Layout, **kwargs: Any) -> None:
+        """A viewer's form: no control at all, only the note saying why."""
+        self.editor = self.priority = self.delay = self.max_attempts = self.copies = None
+        self.publish_button = self._style = None
+        self._problem = "read-only"
+        self.message = widgets.HTML(wrap(read_only_html(self.actor)))
+        super().__init__([self.message], layout=layout, **kwargs)
         self._opened()
 
     # -- state -------------------------------------------------------------------------------
@@ -217,6 +239,9 @@ class Publisher(Lifecycle, widgets.VBox):
 
         Never raises: the outcome is shown in ``message``.
         """
+        if self.editor is None:  # read-only: no form, and the steering would refuse
+            self._show(refused("publish"), _ERROR)
+            return []
         self._validate()
         if not self.valid:
             return []
@@ -232,10 +257,10 @@ class Publisher(Lifecycle, widgets.VBox):
         try:
             if self._too_big(copies):
                 return []
-            if copies == 1:
-                ids = [self.queue.pub(self._data, **options)]
-            else:
-                ids = self.queue.pub_many([self._data] * copies, **options)
+            ids = self.steering.pub_many([self._data] * copies, **options)
+        except ReadOnlyError:
+            self._show(refused("publish"), _ERROR)
+            return []
         except (PublishError, InvalidQueueError) as exc:
             self._show(str(exc), _ERROR)
             return []
@@ -278,6 +303,8 @@ class Publisher(Lifecycle, widgets.VBox):
 
         Values JSON can't hold (dates, ObjectIds) become their text, and the message says so.
         """
+        if self.editor is None:  # read-only: no form to fill
+            return
         text, converted = _pretty(data)
         self.editor.value = text
         if converted and self.valid:

@@ -29,10 +29,12 @@ import traitlets
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
+from ...audit import Actor, Steering
 from ...errors import ServerUnavailable
 from ...job import STATUSES, Job
-from .. import display
+from .. import display, markup
 from ..watch import Snapshot, Subscription, Watcher
+from .acting import actor_or_here, read_only_html
 from .actions import JobActions, RequeueAll
 from .lifecycle import Lifecycle
 from .rows import _as_id, in_sight, job_row, matches
@@ -80,10 +82,17 @@ class JobTable(anywidget.AnyWidget):
 
 
 class Tail(Lifecycle, W.VBox):
-    """The newest ``limit`` jobs of ``queue``, live. See the module docstring."""
+    """The newest ``limit`` jobs of ``queue``, live. See the module docstring.
 
-    def __init__(self, queue: JobQueue, limit: int = 50, *, counters: bool = True) -> None:
+    Its actions go through one ``Steering`` by ``actor`` (None: this notebook's user): each
+    is recorded in the queue's audit. A read-only actor's tail shows everything but has no
+    action control, and a note says so (unless ``read_only_note=False``)."""
+
+    def __init__(self, queue: JobQueue, limit: int = 50, *, counters: bool = True,
+                 actor: Actor | None = None, read_only_note: bool = True) -> None:  # fmt: skip
         self.queue = queue
+        self.actor = actor_or_here(actor)
+        self.steering = Steering(queue, self.actor)  # every action goes through it
         self.limit = int(limit)
         self._show_counters = counters  # off in a dashboard, whose header shows them
         self.watcher = Watcher.of(queue)
@@ -97,6 +106,7 @@ class Tail(Lifecycle, W.VBox):
         self._detail_job: Job | None = None
         self._detail_lost = False  # the detail's job runs on a worker the registry says is lost
         self._copy_callbacks: list[Callable[[Any], None]] = []
+        self._action_callbacks: list[Callable[[], None]] = []
 
         self.table = JobTable()
         self.status_filter = W.Dropdown(
@@ -118,42 +128,45 @@ class Tail(Lifecycle, W.VBox):
         self.counters = W.HTML(layout={} if counters else {"display": "none"})
         self.message = W.HTML()
         self.detail = W.HTML()
-        self.actions = JobActions(queue, self._say, self._after_action)
+        # a read-only viewer's tail makes none of the action controls (each is None then)
+        read_only = self.actor.read_only
+        self.actions = JobActions(self.steering, self._say, self._after_action)
         self.requeue_button = self.actions.requeue_button
         fit = {"width": "auto"}  # buttons are 148 px by default: the labels would be cut
-        self.copy_button = W.Button(
-            description="Copy to publish form",
-            icon="copy",
-            disabled=True,
+        self.copy_button = None if read_only else W.Button(
+            description="Copy to publish form", icon="copy", disabled=True, layout=fit,
             tooltip="load the selected job's data into the publish form",
-            layout=fit,
-        )
+        )  # fmt: skip
         self.requeue_all = RequeueAll(
-            queue, self._say, lambda: self._filter()[1], self.watcher.poke
+            self.steering, self._say, lambda: self._filter()[1], self._acted
         )
         ra = self.requeue_all  # its parts, as tests and users knew them
         self.requeue_all_button, self.confirm_box = ra.button, ra.confirm_box
         self.confirm_label, self.confirm_button, self.cancel_button = ra.label, ra.yes, ra.no
-
-        super().__init__(
-            [
-                W.HBox([self.status_filter, self.search, self.pause_button, self.workers_button]),
-                self.counters,
-                self.workers_view.widget,
-                self.table,
-                W.HBox([self.actions, self.requeue_all_button, self.copy_button]),
-                self.confirm_box,
-                self.message,
-                self.actions.note,
-                self.detail,
-            ]
-        )
+        note = read_only_html(self.actor) if read_only and read_only_note else ""
+        self.read_only_note = W.HTML(markup.wrap(note) if note else "")
+        parts = [
+            W.HBox([self.status_filter, self.search, self.pause_button, self.workers_button]),
+            self.read_only_note if note else None,
+            self.counters,
+            self.workers_view.widget,
+            self.table,
+            None
+            if read_only
+            else W.HBox([self.actions, self.requeue_all_button, self.copy_button]),
+            self.confirm_box,
+            self.message,
+            self.actions.note,
+            self.detail,
+        ]
+        super().__init__([part for part in parts if part is not None])
         self.status_filter.observe(self._filter_changed, "value")
         self.search.observe(self._filter_changed, "value")
         self.pause_button.observe(self._pause_changed, "value")
         self.table.observe(self._selected_changed, "selected")
         self.workers_button.observe(self._workers_toggled, "value")
-        self.copy_button.on_click(self._copy)
+        if self.copy_button is not None:
+            self.copy_button.on_click(self._copy)
         self._follow_views(self.table)
         self._opened()
         self._subscribe()
@@ -171,6 +184,13 @@ class Tail(Lifecycle, W.VBox):
         else:
             self._copy_callbacks.append(callback)
 
+    def on_action(self, callback: Callable[[], None], remove: bool = False) -> None:
+        """Call ``callback()`` after each action taken from this tail changed the queue."""
+        if remove:
+            self._action_callbacks.remove(callback)
+        else:
+            self._action_callbacks.append(callback)
+
     def _snapshot_html(self) -> str:
         return display.queue_html(self.queue)  # the counts and newest jobs, as q shows them
 
@@ -179,6 +199,7 @@ class Tail(Lifecycle, W.VBox):
         subscriber)."""
         self._unsubscribe()
         self._copy_callbacks.clear()
+        self._action_callbacks.clear()
 
     def __repr__(self) -> str:
         return f"<Tail {self.queue.db.name}.{self.queue.name}: {self.table!r}>"
@@ -289,9 +310,10 @@ class Tail(Lifecycle, W.VBox):
         with self._lock:
             self._status, self._term = self._filter()
             sub = self._sub
-        self.requeue_all_button.layout.display = (
-            None if self._status in (None, "failed") else "none"
-        )
+        if self.requeue_all_button is not None:
+            self.requeue_all_button.layout.display = (
+                None if self._status in (None, "failed") else "none"
+            )
         self.requeue_all.drop()
         if sub is not None:
             sub.rate = self._rate()
@@ -344,7 +366,8 @@ class Tail(Lifecycle, W.VBox):
             self.detail, "value", "" if job is None else display.job_html(job, worker_lost=lost)
         )
         self.actions.show(job, lost)
-        self.copy_button.disabled = job is None
+        if self.copy_button is not None:
+            self.copy_button.disabled = job is None
 
     def _want_workers(self) -> None:
         """Have the watcher read the workers while the compact panel shows them (whether a
@@ -374,20 +397,30 @@ class Tail(Lifecycle, W.VBox):
         with self._lock:
             if fresh is not None and self._detail_job is not None and self._detail_job.id == job_id:
                 self._show_detail(fresh, self._detail_lost and fresh.get("status") == "working")
+        self._acted()
+
+    def _acted(self) -> None:
+        """An action changed the queue: a re-read, and the ``on_action`` listeners."""
         self.watcher.poke()
+        _tell(self._action_callbacks)
 
     def _copy(self, _button: Any = None) -> None:
         job = self._selected_job()
-        if job is None:
-            return
-        for callback in list(self._copy_callbacks):
-            try:
-                callback(job.get("data"))
-            except Exception:  # one broken callback must not stop the others
-                log.exception("mjq: an on_copy callback failed")
+        if job is not None:
+            _tell(self._copy_callbacks, job.get("data"))
 
     def _say(self, text: str) -> None:
         self.message.value = f'<span class="mjq-dim">{display.escape(text)}</span>' if text else ""
+
+
+def _tell(callbacks: list[Callable[..., None]], *args: Any) -> None:
+    """Call each of ``callbacks`` with ``args``; one broken callback must not stop the others
+    (nor look like a failed action)."""
+    for callback in list(callbacks):
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("mjq: a %s callback failed", getattr(callback, "__name__", "tail"))
 
 
 def _worker_lost(job: Job | None, lost: dict[str, dict]) -> bool:
