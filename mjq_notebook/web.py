@@ -205,7 +205,7 @@ def voila_config(
         "RolesIdentityProvider": {"viewer_token": viewer_token},
         "VoilaConfiguration": {
             "multi_kernel_manager_class": KERNELS,
-            "http_header_envs": ["X-Mjq-Role", "X-Mjq-Client"],
+            "http_header_envs": ["X-Mjq-Role", "X-Mjq-Client"],  # set by web_roles.py
         },
         "BoundedKernelManager": {"max_kernels": max_pages},
         "KernelManager": {"transport": transport},

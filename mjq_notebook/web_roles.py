@@ -29,7 +29,6 @@ from traitlets import Unicode
 OWNER, VIEWER = "owner", "viewer"
 ROLE_HEADER = "X-Mjq-Role"  # in a kernel's environment as HTTP_X_MJQ_ROLE (audit.ROLE_ENV)
 CLIENT_HEADER = "X-Mjq-Client"  # ... and HTTP_X_MJQ_CLIENT
-HEADERS = [ROLE_HEADER, CLIENT_HEADER]
 LOGIN_PATHS = ("/login", "/logout")
 # the routes that name a kernel (Voilà's and Jupyter Server's): a viewer reaches only its own
 KERNEL_PATH = re.compile(r"/(?:api/kernels|voila/api/shutdown|voila/query|voila/execution)/([^/]+)")
@@ -130,8 +129,10 @@ class RolesAuthorizer(Authorizer):
         if path in LOGIN_PATHS:
             return True
         kernel = KERNEL_PATH.match(path)
-        if kernel is not None:
-            if _kernel_role(handler, kernel.group(1)) != VIEWER:
+        named = {kernel.group(1)} if kernel else set()
+        named |= {handler.path_kwargs.get("kernel_id")} - {None}  # as the route decoded it
+        if named:
+            if any(_kernel_role(handler, kernel_id) != VIEWER for kernel_id in named):
                 return False
             return method in ("GET", "HEAD") or (
                 method == "POST" and path.startswith("/voila/api/shutdown/")
