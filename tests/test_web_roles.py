@@ -156,12 +156,18 @@ def test_viewers_get_a_token_of_their_own_printed_beside_the_owners(dashboard):
     urls = [f"{address}?token={owner}", f"{address}?token={viewer}"]
     assert url_file.read_text().split() == urls
     assert stat.S_IMODE(url_file.stat().st_mode) == 0o600
+    assert _command_lines(dashboard) >= 2  # mjq and Voilà at least
+
+
+def _command_lines(dashboard: Dashboard) -> int:
+    """Check no token is in the command line (``/proc/<pid>/cmdline``) of mjq dashboard or
+    any process below it, kernels too; how many there are."""
     processes = [psutil.Process(dashboard.process.pid)]
     processes += processes[0].children(recursive=True)
-    assert len(processes) >= 2  # mjq and Voilà at least
-    for process in processes:  # /proc/<pid>/cmdline of each
+    for process in processes:
         command_line = Path(f"/proc/{process.pid}/cmdline").read_bytes().decode()
-        assert viewer not in command_line and owner not in command_line
+        assert dashboard.viewer not in command_line and dashboard.owner not in command_line
+    return len(processes)
 
 
 def test_the_role_reaches_the_kernel_from_the_token_alone(dashboard):
@@ -361,6 +367,7 @@ def test_a_viewer_cannot_reach_an_owners_kernel(dashboard):
     assert dashboard.get(f"/api/kernels/{viewer_kernel}", "DELETE", **token)[0] == 403
     assert dashboard.get(f"/api/kernels/{viewer_kernel}", **token)[0] == 200
     dashboard.kernel_env(owner_kernel)  # the owner's kernel still runs
+    assert _command_lines(dashboard) >= 4  # the two kernels' too
     assert asyncio.run(knock(owner_kernel, token=dashboard.owner)) == 101
 
 
