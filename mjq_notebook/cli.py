@@ -365,6 +365,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from . import web, web_access
 
     token = None if args.no_token else web_access.given_token(token_file=args.token_file)
+    viewer = None
+    if args.viewers or args.viewer_token_file is not None:
+        viewer = web_access.viewer_token(
+            token, token_file=args.viewer_token_file, no_token=args.no_token
+        )
     web.check(args.host, args.port, args.no_token, args.allow_host)  # before a server starts
     if args.queue is not None:
         _existing(args)  # a mistyped name is an error here, not a page that says so
@@ -372,7 +377,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         queue_names(_connect(args))  # the server answers, before the page is served
     return web.serve(args.db, args.queue, uri=args.uri, host=args.host, port=args.port,
                      token=token, no_token=args.no_token, allow_hosts=args.allow_host,
-                     open_browser=args.open, max_pages=args.max_pages)  # fmt: skip
+                     open_browser=args.open, max_pages=args.max_pages,
+                     viewer_token=viewer)  # fmt: skip
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -61,12 +61,13 @@ def _port(text: str) -> int:
 
 
 class _Refused(argparse.Action):
-    """``--token VALUE``: refused, since a command line is visible to every user (``ps``)."""
+    """``--token VALUE``: refused, since a command line is visible to every user (``ps``);
+    ``const`` says where a token goes instead."""
 
     def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
         parser.error(
-            "--token: not on the command line, which every user sees in `ps`: use "
-            f"${TOKEN_ENV} or --token-file"
+            f"{option}: not on the command line, which every user sees in `ps`: use "
+            f"{self.const or f'${TOKEN_ENV} or --token-file'}"
         )
 
 
@@ -238,6 +239,23 @@ def parser() -> argparse.ArgumentParser:
         "--no-token",
         action="store_true",
         help="serve without a token: every user of this machine can then drive the page",
+    )
+    sub.add_argument(
+        "--viewers",
+        action="store_true",
+        help="a second token for read-only viewers (from --viewer-token-file, else "
+        "$MJQ_DASHBOARD_VIEWER_TOKEN, else a random one): they see everything, change nothing",
+    )
+    sub.add_argument(
+        "--viewer-token-file",
+        metavar="PATH",
+        help="read the viewers' token from this file (implies --viewers); 16 characters or more",
+    )
+    sub.add_argument(
+        "--viewer-token",
+        action=_Refused,
+        const="$MJQ_DASHBOARD_VIEWER_TOKEN or --viewer-token-file",
+        help=argparse.SUPPRESS,
     )
     sub.add_argument("--open", action="store_true", help="open the page in your browser")
     sub.add_argument(

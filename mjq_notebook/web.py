@@ -12,6 +12,8 @@ says whose and which host names it answers). The token and those names reach Voi
 ``voila.json`` readable by the user only (Voilà reads it from its working folder), not on its
 command line. Before it prints an address it checks the port was free and that what answers
 there is the Voilà it started (a header with a nonce of this start, fetched without the token).
+With ``--viewers`` a second token opens the page read-only: web_roles.py tells each page's
+kernel which token opened it, and the notebook's widgets act through ``Actor.page()``.
 """
 
 from __future__ import annotations
@@ -33,9 +35,18 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
+from .audit import CLIENT_ENV, ROLE_ENV
 from .errors import DashboardError
 from .signals import handling_stop_signals
-from .web_access import DEFAULT_PORT, NO_TOKEN_WARNING, host_names, is_local, new_token, write_url
+from .web_access import (
+    DEFAULT_PORT,
+    NO_TOKEN_WARNING,
+    VIEWER_NOTE,
+    host_names,
+    is_local,
+    new_token,
+    write_url,
+)
 
 NONCE_HEADER = "X-Mjq-Dashboard"
 NOTEBOOK = "mjq-dashboard.ipynb"
@@ -43,6 +54,7 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 MAX_PAGES = 5  # kernels at once: web_kernels.py bounds them
 KERNELS = "mjq_notebook.web_kernels.BoundedKernelManager"
+ROLES = "mjq_notebook.web_roles"  # who opened a page, told to its kernel
 TEMPLATE = "mjq"  # web_page/voila/templates/mjq: the system's theme, the window's width
 PAGE_DATA = Path(__file__).resolve().parent / "web_page"  # on Voilà's JUPYTER_PATH
 INSTALL = "pip install 'mjq-notebook[web]' (from a checkout: pip install -e \".[web]\")"
@@ -50,11 +62,14 @@ INSTALL = "pip install 'mjq-notebook[web]' (from a checkout: pip install -e \".[
 
 def notebook(db: str, queue: str | None) -> dict[str, Any]:
     """The notebook Voilà serves: one cell that shows the overview of ``db`` (with the
-    dashboard of ``queue`` open). Names go in as Python literals; the URI stays out."""
+    dashboard of ``queue`` open), acting as the page's visitor (owner or viewer). Names go
+    in as Python literals; the URI stays out."""
     source = (
         "from mjq_notebook import connect, overview\n"
-        "# connect() finds the server as mjq did: $MJQ_MONGODB_URI, else the embedded one\n"
-        f"overview(connect(db={db!r}), queue={queue!r})"
+        "from mjq_notebook.audit import Actor\n"
+        "# connect() finds the server as mjq did: $MJQ_MONGODB_URI, else the embedded one;\n"
+        "# Actor.page(): who opened this page, as mjq dashboard told this kernel\n"
+        f"overview(connect(db={db!r}), queue={queue!r}, actor=Actor.page())"
     )
     cell: dict[str, Any] = {
         "cell_type": "code",
@@ -95,9 +110,11 @@ def serve(
     allow_hosts: list[str] | None = None,
     open_browser: bool = False,
     max_pages: int = MAX_PAGES,
+    viewer_token: str | None = None,
 ) -> int:
     """Serve the page until SIGINT or SIGTERM; returns the exit code. ``token`` None makes a
-    random one; ``no_token`` serves without (only on this machine's loopback)."""
+    random one; ``no_token`` serves without (only on this machine's loopback);
+    ``viewer_token`` opens the page read-only."""
     if importlib.util.find_spec("voila") is None:
         raise SystemExit(f"mjq dashboard: needs Voilà, which is not installed: {INSTALL}")
     names = check(host, port, no_token, allow_hosts)
@@ -109,17 +126,19 @@ def serve(
         trust(folder)
         config = folder / "voila.json"  # Voilà reads voila.json from its working folder
         config.touch(mode=0o600)
-        settings = voila_config(token, names, nonce, max_pages)
+        settings = voila_config(token, names, nonce, max_pages, viewer_token or "")
         settings["NotebookNotary"] = notary_config(folder)
         config.write_text(json.dumps(settings), encoding="utf-8")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for name in (ROLE_ENV, CLIENT_ENV):  # a kernel's role: from its page's request only
+            env.pop(name, None)
         env["JUPYTER_RUNTIME_DIR"] = str(folder / "runtime")  # kernels' ipc sockets: ours only
         env["JUPYTER_PATH"] = os.pathsep.join(
             [str(PAGE_DATA), *filter(None, [os.environ.get("JUPYTER_PATH")])]
         )
         if uri:
             env["MJQ_MONGODB_URI"] = uri
-        site = Site(host, port, token, nonce, open_browser)
+        site = Site(host, port, token, nonce, open_browser, viewer_token)
         return _run(voila_command(folder, host, port), folder, env, site)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -173,18 +192,28 @@ def trust(folder: Path) -> None:
     write(document, path)
 
 
-def voila_config(token: str, names: list[str], nonce: str, max_pages: int) -> dict[str, Any]:
-    """Voilà's configuration: the token ("" for none), Jupyter Server's Host check (on, with
-    ``names``; Voilà turns it off), the nonce header, and its kernels bounded. Kernels talk
+def voila_config(
+    token: str, names: list[str], nonce: str, max_pages: int, viewer_token: str = ""
+) -> dict[str, Any]:
+    """Voilà's configuration: the tokens ("" for none), Jupyter Server's Host check (on, with
+    ``names``; Voilà turns it off), the nonce header, the roles of web_roles.py (each page's
+    kernel told its role in its environment), and its kernels bounded. Kernels talk
     over Unix sockets in the run's own folder (no TCP port any local user can reach, and so
     no "without encryption" warning); the websocket ping timeout is set to the interval,
     which Tornado would otherwise do with a warning."""
     settings = {"allow_remote_access": False, "local_hostnames": names,
                 "headers": {NONCE_HEADER: nonce}, "ws_ping_timeout": 30_000}  # fmt: skip
     transport = "ipc" if os.name == "posix" else "tcp"  # Windows has no ipc transport
+    voila = {"token": token, "tornado_settings": settings,
+             "identity_provider_class": f"{ROLES}.RolesIdentityProvider",
+             "authorizer_class": f"{ROLES}.RolesAuthorizer"}  # fmt: skip
     return {
-        "Voila": {"token": token, "tornado_settings": settings},
-        "VoilaConfiguration": {"multi_kernel_manager_class": KERNELS},
+        "Voila": voila,
+        "RolesIdentityProvider": {"viewer_token": viewer_token},
+        "VoilaConfiguration": {
+            "multi_kernel_manager_class": KERNELS,
+            "http_header_envs": ["X-Mjq-Role", "X-Mjq-Client"],  # set by web_roles.py
+        },
         "BoundedKernelManager": {"max_kernels": max_pages},
         "KernelManager": {"transport": transport},
     }
@@ -193,13 +222,18 @@ def voila_config(token: str, names: list[str], nonce: str, max_pages: int) -> di
 class Site:
     """Where the page is served and how its owner opens it."""
 
-    def __init__(self, host: str, port: int, token: str, nonce: str, open_browser: bool):
+    def __init__(self, host: str, port: int, token: str, nonce: str, open_browser: bool,
+                 viewer_token: str | None = None):  # fmt: skip
         self.host, self.port, self.token, self.nonce = host, port, token, nonce
         self.open_browser = open_browser
         self.probe = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
         shown = f"[{host}]" if ":" in host else host
         self.address = f"http://{shown}:{port}/"
         self.url = f"{self.address}?token={token}" if token else self.address
+        self.viewer_url = f"{self.address}?token={viewer_token}" if viewer_token else None
+
+    def __repr__(self) -> str:  # no token in a log or a traceback
+        return f"Site({self.address!r})"
 
     def is_ours(self) -> bool:
         """True if what answers on the port sends this start's nonce (asked without the
@@ -215,14 +249,17 @@ class Site:
         return headers.get(NONCE_HEADER) == self.nonce
 
     def announce(self) -> Path:
-        """Print the address (tokenised) and write it to the owner's URL file; its path."""
-        path = write_url(self.port, self.url)
+        """Print the address (tokenised; the viewers' too) and write it to the owner's URL
+        file (the viewers' on a second line); its path."""
+        path = write_url(self.port, "\n".join(filter(None, [self.url, self.viewer_url])))
         if not self.token:
             print(NO_TOKEN_WARNING, file=sys.stderr, flush=True)
         print(
             f"mjq: the dashboard is at {self.url} (also in {path}, yours only); Ctrl-C stops it",
             flush=True,
         )
+        if self.viewer_url:
+            print(f"mjq: read-only viewers open {self.viewer_url}\nmjq: {VIEWER_NOTE}", flush=True)
         if self.open_browser:
             webbrowser.open(self.url)
         return path

@@ -6,7 +6,8 @@ for a token, on 127.0.0.1 too (127.0.0.1 is shared by every user of the machine)
 does: a random one made at each start unless the owner gives one in ``$MJQ_DASHBOARD_TOKEN``
 or a file, never on a command line (``ps`` shows it to everyone). Jupyter Server checks the
 ``Host`` header against the names here, so a web page the owner visits can't reach it through
-a name of its own (DNS rebinding).
+a name of its own (DNS rebinding). With ``--viewers`` a second token, made or given the same
+way, opens the page read-only (web_roles.py tells the page's kernel which token it was).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from .errors import DashboardError
 
 TOKEN_ENV = "MJQ_DASHBOARD_TOKEN"
+VIEWER_TOKEN_ENV = "MJQ_DASHBOARD_VIEWER_TOKEN"
 DEFAULT_PORT = 8866  # Voilà's own
 MIN_TOKEN = 16  # characters
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -27,6 +29,10 @@ LOCAL_NAMES = ("localhost",)  # and any loopback address, which Jupyter Server a
 NO_TOKEN_WARNING = (
     "mjq dashboard: --no-token: anyone who can reach this port -- every user of this machine "
     "on 127.0.0.1 -- sees every job and can publish, pause, requeue and cancel"
+)
+VIEWER_NOTE = (
+    "a viewer sees every queue, job, worker and chart, and can't publish, pause, resume, "
+    "cancel, run now, release or requeue: the page shows no such button, its kernel refuses"
 )
 
 
@@ -36,9 +42,11 @@ def new_token() -> str:
 
 
 def given_token(
-    environ: Mapping[str, str] | None = None, token_file: str | None = None
+    environ: Mapping[str, str] | None = None,
+    token_file: str | None = None,
+    env_name: str = TOKEN_ENV,
 ) -> str | None:
-    """The token the owner gave, from ``token_file`` or ``$MJQ_DASHBOARD_TOKEN``, or None
+    """The token given in ``token_file`` or ``$env_name`` (the owner's, by default), or None
     for none given; a blank or short one raises :class:`DashboardError` (one line)."""
     environ = os.environ if environ is None else environ
     if token_file is not None:
@@ -47,8 +55,8 @@ def given_token(
         except OSError as exc:
             why = exc.strerror
             raise DashboardError(f"can't read the token file {token_file}: {why}") from None
-    elif TOKEN_ENV in environ:
-        token, where = environ[TOKEN_ENV].strip(), f"${TOKEN_ENV}"
+    elif env_name in environ:
+        token, where = environ[env_name].strip(), f"${env_name}"
     else:
         return None
     if len(token) < MIN_TOKEN:
@@ -56,6 +64,27 @@ def given_token(
             f"the token in {where} is {'blank' if not token else 'too short'}: give one of "
             f"{MIN_TOKEN} characters or more (e.g. python -c 'import secrets; "
             "print(secrets.token_urlsafe())'), or none and one is made at each start"
+        )
+    return token
+
+
+def viewer_token(
+    owner: str | None,
+    environ: dict | None = None,
+    token_file: str | None = None,
+    *,
+    no_token: bool = False,
+) -> str:
+    """The viewers' token: given in ``token_file`` or ``$MJQ_DASHBOARD_VIEWER_TOKEN`` (as the
+    owner's is), else a random one; :class:`DashboardError` if it is weak or the owner's
+    (``owner``: the owner's given token, None for a random one), or if there is no token."""
+    if no_token:
+        raise DashboardError("--viewers: not with --no-token, where everyone is the owner")
+    token = given_token(environ, token_file, VIEWER_TOKEN_ENV) or new_token()
+    if owner is not None and token == owner:
+        where = token_file or f"${VIEWER_TOKEN_ENV}"
+        raise DashboardError(
+            f"the viewer token in {where} is the owner's: a viewer would be the owner; give another"
         )
     return token
 

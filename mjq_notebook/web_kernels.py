@@ -6,7 +6,8 @@ never imported by mjq itself. A kernel no page is connected to -- one whose page
 its websocket, or was closed -- is shut down once it has been alone for ``alone_grace``
 seconds (the clock restarts while it runs the notebook, so a slow first render is not cut
 short); past ``max_kernels`` a page load is answered 503 "too many open dashboards" instead
-of starting another.
+of starting another. Each kernel's role (the owner's or a viewer's page, as web_roles.py told
+it) is kept, so a viewer can be kept out of an owner's kernel.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 from tornado import web
 from tornado.ioloop import PeriodicCallback
 from traitlets import Float, Integer
+
+from .audit import ROLE_ENV
 
 TOO_MANY = "Too many open dashboards"
 
@@ -33,16 +36,24 @@ class BoundedKernelManager(AsyncMappingKernelManager):
         super().__init__(**kwargs)
         self._alone_since: dict[str, float] = {}
         self._watch: PeriodicCallback | None = None
+        self._roles: dict[str, str] = {}
 
     async def start_kernel(self, **kwargs: Any) -> str:  # type: ignore[override]  # jupyter_client types it sync; the async manager awaits it
         """A new kernel for a page, unless ``max_kernels`` run already (then 503)."""
         if kwargs.get("kernel_id") is None and len(self.list_kernel_ids()) >= self.max_kernels:
             raise web.HTTPError(503, reason=TOO_MANY)
         kernel_id = await super().start_kernel(**kwargs)
+        self._roles[kernel_id] = (
+            "owner" if (kwargs.get("env") or {}).get(ROLE_ENV) == "owner" else "viewer"
+        )
         if self._watch is None:
             self._watch = PeriodicCallback(self._shut_alone, 1000 * self.check_every)
             self._watch.start()
         return kernel_id
+
+    def role(self, kernel_id: str) -> str | None:
+        """Whose page ``kernel_id`` was started for, "owner" or "viewer"; None if none runs."""
+        return self._roles.get(kernel_id) if kernel_id in self else None
 
     async def _shut_alone(self) -> None:
         """Shut down each kernel that has had no page and no work for ``alone_grace`` s."""
@@ -50,6 +61,8 @@ class BoundedKernelManager(AsyncMappingKernelManager):
         kernels = set(self.list_kernel_ids())
         for kernel_id in set(self._alone_since) - kernels:
             del self._alone_since[kernel_id]
+        for kernel_id in set(self._roles) - kernels:
+            del self._roles[kernel_id]
         for kernel_id in kernels:
             kernel = self._kernels.get(kernel_id)
             working = getattr(kernel, "execution_state", "idle") not in ("idle", "dead")
