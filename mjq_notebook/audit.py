@@ -194,8 +194,15 @@ def record(queue: JobQueue, action: str, actor: Actor, *, jobs: list[Any] | None
         entry["jobs"] = list(jobs[:MAX_IDS])
     if detail is not None:
         entry["detail"] = detail[:MAX_DETAIL]  # as text: a filter's $-keys can't be stored
-    audit_collection(queue).insert_one(entry)
+    audit = audit_collection(queue)
+    if audit.full_name not in _INDEXED:  # once per process: the read's sort uses it
+        audit.create_index([("at", DESCENDING), ("_id", DESCENDING)])
+        _INDEXED.add(audit.full_name)
+    audit.insert_one(entry)
     return entry["_id"]
+
+
+_INDEXED: set[str] = set()  # the audits this process has made sure are indexed
 
 
 def read(queue: JobQueue, limit: int = 100) -> AuditList:
@@ -208,9 +215,9 @@ def read(queue: JobQueue, limit: int = 100) -> AuditList:
         return AuditList()
     audit = audit_collection(queue).with_options(codec_options=_READ_CODEC)
     cursor = audit.find({}, {"jobs": {"$slice": MAX_IDS}})
-    # newest first by _id: an entry's ObjectId is made as it is recorded, and _id's own index
-    # serves the sort, so the newest few cost the same however long the audit grows
-    return AuditList(cursor.sort([("_id", DESCENDING)]).limit(limit))
+    # newest first by time (ids made in two processes in one second don't say which came
+    # first); the index record() makes serves the sort, however long the audit grows
+    return AuditList(cursor.sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit))
 
 
 def audit_collection(queue: JobQueue) -> Any:
