@@ -13,7 +13,7 @@ from mjq_notebook import InvalidQueueError, JobQueue, queues
 from mjq_notebook.catalog import queue_names
 from mjq_notebook.registry import Registration, State
 
-from .test_display import XSS, assert_inert
+from .support.xss import XSS, assert_inert
 
 HOUR = dt.timedelta(hours=1)
 

@@ -1,7 +1,7 @@
 """``q.dashboard()`` in a real Notebook 7 (``jupyter notebook``), in Debian's Chromium.
 
-The same checks as JupyterLab's (tests/test_browser.py, whose helpers these are), in the
-other front end people open: the file list at ``/tree``, the notebook at
+The same checks as JupyterLab's (tests/test_browser.py; both use tests/support/lab.py), in
+the other front end people open: the file list at ``/tree``, the notebook at
 ``/notebooks/<file>``, the dashboard rendered, a job published from this process shown
 quickly, and a click on Publish writing a job. ``MJQ_SCREENSHOTS=1`` also writes
 ``docs/notebook7-dashboard-{light,dark}.png``.
@@ -20,15 +20,13 @@ pytest.importorskip("notebook.app", reason="the Notebook 7 test needs notebook>=
 
 from mjq_notebook import JobQueue
 
-from .notebook_helpers import jupyter_lab, write_notebook
-from .test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    WATCH_FOR_ROW,
+from .support.browser import CHROMIUM, CHROMIUM_ARGS, WATCH_FOR_ROW
+from .support.jupyter import jupyter_lab, write_notebook
+from .support.lab import (
     Lab,
-    _shoot,
     expect,
     run_all_and_wait_for_dashboard,
+    shoot,
     stage_screenshot_jobs,
     sync_api,
     wait_for_kernel,
@@ -131,6 +129,6 @@ def test_notebook7_renders_the_dashboard_shows_jobs_live_and_publishes(notebook7
 
 def test_notebook7_screenshots_in_light_and_dark(notebook7, tmp_path):
     stage_screenshot_jobs(notebook7)
-    shots = _shoot(notebook7, tmp_path, "notebook7-dashboard")
+    shots = shoot(notebook7, tmp_path, "notebook7-dashboard")
     assert all(p.stat().st_size > 10_000 for p in shots)
     assert notebook7.alerts == []

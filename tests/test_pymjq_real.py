@@ -21,7 +21,7 @@ from bson import ObjectId
 from mjq_notebook import DataLossWarning, JobQueue, SmallRingWarning, Worker
 from mjq_notebook.analysis.timing import NegativeDurationWarning
 
-from .conftest import wait_for
+from .support.waiting import wait_for
 
 DRIVER = Path(__file__).with_name("pymjq_driver.py")
 VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mjq-test-pymjq-venv"

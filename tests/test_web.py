@@ -24,10 +24,9 @@ import pytest
 from mjq_notebook import JobQueue
 from mjq_notebook.web import notebook
 
-from .notebook_helpers import free_port, isolated_jupyter_env
-from .test_browser import WATCH_FOR_ROW
-
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+from .support.browser import CHROMIUM, CHROMIUM_ARGS, DOCS, WATCH_FOR_ROW
+from .support.jupyter import isolated_jupyter_env
+from .support.servers import free_port
 
 
 def _mjq(*args: str, env: dict, **kwargs) -> subprocess.Popen:
@@ -128,11 +127,6 @@ def test_without_voila_it_says_what_to_install(monkeypatch):
 # -- in Chromium ------------------------------------------------------------------------------
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
-CHROMIUM = os.environ.get("MJQ_CHROMIUM") or shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
 
 
 def _shoot_web(page, row, tmp_path: Path, suffix: str) -> list[Path]:

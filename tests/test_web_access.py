@@ -28,8 +28,9 @@ import pytest
 from mjq_notebook import JobQueue
 from mjq_notebook.web import Site
 
-from .conftest import free_port, wait_for
-from .notebook_helpers import isolated_jupyter_env
+from .support.jupyter import isolated_jupyter_env
+from .support.servers import free_port
+from .support.waiting import wait_for
 
 pytest.importorskip("voila", reason="mjq dashboard needs voila (the web extra)")
 psutil = pytest.importorskip("psutil")
