@@ -358,13 +358,17 @@ def test_no_markup_from_data_errors_results_or_ids_gets_through(queue):
     pages.append(display.workers_html([worker], now=T0))
     row = {"queue": XSS[0], **dict.fromkeys(("waiting", "working", "done", "failed"), 1)}
     pages.append(display.queues_html([{**row, "paused": True, "workers": XSS[1]}]))
+    entry = {"at": T0, "action": XSS[0], "jobs": [XSS[1]], "detail": XSS[2],
+             "who": {"via": XSS[3], "user": XSS[4], "host": XSS[5]}}  # fmt: skip
+    pages += [display.audit_html([entry], now=T0), display.audit_html([{**entry, "who": {
+        "via": "page", "role": XSS[0], "client": XSS[1]}}], now=T0)]  # fmt: skip
     # and as a notebook shows them: a job, a list of jobs, a queue
     pages += [job._repr_html_() for job in jobs] + [jobs._repr_html_(), queue._repr_html_()]
     # every HTML builder of the display layer is in this test (a new one: add it above)
     builders = {name for name in display.__all__ if name.endswith("_html")}
     assert builders == {
         "job_html", "job_list_html", "queue_html", "summary_html", "counts_html", "workers_html",
-        "queues_html",
+        "queues_html", "audit_html",
     }  # fmt: skip
     seen = "".join(assert_inert(page) for page in pages)
     for payload in XSS:  # shown as text, not dropped
