@@ -23,15 +23,14 @@ pytest.importorskip("ipykernel", reason="the browser tests need ipykernel (the d
 from mjq_notebook import Empty, JobQueue
 from mjq_notebook.registry import Registration, State
 
-from .support.browser import CHROMIUM, CHROMIUM_ARGS, WATCH_FOR_ROW
+from .support.browser import WATCH_FOR_ROW
 from .support.jupyter import jupyter_lab, write_notebook
 from .support.lab import (
-    Lab,
+    chromium_page,
     expect,
     run_all_and_wait_for_dashboard,
     shoot,
     stage_screenshot_jobs,
-    sync_api,
     wait_for_kernel,
 )
 from .support.processes import start_worker
@@ -64,20 +63,13 @@ def lab(tmp_path_factory, client, server_uri):
     home = tmp_path_factory.mktemp("jupyter-home")
     started = time.monotonic()
     try:
-        with jupyter_lab(root, home) as url, sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1500})
-            page.set_default_timeout(30_000)
-            lab = Lab(page, queue)
-            page.on("dialog", lambda dialog: (lab.alerts.append(dialog.message), dialog.dismiss()))
-            page.on("pageerror", lambda error: lab.errors.append(str(error)))
-            page.goto(f"{url}/lab/tree/dashboard.ipynb")
+        with jupyter_lab(root, home) as url, chromium_page(queue) as lab:
+            lab.page.goto(f"{url}/lab/tree/dashboard.ipynb")
             wait_for_kernel(lab)
             lab.run("application:toggle-left-area")  # more room for the dashboard
             run_all_and_wait_for_dashboard(lab)
             print(f"\nJupyterLab showed the dashboard after {time.monotonic() - started:.1f}s")
             yield lab
-            browser.close()
     finally:
         client.drop_database(db_name)
 

@@ -4,10 +4,12 @@ it skips the calling module where Playwright or Chromium is missing (see require
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 from mjq_notebook import JobQueue
 
-from .browser import DOCS, require_chromium
+from .browser import CHROMIUM, CHROMIUM_ARGS, DOCS, require_chromium
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser tests need playwright (the dev extra)"
@@ -65,6 +67,21 @@ class Lab:
             "([command, args]) => window.jupyterapp.commands.execute(command, args)",
             [command, args or {}],
         )
+
+
+@contextlib.contextmanager
+def chromium_page(queue: JobQueue) -> Iterator[Lab]:
+    """A Chromium page (1280 x 1500, 30 s timeouts) for a notebook of ``queue``; its dialogs
+    are dismissed and noted, as are its uncaught errors."""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1500})
+        page.set_default_timeout(30_000)
+        lab = Lab(page, queue)
+        page.on("dialog", lambda dialog: (lab.alerts.append(dialog.message), dialog.dismiss()))
+        page.on("pageerror", lambda error: lab.errors.append(str(error)))
+        yield lab
+        browser.close()
 
 
 def wait_for_kernel(lab: Lab) -> None:
