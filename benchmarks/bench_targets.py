@@ -153,7 +153,7 @@ def kernel_part(uri: str, args: argparse.Namespace) -> None:
     import jupyter_client
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.notebook_helpers import isolated_jupyter_env
+    from tests.support.jupyter import isolated_jupyter_env
     from tests.test_kernel import IOPubRecorder, JobFlow, Kernel
 
     client = client_for(uri)

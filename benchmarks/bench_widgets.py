@@ -25,9 +25,10 @@ With ``--dashboard`` the real run also shows ``q.dashboard()`` (lag read from it
 rows). Issue 13 asks that a live view cost per refresh, not per job, so three more parts
 measure the dashboard when far more changes go by than the embedded server can make:
 
-- ``--synthetic``: the dashboard's watcher fed by ``tests/feed.py``'s synthetic change stream
-  (real BSON change events, no server in the loop for them; the refresh reads still go to the
-  server) at 100 to 30,000 events/s, and idle (the real change stream, no writes);
+- ``--synthetic``: the dashboard's watcher fed by the synthetic change stream of
+  ``tests/support/feed.py`` (real BSON change events, no server in the loop for them; the
+  refresh reads still go to the server) at 100 to 30,000 events/s, and idle (the real change
+  stream, no writes);
 - ``--million``: current and peak RSS before and after 1,000,000 events at 30,000/s;
 - ``--three``: three dashboards on three queues against one, and the process after closing.
 
@@ -326,12 +327,12 @@ def peak_rss_mb() -> float:
 
 
 def synthetic_stream() -> Any:
-    """``tests/feed.py``'s ``SyntheticStream`` class and ``feed_queue`` (the repository's
+    """``tests/support/feed.py``'s ``SyntheticStream`` class and ``feed_queue`` (the repository's
     root is not on ``sys.path`` when a benchmark runs as a script)."""
     root = str(pathlib.Path(__file__).resolve().parents[1])
     if root not in sys.path:
         sys.path.insert(0, root)
-    from tests import feed
+    from tests.support import feed
 
     return feed
 

@@ -1,26 +1,19 @@
 """A real MongoDB wire server for every test: SecantusDB on a free port, or
-``MJQ_TEST_MONGODB_URI`` (a real mongod). Each test gets a database of its own."""
+``MJQ_TEST_MONGODB_URI`` (a real mongod). Each test gets a database of its own. Only
+fixtures live here; the helpers the tests share are in tests/support/."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.server import client_for, stop_server
 
-TEST_URI = os.environ.get("MJQ_TEST_MONGODB_URI")
+from .support.servers import TEST_URI, force_polling, stop_servers
+from .support.waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -60,17 +53,27 @@ def db(client):
     client.drop_database(name)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "both_feeds: run with change streams and with polling")
+
+
+def pytest_generate_tests(metafunc):
+    """A test marked ``both_feeds`` runs twice: its queue followed as the server allows
+    (change streams here), and with polling forced."""
+    if metafunc.definition.get_closest_marker("both_feeds") and "feed" in metafunc.fixturenames:
+        metafunc.parametrize("feed", ["auto", "polling"], indirect=True)
+
+
 @pytest.fixture
-def queue(db):
-    return JobQueue(db, lease=30, backoff=0.05)
+def feed(request) -> str:
+    """How ``queue`` is followed: "auto" (as the server allows), or "polling" (forced)."""
+    return getattr(request, "param", "auto")
 
 
-@pytest.fixture(params=["auto", "polling"])
-def queue_on_both_feeds(request, monkeypatch, db):
-    """The queue as the server allows (change streams here), and with polling forced; a
-    module takes it as its ``queue`` with ``queue = conftest.queue_on_both_feeds``."""
+@pytest.fixture
+def queue(db, feed, monkeypatch):
     q = JobQueue(db, lease=30, backoff=0.05)
-    if request.param == "polling":
+    if feed == "polling":
         force_polling(monkeypatch, q)
     return q
 
@@ -94,147 +97,10 @@ def tail(queue):
     tail.close()
 
 
-def wait_for(predicate, timeout: float, what: str = "the condition") -> float:
-    """Poll ``predicate`` until true; returns the seconds it took."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)
-    return time.monotonic() - start
-
-
-def within(seconds: float, call, what: str = "the call"):
-    """``call()``'s result (or its exception) if it returns within ``seconds``; a failure
-    then, not at pytest's 300 s time-out, if it hangs (it goes on in a daemon thread)."""
-    outcome: dict = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        raise AssertionError(f"{what} still had not returned after {seconds}s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
-def mjq_threads() -> list[str]:
-    """Threads of this package still running (pymongo's own come and go with its clients)."""
-    return [t.name for t in threading.enumerate() if t.name.startswith("mjq-")]
-
-
-def force_polling(monkeypatch, queue) -> None:
-    """Make ``queue``'s change streams fail as on a standalone mongod, which has none, so
-    the watcher falls back to polling."""
-    from pymongo.errors import OperationFailure
-
-    def no_change_streams(*args, **kwargs):
-        raise OperationFailure("$changeStream is only supported on replica sets", code=40573)
-
-    monkeypatch.setattr(queue.collection, "watch", no_change_streams)
-
-
-def free_port() -> int:
-    """A port nothing listens on now (a server to start there, or one to find closed)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def run_mjq(*args, uri=None, env=None, cwd=None, timeout=120, stdin=None):
-    """The real ``mjq`` command in a process of its own (this checkout's package, as the
-    tests import it), against ``uri``; ``env`` adds to (or, with None values, removes from)
-    the environment."""
-    env = {**os.environ, **({"MJQ_MONGODB_URI": uri} if uri else {}), **(env or {})}
-    env = {key: value for key, value in env.items() if value is not None}
-    return subprocess.run(
-        [sys.executable, "-m", "mjq_notebook.cli", *args],
-        env=env,
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def start_worker(uri, db, handler, log, *extra, sleep="0.01"):
-    """A real ``mjq work handlers:<handler>`` process on ``db`` (tests/handlers.py), logging
-    the jobs it runs to ``log``; its output (stdout and stderr) in ``.stdout``."""
-    env = {**os.environ, "MJQ_MONGODB_URI": uri, "MJQ_TEST_LOG": str(log), "MJQ_TEST_SLEEP": sleep}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mjq_notebook.cli", "work", f"handlers:{handler}", "--db", db.name,
-         *extra],
-        cwd=Path(__file__).parent,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-
-
-class MjqTail:
-    """A real ``mjq tail`` process on ``db`` whose output lines are collected as they come;
-    ``stop()`` sends Ctrl-C and returns (exit status, stderr)."""
-
-    def __init__(self, uri, db, *extra):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mjq_notebook.cli", "tail", "--db", db.name, *extra],
-            env={**os.environ, "MJQ_MONGODB_URI": uri},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(
-            target=lambda: self.lines.extend(self.process.stdout), daemon=True
-        )
-        self._reader.start()
-
-    def printed(self, *words: str) -> bool:
-        """Whether a line printed so far has every one of ``words``."""
-        return any(all(w in line for w in words) for line in list(self.lines))
-
-    def stop(self) -> tuple[int, str]:
-        self.process.send_signal(signal.SIGINT)  # Ctrl-C: mjq exits quietly with 130
-        code = self.process.wait(30)
-        self._reader.join(10)
-        return code, self.process.stderr.read()
-
-
-NOBODY = pwd.getpwnam("nobody")
-
-# Drops this Python process for good to uid nobody: real, effective and saved ids, and no
-# supplementary groups. Code run through ``as_nobody`` imports what it needs first (the
-# venv's Python lives under /root, which nobody may not enter), then calls drop_to_nobody().
-DROP_TO_NOBODY = f"""
-import os
-import pwd
-import encodings.idna  # noqa: F401  (imported lazily by socket code: not after the drop)
-
-def drop_to_nobody():
-    os.setgroups([])
-    os.setgid({NOBODY.pw_gid})
-    os.setuid({NOBODY.pw_uid})
-    assert os.getresuid() == ({NOBODY.pw_uid},) * 3 and os.getresgid() == ({NOBODY.pw_gid},) * 3
-"""
-
-
-def as_nobody(code: str, *args: str, env=None, wait: bool = True, timeout: float = 60):
-    """Run ``python -c code args`` in a child that calls ``drop_to_nobody()`` when it is ready
-    to act as another local user of the machine. ``wait``: the CompletedProcess (stdout,
-    stderr as text); else the running Popen."""
-    command = [sys.executable, "-c", DROP_TO_NOBODY + code, *args]
-    if not wait:
-        return subprocess.Popen(command, cwd="/", env=env, stdin=subprocess.DEVNULL)
-    return subprocess.run(
-        command, cwd="/", env=env, capture_output=True, text=True, timeout=timeout
-    )
+@pytest.fixture
+def data(tmp_path):
+    """The test's data folder (``$MJQ_DATA_DIR``, see own_data_dir); every server of it is
+    gone after the test, stopped or else killed by pid."""
+    folder = tmp_path / ".mjq-data"
+    yield folder
+    stop_servers(folder)

@@ -31,10 +31,10 @@ from mjq_notebook import (
     embedded_server,
 )
 from mjq_notebook.server import LOG_FILE, URI_FILE, ensure_server, read_info, stop_server
-from tests import test_server
-from tests.test_server import _env, _server_pids, mjq, stop_servers
 
-from .conftest import NOBODY, as_nobody
+from .support.nobody import NOBODY, as_nobody
+from .support.processes import embedded_mjq as mjq
+from .support.servers import server_env, server_pids, stop_servers
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="needs the embedded server"
@@ -43,8 +43,6 @@ pytestmark = pytest.mark.skipif(
 CREDENTIALS_FILE = "mjq-server.credentials"  # the login, in the data folder
 SECRET = "tell-no-one-7f3c9a"  # in a job's data: must reach no other user
 TIGHTENED = "readable by you only"  # the words of the one warning about an open folder
-
-data = test_server.data  # the fixture: tmp_path/.mjq-data ($MJQ_DATA_DIR), servers stopped after
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -116,7 +114,7 @@ REFUSED += ("insert", "update", "delete")
 
 
 def _as_nobody(paths: list[Path], uri: str) -> tuple[dict, str]:
-    child = as_nobody(AS_NOBODY, json.dumps([[str(p) for p in paths], uri]), env=_env())
+    child = as_nobody(AS_NOBODY, json.dumps([[str(p) for p in paths], uri]), env=server_env())
     assert child.returncode == 0, child.stderr
     return json.loads(child.stdout), child.stdout + child.stderr
 
@@ -223,7 +221,7 @@ def test_a_folder_of_another_user_is_refused_and_nothing_starts(data):
     detach = mjq("serve", "--detach", cwd=data.parent)
     assert detach.returncode == 2 and "belongs to nobody" in detach.stderr, detach.stderr
 
-    assert _server_pids(data) == []
+    assert server_pids(data) == []
     with pytest.raises(DataFolderError, match=says):  # nor a URI file read from there
         read_info(data)
     after = {path: path.lstat() for path in [data, *_entries(data)]}
@@ -276,7 +274,7 @@ def test_the_password_shows_nowhere(data, caplog):
     serve = subprocess.Popen(
         [sys.executable, "-m", "mjq_notebook.cli", "serve"],
         cwd=cwd,
-        env=_env(),
+        env=server_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

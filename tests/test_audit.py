@@ -21,7 +21,8 @@ from mjq_notebook.catalog import queue_names
 from mjq_notebook.errors import ReadOnlyError
 from mjq_notebook.notebook.display import audit_html, audit_text
 
-from .conftest import run_mjq, wait_for
+from .support.processes import run_mjq
+from .support.waiting import wait_for
 
 USER, HOST = getpass.getuser(), socket.gethostname()
 

@@ -22,7 +22,7 @@ from mjq_notebook.notebook.widgets import Dashboard, Publisher, Tail
 from mjq_notebook.notebook.widgets.lifecycle import Lifecycle
 from mjq_notebook.registry import Registration, State
 
-from .conftest import mjq_threads, wait_for
+from .support.waiting import mjq_threads, wait_for
 
 SOON = 5.0
 OWNER_PAGE = {"HTTP_X_MJQ_ROLE": "owner", "HTTP_X_MJQ_CLIENT": "10.1.2.3:5555"}

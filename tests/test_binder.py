@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 
 from mjq_notebook.server import pid_alive
 
-from .conftest import free_port
+from .support.servers import free_port
 
 try:
     import tomllib

@@ -9,135 +9,37 @@ light and dark screenshots to ``docs/``.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import shutil
 import signal
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("jupyterlab", reason="the browser tests need jupyterlab (the dev extra)")
 pytest.importorskip("ipykernel", reason="the browser tests need ipykernel (the dev extra)")
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the browser tests need playwright (the dev extra)"
+
+from mjq_notebook import Empty, JobQueue
+from mjq_notebook.registry import Registration, State
+
+from .support.browser import WATCH_FOR_ROW
+from .support.jupyter import jupyter_lab, write_notebook
+from .support.lab import (
+    chromium_page,
+    expect,
+    run_all_and_wait_for_dashboard,
+    shoot,
+    stage_screenshot_jobs,
+    wait_for_kernel,
 )
-CHROMIUM = os.environ.get("MJQ_CHROMIUM") or shutil.which("chromium")
-if not CHROMIUM:
-    why = (
-        "Chromium is not installed (Debian: apt-get install chromium; or set MJQ_CHROMIUM to "
-        "a Chromium binary), so JupyterLab can't be driven in a browser"
-    )
-    if os.environ.get("MJQ_REQUIRE_BROWSER"):  # CI: the only real-browser checks must run
-        pytest.fail(why, pytrace=False)
-    pytest.skip(why, allow_module_level=True)
-
-from mjq_notebook import Empty, JobQueue  # noqa: E402
-from mjq_notebook.registry import Registration, State  # noqa: E402
-
-from .conftest import start_worker  # noqa: E402
-from .notebook_helpers import jupyter_lab, write_notebook  # noqa: E402
+from .support.processes import start_worker
+from .support.xss import XSS
 
 pytestmark = pytest.mark.browser
 
-expect = sync_api.expect
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # CI runs as root
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # The kernel's threads, less the subshells JupyterLab's widget manager may ask ipykernel 7 for
 THREADS = "sum(not t.name.startswith('subshell-') for t in threading.enumerate())"
-XSS = (
-    "<img src=x onerror=alert(1)>",
-    "<script>alert(1)</script>",
-    '"><svg onload=alert(1)>',
-    "'><img src=x onerror=alert(1)>",
-)
-
-
-# Resolves window.__mjqShown with Date.now() once a tail row holds the token (None after 10 s).
-WATCH_FOR_ROW = """(token) => {
-    const shown = () => [...document.querySelectorAll(".mjq-tail tbody tr")]
-        .some((row) => row.textContent.includes(token));
-    window.__mjqShown = new Promise((resolve) => {
-        const observer = new MutationObserver(() => {
-            if (shown()) { observer.disconnect(); resolve(Date.now()); }
-        });
-        observer.observe(document.body, {childList: true, subtree: true, characterData: true});
-        setTimeout(() => { observer.disconnect(); resolve(null); }, 10000);
-    });
-}"""
-
-
-@dataclass
-class Lab:
-    page: object  # playwright Page, showing the notebook with the dashboard
-    queue: JobQueue  # the dashboard's queue, opened from this process
-    alerts: list[str] = field(default_factory=list)  # messages of every dialog that opened
-    errors: list[str] = field(default_factory=list)  # uncaught page errors
-
-    @property
-    def dashboard(self):
-        """The dashboard's output in the notebook."""
-        # found by its editor: the publish button's label changes with the number of copies
-        editor = self.page.locator(".mjq-editor")
-        return self.page.locator(".jp-OutputArea-output").filter(has=editor).first
-
-    @property
-    def publish_button(self):
-        return self.page.get_by_role("button", name=re.compile(r"^\W*Publish$"))
-
-    def row(self, text: str):
-        """The tail table's row showing ``text``."""
-        return self.page.locator(".mjq-tail tbody tr", has_text=text).first
-
-    def kernel_value(self, expression: str) -> str:
-        """``expression`` evaluated in the notebook's kernel, as text."""
-        return self.page.evaluate(
-            """async (expression) => {
-                const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-                const reply = await kernel.requestExecute({
-                    code: "", silent: true, store_history: false,
-                    user_expressions: {value: expression},
-                }).done;
-                return reply.content.user_expressions.value.data["text/plain"];
-            }""",
-            expression,
-        )
-
-    def run(self, command: str, args: dict | None = None) -> None:
-        self.page.evaluate(
-            "([command, args]) => window.jupyterapp.commands.execute(command, args)",
-            [command, args or {}],
-        )
-
-
-def wait_for_kernel(lab: Lab) -> None:
-    """Until the open notebook's kernel is connected (JupyterLab or Notebook 7)."""
-    lab.page.wait_for_function(
-        "window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
-        "?.connectionStatus === 'connected'",
-        timeout=60_000,
-    )
-
-
-def run_all_and_wait_for_dashboard(lab: Lab) -> None:
-    """Run every cell of the open notebook; fail with its output if no dashboard shows."""
-    lab.run("notebook:run-all-cells")
-    try:
-        expect(lab.publish_button).to_be_visible(timeout=60_000)
-    except AssertionError:
-        outputs = "\n".join(lab.page.locator(".jp-OutputArea").all_inner_texts())
-        pytest.fail(f"the notebook showed no dashboard; its output:\n{outputs}")
 
 
 @pytest.fixture(scope="module")
@@ -161,20 +63,13 @@ def lab(tmp_path_factory, client, server_uri):
     home = tmp_path_factory.mktemp("jupyter-home")
     started = time.monotonic()
     try:
-        with jupyter_lab(root, home) as url, sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1500})
-            page.set_default_timeout(30_000)
-            lab = Lab(page, queue)
-            page.on("dialog", lambda dialog: (lab.alerts.append(dialog.message), dialog.dismiss()))
-            page.on("pageerror", lambda error: lab.errors.append(str(error)))
-            page.goto(f"{url}/lab/tree/dashboard.ipynb")
+        with jupyter_lab(root, home) as url, chromium_page(queue) as lab:
+            lab.page.goto(f"{url}/lab/tree/dashboard.ipynb")
             wait_for_kernel(lab)
             lab.run("application:toggle-left-area")  # more room for the dashboard
             run_all_and_wait_for_dashboard(lab)
             print(f"\nJupyterLab showed the dashboard after {time.monotonic() - started:.1f}s")
             yield lab
-            browser.close()
     finally:
         client.drop_database(db_name)
 
@@ -314,70 +209,9 @@ def test_table_columns_stand_still_as_values_change(lab):
     assert places() == before, (before, places())
 
 
-# Jobs like a real queue's, for the screenshots: (data, seconds of work, error or None).
-SCREENSHOT_JOBS = [
-    ({"kind": "thumbnail", "image": "cats/0412.jpg", "size": [256, 256]}, 0.04, None),
-    ({"kind": "email", "to": "ada@example.com", "template": "welcome"}, 0.12, None),
-    ({"kind": "report", "month": "2026-10", "format": "pdf", "pages": 14}, 0.45, None),
-    ({"kind": "thumbnail", "image": "cats/0413.jpg", "size": [256, 256]}, 0.05, None),
-    (
-        {"kind": "email", "to": "bob@example.com", "template": "reset"},
-        0.3,
-        TimeoutError("SMTP server smtp.example.com did not answer within 10 s"),
-    ),
-    ({"kind": "thumbnail", "image": "dogs/0007.png", "size": [512, 512]}, 0.09, None),
-    ({"kind": "email", "to": "cy@example.com", "template": "digest"}, 0.15, None),
-    ({"kind": "report", "month": "2026-11", "format": "xlsx", "pages": 3}, 0.6, None),
-    ({"kind": "thumbnail", "image": "dogs/0008.png", "size": [512, 512]}, 0.07, None),
-]
-STILL_WORKING = [
-    {"kind": "report", "month": "2026-09", "format": "pdf", "pages": 40},
-    {"kind": "thumbnail", "image": "birds/0001.jpg", "size": [1024, 1024]},
-]
-STILL_WAITING = [
-    {"kind": "email", "to": "dee@example.com", "template": "welcome"},
-    {"kind": "thumbnail", "image": "birds/0002.jpg", "size": [256, 256]},
-    {"kind": "report", "month": "2026-12", "format": "pdf", "pages": 9},
-]
-
-
-def stage_screenshot_jobs(lab: Lab) -> None:
-    """Jobs like a real queue's in every state, a failed one's detail open, and a job in
-    the publish form: what the screenshots show."""
-    queue = JobQueue(lab.queue.db, lease=60, max_attempts=1)
-    first = 10_000  # above every other job's priority: the claims below take these jobs
-    failed = None
-    for data, seconds, error in SCREENSHOT_JOBS:
-        job_id = queue.pub(data, priority=first)
-        job = queue.next(timeout=5)
-        assert job.id == job_id
-        time.sleep(seconds)
-        if error is None:
-            queue.done(job, result={"ok": True, "ms": round(seconds * 1000)})
-        else:
-            try:
-                raise error
-            except TimeoutError as exc:
-                queue.fail(job, exc)
-            failed = job.id
-    working = queue.pub_many(STILL_WORKING, priority=first)
-    running = [queue.next(timeout=5) for _ in working]
-    assert [job.id for job in running] == working
-    running[0].progress(14, 40, "rendering pages")  # a bar in its row
-    last = queue.pub_many(STILL_WAITING)[-1]
-    expect(lab.row(str(last))).to_be_visible(timeout=5_000)
-    lab.row(str(failed)).click()  # a failed job's detail shows the most
-    expect(lab.dashboard).to_contain_text("TimeoutError", timeout=5_000)
-    editor = lab.dashboard.locator(".mjq-editor textarea")
-    editor.fill('{"kind": "email", "to": "eve@example.com", "template": "welcome"}')
-    editor.blur()
-    lab.page.mouse.move(0, 0)  # no hover highlight in the picture
-    lab.page.wait_for_timeout(1500)  # the rows' flash fades
-
-
 def test_screenshots_in_light_and_dark(lab, tmp_path):
     stage_screenshot_jobs(lab)
-    shots = _shoot(lab, tmp_path, "dashboard")
+    shots = shoot(lab, tmp_path, "dashboard")
     assert all(p.stat().st_size > 10_000 for p in shots)
     assert lab.alerts == []
 
@@ -451,24 +285,6 @@ def test_waits_and_delays_count_on_in_the_page(lab):
     assert seconds(after[delayed]) < seconds(before[delayed])
 
 
-def _shoot(lab, tmp_path, name: str) -> list[Path]:
-    """The dashboard in the light and the dark theme (to look at; MJQ_SCREENSHOTS=1: docs/)."""
-    shots = []
-    lab.page.mouse.move(0, 0)
-    for theme, light in (("JupyterLab Light", "true"), ("JupyterLab Dark", "false")):
-        lab.run("apputils:change-theme", {"theme": theme})
-        lab.page.wait_for_function(f"document.body.dataset.jpThemeLight === '{light}'")
-        lab.page.wait_for_timeout(1000)  # the theme's stylesheet loads and applies
-        path = tmp_path / f"{name}-{'light' if light == 'true' else 'dark'}.png"
-        lab.dashboard.screenshot(path=str(path))
-        shots.append(path)
-        if os.environ.get("MJQ_SCREENSHOTS") == "1":
-            DOCS.mkdir(exist_ok=True)
-            shutil.copyfile(path, DOCS / path.name)
-    print(f"\nscreenshots: {', '.join(str(p) for p in shots)}")
-    return shots
-
-
 def test_pause_queue_in_the_page_stops_claims_and_resume_restarts_them(lab, tmp_path):
     pause = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Pause queue$"))
     badge = lab.dashboard.locator(".mjq-s-paused")
@@ -484,7 +300,7 @@ def test_pause_queue_in_the_page_stops_claims_and_resume_restarts_them(lab, tmp_
         time.sleep(max(0.0, clicked + 1.0 - time.monotonic()))  # claims look within 1 s
         with pytest.raises(Empty):
             lab.queue.next()
-        _shoot(lab, tmp_path, "dashboard-paused")
+        shoot(lab, tmp_path, "dashboard-paused")
         resume = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Resume queue$"))
         resume.click()
         expect(badge).to_have_count(0, timeout=2_000)
@@ -556,7 +372,7 @@ def test_the_workers_panel_shows_two_workers_and_progress_shows_as_a_bar(
         expect(panel).to_contain_text(" for ", timeout=5_000)  # what one runs, how long
         lab.row(token).click()
         expect(lab.dashboard.locator('[role="progressbar"]')).to_be_visible(timeout=5_000)
-        _shoot(lab, tmp_path, "dashboard-workers")
+        shoot(lab, tmp_path, "dashboard-workers")
     finally:
         release.touch()
         for worker in workers:
@@ -605,7 +421,7 @@ def test_a_lost_workers_job_says_so_and_release_now_hands_it_back(lab, tmp_path)
     tail_workers.click()  # the tail's compact panel
     expect(lab.dashboard.locator("table.mjq-workers tr", has_text=name)).to_have_count(2)
     expect(lab.row(token)).not_to_have_class(re.compile(r"\bmjq-tail-flash\b"))  # as it stays
-    _shoot(lab, tmp_path, "dashboard-lost-worker")
+    shoot(lab, tmp_path, "dashboard-lost-worker")
     # its progress stands still: the row's bar in the grey of a waiting status, not the
     # working colour of a live one
     bar = lab.row(token).locator(".mjq-tail-bar > span")

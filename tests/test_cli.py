@@ -9,15 +9,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from mjq_notebook import Empty, JobQueue
 from mjq_notebook.server import client_for, embedded_client
 
-from .conftest import MjqTail, free_port, wait_for
-from .conftest import run_mjq as mjq
+from .support.processes import HANDLERS_DIR, MjqTail
+from .support.processes import run_mjq as mjq
+from .support.servers import free_port
+from .support.waiting import wait_for
 
 
 def test_pub_json_and_jsonl_file(db, server_uri, tmp_path):
@@ -182,7 +183,7 @@ def test_work_takes_from_several_queues_in_order(db, server_uri, tmp_path):
     args = ["work", "handlers:record", "--db", db.name, "--queue", "urgent", "--queue", "bulk"]
     result = subprocess.run(
         [sys.executable, "-m", "mjq_notebook.cli", *args, "--drain"],
-        cwd=Path(__file__).parent,
+        cwd=HANDLERS_DIR,
         env=env,
         capture_output=True,
         text=True,

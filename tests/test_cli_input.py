@@ -12,7 +12,8 @@ import pytest
 from mjq_notebook import JobQueue, PublishError
 from mjq_notebook.job import MAX_DELAY_S
 
-from .conftest import MjqTail, run_mjq, wait_for
+from .support.processes import MjqTail, run_mjq
+from .support.waiting import wait_for
 
 
 def assert_one_line_mistake(result, *words: str) -> None:

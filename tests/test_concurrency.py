@@ -6,22 +6,15 @@ from __future__ import annotations
 import collections
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.server import client_for
 
-from .conftest import TEST_URI, free_port, start_worker, wait_for
-
-HERE = Path(__file__).parent
-
-
-def read_log(log):
-    if not log.exists():
-        return []
-    return [line.split() for line in log.read_text().splitlines()]
+from .support.processes import read_log, start_worker
+from .support.servers import TEST_URI, free_port
+from .support.waiting import wait_for
 
 
 def test_competing_processes_run_every_job_exactly_once(db, server_uri, tmp_path):

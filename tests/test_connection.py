@@ -11,8 +11,9 @@ import pytest
 
 from mjq_notebook import JobQueue, ServerUnavailable, connect
 from mjq_notebook.server import IDLE_ENV, mask_uri, pid_alive, read_info, stop_server
-from tests.conftest import free_port
-from tests.notebook_helpers import isolated_jupyter_env
+
+from .support.jupyter import isolated_jupyter_env
+from .support.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,9 +23,10 @@ from mjq_notebook.server import (
     read_info,
     start_lock,
 )
-from tests.conftest import wait_for
-from tests.test_concurrency import HERE, read_log
-from tests.test_server import _env, kill_groups, stop_servers
+
+from .support.processes import HANDLERS_DIR, kill_groups, read_log
+from .support.servers import server_env, stop_servers
+from .support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="kills the embedded server"
@@ -70,7 +71,7 @@ def processes():
         process = subprocess.Popen(
             [sys.executable, *argv],
             cwd=cwd,
-            env={**_env(), **env},
+            env={**server_env(), **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -162,7 +163,7 @@ def test_soak_kill_9_again_and_again_while_workers_work(folder, processes, tmp_p
     publisher = processes("-c", PUBLISHER, str(acked), str(stop), "soak")
     # a short lease: a job whose claim was lost with a killed server comes back soon
     work = ("-m", "mjq_notebook.cli", "work", "handlers:record", "--queue", "soak", "--lease", "5")
-    workers = [processes(*work, cwd=HERE, MJQ_TEST_LOG=str(ran)) for _ in range(2)]
+    workers = [processes(*work, cwd=HANDLERS_DIR, MJQ_TEST_LOG=str(ran)) for _ in range(2)]
     q = JobQueue(connect(), "soak")
     dashboard = q.dashboard()
     states: list[str] = []

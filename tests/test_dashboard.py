@@ -14,9 +14,9 @@ import pytest
 
 from mjq_notebook.notebook.activity import SPAN_S, Activity
 from mjq_notebook.notebook.widgets.charts import histogram_svg, quantile, rebin, sparkline_svg
-from tests.test_publisher import XSS, assert_escaped
 
-from .conftest import mjq_threads, wait_for
+from .support.waiting import mjq_threads, wait_for
+from .support.xss import XSS, assert_escaped
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -234,7 +234,7 @@ def test_stops_when_no_longer_shown_and_resumes_when_shown(other, dashboard):
     assert sorted(mjq_threads()) == sorted(before)
     job_id = other.pub({"n": 1})
     wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters again")
-    assert job_id
+    wait_for(lambda: str(job_id) in _row_ids(dashboard), 3, "the job in the tail again")
 
 
 def test_stop_freezes_it_on_screen_and_start_resumes(other, dashboard):

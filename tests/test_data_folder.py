@@ -27,7 +27,9 @@ from mjq_notebook.server import (
 )
 from mjq_notebook.server.access import private_folder
 
-from .conftest import NOBODY, as_nobody, run_mjq, wait_for
+from .support.nobody import NOBODY, as_nobody
+from .support.processes import embedded_mjq as mjq
+from .support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="needs the embedded server"
@@ -35,11 +37,6 @@ pytestmark = pytest.mark.skipif(
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="acts as uid nobody (needs root)")
 
 SECRET = "payroll-4411"
-NO_URI = {"MJQ_MONGODB_URI": None, "MONGODB_URI": None}
-
-
-def mjq(*args: str) -> subprocess.CompletedProcess:
-    return run_mjq(*args, env=NO_URI, cwd="/")
 
 
 def snapshot(root: Path) -> dict[str, tuple]:

@@ -7,7 +7,6 @@ import datetime as dt
 import importlib.resources
 import re
 import warnings
-from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
@@ -32,57 +31,13 @@ from mjq_notebook.notebook.display import (
 from mjq_notebook.server import client_for
 from mjq_notebook.text import format_ago, format_seconds
 
+from .support.xss import XSS, assert_inert
+
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
-XSS = [
-    "<script>alert(1)</script>",
-    "<img src=x onerror=alert(1)>",
-    '"><svg onload=alert(1)>',
-    "' onmouseover='alert(1)",
-]
 
 
 def at(seconds: float) -> dt.datetime:
     return T0 + dt.timedelta(seconds=seconds)
-
-
-class _Markup(HTMLParser):
-    """Every tag and attribute name in a fragment, and its text."""
-
-    def __init__(self, fragment: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: set[str] = set()
-        self.attributes: set[str] = set()
-        self.text: list[str] = []
-        self.feed(fragment)
-        self.close()
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.add(tag)
-        self.attributes.update(name for name, _ in attrs)
-        self.styling = tag == "style"
-
-    def handle_endtag(self, tag):
-        self.styling = False
-
-    def handle_data(self, data):
-        if not getattr(self, "styling", False):
-            self.text.append(data)
-
-
-OUR_TAGS = {"div", "style", "span", "b", "code", "dl", "dt", "dd", "details", "summary", "pre",
-            "table", "thead", "tbody", "tr", "th", "td"}  # fmt: skip
-OUR_ATTRIBUTES = {"class", "title", "style", "rowspan", "data-state"}  # values: fixed sets
-
-
-def assert_inert(fragment: str) -> str:
-    """No tag or attribute the display did not write itself; returns the visible text."""
-    markup = _Markup(fragment)
-    assert markup.tags <= OUR_TAGS, markup.tags - OUR_TAGS
-    assert markup.attributes <= OUR_ATTRIBUTES, markup.attributes - OUR_ATTRIBUTES
-    lowered = fragment.lower()
-    for tag in ("<script", "<img", "<svg"):
-        assert tag not in lowered, tag
-    return "".join(markup.text)
 
 
 # -- formatters ------------------------------------------------------------------------------
@@ -129,7 +84,7 @@ def test_status_badges_and_counts():
     assert "cancelled 2" in counts_html({"waiting": 0, "cancelled": 2})
     lost = counts_html({"waiting": 3, "lost": 7})
     assert 'class="mjq-badge mjq-s-lost" title="jobs evicted' in lost and "lost 7" in lost
-    assert "7 lost: jobs evicted from the capped collection" in _Markup(lost).text[-1]
+    assert "7 lost: jobs evicted from the capped collection" in assert_inert(lost)
 
 
 def test_escape_makes_any_value_text_safe_in_elements_and_quoted_attributes():

@@ -7,7 +7,8 @@ import html
 import pytest
 
 from mjq_notebook.notebook.widgets.explore import Explorer
-from tests.test_publisher import XSS, assert_escaped
+
+from .support.xss import XSS, assert_escaped
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -34,7 +34,8 @@ from mjq_notebook.registry import State, WorkerRecords, as_read, workers_collect
 from mjq_notebook.retries import ATTEMPTS
 from mjq_notebook.server import client_for
 
-from .conftest import TEST_URI, wait_for
+from .support.servers import TEST_URI
+from .support.waiting import wait_for
 
 APP = f"mjq-faults-{uuid.uuid4().hex[:6]}"
 WRITE_COMMANDS = {"insert", "update", "delete", "findAndModify", "bulkWrite"}

@@ -14,7 +14,8 @@ from pymongo import monitoring
 from mjq_notebook import JobQueue
 from mjq_notebook.server import client_for
 
-from .conftest import force_polling, wait_for
+from .support.servers import force_polling
+from .support.waiting import wait_for
 
 
 class _Commands(monitoring.CommandListener):

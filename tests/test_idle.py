@@ -32,8 +32,10 @@ from mjq_notebook.server import (
     read_info,
 )
 
-from .conftest import wait_for
-from .test_server import _env, kill_groups, mjq, stop_servers
+from .support.processes import embedded_mjq as mjq
+from .support.processes import kill_groups
+from .support.servers import server_env
+from .support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="needs the embedded server"
@@ -46,7 +48,7 @@ STOPS_WITHIN = SHORT + 15
 
 
 def _idle_env(value: str | None) -> dict[str, str]:
-    env = _env()
+    env = server_env()
     env.pop(IDLE_ENV)
     if value is not None:
         env[IDLE_ENV] = value
@@ -68,14 +70,6 @@ def _stopped(data: Path, pid: int) -> bool:
 
 def _stop_logged(data: Path, seconds: float) -> bool:
     return f"stopped (no client for {seconds:g}s)" in (data / LOG_FILE).read_text()
-
-
-@pytest.fixture
-def data(tmp_path):
-    """The data folder (conftest's MJQ_DATA_DIR); every server of it is gone after the test."""
-    folder = tmp_path / ".mjq-data"
-    yield folder
-    stop_servers(folder)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ jupyter_client = pytest.importorskip(
 
 from mjq_notebook import Empty, JobQueue  # noqa: E402
 
-from .notebook_helpers import isolated_jupyter_env  # noqa: E402
+from .support.jupyter import isolated_jupyter_env  # noqa: E402
 
 ROUND_TRIPS = 60
 # The speed targets (round trip p95 < 100 ms, a job shown within 1 s while a cell blocks) are

@@ -8,6 +8,8 @@ import datetime as dt
 import threading
 import time
 
+import pytest
+
 from mjq_notebook import JobQueue
 from mjq_notebook.notebook import activity as activity_module
 from mjq_notebook.notebook.activity import SPAN_S, Activity
@@ -15,11 +17,10 @@ from mjq_notebook.notebook.watch import REFRESH_S, Snapshot
 from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.notebook.widgets.dashboard import Dashboard, counters_html
 
-from . import conftest
-from .conftest import mjq_threads, wait_for
-from .feed import SyntheticStream, feed_queue
+from .support.feed import SyntheticStream, feed_queue
+from .support.waiting import mjq_threads, wait_for
 
-queue = conftest.queue_on_both_feeds
+pytestmark = pytest.mark.both_feeds  # conftest's queue, followed both ways
 
 
 def _finish(q: JobQueue, n: int, fail_every: int = 0) -> None:

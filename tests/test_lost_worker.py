@@ -23,9 +23,10 @@ from mjq_notebook.notebook.widgets import Dashboard, Tail
 from mjq_notebook.notebook.widgets.workers import JobRates, workers_panel_html
 from mjq_notebook.registry import Registration, State, worker_cells, workers_text
 
-from .conftest import start_worker, wait_for
+from .support.processes import read_log, start_worker
+from .support.views import row
+from .support.waiting import wait_for
 
-HERE = Path(__file__).parent
 SOON = 5.0  # "eventually", with time to spare on a slow server
 BEAT = "0.3"  # the workers' heartbeat: lost 0.9 s after the kill
 
@@ -42,16 +43,7 @@ def _close(process: subprocess.Popen) -> str:
     return out
 
 
-def _ran(log: Path) -> list[list[str]]:
-    """The handler's log: ``[job id, pid, attempt, word]`` per line."""
-    return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def row(tail, job_id):
-    return next((r for r in tail.table.rows if r["id"] == str(job_id)), None)
-
-
-def status_of(tail, job_id) -> str | None:
+def tail_status(tail, job_id) -> str | None:
     found = row(tail, job_id)
     return None if found is None else found["status"]
 
@@ -63,12 +55,12 @@ def test_a_killed_workers_job_says_so_in_its_row_with_the_workers_panel_closed(
     log = tmp_path / "ran.log"
     doomed = _work(server_uri, queue.db, "hang", log)
     try:
-        wait_for(lambda: _ran(log), 30, "the worker to start the job")
-        wait_for(lambda: status_of(tail, job_id) == "working", SOON, "the job working")
+        wait_for(lambda: read_log(log), 30, "the worker to start the job")
+        wait_for(lambda: tail_status(tail, job_id) == "working", SOON, "the job working")
         assert row(tail, job_id)["worker_lost"] == ""  # alive: a plain "working"
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)
-        took = wait_for(lambda: status_of(tail, job_id) == LOST_ROW, 10, "the row to say lost")
+        took = wait_for(lambda: tail_status(tail, job_id) == LOST_ROW, 10, "the row to say lost")
     finally:
         _close(doomed)
     print(f"\nthe row said 'worker lost' {took:.2f} s after the kill (heartbeat {BEAT} s)")
@@ -90,14 +82,14 @@ def test_a_killed_workers_job_says_so_in_its_row_with_the_workers_panel_closed(
 
     board = Dashboard(queue)  # the dashboard's rows say so too
     try:
-        wait_for(lambda: status_of(board.tail, job_id) == LOST_ROW, 10, "the dashboard's row")
+        wait_for(lambda: tail_status(board.tail, job_id) == LOST_ROW, 10, "the dashboard's row")
     finally:
         board.close()
 
     release.click()
     assert "is waiting again" in tail.message.value
     assert queue.get(job_id)["status"] == "waiting"
-    wait_for(lambda: status_of(tail, job_id) == "waiting", SOON, "the row waiting")
+    wait_for(lambda: tail_status(tail, job_id) == "waiting", SOON, "the row waiting")
     assert row(tail, job_id)["worker_lost"] == "" and release.layout.display == "none"
 
 
@@ -115,7 +107,7 @@ def test_what_the_display_says_of_a_lost_workers_lease_is_what_happens(db):
     at = lease.strftime("%H:%M:%S")
     tail = Tail(queue, limit=20)
     try:
-        wait_for(lambda: status_of(tail, job_id) == LOST_ROW, SOON, "the row to say lost")
+        wait_for(lambda: tail_status(tail, job_id) == LOST_ROW, SOON, "the row to say lost")
         tail.select(job_id)
         promise = f"claimable again from {at} UTC, when its lease ends, by the next free worker"
         wait_for(lambda: promise in tail.actions.note.value, SOON, "the note")
@@ -135,7 +127,7 @@ def test_what_the_display_says_of_a_lost_workers_lease_is_what_happens(db):
         assert queue.get(job_id)["status"] == "working"  # it still waits for a claim
         again = free.next(timeout=3)  # the next free worker takes it
         assert again.id == job_id and again.attempts == 2 and again["worker"] == free.worker_id
-        wait_for(lambda: status_of(tail, job_id) == "working", SOON, "no longer lost")
+        wait_for(lambda: tail_status(tail, job_id) == "working", SOON, "no longer lost")
         wait_for(lambda: tail.actions.note.value == "", SOON, "the note gone")
     finally:
         tail.close()
@@ -157,7 +149,7 @@ def test_the_registry_is_read_by_id_only_while_working_jobs_are_in_view(queue, m
         time.sleep(2.5)
         assert reads == []  # nothing working: no read
         job = queue.next()
-        wait_for(lambda: status_of(tail, job.id) == "working", SOON, "the job working")
+        wait_for(lambda: tail_status(tail, job.id) == "working", SOON, "the job working")
         time.sleep(4.2)  # every WORKERS_S (2 s): two or three reads, each of its one worker
         assert 1 <= len(reads) <= 3 and all(ids == {job["worker"]} for ids in reads)
         tail.workers_button.value = True  # the panel reads every record: no read by id then
@@ -168,7 +160,7 @@ def test_the_registry_is_read_by_id_only_while_working_jobs_are_in_view(queue, m
         assert len(reads) == before
         tail.workers_button.value = False
         queue.done(job)
-        wait_for(lambda: status_of(tail, job.id) == "done", SOON, "the job done")
+        wait_for(lambda: tail_status(tail, job.id) == "done", SOON, "the job done")
         time.sleep(0.5)
         before = len(reads)
         time.sleep(2.5)
@@ -185,7 +177,7 @@ def test_a_killed_or_stopped_worker_says_what_it_ran_last_at_a_rate_that_stands(
     log = tmp_path / "ran.log"
     killed = _work(server_uri, db, "record", log)
     try:
-        wait_for(lambda: len(_ran(log)) == 3, 30, "three jobs run")
+        wait_for(lambda: len(read_log(log)) == 3, 30, "three jobs run")
         [mine] = queue.workers()
         wait_for(lambda: queue.workers()[0]["done"] == 3, SOON, "its record to count them")
         wait_for(lambda: _life(queue.workers()[0]) >= 2, SOON, "two seconds of its life")
@@ -194,13 +186,13 @@ def test_a_killed_or_stopped_worker_says_what_it_ran_last_at_a_rate_that_stands(
         wait_for(lambda: queue.workers()[0]["state"] == "lost", 10, "lost")
     finally:
         _close(killed)
-    last = _ran(log)[-1][0]
+    last = read_log(log)[-1][0]
     _ran_last_at_a_standing_rate(queue, mine["_id"], last, done=3)
 
     queue.pub_many([{"n": n} for n in range(2)])
     stopped = _work(server_uri, db, "record", log)
     try:
-        wait_for(lambda: len(_ran(log)) == 5, 30, "two more jobs run")
+        wait_for(lambda: len(read_log(log)) == 5, 30, "two more jobs run")
         wait_for(lambda: _life(queue.workers()[0]) >= 2, SOON, "two seconds of its life")
         stopped.send_signal(signal.SIGTERM)
         out = stopped.communicate(timeout=30)[0]
@@ -209,7 +201,7 @@ def test_a_killed_or_stopped_worker_says_what_it_ran_last_at_a_rate_that_stands(
         _close(stopped)
     [second] = [w for w in queue.workers() if w["_id"] != mine["_id"]]
     assert second["state"] == "stopped" and second["running"] == []
-    _ran_last_at_a_standing_rate(queue, second["_id"], _ran(log)[-1][0], done=2)
+    _ran_last_at_a_standing_rate(queue, second["_id"], read_log(log)[-1][0], done=2)
 
 
 def _ran_last_at_a_standing_rate(queue, worker_id, last: str, done: int) -> None:

@@ -11,7 +11,8 @@ from mjq_notebook import InvalidQueueError, JobQueue, QueueNameError, Worker, qu
 from mjq_notebook.catalog import queue_names
 from mjq_notebook.names import COMPANIONS, MAX_NAMESPACE_BYTES
 
-from .conftest import run_mjq, wait_for
+from .support.processes import run_mjq
+from .support.waiting import wait_for
 
 REFUSED = [
     ("orders.history", "companion of a queue"),

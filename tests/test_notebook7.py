@@ -1,7 +1,7 @@
 """``q.dashboard()`` in a real Notebook 7 (``jupyter notebook``), in Debian's Chromium.
 
-The same checks as JupyterLab's (tests/test_browser.py, whose helpers these are), in the
-other front end people open: the file list at ``/tree``, the notebook at
+The same checks as JupyterLab's (tests/test_browser.py; both use tests/support/lab.py), in
+the other front end people open: the file list at ``/tree``, the notebook at
 ``/notebooks/<file>``, the dashboard rendered, a job published from this process shown
 quickly, and a click on Publish writing a job. ``MJQ_SCREENSHOTS=1`` also writes
 ``docs/notebook7-dashboard-{light,dark}.png``.
@@ -20,17 +20,14 @@ pytest.importorskip("notebook.app", reason="the Notebook 7 test needs notebook>=
 
 from mjq_notebook import JobQueue
 
-from .notebook_helpers import jupyter_lab, write_notebook
-from .test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    WATCH_FOR_ROW,
-    Lab,
-    _shoot,
+from .support.browser import WATCH_FOR_ROW
+from .support.jupyter import jupyter_lab, write_notebook
+from .support.lab import (
+    chromium_page,
     expect,
     run_all_and_wait_for_dashboard,
+    shoot,
     stage_screenshot_jobs,
-    sync_api,
     wait_for_kernel,
 )
 
@@ -45,9 +42,6 @@ SAMPLES = 10
 # Notebook 7.6's own settings loader throws this on every page load (with or without our
 # page_config), from its notebook_core bundle; any other page error fails the test.
 NOTEBOOK7_OWN_ERROR = "Cannot read properties of undefined (reading 'schema')"
-
-# Resolves with the browser's clock (Date.now(), ms) when a tail row shows ``token``: the
-# moment the page changes, not the next poll of a Playwright assertion.
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +61,8 @@ def notebook7(tmp_path_factory, client, server_uri):
     home = tmp_path_factory.mktemp("notebook7-home")
     started = time.monotonic()
     try:
-        with (
-            jupyter_lab(root, home, notebook7=True) as url,
-            sync_api.sync_playwright() as playwright,
-        ):
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1500})
-            page.set_default_timeout(30_000)
-            nb = Lab(page, queue)
-            page.on("dialog", lambda dialog: (nb.alerts.append(dialog.message), dialog.dismiss()))
-            page.on("pageerror", lambda error: nb.errors.append(str(error)))
+        with jupyter_lab(root, home, notebook7=True) as url, chromium_page(queue) as nb:
+            page = nb.page
             page.goto(f"{url}/tree")  # Notebook 7's file list names the notebook
             expect(page.get_by_text("dashboard.ipynb").first).to_be_visible(timeout=60_000)
             page.goto(f"{url}/notebooks/dashboard.ipynb")
@@ -84,7 +70,6 @@ def notebook7(tmp_path_factory, client, server_uri):
             run_all_and_wait_for_dashboard(nb)
             print(f"\nNotebook 7 showed the dashboard after {time.monotonic() - started:.1f}s")
             yield nb
-            browser.close()
     finally:
         client.drop_database(db_name)
 
@@ -131,6 +116,6 @@ def test_notebook7_renders_the_dashboard_shows_jobs_live_and_publishes(notebook7
 
 def test_notebook7_screenshots_in_light_and_dark(notebook7, tmp_path):
     stage_screenshot_jobs(notebook7)
-    shots = _shoot(notebook7, tmp_path, "notebook7-dashboard")
+    shots = shoot(notebook7, tmp_path, "notebook7-dashboard")
     assert all(p.stat().st_size > 10_000 for p in shots)
     assert notebook7.alerts == []

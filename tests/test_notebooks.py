@@ -27,7 +27,7 @@ nbclient = pytest.importorskip("nbclient", reason="the notebook tests need nbcli
 
 from mjq_notebook.server import pid_alive, read_info, stop_server  # noqa: E402
 
-from .notebook_helpers import isolated_jupyter_env  # noqa: E402
+from .support.jupyter import isolated_jupyter_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -11,8 +11,10 @@ import mjq_notebook
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.notebook.widgets.overview import FinishedRate, Overview, row_html, spark_svg
 from mjq_notebook.server import client_for
-from tests.conftest import TEST_URI, free_port, mjq_threads, wait_for
-from tests.test_publisher import assert_escaped
+
+from .support.servers import TEST_URI, free_port
+from .support.waiting import mjq_threads, wait_for
+from .support.xss import assert_escaped
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
-from pathlib import Path
 
 import bson
 import pytest
@@ -17,9 +16,9 @@ from pymongo.errors import OperationFailure
 from mjq_notebook import JobQueue, PublishError, Worker
 from mjq_notebook.job import MAX_BSON_SIZE, MAX_ERROR_MESSAGE, MAX_JOB_SIZE, error_document
 
-from .conftest import start_worker, wait_for
+from .support.processes import start_worker
+from .support.waiting import wait_for
 
-HERE = Path(__file__).parent
 FINAL = ("done", "failed", "cancelled")
 
 
@@ -30,7 +29,7 @@ def foreign(q, **fields):
     return doc["_id"]
 
 
-def status_of(q, job_id):
+def stored_status(q, job_id):
     return q.get(job_id)["status"]
 
 
@@ -56,7 +55,7 @@ def test_poison_jobs_end_with_a_reason_and_the_worker_goes_on(db, server_uri, tm
     worker = start_worker(server_uri, db, "sized", tmp_path / "ran.log", "--lease", "30")
     try:
         every = [huge, *mended, too_big_result, too_big_error, behind]
-        wait_for(lambda: all(status_of(q, i) in FINAL for i in every), 120, "every job to end")
+        wait_for(lambda: all(stored_status(q, i) in FINAL for i in every), 120, "every job to end")
         assert worker.poll() is None, "mjq work stopped"
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -64,10 +63,10 @@ def test_poison_jobs_end_with_a_reason_and_the_worker_goes_on(db, server_uri, tm
     assert worker.returncode == 0, out
     assert "Traceback" not in out, out
 
-    assert status_of(q, behind) == "done"
-    assert all(status_of(q, job_id) == "done" for job_id in mended), out
+    assert stored_status(q, behind) == "done"
+    assert all(stored_status(q, job_id) == "done" for job_id in mended), out
     assert q.get(mended[0])["malformed"] == {"ts": None}
-    assert status_of(q, huge) == "failed"
+    assert stored_status(q, huge) == "failed"
     assert f"job {huge} " in out and "malformed" in out
 
     result = q.get(too_big_result)

@@ -13,31 +13,7 @@ from bson import ObjectId
 from mjq_notebook import JobQueue
 from mjq_notebook.notebook.widgets.publisher import Publisher
 
-XSS = [
-    "<script>alert(1)</script>",
-    "<img src=x onerror=alert(1)>",
-    "\"'><svg onload=alert(1)>",
-]
-
-
-def html_values(widget: widgets.Widget) -> list[str]:
-    """The value of every HTML widget in ``widget``'s tree (what a browser renders as HTML)."""
-    values = []
-    if isinstance(widget, (widgets.HTML, widgets.HTMLMath)):
-        values.append(widget.value)
-    for child in getattr(widget, "children", ()):
-        values.extend(html_values(child))
-    for name in ("tail", "publisher"):  # composite widgets the dashboard holds
-        inner = getattr(widget, name, None)
-        if isinstance(inner, widgets.Widget) and inner is not widget:
-            values.extend(html_values(inner))
-    return values
-
-
-def assert_escaped(widget: widgets.Widget) -> None:
-    for value in html_values(widget):
-        for payload in XSS:
-            assert payload not in value
+from .support.xss import XSS, assert_escaped
 
 
 def _written(queue: JobQueue) -> int:

@@ -1,7 +1,7 @@
 """The real pymjq 1.2.0 beside this package on one queue, in processes of its own.
 
 pymjq runs from a venv of its own (pymongo 3.13, built once into a cache folder) through
-``tests/pymjq_driver.py``, which applies the two shims it needs on Python 3. Where pymjq
+``tests/support/pymjq_driver.py``, which applies the two shims it needs on Python 3. Where pymjq
 can't be installed the tests skip, but fail in CI (``CI=true``).
 """
 
@@ -21,9 +21,9 @@ from bson import ObjectId
 from mjq_notebook import DataLossWarning, JobQueue, SmallRingWarning, Worker
 from mjq_notebook.analysis.timing import NegativeDurationWarning
 
-from .conftest import wait_for
+from .support.waiting import wait_for
 
-DRIVER = Path(__file__).with_name("pymjq_driver.py")
+DRIVER = Path(__file__).parent / "support" / "pymjq_driver.py"
 VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mjq-test-pymjq-venv"
 REQUIREMENTS = ["pymjq==1.2.0", "pymongo==3.13.0"]
 CHECK = "import importlib.util, pymongo; assert pymongo.version == '3.13.0'; " + (

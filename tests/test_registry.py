@@ -21,8 +21,8 @@ from mjq_notebook.registry import (
     workers_collection,
 )
 
-from .conftest import start_worker, wait_for
-from .test_concurrency import read_log
+from .support.processes import read_log, start_worker
+from .support.waiting import wait_for
 
 
 def _record(queue, worker_id):

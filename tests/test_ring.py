@@ -12,7 +12,10 @@ import pytest
 
 from mjq_notebook import DataLossWarning, JobQueue
 
-from .test_queue import WAKE_S, claim_latencies
+from .support.claims import WAKE_S, claim_latencies
+from .support.servers import force_polling
+from .support.views import status_of
+from .support.waiting import wait_for
 
 
 @pytest.fixture
@@ -157,9 +160,6 @@ def test_the_watcher_keeps_showing_jobs_swept_out_of_the_ring(
 ):
     from mjq_notebook.notebook.watch import Watcher
 
-    from .conftest import force_polling, wait_for
-    from .test_watch import status_of
-
     q = JobQueue(db)
     if polling:
         force_polling(monkeypatch, q)
@@ -186,8 +186,6 @@ def test_the_watcher_notes_every_finish_of_jobs_swept_out_of_the_ring(
     """The charts count finishes of jobs beyond the shown window too, though a swept job is
     gone from the ring before the watcher can look it up."""
     from mjq_notebook.notebook.watch import Watcher
-
-    from .conftest import force_polling, wait_for
 
     q = JobQueue(db)
     if polling:

@@ -3,20 +3,17 @@ racing starters get one server, `mjq serve --status/--stop`, and the idle stop."
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from mjq_notebook import JobQueue
 from mjq_notebook.server import (
-    IDLE_ENV,
     LOG_FILE,
     URI_FILE,
     count_connections,
@@ -24,65 +21,16 @@ from mjq_notebook.server import (
     find_running,
     pid_alive,
     read_info,
-    stop_server,
 )
+
+from .support.processes import embedded_mjq as mjq
+from .support.processes import kill_groups
+from .support.servers import server_env, server_pids
+from .support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MJQ_TEST_MONGODB_URI")), reason="needs the embedded server"
 )
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MJQ_MONGODB_URI", "MONGODB_URI")}
-    env[IDLE_ENV] = "120"  # a safety net: a server a broken test leaves behind stops by itself
-    return env
-
-
-def _server_pids(folder: Path) -> list[int]:
-    """Pids of the server processes (`python -m mjq_notebook.server`) of ``folder``."""
-    pids = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError):
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            ours = b"mjq_notebook.server" in argv and str(folder).encode() in argv
-            if ours and pid_alive(int(proc.name)):
-                pids.append(int(proc.name))
-    return pids
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def stop_servers(folder: Path) -> None:
-    """Stop the server of ``folder`` cleanly (no client starts it again), and kill by pid,
-    never by name, any server of it that did not stop."""
-    with contextlib.suppress(Exception):
-        stop_server(folder, timeout=20)
-    for pid in _server_pids(folder):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def kill_groups(processes: list[subprocess.Popen]) -> None:
-    """Kill each process still running, with its process group (its own session)."""
-    for process in processes:
-        if process.poll() is None:
-            with contextlib.suppress(OSError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
-@pytest.fixture
-def data(tmp_path):
-    """The data folder ``.mjq-data`` of a fresh working folder; every server of it and every
-    process the test started through ``spawn`` is gone after the test."""
-    folder = tmp_path / ".mjq-data"
-    yield folder
-    stop_servers(folder)
 
 
 @pytest.fixture
@@ -95,7 +43,7 @@ def spawn(data):
         process = subprocess.Popen(
             [sys.executable, "-c", code, *args],
             cwd=data.parent,
-            env=_env(),
+            env=server_env(),
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -107,17 +55,6 @@ def spawn(data):
 
     yield run
     kill_groups(started)
-
-
-def mjq(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mjq_notebook.cli", *args],
-        cwd=cwd,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _line(process: subprocess.Popen, expected: str) -> str:
@@ -209,7 +146,7 @@ def test_processes_racing_to_start_it_get_one_server(data, spawn):
         assert racer.returncode == 0, err
         uris.add(out.strip())
     assert len(uris) == 1
-    assert _server_pids(data) == [read_info(data).pid]
+    assert server_pids(data) == [read_info(data).pid]
     assert (data / LOG_FILE).read_text().count(" serving ") == 1
 
 
@@ -233,7 +170,7 @@ def test_serve_status_and_stop(data, spawn):
     server = find_running(data)
     assert server is not None  # it outlived the process that started it
     # our ping's client closes its monitor's connection soon after close(), not at once
-    _wait(lambda: count_connections(server.port) == 0, 10, "no connections")
+    wait_for(lambda: count_connections(server.port) == 0, 10, "no connections")
 
     status = mjq("serve", "--status", cwd=cwd)
     assert status.returncode == 0, status.stderr
@@ -276,7 +213,7 @@ def test_a_killed_server_is_replaced_on_the_same_port_with_the_data(data, spawn)
     assert publisher.wait(120) == 0
     old = read_info(data)
     os.kill(old.pid, signal.SIGKILL)
-    _wait(lambda: not pid_alive(old.pid), 10, "the server to die")
+    wait_for(lambda: not pid_alive(old.pid), 10, "the server to die")
 
     count = spawn(
         "from mjq_notebook import JobQueue, connect; print(JobQueue(connect()).queue_count())"
@@ -290,13 +227,13 @@ def test_a_killed_server_is_replaced_on_the_same_port_with_the_data(data, spawn)
 def test_it_stops_by_itself_when_idle(data, spawn):
     server = subprocess.Popen(
         [sys.executable, "-m", "mjq_notebook.server", "--path", str(data), "--idle-timeout", "2"],
-        env=_env(),
+        env=server_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        _wait(lambda: find_running(data) is not None, 30, "the server to answer")
+        wait_for(lambda: find_running(data) is not None, 30, "the server to answer")
         holder = spawn(HOLDER, stdin=subprocess.PIPE)
         _line(holder, "connected")
         time.sleep(5)  # a client connected: it stays

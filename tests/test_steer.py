@@ -19,7 +19,7 @@ import pytest
 from mjq_notebook import Empty, JobQueue, JobQueueError, LeaseLostError
 from mjq_notebook import progress as progress_module
 
-from .conftest import wait_for
+from .support.waiting import wait_for
 
 
 def _python(uri: str, db: str, code: str, *args: str) -> subprocess.Popen:

@@ -18,18 +18,11 @@ from mjq_notebook.notebook.watch import Watcher
 from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.notebook.widgets import tail as tail_module
 
-from . import conftest
-from .conftest import wait_for
-from .test_watch import watcher_threads
+from .support.views import row
+from .support.waiting import wait_for, watcher_threads
+from .support.xss import XSS_IN_ONE
 
-XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'><b>'
-
-
-queue = conftest.queue_on_both_feeds  # and conftest's "other" and "tail" on it
-
-
-def row(tail, job_id):
-    return next((r for r in tail.table.rows if r["id"] == str(job_id)), None)
+pytestmark = pytest.mark.both_feeds  # the queue, and conftest's "other" and "tail" on it
 
 
 def shows(tail, job_id, status=None, **cells):
@@ -136,9 +129,9 @@ def test_pause_stops_updates_and_resume_catches_up(tail, queue):
 
 
 def test_select_shows_the_detail_with_the_traceback_and_requeue(tail, queue):
-    job_id = queue.pub({"payload": XSS}, max_attempts=1)
+    job_id = queue.pub({"payload": XSS_IN_ONE}, max_attempts=1)
     try:
-        raise RuntimeError(f"bad {XSS}")
+        raise RuntimeError(f"bad {XSS_IN_ONE}")
     except RuntimeError as exc:
         queue.fail(queue.next(), exc)
     wait_for(lambda: shows(tail, job_id, "failed"), EVENTUALLY, "failed")
@@ -217,7 +210,7 @@ def test_copy_to_the_publish_form(tail, queue):
 
 
 def test_rows_are_plain_text_and_the_counters_escaped(tail, queue):
-    job_id = queue.pub({XSS: XSS})
+    job_id = queue.pub({XSS_IN_ONE: XSS_IN_ONE})
     wait_for(lambda: row(tail, job_id), EVENTUALLY, "the job")
     data = row(tail, job_id)["data"]
     assert "<script>" in data  # raw text: the front end writes it with textContent only

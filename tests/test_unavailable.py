@@ -18,7 +18,7 @@ from mjq_notebook.errors import JobQueueError
 from mjq_notebook.outage import DISPLAY_TIMEOUT_S, server_unavailable
 from mjq_notebook.server import client_for
 
-from .conftest import TEST_URI, free_port
+from .support.servers import TEST_URI, free_port
 
 pytestmark = pytest.mark.skipif(
     bool(TEST_URI), reason="stops the embedded server; can't stop yours"

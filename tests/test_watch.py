@@ -20,15 +20,9 @@ from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.outage import failure_reason
 from mjq_notebook.server import client_for
 
-from .conftest import TEST_URI, force_polling, free_port, wait_for
-
-
-def watcher_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("mjq-watch-")]
-
-
-def status_of(watcher, job_id):
-    return next((j["status"] for j in watcher.snapshot.jobs if j.id == job_id), None)
+from .support.servers import TEST_URI, force_polling, free_port
+from .support.views import status_of
+from .support.waiting import wait_for, watcher_threads
 
 
 @pytest.fixture(params=["auto", "polling"])

@@ -11,8 +11,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,39 +22,9 @@ import pytest
 from mjq_notebook import JobQueue
 from mjq_notebook.web import notebook
 
-from .notebook_helpers import free_port, isolated_jupyter_env
-from .test_browser import WATCH_FOR_ROW
-
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-
-def _mjq(*args: str, env: dict, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mjq_notebook.cli", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
-    )  # fmt: skip
-
-
-def _env(tmp_path: Path, server_uri: str, **extra: str) -> dict:
-    env = isolated_jupyter_env(tmp_path / "jupyter-home")
-    env.pop("MJQ_DASHBOARD_TOKEN", None)
-    (tmp_path / "run").mkdir(mode=0o700, exist_ok=True)  # where the URL file goes
-    env.update(MJQ_MONGODB_URI=server_uri, XDG_RUNTIME_DIR=str(tmp_path / "run"))
-    env.update(extra)  # the URI and token never on a command line
-    return env
-
-
-def _address(process: subprocess.Popen, timeout: float = 60) -> str:
-    """The URL ``mjq dashboard`` printed, with its token."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        match = re.search(r"(http://\S+/\S*)", line or "")
-        if match:
-            return match.group(1)
-        if process.poll() is not None:
-            pytest.fail(f"mjq dashboard ended ({process.returncode}): {process.stderr.read()}")
-    pytest.fail("mjq dashboard printed no address")
+from .support.browser import CHROMIUM, CHROMIUM_ARGS, DOCS, WATCH_FOR_ROW
+from .support.dashboard import dashboard_env, printed_url, start_dashboard
+from .support.servers import free_port
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -68,7 +36,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def test_another_interface_without_its_names_is_refused_in_one_line(tmp_path, server_uri):
-    process = _mjq("dashboard", "--host", "0.0.0.0", env=_env(tmp_path, server_uri))
+    process = start_dashboard("--host", "0.0.0.0", env=dashboard_env(tmp_path, server_uri))
     out, err = process.communicate(timeout=60)
     assert process.returncode != 0 and out == ""
     assert len(err.strip().splitlines()) == 1 and "--allow-host" in err and "0.0.0.0" in err
@@ -81,8 +49,8 @@ def test_the_notebook_names_the_database_and_never_the_uri():
 
 def test_a_queue_that_does_not_exist_is_an_error_before_serving(tmp_path, server_uri, db):
     JobQueue(db, "real").pub({"n": 1})
-    args = ("dashboard", "--db", db.name, "--queue", "nosuch", "--port", str(free_port()))
-    process = _mjq(*args, env=_env(tmp_path, server_uri))
+    args = ("--db", db.name, "--queue", "nosuch", "--port", str(free_port()))
+    process = start_dashboard(*args, env=dashboard_env(tmp_path, server_uri))
     _out, err = process.communicate(timeout=60)
     assert process.returncode != 0 and "no queue 'nosuch'" in err and "real" in err
 
@@ -90,10 +58,10 @@ def test_a_queue_that_does_not_exist_is_an_error_before_serving(tmp_path, server
 def test_a_token_is_asked_for_and_stays_off_the_command_line(tmp_path, server_uri, db):
     JobQueue(db, "jobs").pub({"n": 1})
     port = free_port()
-    env = _env(tmp_path, server_uri, MJQ_DASHBOARD_TOKEN="tok-" + uuid.uuid4().hex)
-    process = _mjq("dashboard", "--db", db.name, "--port", str(port), env=env)
+    env = dashboard_env(tmp_path, server_uri, MJQ_DASHBOARD_TOKEN="tok-" + uuid.uuid4().hex)
+    process = start_dashboard("--db", db.name, "--port", str(port), env=env)
     try:
-        url = _address(process)
+        url = printed_url(process)
         token = env["MJQ_DASHBOARD_TOKEN"]
         address = f"http://127.0.0.1:{port}/"
         assert url == f"{address}?token={token}"  # the owner's terminal has it
@@ -128,11 +96,6 @@ def test_without_voila_it_says_what_to_install(monkeypatch):
 # -- in Chromium ------------------------------------------------------------------------------
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
-CHROMIUM = os.environ.get("MJQ_CHROMIUM") or shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
 
 
 def _shoot_web(page, row, tmp_path: Path, suffix: str) -> list[Path]:
@@ -166,11 +129,11 @@ def test_the_page_shows_the_queues_live_and_stops_on_sigterm(tmp_path, server_ur
     queue.pub({"to": "a@example.com"})
     port = free_port()
     started = time.monotonic()
-    process = _mjq(
-        "dashboard", "--db", db.name, "--port", str(port), env=_env(tmp_path, server_uri)
+    process = start_dashboard(
+        "--db", db.name, "--port", str(port), env=dashboard_env(tmp_path, server_uri)
     )
     try:
-        url = _address(process)
+        url = printed_url(process)
         assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/\?token=[\w-]{{22,}}", url), url
         listening = {
             c.laddr.ip
@@ -270,11 +233,11 @@ def test_the_page_follows_the_system_theme_uses_the_width_and_warns_of_nothing(
     expect = sync_api.expect
     JobQueue(db, "emails").pub({"to": "a@example.com"})
     port = free_port()
-    env = _env(tmp_path, server_uri)
-    process = _mjq("dashboard", "--db", db.name, "--port", str(port), env=env)
+    env = dashboard_env(tmp_path, server_uri)
+    process = start_dashboard("--db", db.name, "--port", str(port), env=env)
     shots = []
     try:
-        url = _address(process)
+        url = printed_url(process)
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             seen = {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -21,47 +20,21 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from mjq_notebook import JobQueue
 from mjq_notebook.web import Site
 
-from .conftest import free_port, wait_for
-from .notebook_helpers import isolated_jupyter_env
+from .support.dashboard import dashboard_env, printed_url, start_dashboard
+from .support.nobody import NOBODY
+from .support.servers import free_port
+from .support.waiting import wait_for
 
 pytest.importorskip("voila", reason="mjq dashboard needs voila (the web extra)")
 psutil = pytest.importorskip("psutil")
 
-NOBODY = pwd.getpwnam("nobody")
 DB = "web_access"
-
-
-def _env(home: Path, server_uri: str, **extra: str) -> dict:
-    env = isolated_jupyter_env(home / "jupyter-home")
-    env.pop("MJQ_DASHBOARD_TOKEN", None)
-    (home / "run").mkdir(mode=0o700, exist_ok=True)
-    env.update(MJQ_MONGODB_URI=server_uri, XDG_RUNTIME_DIR=str(home / "run"), **extra)
-    return env
-
-
-def _mjq(*args: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mjq_notebook.cli", "dashboard", "--db", DB, *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-def _url(process: subprocess.Popen, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = re.search(r"(http://\S+)", process.stdout.readline() or "")
-        if match:
-            return match.group(1)
-        if process.poll() is not None:
-            pytest.fail(f"mjq dashboard ended ({process.returncode}): {process.stderr.read()}")
-    pytest.fail("mjq dashboard printed no address")
 
 
 def _kernels(process: subprocess.Popen) -> list:
@@ -102,9 +75,9 @@ def dashboard(tmp_path_factory, server_uri):
     JobQueue(client[DB], "emails").pub({"to": "a@example.com"})
     home = tmp_path_factory.mktemp("dashboard")
     port = free_port()
-    process = _mjq("--port", str(port), env=_env(home, server_uri))
+    process = start_dashboard("--db", DB, "--port", str(port), env=dashboard_env(home, server_uri))
     try:
-        url = _url(process)
+        url = printed_url(process)
         yield process, port, url, home
     finally:
         process.send_signal(signal.SIGTERM)
@@ -217,9 +190,11 @@ def test_a_foreign_host_header_gets_403_and_no_kernel(dashboard):
 
 def test_kernels_are_capped_and_those_no_page_connects_to_are_shut_down(tmp_path, server_uri):
     port = free_port()
-    process = _mjq("--port", str(port), "--max-pages", "2", env=_env(tmp_path, server_uri))
+    process = start_dashboard(
+        "--db", DB, "--port", str(port), "--max-pages", "2", env=dashboard_env(tmp_path, server_uri)
+    )
     try:
-        path = _url(process).split(f":{port}", 1)[1]
+        path = printed_url(process).split(f":{port}", 1)[1]
         assert [_get(port, path)[0] for _ in range(2)] == [200, 200]  # pages never connecting
         wait_for(lambda: len(_kernels(process)) == 2, 30, "two kernels")
         status, _location = _get(port, path)
@@ -238,20 +213,24 @@ def test_kernels_are_capped_and_those_no_page_connects_to_are_shut_down(tmp_path
 
 @pytest.mark.parametrize("token", ["x", "", "   ", "fifteen-chars-x"])
 def test_a_short_or_blank_token_is_refused_in_one_line(tmp_path, server_uri, token):
-    process = _mjq("--port", str(free_port()), env=_env(tmp_path, server_uri,
-                                                          MJQ_DASHBOARD_TOKEN=token))  # fmt: skip
+    env = dashboard_env(tmp_path, server_uri, MJQ_DASHBOARD_TOKEN=token)
+    process = start_dashboard("--db", DB, "--port", str(free_port()), env=env)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "MJQ_DASHBOARD_TOKEN" in err, err
     token_file = tmp_path / "token"
     token_file.write_text(token + "\n")
-    process = _mjq("--token-file", str(token_file), env=_env(tmp_path, server_uri))
+    process = start_dashboard(
+        "--db", DB, "--token-file", str(token_file), env=dashboard_env(tmp_path, server_uri)
+    )
     out, err = process.communicate(timeout=60)
     assert process.returncode == 2 and out == "" and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_token_on_the_command_line_is_refused(tmp_path, server_uri):
-    process = _mjq("--token", "a-long-enough-token-value", env=_env(tmp_path, server_uri))
+    process = start_dashboard(
+        "--db", DB, "--token", "a-long-enough-token-value", env=dashboard_env(tmp_path, server_uri)
+    )
     out, err = process.communicate(timeout=60)
     assert process.returncode == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "MJQ_DASHBOARD_TOKEN" in err and "a-long-enough" not in err
@@ -259,7 +238,7 @@ def test_a_token_on_the_command_line_is_refused(tmp_path, server_uri):
 
 @pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
 def test_a_port_out_of_range_is_refused(tmp_path, server_uri, port):
-    process = _mjq("--port", port, env=_env(tmp_path, server_uri))
+    process = start_dashboard("--db", DB, "--port", port, env=dashboard_env(tmp_path, server_uri))
     out, err = process.communicate(timeout=60)
     assert process.returncode == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "1 to 65535" in err
@@ -270,7 +249,9 @@ def test_a_port_taken_is_refused_and_no_address_printed(tmp_path, server_uri):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        process = _mjq("--port", str(port), env=_env(tmp_path, server_uri))
+        process = start_dashboard(
+            "--db", DB, "--port", str(port), env=dashboard_env(tmp_path, server_uri)
+        )
         out, err = process.communicate(timeout=60)
     assert process.returncode != 0 and out == "" and "http" not in err
     assert len(err.strip().splitlines()) == 1 and f"port {port}" in err and "taken" in err
@@ -307,13 +288,13 @@ def test_another_server_on_the_port_is_not_taken_for_ours(tmp_path):
 
 
 def test_another_interface_needs_its_names_and_a_token(tmp_path, server_uri):
-    env = _env(tmp_path, server_uri)
+    env = dashboard_env(tmp_path, server_uri)
     for args, says in [
         (("--host", "0.0.0.0"), "--allow-host"),
         (("--host", "0.0.0.0", "--allow-host", "box.example", "--no-token"), "--no-token"),
         (("--host", "0.0.0.0", "--allow-host", "10.0.0.5"), "a host name"),
     ]:
-        process = _mjq("--port", str(free_port()), *args, env=env)
+        process = start_dashboard("--db", DB, "--port", str(free_port()), *args, env=env)
         out, err = process.communicate(timeout=60)
         assert process.returncode == 2 and out == "", (args, err)
         assert len(err.strip().splitlines()) == 1 and says in err, (args, err)
@@ -321,9 +302,11 @@ def test_another_interface_needs_its_names_and_a_token(tmp_path, server_uri):
 
 def test_no_token_says_why_it_is_dangerous_and_lets_this_machine_in(tmp_path, server_uri):
     port = free_port()
-    process = _mjq("--port", str(port), "--no-token", env=_env(tmp_path, server_uri))
+    process = start_dashboard(
+        "--db", DB, "--port", str(port), "--no-token", env=dashboard_env(tmp_path, server_uri)
+    )
     try:
-        assert _url(process) == f"http://127.0.0.1:{port}/"
+        assert printed_url(process) == f"http://127.0.0.1:{port}/"
         assert _get(port, "/")[0] == 200  # no login
         assert _get(port, "/", host="evil.example")[0] == 403  # but still only its names
     finally:

@@ -16,10 +16,9 @@ from mjq_notebook.notebook.widgets import Dashboard, Explorer, Publisher, Tail
 from mjq_notebook.notebook.widgets.lifecycle import Lifecycle
 from mjq_notebook.notebook.widgets.tail import in_sight
 
-from . import conftest
-from .conftest import mjq_threads, wait_for
+from .support.waiting import mjq_threads, wait_for
 
-queue = conftest.queue_on_both_feeds
+pytestmark = pytest.mark.both_feeds  # conftest's queue, followed both ways
 
 
 # -- running jobs stay in sight ----------------------------------------------------------------

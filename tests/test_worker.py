@@ -11,7 +11,7 @@ import pytest
 
 from mjq_notebook import JobQueue, Worker
 
-from .conftest import wait_for
+from .support.waiting import wait_for
 
 
 def test_worker_runs_every_job_once_across_threads(queue):

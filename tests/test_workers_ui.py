@@ -23,9 +23,11 @@ from mjq_notebook.notebook.widgets.actions import lost_note
 from mjq_notebook.notebook.widgets.workers import JobRates, workers_panel_html
 from mjq_notebook.registry import Registration, State
 
-from .conftest import force_polling, wait_for
+from .support.servers import force_polling
+from .support.views import row
+from .support.waiting import wait_for
+from .support.xss import XSS_IN_ONE
 
-XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'><b>'
 SOON = 5.0  # "eventually", with time to spare on a slow server
 
 
@@ -35,10 +37,6 @@ def board(queue):
     wait_for(lambda: board.watcher.snapshot.state == "live", 10, "live")
     yield board
     board.close()
-
-
-def row(tail, job_id):
-    return next((r for r in tail.table.rows if r["id"] == str(job_id)), None)
 
 
 # -- 1. cancelled everywhere -----------------------------------------------------------------
@@ -349,11 +347,11 @@ def _progress_shows(queue, tail):
     wait_for(lambda: row(tail, job_id) and row(tail, job_id)["status"] == "working", SOON, "w")
     tail.select(job_id)
     assert row(tail, job_id)["progress"] == "" and row(tail, job_id)["progress_pct"] == ""
-    job.progress(4, 10, f"resizing {XSS}")
+    job.progress(4, 10, f"resizing {XSS_IN_ONE}")
     started = time.monotonic()
     wait_for(lambda: row(tail, job_id)["progress_pct"] == "40", 1.0, "progress in the row")
     print(f"progress shown after {time.monotonic() - started:.2f} s")
-    assert row(tail, job_id)["progress"] == f"40% · resizing {XSS} 4/10"  # text, the JS says
+    assert row(tail, job_id)["progress"] == f"40% · resizing {XSS_IN_ONE} 4/10"  # text, the JS says
     wait_for(lambda: "40% · resizing" in tail.detail.value, 1.0, "progress in the detail")
     assert 'role="progressbar"' in tail.detail.value and "width:40.0%" in tail.detail.value
     assert "<script>" not in tail.detail.value and "&lt;script&gt;" in tail.detail.value
@@ -378,7 +376,7 @@ def test_the_dashboard_shows_two_workers_with_what_they_run(queue, board):
     def handler(job):
         gate.wait(20)
 
-    workers = [Worker(queue, handler, heartbeat=0.5, name=f"w{n} {XSS}") for n in (1, 2)]
+    workers = [Worker(queue, handler, heartbeat=0.5, name=f"w{n} {XSS_IN_ONE}") for n in (1, 2)]
     for worker in workers:
         worker.start()
     try:
@@ -432,8 +430,9 @@ def test_jobs_a_minute_from_heartbeats():
 
 def test_the_panel_escapes_every_record_field():
     now = dt.datetime.now(dt.timezone.utc)
-    record = {"_id": XSS, "name": XSS, "host": XSS, "pid": XSS, "state": XSS, "heartbeat": now,
-              "running": [{"id": XSS, "since": now}], "done": XSS, "busy": None}  # fmt: skip
+    record = {**dict.fromkeys(("_id", "name", "host", "pid", "state", "done"), XSS_IN_ONE),
+              "heartbeat": now, "running": [{"id": XSS_IN_ONE, "since": now}],
+              "busy": None}  # fmt: skip
     for compact in (False, True):
         html = workers_panel_html([record], now, JobRates(), compact=compact)
         assert "<script>" not in html and "<img" not in html and "<b>" not in html

@@ -9,7 +9,7 @@ from pymongo.errors import ConnectionFailure
 from mjq_notebook import JobQueue, LeaseLostError, embedded_server, writes
 from mjq_notebook.server import client_for
 
-from .conftest import TEST_URI
+from .support.servers import TEST_URI
 
 
 @pytest.fixture(params=["together", "one by one"])

@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import free_port
+from .servers import free_port
 
 # The lab plugin that fetches news from the internet and asks about it in a pop-up.
 DISABLED_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)

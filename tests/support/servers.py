@@ -1,0 +1,64 @@
+"""The MongoDB server the tests run against, and the embedded servers they start in a data
+folder of their own: finding a free port, an environment that names no server, stopping
+every server of a folder."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from pathlib import Path
+
+from mjq_notebook.server import IDLE_ENV, pid_alive, stop_server
+
+TEST_URI = os.environ.get("MJQ_TEST_MONGODB_URI")  # a real mongod; else SecantusDB
+NO_URI = {"MJQ_MONGODB_URI": None, "MONGODB_URI": None}  # for run_mjq's env: no server named
+
+
+def free_port() -> int:
+    """A port nothing listens on now (a server to start there, or one to find closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_env() -> dict[str, str]:
+    """This process's environment with no server URI: a process started with it finds (or
+    starts) the embedded server of $MJQ_DATA_DIR."""
+    env = {k: v for k, v in os.environ.items() if k not in NO_URI}
+    env[IDLE_ENV] = "120"  # a safety net: a server a broken test leaves behind stops by itself
+    return env
+
+
+def server_pids(folder: Path) -> list[int]:
+    """Pids of the server processes (`python -m mjq_notebook.server`) of ``folder``."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            ours = b"mjq_notebook.server" in argv and str(folder).encode() in argv
+            if ours and pid_alive(int(proc.name)):
+                pids.append(int(proc.name))
+    return pids
+
+
+def stop_servers(folder: Path) -> None:
+    """Stop the server of ``folder`` cleanly (no client starts it again), and kill by pid,
+    never by name, any server of it that did not stop."""
+    with contextlib.suppress(Exception):
+        stop_server(folder, timeout=20)
+    for pid in server_pids(folder):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def force_polling(monkeypatch, queue) -> None:
+    """Make ``queue``'s change streams fail as on a standalone mongod, which has none, so
+    the watcher falls back to polling."""
+    from pymongo.errors import OperationFailure
+
+    def no_change_streams(*args, **kwargs):
+        raise OperationFailure("$changeStream is only supported on replica sets", code=40573)
+
+    monkeypatch.setattr(queue.collection, "watch", no_change_streams)
