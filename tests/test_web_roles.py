@@ -94,7 +94,7 @@ class Dashboard:
         cookies = [c.split(";", 1)[0] for c in reply.headers.get_all("Set-Cookie") or []]
         return next((c for c in cookies if c.startswith("username-") and '=""' not in c), "")
 
-    def kerneldashboard_env(self, kernel_id: str) -> dict:
+    def kernel_env(self, kernel_id: str) -> dict:
         """The environment of kernel ``kernel_id`` (a process below mjq dashboard)."""
         for child in psutil.Process(self.process.pid).children(recursive=True):
             if any(kernel_id in part for part in child.cmdline()):
@@ -161,7 +161,7 @@ def _command_lines(dashboard: Dashboard) -> int:
 def test_the_role_reaches_the_kernel_from_the_token_alone(dashboard):
     owner, viewer = dashboard.owner, dashboard.viewer
     kernel, cookie = dashboard.open_page(**FORGED, Authorization=f"token {viewer}")
-    seen = dashboard.kerneldashboard_env(kernel)
+    seen = dashboard.kernel_env(kernel)
     assert (seen["HTTP_X_MJQ_ROLE"], seen["HTTP_X_MJQ_CLIENT"]) == ("viewer", "127.0.0.1")
     assert cookie.startswith("username-")  # the viewer is logged in by cookie now
     for how in [
@@ -169,25 +169,25 @@ def test_the_role_reaches_the_kernel_from_the_token_alone(dashboard):
         {"Cookie": cookie, **FORGED},
         {"Cookie": cookie, "X-MJQ-ROLE": "owner", "X-Mjq-Client": "6.6.6.6"},
     ]:
-        seen = dashboard.kerneldashboard_env(dashboard.open_page(**how)[0])
+        seen = dashboard.kernel_env(dashboard.open_page(**how)[0])
         assert (seen["HTTP_X_MJQ_ROLE"], seen["HTTP_X_MJQ_CLIENT"]) == ("viewer", "127.0.0.1")
     for query in (f"/?token={viewer}&role=owner", f"/?token={viewer}&X-Mjq-Role=owner"):
         _status, _reply, body = dashboard.get(query, **FORGED)
         kernel = re.search(r'"kernelId": "([0-9a-f-]{36})"', body).group(1)
-        assert dashboard.kerneldashboard_env(kernel)["HTTP_X_MJQ_ROLE"] == "viewer"
+        assert dashboard.kernel_env(kernel)["HTTP_X_MJQ_ROLE"] == "viewer"
     # a wrong token with the viewer's cookie: still the viewer, never more
     _status, _reply, body = dashboard.get("/?token=" + "x" * 32, Cookie=cookie, **FORGED)
     kernel = re.search(r'"kernelId": "([0-9a-f-]{36})"', body).group(1)
-    assert dashboard.kerneldashboard_env(kernel)["HTTP_X_MJQ_ROLE"] == "viewer"
+    assert dashboard.kernel_env(kernel)["HTTP_X_MJQ_ROLE"] == "viewer"
     # the login page: the viewer's token typed as the password logs in a viewer
     login = dashboard.login(viewer)
     assert login and login != cookie
-    seen = dashboard.kerneldashboard_env(dashboard.open_page(Cookie=login, **FORGED)[0])
+    seen = dashboard.kernel_env(dashboard.open_page(Cookie=login, **FORGED)[0])
     assert seen["HTTP_X_MJQ_ROLE"] == "viewer"
     assert dashboard.login("x" * 32) == ""  # a wrong one logs in no one
     # and the owner's token is the owner, even with the viewer's cookie
     kernel, owner_cookie = dashboard.open_page(Authorization=f"token {owner}", Cookie=cookie)
-    assert dashboard.kerneldashboard_env(kernel)["HTTP_X_MJQ_ROLE"] == "owner"
+    assert dashboard.kernel_env(kernel)["HTTP_X_MJQ_ROLE"] == "owner"
     assert owner_cookie and owner_cookie != cookie
 
 
@@ -285,7 +285,7 @@ def test_a_viewer_cannot_reach_an_owners_kernel(dashboard):
     assert dashboard.get(f"/voila/api/shutdown/{owner_kernel}", "POST", **token)[0] == 403
     assert dashboard.get(f"/api/kernels/{viewer_kernel}", "DELETE", **token)[0] == 403
     assert dashboard.get(f"/api/kernels/{viewer_kernel}", **token)[0] == 200
-    dashboard.kerneldashboard_env(owner_kernel)  # the owner's kernel still runs
+    dashboard.kernel_env(owner_kernel)  # the owner's kernel still runs
     assert _command_lines(dashboard) >= 4  # the two kernels' too
     assert asyncio.run(knock(owner_kernel, token=dashboard.owner)) == 101
 
@@ -297,7 +297,7 @@ def test_without_a_token_everyone_is_the_owner(tmp_path, server_uri):
         assert f"http://127.0.0.1:{port}/ " in process.stdout.readline()  # no token
         page = Dashboard(process, port, "", "", [], tmp_path)
         kernel, _cookie = page.open_page(**{"X-Mjq-Role": "viewer"})
-        assert page.kerneldashboard_env(kernel)["HTTP_X_MJQ_ROLE"] == "owner"
+        assert page.kernel_env(kernel)["HTTP_X_MJQ_ROLE"] == "owner"
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
@@ -320,7 +320,8 @@ def test_weak_or_equal_viewer_tokens_are_refused_in_one_line(tmp_path, server_ur
         ({}, ("--viewer-token", "a-long-enough-viewer-token"), "MJQ_DASHBOARD_VIEWER_TOKEN"),
     ]  # fmt: skip
     for extra, args, says in cases:
-        process = _mjq("--port", str(free_port()), *args, env=dashboard_env(tmp_path, server_uri, **extra))
+        env = dashboard_env(tmp_path, server_uri, **extra)
+        process = _mjq("--port", str(free_port()), *args, env=env)
         out, err = process.communicate(timeout=60)
         assert process.returncode == 2 and out == "", (args, err)
         assert len(err.strip().splitlines()) == 1 and says in err, (args, err)
