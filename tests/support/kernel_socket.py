@@ -10,7 +10,7 @@ import time
 import uuid
 
 
-def _message(msg_type: str, content: dict) -> str:
+def _shell_message(msg_type: str, content: dict) -> str:
     header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": SESSION,
               "username": "", "date": "2026-01-01T00:00:00Z", "version": "5.3"}  # fmt: skip
     return json.dumps({"header": header, "parent_header": {}, "metadata": {},
@@ -40,7 +40,7 @@ class KernelSocket:
         return cls(await websocket_connect(request))
 
     def send(self, msg_type: str, content: dict) -> None:
-        self.connection.write_message(_message(msg_type, content))
+        self.connection.write_message(_shell_message(msg_type, content))
 
     def comm(self, comm_id: str, data: dict) -> None:
         self.send("comm_msg", {"comm_id": comm_id, "data": data})
