@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pwd
 import signal
@@ -21,6 +22,22 @@ from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.server import client_for, stop_server
 
 TEST_URI = os.environ.get("MJQ_TEST_MONGODB_URI")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """For ``-n N --dist loadgroup`` (the README's test command): the browser tests run on one
+    worker, one Chromium at a time as without xdist; the tests of a module that shares a
+    module-scoped fixture (a JupyterLab, a kernel, a fault server) run on one worker, which
+    sets it up once. Each worker has its own server (the session fixtures) and temp folders."""
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
+        elif any(
+            definition.scope == "module"
+            for definitions in item._fixtureinfo.name2fixturedefs.values()
+            for definition in definitions
+        ):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(autouse=True)
@@ -120,11 +137,26 @@ def force_polling(monkeypatch, queue) -> None:
     monkeypatch.setattr(queue.collection, "watch", no_change_streams)
 
 
+# free_port() hands out the ports of this process's own block, below Linux's ephemeral range
+# (32768-60999, where bind(0) and outgoing connections take theirs), each once in turn: a port
+# one test found free, or left closed on purpose, is not handed to a test of another xdist
+# worker (nor taken by a server on port 0) a moment later. gw0: 20100-20599, gw1: 20600-...
+_PORT_BLOCK = 500
+_FIRST_PORT = 20100 + _PORT_BLOCK * (int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]) % 24)
+_next_port = itertools.count(uuid.uuid4().int % _PORT_BLOCK)  # another run beside: elsewhere
+
+
 def free_port() -> int:
     """A port nothing listens on now (a server to start there, or one to find closed)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    for _ in range(_PORT_BLOCK):
+        port = _FIRST_PORT + next(_next_port) % _PORT_BLOCK
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {_FIRST_PORT}-{_FIRST_PORT + _PORT_BLOCK - 1}")
 
 
 def run_mjq(*args, uri=None, env=None, cwd=None, timeout=120, stdin=None):
