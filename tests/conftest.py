@@ -5,6 +5,8 @@ fixtures live here; the helpers the tests share are in tests/support/."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import uuid
 
 import pytest
@@ -14,6 +16,43 @@ from mjq_notebook.server import client_for, stop_server
 
 from .support.servers import TEST_URI, force_polling, stop_servers
 from .support.waiting import wait_for
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """For ``-n N --dist loadgroup`` (the README's test command): the browser tests run on one
+    worker, one Chromium at a time as without xdist; the tests of a module that shares a
+    module-scoped fixture (a JupyterLab, a kernel, a fault server) run on one worker, which
+    sets it up once. Each worker has its own server (the session fixtures) and temp folders."""
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("soak"):
+            item.add_marker(pytest.mark.xdist_group("browser"))  # the soak never beside them
+        elif any(
+            definition.scope == "module"
+            for definitions in item._fixtureinfo.name2fixturedefs.values()
+            for definition in definitions
+        ):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+@pytest.fixture(autouse=True)
+def alone_if_serial(request, tmp_path_factory):
+    """A test marked ``serial`` (a latency bound a busy CPU would break) runs with no test of
+    another xdist worker beside it: it takes the run's lock exclusive, every other test takes
+    it shared. Waiting for it, the others stop at a turnstile, so it can't starve."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    shared = tmp_path_factory.getbasetemp().parent  # the run's, above each worker's own
+    serial = request.node.get_closest_marker("serial") is not None
+    with (
+        open(shared / "serial.turnstile", "a") as turnstile,
+        open(shared / "serial.lock", "a") as lock,
+    ):
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if serial else fcntl.LOCK_SH)
+        if not serial:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -74,6 +74,7 @@ def lab(tmp_path_factory, client, server_uri):
         client.drop_database(db_name)
 
 
+@pytest.mark.serial  # a latency bound: nothing of another xdist worker beside it
 def test_a_job_published_elsewhere_appears_in_the_page_within_half_a_second(lab):
     figures = []
     for n in range(5):

@@ -154,6 +154,7 @@ def test_publishes_acknowledged_right_before_a_kill_9_survive_it(folder):
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.soak
 def test_soak_kill_9_again_and_again_while_workers_work(folder, processes, tmp_path):
     """Six kills in about a minute, with two `mjq work` processes, a publisher and a live
     dashboard: every acknowledged job finishes, none is lost, the counts are exact, history

@@ -74,6 +74,7 @@ def notebook7(tmp_path_factory, client, server_uri):
         client.drop_database(db_name)
 
 
+@pytest.mark.serial  # a latency bound: nothing of another xdist worker beside it
 def test_notebook7_renders_the_dashboard_shows_jobs_live_and_publishes(notebook7):
     nb = notebook7
     assert "/notebooks/dashboard.ipynb" in nb.page.url

@@ -8,6 +8,7 @@ can't be installed the tests skip, but fail in CI (``CI=true``).
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import shutil
 import subprocess
@@ -33,24 +34,33 @@ CHECK = "import importlib.util, pymongo; assert pymongo.version == '3.13.0'; " +
 
 @pytest.fixture(scope="session")
 def pymjq_python() -> str:
-    """The python of a venv with pymjq 1.2.0 and pymongo 3.13: built once, then reused."""
+    """The python of a venv with pymjq 1.2.0 and pymongo 3.13: built once, then reused (one
+    xdist worker builds it while the others wait on the lock)."""
     python = VENV / "bin" / "python"
-    if not _works(python):
-        building = VENV.with_name(f"{VENV.name}.building-{os.getpid()}")
-        shutil.rmtree(building, ignore_errors=True)
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(building)], check=True)
-            pip = [str(building / "bin" / "python"), "-m", "pip", "install", "-q"]
-            subprocess.run([*pip, *REQUIREMENTS], check=True, capture_output=True, timeout=600)
-        except (subprocess.SubprocessError, OSError) as exc:
-            shutil.rmtree(building, ignore_errors=True)
-            output = getattr(exc, "stderr", b"") or b""
-            _unavailable(f"can't install {' '.join(REQUIREMENTS)}: {exc} {output.decode()[-500:]}")
-        shutil.rmtree(VENV, ignore_errors=True)
-        building.rename(VENV)  # runs by python -m only, so a moved venv works
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(VENV.with_name(f"{VENV.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _works(python):
+            _build()
     if not _works(python):
         _unavailable(f"the venv {VENV} was built but has no working pymjq")
     return str(python)
+
+
+def _build() -> None:
+    """Build the venv in a folder of its own, then move it to ``VENV``."""
+    building = VENV.with_name(f"{VENV.name}.building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(building)], check=True)
+        pip = [str(building / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, *REQUIREMENTS], check=True, capture_output=True, timeout=600)
+    except (subprocess.SubprocessError, OSError) as exc:
+        shutil.rmtree(building, ignore_errors=True)
+        output = getattr(exc, "stderr", b"") or b""
+        _unavailable(f"can't install {' '.join(REQUIREMENTS)}: {exc} {output.decode()[-500:]}")
+    shutil.rmtree(VENV, ignore_errors=True)
+    building.rename(VENV)  # runs by python -m only, so a moved venv works
 
 
 def _works(python: Path) -> bool:

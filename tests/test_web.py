@@ -120,6 +120,7 @@ def _shoot_web(page, row, tmp_path: Path, suffix: str) -> list[Path]:
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed")
+@pytest.mark.serial  # a latency bound: nothing of another xdist worker beside it
 def test_the_page_shows_the_queues_live_and_stops_on_sigterm(tmp_path, server_uri, db):
     pytest.importorskip("voila", reason="mjq dashboard needs voila (the web extra)")
     import psutil

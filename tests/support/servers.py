@@ -5,9 +5,11 @@ every server of a folder."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
+import uuid
 from pathlib import Path
 
 from mjq_notebook.server import IDLE_ENV, pid_alive, stop_server
@@ -16,11 +18,26 @@ TEST_URI = os.environ.get("MJQ_TEST_MONGODB_URI")  # a real mongod; else Secantu
 NO_URI = {"MJQ_MONGODB_URI": None, "MONGODB_URI": None}  # for run_mjq's env: no server named
 
 
+# free_port() hands out the ports of this process's own block, below Linux's ephemeral range
+# (32768-60999, where bind(0) and outgoing connections take theirs), each once in turn: a port
+# one test found free, or left closed on purpose, is not handed to a test of another xdist
+# worker (nor taken by a server on port 0) a moment later. gw0: 20100-20599, gw1: 20600-...
+_PORT_BLOCK = 500
+_FIRST_PORT = 20100 + _PORT_BLOCK * (int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]) % 24)
+_next_port = itertools.count(uuid.uuid4().int % _PORT_BLOCK)  # another run beside: elsewhere
+
+
 def free_port() -> int:
     """A port nothing listens on now (a server to start there, or one to find closed)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    for _ in range(_PORT_BLOCK):
+        port = _FIRST_PORT + next(_next_port) % _PORT_BLOCK
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {_FIRST_PORT}-{_FIRST_PORT + _PORT_BLOCK - 1}")
 
 
 def server_env() -> dict[str, str]:
