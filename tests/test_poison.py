@@ -129,14 +129,13 @@ def test_error_texts_are_cut_and_say_so():
 def test_refused_lease_extensions_never_stop_the_heartbeat(queue, caplog):
     release = threading.Event()
     queue.pub({"n": 1})
+    queue.lease = 0.3  # extended every 0.1 s
     worker = Worker(queue, lambda job: release.wait(30), heartbeat=0.2)
-    claimer = worker._claimers[0]
-    claimer.lease = 0.3  # extended every 0.1 s
 
     def refused(job, lease=None):
         raise OperationFailure("write concern timed out", code=64)
 
-    claimer.touch = refused
+    queue.touch = refused  # the worker claims and extends through the queue it was given
     worker.start()
     try:
         wait_for(lambda: "touch_running failed" in caplog.text, 10, "a refused extension")
