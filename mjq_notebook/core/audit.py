@@ -43,7 +43,7 @@ MAX_IDS = 100  # job ids kept in one entry; "count" says how many there were
 MAX_DETAIL = 1000  # characters of a detail (a filter, say) kept
 VIAS = ("cli", "notebook", "page")
 ROLES = ("owner", "viewer")
-ROLE_ENV = "HTTP_X_MJQ_ROLE"  # set in a page's kernel by mjq dashboard (web_roles.py)
+ROLE_ENV = "HTTP_X_MJQ_ROLE"  # set in a page's kernel by mjq dashboard (web/roles.py)
 CLIENT_ENV = "HTTP_X_MJQ_CLIENT"
 # what read() decodes: anything a program could have written
 _READ_CODEC = CodecOptions(

@@ -7,7 +7,7 @@ does: a random one made at each start unless the owner gives one in ``$MJQ_DASHB
 or a file, never on a command line (``ps`` shows it to everyone). Jupyter Server checks the
 ``Host`` header against the names here, so a web page the owner visits can't reach it through
 a name of its own (DNS rebinding). With ``--viewers`` a second token, made or given the same
-way, opens the page read-only (web_roles.py tells the page's kernel which token it was).
+way, opens the page read-only (web/roles.py tells the page's kernel which token it was).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ never imported by mjq itself. A kernel no page is connected to -- one whose page
 its websocket, or was closed -- is shut down once it has been alone for ``alone_grace``
 seconds (the clock restarts while it runs the notebook, so a slow first render is not cut
 short); past ``max_kernels`` a page load is answered 503 "too many open dashboards" instead
-of starting another. Each kernel's role (the owner's or a viewer's page, as web_roles.py told
+of starting another. Each kernel's role (the owner's or a viewer's page, as web/roles.py told
 it) is kept, so a viewer can be kept out of an owner's kernel.
 """
 

@@ -7,12 +7,12 @@ step. A notebook of one cell is written to a temporary folder at start; the kern
 server through the environment (``MJQ_MONGODB_URI``), never through the notebook, a command
 line or the page, and Voilà hides the cell's source anyway.
 
-It listens on 127.0.0.1 unless told otherwise, and always asks for a token (web_access.py
+It listens on 127.0.0.1 unless told otherwise, and always asks for a token (web/access.py
 says whose and which host names it answers). The token and those names reach Voilà in a
 ``voila.json`` readable by the user only (Voilà reads it from its working folder), not on its
 command line. Before it prints an address it checks the port was free and that what answers
 there is the Voilà it started (a header with a nonce of this start, fetched without the token).
-With ``--viewers`` a second token opens the page read-only: web_roles.py tells each page's
+With ``--viewers`` a second token opens the page read-only: web/roles.py tells each page's
 kernel which token opened it, and the notebook's widgets act through ``Actor.page()``.
 """
 
@@ -52,7 +52,7 @@ NONCE_HEADER = "X-Mjq-Dashboard"
 NOTEBOOK = "mjq-dashboard.ipynb"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
-MAX_PAGES = 5  # kernels at once: web_kernels.py bounds them
+MAX_PAGES = 5  # kernels at once: web/kernels.py bounds them
 KERNELS = "mjq_notebook.cli.web.kernels.BoundedKernelManager"
 ROLES = "mjq_notebook.cli.web.roles"  # who opened a page, told to its kernel
 TEMPLATE = "mjq"  # page/voila/templates/mjq: the system's theme, the window's width
@@ -196,7 +196,7 @@ def voila_config(
     token: str, names: list[str], nonce: str, max_pages: int, viewer_token: str = ""
 ) -> dict[str, Any]:
     """Voilà's configuration: the tokens ("" for none), Jupyter Server's Host check (on, with
-    ``names``; Voilà turns it off), the nonce header, the roles of web_roles.py (each page's
+    ``names``; Voilà turns it off), the nonce header, the roles of web/roles.py (each page's
     kernel told its role in its environment), and its kernels bounded. Kernels talk
     over Unix sockets in the run's own folder (no TCP port any local user can reach, and so
     no "without encryption" warning); the websocket ping timeout is set to the interval,
@@ -212,7 +212,7 @@ def voila_config(
         "RolesIdentityProvider": {"viewer_token": viewer_token},
         "VoilaConfiguration": {
             "multi_kernel_manager_class": KERNELS,
-            "http_header_envs": ["X-Mjq-Role", "X-Mjq-Client"],  # set by web_roles.py
+            "http_header_envs": ["X-Mjq-Role", "X-Mjq-Client"],  # set by web/roles.py
         },
         "BoundedKernelManager": {"max_kernels": max_pages},
         "KernelManager": {"transport": transport},
