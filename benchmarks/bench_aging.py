@@ -1,6 +1,6 @@
 """Benchmark a queue's speed as jobs pile up: fresh, then after N jobs have gone through it.
 
-Finished jobs leave the capped ring for ``<queue>.history`` (``mjq_notebook.sweep``), so
+Finished jobs leave the capped ring for ``<queue>.history`` (``mjq_notebook.core.parts.sweep``), so
 the ring holds only unfinished work and per-write costs that grow with the ring (SecantusDB
 pays ~7 µs per document in a capped collection on every write) stay flat. Measured on one
 queue, in one run:
@@ -30,7 +30,7 @@ from typing import Any
 from _common import environment, parser, run_bench, scratch_database, verdict
 
 from mjq_notebook import JobQueue
-from mjq_notebook import sweep as sweep_module
+from mjq_notebook.core.parts import sweep as sweep_module
 from mjq_notebook.server import client_for
 
 TARGET = 1.5  # aged / fresh, the issue's goal

@@ -35,7 +35,7 @@ from pymongo import ASCENDING, DESCENDING, CursorType, ReturnDocument, monitorin
 from pymongo.database import Database
 
 from mjq_notebook import Empty, JobQueue
-from mjq_notebook.job import new_document, utcnow
+from mjq_notebook.core.job import new_document, utcnow
 from mjq_notebook.server import client_for
 
 AWAIT_MS = 250  # the awaitData time of both sides' tailable cursors

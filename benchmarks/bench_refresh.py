@@ -24,7 +24,7 @@ from _common import environment, parser, run_bench, scratch_database
 from bson import ObjectId
 
 from mjq_notebook import JobQueue
-from mjq_notebook.notebook.activity import ActivityReader
+from mjq_notebook.live.activity import ActivityReader
 from mjq_notebook.server import client_for
 
 CHUNK = 5000

@@ -30,7 +30,8 @@ from _common import environment, parser, round_done, run_bench, scratch_database
 from bench_queue import CAPPED_MAX, CAPPED_SIZE, Raw, Results, fresh
 from pymongo.database import Database
 
-from mjq_notebook import JobQueue, room
+from mjq_notebook import JobQueue
+from mjq_notebook.core.parts import room
 from mjq_notebook.server import client_for
 
 SIDES = ("raw", "evict", "checked", "uncached")

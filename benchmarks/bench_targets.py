@@ -117,7 +117,7 @@ def tail_part(uri: str, args: argparse.Namespace) -> None:
 
 
 def watch_part(uri: str, args: argparse.Namespace, polling: bool) -> None:
-    from mjq_notebook.notebook.watch import Watcher
+    from mjq_notebook.live.watch import Watcher
 
     rng = random.Random(16)
     client, other_client = client_for(uri), client_for(uri)

@@ -138,7 +138,7 @@ class Sightings:
 
 def tail_view(q: JobQueue, seen: Sightings, polling: bool) -> Callable[[], None]:
     """Show ``q.tail()``; returns its close."""
-    from mjq_notebook.notebook.watch import Watcher
+    from mjq_notebook.live.watch import Watcher
 
     if polling:  # as on a standalone mongod, which has no change streams
         Watcher.of(q)._mode = "polling"

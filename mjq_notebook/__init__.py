@@ -12,7 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._version import __version__ as __version__
-from .catalog import queues
+from .core.catalog import queues
+from .core.job import Job, Status
+from .core.queue import JobQueue
+from .core.worker import Worker
 from .errors import (
     DataFolderError,
     DataLossWarning,
@@ -26,15 +29,12 @@ from .errors import (
     SmallRingWarning,
     WorkerCrashed,
 )
-from .job import Job, Status
-from .queue import JobQueue
 from .server import connect, embedded_server
-from .worker import Worker
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
-    from .audit import Actor
+    from .core.audit import Actor
     from .notebook.widgets.overview import Overview
 
 

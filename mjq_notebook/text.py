@@ -79,6 +79,11 @@ def format_bytes(size: Any) -> str:
     return ""  # unreachable
 
 
+def jobs_text(n: int) -> str:
+    """ "1 job", "3 jobs", "1,000 jobs"."""
+    return f"{n:,} job{'' if n == 1 else 's'}"
+
+
 def printable(value: Any) -> str:
     """``value`` as one line of text a terminal shows as written: names, hosts and ids come
     from records that anyone with access to the database could have written."""

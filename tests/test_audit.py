@@ -16,8 +16,8 @@ import pytest
 from bson import DatetimeMS, ObjectId
 
 from mjq_notebook import JobQueue, JobQueueError, queues
-from mjq_notebook.audit import MAX_IDS, Actor, Steering
-from mjq_notebook.catalog import queue_names
+from mjq_notebook.core.audit import MAX_IDS, Actor, Steering
+from mjq_notebook.core.catalog import queue_names
 from mjq_notebook.errors import ReadOnlyError
 from mjq_notebook.notebook.display import audit_html, audit_text
 

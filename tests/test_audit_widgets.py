@@ -17,10 +17,10 @@ from ipywidgets.widgets.widget import _instances
 
 import mjq_notebook
 from mjq_notebook import JobQueue
-from mjq_notebook.audit import Actor
+from mjq_notebook.core.audit import Actor
+from mjq_notebook.core.registry import Registration, State
 from mjq_notebook.notebook.widgets import Dashboard, Publisher, Tail
 from mjq_notebook.notebook.widgets.lifecycle import Lifecycle
-from mjq_notebook.registry import Registration, State
 
 from .support.waiting import mjq_threads, wait_for
 
@@ -316,7 +316,7 @@ def test_a_viewers_standalone_tail_says_it_is_read_only(queue):
 def test_the_audit_panel_reads_entries_only_when_the_audit_moved(queue, monkeypatch):
     """Idle, the panel looks (one count) at its pace and reads no entry, sends nothing; an
     action from elsewhere (the CLI's Steering) shows at the next look, read once."""
-    from mjq_notebook.audit import Steering
+    from mjq_notebook.core.audit import Steering
     from mjq_notebook.notebook.widgets import audit_panel
 
     monkeypatch.setattr(audit_panel, "AUDIT_EVERY_S", 0.2)  # 25 times the pace: a short test

@@ -21,7 +21,7 @@ pytest.importorskip("jupyterlab", reason="the browser tests need jupyterlab (the
 pytest.importorskip("ipykernel", reason="the browser tests need ipykernel (the dev extra)")
 
 from mjq_notebook import Empty, JobQueue
-from mjq_notebook.registry import Registration, State
+from mjq_notebook.core.registry import Registration, State
 
 from .support.browser import WATCH_FOR_ROW
 from .support.jupyter import jupyter_lab, write_notebook

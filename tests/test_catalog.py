@@ -10,8 +10,8 @@ import pytest
 
 import mjq_notebook
 from mjq_notebook import InvalidQueueError, JobQueue, queues
-from mjq_notebook.catalog import queue_names
-from mjq_notebook.registry import Registration, State
+from mjq_notebook.core.catalog import queue_names
+from mjq_notebook.core.registry import Registration, State
 
 from .support.xss import XSS, assert_inert
 

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from mjq_notebook import JobQueue, PublishError
-from mjq_notebook.job import MAX_DELAY_S
+from mjq_notebook.core.job import MAX_DELAY_S
 
 from .support.processes import MjqTail, run_mjq
 from .support.waiting import wait_for

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mjq_notebook import JobQueue, connect
-from mjq_notebook.notebook.watch import Watcher
+from mjq_notebook.live.watch import Watcher
 from mjq_notebook.server import (
     ensure_server,
     find_running,

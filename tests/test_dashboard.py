@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from mjq_notebook.notebook.activity import SPAN_S, Activity
+from mjq_notebook.live.activity import SPAN_S, Activity
 from mjq_notebook.notebook.widgets.charts import histogram_svg, quantile, rebin, sparkline_svg
 
 from .support.waiting import mjq_threads, wait_for

@@ -14,7 +14,7 @@ from bson import ObjectId
 
 from mjq_notebook import DataLossWarning, JobQueue, Status, embedded_server
 from mjq_notebook.analysis.timing import summary
-from mjq_notebook.job import Job
+from mjq_notebook.core.job import Job
 from mjq_notebook.notebook import display
 from mjq_notebook.notebook.display import (
     STYLE,

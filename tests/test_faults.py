@@ -29,9 +29,9 @@ from pymongo import monitoring
 from pymongo.errors import OperationFailure
 
 from mjq_notebook import JobQueue, ServerUnavailable, Worker, embedded_server
-from mjq_notebook.job import FINISHED, utcnow
-from mjq_notebook.registry import State, WorkerRecords, as_read, workers_collection
-from mjq_notebook.retries import ATTEMPTS
+from mjq_notebook.core.job import FINISHED, utcnow
+from mjq_notebook.core.registry import State, WorkerRecords, as_read, workers_collection
+from mjq_notebook.core.retries import ATTEMPTS
 from mjq_notebook.server import client_for
 
 from .support.servers import TEST_URI

@@ -58,7 +58,7 @@ def commands(server_uri, db):
 
 
 def test_a_thousand_progress_calls_in_a_second_send_a_handful_of_updates(commands):
-    from mjq_notebook.progress import EVERY_S
+    from mjq_notebook.core.parts.progress import EVERY_S
 
     listener, db = commands
     q = JobQueue(db)

@@ -8,8 +8,8 @@ from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 
 from mjq_notebook import InvalidQueueError, JobQueue, QueueNameError, Worker, queues
-from mjq_notebook.catalog import queue_names
-from mjq_notebook.names import COMPANIONS, MAX_NAMESPACE_BYTES
+from mjq_notebook.core.catalog import queue_names
+from mjq_notebook.core.names import COMPANIONS, MAX_NAMESPACE_BYTES
 
 from .support.processes import run_mjq
 from .support.waiting import wait_for

@@ -14,7 +14,7 @@ from bson import ObjectId
 from pymongo.errors import OperationFailure
 
 from mjq_notebook import JobQueue, PublishError, Worker
-from mjq_notebook.job import MAX_BSON_SIZE, MAX_ERROR_MESSAGE, MAX_JOB_SIZE, error_document
+from mjq_notebook.core.job import MAX_BSON_SIZE, MAX_ERROR_MESSAGE, MAX_JOB_SIZE, error_document
 
 from .support.processes import start_worker
 from .support.waiting import wait_for

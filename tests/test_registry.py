@@ -13,7 +13,7 @@ import pytest
 
 import mjq_notebook
 from mjq_notebook import JobQueue, Worker
-from mjq_notebook.registry import (
+from mjq_notebook.core.registry import (
     KEEP_S,
     LOST_AFTER,
     as_read,

@@ -12,7 +12,7 @@ from pymongo import monitoring
 from pymongo.errors import AutoReconnect
 
 from mjq_notebook import JobQueue
-from mjq_notebook.retention import prune
+from mjq_notebook.core.parts.retention import prune
 from mjq_notebook.server import client_for
 
 CUTOFF = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)

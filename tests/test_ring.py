@@ -21,7 +21,7 @@ from .support.waiting import wait_for
 @pytest.fixture
 def sweep_often(monkeypatch):
     """Sweep after every finish (the default: after 50 finishes, or a second after the last)."""
-    from mjq_notebook import sweep
+    from mjq_notebook.core.parts import sweep
 
     monkeypatch.setattr(sweep, "SWEEP_AFTER", 1)
 
@@ -158,7 +158,7 @@ def test_a_consumer_on_a_swept_ring_still_wakes_at_once(db, sweep_often):
 def test_the_watcher_keeps_showing_jobs_swept_out_of_the_ring(
     db, sweep_often, monkeypatch, polling
 ):
-    from mjq_notebook.notebook.watch import Watcher
+    from mjq_notebook.live.watch import Watcher
 
     q = JobQueue(db)
     if polling:
@@ -185,7 +185,7 @@ def test_the_watcher_notes_every_finish_of_jobs_swept_out_of_the_ring(
 ):
     """The charts count finishes of jobs beyond the shown window too, though a swept job is
     gone from the ring before the watcher can look it up."""
-    from mjq_notebook.notebook.watch import Watcher
+    from mjq_notebook.live.watch import Watcher
 
     q = JobQueue(db)
     if polling:

@@ -12,7 +12,8 @@ import warnings
 import pytest
 from pymongo import monitoring
 
-from mjq_notebook import DataLossWarning, JobQueue, JobQueueError, PublishError, room
+from mjq_notebook import DataLossWarning, JobQueue, JobQueueError, PublishError
+from mjq_notebook.core.parts import room
 from mjq_notebook.notebook.widgets.publisher import Publisher
 from mjq_notebook.server import client_for
 
@@ -43,7 +44,7 @@ def test_a_publish_too_big_for_the_room_left_is_refused_with_nothing_written(db)
         q.pub({"blob": "x" * (30 * KIB)})
     message = str(refused.value)
     assert "would evict unfinished jobs" in message and "nothing was written" in message
-    assert "at most 64.0 KiB and 1,000 jobs" in message  # the ring's limits
+    assert "at most 64 KiB and 1,000 jobs" in message  # the ring's limits
     assert "10 unfinished (41.9 KiB)" in message  # what it holds unfinished (BSON)
     assert "publishing 1 job (30." in message  # what the publish adds
     assert "evict=True" in message and "resize" in message  # and what to do
@@ -168,7 +169,7 @@ def test_the_forms_limit_is_the_rings_size(db):
     try:
         form.editor.value = json.dumps({"blob": "x" * (30 * KIB)})
         assert form.publish(3) == []  # 90 KiB: over the ring, far under 64 MiB
-        assert "at most 64.0 KiB and 20 jobs" in form.message.value
+        assert "at most 64 KiB and 20 jobs" in form.message.value
         assert "nothing was published" in form.message.value
         form.editor.value = json.dumps({"n": 1})
         assert form.publish(21) == []  # small, but more than it holds
@@ -224,7 +225,7 @@ def test_mjq_resize(db, server_uri):
     args = ("resize", "--db", db.name, "--queue", "room", "--size-bytes", "1MiB")
     result = _mjq(*args, "--max-jobs", "10", uri=server_uri)
     if result.returncode == 0:  # the server resized it
-        assert "resized" in result.stdout and "1.0 MiB and 10 jobs" in result.stdout
+        assert "resized" in result.stdout and "1 MiB and 10 jobs" in result.stdout
         assert q.limits() == room.Limits(2**20, 10)
     else:  # it did not, and says so in one line
         assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1

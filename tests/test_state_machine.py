@@ -93,7 +93,7 @@ from hypothesis.stateful import (
 )
 
 from mjq_notebook import Empty, Job, JobQueue, LeaseLostError
-from mjq_notebook.wakeup import last_inserted
+from mjq_notebook.core.wakeup import last_inserted
 
 QUEUES = 3  # JobQueue objects on the same queue
 MAX_ATTEMPTS = 2

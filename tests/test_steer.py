@@ -17,7 +17,7 @@ import time
 import pytest
 
 from mjq_notebook import Empty, JobQueue, JobQueueError, LeaseLostError
-from mjq_notebook import progress as progress_module
+from mjq_notebook.core.parts import progress as progress_module
 
 from .support.waiting import wait_for
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mjq_notebook.notebook.watch import Watcher
+from mjq_notebook.live.watch import Watcher
 from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.notebook.widgets import tail as tail_module
 
@@ -289,7 +289,7 @@ def test_at_most_ten_messages_a_second_and_none_when_idle(tail, queue):
 def test_the_tail_and_q_jobs_show_a_job_alike(queue):
     """One row builder: a delayed job is "due in", a running one runs on, and a waiting job
     of pymjq (ts.started and ts.done filled with its publish time) waits on, in both."""
-    from mjq_notebook.job import utcnow
+    from mjq_notebook.core.job import utcnow
     from mjq_notebook.notebook.display import job_cells
     from mjq_notebook.notebook.widgets.tail import job_row
 

@@ -14,8 +14,8 @@ from pymongo.errors import PyMongoError
 import mjq_notebook.analysis.history
 import mjq_notebook.analysis.stats
 from mjq_notebook import JobQueue, ServerUnavailable, embedded_server
+from mjq_notebook.core.outage import DISPLAY_TIMEOUT_S, server_unavailable
 from mjq_notebook.errors import JobQueueError
-from mjq_notebook.outage import DISPLAY_TIMEOUT_S, server_unavailable
 from mjq_notebook.server import client_for
 
 from .support.servers import TEST_URI, free_port

@@ -13,11 +13,11 @@ import pytest
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from mjq_notebook import JobQueue, embedded_server
+from mjq_notebook.core.outage import failure_reason
+from mjq_notebook.live.changes import changes
+from mjq_notebook.live.watch import Watcher
 from mjq_notebook.notebook import watch as watch_module
-from mjq_notebook.notebook.changes import changes
-from mjq_notebook.notebook.watch import Watcher
 from mjq_notebook.notebook.widgets import Tail
-from mjq_notebook.outage import failure_reason
 from mjq_notebook.server import client_for
 
 from .support.servers import TEST_URI, force_polling, free_port

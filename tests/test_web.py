@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.web import notebook
+from mjq_notebook.cli.web.serve import notebook
 
 from .support.browser import CHROMIUM, CHROMIUM_ARGS, DOCS, WATCH_FOR_ROW
 from .support.dashboard import dashboard_env, printed_url, start_dashboard
@@ -84,7 +84,7 @@ def test_a_token_is_asked_for_and_stays_off_the_command_line(tmp_path, server_ur
 
 
 def test_without_voila_it_says_what_to_install(monkeypatch):
-    import mjq_notebook.web as web
+    import mjq_notebook.cli.web.serve as web
 
     monkeypatch.setattr(web.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SystemExit) as exited:

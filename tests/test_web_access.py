@@ -24,7 +24,7 @@ import uuid
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.web import Site
+from mjq_notebook.cli.web.serve import Site
 
 from .support.dashboard import dashboard_env, printed_url, start_dashboard
 from .support.nobody import NOBODY

@@ -11,7 +11,7 @@ import ipywidgets as widgets
 import pytest
 
 from mjq_notebook import JobQueue
-from mjq_notebook.notebook.watch import Watcher
+from mjq_notebook.live.watch import Watcher
 from mjq_notebook.notebook.widgets import Dashboard, Explorer, Publisher, Tail
 from mjq_notebook.notebook.widgets.lifecycle import Lifecycle
 from mjq_notebook.notebook.widgets.tail import in_sight

@@ -13,15 +13,15 @@ import time
 import pytest
 
 from mjq_notebook import Empty, JobQueue, Worker
+from mjq_notebook.core.registry import Registration, State
+from mjq_notebook.live.watch import Watcher
 from mjq_notebook.notebook import display
 from mjq_notebook.notebook import lost as lost_module
 from mjq_notebook.notebook.formatting import progress_of
-from mjq_notebook.notebook.watch import Watcher
 from mjq_notebook.notebook.widgets import Dashboard, Tail
 from mjq_notebook.notebook.widgets import tail as tail_module
 from mjq_notebook.notebook.widgets.actions import lost_note
 from mjq_notebook.notebook.widgets.workers import JobRates, workers_panel_html
-from mjq_notebook.registry import Registration, State
 
 from .support.servers import force_polling
 from .support.views import row
@@ -286,7 +286,7 @@ def test_a_job_shows_without_its_worker_when_the_registry_is_not_readable(queue,
     """A user allowed to read the queue but not its registry still gets the job."""
     from pymongo.errors import OperationFailure
 
-    from mjq_notebook import registry
+    from mjq_notebook.core import registry
 
     class Unauthorized:
         def find(self, *args, **kwargs):

@@ -6,7 +6,8 @@ import pytest
 from pymongo import WriteConcern, monitoring
 from pymongo.errors import ConnectionFailure
 
-from mjq_notebook import JobQueue, LeaseLostError, embedded_server, writes
+from mjq_notebook import JobQueue, LeaseLostError, embedded_server
+from mjq_notebook.core.parts import writes
 from mjq_notebook.server import client_for
 
 from .support.servers import TEST_URI

@@ -13,8 +13,8 @@ from bson import ObjectId
 from bson.codec_options import CodecOptions
 from pymongo import DESCENDING
 
+from ..core.job import Status
 from ..errors import warn_at_caller
-from ..job import Status
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection

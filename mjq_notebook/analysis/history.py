@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import bson
 import pandas as pd
 
-from ..job import FINISHED, STATUSES, Status
-from ..outage import unavailable_as_error
+from ..core.job import FINISHED, STATUSES, Status
+from ..core.outage import unavailable_as_error
 from . import fetch
 from .fetch import CODEC, DEFAULT_LIMIT, HistoryLimitWarning, job_filter
 from .plots import plot_latency, plot_timeline
 from .timing import STAGES, summary, throughput
 
 if TYPE_CHECKING:
-    from ..queue import JobQueue
+    from ..core.queue import JobQueue
 
 __all__ = [
     "COLUMNS", "DEFAULT_LIMIT", "HistoryLimitWarning", "load",

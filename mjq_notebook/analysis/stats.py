@@ -7,15 +7,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..job import FINISHED, IN_HISTORY, PUBLISHED_BY_US, Status
-from ..outage import unavailable_as_error
+from ..core.job import FINISHED, IN_HISTORY, PUBLISHED_BY_US, Status
+from ..core.outage import unavailable_as_error
 from ..server import wire_version
 from .timing import PERCENTILES, STAGES, summary_table, warn_negative
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..queue import JobQueue
+    from ..core.queue import JobQueue
 
 PERCENTILE_WIRE_VERSION = 21  # MongoDB 7.0 added $percentile
 _FIELDS = {"status": "$status", "worker": "$worker", "priority": "$priority",

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..job import STATUSES
+from ..core.job import STATUSES
 
 LOST_EXPLAINED = (
     "jobs evicted from the capped collection before they finished: the ring is too small "

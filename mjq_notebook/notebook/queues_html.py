@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..catalog import COLUMNS, HEADS, queue_cells
-from ..job import STATUSES
+from ..core.catalog import COLUMNS, HEADS, queue_cells
+from ..core.job import STATUSES
 from .markup import LOST_EXPLAINED, escape, wrap
 
 _NUMERIC = (*STATUSES, "lost", "finished_10min", "oldest_waiting_s", "workers")

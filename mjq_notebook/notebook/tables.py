@@ -7,8 +7,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..core.outage import ADVICE, display_deadline, failure_reason
 from ..errors import ServerUnavailable
-from ..outage import ADVICE, display_deadline, failure_reason
 from ..text import as_of, format_bytes, format_seconds
 from .formatting import LIST_ROWS, ONGOING, list_rows, ongoing
 from .markup import counts_html, escape, status_badge, wrap
@@ -16,7 +16,7 @@ from .markup import counts_html, escape, status_badge, wrap
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..queue import JobQueue
+    from ..core.queue import JobQueue
 
 _STAGES = {"wait_s": "wait", "run_s": "run", "total_s": "total"}
 _CELL_HTML = {  # column -> how its (escaped) text shows

@@ -12,8 +12,8 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..job import utcnow
-from ..registry import COLUMNS, State, job_parts, worker_cells
+from ..core.job import utcnow
+from ..core.registry import COLUMNS, State, job_parts, worker_cells
 from ..text import printable
 from .markup import escape, wrap
 

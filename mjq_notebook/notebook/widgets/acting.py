@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...audit import Actor, Steering
+from ...core.audit import Actor, Steering
 from ..markup import escape
 
 if TYPE_CHECKING:
-    from ...queue import JobQueue
+    from ...core.queue import JobQueue
 
 READ_ONLY_TEXT = "you can see everything here and change nothing"
 

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
+from ...core.job import Job
 from ...errors import ReadOnlyError
-from ...job import Job
 from ...text import utc
 from ..display import escape
 from ..formatting import lost_note
@@ -31,7 +31,7 @@ from .acting import refused
 from .rows import matches
 
 if TYPE_CHECKING:
-    from ...audit import Steering
+    from ...core.audit import Steering
 
 log = logging.getLogger("mjq_notebook")
 

@@ -1,5 +1,5 @@
 """The dashboard's audit panel: the newest ``AUDIT_ROWS`` entries of the queue's audit (who
-did what, ``mjq_notebook.audit``) as the table ``q.audit()`` shows.
+did what, ``mjq_notebook.core.audit``) as the table ``q.audit()`` shows.
 
 It runs no thread of its own: the dashboard's chart thread calls ``refresh()`` on its tick,
 and the panel looks at the audit every ``AUDIT_EVERY_S`` (or at once after an action of the
@@ -20,13 +20,13 @@ import ipywidgets as W
 import pymongo
 from pymongo.errors import PyMongoError
 
-from ...audit import audit_collection, read
+from ...core.audit import audit_collection, read
 from ...errors import JobQueueError
 from ..audit_table import audit_html
 from ..markup import stylesheet
 
 if TYPE_CHECKING:
-    from ...queue import JobQueue
+    from ...core.queue import JobQueue
 
 log = logging.getLogger("mjq_notebook")
 

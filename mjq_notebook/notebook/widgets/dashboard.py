@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 from pymongo.errors import PyMongoError
 
-from ...audit import Actor, Steering
+from ...core.audit import Actor, Steering
 from ...errors import ReadOnlyError, ServerUnavailable
+from ...live.activity import Activity
+from ...live.watch import Snapshot, Watcher
 from .. import display
-from ..activity import Activity
 from ..display import escape
-from ..watch import Snapshot, Watcher
 from .acting import actor_or_here, read_only_html, refused
 from .audit_panel import AUDIT_TIP, AuditPanel
 from .charts import histogram_svg, rebin, sparkline_svg
@@ -40,8 +40,8 @@ from .publisher import Publisher
 from .workers import WorkersView
 
 if TYPE_CHECKING:
-    from ...queue import JobQueue
-    from ..watch import Subscription
+    from ...core.queue import JobQueue
+    from ...live.watch import Subscription
 
 log = logging.getLogger("mjq_notebook")
 
@@ -142,7 +142,7 @@ class Dashboard(Lifecycle, widgets.VBox):
             ),
             **kwargs,
         )
-        self.add_class("mjq-dashboard")  # the dashboard page widens it (web_page's template)
+        self.add_class("mjq-dashboard")  # the dashboard page widens it (cli/web/page's template)
         self._follow_views()
         self._opened()
         self._start()

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ...job import STATUSES
+from ...core.job import STATUSES
 from .. import display
 from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ...audit import Actor
-    from ...queue import JobQueue
+    from ...core.audit import Actor
+    from ...core.queue import JobQueue
 
 # label -> the pandas duration that far back ("all": no bound)
 SINCE = {"last 15 min": "15min", "last hour": "1h", "last day": "1D", "all": "all"}

@@ -1,7 +1,7 @@
 """The overview: every queue of a database live, one row each, a click opens its dashboard.
 
 ``mjq_notebook.overview(db)`` (and the page ``mjq dashboard`` serves). One background thread,
-``mjq-overview-<db>``, reads ``queues(db)`` (see ``mjq_notebook.catalog`` for what one read
+``mjq-overview-<db>``, reads ``queues(db)`` (see ``mjq_notebook.core.catalog`` for what one read
 costs) at most ``1 / READ_EVERY_S`` times a second, and never spends more than a third of its
 time reading (it waits twice as long as the last read took), so a database with many queues
 is read less often, not harder. It only assigns widget traits. A queue created meanwhile
@@ -31,9 +31,9 @@ import ipywidgets as widgets
 import pymongo
 from pymongo.errors import PyMongoError
 
-from ...catalog import HEADS, queue_cells, queues
+from ...core.catalog import HEADS, queue_cells, queues
+from ...core.outage import Backoff, failure_reason
 from ...errors import JobQueueError
-from ...outage import Backoff, failure_reason
 from ...text import printable
 from .. import display
 from ..display import escape
@@ -44,7 +44,7 @@ from .lifecycle import Lifecycle
 if TYPE_CHECKING:
     from pymongo.database import Database
 
-    from ...audit import Actor
+    from ...core.audit import Actor
     from .dashboard import Dashboard
 
 log = logging.getLogger("mjq_notebook")
@@ -167,7 +167,7 @@ class Overview(Lifecycle, widgets.VBox):
             layout=kwargs.pop("layout", widgets.Layout(width="100%", max_width="1000px")),
             **kwargs,
         )  # fmt: skip
-        self.add_class("mjq-overview")  # the dashboard page widens it (web_page's template)
+        self.add_class("mjq-overview")  # the dashboard page widens it (cli/web/page's template)
         self._follow_views()
         self._opened()
         self._start()
@@ -199,7 +199,7 @@ class Overview(Lifecycle, widgets.VBox):
 
     def select(self, name: str) -> None:
         """Open the dashboard of queue ``name`` below the table (closing the one open)."""
-        from ...queue import JobQueue
+        from ...core.queue import JobQueue
         from .dashboard import Dashboard
 
         if self._closed or (name == self.selected and self.dashboard is not None):

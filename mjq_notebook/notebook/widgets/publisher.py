@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ...audit import Actor, Steering
+from ...core.audit import Actor, Steering
+from ...core.job import stored_size
 from ...errors import InvalidQueueError, PublishError, ReadOnlyError
-from ...job import stored_size
-from ...room import job_count, size_text
+from ...text import format_bytes, jobs_text
 from ..display import escape
 from ..markup import wrap
 from .acting import actor_or_here, read_only_html, refused
@@ -28,7 +28,7 @@ from .lifecycle import Lifecycle
 if TYPE_CHECKING:
     from bson import ObjectId
 
-    from ...queue import JobQueue
+    from ...core.queue import JobQueue
 
 log = logging.getLogger("mjq_notebook")
 
@@ -291,7 +291,7 @@ class Publisher(Lifecycle, widgets.VBox):
             return False
         are = "is" if copies == 1 else "are"
         self._show(
-            f"{job_count(copies)} of this data {are} {size_text(total)}: more than this "
+            f"{jobs_text(copies)} of this data {are} {format_bytes(total)}: more than this "
             f"queue's ring holds (at most {limits}); nothing was published. Publish fewer, "
             "or grow the ring: q.resize(...) or `mjq resize`",
             _ERROR,

@@ -11,7 +11,7 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 
-from ...job import Job
+from ...core.job import Job
 from .. import display
 from ..formatting import progress_of
 

@@ -29,11 +29,11 @@ import traitlets
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
-from ...audit import Actor, Steering
+from ...core.audit import Actor, Steering
+from ...core.job import STATUSES, Job
 from ...errors import ServerUnavailable
-from ...job import STATUSES, Job
+from ...live.watch import Snapshot, Subscription, Watcher
 from .. import display, markup
-from ..watch import Snapshot, Subscription, Watcher
 from .acting import actor_or_here, read_only_html
 from .actions import JobActions, RequeueAll
 from .lifecycle import Lifecycle
@@ -48,7 +48,7 @@ except ImportError as exc:  # pragma: no cover - a dependency; say what to insta
     ) from exc
 
 if TYPE_CHECKING:
-    from ...queue import JobQueue
+    from ...core.queue import JobQueue
 
 log = logging.getLogger("mjq_notebook")
 

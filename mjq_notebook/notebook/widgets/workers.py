@@ -18,10 +18,10 @@ from typing import Any
 
 import ipywidgets as W
 
-from ...registry import ALIVE, COLUMNS, HEARTBEAT_S
+from ...core.registry import ALIVE, COLUMNS, HEARTBEAT_S
+from ...live.subscription import Snapshot
 from ...text import int_or_none
 from ..display import stylesheet, workers_html
-from ..subscription import Snapshot
 
 RATE_SPAN_S = 60.0  # "jobs a minute": finished over (about) the last minute of heartbeats
 FULL = COLUMNS

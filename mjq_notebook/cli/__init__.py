@@ -1,0 +1,1 @@
+"""The ``mjq`` command: its arguments, its commands, ``mjq tail`` and ``mjq demo``."""

@@ -1,0 +1,271 @@
+"""JobQueue, the entry point: publish, claim and finish (``queue_base.py``), and here what
+operators do to a queue (pause, cancel, promote, release, requeue, resize, prune) and what a
+queue shows of itself (workers, history, stats, audit, widgets, reprs).
+
+The operators' actions are done by helpers in ``parts/`` (``steer``, ``requeue``, ``room``,
+``retention``, ``leases``); what a queue shows reaches up into the analysis and notebook
+layers when called (the pandas accessor pattern), so importing the core imports neither
+pandas nor ipywidgets; those imports are the layers contract's named exceptions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from bson import ObjectId
+
+from .job import Job, Status, utcnow
+from .outage import display_timeout, unavailable_as_error
+from .parts import steer
+from .parts.leases import reclaim_one
+from .parts.requeue import failed_jobs, requeue
+from .parts.retention import prune
+from .parts.room import Limits, resize
+from .queue_base import QueueBase
+from .registry import WorkerList, read_workers, worker_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pymongo.database import Database
+
+    from ..notebook.widgets import Dashboard, Explorer, Publisher, Tail
+    from .audit import AuditList
+
+
+class JobQueue(QueueBase):
+    """A job queue in a capped MongoDB collection, compatible with pymjq's ``JobQueue(db)``.
+
+    Claims are single atomic ``find_one_and_update`` calls, so competing workers never hold
+    the same job; a claim is a lease, and a job whose worker vanished comes back when the lease
+    expires. Finished jobs are copied to ``<name>.history`` so the ring buffer's evictions never
+    lose them. ``write_concern`` (e.g. ``WriteConcern(w=1, j=True)`` on a standalone mongod)
+    is what every acknowledgement of the queue waits for; by default the database's.
+    ``JobQueue(db, name)`` creates the queue if missing; ``JobQueue.open(db, name)`` opens one
+    that exists and creates nothing. A name that can't be a queue's (a companion's such as
+    ``orders.history``, ``system.*``, too long) is refused first: ``QueueNameError``.
+    ``naive_tz`` (e.g. ``"Asia/Tokyo"``): the time zone in
+    which other programs wrote naive local times (pymjq's ``datetime.now()``), for
+    ``history()`` and for bringing back their abandoned jobs; by default they are read as UTC.
+    """
+
+    # -- steering -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, db: Database, name: str = "jobqueue", **options: Any) -> JobQueue:
+        """The existing queue ``name``, creating nothing (no collection, no index): what
+        reading tools use, so a typo in a name is an error, not a new empty queue.
+        ``InvalidQueueError`` when the database has no collection of that name;
+        ``mjq_notebook.queues(db)`` lists the queues it has."""
+        return cls(db, name, create=False, **options)
+
+    @unavailable_as_error
+    def pause(self) -> None:
+        """Stop every process taking jobs from this queue (within a second); running jobs
+        finish and publishing goes on. pymjq's own consumers don't know the flag."""
+        self._control.set_paused(True, by=self.worker_id)
+
+    @unavailable_as_error
+    def resume(self) -> None:
+        """Let claims go on after ``pause()``; waiting consumers start within a second."""
+        self._control.set_paused(False, by=self.worker_id)
+        self._due.expect(0)
+
+    @property
+    @unavailable_as_error
+    def paused(self) -> bool:
+        """True while the queue is paused (read from the server)."""
+        return self._control.paused(fresh=True)
+
+    @unavailable_as_error
+    def cancel(self, job: Mapping[str, Any] | ObjectId) -> bool:
+        """A waiting or delayed job becomes ``cancelled``: final, in history, never claimed.
+        False when it is not waiting (claimed first, say, or finished)."""
+        self._require_capped()
+        if not steer.cancel(self.collection, self.history_collection, _id_of(job)):
+            return False
+        self._sweeper.after_finish()
+        return True
+
+    @unavailable_as_error
+    def promote(self, job: Mapping[str, Any] | ObjectId) -> bool:
+        """A delayed job, or a retry waiting out its back-off, becomes due now. False when it
+        is not waiting for its time (already due, claimed or finished)."""
+        self._require_capped()
+        if not steer.promote(self.collection, _id_of(job)):
+            return False
+        self._due.expect(0)
+        return True
+
+    @unavailable_as_error
+    def reclaim(self, job: Mapping[str, Any] | ObjectId) -> bool:
+        """A working job back to waiting now, as when its lease runs out ("Release now" for
+        the job of a lost worker). Only that attempt's claim is ended: if its worker was only
+        paused and comes back, it finds the job gone. False when it is not working (or is
+        held by a later claim than the ``job`` given)."""
+        self._require_capped()
+        doc = dict(job) if isinstance(job, Mapping) else None
+        doc = doc or self.collection.find_one({"_id": job, "status": Status.WORKING.value})
+        if doc is None or not reclaim_one(self.collection, doc):
+            return False
+        self._due.expect(0)
+        return True
+
+    @unavailable_as_error
+    def limits(self) -> Limits:
+        """What the ring holds at most, as the server has it: ``.size_bytes`` and
+        ``.max_jobs`` (None: any number). Read at most once a second."""
+        self._require_capped()
+        return self._room.limits()
+
+    @unavailable_as_error
+    def resize(self, size_bytes: int | None = None, max_jobs: int | None = None) -> Limits:
+        """Grow the ring in place (``collMod``, MongoDB 6.0+), or shrink it to no less than it
+        holds; returns the new limits. JobQueueError, saying what to do instead, when the
+        server refuses or does not apply it."""
+        self._require_capped()
+        try:
+            return resize(self.collection, size_bytes, max_jobs)
+        finally:
+            self._room.forget()
+
+    @unavailable_as_error
+    def prune_history(self, older_than: float | dt.timedelta) -> int:
+        """Delete history rows of jobs finished more than ``older_than`` (seconds or a
+        timedelta) ago; returns how many went. ``counts()`` then no longer counts them
+        as done, and never as lost. History keeps everything until asked (see retention.py
+        for why a call and not a TTL index)."""
+        age = (
+            older_than if isinstance(older_than, dt.timedelta) else dt.timedelta(seconds=older_than)
+        )
+        if not age >= dt.timedelta(0):
+            raise ValueError(f"older_than must be 0 or more, not {older_than!r}")
+        return prune(self.history_collection, self._meta, utcnow() - age)
+
+    # -- requeueing -----------------------------------------------------------------------
+
+    @unavailable_as_error
+    def retry(self, job: Mapping[str, Any] | ObjectId) -> bool:
+        """A failed job back to waiting, with ``max_attempts`` more attempts; its last error
+        stays on it. False when it is not failed (already requeued, say, or done)."""
+        return self.retry_failed({"_id": _id_of(job)}) == 1
+
+    @unavailable_as_error
+    def retry_failed(self, query: Mapping[str, Any] | None = None) -> int:
+        """Every failed job matching ``query`` (a MongoDB filter, e.g. ``{"data.kind":
+        "email"}``) back to waiting, as ``retry``; returns how many were requeued."""
+        self._require_capped()
+        failed = failed_jobs(self.collection, self.history_collection, query or {})
+        ring, history, more = self.collection, self.history_collection, self.max_attempts
+        requeued = sum(requeue(ring, history, doc, more) for doc in failed)
+        if requeued:
+            self._due.expect(0)
+        return requeued
+
+    # -- inspecting -----------------------------------------------------------------------
+
+    @unavailable_as_error
+    def get(self, job_id: ObjectId) -> Job | None:
+        """The job's current document: from the queue, else from history. A working job's
+        display also says whether its worker is alive, as the registry says now."""
+        job = self._reads.get(job_id)
+        if job is not None:
+            job._worker = worker_of(self, job)
+        return job
+
+    @unavailable_as_error
+    def workers(self) -> WorkerList:
+        """The workers registered beside this queue, newest first: running, stopping, stopped
+        or lost (no heartbeat for three intervals); a table in a notebook."""
+        return read_workers(self)
+
+    @unavailable_as_error
+    def history(
+        self,
+        since: Any = None,
+        until: Any = None,
+        status: str | Iterable[str] | None = None,
+        query: Mapping[str, Any] | None = None,
+        fields: Iterable[str] | None = None,
+        limit: int | Literal["auto"] | None = "auto",
+    ) -> pd.DataFrame:
+        """Job history as a pandas DataFrame, one row per job (see ``history.load``).
+
+        Filters run in MongoDB; the frame has the ``.mjq``
+        accessor (``.mjq.summary(by="data.kind")``, ``.mjq.plot_latency()``). By default at
+        most the newest ``history.DEFAULT_LIMIT`` jobs (1,000,000), with a warning when there
+        are more; ``limit=None`` loads them all.
+        """
+        from ..analysis.history import load
+
+        return load(self, since, until, status, query, fields, limit)
+
+    @unavailable_as_error
+    def stats(
+        self,
+        since: Any = None,
+        until: Any = None,
+        by: str | list[str] | None = None,
+        query: Mapping[str, Any] | None = None,
+        exact: bool = False,
+    ) -> pd.DataFrame:
+        """``summary(self.history(...), by)`` computed inside MongoDB: for huge histories.
+
+        Percentiles are approximate on MongoDB 7.0+ unless ``exact=True``.
+        """
+        from ..analysis.stats import stats
+
+        return stats(self, since, until, by, query, exact)
+
+    # -- notebook widgets (mjq_notebook.notebook.widgets; imported on use) ----------------
+
+    def tail(self, limit: int = 50) -> Tail:
+        """A live table of the newest ``limit`` jobs: filter, search, inspect, requeue."""
+        from ..notebook.widgets import Tail
+
+        return Tail(self, limit=limit)
+
+    def publisher(self) -> Publisher:
+        """A form that publishes jobs from JSON, with priority, delay and copies."""
+        from ..notebook.widgets import Publisher
+
+        return Publisher(self)
+
+    def dashboard(self) -> Dashboard:
+        """Counters, throughput, latency, the live tail and the publish form in one view."""
+        from ..notebook.widgets import Dashboard
+
+        return Dashboard(self)
+
+    def explore(self) -> Explorer:
+        """A history explorer: time range, status and grouping -> summary table and plot."""
+        from ..notebook.widgets import Explorer
+
+        return Explorer(self)
+
+    @unavailable_as_error
+    def audit(self, limit: int = 100) -> AuditList:
+        """Who did what to this queue from a page, a widget or ``mjq``, newest first."""
+        from .audit import read  # above this layer: import on use
+
+        return read(self, limit)
+
+    @display_timeout
+    def __repr__(self) -> str:
+        try:
+            counts = self.counts(warn=False)
+            state = ", ".join(f"{k}={v}" for k, v in counts.items() if v or k != "lost")
+        except Exception as exc:  # a repr must not raise; the message carries no URI
+            state = f"unavailable: {type(exc).__name__}"
+        return f"<JobQueue {self.db.name}.{self.name} {state}>"
+
+    def _repr_html_(self) -> str:
+        from ..notebook.display import queue_html  # display sits above this layer: import on use
+
+        return queue_html(self)
+
+
+def _id_of(job: Mapping[str, Any] | Any) -> Any:
+    """The id of a job given as a document (a ``Job``, a row of ``q.jobs()``) or as an id."""
+    return job["_id"] if isinstance(job, Mapping) else job
