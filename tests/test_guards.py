@@ -107,7 +107,7 @@ def test_the_newest_jobs_are_read_at_most_4_times_a_second_however_many_change(
     most every REFRESH_S, counted at the server over 6 s of 50 publishes a second. The
     interval is stretched to 1 s while counting, so a refresh that waited for nothing fails
     by a wide margin even on a slow server; the constant itself is 0.25 (4 a second)."""
-    from mjq_notebook.notebook import watch
+    from mjq_notebook.live import watch
     from mjq_notebook.notebook.widgets import Tail
 
     assert watch.REFRESH_S == 0.25  # the README's "at most 4 times a second"

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from mjq_notebook import JobQueue
+from mjq_notebook.live import activity as activity_module
 from mjq_notebook.live.activity import SPAN_S, Activity
 from mjq_notebook.live.watch import REFRESH_S, Snapshot
-from mjq_notebook.notebook import activity as activity_module
 from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.notebook.widgets.dashboard import Dashboard, counters_html
 

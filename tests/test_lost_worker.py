@@ -18,7 +18,7 @@ from mjq_notebook import Empty, JobQueue
 from mjq_notebook.core.job import utcnow
 from mjq_notebook.core.parts.leases import RECLAIM_EVERY_S
 from mjq_notebook.core.registry import Registration, State, worker_cells, workers_text
-from mjq_notebook.notebook import lost as lost_module
+from mjq_notebook.live import lost as lost_module
 from mjq_notebook.notebook.formatting import LOST_ROW
 from mjq_notebook.notebook.widgets import Dashboard, Tail
 from mjq_notebook.notebook.widgets.workers import JobRates, workers_panel_html

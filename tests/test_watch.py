@@ -14,9 +14,9 @@ from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.core.outage import failure_reason
+from mjq_notebook.live import watch as watch_module
 from mjq_notebook.live.changes import changes
 from mjq_notebook.live.watch import Watcher
-from mjq_notebook.notebook import watch as watch_module
 from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.server import client_for
 

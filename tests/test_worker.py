@@ -112,7 +112,7 @@ def test_worker_logs_jobs_lost_to_eviction(db, caplog):
     q = JobQueue(db, max_jobs=3, size_bytes=100_000)
     for n in range(5):
         q.pub({"n": n}, evict=True)  # the first 2 are evicted before anyone claims them
-    with caplog.at_level("WARNING", logger="mjq_notebook.core.worker"):
+    with caplog.at_level("WARNING", logger="mjq_notebook.worker"):
         worker = Worker(q, lambda job: None, poll=0.2).start(drain=True)
         assert worker.join(timeout=30)
     # the worker's first look may overlap a finishing job, which counts() may see in both
@@ -142,7 +142,7 @@ def test_a_running_worker_logs_a_loss_within_the_check_interval(db, caplog, monk
     # published before the worker starts: a publish while counts() reads can look like a
     # loss for that moment (it reads the queue before the publish counter)
     first = q.pub({"first": True})
-    with caplog.at_level("WARNING", logger="mjq_notebook.core.worker"):
+    with caplog.at_level("WARNING", logger="mjq_notebook.worker"):
         worker = Worker(q, lambda job: time.sleep(0.2), poll=0.2).start()
         try:
             wait_for(lambda: q.get(first)["status"] == "done", 10, "the first job done")  # and

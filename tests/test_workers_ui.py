@@ -14,9 +14,9 @@ import pytest
 
 from mjq_notebook import Empty, JobQueue, Worker
 from mjq_notebook.core.registry import Registration, State
+from mjq_notebook.live import lost as lost_module
 from mjq_notebook.live.watch import Watcher
 from mjq_notebook.notebook import display
-from mjq_notebook.notebook import lost as lost_module
 from mjq_notebook.notebook.formatting import progress_of
 from mjq_notebook.notebook.widgets import Dashboard, Tail
 from mjq_notebook.notebook.widgets import tail as tail_module

@@ -45,7 +45,7 @@ HEARTBEAT_S = 5.0  # a worker's default heartbeat interval
 LOST_AFTER = 3  # heartbeat intervals without one before a worker reads as lost
 KEEP_S = 86_400.0  # a record outlives its last write by this much (then TTL deletes it)
 
-log = logging.getLogger("mjq_notebook.core.worker")
+log = logging.getLogger("mjq_notebook.worker")
 
 
 class State(str, Enum):

@@ -20,7 +20,7 @@ from .queue import JobQueue
 from .registry import HEARTBEAT_S, State, WorkerRecords, new_worker_id
 from .wakeup import AnyWakeup
 
-log = logging.getLogger("mjq_notebook.core.worker")
+log = logging.getLogger("mjq_notebook.worker")
 
 Handler = Callable[[Job], Any]
 LOSS_CHECK_INTERVAL = 30.0  # seconds between looks for jobs lost to eviction
