@@ -164,7 +164,9 @@ def test_a_foreground_serve_never_stops_by_itself(data, popen):
     assert serve.poll() is None, serve.stderr.read()
     assert answers(address)
     serve.send_signal(signal.SIGINT)  # only a signal stops it, cleanly
-    assert serve.wait(30) == 0
+    # a clean stop drains connections (<= 7 s) and checkpoints WiredTiger, which a machine
+    # loaded by a parallel suite has made take over 30 s once: the bound is for a hang
+    assert serve.wait(60) == 0
     assert not (data / URI_FILE).exists()
 
 
