@@ -58,11 +58,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import comm
-from _common import environment, parser, round_done, scratch_database, verdict
+from _common import environment, parser, round_done, scratch_database, smoke, verdict
 from comm.base_comm import BaseComm
 
 from mjq_notebook import JobQueue, Worker, connect
-from mjq_notebook.server import client_for
+from mjq_notebook.server import client_for, read_credentials
 
 STATUS_TIME = {"waiting": "created", "working": "started", "done": "done"}
 
@@ -644,13 +644,18 @@ def real_part(uri: str, args: argparse.Namespace) -> None:
 
 
 def serve(folder: str) -> tuple[subprocess.Popen, str]:
-    """SecantusDB in its own process (``mjq serve``), so its CPU is not the view's."""
+    """SecantusDB in its own process (``mjq serve``), so its CPU is not the view's; its URI
+    with the login the server keeps in ``folder`` (it refuses clients without one)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "mjq_notebook.cli", "serve", "--path", folder],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     line = proc.stdout.readline()
-    return proc, line.split(" at ", 1)[1].strip()
+    credentials = read_credentials(folder)
+    if " at " not in line or credentials is None:
+        proc.terminate()
+        raise SystemExit(f"mjq serve did not start ({line.strip() or proc.wait(30)})")
+    return proc, credentials.in_uri(line.split(" at ", 1)[1].strip())
 
 
 @contextlib.contextmanager
@@ -692,9 +697,13 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--million", action="store_true", help="RSS over 1,000,000 synthetic events")
     p.add_argument("--three", action="store_true", help="three dashboards against one")
     p.add_argument("--three-rate", type=float, default=1000, help="--three: events/s each")
-    args = p.parse_args()
+    args = smoke(
+        p.parse_args(),
+        synthetic=True, synthetic_rates=[1000.0], synthetic_seconds=0.5, synthetic_load=0,
+        million=False, three=False, dashboard=False, rate=20, seconds=1, rounds=1,
+    )  # fmt: skip
     # the real run goes with --dashboard, or alone when no synthetic part is asked for
-    args.real = args.dashboard or not (args.synthetic or args.million or args.three)
+    args.real = args.dashboard or args.smoke or not (args.synthetic or args.million or args.three)
     return args
 
 
