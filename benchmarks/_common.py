@@ -1,6 +1,6 @@
-"""What ``bench_queue.py`` and ``bench_history.py`` share: the command line's ``--uri``, the
-server and the scratch database to run in, the report's environment lines, round progress and
-PASS/FAIL verdicts.
+"""What the benchmarks share: the command line's ``--uri`` and ``--smoke``, the server and the
+scratch database to run in, the report's environment lines, round progress and PASS/FAIL
+verdicts.
 
 The scripts run as ``python benchmarks/bench_x.py``, which puts this folder on ``sys.path``.
 """
@@ -25,9 +25,11 @@ from pymongo.database import Database
 import mjq_notebook
 from mjq_notebook import embedded_server
 
+SMOKE_HELP = "tiny sizes, one round, a few seconds: that the script still runs (CI); no figures"
+
 
 def parser(description: str | None) -> argparse.ArgumentParser:
-    """An argument parser with the script's docstring as its help and the ``--uri`` option."""
+    """An argument parser with the script's docstring as its help, ``--uri`` and ``--smoke``."""
     p = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -41,7 +43,18 @@ def parser(description: str | None) -> argparse.ArgumentParser:
         default=":memory:",
         help="without --uri: the in-process server's data folder (default :memory:)",
     )
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     return p
+
+
+def smoke(args: argparse.Namespace, **tiny: Any) -> argparse.Namespace:
+    """With ``--smoke``, the options named in ``tiny`` take its values (sizes, rounds), so the
+    whole script runs in seconds: CI runs it so, and a benchmark that no longer starts fails
+    the build. Its figures then mean nothing, and the report says so first."""
+    if args.smoke:
+        vars(args).update(tiny)
+        print("smoke:   --smoke: tiny sizes, one round; these figures mean nothing", flush=True)
+    return args
 
 
 def run_bench(bench: Callable[[str, argparse.Namespace], None], args: argparse.Namespace) -> None:

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any
 
-from _common import environment, parser, run_bench, scratch_database, verdict
+from _common import environment, parser, run_bench, scratch_database, smoke, verdict
 
 from mjq_notebook import JobQueue
 from mjq_notebook.core.parts import sweep as sweep_module
@@ -149,7 +149,7 @@ def main() -> None:
     p.add_argument("--probe", type=int, default=200, help="jobs timed for pub+claim+done")
     p.add_argument("--latency", type=int, default=40, help="jobs timed for pub->claim")
     p.add_argument("--unswept", type=int, default=2_000, help="jobs through an unswept queue")
-    run_bench(bench, p.parse_args())
+    run_bench(bench, smoke(p.parse_args(), jobs=300, probe=10, latency=5, unswept=50))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import sys
 import time
 
 import pymongo
-from _common import package_commit, parser, run_bench, scratch_database
+from _common import package_commit, parser, run_bench, scratch_database, smoke
 from playwright.sync_api import expect, sync_playwright
 
 from mjq_notebook import JobQueue
@@ -78,4 +78,4 @@ def bench(uri: str, args) -> None:
 if __name__ == "__main__":
     p = parser(__doc__)
     p.add_argument("--rounds", type=int, default=3, help="dashboards started (default 3)")
-    run_bench(bench, p.parse_args())
+    run_bench(bench, smoke(p.parse_args(), rounds=1))

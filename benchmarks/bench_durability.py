@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import environment, round_done
+from _common import SMOKE_HELP, environment, round_done, smoke
 from bench_queue import (
     CAPPED_MAX,
     CAPPED_SIZE,
@@ -295,6 +295,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--quick", action="store_true", help="2 short rounds (~20 s)")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     p.add_argument(
         "--configs", default="before,now,j,auth", help="comma-separated, from before,now,j,auth"
     )
@@ -312,6 +313,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.rounds, args.pub_n, args.batches = 2, 60, 3
         args.jobs, args.latency_n = 60, 30
+    smoke(args, rounds=1, pub_n=10, batch=10, batches=1, jobs=10, latency_n=5)
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
     unknown = set(names) - set(CONFIGS)
     if unknown or "before" not in names:

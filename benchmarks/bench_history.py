@@ -55,7 +55,7 @@ from unittest import mock
 import bson
 import numpy as np
 import pandas as pd
-from _common import environment, parser, round_done, run_bench, scratch_database, verdict
+from _common import environment, parser, round_done, run_bench, scratch_database, smoke, verdict
 from bson import ObjectId
 from bson.codec_options import CodecOptions
 from pymongo.collection import Collection
@@ -723,7 +723,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="time and memory of single loads at --jobs (e.g. 1000000) instead of the rounds",
     )
-    return p.parse_args(argv)
+    return smoke(p.parse_args(argv), jobs=300, queue_jobs=70, rounds=1, convert_repeat=1)
 
 
 def bench(uri: str, args: argparse.Namespace) -> None:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from _common import environment, parser, round_done, run_bench, scratch_database, verdict
+from _common import environment, parser, round_done, run_bench, scratch_database, smoke, verdict
 from pymongo import ASCENDING, DESCENDING, CursorType, ReturnDocument, monitoring
 from pymongo.database import Database
 
@@ -521,7 +521,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the client's retryWrites (default: off for the embedded server, whose\n"
         "retryable-write table slows every write as it grows; on with --uri)",
     )
-    args = p.parse_args(argv)
+    args = smoke(
+        p.parse_args(argv),
+        rounds=1, latency_n=5, idle_n=2, idle_span=0.2, jobs=10, pub_n=10, many_n=20, profile_n=5,
+    )  # fmt: skip
     if args.retry_writes is None:
         args.retry_writes = bool(args.uri)
     return args

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import environment, parser, run_bench, scratch_database
+from _common import environment, parser, run_bench, scratch_database, smoke
 from bson import ObjectId
 
 from mjq_notebook import JobQueue
@@ -113,7 +113,7 @@ def main() -> None:
     p.add_argument("--small", type=int, default=1000, help="finished jobs, the baseline")
     p.add_argument("--large", type=int, default=100_000, help="finished jobs, the large case")
     p.add_argument("--repeat", type=int, default=15, help="timed runs of each read")
-    run_bench(bench, p.parse_args())
+    run_bench(bench, smoke(p.parse_args(), small=50, large=200, repeat=1))
 
 
 if __name__ == "__main__":

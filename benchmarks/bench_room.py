@@ -26,7 +26,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-from _common import environment, parser, round_done, run_bench, scratch_database
+from _common import environment, parser, round_done, run_bench, scratch_database, smoke
 from bench_queue import CAPPED_MAX, CAPPED_SIZE, Raw, Results, fresh
 from pymongo.database import Database
 
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--busy-n", type=int, default=50, help="jobs into the busy ring (50)")
     p.add_argument("--busy-fill", type=int, default=250, help="waiting jobs in it (250)")
     p.add_argument("--busy-max", type=int, default=400, help="its max_jobs (400)")
-    run_bench(bench, p.parse_args(argv))
+    tiny = dict(rounds=1, pub_n=10, many_n=20, busy_n=5, busy_fill=20, busy_max=40)
+    run_bench(bench, smoke(p.parse_args(argv), **tiny))
 
 
 if __name__ == "__main__":

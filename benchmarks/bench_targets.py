@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import environment, parser, run_bench
+from _common import environment, parser, run_bench, smoke
 
 from mjq_notebook import JobQueue
 from mjq_notebook.server import client_for
@@ -233,12 +233,12 @@ def main() -> int:
     p.add_argument("--round-trips", type=int, default=60, help="kernel round trips timed")
     p.add_argument("--blocks", type=int, default=3, help="blocking cells timed")
     p.add_argument("--no-kernel", dest="kernel", action="store_false", help="skip the kernel")
-    args = p.parse_args()
+    args = smoke(p.parse_args(), jobs=5, round_trips=5, blocks=1)
     run_bench(bench, args)
     failed = [what for what, measured, target in results if measured > target]
     print(f"\n{len(results) - len(failed)} of {len(results)} targets met"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))  # fmt: skip
-    return 1 if failed else 0
+    return 1 if failed and not args.smoke else 0  # a smoke run's figures mean nothing
 
 
 if __name__ == "__main__":

@@ -58,11 +58,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import comm
-from _common import environment, parser, round_done, scratch_database, verdict
+from _common import environment, parser, round_done, scratch_database, smoke, verdict
 from comm.base_comm import BaseComm
 
 from mjq_notebook import JobQueue, Worker, connect
-from mjq_notebook.server import client_for
+from mjq_notebook.server import client_for, read_credentials
 
 STATUS_TIME = {"waiting": "created", "working": "started", "done": "done"}
 
@@ -189,10 +189,16 @@ def poll_view(q: JobQueue, seen: Sightings) -> Callable[[], None]:
 # -- one measurement ---------------------------------------------------------------------------
 
 
-def load_command(uri: str, q: JobQueue, rate: float, seconds: float, ring: int) -> list[str]:
-    """The command line of a load process (``run_load``) publishing into ``q``."""
-    where = [uri, q.db.name, q.name]
+def load_command(q: JobQueue, rate: float, seconds: float, ring: int) -> list[str]:
+    """The command line of a load process (``run_load``) publishing into ``q``; the server's
+    URI, login included, goes in its environment (``load_env``), never on a command line."""
+    where = [q.db.name, q.name]
     return [sys.executable, __file__, "--load", *where, str(rate), str(seconds), str(ring)]
+
+
+def load_env(uri: str) -> dict[str, str]:
+    """The environment of a load process: this one's, with the server's URI."""
+    return {**os.environ, "MJQ_MONGODB_URI": uri}
 
 
 def open_view(q: JobQueue, view: str, seen: Sightings) -> Callable[[], None]:
@@ -231,7 +237,7 @@ def measure(uri: str, args: argparse.Namespace, view: str) -> dict[str, Any]:
         close = open_view(q, view, seen)
         shown = Sample.now()
         load = subprocess.run(
-            load_command(uri, q, args.rate, args.seconds, args.ring),
+            load_command(q, args.rate, args.seconds, args.ring), env=load_env(uri),
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         time.sleep(2)  # the last changes reach the view
@@ -491,8 +497,8 @@ def synthetic_with_load(q: JobQueue, uri: str, rate: float, args: argparse.Names
     each refresh now finds changed jobs, counts and charts to send, as it would at 10,000
     jobs/s."""
     seconds = WARMUP_S + args.synthetic_seconds + 1
-    command = load_command(uri, q, args.synthetic_load, seconds, args.ring)
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as load:
+    command = load_command(q, args.synthetic_load, seconds, args.ring)
+    with subprocess.Popen(command, env=load_env(uri), stdout=subprocess.PIPE, text=True) as load:
         row = synthetic_run(q, rate, args.synthetic_seconds)
         load.communicate()
     return {**row, "jobs": args.synthetic_load}
@@ -644,13 +650,18 @@ def real_part(uri: str, args: argparse.Namespace) -> None:
 
 
 def serve(folder: str) -> tuple[subprocess.Popen, str]:
-    """SecantusDB in its own process (``mjq serve``), so its CPU is not the view's."""
+    """SecantusDB in its own process (``mjq serve``), so its CPU is not the view's; its URI
+    with the login the server keeps in ``folder`` (it refuses clients without one)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "mjq_notebook.cli", "serve", "--path", folder],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     line = proc.stdout.readline()
-    return proc, line.split(" at ", 1)[1].strip()
+    credentials = read_credentials(folder)
+    if " at " not in line or credentials is None:
+        proc.terminate()
+        raise SystemExit(f"mjq serve did not start ({line.strip() or proc.wait(30)})")
+    return proc, credentials.in_uri(line.split(" at ", 1)[1].strip())
 
 
 @contextlib.contextmanager
@@ -692,16 +703,20 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--million", action="store_true", help="RSS over 1,000,000 synthetic events")
     p.add_argument("--three", action="store_true", help="three dashboards against one")
     p.add_argument("--three-rate", type=float, default=1000, help="--three: events/s each")
-    args = p.parse_args()
+    args = smoke(
+        p.parse_args(),
+        synthetic=True, synthetic_rates=[1000.0], synthetic_seconds=0.5, synthetic_load=0,
+        million=False, three=False, dashboard=False, rate=20, seconds=1, rounds=1,
+    )  # fmt: skip
     # the real run goes with --dashboard, or alone when no synthetic part is asked for
-    args.real = args.dashboard or not (args.synthetic or args.million or args.three)
+    args.real = args.dashboard or args.smoke or not (args.synthetic or args.million or args.three)
     return args
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
-        uri, db, queue, rate, seconds, ring = sys.argv[2:8]
-        run_load(uri, db, queue, float(rate), float(seconds), int(ring))
+        db, queue, rate, seconds, ring = sys.argv[2:7]
+        run_load(os.environ["MJQ_MONGODB_URI"], db, queue, float(rate), float(seconds), int(ring))
         return
     args = arguments()
     comm.create_comm = RecordingComm

@@ -19,6 +19,7 @@ import secrets
 import stat
 from dataclasses import dataclass, field
 from typing import IO, Any
+from urllib.parse import quote_plus
 
 from ..errors import DataFolderError
 from .folder import DataFolder, held, open_folder
@@ -48,6 +49,12 @@ class Credentials:
             authSource=AUTH_DB,
             authMechanism="SCRAM-SHA-256",
         )
+
+    def in_uri(self, address: str) -> str:
+        """``address`` (a ``mongodb://`` URI with a query) with this login in it: whoever sees
+        the result can log in, so keep it to yourself."""
+        login = f"{quote_plus(self.user)}:{quote_plus(self.password)}@"
+        return address.replace("://", f"://{login}", 1) + f"&authSource={AUTH_DB}"
 
     @classmethod
     def new(cls) -> Credentials:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ServerUnavailable
-from .access import AUTH_DB, Credentials, add_login, credentials_for, private_folder
+from .access import Credentials, add_login, credentials_for, private_folder
 from .folder import DataFolder
 from .records import hold_folder, remove_info, write_info
 
@@ -46,9 +46,7 @@ class EmbeddedServer:
 
     @property
     def uri(self) -> str:
-        login = f"{self.credentials.user}:{self.credentials.password}@"
-        uri = self.address.replace("://", f"://{login}", 1)
-        return uri + f"&authSource={AUTH_DB}"
+        return self.credentials.in_uri(self.address)
 
     def stop(self) -> None:
         self.server.stop()
