@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -82,6 +83,17 @@ def format_bytes(size: Any) -> str:
 def jobs_text(n: int) -> str:
     """ "1 job", "3 jobs", "1,000 jobs"."""
     return f"{n:,} job{'' if n == 1 else 's'}"
+
+
+def text_table(rows: Iterable[Sequence[str]]) -> list[str]:
+    """Rows of cells (the headings first) as lines of a plain table: each column as wide as
+    its widest cell, two spaces apart, no trailing spaces."""
+    rows = [list(row) for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
 
 
 def printable(value: Any) -> str:

@@ -85,12 +85,6 @@ class Actor:
     def read_only(self) -> bool:
         return self.role != "owner"
 
-    def __str__(self) -> str:
-        who = f"{self.user}@{self.host}"
-        if self.via == "page":
-            return f"page ({self.role}, {self.client or 'unknown client'}) served by {who}"
-        return f"{who} ({self.via})"
-
 
 class Steering:
     """The actions a person takes on ``queue``, each recorded in its audit with ``actor``.

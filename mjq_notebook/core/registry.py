@@ -30,7 +30,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure
 
 from .._version import __version__
 from ..errors import ServerUnavailable
-from ..text import format_ago, format_seconds, int_or_none, printable
+from ..text import format_ago, format_seconds, int_or_none, printable, text_table
 from .job import Job, utcnow
 from .outage import unavailable_as_error
 from .retries import retried
@@ -377,7 +377,4 @@ def workers_text(workers: Sequence[Mapping[str, Any]], now: dt.datetime | None =
         return "no workers"
     now = now or utcnow()
     rows = [worker_cells(row, now) for row in workers]
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in TEXT_COLUMNS}
-    lines = ["  ".join(c.ljust(widths[c]) for c in TEXT_COLUMNS).rstrip()]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in TEXT_COLUMNS).rstrip() for r in rows]
-    return "\n".join(lines)
+    return "\n".join(text_table([TEXT_COLUMNS, *([r[c] for c in TEXT_COLUMNS] for r in rows)]))

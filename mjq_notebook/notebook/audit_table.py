@@ -9,7 +9,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from ..text import format_ago, format_time, printable
+from ..text import format_ago, format_time, printable, text_table
 from .formatting import scalar_text
 from .markup import escape, wrap
 
@@ -68,11 +68,7 @@ def audit_text(entries: Iterable[Mapping[str, Any]], now: dt.datetime | None = N
     rows = audit_rows(entries, now)
     if not rows:
         return "no actions recorded"
-    table = [AUDIT_COLUMNS, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(AUDIT_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-             for row in table]  # fmt: skip
-    return "\n".join(line.rstrip() for line in lines)
+    return "\n".join(text_table([AUDIT_COLUMNS, *rows]))
 
 
 def audit_html(entries: Iterable[Mapping[str, Any]], now: dt.datetime | None = None) -> str:

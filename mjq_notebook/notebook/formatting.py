@@ -11,7 +11,7 @@ import textwrap
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..text import as_of, format_seconds, format_time, int_or_none, significant, utc
+from ..text import as_of, format_seconds, format_time, int_or_none, significant, text_table, utc
 
 LIST_COLUMNS = ("id", "status", "created (UTC)", "wait", "run", "attempts", "error", "data")
 # job_cells() gives them in this order
@@ -239,10 +239,7 @@ def job_list_text(jobs: Iterable[Mapping[str, Any]], now: dt.datetime | None = N
     if not jobs:
         return "no jobs"
     columns, rows = list_rows(jobs, now)
-    table = [tuple(columns), *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(columns) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
-             for row in table]  # fmt: skip
+    lines = text_table([columns, *rows])
     if len(jobs) > LIST_ROWS:
         lines.append(f"… {len(jobs) - LIST_ROWS:,} more")
     if ongoing(rows):

@@ -10,13 +10,8 @@ the queue.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ...core.audit import Actor, Steering
+from ...core.audit import Actor
 from ..markup import escape
-
-if TYPE_CHECKING:
-    from ...core.queue import JobQueue
 
 READ_ONLY_TEXT = "you can see everything here and change nothing"
 
@@ -24,11 +19,6 @@ READ_ONLY_TEXT = "you can see everything here and change nothing"
 def actor_or_here(actor: Actor | None) -> Actor:
     """``actor``, or the person at this notebook when None."""
     return Actor.here("notebook") if actor is None else actor
-
-
-def steering(queue: JobQueue, actor: Actor | None) -> Steering:
-    """The Steering of ``queue`` by ``actor`` (None: this notebook's user)."""
-    return Steering(queue, actor_or_here(actor))
 
 
 def refused(action: str) -> str:
