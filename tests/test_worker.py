@@ -55,13 +55,15 @@ def test_unstorable_result_fails_the_job(db):
 
 
 def test_heartbeat_keeps_a_long_job_leased(db):
-    q = JobQueue(db, lease=0.6)
+    # a 2 s lease extended every 2/3 s: a stall of over a second on a machine loaded by a
+    # parallel suite must not pass for a missed heartbeat (a 0.6 s lease once did)
+    q = JobQueue(db, lease=2.0)
     job_id = q.pub({})
-    rival = JobQueue(db, lease=0.6)
-    worker = Worker(q, lambda job: time.sleep(2.0), poll=0.2).start(drain=True)
-    time.sleep(0.3)
+    rival = JobQueue(db, lease=2.0)
+    worker = Worker(q, lambda job: time.sleep(5.0), poll=0.2).start(drain=True)
+    time.sleep(0.5)
     with pytest.raises(Exception, match="no job"):
-        rival.next(timeout=1.5)  # the lease would have expired twice without heartbeats
+        rival.next(timeout=4.0)  # the lease would have expired twice without heartbeats
     assert worker.join(timeout=30)
     assert q.get(job_id)["attempts"] == 1 and q.get(job_id)["status"] == "done"
 
