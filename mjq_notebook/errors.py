@@ -59,6 +59,15 @@ class ReadOnlyError(JobQueueError, PermissionError):
     token), which may see everything and change nothing."""
 
 
+class QuerySyntaxError(JobQueueError, ValueError):
+    """A job query (``q.find``, every search box, ``mjq find``) that can't be read: the
+    message points at the position (1-based) of the mistake."""
+
+    def __init__(self, message: str, position: int = 1) -> None:
+        super().__init__(message)
+        self.position = position
+
+
 class DataLossWarning(UserWarning):
     """Jobs that never finished were evicted from the capped collection."""
 
