@@ -199,6 +199,7 @@ async def _press_everything(socket: KernelSocket, job_id: str, rounds: int = 3) 
     publish form, and click every button, over a few rounds (a click may show new ones);
     the buttons' labels."""
     pressed = set()
+    await socket.learn(until=lambda s: len(s.states) > 20)  # the whole page, before any click
     for _ in range(rounds):
         await socket.learn()
         for comm_id, state in list(socket.states.items()):
@@ -242,7 +243,7 @@ def test_a_viewers_action_messages_change_nothing_and_the_owners_are_audited(das
     async def as_owner() -> set[str]:  # the same client, the owner's token: Pause queue
         kernel, _cookie = dashboard.open_page(Authorization=f"token {dashboard.owner}")
         socket = await KernelSocket.open(dashboard.port, kernel, dashboard.owner, **FORGED)
-        await socket.learn()
+        await socket.learn(until=lambda s: {"Pause queue", "Publish"} <= set(s.buttons().values()))
         labels = set(socket.buttons().values())
         for comm_id, label in socket.buttons().items():
             if label == "Pause queue":

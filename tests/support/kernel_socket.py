@@ -69,10 +69,17 @@ class KernelSocket:
                         self.comm(comm_id, {"method": "request_state"})
         return received
 
-    async def learn(self) -> None:
-        """Every widget the kernel shows, and its state."""
-        self.send("comm_info_request", {"target_name": "jupyter.widget"})
-        await self.read(3)
+    async def learn(self, until=None, timeout: float = 60) -> None:
+        """Every widget the kernel shows, and its state; with ``until`` (a predicate of this
+        socket), asked again until it holds (AssertionError after ``timeout`` s): a page
+        renders its widgets one after the other, slower on a busy machine."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.send("comm_info_request", {"target_name": "jupyter.widget"})
+            await self.read(3 if until is None else 1)
+            if until is None or until(self):
+                return
+            assert time.monotonic() < deadline, f"the page's widgets within {timeout} s"
 
     def buttons(self) -> dict[str, str]:
         return {comm_id: state.get("description", "") for comm_id, state in self.states.items()
