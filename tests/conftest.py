@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
+import time
 import uuid
 
 import pytest
@@ -19,13 +21,18 @@ from .support.waiting import wait_for
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """For ``-n N --dist loadgroup`` (the README's test command): the browser tests run on one
-    worker, one Chromium at a time as without xdist; the tests of a module that shares a
-    module-scoped fixture (a JupyterLab, a kernel, a fault server) run on one worker, which
-    sets it up once. Each worker has its own server (the session fixtures) and temp folders."""
+    """For ``-n N --dist loadgroup`` (the README's test command), groups and their order.
+
+    The tests of a module that shares a module-scoped fixture (a JupyterLab, a kernel, a fault
+    server) run on one worker, which sets it up once; the soak is a group of its own. Each
+    worker has its own server (the session fixtures) and temp folders. pyproject's
+    ``--no-loadscope-reorder`` makes xdist hand the groups out in this order: those holding a
+    ``serial`` test first, then the soak (which waits for them: ``alone_if_serial``), those
+    with a browser test, the other groups, the single tests; a group keeps its tests' order.
+    """
     for item in items:
-        if item.get_closest_marker("browser") or item.get_closest_marker("soak"):
-            item.add_marker(pytest.mark.xdist_group("browser"))  # the soak never beside them
+        if item.get_closest_marker("soak"):
+            item.add_marker(pytest.mark.xdist_group("soak"))
         elif any(
             definition.scope == "module"
             for definitions in item._fixtureinfo.name2fixturedefs.values()
@@ -33,17 +40,70 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         ):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
+    def unit(item: pytest.Item) -> str:  # what xdist hands out whole
+        group = item.get_closest_marker("xdist_group")
+        return group.args[0] if group else item.nodeid
+
+    def rank(item: pytest.Item) -> int:
+        return next(
+            rank
+            for rank, holds in enumerate((_is_serial, _is_soak, _is_browser, _grouped, _any))
+            if holds(item)
+        )
+
+    first: dict[str, int] = {}
+    for item in items:
+        first[unit(item)] = min(first.get(unit(item), 9), rank(item))
+    items.sort(key=lambda item: first[unit(item)])  # stable: a module's tests keep their order
+
+
+def _is(item: pytest.Item, marker: str) -> bool:
+    return item.get_closest_marker(marker) is not None
+
+
+def _is_serial(item: pytest.Item) -> bool:
+    return _is(item, "serial")
+
+
+def _is_soak(item: pytest.Item) -> bool:
+    return _is(item, "soak")
+
+
+def _is_browser(item: pytest.Item) -> bool:
+    return _is(item, "browser")
+
+
+def _grouped(item: pytest.Item) -> bool:
+    return _is(item, "xdist_group")
+
+
+def _any(item: pytest.Item) -> bool:
+    return True
+
+
+SOAK_WAITS_S = 300  # at most, for the serial tests to be done
+
 
 @pytest.fixture(autouse=True)
 def alone_if_serial(request, tmp_path_factory):
     """A test marked ``serial`` (a latency bound a busy CPU would break) runs with no test of
     another xdist worker beside it: it takes the run's lock exclusive, every other test takes
-    it shared. Waiting for it, the others stop at a turnstile, so it can't starve."""
+    it shared. Waiting for it, the others stop at a turnstile, so it can't starve. The soak
+    (minutes of heavy load) first waits for the serial tests of the run to be done, so that
+    none of them waits minutes for it with every worker stopped at the turnstile."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         yield
         return
     shared = tmp_path_factory.getbasetemp().parent  # the run's, above each worker's own
-    serial = request.node.get_closest_marker("serial") is not None
+    done = shared / "serial.done"
+    done.mkdir(exist_ok=True)
+    node = request.node
+    serial = _is(node, "serial")
+    if _is(node, "soak"):  # (a serial test's run marks it done: pytest_runtest_protocol)
+        pending = {_done_name(item) for item in node.session.items if _is(item, "serial")}
+        deadline = time.monotonic() + SOAK_WAITS_S
+        while pending - set(os.listdir(done)) and time.monotonic() < deadline:
+            time.sleep(0.5)
     with (
         open(shared / "serial.turnstile", "a") as turnstile,
         open(shared / "serial.lock", "a") as lock,
@@ -53,6 +113,23 @@ def alone_if_serial(request, tmp_path_factory):
         if not serial:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
         yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """A serial test, once run (passed, failed or skipped, even in a fixture), is done for
+    the soak waiting on it (``alone_if_serial``)."""
+    try:
+        return (yield)
+    finally:
+        if _is(item, "serial") and "PYTEST_XDIST_WORKER" in os.environ:
+            shared = item.config._tmp_path_factory.getbasetemp().parent  # type: ignore[attr-defined]
+            (shared / "serial.done").mkdir(exist_ok=True)
+            (shared / "serial.done" / _done_name(item)).touch()
+
+
+def _done_name(item: pytest.Item) -> str:
+    return hashlib.sha1(item.nodeid.encode()).hexdigest()
 
 
 @pytest.fixture(autouse=True)

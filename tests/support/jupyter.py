@@ -80,7 +80,7 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 
 @contextlib.contextmanager
 def jupyter_lab(
-    root: Path, home: Path, *, timeout: float = 60.0, notebook7: bool = False
+    root: Path, home: Path, *, timeout: float = 120.0, notebook7: bool = False
 ) -> Iterator[str]:
     """Run JupyterLab serving ``root``; yields its base URL (``http://127.0.0.1:<port>``).
     ``notebook7``: Notebook 7 (``jupyter notebook``) instead, the same server and options.
