@@ -381,3 +381,21 @@ def test_tail_starts_with_a_header_and_the_recent_rows_in_time_order(db, server_
     ]
     stamps = [row[:23] for row in rows]  # 2026-12-06 02:30:00.123
     assert stamps == sorted(stamps)
+
+
+def test_mjq_queue_chooses_the_queue_and_queue_beats_it(db, server_uri):
+    emails = {"MJQ_QUEUE": "emails"}
+    result = mjq("pub", '{"to": "ada"}', "--db", db.name, uri=server_uri, env=emails)
+    assert result.returncode == 0, result.stderr
+    assert JobQueue.open(db, "emails").get(result.stdout.strip())["data"] == {"to": "ada"}
+    assert "jobqueue" not in db.list_collection_names()
+    mjq("pub", "{}", "--queue", "jobqueue", "--db", db.name, uri=server_uri, env=emails)
+    assert JobQueue.open(db, "jobqueue").counts()["waiting"] == 1  # --queue beats it
+    stats = mjq("stats", "--db", db.name, uri=server_uri, env=emails)
+    jobs, _ = _stats_tables(stats.stdout)
+    assert jobs[1][:3] == ["all", "1", "1"]  # the one email, waiting
+    other = mjq("stats", "--db", db.name, uri=server_uri, env={"MJQ_QUEUE": "nosuch"})
+    assert "no queue 'nosuch'" in other.stderr
+    for command in ("pub", "stats", "tail", "work", "workers"):
+        text = " ".join(mjq(command, "--help").stdout.split())
+        assert "$MJQ_QUEUE, else jobqueue; --queue beats $MJQ_QUEUE" in text, command

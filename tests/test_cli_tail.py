@@ -15,6 +15,7 @@ from mjq_notebook import JobQueue
 from mjq_notebook.cli.tail import COLUMNS, progress_text
 from mjq_notebook.live.joblog import JobLog
 
+from .support.feed import SyntheticStream, feed_queue
 from .support.processes import MjqTail, read_log, start_worker
 from .support.processes import run_mjq as mjq
 from .support.waiting import wait_for
@@ -167,3 +168,21 @@ def test_polling_follows_any_job_that_runs(queue, other):
     assert (done.previous, done.job["status"]) == ("working", "done")
     assert working.job["worker"] == other.worker_id and working.job["attempts"] == 2
     assert working.at <= done.at
+
+
+def test_the_log_keeps_up_with_a_fast_feed_without_reading_the_queue(queue, monkeypatch):
+    """At a real MongoDB's rate (a synthetic change stream of 5,000 events a second), the log
+    reads every event and the queue not once: each event carries what its line needs."""
+    feed_queue(queue, rate=5000, monkeypatch=monkeypatch)
+    log, reads = JobLog(queue, limit=5), []
+    changes = log.changes(duration=2.0, on_follow=lambda mode: reads.clear())  # after the head
+    for collection in (queue.collection, queue.history_collection):
+        real = collection.find
+        monkeypatch.setattr(
+            collection, "find", lambda *a, _real=real, **k: (reads.append(a), _real(*a, **k))[1]
+        )
+    lines = sum(1 for _ in changes)
+    assert log.mode == "change stream"
+    assert SyntheticStream.read >= 0.9 * SyntheticStream.offered > 5000
+    assert lines >= SyntheticStream.read * 0.9  # each event a line (its job changed)
+    assert reads == []

@@ -122,8 +122,7 @@ class JobLog:
             events = _batch(stream, end)
             if not events and not stream.alive:
                 return
-            updated = (e["documentKey"]["_id"] for e in events if e["operationType"] == "update")
-            self._meet({job_id for job_id in updated if job_id not in self._jobs})
+            self._meet(_unmet(events, self._jobs))
             for event in events:
                 change = self._apply(event)
                 if change is not None:
@@ -225,6 +224,18 @@ def _batch(stream: Any, end: float | None) -> list[Mapping[str, Any]]:
             break
         events.append(event)
     return events
+
+
+def _unmet(events: list[Mapping[str, Any]], known: Mapping[Any, Any]) -> set[Any]:
+    """The jobs ``events`` update that are neither ``known`` nor inserted by an event before."""
+    seen, unmet = set(known), set()
+    for event in events:
+        job_id = (event.get("documentKey") or {}).get("_id")
+        if event.get("operationType") in ("insert", "replace"):
+            seen.add(job_id)
+        elif event.get("operationType") == "update" and job_id not in seen:
+            unmet.add(job_id)
+    return unmet
 
 
 def _shown(doc: Mapping[str, Any]) -> dict[str, Any]:
