@@ -63,7 +63,7 @@ def _cells(change: JobChange) -> list[str]:
     what = f"{change.previous} -> {status}" if moved else status
     last = f"error: {_error_line(change.error)}" if change.error else _data(job.get("data"))
     return [
-        format_time(change.at),
+        format_time(change.at) if change.at.year > 1 else "?",  # "?": a job with no time
         str(job.get("_id")),
         what,
         _worker(job.get("worker")),
@@ -140,7 +140,7 @@ def _json(change: JobChange) -> str:
     job = change.job
     return json.dumps(
         {
-            "time": change.at.isoformat(),
+            "time": change.at.isoformat() if change.at.year > 1 else None,
             "job": str(job.get("_id")),
             "status": job.get("status"),
             "previous": change.previous,
