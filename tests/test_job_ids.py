@@ -4,11 +4,15 @@ None or False."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from bson import ObjectId
 
 from mjq_notebook import JobIdError, JobQueueError
 from mjq_notebook.core.job import job_id
+
+from .support.processes import run_mjq as mjq
 
 
 def _failed(q):
@@ -101,3 +105,48 @@ def test_job_id_reads_each_form_once():
         job_id("\x1b[31m" + "a" * 60)
     except JobIdError as exc:
         assert "\x1b" not in str(exc) and len(str(exc)) < 120
+
+
+# -- mjq: the commands taking a job ------------------------------------------------------------
+
+CLI_ACTIONS = {  # flag -> (how to make a job it acts on, what the queue holds of it after)
+    "--retry": (_failed, "waiting"),
+    "--cancel": (_delayed, "cancelled"),
+    "--run-now": (_delayed, "waiting"),
+    "--release": (_working, "waiting"),
+}
+
+
+@pytest.mark.parametrize("flag", sorted(CLI_ACTIONS))
+def test_mjq_job_acts_on_a_job_given_by_its_hex(queue, server_uri, flag):
+    from mjq_notebook.core.audit import read as read_audit
+
+    make, after = CLI_ACTIONS[flag]
+    oid = make(queue)
+    result = mjq("job", str(oid), flag, "--db", queue.db.name, uri=server_uri)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"mjq: job {oid} ")
+    assert queue.get(oid)["status"] == after
+    if flag == "--run-now":
+        assert queue.next().id == oid  # due now
+    assert read_audit(queue, 1)[0]["jobs"] == [oid]  # recorded, as an ObjectId
+    again = mjq("job", str(oid), flag, "--db", queue.db.name, uri=server_uri)
+    if flag != "--release":  # released: it waits, and nothing holds it any more
+        assert again.returncode == 1 and "nothing was done" in again.stderr
+
+
+def test_mjq_job_shows_a_job_and_refuses_what_is_no_id(queue, server_uri):
+    oid = _failed(queue)
+    shown = mjq("job", str(oid), "--db", queue.db.name, uri=server_uri)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert doc["_id"] == str(oid) and doc["status"] == "failed" and doc["data"] == {"task": "fails"}
+    bad = mjq("job", "6b14zz", "--db", queue.db.name, uri=server_uri)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        "mjq job: argument job: '6b14zz' is not a job id: 24 hex digits, as the displays show "
+        "(see `mjq job --help`)"
+    ]
+    missing = mjq("job", str(ObjectId()), "--db", queue.db.name, uri=server_uri)
+    assert missing.returncode == 1 and "no job" in missing.stderr
+    assert queue.get(oid)["status"] == "failed"  # nothing changed

@@ -13,7 +13,9 @@ import os
 from typing import Any, NoReturn
 
 from ..analysis.stats import COLUMNS as STATS_COLUMNS
+from ..core.job import job_id
 from ..core.registry import HEARTBEAT_S, LOST_AFTER
+from ..errors import JobIdError
 from ..server import DATA_ENV, default_data_dir
 from .web.access import DEFAULT_PORT, TOKEN_ENV
 
@@ -58,6 +60,14 @@ def _several_queues() -> argparse.ArgumentParser:
         "each claim taking from the first one with a due job",
     )
     return options
+
+
+def job_arg(text: str) -> Any:
+    """An argparse type: a job's id as the displays show it (``job.job_id``)."""
+    try:
+        return job_id(text)
+    except JobIdError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> int:
@@ -209,6 +219,38 @@ def parser() -> argparse.ArgumentParser:
         default="table",
         help="aligned columns, or one JSON object per change (default: table)",
     )
+
+    sub = command(
+        "job",
+        "one job as JSON, or an action on it (recorded in the audit); the job as the displays "
+        "show its id, 24 hex digits",
+        one,
+    )
+    sub.add_argument("job", type=job_arg, help="the job's id: 24 hex digits")
+    action = sub.add_mutually_exclusive_group()
+    action.add_argument(
+        "--retry",
+        dest="action",
+        action="store_const",
+        const="retry",
+        help="a failed job back to waiting, with more attempts",
+    )
+    action.add_argument(
+        "--cancel",
+        dest="action",
+        action="store_const",
+        const="cancel",
+        help="a waiting job -> cancelled (final, never claimed)",
+    )
+    action.add_argument(
+        "--run-now",
+        dest="action",
+        action="store_const",
+        const="run_now",
+        help="a delayed job, or a retry in its back-off, due now",
+    )
+    action.add_argument("--release", dest="action", action="store_const", const="release",
+                        help="a working job back to waiting now (its worker is lost)")  # fmt: skip
 
     sub = command(
         "audit",

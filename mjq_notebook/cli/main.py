@@ -1,4 +1,4 @@
-"""The ``mjq`` command: serve, pub, work, queues, workers, tail, stats, pause, resume,
+"""The ``mjq`` command: serve, pub, work, queues, workers, tail, stats, job, pause, resume,
 prune, resize, audit, dashboard (``web``) and demo.
 
 Commands that read or steer a queue open it without creating anything, so a mistyped name is
@@ -342,6 +342,12 @@ def _print_stats(queue: JobQueue, by: str | None = None, **options: Any) -> None
     print_stats(queue, by, **options)
 
 
+def cmd_job(args: argparse.Namespace) -> int:
+    from .job import job_command
+
+    return job_command(_steering(_existing(args)), args.job, args.action)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from .audit import print_audit
 
@@ -422,6 +428,7 @@ COMMANDS = {
     "resize": cmd_resize,
     "tail": cmd_tail,
     "stats": cmd_stats,
+    "job": cmd_job,
     "audit": cmd_audit,
     "dashboard": cmd_dashboard,
     "demo": cmd_demo,
