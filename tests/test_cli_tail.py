@@ -45,7 +45,10 @@ def near(line: dict[str, str], when: dt.datetime, slack: float = 0.5) -> bool:
 def test_a_retried_old_job_shows_each_change_at_its_own_time(db, server_uri, tmp_path, monkeypatch):
     q = JobQueue(db, lease=30, backoff=0.05)
     old = q.pub({"n": "old", "progress": True}, max_attempts=1)
-    q.fail(q.next(), "gave up")  # failed, long before the tail starts
+    q.fail(q.next(), "gave up")  # failed, long before the tail starts: a day ago, say
+    day_ago = {"$set": {"ts.created": dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)}}
+    for collection in (q.collection, q.history_collection):
+        collection.update_one({"_id": old}, day_ago)
     for n in range(5):  # newer jobs, all done: the old one is out of the tail's first window
         q.pub({"n": n})
         q.done(q.next())
