@@ -15,7 +15,7 @@ from mjq_notebook import JobQueue
 from mjq_notebook.cli.tail import COLUMNS, progress_text
 from mjq_notebook.live.joblog import JobLog
 
-from .support.feed import SyntheticStream, feed_queue
+from .support.feed import SyntheticStream, change_events, feed_queue
 from .support.processes import MjqTail, read_log, start_worker
 from .support.processes import run_mjq as mjq
 from .support.waiting import wait_for
@@ -189,3 +189,35 @@ def test_the_log_keeps_up_with_a_fast_feed_without_reading_the_queue(queue, monk
     assert SyntheticStream.read >= 0.9 * SyntheticStream.offered > 5000
     assert lines >= SyntheticStream.read * 0.9  # each event a line (its job changed)
     assert reads == []
+
+
+def test_the_log_goes_on_after_the_server_went_away(queue, monkeypatch, caplog):
+    """A stream that fails (the server away) is a warning, then a stream again from where the
+    last one stopped (its resume token): the changes after it still come."""
+    from pymongo.errors import AutoReconnect
+
+    from mjq_notebook.live import joblog
+
+    events, opened = change_events(queue.db.name, queue.name, jobs=50), []
+
+    class Failing(SyntheticStream):
+        resume_token = {"_data": "82ab"}
+
+        def try_next(self):
+            if self._served >= 30:  # ten jobs in, the server goes away
+                raise AutoReconnect("connection reset")
+            return super().try_next()
+
+    def watch(*args, **kwargs):
+        opened.append(kwargs.get("resume_after"))
+        kind = Failing if len(opened) == 1 else SyntheticStream
+        return kind(events, rate=2000, await_s=0.1)
+
+    monkeypatch.setattr(queue.collection, "watch", watch)
+    monkeypatch.setattr(joblog, "RETRY_S", 0.05)
+    seen = set()
+    for change in JobLog(queue, limit=5).changes(duration=1.5):
+        seen.add(change.job["_id"])
+    assert opened == [None, {"_data": "82ab"}]  # opened again where it stopped
+    assert len(seen) > 10  # changes after the outage came too
+    assert "connection reset; following again" in caplog.text

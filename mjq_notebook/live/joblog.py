@@ -9,26 +9,33 @@ little a line needs of a job is kept per job as its events go by; a job the log 
 read per job met, never per event, and the queue is never re-read. Elsewhere (a standalone
 mongod) the log polls: the newest jobs, the working ones and those that stopped working, every
 ``POLL_S``, a few reads however many jobs go by; a change is then stamped when it was *seen*,
-and a waiting job outside the newest ones shows from its claim on.
+and a waiting job outside the newest ones shows from its claim on. A server that goes away is
+a warning, and the log goes on once it is back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 from ..core.job import id_order
+from ..core.outage import failure_reason
 
 if TYPE_CHECKING:
     from ..core.queue import JobQueue
 
+log = logging.getLogger("mjq_notebook")
+
 POLL_S = 0.5  # polling: how often the log looks
+RETRY_S = 1.0  # the server away: how often to try again
 AWAIT_MS = 500  # change streams: the longest wait for an event (a stop is seen this soon)
 BATCH = 500  # events read before the jobs among them not met yet are looked up at once
 WORKING_MOST = 1000  # polling: working jobs read per look
@@ -93,10 +100,7 @@ class JobLog:
         if stream is None:
             yield from self._poll(end)
         else:
-            try:
-                yield from self._follow(stream, end)
-            finally:
-                stream.close()
+            yield from self._follow(stream, end)
 
     # -- the head: the newest jobs as they are ---------------------------------------------
 
@@ -118,15 +122,46 @@ class JobLog:
         return stream
 
     def _follow(self, stream: Any, end: float | None) -> Iterator[JobChange]:
+        try:
+            while end is None or time.monotonic() < end:
+                try:
+                    events = _batch(stream, end)
+                except (PyMongoError, ConnectionError) as exc:
+                    stream = self._resume(stream, exc, end)
+                    if stream is None:
+                        return
+                    continue
+                if not events and not stream.alive:
+                    return
+                with contextlib.suppress(PyMongoError, ConnectionError):  # the next read says
+                    self._meet(_unmet(events, self._jobs))  # lines then show what events say
+                for event in events:
+                    change = self._apply(event)
+                    if change is not None:
+                        yield change
+        finally:
+            if stream is not None:
+                stream.close()
+
+    def _resume(self, stream: Any, exc: Exception, end: float | None) -> Any:
+        """A stream again after the server went away: where the last one stopped (its resume
+        token), so no change is missed while the server keeps them; else from now, saying so.
+        None when ``end`` came first."""
+        token = stream.resume_token
+        stream.close()
+        log.warning("mjq: %s; following again when the server is back", failure_reason(exc))
         while end is None or time.monotonic() < end:
-            events = _batch(stream, end)
-            if not events and not stream.alive:
-                return
-            self._meet(_unmet(events, self._jobs))
-            for event in events:
-                change = self._apply(event)
-                if change is not None:
-                    yield change
+            time.sleep(RETRY_S)
+            try:
+                return self.queue.collection.watch(
+                    STREAM_PIPELINE, max_await_time_ms=AWAIT_MS, resume_after=token
+                )
+            except OperationFailure as refused:  # too long away: its changes are gone
+                log.warning("mjq: changes while away are missed (%s)", refused.code)
+                token = None
+            except (PyMongoError, ConnectionError):
+                continue
+        return None
 
     def _apply(self, event: Mapping[str, Any]) -> JobChange | None:
         """The line of one event, or None when it changes nothing a line shows."""
@@ -158,11 +193,12 @@ class JobLog:
         while end is None or time.monotonic() < end:
             time.sleep(POLL_S if end is None else max(0.0, min(POLL_S, end - time.monotonic())))
             seen = dt.datetime.now(dt.timezone.utc)
-            docs = {job.id: job for job in self.queue.jobs(limit=self.limit)}
-            running = self.queue.collection.find({"status": "working"}, FIELDS, limit=WORKING_MOST)
-            docs.update((doc["_id"], doc) for doc in running)
-            stopped = working - set(docs)
-            docs.update(self._read(stopped))
+            try:
+                docs = self._look(working)
+            except (PyMongoError, ConnectionError) as exc:
+                log.warning("mjq: %s; looking again", failure_reason(exc))
+                time.sleep(RETRY_S)
+                continue
             working = {i for i, doc in docs.items() if doc.get("status") == "working"}
             for job_id in sorted(docs, key=id_order):
                 before, after = self._jobs.get(job_id), _shown(docs[job_id])
@@ -171,6 +207,16 @@ class JobLog:
                     failed = _failure(before, after)
                     previous = None if before is None else before.get("status")
                     yield self._stamped(seen, after, previous, failed)
+
+    def _look(self, working: set[Any]) -> dict[Any, Mapping[str, Any]]:
+        """Polling: the newest jobs, the working ones, and those of ``working`` that stopped."""
+        docs: dict[Any, Mapping[str, Any]] = {
+            job.id: job for job in self.queue.jobs(limit=self.limit)
+        }
+        running = self.queue.collection.find({"status": "working"}, FIELDS, limit=WORKING_MOST)
+        docs.update((doc["_id"], doc) for doc in running)
+        docs.update(self._read(working - set(docs)))
+        return docs
 
     # -- the jobs met ----------------------------------------------------------------------
 
