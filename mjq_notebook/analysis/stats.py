@@ -30,6 +30,7 @@ TIME_COLUMNS = ("count", "mean", *PERCENTILES, "max")
 COLUMNS = {
     "total": "the jobs of the group (created in the time asked)",
     "waiting ... cancelled": "how many of them are in each status now; they add up to total",
+    "other": "of a status no lifecycle has (another program's): shown only when there are any",
     RATE_COLUMN: "failed / (done + failed): cancelled jobs never ran and are not in it",
     "wait_s": "created -> started, of every job started",
     "run_s": "started -> finished, of every job done or failed",
