@@ -68,6 +68,11 @@ class QuerySyntaxError(JobQueueError, ValueError):
         self.position = position
 
 
+class JobIdError(JobQueueError, ValueError):
+    """A value given as a job (``q.get``, ``q.retry``, ``mjq`` commands...) that names none:
+    a string that is not 24 hex digits, None, or a document without ``_id``."""
+
+
 class DataLossWarning(UserWarning):
     """Jobs that never finished were evicted from the capped collection."""
 

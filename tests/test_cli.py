@@ -42,23 +42,54 @@ def test_pub_bad_json_publishes_nothing(db, server_uri, tmp_path):
     assert db.list_collection_names() == []
 
 
-def test_stats_prints_counts_and_percentiles(db, server_uri):
-    q = JobQueue(db)
-    q.pub_many([{"kind": kind} for kind in ("email", "email", "report")])
-    q.done(q.next(timeout=0))
-    result = mjq("stats", "--db", db.name, uri=server_uri)
-    assert result.returncode == 0, result.stderr
-    assert "waiting 2" in result.stdout and "done 1" in result.stdout
-    assert "p50" in result.stdout and "wait_s" in result.stdout
+def _stats_tables(stdout: str) -> tuple[list[list[str]], list[list[str]]]:
+    """``mjq stats``' two tables (headings first), each line split into its cells."""
+    jobs, times = stdout.split("\n\n")
+    return [line.split() for line in jobs.splitlines()[1:]], [
+        line.split() for line in times.splitlines()[1:]
+    ]
+
+
+def test_stats_rows_add_up_and_say_each_thing_once(db, server_uri):
+    q = JobQueue(db, backoff=0.01)
+    kinds = ("email", "email", "email", "report", "report")
+    q.pub_many([{"kind": kind} for kind in kinds], max_attempts=1)
+    q.done(q.next())  # an email done
+    q.fail(q.next(), "no")  # an email failed for good
+    q.cancel(q.jobs(status="waiting", limit=5)[-1])  # the last email: cancelled, never ran
+    q.next()  # a report working; the other waits
     result = mjq("stats", "--by", "data.kind", "--since", "1h", "--db", db.name, uri=server_uri)
     assert result.returncode == 0, result.stderr
-    assert "by data.kind" in result.stdout and "report" in result.stdout
+    assert result.stdout.startswith("jobs by data.kind:\n")
+    jobs, times = _stats_tables(result.stdout)
+    heading, *rows = jobs
+    assert heading == ["data.kind", "total", "waiting", "working", "done", "failed",
+                       "cancelled", "failure_rate"]  # fmt: skip
+    counts = {row[0]: dict(zip(heading[1:], row[1:], strict=True)) for row in rows}
+    assert counts["email"] == {"total": "3", "waiting": "0", "working": "0", "done": "1",
+                               "failed": "1", "cancelled": "1",
+                               "failure_rate": "0.500"}  # fmt: skip
+    assert counts["report"]["total"] == "2" and counts["report"]["failure_rate"] == "—"
+    for row in counts.values():  # each row adds up to its total
+        assert sum(int(row[s]) for s in heading[2:-1]) == int(row["total"])
+    heading, *rows = times
+    assert heading == ["data.kind", "stage", "count", "mean", "p50", "p90", "p99", "max"]
+    timed = {(row[0], row[1]): int(row[2]) for row in rows}
+    # the cancelled email never ran: in no time's count; the failed one ran
+    assert timed[("email", "wait_s")] == timed[("email", "run_s")] == 2
+    assert timed[("email", "total_s")] == 2
+    assert timed[("report", "wait_s")] == 1 and timed[("report", "run_s")] == 0
+    help_text = mjq("stats", "--help").stdout
+    assert "failure_rate" in help_text and "add up to total" in " ".join(help_text.split())
 
 
 def test_demo_publishes_works_and_summarises(db, server_uri):
     result = mjq("demo", "--jobs", "40", "--db", db.name, uri=server_uri, timeout=240)
     assert result.returncode == 0, result.stderr
-    assert "waiting 0  working 0" in result.stdout
+    table = result.stdout.split("jobs by data.kind:\n")[1].split("\n\n")[0].splitlines()
+    heading, *rows = [line.split() for line in table]
+    assert heading[2:4] == ["waiting", "working"] and rows
+    assert all(row[2:4] == ["0", "0"] for row in rows)  # every job finished
     counts = JobQueue(db, "demo").counts()
     assert counts["done"] + counts["failed"] == 40
     assert "p99" in result.stdout and "run_s" in result.stdout
@@ -340,11 +371,31 @@ def test_tail_starts_with_a_header_and_the_recent_rows_in_time_order(db, server_
     result = mjq("tail", "--db", db.name, "--duration", "1", uri=server_uri)
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["time", "(UTC)", "job", "status", "data"]
-    assert [row.split()[1:3] for row in rows] == [
+    assert header.split() == [
+        "time", "(UTC)", "job", "change", "worker", "attempt", "progress", "data", "/", "error"
+    ]  # fmt: skip
+    assert [row.split()[2:4] for row in rows] == [
         [str(third), "waiting"],
         [str(first), "working"],
         [str(second), "done"],
     ]
-    stamps = [row.split()[0] for row in rows]
+    stamps = [row[:23] for row in rows]  # 2026-12-06 02:30:00.123
     assert stamps == sorted(stamps)
+
+
+def test_mjq_queue_chooses_the_queue_and_queue_beats_it(db, server_uri):
+    emails = {"MJQ_QUEUE": "emails"}
+    result = mjq("pub", '{"to": "ada"}', "--db", db.name, uri=server_uri, env=emails)
+    assert result.returncode == 0, result.stderr
+    assert JobQueue.open(db, "emails").get(result.stdout.strip())["data"] == {"to": "ada"}
+    assert "jobqueue" not in db.list_collection_names()
+    mjq("pub", "{}", "--queue", "jobqueue", "--db", db.name, uri=server_uri, env=emails)
+    assert JobQueue.open(db, "jobqueue").counts()["waiting"] == 1  # --queue beats it
+    stats = mjq("stats", "--db", db.name, uri=server_uri, env=emails)
+    jobs, _ = _stats_tables(stats.stdout)
+    assert jobs[1][:3] == ["all", "1", "1"]  # the one email, waiting
+    other = mjq("stats", "--db", db.name, uri=server_uri, env={"MJQ_QUEUE": "nosuch"})
+    assert "no queue 'nosuch'" in other.stderr
+    for command in ("pub", "stats", "tail", "work", "workers"):
+        text = " ".join(mjq(command, "--help").stdout.split())
+        assert "$MJQ_QUEUE, else jobqueue; --queue beats $MJQ_QUEUE" in text, command

@@ -3,7 +3,6 @@ one thread per queue that stops with its last subscriber, and outages ridden out
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import threading
@@ -15,7 +14,6 @@ from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 from mjq_notebook import JobQueue, embedded_server
 from mjq_notebook.core.outage import failure_reason
 from mjq_notebook.live import watch as watch_module
-from mjq_notebook.live.changes import changes
 from mjq_notebook.live.watch import Watcher
 from mjq_notebook.notebook.widgets import Tail
 from mjq_notebook.server import client_for
@@ -173,29 +171,6 @@ def test_poke_rereads_at_once(queue, monkeypatch):
         wait_for(lambda: status_of(watcher, job_id) == "done", 5, "done")
     finally:
         sub.close()
-
-
-def test_changes_yields_new_jobs_and_status_changes(queue, other):
-    seen = []
-
-    def follow():
-        with contextlib.closing(changes(queue, limit=10, interval=0.1, duration=30)) as lines:
-            for job, previous in lines:
-                seen.append((job.id, previous, job["status"]))
-                if job["status"] == "done":
-                    return
-
-    thread = threading.Thread(target=follow)
-    thread.start()
-    wait_for(lambda: Watcher.of(queue).snapshot.state == "live", 10, "the subscriber live")
-    job_id = other.pub({"hello": "<world>"})
-    wait_for(lambda: (job_id, None, "waiting") in seen, 5, "the new job")
-    other.done(other.next())
-    thread.join(30)
-    assert not thread.is_alive()
-    assert (job_id, None, "waiting") in seen
-    assert seen[-1][0] == job_id and seen[-1][2] == "done", seen
-    assert watcher_threads() == []
 
 
 def test_the_outage_reason_never_shows_a_password():

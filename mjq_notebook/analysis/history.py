@@ -240,7 +240,8 @@ def _job_columns(raw: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
             "done": done,
             "wait_s": (started - created).dt.total_seconds(),
             "run_s": (done - started).dt.total_seconds(),
-            "total_s": (done - created).dt.total_seconds(),
+            # of jobs that ran, as run_s: a cancelled job never started
+            "total_s": (done - created).where(started.notna()).dt.total_seconds(),
             "attempts": raw["attempts"],
             "priority": raw["priority"],
             "worker": raw["worker"],

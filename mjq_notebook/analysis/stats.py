@@ -1,5 +1,8 @@
 """``JobQueue.stats``: the ``summary()`` table computed inside MongoDB, for histories too big
-to load. Only one row per (group, stage) crosses the network.
+to load. Only one row per (group, stage) crosses the network. ``stats_tables`` gives, from the
+same one aggregation, what ``mjq stats`` prints: the jobs of each group by status
+(``COUNT_COLUMNS``, which add up to ``total``) and their times (``TIME_COLUMNS``); ``COLUMNS``
+says what each column means, for the command's help.
 """
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..core.job import FINISHED, IN_HISTORY, PUBLISHED_BY_US, Status
+from ..core.job import FINISHED, IN_HISTORY, PUBLISHED_BY_US, STATUSES, Status
 from ..core.outage import unavailable_as_error
 from ..server import wire_version
 from .timing import PERCENTILES, STAGES, summary_table, warn_negative
@@ -18,6 +21,23 @@ if TYPE_CHECKING:
     from ..core.queue import JobQueue
 
 PERCENTILE_WIRE_VERSION = 21  # MongoDB 7.0 added $percentile
+# What `mjq stats` prints, defined once: each group's jobs by status (adding up to `total`;
+# `other`: a status of no lifecycle, written by another program, shown only when there are
+# such jobs) and the failure rate, once per group; then each group's stages' times.
+COUNT_COLUMNS = ("total", *STATUSES, "other")
+RATE_COLUMN = "failure_rate"
+TIME_COLUMNS = ("count", "mean", *PERCENTILES, "max")
+COLUMNS = {
+    "total": "the jobs of the group (created in the time asked)",
+    "waiting ... cancelled": "how many of them are in each status now; they add up to total",
+    "other": "of a status no lifecycle has (another program's): shown only when there are any",
+    RATE_COLUMN: "failed / (done + failed): cancelled jobs never ran and are not in it",
+    "wait_s": "created -> started, of every job started",
+    "run_s": "started -> finished, of every job done or failed",
+    "total_s": "created -> finished, of the same jobs as run_s",
+    "count": "the jobs timed in the row (cancelled and waiting jobs have no times)",
+    "mean, p50, p90, p99, max": "seconds",
+}
 _FIELDS = {"status": "$status", "worker": "$worker", "priority": "$priority",
            "attempts": "$attempts", "error_type": "$error.type"}  # fmt: skip
 
@@ -37,6 +57,75 @@ def stats(
     older servers) sort each group's values on the server and interpolate as pandas does,
     which holds every value of a group in one 16 MB document: about 300,000 jobs a group.
     """
+    rows, keys = _aggregate(queue, since, until, by, query, exact)
+    parts = {_key(row["_id"], keys): _rows(row) for row in rows}
+    warn_negative(sum(row[f"{stage}_negative"] for row in rows for stage in STAGES))
+    return summary_table(parts, keys)
+
+
+def stats_tables(
+    queue: JobQueue,
+    since: Any = None,
+    until: Any = None,
+    by: str | list[str] | None = None,
+    query: Mapping[str, Any] | None = None,
+    exact: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What ``mjq stats`` prints, from one aggregation: each group's jobs by status with its
+    failure rate (``COUNT_COLUMNS`` + ``RATE_COLUMN``), and its stages' times
+    (``TIME_COLUMNS``, rows per (group, stage) as ``stats()``)."""
+    import pandas as pd
+
+    rows, keys = _aggregate(queue, since, until, by, query, exact)
+    parts = {_key(row["_id"], keys): _rows(row) for row in rows}
+    warn_negative(sum(row[f"{stage}_negative"] for row in rows for stage in STAGES))
+    times = summary_table(parts, keys)
+    counted = {_key(row["_id"], keys): _counts(row) for row in rows}
+    if not counted and not keys:
+        counted = {None: _counts({})}
+    counts = pd.DataFrame.from_dict(counted, orient="index", columns=[*COUNT_COLUMNS, RATE_COLUMN])
+    if keys:
+        names = keys if len(keys) > 1 else keys[0]
+        counts.index = _index(list(counted), keys).set_names(names)
+        counts = _sorted(counts, keys)
+    else:
+        counts.index = pd.Index(["all"] * len(counts))
+    if not counts["other"].any():
+        counts = counts.drop(columns="other")
+    return counts, times[[c for c in TIME_COLUMNS if c in times.columns]]
+
+
+def _counts(row: Mapping[str, Any]) -> dict[str, Any]:
+    counts = {status: int(row.get(status, 0)) for status in STATUSES}
+    total = int(row.get("total", 0))
+    ran = counts["done"] + counts["failed"]
+    rate = counts["failed"] / ran if ran else float("nan")
+    return {"total": total, **counts, "other": total - sum(counts.values()), RATE_COLUMN: rate}
+
+
+def _index(groups: list[Any], keys: list[str]) -> Any:
+    import pandas as pd
+
+    return pd.MultiIndex.from_tuples(groups) if len(keys) > 1 else pd.Index(groups)
+
+
+def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    try:
+        return frame.sort_index(na_position="last")
+    except TypeError:  # group values of mixed types: keep first-seen order
+        return frame
+
+
+def _aggregate(
+    queue: JobQueue,
+    since: Any,
+    until: Any,
+    by: str | list[str] | None,
+    query: Mapping[str, Any] | None,
+    exact: bool,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per group of the jobs ``history.load`` would return: counts by status, and
+    each stage's count, mean, percentiles and max."""
     from .fetch import job_filter
 
     keys = [] if by is None else [by] if isinstance(by, str) else list(by)
@@ -63,16 +152,16 @@ def stats(
     ]
     if exact:
         pipeline.append({"$project": _exact_percentiles()})
-    rows = list(queue.history_collection.aggregate(pipeline))
-    parts = {_key(row["_id"], keys): _rows(row) for row in rows}
-    warn_negative(sum(row[f"{stage}_negative"] for row in rows for stage in STAGES))
-    return summary_table(parts, keys)
+    return list(queue.history_collection.aggregate(pipeline)), keys
 
 
 def _timings(keys: list[str]) -> dict[str, Any]:
     """Each job's status, stage durations in seconds (absent if not reached), group keys."""
     started = {"$ne": ["$status", Status.WAITING.value]}
-    finished = {"$in": ["$status", list(FINISHED)]}
+    # a finish of a job that ran: a cancelled one never started, so it has no run nor total
+    finished = {
+        "$and": [{"$in": ["$status", list(FINISHED)]}, {"$eq": [{"$type": "$ts.started"}, "date"]}]
+    }
 
     def seconds(condition: Any, end: str, start: str, *, negative: bool = False) -> Any:
         """The stage in seconds, absent if not reached or negative (``negative``: 1 if it
@@ -113,8 +202,8 @@ def _group(keys: list[str], exact: bool) -> dict[str, Any]:
 
     group: dict[str, Any] = {
         "_id": {f"k{i}": f"$k{i}" for i in range(len(keys))} if keys else None,
-        "done": count_status(Status.DONE.value),
-        "failed": count_status(Status.FAILED.value),
+        "total": {"$sum": 1},
+        **{status: count_status(status) for status in STATUSES},
     }
     for stage in STAGES:
         value = f"${stage}"
@@ -148,7 +237,8 @@ def _exact_percentiles() -> dict[str, Any]:
         }
         for stage in STAGES
     }
-    return {"_id": 1, "done": 1, "failed": 1, **kept, **percentiles}
+    counts = dict.fromkeys(("total", *STATUSES), 1)
+    return {"_id": 1, **counts, **kept, **percentiles}
 
 
 def _interpolate(q: float) -> dict[str, Any]:

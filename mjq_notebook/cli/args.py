@@ -2,15 +2,20 @@
 
 ``parser()`` builds them; ``cli.main`` runs the command it names (``args.command``). Commands
 that reach a database share ``--uri``/``--db``; those about one queue add ``--queue``; ``work``
-takes ``--queue`` several times; ``serve`` and ``queues`` have no ``--queue``.
+takes ``--queue`` several times; ``serve`` and ``queues`` have no ``--queue``. ``$MJQ_QUEUE``
+is the default of ``--queue`` (``queue_default``), which beats it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any, NoReturn
 
+from ..analysis.stats import COLUMNS as STATS_COLUMNS
+from ..core.job import job_id
 from ..core.registry import HEARTBEAT_S, LOST_AFTER
+from ..errors import JobIdError
 from ..server import DATA_ENV, default_data_dir
 from .web.access import DEFAULT_PORT, TOKEN_ENV
 
@@ -27,10 +32,21 @@ def _connection() -> argparse.ArgumentParser:
     return options
 
 
-def _one_queue(default: str = "jobqueue") -> argparse.ArgumentParser:
-    """--uri, --db and one --queue."""
+QUEUE_ENV = "MJQ_QUEUE"
+_QUEUE_HELP = f"(default: ${QUEUE_ENV}, else jobqueue; --queue beats ${QUEUE_ENV})"
+
+
+def queue_default() -> str:
+    """The queue a command is about when no ``--queue`` is given: ``$MJQ_QUEUE``, else
+    ``jobqueue`` (pymjq's)."""
+    return os.environ.get(QUEUE_ENV, "").strip() or "jobqueue"
+
+
+def _one_queue(default: str | None = None) -> argparse.ArgumentParser:
+    """--uri, --db and one --queue (by default ``queue_default()``)."""
     options = argparse.ArgumentParser(add_help=False, parents=[_connection()])
-    options.add_argument("--queue", default=default, help=f"queue name (default: {default})")
+    helps = f"queue name (default: {default})" if default else f"queue name {_QUEUE_HELP}"
+    options.add_argument("--queue", default=default or queue_default(), help=helps)
     return options
 
 
@@ -40,10 +56,18 @@ def _several_queues() -> argparse.ArgumentParser:
     options.add_argument(
         "--queue",
         action="append",
-        help="queue name (default: jobqueue); give it again to work several queues, "
+        help=f"queue name {_QUEUE_HELP}; give it again to work several queues, "
         "each claim taking from the first one with a due job",
     )
     return options
+
+
+def job_arg(text: str) -> Any:
+    """An argparse type: a job's id as the displays show it (``job.job_id``)."""
+    try:
+        return job_id(text)
+    except JobIdError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> int:
@@ -181,11 +205,52 @@ def parser() -> argparse.ArgumentParser:
 
     sub = command(
         "tail",
-        "the newest jobs, oldest first, then new jobs and status changes as they happen",
+        "a log of the queue's jobs: the newest, each at its latest change, then every change "
+        "of any job as it happens, one line each at the time it happened: time (UTC), job, "
+        "change (waiting -> working), worker, attempt (of the most allowed), progress, and "
+        "the job's data or, for a failure, the error's first line",
         one,
     )
-    sub.add_argument("--limit", type=_positive, default=50, help="newest jobs to follow")
+    sub.add_argument("--limit", type=_positive, default=50, help="newest jobs shown first")
     sub.add_argument("--duration", type=float, help="stop after this many seconds")
+    sub.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="aligned columns, or one JSON object per change (default: table)",
+    )
+
+    sub = command(
+        "job",
+        "one job as JSON, or an action on it (recorded in the audit); the job as the displays "
+        "show its id, 24 hex digits",
+        one,
+    )
+    sub.add_argument("job", type=job_arg, help="the job's id: 24 hex digits")
+    action = sub.add_mutually_exclusive_group()
+    action.add_argument(
+        "--retry",
+        dest="action",
+        action="store_const",
+        const="retry",
+        help="a failed job back to waiting, with more attempts",
+    )
+    action.add_argument(
+        "--cancel",
+        dest="action",
+        action="store_const",
+        const="cancel",
+        help="a waiting job -> cancelled (final, never claimed)",
+    )
+    action.add_argument(
+        "--run-now",
+        dest="action",
+        action="store_const",
+        const="run_now",
+        help="a delayed job, or a retry in its back-off, due now",
+    )
+    action.add_argument("--release", dest="action", action="store_const", const="release",
+                        help="a working job back to waiting now (its worker is lost)")  # fmt: skip
 
     sub = command(
         "audit",
@@ -200,7 +265,12 @@ def parser() -> argparse.ArgumentParser:
         help="a table, or one JSON object per line (default: table)",
     )
 
-    sub = command("stats", "counts per status and wait/run time percentiles", one)
+    sub = command(
+        "stats",
+        "each group's jobs by status, with its failure rate, then their wait and run times",
+        one,
+    )
+    sub.epilog = "columns: " + "; ".join(f"{name}: {text}" for name, text in STATS_COLUMNS.items())
     sub.add_argument("--by", help="group by a field, e.g. data.kind, status, worker")
     sub.add_argument("--since", help="only jobs created since: a time, or a duration like 1h")
     sub.add_argument("--exact", action="store_true", help="exact percentiles (else approximate)")
@@ -265,7 +335,7 @@ def parser() -> argparse.ArgumentParser:
         help="pages open at once, each a kernel (default: 5); more are told to wait",
     )
 
-    demo = _one_queue(default="demo")
+    demo = _one_queue(default="demo")  # not $MJQ_QUEUE: the demo empties its queue first
     sub = command("demo", "publish a realistic workload, work it, print a summary", demo)
     sub.add_argument("--jobs", type=_positive, default=300, help="jobs to publish (default: 300)")
     sub.add_argument("--concurrency", type=_positive, default=4, help="worker threads (default: 4)")

@@ -1,4 +1,4 @@
-"""The ``mjq`` command: serve, pub, work, queues, workers, tail, stats, pause, resume,
+"""The ``mjq`` command: serve, pub, work, queues, workers, tail, stats, job, pause, resume,
 prune, resize, audit, dashboard (``web``) and demo.
 
 Commands that read or steer a queue open it without creating anything, so a mistyped name is
@@ -32,7 +32,7 @@ from ..core.registry import read_workers, workers_text
 from ..errors import DataFolderError, JobQueueError, ServerUnavailable
 from ..server import DATA_ENV, connect, data_dir, env_uri, mask_uri
 from ..text import format_seconds, printable
-from .args import parser
+from .args import parser, queue_default
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,7 +265,7 @@ def cmd_work(args: argparse.Namespace) -> int:
 
     handler = _load_handler(args.handler)
     db = _connect(args)
-    names = list(dict.fromkeys(args.queue or ["jobqueue"]))  # in order, each once
+    names = list(dict.fromkeys(args.queue or [queue_default()]))  # in order, each once
     queues = [JobQueue(db, name, lease=args.lease) for name in names]
     worker = Worker(
         queues, handler, concurrency=args.concurrency, heartbeat=args.heartbeat, name=args.name
@@ -333,21 +333,19 @@ def cmd_resize(args: argparse.Namespace) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     from .tail import tail
 
-    return tail(_existing(args), limit=args.limit, duration=args.duration)
+    return tail(_existing(args), limit=args.limit, duration=args.duration, form=args.format)
 
 
 def _print_stats(queue: JobQueue, by: str | None = None, **options: Any) -> None:
-    try:
-        table = queue.stats(by=by, **options)  # computed in MongoDB: nothing big is loaded
-    except ValueError as exc:  # --by or --since not understood
-        raise SystemExit(
-            f"mjq stats: {exc} (--since takes a time such as 2026-05-01T12:00 or a duration "
-            "such as 1h; --by a field such as data.kind)"
-        ) from None
-    counts = queue.counts(warn=False)  # lost is in the line below
-    print("jobs: " + "  ".join(f"{k} {v}" for k, v in counts.items() if k != "lost" or v))
-    print("\nlatency (seconds)" + (f" by {by}" if by else "") + ":")
-    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    from .stats import print_stats
+
+    print_stats(queue, by, **options)
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    from .job import job_command
+
+    return job_command(_steering(_existing(args)), args.job, args.action)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -430,6 +428,7 @@ COMMANDS = {
     "resize": cmd_resize,
     "tail": cmd_tail,
     "stats": cmd_stats,
+    "job": cmd_job,
     "audit": cmd_audit,
     "dashboard": cmd_dashboard,
     "demo": cmd_demo,

@@ -32,6 +32,7 @@ from pymongo.errors import PyMongoError
 
 from ..errors import ReadOnlyError
 from ..text import format_seconds
+from .job import job_id
 
 if TYPE_CHECKING:
     from .queue import JobQueue
@@ -154,7 +155,7 @@ class Steering:
         self._allowed(action)
         changed = bool(method(job))
         if changed:
-            self._note(action, jobs=[job.get("_id") if isinstance(job, Mapping) else job])
+            self._note(action, jobs=[job_id(job)])
         return changed
 
     def _allowed(self, action: str) -> None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 import traceback as tb
+from collections.abc import Mapping
 from typing import Any
 
 import bson
 from bson import ObjectId
 from bson.errors import InvalidDocument
 
-from ..errors import JobQueueError, PublishError
-from ..text import format_bytes
+from ..errors import JobIdError, JobQueueError, PublishError
+from ..text import format_bytes, printable
 
 
 class Status(str, enum.Enum):
@@ -269,6 +271,45 @@ class Job(dict):
         from ..notebook.display import job_html  # display sits above this layer: import on use
 
         return job_html(self, worker=self._worker)
+
+
+# 24 hex digits, as displays print an ObjectId; or its repr, ObjectId('...'), pasted whole
+_HEX_ID = re.compile(r"\s*(?:ObjectId\(\s*(['\"])([0-9a-fA-F]{24})\1\s*\)|([0-9a-fA-F]{24}))\s*")
+
+
+_HEX_HINT = "24 hex digits, as the displays show"
+
+
+def job_id(value: Any) -> Any:
+    """The ``_id`` a job is named by, as every method and ``mjq`` command taking a job reads it:
+    an ``ObjectId`` as is; a string of 24 hex digits (as the displays show ids; spaces around
+    it and an ``ObjectId('...')`` around it are fine) as that ObjectId; a document (a ``Job``,
+    a row of ``q.jobs()``, any mapping) as its ``_id``. ``JobIdError`` for any other string,
+    None, or a document without ``_id``.
+
+    Other ids (an int, say: documents other programs wrote may have any ``_id``) are used as
+    they are. A hex string always means an ObjectId: a job whose ``_id`` is a *string* is
+    named by its document (``{"_id": "..."}``), not by the bare string."""
+    if isinstance(value, ObjectId):
+        return value
+    if isinstance(value, Mapping):
+        if "_id" not in value:
+            raise JobIdError(f"{_shown(value)} is not a job: it has no _id")
+        return value["_id"]
+    if isinstance(value, str):
+        found = _HEX_ID.fullmatch(value)
+        if found is None:
+            raise JobIdError(f"{_shown(value)} is not a job id: {_HEX_HINT}")
+        return ObjectId(found.group(2) or found.group(3))
+    if value is None:
+        raise JobIdError("None is not a job id: give a job, its ObjectId or its 24 hex digits")
+    return value
+
+
+def _shown(value: Any, most: int = 40) -> str:
+    """``value``'s repr for an error message: escaped, and cut if long."""
+    text = printable(repr(value))
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def id_order(value: Any) -> tuple[int, Any]:

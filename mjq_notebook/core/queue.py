@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bson import ObjectId
 
-from .job import Job, Status, utcnow
+from .job import Job, Status, job_id, utcnow
 from .outage import display_timeout, unavailable_as_error
 from .parts import steer
 from .parts.leases import reclaim_one
@@ -48,6 +48,8 @@ class JobQueue(QueueBase):
     ``naive_tz`` (e.g. ``"Asia/Tokyo"``): the time zone in
     which other programs wrote naive local times (pymjq's ``datetime.now()``), for
     ``history()`` and for bringing back their abandoned jobs; by default they are read as UTC.
+    A method taking a job takes a ``Job``, its ``ObjectId`` or its id as 24 hex digits
+    (``job.job_id``; ``JobIdError`` for a string that is none).
     """
 
     # -- steering -------------------------------------------------------------------------
@@ -79,34 +81,35 @@ class JobQueue(QueueBase):
         return self._control.paused(fresh=True)
 
     @unavailable_as_error
-    def cancel(self, job: Mapping[str, Any] | ObjectId) -> bool:
+    def cancel(self, job: Mapping[str, Any] | ObjectId | str) -> bool:
         """A waiting or delayed job becomes ``cancelled``: final, in history, never claimed.
         False when it is not waiting (claimed first, say, or finished)."""
         self._require_capped()
-        if not steer.cancel(self.collection, self.history_collection, _id_of(job)):
+        if not steer.cancel(self.collection, self.history_collection, job_id(job)):
             return False
         self._sweeper.after_finish()
         return True
 
     @unavailable_as_error
-    def promote(self, job: Mapping[str, Any] | ObjectId) -> bool:
+    def promote(self, job: Mapping[str, Any] | ObjectId | str) -> bool:
         """A delayed job, or a retry waiting out its back-off, becomes due now. False when it
         is not waiting for its time (already due, claimed or finished)."""
         self._require_capped()
-        if not steer.promote(self.collection, _id_of(job)):
+        if not steer.promote(self.collection, job_id(job)):
             return False
         self._due.expect(0)
         return True
 
     @unavailable_as_error
-    def reclaim(self, job: Mapping[str, Any] | ObjectId) -> bool:
+    def reclaim(self, job: Mapping[str, Any] | ObjectId | str) -> bool:
         """A working job back to waiting now, as when its lease runs out ("Release now" for
         the job of a lost worker). Only that attempt's claim is ended: if its worker was only
         paused and comes back, it finds the job gone. False when it is not working (or is
         held by a later claim than the ``job`` given)."""
         self._require_capped()
         doc = dict(job) if isinstance(job, Mapping) else None
-        doc = doc or self.collection.find_one({"_id": job, "status": Status.WORKING.value})
+        working = {"_id": job_id(job), "status": Status.WORKING.value}
+        doc = doc or self.collection.find_one(working)
         if doc is None or not reclaim_one(self.collection, doc):
             return False
         self._due.expect(0)
@@ -146,10 +149,10 @@ class JobQueue(QueueBase):
     # -- requeueing -----------------------------------------------------------------------
 
     @unavailable_as_error
-    def retry(self, job: Mapping[str, Any] | ObjectId) -> bool:
+    def retry(self, job: Mapping[str, Any] | ObjectId | str) -> bool:
         """A failed job back to waiting, with ``max_attempts`` more attempts; its last error
         stays on it. False when it is not failed (already requeued, say, or done)."""
-        return self.retry_failed({"_id": _id_of(job)}) == 1
+        return self.retry_failed({"_id": job_id(job)}) == 1
 
     @unavailable_as_error
     def retry_failed(self, query: Mapping[str, Any] | None = None) -> int:
@@ -166,13 +169,14 @@ class JobQueue(QueueBase):
     # -- inspecting -----------------------------------------------------------------------
 
     @unavailable_as_error
-    def get(self, job_id: ObjectId) -> Job | None:
-        """The job's current document: from the queue, else from history. A working job's
-        display also says whether its worker is alive, as the registry says now."""
-        job = self._reads.get(job_id)
-        if job is not None:
-            job._worker = worker_of(self, job)
-        return job
+    def get(self, job: Mapping[str, Any] | ObjectId | str) -> Job | None:
+        """The job's current document: from the queue, else from history (None: neither has
+        it). A working job's display also says whether its worker is alive, as the registry
+        says now."""
+        found = self._reads.get(job_id(job))
+        if found is not None:
+            found._worker = worker_of(self, found)
+        return found
 
     @unavailable_as_error
     def workers(self) -> WorkerList:
@@ -264,8 +268,3 @@ class JobQueue(QueueBase):
         from ..notebook.display import queue_html  # display sits above this layer: import on use
 
         return queue_html(self)
-
-
-def _id_of(job: Mapping[str, Any] | Any) -> Any:
-    """The id of a job given as a document (a ``Job``, a row of ``q.jobs()``) or as an id."""
-    return job["_id"] if isinstance(job, Mapping) else job

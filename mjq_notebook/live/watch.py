@@ -4,7 +4,7 @@ A ``Watcher`` re-reads what the views show (the newest jobs and the working ones
 the charts' ``Activity``, the jobs a view follows and, while a view wants them, the pause flag,
 the worker registry and which workers of the working jobs in view are lost) in one
 background daemon thread and
-hands immutable ``Snapshot``s to subscribers (the notebook widgets, ``mjq tail``). Its cost
+hands immutable ``Snapshot``s to subscribers (the notebook widgets). Its cost
 is per refresh, not per job: a change only says *that* something changed, and refreshes come
 at most REFRESH_S apart (counts COUNTS_S, charts ACTIVITY_S) however many jobs go by. The pause
 flag (one read by key), the workers (a few records) and the lost workers of the working jobs
