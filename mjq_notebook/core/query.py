@@ -118,16 +118,11 @@ def _data(term: Term) -> dict[str, Any]:
 
 
 def _error(term: Term) -> dict[str, Any]:
-    """The type (any case) is the value, or the message holds it (any case)."""
-    value = needle(_plain(term, "an exception type or words of its message"))
-    return {
-        "$expr": {
-            "$or": [
-                {"$eq": [{"$toLower": _text("$error.type")}, {"$literal": value}]},
-                {"$gte": [{"$indexOfCP": [{"$toLower": _text("$error.message")}, {"$literal": value}]}, 0]},
-            ]
-        }
-    }
+    """The error's type or message holds the value (any case)."""
+    value = {"$literal": needle(_plain(term, "an exception type or words of its message"))}
+    inside = [{"$gte": [{"$indexOfCP": [{"$toLower": _text(f"$error.{key}")}, value]}, 0]}
+              for key in ("type", "message")]  # fmt: skip
+    return {"$expr": {"$or": inside}}
 
 
 def _text(path: str) -> dict[str, Any]:
