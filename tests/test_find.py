@@ -3,6 +3,10 @@ first, each job once; bounded by the scan cap and maxTimeMS, as the commands sen
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
 import pytest
 from bson import ObjectId
 from pymongo import MongoClient, monitoring
@@ -38,7 +42,9 @@ def _keys(value: object):
 
 
 def _finished(q: JobQueue, n: int) -> list[ObjectId]:
-    ids = q.pub_many([{"customer": i, "kind": "a" if i % 3 else "b"} for i in range(n)], max_attempts=1)
+    ids = q.pub_many(
+        [{"customer": i, "kind": "a" if i % 3 else "b"} for i in range(n)], max_attempts=1
+    )
     for i in range(n):
         job = q.next()
         if i % 2:
@@ -53,8 +59,16 @@ def test_find_merges_the_ring_and_history_newest_first(queue):
     queue.pub_many([{"customer": 100 + i} for i in range(3)])
     found = queue.find("status:failed", limit=10)
     assert [job["data"]["customer"] for job in found] == [5, 3, 1]
-    assert all(job["status"] == "failed" and job["error"]["type"] == "TimeoutError" for job in found)
-    assert [job["data"]["customer"] for job in queue.find("data.customer:>=4")] == [102, 101, 100, 5, 4]
+    assert all(
+        job["status"] == "failed" and job["error"]["type"] == "TimeoutError" for job in found
+    )
+    assert [job["data"]["customer"] for job in queue.find("data.customer:>=4")] == [
+        102,
+        101,
+        100,
+        5,
+        4,
+    ]
     assert [j["data"]["customer"] for j in queue.find("error:timeout -data.customer:3")] == [5, 1]
     assert len(queue.find("")) == 9 and len(queue.find("", limit=2)) == 2
     assert [j["data"]["customer"] for j in queue.find({"data.kind": "b"})] == [3, 0]  # raw filter
@@ -98,3 +112,32 @@ def test_the_scan_cap_bounds_every_read_and_all_lifts_it(server_uri, db, monkeyp
         assert find.count_matches(q, "status:failed", all=True) == 4
     finally:
         client.close()
+
+
+def test_mjq_find_prints_each_format(queue, server_uri, capsys):
+    from mjq_notebook.cli.main import main
+
+    ids = _finished(queue, 4)
+    where = ["--uri", server_uri, "--db", queue.collection.database.name, "--queue", queue.name]
+    assert main(["find", "status:failed", *where]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["id", "status"] and len(lines) == 3
+    assert str(ids[3])[-6:] in lines[1] and "TimeoutError" in lines[1]
+    assert main(["find", "status:failed", "--format", "json", "--limit", "1", *where]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    job = json.loads(line)
+    assert job["_id"] == str(ids[3]) and job["data"] == {"customer": 3, "kind": "b"}
+    assert main(["find", "--format", "csv", *where, "--", "-status:failed"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0][:2] == ["id", "status"] and [row[0] for row in rows[1:]] == [
+        str(ids[2]),
+        str(ids[0]),
+    ]
+    assert json.loads(rows[1][-1]) == {"customer": 2, "kind": "a"}
+    assert main(["find", "status:failed stauts:done", *where]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "mjq find: unknown field `stauts` at 15; did you mean `status`?",
+        "  status:failed stauts:done",
+        "                ^",
+    ]

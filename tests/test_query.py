@@ -81,7 +81,10 @@ def _operators(value):
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_values_are_literal(db, value):
-    docs = [{"data": {"x": value, "y": f"{value}tail"}, "worker": f"{value}:1:aa"}, {"data": {"x": "other"}}]
+    docs = [
+        {"data": {"x": value, "y": f"{value}tail"}, "worker": f"{value}:1:aa"},
+        {"data": {"x": "other"}},
+    ]
     db.jobs.insert_many(docs)
     quoted = json.dumps(value)  # a quoted value: the backslash escaped as the syntax says
     for text, expected in [
@@ -113,12 +116,17 @@ def test_free_words_are_searched_as_the_tail_searched(db):
         {"data": 1234},
         {"data": {"other": True}},
     ])  # fmt: skip
+
     def hits(text):
         return sorted(str(doc["data"]) for doc in db.jobs.find(compile_query(text)))
 
-    assert hits("acme") == hits("customer") == hits("VIP") == hits("42") == [
-        "{'Customer': {'name': 'ACME Corp', 'tags': ['vip', 42]}}"
-    ]
+    assert (
+        hits("acme")
+        == hits("customer")
+        == hits("VIP")
+        == hits("42")
+        == ["{'Customer': {'name': 'ACME Corp', 'tags': ['vip', 42]}}"]
+    )
     assert hits("23") == ["1234"]
     assert hits("true") == ["{'other': True}"]
     assert hits('"plain t"') == ["plain text"]

@@ -350,6 +350,12 @@ def _print_stats(queue: JobQueue, by: str | None = None, **options: Any) -> None
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
+def cmd_find(args: argparse.Namespace) -> int:
+    from .find import print_found
+
+    return print_found(_existing(args), args.query, limit=args.limit, form=args.format, all=args.all)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from .audit import print_audit
 
@@ -431,6 +437,7 @@ COMMANDS = {
     "tail": cmd_tail,
     "stats": cmd_stats,
     "audit": cmd_audit,
+    "find": cmd_find,
     "dashboard": cmd_dashboard,
     "demo": cmd_demo,
 }

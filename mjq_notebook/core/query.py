@@ -214,4 +214,3 @@ COMPILERS: dict[str, Callable[[Term], dict[str, Any]]] = {
 
 def _utc(when: dt.datetime) -> dt.datetime:
     return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when
-

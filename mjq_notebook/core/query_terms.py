@@ -79,7 +79,9 @@ def _term(text: str, start: int) -> tuple[Term, int]:
         value, i = text[i:end], end
         if '"' in value:
             where = i - len(value) + value.index('"') + 1
-            raise QuerySyntaxError(f"a quote inside a word at {where}; quote the whole value", where)
+            raise QuerySyntaxError(
+                f"a quote inside a word at {where}; quote the whole value", where
+            )
     prefix = False
     if quoted and i < len(text) and text[i] == "*":
         prefix, i = True, i + 1

@@ -112,7 +112,11 @@ def terms(draw: Any, ids: list[ObjectId]) -> tuple[str, Any]:
         text = f'"{prefix}"*' if " " in prefix else f"{prefix}*"
         return f"data.{path}:{text}", lambda d: _starts(_path(d["data"], path)[1], prefix)
     if kind == "error":
-        word = draw(st.sampled_from(["timeouterror", "KeyError", "42", "reach", "ab", "x", "error", "Timeout"]))
+        word = draw(
+            st.sampled_from(
+                ["timeouterror", "KeyError", "42", "reach", "ab", "x", "error", "Timeout"]
+            )
+        )
         return f"error:{word}", lambda d: _error(d, word.lower())
     if kind in ("worker", "host"):
         prefix = draw(st.sampled_from(["web", "web-1", "db", "web-1:12", "x"]))
@@ -134,8 +138,11 @@ def terms(draw: Any, ids: list[ObjectId]) -> tuple[str, Any]:
         return f"group:{prefix}", lambda d: _starts((d.get("error") or {}).get("group"), prefix)
     word = draw(st.sampled_from(["ab", "TIME", "42", "true", "y", "x", "s"]))
     hexy = all(c in "0123456789abcdefABCDEF" for c in word)
-    return word, lambda d: _holds(d["data"], word.lower()) or (
-        hexy and str(d["_id"]).startswith(word.lower())
+    return (
+        word,
+        lambda d: (
+            _holds(d["data"], word.lower()) or (hexy and str(d["_id"]).startswith(word.lower()))
+        ),
     )
 
 
