@@ -353,7 +353,8 @@ def _print_stats(queue: JobQueue, by: str | None = None, **options: Any) -> None
 def cmd_find(args: argparse.Namespace) -> int:
     from .find import print_found
 
-    return print_found(_existing(args), args.query, limit=args.limit, form=args.format, all=args.all)
+    queue = _existing(args)
+    return print_found(queue, args.query, limit=args.limit, form=args.format, all=args.all)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
