@@ -309,13 +309,13 @@ class Tail(Lifecycle, W.VBox):
         with self._lock:
             self._status, self._match = self._filter()
             sub = self._sub
-        if self.requeue_all_button is not None:
-            self.requeue_all_button.layout.display = (
-                None if self._status in (None, "failed") else "none"
-            )
+        if (button := self.requeue_all_button) is not None:
+            button.layout.display = None if self._status in (None, "failed") else "none"
         self.requeue_all.drop()
-        if sub is not None:
+        if sub is not None:  # answer now (a watcher awaiting a change may take 0.5 s), and again
             sub.rate = self._rate()
+            now = (self._token, self.watcher.snapshot)
+            threading.Thread(target=self._on_snapshot, args=now, daemon=True).start()
             sub.resend()
 
     def _pause_changed(self, change: Any) -> None:
