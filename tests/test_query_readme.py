@@ -57,11 +57,11 @@ def _fixture(queue) -> None:
 
     history = [
         job("6b1400000000000000000001", "timeout", "failed", {"customer": 42, "plan": "pro"},
-            ago(minutes=30), ago(minutes=29), ago(minutes=27), attempts=2, worker="web-1:100:aa11bb",
+            ago(minutes=30), ago(minutes=29), ago(minutes=27), attempts=2, worker="web-1:10:aa",
             error={"type": "TimeoutError", "message": "upstream timed out after 30 s",
                    "group": "3fa9c1"}),
         job("5a0000000000000000000002", "text42", "done", {"customer": "42", "region": "eu-west"},
-            ago(days=2), ago(days=2) + dt.timedelta(seconds=2), ago(days=2) + dt.timedelta(seconds=5),
+            ago(days=2), ago(days=2, seconds=-2), ago(days=2, seconds=-5),
             worker="web-2:200:cc"),
         job("5a0000000000000000000003", "keyerror", "failed", {"customer": 7, "plan": "free"},
             old, old + dt.timedelta(seconds=1), old + dt.timedelta(seconds=2), worker="db-1:300:dd",
