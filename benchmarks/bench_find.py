@@ -84,9 +84,8 @@ def bench(uri: str, args: Any) -> None:
                 found[name] = len(jobs)
             round_done(rnd, args.rounds, started)
         print(f"\nmedian of {args.rounds} round(s), {args.jobs:,} jobs in history, limit 100:")
-        print(
-            "| query | q.find (ms) | raw history.find, same filter (ms) | ratio | count_matches (ms) |"
-        )
+        head = "| query | q.find (ms) | raw history.find, same filter (ms) | ratio | count |"
+        print(head)
         print("|---|---|---|---|---|")
         for name, text in QUERIES.items():
             f, r, c = (statistics.median(figures[name][k]) * 1000 for k in ("find", "raw", "count"))
