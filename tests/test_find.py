@@ -13,7 +13,7 @@ from pymongo import MongoClient, monitoring
 
 from mjq_notebook import JobQueue
 from mjq_notebook.core.parts import find
-from mjq_notebook.errors import QuerySyntaxError
+from mjq_notebook.errors import JobQueueError, QuerySyntaxError
 
 
 class Finds(monitoring.CommandListener):
@@ -141,3 +141,14 @@ def test_mjq_find_prints_each_format(queue, server_uri, capsys):
         "  status:failed stauts:done",
         "                ^",
     ]
+
+
+def test_a_find_over_its_time_is_stopped_with_advice(queue, monkeypatch):
+    queue.history_collection.insert_many(
+        [{"status": "done", "data": {"a": {"b": [n, "text"]}}} for n in range(3000)]
+    )
+    monkeypatch.setattr(find, "MAX_TIME_MS", 1)  # the server stops each read after 1 ms
+    with pytest.raises(JobQueueError, match=r"stopped: narrow it \(status:, id:, a time range"):
+        queue.find("nowhere")
+    with pytest.raises(JobQueueError, match="or leave out all=True"):
+        find.count_matches(queue, "nowhere", all=True)
