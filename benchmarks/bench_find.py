@@ -29,6 +29,7 @@ from bench_history import CHUNK, Ids, history_documents, worker_names
 from pymongo import DESCENDING
 
 from mjq_notebook import JobQueue
+from mjq_notebook.core.parts import find
 from mjq_notebook.core.parts.find import count_matches
 from mjq_notebook.core.query import compile_query
 from mjq_notebook.server import client_for
@@ -60,6 +61,7 @@ def bench(uri: str, args: Any) -> None:
         q.pub_many([{"user": f"user{n:03d}"} for n in range(50)])
         setup = time.perf_counter() - start
         print(f"setup:   {args.jobs:,} jobs in history, 50 in the ring, in {setup:.1f} s")
+        print(f"maxTimeMS: {find.MAX_TIME_MS:,} per read")
         figures: dict[str, dict[str, list[float]]] = {
             name: {"find": [], "raw": [], "count": []} for name in QUERIES
         }
@@ -98,7 +100,12 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--jobs", type=int, default=100_000, help="finished jobs in history")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument(
+        "--max-time-ms", type=int, default=find.MAX_TIME_MS,
+        help="each read's maxTimeMS (default: the package's; SecantusDB scans without indexes)",
+    )  # fmt: skip
     args = smoke(p.parse_args(), jobs=2_000, rounds=1)
+    find.MAX_TIME_MS = args.max_time_ms
     run_bench(bench, args)
 
 

@@ -3,13 +3,15 @@ the ring and history, newest first, each once in its latest state; and ``count_m
 how many there are (what bulk actions confirm).
 
 Bounded: only the newest ``SCAN_CAP`` jobs of each collection are looked at (their cutoff
-``_id`` is read from the ``_id`` index), unless ``all=True``; every read carries
+``_id`` is read from the ``_id`` index when the collection holds more, and kept
+``CUTOFF_S``: jobs published since are looked at too), unless ``all=True``; every read carries
 ``maxTimeMS``, and a read stopped by it is a JobQueueError saying how to narrow the query.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
 SCAN_CAP = 100_000  # the newest jobs of each collection a find looks at, unless all=True
 MAX_TIME_MS = 10_000  # what the server may spend on one read of a find
+CUTOFF_S = 10.0  # a collection's cutoff is read again after this long (a live search: 2/s)
+_cutoffs: dict[tuple[str, int], tuple[float, Any]] = {}  # (collection, cap) -> (when, cutoff)
 
 
 def find_jobs(
@@ -83,9 +87,24 @@ def filter_of(query: str | Mapping[str, Any]) -> dict[str, Any]:
 def bounded(match: dict[str, Any], collection: Collection, all: bool = False) -> dict[str, Any]:
     """``match`` limited to the newest ``SCAN_CAP`` documents of ``collection`` (unless
     ``all``): an ``_id`` range from the cutoff, found by skipping along the ``_id`` index."""
-    if all:
+    if all or collection.estimated_document_count(maxTimeMS=MAX_TIME_MS) <= SCAN_CAP:
         return match
-    cutoff = next(
+    key = (collection.full_name, SCAN_CAP)
+    held = _cutoffs.get(key)
+    if held is not None and time.monotonic() - held[0] < CUTOFF_S:
+        cutoff: Any = held[1]
+    else:
+        cutoff = _cutoff(collection)
+        _cutoffs[key] = (time.monotonic(), cutoff)
+    if cutoff is None:  # fewer than SCAN_CAP: nothing to leave out
+        return match
+    bound = {"_id": {"$gte": cutoff["_id"]}}
+    return {"$and": [match, bound]} if match else bound
+
+
+def _cutoff(collection: Collection) -> dict[str, Any] | None:
+    """The ``_id`` of the ``SCAN_CAP``-th newest document, read along the ``_id`` index."""
+    return next(
         iter(
             collection.find(
                 {}, {"_id": 1}, sort=[("_id", DESCENDING)], skip=SCAN_CAP - 1, limit=1,
@@ -94,10 +113,6 @@ def bounded(match: dict[str, Any], collection: Collection, all: bool = False) ->
         ),
         None,
     )  # fmt: skip
-    if cutoff is None:  # fewer than SCAN_CAP: nothing to leave out
-        return match
-    bound = {"_id": {"$gte": cutoff["_id"]}}
-    return {"$and": [match, bound]} if match else bound
 
 
 @contextlib.contextmanager
