@@ -69,3 +69,14 @@ def test_the_answer_shows_within_half_a_second_of_typing(tail, queue):
         took.append(time.monotonic() - start)
     print("search answers in", [f"{t * 1000:.0f} ms" for t in took])
     assert max(took) < 0.5, took
+
+
+def test_recent_paths_are_read_once_in_a_burst_of_typing(tail, monkeypatch):
+    from mjq_notebook.notebook.widgets.search import QueryBox
+
+    reads = []
+    read = QueryBox._read_paths
+    monkeypatch.setattr(QueryBox, "_read_paths", lambda box: (reads.append(1), read(box)))
+    for n in range(30):  # thirty keystrokes within a second or two
+        tail.search.value = "data.c" + "u" * n
+    assert len(reads) == 1
