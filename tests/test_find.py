@@ -114,7 +114,7 @@ def test_the_scan_cap_bounds_every_read_and_all_lifts_it(server_uri, db, monkeyp
         client.close()
 
 
-def test_mjq_find_prints_each_format(queue, server_uri, capsys):
+def test_mjq_find_prints_each_format(queue, server_uri, capsys, monkeypatch):
     from mjq_notebook.cli.main import main
 
     ids = _finished(queue, 4)
@@ -134,6 +134,11 @@ def test_mjq_find_prints_each_format(queue, server_uri, capsys):
         str(ids[0]),
     ]
     assert json.loads(rows[1][-1]) == {"customer": 2, "kind": "a"}
+    monkeypatch.setattr(find, "SCAN_CAP", 2)  # --all looks past the cap
+    assert main(["find", "status:failed", "--format", "json", *where]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1  # only ids[3] among the newest 2
+    assert main(["find", "status:failed", "--all", "--format", "json", *where]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["find", "status:failed stauts:done", *where]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [
