@@ -23,6 +23,7 @@ REPORT_LINE = {
     "bench_aging.py": r"aged/fresh: pub\+claim\+done \d+\.\d+x",
     "bench_dashboard.py": r"first load .*median \d+\.\d+ s",
     "bench_durability.py": r"\| q\.pub, per job \| [\d.]+ \| [\d.]+ \| \d+\.\d+x \|",
+    "bench_find.py": r"\| `data\.user:user042` \(\d+ found\) \| [\d.]+ \| [\d.]+ \| [\d.]+x \|",
     "bench_history.py": r"\| history\(\) \| \d+ \| raw fetch, same projection \| \d+ \| [\d.]+x",
     "bench_queue.py": r"\| pub\+claim\+done per job, mean \(ms\) \| [\d.]+ \| [\d.]+ \| [\d.]+x",
     "bench_refresh.py": r"\| newest 50 jobs \| .* \| \d+\.\d+x wall",

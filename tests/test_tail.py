@@ -180,7 +180,7 @@ def test_requeue_all_needs_confirmation_and_requeues_only_the_failed(tail, queue
     assert queue.counts()["failed"] == 4  # nothing happened yet
     tail.cancel_button.click()
     assert tail.confirm_box.layout.display == "none" and queue.counts()["failed"] == 4
-    tail.search.value = '"kind": "a"'
+    tail.search.value = "data.kind:a"
     tail.requeue_all_button.click()
     assert "Requeue 2 failed jobs" in tail.confirm_label.value
     tail.confirm_button.click()

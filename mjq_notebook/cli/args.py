@@ -265,6 +265,13 @@ def parser() -> argparse.ArgumentParser:
         help="a table, or one JSON object per line (default: table)",
     )
 
+    sub = command("find", "the jobs a query matches, newest first (README: Finding jobs)", one)
+    sub.add_argument("query", help='e.g. "status:failed data.customer:42 created:>1d"')
+    sub.add_argument("--limit", type=_positive, default=100, help="jobs (default: 100)")
+    sub.add_argument("--all", action="store_true", help="look past the newest 100,000 jobs")
+    sub.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                     help="a table, CSV, or one JSON object per line (default: table)")  # fmt: skip
+
     sub = command(
         "stats",
         "each group's jobs by status, with its failure rate, then their wait and run times",

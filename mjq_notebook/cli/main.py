@@ -348,6 +348,13 @@ def cmd_job(args: argparse.Namespace) -> int:
     return job_command(_steering(_existing(args)), args.job, args.action)
 
 
+def cmd_find(args: argparse.Namespace) -> int:
+    from .find import print_found
+
+    queue = _existing(args)
+    return print_found(queue, args.query, limit=args.limit, form=args.format, all=args.all)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from .audit import print_audit
 
@@ -430,6 +437,7 @@ COMMANDS = {
     "stats": cmd_stats,
     "job": cmd_job,
     "audit": cmd_audit,
+    "find": cmd_find,
     "dashboard": cmd_dashboard,
     "demo": cmd_demo,
 }

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bson import ObjectId
 
-from .job import Job, Status, job_id, utcnow
+from .job import Job, JobList, Status, job_id, utcnow
 from .outage import display_timeout, unavailable_as_error
 from .parts import steer
+from .parts.find import find_jobs
 from .parts.leases import reclaim_one
 from .parts.requeue import failed_jobs, requeue
 from .parts.retention import prune
@@ -167,6 +168,13 @@ class JobQueue(QueueBase):
         return requeued
 
     # -- inspecting -----------------------------------------------------------------------
+
+    @unavailable_as_error
+    def find(self, query: str | Mapping[str, Any], limit: int = 100, all: bool = False) -> JobList:
+        """The newest ``limit`` jobs matching ``query``, newest first, ring and history each job
+        once: a query text (README "Finding jobs": ``status:failed data.customer:42``) or a
+        MongoDB filter. Only the newest 100,000 jobs are looked at unless ``all=True``."""
+        return find_jobs(self, query, limit=limit, all=all)
 
     @unavailable_as_error
     def get(self, job: Mapping[str, Any] | ObjectId | str) -> Job | None:

@@ -6,7 +6,7 @@ in both shows once, in its latest state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pymongo import DESCENDING
@@ -111,19 +111,30 @@ class Reads:
         match = {**(query or {})}
         if status is not None:
             match["status"] = Status(status).value
-        latest: dict[Any, dict[str, Any]] = {}
-        for collection in (self.history, self.queue):
-            for doc in collection.find(match, sort=[("_id", DESCENDING)], limit=limit):
-                held = latest.get(doc["_id"])
-                if held is None or _attempts(doc) > _attempts(held):
-                    latest[doc["_id"]] = doc  # on a tie, history's copy is the final one
-        newest = sorted(latest, key=id_order, reverse=True)[:limit]
-        return JobList(Job(latest[job_id]) for job_id in newest)
+        found = (
+            collection.find(match, sort=[("_id", DESCENDING)], limit=limit)
+            for collection in (self.history, self.queue)
+        )
+        return newest_once(found, limit)
 
     def get(self, job_id: Any) -> Job | None:
         """The job's current document: from the queue, else from history."""
         doc = self.queue.find_one({"_id": job_id}) or self.history.find_one({"_id": job_id})
         return None if doc is None else Job(doc)
+
+
+def newest_once(found: Iterable[Iterable[dict[str, Any]]], limit: int) -> JobList:
+    """The newest ``limit`` jobs of ``found`` (history's documents first, then the ring's),
+    newest first, each once in its latest state: the copy with more attempts, else history's
+    (the final one)."""
+    latest: dict[Any, dict[str, Any]] = {}
+    for docs in found:
+        for doc in docs:
+            held = latest.get(doc["_id"])
+            if held is None or _attempts(doc) > _attempts(held):
+                latest[doc["_id"]] = doc
+    newest = sorted(latest, key=id_order, reverse=True)[:limit]
+    return JobList(Job(latest[job_id]) for job_id in newest)
 
 
 def _attempts(doc: Mapping[str, Any]) -> int:

@@ -28,7 +28,6 @@ from ..display import escape
 from ..formatting import lost_note
 from ..markup import wrap
 from .acting import refused
-from .rows import matches
 
 if TYPE_CHECKING:
     from ...core.audit import Steering
@@ -203,14 +202,14 @@ class JobActions(W.HBox):
 
 class RequeueAll:
     """ "Requeue all failed…" and its confirmation row (``confirm_box``: the count, Requeue,
-    Don't requeue). ``term()`` gives the tail's search; ``changed()`` follows a requeue. The
-    requeue goes through ``steering``; a read-only one gets no widgets (all None)."""
+    Don't requeue). ``term()`` gives the tail's search (compiled); ``changed()`` follows a
+    requeue. The requeue goes through ``steering``; a read-only one gets no widgets (all None)."""
 
     def __init__(
         self,
         steering: Steering,
         say: Callable[[str], None],
-        term: Callable[[], str],
+        term: Callable[[], dict[str, Any]],
         changed: Callable[[], None],
     ) -> None:
         self.steering, self.queue = steering, steering.queue
@@ -240,8 +239,8 @@ class RequeueAll:
         term = self._term()
         try:
             if term:
-                failed = self.queue.jobs(status="failed", limit=REQUEUE_SCAN)
-                ids = [job.id for job in failed if matches(job, term)]
+                failed = self.queue.find({"$and": [term, {"status": "failed"}]}, limit=REQUEUE_SCAN)
+                ids = [job.id for job in failed]
                 query, count = {"_id": {"$in": ids}}, len(ids)
             else:
                 query, count = None, self.queue.counts(warn=False)["failed"]

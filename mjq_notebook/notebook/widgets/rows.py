@@ -1,10 +1,9 @@
 """The tail's rows: what a row holds (``job_row``, from the display's one row builder), which
-jobs are in sight in the "all" view (``in_sight``) and what a search matches."""
+jobs are in sight in the "all" view (``in_sight``)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,14 +46,6 @@ def in_sight(working: Sequence[Job], newest: Sequence[Job], limit: int) -> list[
     ids = {job.id for job in running}
     others = [job for job in newest if job.id not in ids]
     return [*running, *others][:limit]
-
-
-def matches(job: Job, term: str) -> bool:
-    """True when ``term`` starts the job's id or appears in its data as JSON (any case)."""
-    if str(job.get("_id")).startswith(term.lower()):
-        return True
-    text = json.dumps(job.get("data"), default=str, ensure_ascii=False)
-    return term.lower() in text.lower()
 
 
 def _as_id(text: str) -> ObjectId | None:

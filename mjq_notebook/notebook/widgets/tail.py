@@ -31,13 +31,14 @@ from pymongo.errors import PyMongoError
 
 from ...core.audit import Actor, Steering
 from ...core.job import STATUSES, Job
-from ...errors import ServerUnavailable
+from ...errors import JobQueueError, ServerUnavailable
 from ...live.watch import Snapshot, Subscription, Watcher
 from .. import display, markup
 from .acting import actor_or_here, read_only_html
 from .actions import JobActions, RequeueAll
 from .lifecycle import Lifecycle
-from .rows import _as_id, in_sight, job_row, matches
+from .rows import _as_id, in_sight, job_row
+from .search import QueryBox
 from .workers import WorkersView
 
 try:
@@ -55,7 +56,6 @@ log = logging.getLogger("mjq_notebook")
 _STATIC = pathlib.Path(__file__).parent / "_static"
 LIVE_RATE = 10.0  # table updates a second at most, rows from the watcher's window
 QUERY_RATE = 2.0  # with a status filter or a search, re-reads of the queue a second at most
-SEARCH_SCAN = 10  # a search looks through this many times `limit` newest jobs
 PREVIEW_WIDTH = 80
 FREEZE = ("Freeze view", "pause")  # the view-pause button's label and icon, and frozen:
 RESUME = ("Resume view", "play")
@@ -100,7 +100,7 @@ class Tail(Lifecycle, W.VBox):
         self._sub: Subscription | None = None
         self._token: object | None = None  # identifies the current subscription's callback
         self._status: str | None = None  # the filter and search as the watcher thread reads them
-        self._term = ""
+        self._match: dict[str, Any] = {}  # the search's last good query, compiled
         self._shown: dict[str, Job] = {}  # jobs in the rows, by id string
         self._row_cache: dict[Any, tuple[Job, dict[str, str]]] = {}  # see _rows_of
         self._detail_job: Job | None = None
@@ -113,7 +113,8 @@ class Tail(Lifecycle, W.VBox):
             options=["all", *STATUSES], value="all", description="status", layout={"width": "11em"}
         )
         self.status_filter.style.description_width = "auto"
-        self.search = W.Text(placeholder="id prefix or text in the data", layout={"width": "20em"})
+        self.query_box = QueryBox(queue)  # the job query language, its mistakes under it
+        self.search = self.query_box.text  # .value: the query's text
         # It freezes this view only: the queue (and the dashboard's counters) keep going,
         # which a bare "Pause" beside a queue's counters does not say.
         self.pause_button = W.ToggleButton(
@@ -138,7 +139,7 @@ class Tail(Lifecycle, W.VBox):
             tooltip="load the selected job's data into the publish form",
         )  # fmt: skip
         self.requeue_all = RequeueAll(
-            self.steering, self._say, lambda: self._filter()[1], self._acted
+            self.steering, self._say, lambda: self.query_box.filter, self._acted
         )
         ra = self.requeue_all  # its parts, as tests and users knew them
         self.requeue_all_button, self.confirm_box = ra.button, ra.confirm_box
@@ -146,7 +147,7 @@ class Tail(Lifecycle, W.VBox):
         note = read_only_html(self.actor) if read_only and read_only_note else ""
         self.read_only_note = W.HTML(markup.wrap(note) if note else "")
         parts = [
-            W.HBox([self.status_filter, self.search, self.pause_button, self.workers_button]),
+            W.HBox([self.status_filter, self.query_box, self.pause_button, self.workers_button]),
             self.read_only_note if note else None,
             self.counters,
             self.workers_view.widget,
@@ -161,7 +162,7 @@ class Tail(Lifecycle, W.VBox):
         ]
         super().__init__([part for part in parts if part is not None])
         self.status_filter.observe(self._filter_changed, "value")
-        self.search.observe(self._filter_changed, "value")
+        self.query_box.on_change(self._filter_changed)
         self.pause_button.observe(self._pause_changed, "value")
         self.table.observe(self._selected_changed, "selected")
         self.workers_button.observe(self._workers_toggled, "value")
@@ -214,7 +215,7 @@ class Tail(Lifecycle, W.VBox):
             if self._sub is not None:
                 return
             self._token = token
-            self._status, self._term = self._filter()
+            self._status, self._match = self._filter()
         sub = self.watcher.subscribe(
             functools.partial(self._on_snapshot, token), window=self.limit, rate=self._rate()
         )
@@ -233,20 +234,19 @@ class Tail(Lifecycle, W.VBox):
         if sub is not None:
             sub.close()  # outside the lock: it may wait for a callback that wants the lock
 
-    def _filter(self) -> tuple[str | None, str]:
-        status = self.status_filter.value
-        return (None if status == "all" else status), self.search.value.strip()
+    def _filter(self) -> tuple[str | None, dict[str, Any]]:
+        return (None if (s := self.status_filter.value) == "all" else s), self.query_box.filter
 
     def _rate(self) -> float:
-        return LIVE_RATE if self._status is None and not self._term else QUERY_RATE
+        return LIVE_RATE if self._status is None and not self._match else QUERY_RATE
 
     def _on_snapshot(self, token: object, snapshot: Snapshot) -> None:
         """On the watcher's thread: the rows, state and counters for ``snapshot``."""
         with self._lock:
             if token is not self._token:
                 return
-            status, term = self._status, self._term
-        jobs = self._jobs_for(snapshot, status, term)
+            status, match = self._status, self._match
+        jobs = self._jobs_for(snapshot, status, match)
         now = dt.datetime.now(dt.timezone.utc)
         lost = snapshot.lost_workers
         rows = None if jobs is None else self._rows_of(jobs, now, lost)
@@ -293,30 +293,29 @@ class Tail(Lifecycle, W.VBox):
             self._row_cache = {key: cache[key] for key in shown}
         return rows
 
-    def _jobs_for(self, snapshot: Snapshot, status: str | None, term: str) -> list[Job] | None:
-        """The jobs to show: the window, or (filtered) a read of the queue (the subscription's
-        rate keeps those to QUERY_RATE a second); None to leave the rows as they are."""
-        if status is None and not term:
+    def _jobs_for(self, snapshot: Snapshot, status: str | None, match: dict) -> list[Job] | None:
+        """The window, or (filtered, at QUERY_RATE) a read; None leaves the rows as they are."""
+        if status is None and not match:
             return in_sight(snapshot.working, snapshot.jobs, self.limit)
         try:
-            if not term:
+            if not match:
                 return list(self.queue.jobs(status=status, limit=self.limit))
-            jobs = self.queue.jobs(status=status, limit=self.limit * SEARCH_SCAN)
-        except (PyMongoError, ServerUnavailable):
-            return None  # the watcher reports the outage
-        return [job for job in jobs if matches(job, term)][: self.limit]
+            match = {"$and": [match, {"status": status}]} if status else match
+            return list(self.queue.find(match, limit=self.limit))
+        except (PyMongoError, ServerUnavailable, JobQueueError):
+            return None  # the watcher reports an outage; a find stopped for its time, kept
 
     def _filter_changed(self, _change: Any = None) -> None:
         with self._lock:
-            self._status, self._term = self._filter()
+            self._status, self._match = self._filter()
             sub = self._sub
-        if self.requeue_all_button is not None:
-            self.requeue_all_button.layout.display = (
-                None if self._status in (None, "failed") else "none"
-            )
+        if (button := self.requeue_all_button) is not None:
+            button.layout.display = None if self._status in (None, "failed") else "none"
         self.requeue_all.drop()
-        if sub is not None:
+        if sub is not None:  # answer now (a watcher awaiting a change may take 0.5 s), and again
             sub.rate = self._rate()
+            now = (self._token, self.watcher.snapshot)
+            threading.Thread(target=self._on_snapshot, args=now, daemon=True).start()
             sub.resend()
 
     def _pause_changed(self, change: Any) -> None:
