@@ -199,3 +199,78 @@ def test_mjq_retry_cancel_promote_a_query(q, server_uri):
     assert out.returncode == 0 and "cancelled 3 waiting jobs" in out.stdout
     out = run_mjq("cancel", "stauts:x", "--yes", *base, uri=server_uri)
     assert out.returncode == 2 and "stauts" in out.stderr
+
+
+def test_the_tails_bulk_buttons_ask_with_the_count_then_act(tail, queue):
+    from mjq_notebook.notebook.widgets import bulk_actions
+
+    bulk_ui = tail.bulk_actions
+    failed = [_failed(queue, {"kind": "x"}) for _ in range(2)]
+    other = _failed(queue, {"kind": "y"})
+    assert bulk_ui.button_row.layout.display == "none"  # no query: no bulk buttons
+    tail.search.value = "data.kind:x"
+    assert bulk_ui.button_row.layout.display is None
+    bulk_ui.buttons["retry"].click()
+    assert bulk_ui.confirm_box.layout.display is None
+    assert "Retry 2 failed jobs matching <code>data.kind:x</code>?" in bulk_ui.label.value
+    assert _statuses(queue, failed) == ["failed"] * 2  # nothing happened yet
+    bulk_ui.no.click()
+    assert bulk_ui.confirm_box.layout.display == "none"
+    bulk_ui.buttons["retry"].click()
+    bulk_ui.yes.click()
+    bulk_ui.wait(30)
+    assert "retried 2 failed jobs matching data.kind:x" in bulk_ui.message.value
+    assert _statuses(queue, [*failed, other]) == ["waiting", "waiting", "failed"]
+    [entry] = queue.audit()
+    assert (entry["action"], entry["count"], entry["detail"]) == ("retry all", 2, "data.kind:x")
+    tail.search.value = "data.kind:y"  # the message was about another query: it goes
+    assert bulk_ui.message.value == ""
+    bulk_ui.buttons["cancel"].click()
+    assert "no waiting jobs match data.kind:y" in bulk_ui.message.value
+    tail.search.value = "stauts:x"
+    bulk_ui.buttons["cancel"].click()
+    assert "no query" in bulk_ui.message.value and "stauts" in bulk_ui.message.value
+    assert bulk_actions.LONG > 2  # the short run above showed no progress bar
+    assert bulk_ui.progress.layout.display == "none"
+
+
+def test_a_long_bulk_run_shows_its_progress(tail, queue, monkeypatch):
+    from mjq_notebook.notebook.widgets import bulk_actions
+
+    monkeypatch.setattr(bulk_actions, "LONG", 10)
+    monkeypatch.setattr(bulk, "BATCH", 7)
+    queue.pub_many([{"kind": "x"}] * 20, delay=3600)
+    bulk_ui = tail.bulk_actions
+    seen = []
+    bulk_ui.progress.observe(lambda change: seen.append(change["new"]), "value")
+    tail.search.value = "data.kind:x"
+    bulk_ui.buttons["promote"].click()
+    assert "Run now 20 delayed jobs matching" in bulk_ui.label.value
+    assert bulk_ui.yes.description == "Run them now"
+    bulk_ui.yes.click()
+    bulk_ui.wait(30)
+    assert "made due now 20 delayed jobs" in bulk_ui.message.value
+    assert bulk_ui.progress.max == 20 and seen and seen[-1] == 20
+    assert queue.count_matches("data.kind:x", "promote") == 0
+
+
+def test_a_viewer_gets_no_bulk_buttons(queue):
+    from mjq_notebook.notebook.widgets import Tail
+
+    viewer = Tail(queue, actor=Actor("page", "someone", "host", role="viewer"))
+    try:
+        assert viewer.bulk_actions.box is None and viewer.bulk_actions.buttons == {}
+        assert viewer.bulk_actions.box not in viewer.children
+        viewer.search.value = "data.kind:x"
+        labels = {getattr(w, "description", None) for w in _tree(viewer)}
+        assert not labels & {"Retry all matches", "Cancel all matches", "Run all now"}
+        assert "Workers" in labels  # the tree was walked
+    finally:
+        viewer.close()
+
+
+def _tree(widget):
+    """Every widget in ``widget``'s tree."""
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _tree(child)
