@@ -9,16 +9,19 @@ import signal
 import threading
 
 from mjq_notebook import JobQueue
-from mjq_notebook.core.audit import Actor, Steering
+from mjq_notebook.core.audit import MAX_IDS, Actor, Steering
 from mjq_notebook.core.parts import bulk
 from mjq_notebook.server import client_for
 
 from .support.processes import read_log, start_worker
 from .support.waiting import wait_for
 
-WAITING = 120  # jobs of kind x the workers and the cancels race for
+WAITING = 80  # jobs (3 in 4 of kind x) the workers and the cancels race for
 FAILED = 30  # failed jobs of kind x, which the retries put back (and the cancels may take)
-OTHERS = 40  # jobs of kind y: nobody's target
+OTHERS = 40  # more jobs of kind y: nobody's target
+
+
+assert WAITING * 3 // 4 + FAILED < MAX_IDS  # the audit keeps every id a call changed
 
 
 def _in_threads(*calls):
@@ -51,7 +54,8 @@ def test_bulk_retry_and_cancel_racing_two_claiming_processes(db, server_uri, tmp
     for _ in range(FAILED):
         q.fail(q.next(), RuntimeError("boom"))
     assert q.counts()["failed"] == FAILED
-    waiting = q.pub_many([{"kind": "x" if n % 4 else "y", "n": n} for n in range(WAITING + OTHERS)])
+    kinds = ["x" if n % 4 and n < WAITING else "y" for n in range(WAITING + OTHERS)]
+    waiting = q.pub_many([{"kind": kind, "n": n} for n, kind in enumerate(kinds)])
     log = tmp_path / "ran.log"
     workers = [start_worker(server_uri, db, "record", log, sleep="0.02") for _ in range(2)]
     second = client_for(server_uri)
