@@ -5,6 +5,11 @@ tail's bulk buttons, ``mjq retry|cancel|promote QUERY``)."""
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
+
 import pytest
 
 from mjq_notebook import Empty, JobQueue
@@ -274,3 +279,31 @@ def _tree(widget):
     yield widget
     for child in getattr(widget, "children", ()):
         yield from _tree(child)
+
+
+@pytest.mark.parametrize("answer", ["y", "n"])
+def test_mjq_asks_with_the_count_on_a_terminal(q, server_uri, answer):
+    ids = q.pub_many([{"kind": "x"}] * 2)
+    controller, terminal = pty.openpty()
+    command = [sys.executable, "-m", "mjq_notebook.cli", "cancel", "data.kind:x"]
+    process = subprocess.Popen(
+        [*command, "--db", q.db.name, "--queue", q.name],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MJQ_MONGODB_URI": server_uri},
+    )
+    os.close(terminal)
+    try:
+        os.write(controller, f"{answer}\n".encode())
+        out, err = process.communicate(timeout=60)
+    finally:
+        os.close(controller)
+    assert "Cancel 2 waiting jobs matching `data.kind:x`? [y/N]" in out
+    if answer == "y":
+        assert process.returncode == 0 and "cancelled 2 waiting jobs" in out
+        assert _statuses(q, ids) == ["cancelled"] * 2
+    else:
+        assert process.returncode == 1 and "nothing done" in err
+        assert _statuses(q, ids) == ["waiting"] * 2 and q.audit() == []

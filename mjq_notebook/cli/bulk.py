@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from ..core.parts.bulk import ACTIONS
+from ..core.job import ACTS_ON
 from ..text import printable
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ VERBS = {"retry": ("Retry", "retried"), "cancel": ("Cancel", "cancelled"),
 def act(steering: Steering, action: str, query: str, yes: bool) -> int:
     """Count the matches ``action`` would change, confirm, act; the command's exit status
     (1 when nothing was done for want of a confirmation)."""
-    noun, (ask, did) = ACTIONS[action].noun, VERBS[action]
+    noun, (ask, did) = ACTS_ON[action], VERBS[action]
     shown = printable(query)
     count = steering.queue.count_matches(query, action)  # a query that can't be read: exit 2
     if not count:

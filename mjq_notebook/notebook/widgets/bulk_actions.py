@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
-from ...core.parts.bulk import ACTIONS
+from ...core.job import ACTS_ON
 from ...errors import QuerySyntaxError, ReadOnlyError
 from ..markup import escape
 from .acting import refused
@@ -89,7 +89,7 @@ class BulkActions:
         if self.label is None or self.confirm_box is None or self.yes is None:
             self._tell(refused(WORDING[action][0].lower()))  # read-only: nothing was made
             return
-        noun = ACTIONS[action].noun
+        noun = ACTS_ON[action]
         try:
             count = self.queue.count_matches(text, action)
         except QuerySyntaxError as exc:
@@ -145,7 +145,7 @@ class BulkActions:
             log.info("mjq: %s of %r failed: %r", action, text, exc)
             outcome = f"{WORDING[action][0].lower()} failed: {type(exc).__name__}"
         else:
-            noun = ACTIONS[action].noun
+            noun = ACTS_ON[action]
             plural = "s" * (count != 1)
             outcome = f"{WORDING[action][3]} {count:,} {noun} job{plural} matching {text}"
             if count:
