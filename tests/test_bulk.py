@@ -5,10 +5,13 @@ tail's bulk buttons, ``mjq retry|cancel|promote QUERY``)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
+import struct
 import subprocess
 import sys
+import termios
 
 import pytest
 
@@ -285,12 +288,13 @@ def _tree(widget):
 def test_mjq_asks_with_the_count_on_a_terminal(q, server_uri, answer):
     ids = q.pub_many([{"kind": "x"}] * 2)
     controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 wide
     command = [sys.executable, "-m", "mjq_notebook.cli", "cancel", "data.kind:x"]
     process = subprocess.Popen(
         [*command, "--db", q.db.name, "--queue", q.name],
         stdin=terminal,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=terminal if answer == "y" else subprocess.PIPE,  # "y": a progress bar there
         text=True,
         env={**os.environ, "MJQ_MONGODB_URI": server_uri},
     )
@@ -298,12 +302,28 @@ def test_mjq_asks_with_the_count_on_a_terminal(q, server_uri, answer):
     try:
         os.write(controller, f"{answer}\n".encode())
         out, err = process.communicate(timeout=60)
+        shown = _read_all(controller) if answer == "y" else ""
     finally:
         os.close(controller)
     assert "Cancel 2 waiting jobs matching `data.kind:x`? [y/N]" in out
     if answer == "y":
         assert process.returncode == 0 and "cancelled 2 waiting jobs" in out
+        assert "0/2 [" in shown  # a progress bar on the terminal, of the count asked about
         assert _statuses(q, ids) == ["cancelled"] * 2
     else:
         assert process.returncode == 1 and "nothing done" in err
         assert _statuses(q, ids) == ["waiting"] * 2 and q.audit() == []
+
+
+def _read_all(controller: int) -> str:
+    """What a terminal whose every writer has ended shows (to its end: EIO on Linux)."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
