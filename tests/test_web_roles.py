@@ -38,7 +38,7 @@ DB = "web_roles"
 FORGED = {"X-Mjq-Role": "owner", "X-Mjq-Client": "6.6.6.6"}  # what a viewer might send
 # what no viewer may see or click (the tail's job actions, the dashboard's, the form's)
 ACTIONS = ("Pause queue", "Resume queue", "Publish", "Cancel job", "Confirm cancel", "Run now",
-           "Release now", "Requeue")  # fmt: skip
+           "Release now", "Requeue", "Retry all", "Cancel all", "Run all")  # fmt: skip
 NOT_CLICKED = ("Close", "Keep it", "Don't requeue")  # each would undo the clicks around it
 
 
@@ -253,7 +253,7 @@ def test_a_viewers_action_messages_change_nothing_and_the_owners_are_audited(das
         return labels
 
     labels = asyncio.run(as_owner())
-    assert {"Pause queue", "Publish"} <= labels, labels
+    assert {"Pause queue", "Publish", "Retry all matches", "Run all now"} <= labels, labels
     wait_for(lambda: queue.paused, 10, "the owner's click to pause the queue")
     (entry,) = queue.audit()
     assert entry["action"] == "pause"
