@@ -1,10 +1,11 @@
 """Who did what to a queue: the actions people take, each appended to ``<queue>.audit``.
 
 An action taken from a dashboard page, a notebook widget or the ``mjq`` command (publish
-from the form, pause, resume, cancel, run now, release, requeue, requeue all, prune,
-resize) goes through :class:`Steering`, which does it on the queue and then records when,
-what, which jobs (or how many) and who. Programs calling ``q.pub()`` and workers are not
-audited: the record is of people's hands on the queue, not of its traffic.
+from the form, pause, resume, cancel, run now, release, requeue, requeue all, retry all,
+cancel all, run all now, prune, resize) goes through :class:`Steering`, which does it on the
+queue and then records when, what, which jobs (or how many) and who. Programs calling
+``q.pub()`` and workers are not audited: the record is of people's hands on the queue, not
+of its traffic.
 
 A viewer (``Actor.role == "viewer"``: the read-only token of ``mjq dashboard``) gets a
 Steering that refuses every action with :class:`ReadOnlyError` before touching the
@@ -34,6 +35,7 @@ from ..errors import ReadOnlyError
 from ..text import format_seconds
 
 if TYPE_CHECKING:
+    from .parts.bulk import Progress, Query
     from .queue import JobQueue
 
 log = logging.getLogger("mjq_notebook")
@@ -136,6 +138,15 @@ class Steering:
             self._note("requeue all", count=count, detail=repr(dict(query or {})))
         return count
 
+    def retry_all(self, query: Query, *, progress: Progress | None = None) -> int:
+        return self._all("retry all", self.queue.retry_all, query, progress)
+
+    def cancel_all(self, query: Query, *, progress: Progress | None = None) -> int:
+        return self._all("cancel all", self.queue.cancel_all, query, progress)
+
+    def promote_all(self, query: Query, *, progress: Progress | None = None) -> int:
+        return self._all("run all now", self.queue.promote_all, query, progress)
+
     def prune_history(self, older_than: float | dt.timedelta) -> int:
         self._allowed("prune")
         count = self.queue.prune_history(older_than)
@@ -157,6 +168,17 @@ class Steering:
             self._note(action, jobs=[job.get("_id") if isinstance(job, Mapping) else job])
         return changed
 
+    def _all(self, action: str, method: Any, query: Query, progress: Progress | None) -> int:
+        """A bulk action: one entry, its exact count, the query as the detail (its text, or
+        a filter's repr) and the first ``MAX_IDS`` ids changed."""
+        self._allowed(action)
+        changed: list[Any] = []
+        count = int(method(query, progress=progress, changed=changed))
+        if count:
+            detail = query if isinstance(query, str) else repr(dict(query))
+            self._note(action, jobs=changed[:MAX_IDS], count=count, detail=detail)
+        return count
+
     def _allowed(self, action: str) -> None:
         if self.actor.read_only:
             raise ReadOnlyError(f"can't {action}: this {self.actor.via} is read-only")
@@ -176,12 +198,13 @@ class Steering:
 def record(queue: JobQueue, action: str, actor: Actor, *, jobs: list[Any] | None = None,
            count: int | None = None, detail: str | None = None) -> ObjectId:  # fmt: skip
     """Append one entry to ``queue``'s audit: ``action`` by ``actor`` on ``jobs`` (or on
-    ``count`` jobs), with a ``detail`` such as the filter used; returns the entry's id."""
+    ``count`` jobs; both: ``count`` jobs of which ``jobs`` are the first), with a ``detail``
+    such as the filter used; returns the entry's id."""
     entry: dict[str, Any] = {
         "_id": ObjectId(),
         "at": dt.datetime.now(dt.timezone.utc),
         "action": action,
-        "count": len(jobs) if jobs is not None else count,
+        "count": len(jobs) if count is None and jobs is not None else count,
         "who": {k: v for k, v in asdict(actor).items() if v is not None},
     }
     if jobs is not None:

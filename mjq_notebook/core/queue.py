@@ -18,9 +18,9 @@ from bson import ObjectId
 
 from .job import Job, Status, utcnow
 from .outage import display_timeout, unavailable_as_error
-from .parts import steer
+from .parts import bulk, steer
+from .parts.bulk import Progress, Query
 from .parts.leases import reclaim_one
-from .parts.requeue import failed_jobs, requeue
 from .parts.retention import prune
 from .parts.room import Limits, resize
 from .queue_base import QueueBase
@@ -153,16 +153,42 @@ class JobQueue(QueueBase):
         return self.retry_failed({"_id": _id_of(job)}) == 1
 
     @unavailable_as_error
-    def retry_failed(self, query: Mapping[str, Any] | None = None) -> int:
-        """Every failed job matching ``query`` (a MongoDB filter, e.g. ``{"data.kind":
-        "email"}``) back to waiting, as ``retry``; returns how many were requeued."""
-        self._require_capped()
-        failed = failed_jobs(self.collection, self.history_collection, query or {})
-        ring, history, more = self.collection, self.history_collection, self.max_attempts
-        requeued = sum(requeue(ring, history, doc, more) for doc in failed)
-        if requeued:
-            self._due.expect(0)
-        return requeued
+    def retry_failed(self, query: Mapping[str, Any] | str | None = None) -> int:
+        """Every failed job matching ``query`` back to waiting: ``retry_all(query or {})``."""
+        return self.retry_all(query or {})
+
+    # -- acting on every match of a query (parts/bulk.py) ---------------------------------
+
+    @unavailable_as_error
+    def retry_all(self, query: Query, *, progress: Progress | None = None,
+                  changed: list[Any] | None = None) -> int:  # fmt: skip
+        """Every *failed* job matching ``query`` (query text such as ``"data.kind:email"``, or
+        a MongoDB filter) back to waiting, as ``retry``; returns how many. Only failed jobs,
+        whatever the query says of status. ``progress(done, total)`` follows long runs;
+        ``changed`` (a list) receives the ids changed."""
+        return bulk.act(self, "retry", query, progress, changed)
+
+    @unavailable_as_error
+    def cancel_all(self, query: Query, *, progress: Progress | None = None,
+                   changed: list[Any] | None = None) -> int:  # fmt: skip
+        """Every *waiting* (or delayed) job matching ``query`` cancelled, as ``cancel``;
+        returns how many. Only waiting jobs, whatever the query says of status."""
+        return bulk.act(self, "cancel", query, progress, changed)
+
+    @unavailable_as_error
+    def promote_all(self, query: Query, *, progress: Progress | None = None,
+                    changed: list[Any] | None = None) -> int:  # fmt: skip
+        """Every *delayed* job (or retry in back-off) matching ``query`` due now, as
+        ``promote``; returns how many. Only delayed jobs, whatever the query says of status."""
+        return bulk.act(self, "promote", query, progress, changed)
+
+    @unavailable_as_error
+    def count_matches(self, query: Query | None, action: str | None = None) -> int:
+        """How many jobs match ``query`` (ring and history, each once); with ``action``
+        ("retry", "cancel", "promote"), how many ``<action>_all`` would change now."""
+        if action is None:
+            return bulk.count(self.collection, self.history_collection, bulk.as_filter(query))
+        return bulk.would_change(self, action, query)
 
     # -- inspecting -----------------------------------------------------------------------
 

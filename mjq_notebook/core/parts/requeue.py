@@ -1,13 +1,13 @@
 """Requeueing: a failed job back to waiting, with more attempts (``q.retry``).
 
-Jobs of expired leases are *reclaimed* instead (``leases.py``).
+Jobs of expired leases are *reclaimed* instead (``leases.py``); ``bulk.py`` finds the
+failed jobs of ``q.retry_all`` (and ``retry_failed``).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -19,15 +19,6 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 log = logging.getLogger("mjq_notebook")
-
-
-def failed_jobs(queue: Collection, history: Collection, query: Mapping[str, Any]) -> list[dict]:
-    """The failed jobs matching ``query``, each once: history's copy where it has one (jobs
-    are in history once finished; the ring may have evicted them since)."""
-    match = {**query, "status": Status.FAILED.value}
-    failed = {doc["_id"]: doc for doc in queue.find(match)}
-    failed.update((doc["_id"], doc) for doc in history.find(match))
-    return list(failed.values())
 
 
 def requeue(queue: Collection, history: Collection, failed: dict[str, Any], more: int) -> bool:
