@@ -88,6 +88,7 @@ class ErrorsPanel:
             actions = [self.retry_button, self.cancel_button, self.confirm_button, self.keep_button]
         self.actions = W.HBox([self.chosen, *actions], layout={"align_items": "center"})
         self.widget = W.VBox([self.status, *self.rows, self.actions, self.message])
+        self.widget.add_class("mjq-errors")
 
     # -- reading -----------------------------------------------------------------------------
 
