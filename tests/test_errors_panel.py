@@ -4,12 +4,14 @@ count, through the audit; a viewer gets no action; hostile error texts stay text
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mjq_notebook import JobQueue
 from mjq_notebook.core.audit import Actor
 
-from .support.waiting import mjq_threads
+from .support.waiting import mjq_threads, wait_for
 from .support.xss import XSS, assert_escaped
 
 
@@ -121,3 +123,22 @@ def test_hostile_error_texts_are_escaped_in_the_panel(q, board):
     assert len(panel.groups) >= 1
     panel.buttons[0].click()
     assert_escaped(panel.widget)
+
+
+def test_the_dashboard_tick_regroups_when_the_failed_count_moved(q, board, monkeypatch):
+    from mjq_notebook.notebook.widgets import errors_panel
+
+    monkeypatch.setattr(errors_panel, "ERRORS_EVERY_S", 0.5)
+    panel = board.errors_panel
+    fail_many(q, 1, KeyError, "user {} missing")
+    wait_for(lambda: len(panel.groups) == 1, 15, "the first group on the chart tick")
+    wait_for(lambda: board.watcher.snapshot.counts.get("failed") == 1, 5, "the count")
+    time.sleep(1.5)  # a tick or more after the count moved: the panel has looked at it
+    reads = []
+    real = q.errors
+    monkeypatch.setattr(q, "errors", lambda *a, **k: reads.append(1) or real(*a, **k))
+    time.sleep(2)  # ticks with nothing moved: no aggregation
+    assert reads == []
+    fail_many(q, 1, ValueError, "bad row {}")
+    wait_for(lambda: len(panel.groups) == 2, 15, "the new group on the chart tick")
+    assert "bad row &lt;n&gt;" in "".join(cell.value for cell in panel.cells)

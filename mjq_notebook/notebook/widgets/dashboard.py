@@ -136,7 +136,9 @@ class Dashboard(Lifecycle, widgets.VBox):
         self.workers.render(self.watcher.snapshot)
         self.audit_panel = self._audit.widget
         audit = widgets.HTML(_heading("Audit", AUDIT_TIP))
-        self.errors_panel = ErrorsPanel(self.steering, self._show_query, self._acted)
+        self.errors_panel = ErrorsPanel(
+            self.steering, self._show_query, self._acted, moved=self._failed_count
+        )
         errors = [widgets.HTML(_heading("Errors", ERRORS_TIP)), self.errors_panel.widget]
         form = [] if self.publisher is None else [
             widgets.HTML(_heading("Publish a job")), self.publisher
@@ -269,6 +271,12 @@ class Dashboard(Lifecycle, widgets.VBox):
         elif not self._closed:  # stopped: no thread to do it, so here on the kernel's
             self._audit.refresh(force=True)
             self.errors_panel.refresh(force=True)
+
+    def _failed_count(self) -> int | None:
+        """The failed jobs, as the watcher last counted them (the errors panel regroups when
+        this moved)."""
+        counts = self.watcher.snapshot.counts
+        return counts.get("failed") if counts else None
 
     def _show_query(self, query: str) -> None:
         """The tail shows the jobs of ``query`` (an error group's, from the errors panel)."""

@@ -6,10 +6,11 @@ confirmation that shows how many jobs it would change.
 
 As the audit panel, it runs no thread of its own: the dashboard's chart thread calls
 ``refresh()`` on its tick; it looks every ``ERRORS_EVERY_S`` at most (or at once after an
-action, ``due()``). A look costs two document counts (the collections' metadata); the groups
-are aggregated again only when one moved. Row widgets are made once and only their traits
-change. Its actions go through the dashboard's Steering (recorded in the audit); a read-only
-viewer gets no action button (it can still open a group in the tail).
+action, ``due()``). A look costs nothing but the dashboard's count of failed jobs (as its
+watcher last read it); the groups are aggregated again only when it moved. Row widgets are
+made once and only their traits change. Its actions go through the dashboard's Steering
+(recorded in the audit); a read-only viewer gets no action button (it can still open a group
+in the tail).
 """
 
 from __future__ import annotations
@@ -45,10 +46,16 @@ _FIT = {"width": "auto"}
 class ErrorsPanel:
     """``widget``: the groups of ``steering.queue``'s failures; ``open(key)`` (a group's
     button) calls ``show_query("group:<key>")`` and offers the group's actions.
-    ``acted()`` is called after an action changed jobs."""
+    ``acted()`` is called after an action changed jobs. ``moved()`` returns something cheap
+    that changes when failures may have (the dashboard's count of failed jobs; by default
+    the collections' document counts); None means unknown: group again."""
 
     def __init__(
-        self, steering: Steering, show_query: Callable[[str], None], acted: Callable[[], None]
+        self,
+        steering: Steering,
+        show_query: Callable[[str], None],
+        acted: Callable[[], None],
+        moved: Callable[[], Any] | None = None,
     ) -> None:
         self.steering = steering
         self.queue = steering.queue
@@ -57,7 +64,8 @@ class ErrorsPanel:
         self._lock = threading.Lock()
         self._due = True
         self._looked = 0.0
-        self._counts: tuple[int, int] | None = None
+        self._counts: Any = None
+        self._moved = moved or self._documents
         self.groups: list[dict[str, Any]] = []
         self.selected: dict[str, Any] | None = None
         self._pending: str | None = None  # "retry" or "cancel" awaiting its confirmation
@@ -103,16 +111,12 @@ class ErrorsPanel:
         with self._lock:
             due, self._due = self._due or force, False
             if not due and now - self._looked < ERRORS_EVERY_S:
-                self._draw()  # the "ago" column keeps up; unchanged values send nothing
                 return
             self._looked = now
             try:
                 with pymongo.timeout(READ_TIMEOUT_S):
-                    counts = (
-                        self.queue.history_collection.estimated_document_count(),
-                        self.queue.collection.estimated_document_count(),
-                    )
-                    if due or counts != self._counts:
+                    counts = self._moved()
+                    if due or counts != self._counts or counts is None:
                         self.groups = list(self.queue.errors())
                         self._counts = counts
             except (PyMongoError, JobQueueError) as exc:  # the server away: keep what shows
@@ -123,6 +127,14 @@ class ErrorsPanel:
                 key = self.selected["group"]
                 self.selected = next((g for g in self.groups if g["group"] == key), None)
             self._draw()
+
+    def _documents(self) -> tuple[int, int]:
+        """What moves when a job fails, by default: the documents of history and the ring
+        (their collections' metadata)."""
+        return (
+            self.queue.history_collection.estimated_document_count(),
+            self.queue.collection.estimated_document_count(),
+        )
 
     # -- drawing -----------------------------------------------------------------------------
 
