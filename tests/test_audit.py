@@ -143,6 +143,9 @@ def test_a_viewer_is_refused_every_action_and_nothing_changes(q):
         "reclaim": lambda: viewer.reclaim(working),
         "retry": lambda: viewer.retry(failed),
         "retry_failed": viewer.retry_failed,
+        "retry_all": lambda: viewer.retry_all({}),
+        "cancel_all": lambda: viewer.cancel_all(""),
+        "promote_all": lambda: viewer.promote_all({}),
         "prune_history": lambda: viewer.prune_history(0),
         "resize": lambda: viewer.resize(max_jobs=10),
     }

@@ -2,8 +2,9 @@
 workers in several processes would have, here sharing the test client) driven by Hypothesis
 through random interleavings of pub, pub_many, claim (``next``; ``Empty`` when nothing is
 claimable), done, fail (a retry while attempts remain, then failed), release, touch, lease
-expiry, the expired-lease requeue, retry, retry_failed and sweeping, checked after every
-step against a small model and the real database.
+expiry, the expired-lease requeue, retry, retry_failed, retry_all / cancel_all / promote_all
+(in batches) and sweeping, checked after every step against a small model and the real
+database.
 
 The model is one record per job: its state (waiting / working / done / failed), the queue
 object whose claim the document carries (``worker``), its attempts and max_attempts. A claim
@@ -93,6 +94,7 @@ from hypothesis.stateful import (
 )
 
 from mjq_notebook import Empty, Job, JobQueue, LeaseLostError
+from mjq_notebook.core.parts import bulk
 from mjq_notebook.core.wakeup import last_inserted
 
 QUEUES = 3  # JobQueue objects on the same queue
@@ -430,6 +432,30 @@ class QueueMachine(RuleBasedStateMachine):
         for job in failed:
             job.state, job.worker = WAITING, None
             job.max_attempts = job.attempts + MAX_ATTEMPTS
+
+    # -- acting on every match (core/parts/bulk.py), in batches of 1, 2 or the default -----
+
+    @rule(q=queues, kind=st.none() | kinds, action=st.sampled_from(["retry", "cancel", "promote"]),
+          batch=st.sampled_from([1, 2, bulk.BATCH]))  # fmt: skip
+    def act_on_all(self, q, kind, action, batch):
+        """q.retry_all / cancel_all / promote_all of kind ``kind`` (None: every job): exactly
+        the failed / waiting / delayed ones (none is delayed here) change, and are counted."""
+        self.gates()
+        query = {} if kind is None else {"data.k": kind}
+        state = {"retry": FAILED, "cancel": WAITING, "promote": None}[action]
+        hit = [j for j in self.model.values() if j.state == state and kind in (None, j.kind)]
+        default, bulk.BATCH = bulk.BATCH, batch
+        try:
+            assert getattr(self.queues[q], f"{action}_all")(query) == len(hit), action
+        finally:
+            bulk.BATCH = default
+        self.swept()
+        for job in hit:
+            if action == "cancel":
+                job.state = CANCELLED
+            else:
+                job.state, job.worker = WAITING, None
+                job.max_attempts = job.attempts + MAX_ATTEMPTS
 
     # -- sweeping ---------------------------------------------------------------------------
 

@@ -179,6 +179,13 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--max-jobs", type=_positive, help="the most jobs it holds")
 
+    for name, what in (("retry", "failed jobs back to waiting"), ("cancel", "waiting jobs "
+                       "cancelled"), ("promote", "delayed jobs due now")):  # fmt: skip
+        sub = command(name, f"every job matching QUERY: {what} (asks first; see --yes)", one)
+        only = f"it acts on {what.split()[0]} jobs only, whatever it says of status"
+        sub.add_argument("query", metavar="QUERY", help=f"a job query, e.g. data.kind:x; {only}")
+        sub.add_argument("--yes", action="store_true", help="act without asking")
+
     sub = command(
         "tail",
         "the newest jobs, oldest first, then new jobs and status changes as they happen",

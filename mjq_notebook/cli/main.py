@@ -1,5 +1,5 @@
 """The ``mjq`` command: serve, pub, work, queues, workers, tail, stats, pause, resume,
-prune, resize, audit, dashboard (``web``) and demo.
+prune, resize, retry/cancel/promote QUERY (``bulk``), audit, dashboard (``web``) and demo.
 
 Commands that read or steer a queue open it without creating anything, so a mistyped name is
 an error that lists the queues there are; only ``pub``, ``work`` and ``demo`` create one. A
@@ -330,6 +330,12 @@ def cmd_resize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bulk(args: argparse.Namespace) -> int:  # retry, cancel, promote QUERY
+    from .bulk import act
+
+    return act(_steering(_existing(args)), args.command, args.query, args.yes)
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
     from .tail import tail
 
@@ -429,6 +435,7 @@ COMMANDS = {
     "prune": cmd_prune,
     "resize": cmd_resize,
     "tail": cmd_tail,
+    **dict.fromkeys(("retry", "cancel", "promote"), cmd_bulk),
     "stats": cmd_stats,
     "audit": cmd_audit,
     "dashboard": cmd_dashboard,

@@ -31,6 +31,8 @@ class Status(str, enum.Enum):
 
 STATUSES = tuple(s.value for s in Status)
 FINISHED = (Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value)
+# the jobs each bulk action (``q.retry_all`` ...) changes, as a person names them
+ACTS_ON = {"retry": "failed", "cancel": "waiting", "promote": "delayed"}
 # An aggregation expression, true for jobs this package published: they carry max_attempts,
 # pymjq's documents never do (nor get it when we finish them; a q.retry() gives it).
 PUBLISHED_BY_US = {"$ne": [{"$type": "$max_attempts"}, "missing"]}

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..job import FINISHED, IN_HISTORY, Status, utcnow
+from ..job import ACTS_ON, FINISHED, IN_HISTORY, Status, utcnow
 from ..query import compile_query
 from ..retries import retried
 from .requeue import requeue
@@ -33,26 +32,15 @@ Query = str | Mapping[str, Any]  # query text (``core/query.py``) or a MongoDB f
 Progress = Callable[[int, int], None]  # (jobs looked at so far, jobs matching at the start)
 
 
-@dataclass(frozen=True)
-class Action:
-    """What a bulk action changes: jobs in ``state`` (a filter; ``now`` for "delayed")."""
-
-    name: str  # "retry", "cancel", "promote"
-    noun: str  # the jobs it changes, as a person says it: "failed", "waiting", "delayed"
-
-    def state(self) -> dict[str, Any]:
-        if self.name == "retry":
-            return {"status": Status.FAILED.value}
-        if self.name == "cancel":
-            return {"status": Status.WAITING.value}
+def state(action: str) -> dict[str, Any]:
+    """The filter of the jobs ``action`` changes (``job.ACTS_ON`` names them)."""
+    if action == "retry":
+        return {"status": Status.FAILED.value}
+    if action == "cancel":
+        return {"status": Status.WAITING.value}
+    if action == "promote":
         return {"status": Status.WAITING.value, "available_at": {"$gt": utcnow()}}
-
-
-ACTIONS = {
-    "retry": Action("retry", "failed"),
-    "cancel": Action("cancel", "waiting"),
-    "promote": Action("promote", "delayed"),
-}
+    raise ValueError(f"a bulk action is one of {', '.join(ACTS_ON)}, not {action!r}")
 
 
 def as_filter(query: Query | None) -> dict[str, Any]:
@@ -84,7 +72,7 @@ def count(ring: Collection, history: Collection, match: Mapping[str, Any]) -> in
 
 def would_change(queue: QueueBase, action: str, query: Query | None) -> int:
     """How many jobs ``action`` would change now: the matches in the state it changes."""
-    match = {"$and": [as_filter(query), ACTIONS[action].state()]}
+    match = {"$and": [as_filter(query), state(action)]}
     return count(queue.collection, queue.history_collection, match)
 
 
@@ -100,8 +88,7 @@ def act(
     total)`` after each batch; ``total``, counted first only when ``progress`` is given, is
     what matched at the start (``done`` may pass it if jobs came to match meanwhile)."""
     queue._require_capped()
-    kind = ACTIONS[action]
-    match = {"$and": [as_filter(query), kind.state()]}  # compiled before anything is done
+    match = {"$and": [as_filter(query), state(action)]}  # compiled before anything is done
     total = would_change(queue, action, query) if progress is not None else 0
     if progress is not None:
         progress(0, total)

@@ -272,6 +272,13 @@ class RequeueAll:
         self._say(f"requeued {count:,} failed job{'' if count == 1 else 's'}")
         self._changed()
 
+    def filtered(self, status: str | None) -> None:
+        """The tail's filter changed to ``status`` (None: all): the button shows where failed
+        jobs can, and a pending confirmation goes."""
+        if self.button is not None:
+            self.button.layout.display = None if status in (None, "failed") else "none"
+        self.drop()
+
     def drop(self, _button: Any = None) -> None:
         """Hide the confirmation row (the filter changed, or "Don't requeue")."""
         self._pending = None

@@ -1,7 +1,8 @@
 """``Tail``: the queue's newest jobs as a live table, with filters, detail, the selected job's
-actions (requeue, cancel, run now, release; ``actions.py``) and a compact workers panel. A
-working job whose worker the registry says is lost reads "working · worker lost" (the
-watcher's ``lost_workers``, read while working jobs are in view, panel open or not).
+actions (requeue, cancel, run now, release; ``actions.py``), actions on every match of the
+search query (``bulk_actions.py``) and a compact workers panel. A working job whose worker
+the registry says is lost reads "working · worker lost" (the watcher's ``lost_workers``,
+read while working jobs are in view, panel open or not).
 
 The table is an anywidget (``JobTable``) whose state is a list of rows keyed by job id; its
 JavaScript patches rows in place, so the user's scroll and selection survive updates. The
@@ -36,6 +37,7 @@ from ...live.watch import Snapshot, Subscription, Watcher
 from .. import display, markup
 from .acting import actor_or_here, read_only_html
 from .actions import JobActions, RequeueAll
+from .bulk_actions import BulkActions
 from .lifecycle import Lifecycle
 from .rows import _as_id, in_sight, job_row, matches
 from .workers import WorkersView
@@ -143,6 +145,7 @@ class Tail(Lifecycle, W.VBox):
         ra = self.requeue_all  # its parts, as tests and users knew them
         self.requeue_all_button, self.confirm_box = ra.button, ra.confirm_box
         self.confirm_label, self.confirm_button, self.cancel_button = ra.label, ra.yes, ra.no
+        self.bulk_actions = BulkActions(self.steering, self.search, self._acted)  # every match
         note = read_only_html(self.actor) if read_only and read_only_note else ""
         self.read_only_note = W.HTML(markup.wrap(note) if note else "")
         parts = [
@@ -155,6 +158,7 @@ class Tail(Lifecycle, W.VBox):
             if read_only
             else W.HBox([self.actions, self.requeue_all_button, self.copy_button]),
             self.confirm_box,
+            self.bulk_actions.box,
             self.message,
             self.actions.note,
             self.detail,
@@ -310,11 +314,7 @@ class Tail(Lifecycle, W.VBox):
         with self._lock:
             self._status, self._term = self._filter()
             sub = self._sub
-        if self.requeue_all_button is not None:
-            self.requeue_all_button.layout.display = (
-                None if self._status in (None, "failed") else "none"
-            )
-        self.requeue_all.drop()
+        self.requeue_all.filtered(self._status)
         if sub is not None:
             sub.rate = self._rate()
             sub.resend()
