@@ -22,6 +22,7 @@ BENCHMARKS = REPO / "benchmarks"
 REPORT_LINE = {
     "bench_aging.py": r"aged/fresh: pub\+claim\+done \d+\.\d+x",
     "bench_dashboard.py": r"first load .*median \d+\.\d+ s",
+    "bench_errors.py": r"\| q\.errors\(\) \| \d+ \| [\d.]+ \| find of the error fields .*\d+x \|",
     "bench_durability.py": r"\| q\.pub, per job \| [\d.]+ \| [\d.]+ \| \d+\.\d+x \|",
     "bench_find.py": r"\| `data\.user:user042` \(\d+ found\) \| [\d.]+ \| [\d.]+ \| [\d.]+x \|",
     "bench_history.py": r"\| history\(\) \| \d+ \| raw fetch, same projection \| \d+ \| [\d.]+x",

@@ -363,13 +363,14 @@ def test_no_markup_from_data_errors_results_or_ids_gets_through(queue):
         {"at": XSS[3], "action": "pause", "count": XSS[0], "who": {**who, "via": "page"}},
     ]
     pages.append(display.audit_html(entries, now=T0))
+    pages += [display.errors_html(queue.errors()), display.errors_html(frame.mjq.errors())]
     # and as a notebook shows them: a job, a list of jobs, a queue
     pages += [job._repr_html_() for job in jobs] + [jobs._repr_html_(), queue._repr_html_()]
     # every HTML builder of the display layer is in this test (a new one: add it above)
     builders = {name for name in display.__all__ if name.endswith("_html")}
     assert builders == {
         "job_html", "job_list_html", "queue_html", "summary_html", "counts_html", "workers_html",
-        "queues_html", "audit_html",
+        "queues_html", "audit_html", "errors_html",
     }  # fmt: skip
     seen = "".join(assert_inert(page) for page in pages)
     for payload in XSS:  # shown as text, not dropped

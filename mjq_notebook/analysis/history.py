@@ -35,7 +35,7 @@ __all__ = [
 
 COLUMNS = [
     "id", "status", "created", "started", "done", *STAGES,
-    "attempts", "priority", "worker", "error_type",
+    "attempts", "priority", "worker", "error_type", "error_message", "error_group",
 ]  # fmt: skip
 TIME: Final = "datetime64[ms, UTC]"  # BSON dates have millisecond precision
 _TIMES = ("created", "started", "done")
@@ -50,7 +50,12 @@ DTYPES = {
     "priority": "Int64",
     "worker": "str",
     "error_type": "str",
+    "error_message": "str",
+    "error_group": "str",
 }
+FRAME_MESSAGE = 500  # characters of an error's message in a frame (the job keeps it all)
+# the message of an error stored as a document, or the error itself when a plain string (pymjq)
+_MESSAGE = {"$cond": [{"$eq": [{"$type": "$error"}, "string"]}, "$error", "$error.message"]}
 # The server flattens our own fields (find projections take expressions since MongoDB 4.4).
 _PROJECTION = {
     "_id": 1,
@@ -62,6 +67,19 @@ _PROJECTION = {
     "priority": 1,
     "worker": 1,
     "error_type": "$error.type",
+    "error_message": {
+        "$let": {
+            "vars": {"m": _MESSAGE},
+            "in": {
+                "$cond": [
+                    {"$eq": [{"$type": "$$m"}, "string"]},
+                    {"$substrCP": ["$$m", 0, FRAME_MESSAGE]},
+                    None,
+                ]
+            },
+        }
+    },
+    "error_group": "$error.group",
     "max_attempts": 1,  # absent on jobs other programs published (see naive_tz)
 }
 
@@ -208,7 +226,8 @@ def _decode_arrow(batches: list[bytes]) -> pd.DataFrame | None:
     timestamp, integer, text = pa.timestamp("ms"), pa.int64(), pa.string()
     types = {"_id": ObjectIdType(), "status": text, "created": timestamp, "started": timestamp,
              "done": timestamp, "attempts": integer, "priority": integer, "worker": text,
-             "error_type": text, "max_attempts": integer}  # fmt: skip
+             "error_type": text, "error_message": text, "error_group": text,
+             "max_attempts": integer}  # fmt: skip
     context = PyMongoArrowContext(Schema(types), CODEC)
     try:
         for batch in batches:
@@ -246,6 +265,8 @@ def _job_columns(raw: pd.DataFrame, zone: tzinfo | None) -> pd.DataFrame:
             "priority": raw["priority"],
             "worker": raw["worker"],
             "error_type": raw["error_type"],
+            "error_message": raw["error_message"],
+            "error_group": raw["error_group"],
         },
         index=raw.index,
     )
@@ -286,7 +307,7 @@ def _flatten(values: pd.Series | None, prefix: str) -> pd.DataFrame:
 @pd.api.extensions.register_dataframe_accessor("mjq")
 class HistoryAccessor:
     """``df.mjq.summary()``, ``.throughput()``, ``.plot_latency()``, ``.plot_timeline()``,
-    ``.capacity()``, ``.explore()``."""
+    ``.capacity()``, ``.errors()``, ``.explore()``."""
 
     required = ("status", "created", "started", "done", *STAGES)
 
@@ -319,6 +340,12 @@ class HistoryAccessor:
         from .capacity import capacity
 
         return capacity(self._frame, target, percentile, **kwargs)
+
+    def errors(self) -> Any:
+        """The failed jobs grouped by error, as ``q.errors()`` groups them (``errors.py``)."""
+        from .errors import frame_errors
+
+        return frame_errors(self._frame)
 
     def explore(self) -> Any:
         """A history explorer widget over this frame: status and grouping -> summary, plot."""

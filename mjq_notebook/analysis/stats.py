@@ -38,8 +38,13 @@ COLUMNS = {
     "count": "the jobs timed in the row (cancelled and waiting jobs have no times)",
     "mean, p50, p90, p99, max": "seconds",
 }
+# an error stored as a plain string (pymjq) is of type "Error", as fail() would store it
+_TYPE = {"$cond": [{"$eq": [{"$type": "$error"}, "string"]}, "Error", "$error.type"]}
 _FIELDS = {"status": "$status", "worker": "$worker", "priority": "$priority",
-           "attempts": "$attempts", "error_type": "$error.type"}  # fmt: skip
+           "attempts": "$attempts", "error_type": _TYPE, "error.type": _TYPE,
+           "error_group": "$error.group", "error.group": "$error.group"}  # fmt: skip
+# The group of jobs with no error, when grouping by an error's field: named, not NaN.
+NO_ERROR = "(no error)"
 
 
 @unavailable_as_error
@@ -53,6 +58,9 @@ def stats(
 ) -> pd.DataFrame:
     """The ``timing.summary`` table of the jobs ``history.load`` would return, from MongoDB.
 
+    ``by`` an error's field (``error.type`` or ``error_type``, ``error.group``): the jobs
+    that have no error (never failed an attempt) are one group named ``NO_ERROR``,
+    "(no error)", so the rows still add up to every job.
     Percentiles are ``$percentile``'s approximations on MongoDB 7.0+; ``exact=True`` (and
     older servers) sort each group's values on the server and interpolate as pandas does,
     which holds every value of a group in one 16 MB document: about 300,000 jobs a group.
@@ -184,11 +192,14 @@ def _timings(keys: list[str]) -> dict[str, Any]:
         "status": 1,
         **{stage: seconds(*span) for stage, span in spans.items()},
         **{f"{stage}_neg": seconds(*span, negative=True) for stage, span in spans.items()},
-        **{f"k{i}": {"$ifNull": [_path(key), None]} for i, key in enumerate(keys)},
+        **{
+            f"k{i}": {"$ifNull": [_path(key), NO_ERROR if key.startswith("error") else None]}
+            for i, key in enumerate(keys)
+        },
     }
 
 
-def _path(column: str) -> str:
+def _path(column: str) -> Any:
     if column.startswith("data.") or column == "data":
         return f"${column}"
     if column in _FIELDS:

@@ -15,6 +15,7 @@ from bson.errors import InvalidDocument
 
 from ..errors import JobIdError, JobQueueError, PublishError
 from ..text import format_bytes, printable
+from .fingerprint import fingerprint
 
 
 class Status(str, enum.Enum):
@@ -165,18 +166,22 @@ def new_document(
     }
 
 
-def error_document(error: BaseException | str) -> dict[str, str]:
-    """What ``fail()`` stores about an error: its type, message and traceback, each text cut
-    to a size that always fits beside the job (saying so where it was cut)."""
+def error_document(error: BaseException | str, kind: str | None = None) -> dict[str, str]:
+    """What ``fail()`` stores about an error: its type (``kind`` if given), message and
+    traceback, each text cut to a size that always fits beside the job (saying so where it
+    was cut), and its fingerprint (``group``, ``pattern``, ``frame``: ``fingerprint.py``)
+    by which ``q.errors()`` groups failures."""
     if isinstance(error, BaseException):
         text = "".join(tb.format_exception(type(error), error, error.__traceback__))
-        kind = type(error).__name__
+        kind = kind or type(error).__name__
     else:
-        text, kind = "", "Error"
+        text, kind = "", kind or "Error"
+    kind, message = _cut(kind, 200), _cut(_text(error), MAX_ERROR_MESSAGE)
     return {
-        "type": _cut(kind, 200),
-        "message": _cut(_text(error), MAX_ERROR_MESSAGE),
+        "type": kind,
+        "message": message,
         "traceback": _cut(text, MAX_TRACEBACK),
+        **fingerprint(kind, message, text),
     }
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from pymongo.database import Database
 
+    from ..analysis.errors import ErrorList
     from ..notebook.widgets import Dashboard, Explorer, Publisher, Tail
     from .audit import AuditList
 
@@ -255,6 +256,16 @@ class JobQueue(QueueBase):
         from ..analysis.stats import stats
 
         return stats(self, since, until, by, query, exact)
+
+    @unavailable_as_error
+    def errors(self, since: Any = None, query: str | Mapping[str, Any] | None = None) -> ErrorList:
+        """Failed jobs grouped by error (type, message with its ids and numbers normalised,
+        innermost frame), in MongoDB: count, first and last seen, per-hour sparkline, workers,
+        an example (``analysis/errors.py``). ``since`` as ``history``'s, on the failure's time;
+        ``query`` a job query or a MongoDB filter."""
+        from ..analysis.errors import errors
+
+        return errors(self, since, query)
 
     # -- notebook widgets (mjq_notebook.notebook.widgets; imported on use) ----------------
 

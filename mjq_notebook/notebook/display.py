@@ -20,6 +20,7 @@ viewers show the same thing. Nothing here imports IPython, and pandas only to sh
 from __future__ import annotations
 
 from .audit_table import audit_html, audit_text
+from .errors_table import errors_html, errors_text
 from .formatting import data_preview, job_cells, job_list_text, live_cell
 from .job_detail import job_html
 from .markup import LOST_EXPLAINED, counts_html, escape, status_badge, stylesheet
@@ -36,6 +37,8 @@ __all__ = [
     "audit_text",
     "counts_html",
     "data_preview",
+    "errors_html",
+    "errors_text",
     "escape",
     "job_cells",
     "job_html",

@@ -80,7 +80,7 @@ def set_aside(queue: Collection, doc: dict[str, Any], reason: str, match: dict[s
     copies it to history, never lost. The error goes with it where it fits; a job too large
     for that is failed by its status alone ("failed" is shorter than the status it had).
     """
-    error = error_document(f"malformed job: {reason}") | {"type": "MalformedJob"}
+    error = error_document(f"malformed job: {reason}", kind="MalformedJob")
     for fields in ({"error": error, "ts.done": utcnow()}, {}):
         try:
             queue.update_one(

@@ -1,13 +1,15 @@
 """The dashboard: counters (with "paused" and Pause queue / Resume queue), a throughput
-sparkline and a latency histogram, the workers panel, over the live tail, the publish form and
-the audit panel (who did what, ``audit_panel.py``), in one layout that fits a notebook cell.
+sparkline and a latency histogram, the workers panel, over the live tail, the publish form,
+the errors panel (failures grouped by error, ``errors_panel.py``) and the audit panel (who
+did what, ``audit_panel.py``), in one layout that fits a notebook cell.
 
 One subscription to the queue's shared ``Watcher`` feeds the header and the workers panel (the
 tail subscribes to the same watcher); it asks for the pause flag and the workers, which the
 watcher then reads on its clock. Two writers, each owning its widgets: the watcher's callback
 sets the counters, the pause button and the workers; a small chart thread of this dashboard
 redraws the SVG charts when the data changed (the histogram at most once a second) and slides
-the sparkline's time axis while the queue is idle, and on its tick looks at the audit. Both
+the sparkline's time axis while the queue is idle, and on its tick looks at the errors and
+the audit. Both
 stop on ``close()`` or when the dashboard is no longer shown anywhere.
 
 Its actions, and those of its tail and form, go through its ``actor``'s Steering (recorded in
@@ -35,6 +37,7 @@ from ..display import escape
 from .acting import actor_or_here, read_only_html, refused
 from .audit_panel import AUDIT_TIP, AuditPanel
 from .charts import histogram_svg, rebin, sparkline_svg
+from .errors_panel import ERRORS_TIP, ErrorsPanel
 from .lifecycle import Lifecycle
 from .publisher import Publisher
 from .workers import WorkersView
@@ -63,7 +66,8 @@ class Dashboard(Lifecycle, widgets.VBox):
 
     ``.counters``, ``.sparkline`` and ``.histogram`` are HTML widgets (the charts inline SVG);
     ``.tail`` is a ``Tail`` and ``.publisher`` a ``Publisher`` (the tail's "copy to publish
-    form" fills it; None for a read-only ``actor``), ``.audit_panel`` the audit's newest
+    form" fills it; None for a read-only ``actor``), ``.errors_panel``
+    the failures grouped by error (an ``ErrorsPanel``), ``.audit_panel`` the audit's newest
     entries. ``actor`` (None: this notebook's user) is who acts, passed on to the tail and the
     form. ``stop()`` freezes it on screen and ``start()`` resumes; ``close()`` stops
     everything it started and removes it.
@@ -132,11 +136,24 @@ class Dashboard(Lifecycle, widgets.VBox):
         self.workers.render(self.watcher.snapshot)
         self.audit_panel = self._audit.widget
         audit = widgets.HTML(_heading("Audit", AUDIT_TIP))
+        self.errors_panel = ErrorsPanel(
+            self.steering, self._show_query, self._acted, moved=self._failed_count
+        )
+        errors = [widgets.HTML(_heading("Errors", ERRORS_TIP)), self.errors_panel.widget]
         form = [] if self.publisher is None else [
             widgets.HTML(_heading("Publish a job")), self.publisher
         ]  # fmt: skip
         super().__init__(
-            [header, workers, self.workers_panel, self.tail, *form, audit, self.audit_panel],
+            [
+                header,
+                workers,
+                self.workers_panel,
+                self.tail,
+                *form,
+                *errors,
+                audit,
+                self.audit_panel,
+            ],
             layout=kwargs.pop(
                 "layout", widgets.Layout(width="100%", max_width="1000px", overflow="hidden")
             ),
@@ -249,9 +266,21 @@ class Dashboard(Lifecycle, widgets.VBox):
         charts = self._charts
         if charts is not None:
             self._audit.due()
+            self.errors_panel.due()
             charts.wake()
         elif not self._closed:  # stopped: no thread to do it, so here on the kernel's
             self._audit.refresh(force=True)
+            self.errors_panel.refresh(force=True)
+
+    def _failed_count(self) -> int | None:
+        """The failed jobs, as the watcher last counted them (the errors panel regroups when
+        this moved)."""
+        counts = self.watcher.snapshot.counts
+        return counts.get("failed") if counts else None
+
+    def _show_query(self, query: str) -> None:
+        """The tail shows the jobs of ``query`` (an error group's, from the errors panel)."""
+        self.tail.search.value = query
 
     def _render_charts(self, snapshot: Snapshot, *, force: bool = False) -> None:
         """Redraw what changed: the sparkline when its text differs (its time axis slides
@@ -300,6 +329,7 @@ class _ChartThread:
             try:
                 dashboard._render_charts(dashboard.watcher.snapshot)
                 dashboard._audit.refresh()
+                dashboard.errors_panel.refresh()
             except Exception:  # drawing must never kill the thread or reach the notebook
                 log.exception("mjq: the dashboard's charts failed")
             del dashboard
