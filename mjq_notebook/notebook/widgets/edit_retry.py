@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("mjq_notebook")
 
 _FIT = {"width": "auto"}
+_MONOSPACE = (
+    "<style>.mjq-edit-data textarea{font-family:var(--jp-code-font-family,monospace);"
+    "font-size:var(--jp-code-font-size,13px)}</style>"
+)
 OPEN = "Edit and retry"
 RETRY = "Retry with this data"
 
@@ -49,13 +53,18 @@ class EditRetry:
             layout={"display": "none", **_FIT},
         )
         self.editor = W.Textarea(layout={"width": "100%", "height": "8em"})
-        self.editor.add_class("mjq-editor")
+        self.editor.add_class("mjq-edit-data")  # not the publish form's "mjq-editor"
         self.retry_button = W.Button(description=RETRY, icon="redo", layout=_FIT,
                                      button_style="warning")  # fmt: skip
         self.close_button = W.Button(description="Close", layout=_FIT)
         self.problem = W.HTML()
         self.box = W.VBox(
-            [self.editor, W.HBox([self.retry_button, self.close_button]), self.problem],
+            [
+                W.HTML(_MONOSPACE),
+                self.editor,
+                W.HBox([self.retry_button, self.close_button]),
+                self.problem,
+            ],  # fmt: skip
             layout={"display": "none"},
         )
         self.button.on_click(self.open)
