@@ -54,19 +54,14 @@ class EditRetry:
         )
         self.editor = W.Textarea(layout={"width": "100%", "height": "8em"})
         self.editor.add_class("mjq-edit-data")  # not the publish form's "mjq-editor"
-        self.retry_button = W.Button(description=RETRY, icon="redo", layout=_FIT,
-                                     button_style="warning")  # fmt: skip
+        self.retry_button = W.Button(
+            description=RETRY, icon="redo", layout=_FIT, button_style="warning"
+        )
         self.close_button = W.Button(description="Close", layout=_FIT)
         self.problem = W.HTML()
-        self.box = W.VBox(
-            [
-                W.HTML(_MONOSPACE),
-                self.editor,
-                W.HBox([self.retry_button, self.close_button]),
-                self.problem,
-            ],  # fmt: skip
-            layout={"display": "none"},
-        )
+        buttons = W.HBox([self.retry_button, self.close_button])
+        parts = [W.HTML(_MONOSPACE), self.editor, buttons, self.problem]
+        self.box = W.VBox(parts, layout={"display": "none"})
         self.button.on_click(self.open)
         self.retry_button.on_click(self.retry)
         self.close_button.on_click(lambda _b: self.close())
