@@ -4,9 +4,12 @@ jobs that are not failed are left alone. And the tail's "Edit and retry" editor.
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 
 from mjq_notebook import PublishError
+from mjq_notebook.core.parts import requeue
 from mjq_notebook.core.audit import Actor, Steering
 from mjq_notebook.core.job import MAX_JOB_SIZE
 from mjq_notebook.notebook.widgets import Tail
@@ -74,9 +77,12 @@ def test_jobs_that_are_not_failed_are_left_alone_and_no_edit_is_recorded(queue, 
     queue.done(queue.next())
     assert queue.retry(done, data={"d": 2}) is False
     failed = _failed(queue, {"f": 1})
-    assert queue.retry(failed) is True  # requeued by someone else first...
+    seen = queue.get(failed)  # read as failed here...
+    assert other.retry(failed) is True  # ...requeued by someone else...
     assert other.next().id == failed  # ...and claimed meanwhile
     assert queue.retry(failed, data={"f": 2}) is False
+    with mock.patch.object(requeue, "failed_jobs", lambda *args: [dict(seen)]):
+        assert queue.retry(failed, data={"f": 2}) is False  # the edit made, then taken back
     waiting = queue.pub({"w": 1})
     assert queue.retry(waiting, data={"w": 2}) is False
     for job_id, data in ((waiting, {"w": 1}), (done, {"d": 1}), (failed, {"f": 1})):

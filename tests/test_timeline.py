@@ -12,7 +12,7 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import AutoReconnect
 
-from mjq_notebook import JobQueue, LeaseLostError, QueueNameError, ServerUnavailable
+from mjq_notebook import JobQueue, LeaseLostError, QueueNameError, ServerUnavailable, queues
 from mjq_notebook.core.job import utcnow
 from mjq_notebook.core.parts import writes
 from mjq_notebook.errors import JobQueueError
@@ -211,6 +211,7 @@ def test_the_attempts_log_is_a_companion_cleared_with_history(queue, db):
     assert queue.attempts_collection.count_documents({}) == 1
     indexes = queue.attempts_collection.index_information().values()
     assert [("job", 1), ("attempt", 1)] in [i["key"] for i in indexes]
+    assert [row["queue"] for row in queues(db)] == [queue.name]  # not "jobqueue.attempts"
     queue.clear_queue()
     assert queue.attempts_collection.count_documents({"job": job}) == 0
     indexes = queue.attempts_collection.index_information().values()
