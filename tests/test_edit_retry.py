@@ -9,9 +9,9 @@ from unittest import mock
 import pytest
 
 from mjq_notebook import PublishError
-from mjq_notebook.core.parts import requeue
 from mjq_notebook.core.audit import Actor, Steering
 from mjq_notebook.core.job import MAX_JOB_SIZE
+from mjq_notebook.core.parts import requeue
 from mjq_notebook.notebook.widgets import Tail
 
 from .support.waiting import wait_for
