@@ -83,18 +83,19 @@ class OwnedWrites:
         match: dict[str, Any],
     ) -> None:
         """``final`` into history where ``match`` (upsert), then ``job`` finished in the queue
-        if this claim still holds it; if not, the history row is taken back."""
+        if this claim still holds it; if not, the history row and the attempt's record
+        (written first, ``attempts.py``) are taken back."""
         history = writes.Replace(self.history, match, final, upsert=True)
         outcome = status.value
         ended = attempts.ended_write(self.log, final, outcome, fields.get("error"))
         try:
             self.update(job, fields, then=status, after=[ended, history])
         except LeaseLostError:
-            attempts.take_back(self.log, final, outcome)
             # ...unless it is a finish that stands: this claim's own, repeated after a sweep
             # took the job out of the ring (rows of other claims or outcomes are never matched)
             if self.queue.find_one({"_id": job.id}, {"_id": 1}) is not None:
                 retried(lambda again: self.history.delete_one(match), "taking back a finish")
+                attempts.take_back(self.log, final, outcome)  # and its attempt's record
             raise
 
     def retry_later(self, job: Job, fields: dict[str, Any]) -> None:
