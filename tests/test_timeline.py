@@ -216,3 +216,14 @@ def test_the_attempts_log_is_a_companion_cleared_with_history(queue, db):
     assert queue.attempts_collection.count_documents({"job": job}) == 0
     indexes = queue.attempts_collection.index_information().values()
     assert [("job", 1), ("attempt", 1)] in [i["key"] for i in indexes]
+
+
+def test_a_finish_repeated_after_the_sweep_took_the_job_keeps_its_record(queue):
+    job_id = queue.pub("x")
+    job = _claim(queue)
+    queue.done(job)
+    queue.collection.delete_one({"_id": job_id})  # as the ring's eviction would, after history
+    with pytest.raises(LeaseLostError):
+        queue.done(job)  # sent again (its reply lost, say): the finish stands
+    assert queue.history_collection.count_documents({"_id": job_id}) == 1
+    assert queue.attempts_collection.count_documents({"job": job_id, "outcome": "done"}) == 1
