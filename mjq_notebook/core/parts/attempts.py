@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
 
 from ...errors import JobQueueError
 from ..job import Status, utcnow
@@ -98,10 +99,14 @@ def take_back(log: Collection, job: Mapping[str, Any], outcome: str) -> None:
 def lost(log: Collection, job: Mapping[str, Any], at: dt.datetime) -> None:
     """Record ``job``'s attempt (as it was before its reclaim at ``at``) as lost."""
     doc = record(job, LOST, at)
-    retried(
-        lambda again: log.replace_one({"_id": doc["_id"]}, doc, upsert=True),
-        "a lost attempt's record",
-    )
+
+    def write(again: bool) -> None:
+        try:
+            log.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        except DuplicateKeyError:  # a late finish's upsert created it first: ours replaces it
+            log.replace_one({"_id": doc["_id"]}, doc)
+
+    retried(write, "a lost attempt's record")
 
 
 def edited(log: Collection, job: Mapping[str, Any], token: str, by: Any) -> dict[str, Any]:
