@@ -31,7 +31,7 @@ VIEWER_PAGE = {"HTTP_X_MJQ_ROLE": "viewer", "HTTP_X_MJQ_CLIENT": "10.9.8.7:4444"
 ACTION_LABELS = (
     "Pause queue", "Resume queue", "Publish", "Requeue", "Requeue all failed…",
     "Don't requeue", "Cancel job", "Confirm cancel", "Keep it", "Run now", "Release now",
-    "Copy to publish form",
+    "Copy to publish form", "Edit and retry", "Retry with this data",
 )  # fmt: skip
 
 

@@ -132,6 +132,15 @@ class Steering:
     def retry(self, job: Any) -> bool:
         return self._one("requeue", self.queue.retry, job)
 
+    def retry_with(self, job: Any, data: Any) -> bool:
+        """Edit and retry: the failed ``job`` runs again with ``data``; its edit says who."""
+        self._allowed("edit and retry")
+        who = {k: v for k, v in asdict(self.actor).items() if v is not None}
+        changed = bool(self.queue.retry(job, data, by=who))
+        if changed:
+            self._note("edit and retry", jobs=[job.get("_id") if isinstance(job, Mapping) else job])
+        return changed
+
     def retry_failed(self, query: Mapping[str, Any] | None = None) -> int:
         self._allowed("requeue all")
         count = self.queue.retry_failed(query)

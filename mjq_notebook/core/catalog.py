@@ -2,10 +2,10 @@
 
 A queue is a capped collection: ours, or one pymjq made (its jobs carry only ``status``,
 ``ts`` and ``data``). Our queues keep plain collections beside them, ``<q>.history``,
-``<q>.meta``, ``<q>.workers`` and ``<q>.audit`` (``names.COMPANIONS``); a name ending so is a
-companion, never a queue (even a capped one another program made), and neither are plain
-collections, views, ``system.*`` collections, nor a capped collection whose newest document
-is not a job (a capped log, say).
+``<q>.meta``, ``<q>.workers``, ``<q>.audit``, ``<q>.attempts`` (``names.COMPANIONS``); a name
+ending so is a companion, never a queue (even a capped one another program made), and neither
+are plain collections, views, ``system.*`` collections, nor a capped collection whose newest
+document is not a job (a capped log, say).
 
 Nothing here writes: no collection or index is created, so listing a database's queues, or
 opening one by a mistyped name, leaves the database as it was. Every read is bounded whatever

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 import re
 import traceback as tb
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import bson
@@ -237,6 +237,7 @@ class Job(dict):
     finished = False  # set once this process has finished or released it
     _progress: Any = None  # the claim's progress writer (progress.py), set by the queue
     _worker: dict[str, Any] | None = None  # its worker's registry record, read by q.get()
+    _story: Sequence[Mapping[str, Any]] | None = None  # its attempts (q.story), read by q.get()
 
     @property
     def id(self) -> ObjectId:
@@ -277,7 +278,7 @@ class Job(dict):
     def _repr_html_(self) -> str:
         from ..notebook.display import job_html  # display sits above this layer: import on use
 
-        return job_html(self, worker=self._worker)
+        return job_html(self, worker=self._worker, attempts=self._story)
 
 
 # 24 hex digits, as displays print an ObjectId; or its repr, ObjectId('...'), pasted whole

@@ -18,10 +18,11 @@ from bson import ObjectId
 
 from .job import Job, JobList, Status, job_id, utcnow
 from .outage import display_timeout, unavailable_as_error
-from .parts import bulk, steer
+from .parts import attempts, bulk, steer
 from .parts.bulk import Progress, Query
 from .parts.find import find_jobs
 from .parts.leases import reclaim_one
+from .parts.requeue import KEEP, requeue_edited
 from .parts.retention import prune
 from .parts.room import Limits, resize
 from .queue_base import QueueBase
@@ -112,7 +113,7 @@ class JobQueue(QueueBase):
         doc = dict(job) if isinstance(job, Mapping) else None
         working = {"_id": job_id(job), "status": Status.WORKING.value}
         doc = doc or self.collection.find_one(working)
-        if doc is None or not reclaim_one(self.collection, doc):
+        if doc is None or not reclaim_one(self.collection, doc, self.attempts_collection):
             return False
         self._due.expect(0)
         return True
@@ -151,10 +152,23 @@ class JobQueue(QueueBase):
     # -- requeueing -----------------------------------------------------------------------
 
     @unavailable_as_error
-    def retry(self, job: Mapping[str, Any] | ObjectId | str) -> bool:
+    def retry(
+        self, job: Mapping[str, Any] | ObjectId | str, data: Any = KEEP, *, by: Any = None
+    ) -> bool:
         """A failed job back to waiting, with ``max_attempts`` more attempts; its last error
-        stays on it. False when it is not failed (already requeued, say, or done)."""
-        return self.retry_failed({"_id": job_id(job)}) == 1
+        stays on it. False when it is not failed (already requeued, say, or done). ``data``:
+        it runs with that instead (edit and retry; PublishError, nothing written, when it
+        can't be stored), the data it had kept in its ``timeline()`` with ``by`` (who)."""
+        if data is KEEP:
+            return self.retry_failed({"_id": job_id(job)}) == 1
+        self._require_capped()
+        log, more = self.attempts_collection, self.max_attempts
+        edited = requeue_edited(
+            self.collection, self.history_collection, log, job_id(job), data, more, by
+        )
+        if edited:
+            self._due.expect(0)
+        return edited
 
     @unavailable_as_error
     def retry_failed(self, query: Mapping[str, Any] | str | None = None) -> int:
@@ -206,12 +220,26 @@ class JobQueue(QueueBase):
     @unavailable_as_error
     def get(self, job: Mapping[str, Any] | ObjectId | str) -> Job | None:
         """The job's current document: from the queue, else from history (None: neither has
-        it). A working job's display also says whether its worker is alive, as the registry
-        says now."""
+        it). Its display also says whether a working job's worker is alive, as the registry
+        says now, and shows its attempts (``story``)."""
         found = self._reads.get(job_id(job))
         if found is not None:
             found._worker = worker_of(self, found)
+            found._story = attempts.rows(self.attempts_collection, found)
         return found
+
+    @unavailable_as_error
+    def story(self, job: Mapping[str, Any] | ObjectId | str) -> list[dict[str, Any]]:
+        """``timeline(job)`` as plain rows (dicts), oldest first: what displays show."""
+        return attempts.story(self._reads.get, self.attempts_collection, job)
+
+    @unavailable_as_error
+    def timeline(self, job: Mapping[str, Any] | ObjectId | str) -> pd.DataFrame:
+        """A job's whole story, one row per attempt (worker, times, outcome, error, last
+        progress) and per edit, newest last; the attempt it is in or waits for last."""
+        from ..analysis.timeline import timeline
+
+        return timeline(self.story(job))
 
     @unavailable_as_error
     def workers(self) -> WorkerList:

@@ -25,7 +25,7 @@ from ..errors import Empty, InvalidQueueError, PublishError
 from .job import Job, JobList, Status, error_document, new_documents, result_size, utcnow
 from .names import check_queue_name
 from .outage import Backoff, OutageLog, unavailable_as_error
-from .parts import writes
+from .parts import attempts, writes
 from .parts.control import CHECK_S as PAUSED_CHECK_S
 from .parts.control import Control
 from .parts.counters import count_published
@@ -81,6 +81,7 @@ class QueueBase:
         self.collection = self.db[name]
         self.history_collection = self.db[f"{name}.history"]
         self._meta = self.db[f"{name}.meta"]
+        self.attempts_collection = self.db[f"{name}{attempts.SUFFIX}"]  # every ended attempt
         # create=False (JobQueue.open): a reader that writes nothing, not even an index
         adopted = create and made_by_another(self.db, name)  # pymjq's: say if it is small
         self._capped = (
@@ -88,14 +89,17 @@ class QueueBase:
         )
         if adopted and self._capped:
             warn_if_small(self.db, name, max_jobs, size_bytes)
-        self._owned = OwnedWrites(self.db, self.collection, self.history_collection)
+        if create:
+            attempts.ensure_index(self.attempts_collection)
+        log_ = self.attempts_collection
+        self._owned = OwnedWrites(self.db, self.collection, self.history_collection, log_)
         self._fuse = writes.supports_client_bulk_write(self.db)  # see writes.py
         self._wakeup = Wakeup(self.collection)
         self.outage = OutageLog(log, f"queue {self.db.name}.{name}")  # said once per outage
         # the helpers it owns, one job each
         self._due = DueClock(self.collection)  # when an idle consumer claims again
         # expired leases -> waiting
-        self._reclaimer = Reclaimer(self.collection, self.lease, self.naive_tz)
+        self._reclaimer = Reclaimer(self.collection, self.lease, self.naive_tz, log_)
         self._sweeper = Sweeper(self.collection, self.history_collection)  # finished -> history
         self._room = Room(self.collection, self._sweeper)  # publishes evict nothing unfinished
         self._reads = Reads(self.collection, self.history_collection, self._meta)
@@ -319,7 +323,7 @@ class QueueBase:
             self._finish(job, Status.FAILED, {"error": err})
             return False
         delay = self.backoff * 2 ** (job.attempts - 1)
-        self._owned.update(
+        self._owned.retry_later(  # the failed attempt recorded first (attempts.py)
             job,
             {
                 "status": Status.WAITING.value,
@@ -327,7 +331,6 @@ class QueueBase:
                 "error": err,
                 "lease_until": None,
             },
-            then=Status.WAITING,
         )
         self._due.expect(delay)
         return True
@@ -390,14 +393,16 @@ class QueueBase:
 
         pymjq only dropped the collection; its next ``pub`` then made a plain, uncapped
         one. A collection that is not capped is not a queue of ours and is left alone. The
-        worker registry and the audit (who did what) stay.
+        worker registry and the audit (who did what) stay; the attempts go with history.
         """
         self._require_capped()
         options = self.collection.options()
         self._wakeup.close()
-        for collection in (self.collection, self.history_collection, self._meta):
+        log_ = self.attempts_collection
+        for collection in (self.collection, self.history_collection, self._meta, log_):
             collection.drop()
         self._capped = ensure_ring(self.db, self.name, options.get("max"), options["size"])
+        attempts.ensure_index(log_, again=True)
         self._wakeup = Wakeup(self.collection)
         self._reads.lost_reported = 0
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..text import as_of, format_ago, format_seconds, format_time, int_or_none, utc
+from .attempts_html import attempts_html
 from .formatting import (
     data_preview,
     job_times,
@@ -32,15 +33,17 @@ def job_html(
     worker: Mapping[str, Any] | None = None,
     *,
     worker_lost: bool = False,
+    attempts: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """A job's full detail: status, attempts, priority, worker, times (UTC, relative, wait and
     run), when a retry is due, its data, result and error (the traceback collapsed).
     ``worker``: the registry record of the worker running it, to say if that one is alive;
     ``worker_lost``: the caller says elsewhere that it is lost (the dashboard's note), so
-    only its progress bar shows it, grey: it stands still."""
+    only its progress bar shows it, grey: it stands still. ``attempts``: its story
+    (``q.story(job)``), shown as an "Attempts" section, newest last."""
     now = as_of(now)
     try:
-        body = _job_body(job, now, worker, worker_lost)
+        body = _job_body(job, now, worker, worker_lost, attempts)
     except Exception as exc:  # a display must not raise: show what we can
         body = (
             f'<div class="mjq-warn">this job could not be shown in full '
@@ -50,7 +53,11 @@ def job_html(
 
 
 def _job_body(
-    job: Mapping[str, Any], now: dt.datetime, worker: Mapping[str, Any] | None, worker_lost: bool
+    job: Mapping[str, Any],
+    now: dt.datetime,
+    worker: Mapping[str, Any] | None,
+    worker_lost: bool,
+    story: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     status = str(job.get("status", "?"))
     head = [
@@ -82,6 +89,7 @@ def _job_body(
     if job.get("error"):
         title = "last error" if status != "failed" else "error"
         parts.append(_section(title, _error_html(job["error"])))
+    parts.append(attempts_html(story))
     parts.append(f'<div class="mjq-dim" style="font-size:11px">times as of {format_time(now)}'
                  " UTC</div>")  # fmt: skip
     return "".join(parts)

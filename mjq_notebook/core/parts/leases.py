@@ -20,6 +20,7 @@ from pymongo.errors import OperationFailure
 
 from ..job import Status, malformed, utcnow
 from ..retries import retried, transient
+from . import attempts
 from .quarantine import mend, set_aside
 
 if TYPE_CHECKING:
@@ -97,8 +98,15 @@ class Reclaimer:
     programs' naive start times (pymjq wrote local ``datetime.now()``), else UTC.
     """
 
-    def __init__(self, collection: Collection, lease: float, naive_tz: ZoneInfo | None = None):
+    def __init__(
+        self,
+        collection: Collection,
+        lease: float,
+        naive_tz: ZoneInfo | None = None,
+        log: Collection | None = None,
+    ):
         self.collection = collection
+        self.log = log  # where each reclaimed attempt is recorded as lost (attempts.py)
         self.lease = lease
         self.naive_tz = naive_tz
         self.every = min(lease / 4, RECLAIM_EVERY_S)
@@ -121,12 +129,15 @@ class Reclaimer:
         started_before = self._as_stored(now) - dt.timedelta(seconds=self.lease)
         back = {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}}
         working = Status.WORKING.value
-        retried(  # safe to repeat: only leases expired by ``now`` match
-            lambda again: self.collection.update_many(
-                {"status": working, "lease_until": {"$lt": now}}, back
-            ),
+        # each expired job by itself, so that its attempt can be recorded as lost: a read
+        # along the (status, lease_until) index, a few entries when there is nothing to do
+        expired = {"status": working, "lease_until": {"$lt": now}}
+        fields = {"attempts": 1, "worker": 1, "ts": 1, "progress": 1}
+        for doc in retried(
+            lambda again: list(self.collection.find(expired, fields)),
             f"the lease reclaim in {self.collection.full_name}",
-        )
+        ):
+            reclaim_one(self.collection, doc, self.log, expired)
         # Without a lease: read first (an index range of few jobs; some servers plan a null
         # beside another condition as a collection scan), then the same update on each.
         unleased = {"status": working, "lease_until": {"$in": [None]}}
@@ -175,18 +186,32 @@ def _before(ts: Any, when: dt.datetime) -> bool:
     return isinstance(started, dt.datetime) and started < when
 
 
-def reclaim_one(collection: Collection, job: dict[str, Any]) -> bool:
+def reclaim_one(
+    collection: Collection,
+    job: dict[str, Any],
+    log: Collection | None = None,
+    also: dict[str, Any] | None = None,
+) -> bool:
     """Hand ``job`` (a working job's document) back to waiting now, as its lease expiring
-    would: only while the same claim holds it (attempt and worker), so if that worker was
-    only paused and comes back, it finds the job gone and cannot also finish it."""
+    would: only while the same claim holds it (attempt and worker, and ``also``), so if that
+    worker was only paused and comes back, it finds the job gone and cannot also finish it.
+    Then that attempt is recorded in ``log`` as lost: after the reclaim, so a job that
+    finished meanwhile never gets a lost record (a crash between the two leaves none)."""
     now = utcnow()
-    updated = collection.update_one(
-        {
-            "_id": job["_id"],
-            "status": Status.WORKING.value,
-            "attempts": job.get("attempts"),
-            "worker": job.get("worker"),
-        },
-        {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}},
-    )
-    return updated.modified_count == 1
+    claim = {"_id": job["_id"], "attempts": job.get("attempts"), "worker": job.get("worker")}
+    back = {"$set": {"status": Status.WAITING.value, "lease_until": None, "available_at": now}}
+
+    def reclaim(again: bool) -> bool:
+        held = {**(also or {}), **claim, "status": Status.WORKING.value}
+        updated = collection.update_one(held, back)
+        if updated.modified_count or not again:
+            return updated.modified_count == 1
+        # sent again: an earlier try may have reclaimed it (no claim since: same attempts)
+        waiting = {**claim, "status": Status.WAITING.value}
+        return collection.find_one(waiting, {"_id": 1}) is not None
+
+    if not retried(reclaim, f"a reclaim in {collection.full_name}"):
+        return False
+    if log is not None:
+        attempts.lost(log, job, now)
+    return True

@@ -16,7 +16,7 @@ from pymongo.errors import ClientBulkWriteException, DuplicateKeyError
 from ...errors import LeaseLostError
 from ..job import IN_HISTORY, Job, Status, utcnow
 from ..retries import retried
-from . import writes
+from . import attempts, writes
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 class OwnedWrites:
     """The claim-conditional writes of one queue: finish, and update while held."""
 
-    def __init__(self, db: Database, queue: Collection, history: Collection) -> None:
+    def __init__(
+        self, db: Database, queue: Collection, history: Collection, log: Collection
+    ) -> None:
         self.db, self.queue, self.history = db, queue, history
+        self.log = log  # every ended attempt (attempts.py), written first
         self.fuse = False  # one client bulkWrite per finish (MongoDB 8.0+), see writes.py
 
     def finish(self, job: Job, status: Status, fields: dict[str, Any]) -> None:
@@ -80,15 +83,28 @@ class OwnedWrites:
         match: dict[str, Any],
     ) -> None:
         """``final`` into history where ``match`` (upsert), then ``job`` finished in the queue
-        if this claim still holds it; if not, the history row is taken back."""
+        if this claim still holds it; if not, the history row and the attempt's record
+        (written first, ``attempts.py``) are taken back."""
         history = writes.Replace(self.history, match, final, upsert=True)
+        outcome = status.value
+        ended = attempts.ended_write(self.log, final, outcome, fields.get("error"))
         try:
-            self.update(job, fields, then=status, after=history)
+            self.update(job, fields, then=status, after=[ended, history])
         except LeaseLostError:
             # ...unless it is a finish that stands: this claim's own, repeated after a sweep
             # took the job out of the ring (rows of other claims or outcomes are never matched)
             if self.queue.find_one({"_id": job.id}, {"_id": 1}) is not None:
                 retried(lambda again: self.history.delete_one(match), "taking back a finish")
+                attempts.take_back(self.log, final, outcome)  # and its attempt's record
+            raise
+
+    def retry_later(self, job: Job, fields: dict[str, Any]) -> None:
+        """The failed attempt recorded, then ``job`` waiting again with ``fields``."""
+        ended = attempts.ended_write(self.log, job, "failed", fields.get("error"))
+        try:
+            self.update(job, fields, then=Status.WAITING, after=[ended])
+        except LeaseLostError:
+            attempts.take_back(self.log, job, "failed")
             raise
 
     def release(self, job: Job) -> None:
@@ -114,10 +130,10 @@ class OwnedWrites:
         *,
         inc: dict[str, int] | None = None,
         then: Status | None = None,
-        after: writes.Write | None = None,
+        after: list[writes.Write] | None = None,
         done_if_found: dict[str, Any] | None = None,
     ) -> None:
-        """Update ``job`` only while this claim still owns it (after the write ``after``).
+        """Update ``job`` only while this claim still owns it (after the writes ``after``).
 
         ``then`` is the status the update sets: a retry after a lost reply (the server did
         apply it) finds the job already there under our claim and succeeds again. An update
@@ -135,7 +151,7 @@ class OwnedWrites:
         if inc:
             update["$inc"] = inc
         mine = writes.Update(self.queue, owned, update, done_if_found=done_if_found)
-        planned = [*([after] if after else []), mine]
+        planned = [*(after or []), mine]
         matched = writes.run(self.db, planned, together=self.fuse and len(planned) > 1)[-1]
         if matched == 0:
             raise LeaseLostError(

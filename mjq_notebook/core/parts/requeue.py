@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from ..job import IN_HISTORY, Status, utcnow
+from ..job import IN_HISTORY, Status, stored_size, utcnow
 from ..retries import retried
+from . import attempts
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -21,9 +23,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("mjq_notebook")
 
 
-def requeue(queue: Collection, history: Collection, failed: dict[str, Any], more: int) -> bool:
+def failed_jobs(queue: Collection, history: Collection, query: Mapping[str, Any]) -> list[dict]:
+    """The failed jobs matching ``query``, each once: history's copy where it has one (jobs
+    are in history once finished; the ring may have evicted them since)."""
+    match = {**query, "status": Status.FAILED.value}
+    failed = {doc["_id"]: doc for doc in queue.find(match)}
+    failed.update((doc["_id"], doc) for doc in history.find(match))
+    return list(failed.values())
+
+
+KEEP: Any = object()  # requeue's ``data`` when the job keeps its own
+
+
+def requeue(
+    queue: Collection,
+    history: Collection,
+    failed: dict[str, Any],
+    more: int,
+    *,
+    data: Any = KEEP,
+    log: Collection | None = None,
+    by: Any = None,
+) -> bool:
     """Move one failed job (its final document) back to waiting with ``more`` attempts
-    beyond those it used; True if this call did.
+    beyond those it used; True if this call did. ``data``: the job runs with that instead
+    (edit and retry), the data it had kept in ``log`` (an ``edited`` entry, with ``by``),
+    under the same conditions: written before the requeue, taken back if it does not happen
+    (a crash between the two leaves an entry for an edit not made, never an edit unrecorded).
 
     Each step is conditional on the failed attempt, so concurrent requeues of one job
     succeed once. The queue holds it as waiting before its history row goes: a job is never
@@ -46,6 +72,8 @@ def requeue(queue: Collection, history: Collection, failed: dict[str, Any], more
         IN_HISTORY: False,  # its history row goes below
         "requeue_id": token,
     }
+    if data is not KEEP:
+        fields["data"] = data
     mine = {"_id": failed["_id"], "requeue_id": token}
 
     def back(again: bool) -> bool:
@@ -66,7 +94,10 @@ def requeue(queue: Collection, history: Collection, failed: dict[str, Any], more
             return False  # another requeue put it back first
         return True
 
+    entry = None if data is KEEP or log is None else attempts.edited(log, failed, token, by)
     if not retried(back, "a requeue"):
+        if entry is not None:
+            retried(lambda again: log.delete_one(entry), "taking back an edit")  # type: ignore[union-attr]  # set with entry
         return False
     try:
         retried(
@@ -75,6 +106,8 @@ def requeue(queue: Collection, history: Collection, failed: dict[str, Any], more
         )
     except Exception:
         _undo(queue, failed, mine)
+        if entry is not None:
+            log.delete_one(entry)  # type: ignore[union-attr]  # set with entry
         raise
     return True
 
@@ -84,6 +117,7 @@ def _undo(queue: Collection, failed: dict[str, Any], mine: dict[str, Any]) -> No
     failure), unless a claim took it already; if even that fails, say so."""
     was = {key: failed.get(key) for key in ("status", "available_at", "lease_until", "worker")}
     was.update(max_attempts=failed.get("max_attempts"), ts=failed.get("ts", {}))
+    was["data"] = failed.get("data")  # an edit's data goes too
     still = {**mine, "status": Status.WAITING.value}
     try:
         retried(
@@ -92,3 +126,23 @@ def _undo(queue: Collection, failed: dict[str, Any], mine: dict[str, Any]) -> No
         )
     except PyMongoError as exc:
         log.warning("requeue of job %s half done, not put back: %s", mine["_id"], exc)
+
+
+def requeue_edited(
+    queue: Collection,
+    history: Collection,
+    log: Collection,
+    job_id: Any,
+    data: Any,
+    more: int,
+    by: Any = None,
+) -> bool:
+    """Edit and retry: the failed job ``job_id`` back to waiting with ``data`` (checked as
+    a publish is: PublishError, nothing written, when the job can't hold it); False, nothing
+    written, when it is not failed."""
+    stored_size({"data": data}, "the new data")
+    for failed in failed_jobs(queue, history, {"_id": job_id}):
+        rest = {key: value for key, value in failed.items() if key != "result"}
+        stored_size({**rest, "data": data}, "the job with the new data")
+        return requeue(queue, history, failed, more, data=data, log=log, by=by)
+    return False

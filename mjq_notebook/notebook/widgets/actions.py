@@ -3,7 +3,8 @@ selected job in its detail: Requeue (failed), Cancel job (waiting or
 delayed; a second click on "Confirm cancel" does it), Run now (a delayed job or a retry in
 back-off) and, for a working job whose worker is lost, a note saying when it can be taken
 again (``formatting.lost_note``) and Release now (``q.reclaim`` with the document shown, so
-only the attempt the user saw is ended).
+only the attempt the user saw is ended); Edit and retry for a failed job (``edit_retry.py``).
+The detail it goes with shows the job's attempts (``detail_html``).
 
 The buttons act through the widget's ``Steering`` (so each action is recorded in the queue's
 audit, with who) on the kernel's thread; ``show`` may be called from the watcher's thread
@@ -24,10 +25,11 @@ import ipywidgets as W
 from ...core.job import Job
 from ...errors import ReadOnlyError
 from ...text import utc
-from ..display import escape
+from ..display import escape, job_html
 from ..formatting import lost_note
 from ..markup import wrap
 from .acting import refused
+from .edit_retry import EditRetry
 
 if TYPE_CHECKING:
     from ...core.audit import Steering
@@ -68,6 +70,10 @@ class JobActions(W.HBox):
         self._worker_lost = False
         self._confirming = False  # "Confirm cancel" is showing
         self.note = W.HTML()
+        self.edit = EditRetry(steering, say, changed)  # its parts are None when read-only
+        # what the tail shows under its message line: the note, the edit-and-retry editor
+        self.panel = W.VBox([self.note] + ([self.edit.box] if self.edit.box else []))
+        self._story: tuple[Any, list[dict[str, Any]] | None] = (None, None)
         self.requeue_button = self.cancel_job_button = self.keep_button = None
         self.run_now_button = self.release_button = None
         if steering.read_only:
@@ -110,6 +116,7 @@ class JobActions(W.HBox):
                 self.keep_button,
                 self.run_now_button,
                 self.release_button,
+                self.edit.button,
             ]
         )
         self.requeue_button.on_click(self._requeue)
@@ -133,11 +140,28 @@ class JobActions(W.HBox):
         _visible(self.cancel_job_button, status == "waiting")
         _visible(self.run_now_button, job is not None and is_delayed(job, now))
         _visible(self.release_button, lost)
+        self.edit.show(job)
         hint = "" if self.steering.read_only else f"; {RELEASE_HINT}"
         note = f"{lost_note(job, now)}{hint}" if lost and job is not None else ""
         value = wrap(f'<span class="mjq-warn">⚠ {escape(note)}</span>') if note else ""
         if self.note.value != value:
             self.note.value = value
+
+    def detail_html(self, job: Job, worker_lost: bool) -> str:
+        """The job's detail with its Attempts section (``q.story``: one indexed find, again
+        only when the job's attempts or status changed)."""
+        return job_html(job, worker_lost=worker_lost, attempts=self.story(job))
+
+    def story(self, job: Job) -> list[dict[str, Any]] | None:
+        """``job``'s attempts, read when its attempt or status changed; None if unreadable."""
+        key = (job.id, job.get("attempts"), job.get("status"), job.get("max_attempts"))
+        if self._story[0] != key:
+            try:
+                self._story = (key, self.queue.story(job))
+            except Exception as exc:  # a display must not raise: shown without them
+                log.info("mjq: the attempts of job %s could not be read: %r", job.id, exc)
+                return None
+        return self._story[1]
 
     # -- actions (the kernel's thread) --------------------------------------------------------
 

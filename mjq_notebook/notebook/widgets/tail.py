@@ -161,7 +161,7 @@ class Tail(Lifecycle, W.VBox):
             self.confirm_box,
             self.bulk_actions.box,
             self.message,
-            self.actions.note,
+            self.actions.panel,  # its note, the edit-and-retry editor
             self.detail,
         ]
         super().__init__([part for part in parts if part is not None])
@@ -363,9 +363,8 @@ class Tail(Lifecycle, W.VBox):
         """The detail pane and the buttons for ``job`` (None: nothing selected); ``lost``:
         its worker reads as lost. Call with ``self._lock`` held."""
         self._detail_job, self._detail_lost = job, lost
-        _assign(
-            self.detail, "value", "" if job is None else display.job_html(job, worker_lost=lost)
-        )
+        html = "" if job is None else self.actions.detail_html(job, lost)
+        _assign(self.detail, "value", html)
         self.actions.show(job, lost)
         if self.copy_button is not None:
             self.copy_button.disabled = job is None
