@@ -109,12 +109,17 @@ def progress_text(done: float, total: float | None, message: str | None) -> str:
 WORKER_STATES = ("running", "stopping", "lost", "stopped")  # the order they are counted in
 
 
-def workers_count(states: Mapping[str, int]) -> str:
+def workers_count(states: Mapping[str, Any]) -> str:
     """Workers by state, said one way in every panel and table: "0 running, 1 lost" (running
-    always; the others when there are some)."""
-    order = [*WORKER_STATES, *sorted(set(states) - set(WORKER_STATES))]
+    always; the others when there are some). A count that is no integer (records anyone
+    could write) is shown as printable text."""
+    order = [*WORKER_STATES, *sorted(set(states) - set(WORKER_STATES), key=str)]
     counts = [(state, states.get(state) or 0) for state in order]
-    return ", ".join(f"{n:,} {state}" for state, n in counts if n or state == "running")
+    return ", ".join(
+        f"{n:,} {printable(state)}" if int_or_none(n) is not None else f"{printable(n)} {state}"
+        for state, n in counts
+        if n or state == "running"
+    )
 
 
 def text_table(rows: Iterable[Sequence[str]]) -> list[str]:

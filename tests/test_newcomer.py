@@ -5,10 +5,15 @@ truth, "workers 1 (1 lost)", and progress text that said its numbers twice."""
 from __future__ import annotations
 
 import html
+import io
+import json
 import re
+import shutil
+import subprocess
 import time
 
 import ipywidgets as W
+import pytest
 
 from mjq_notebook import queues
 from mjq_notebook.core.registry import Registration, State
@@ -161,3 +166,55 @@ def test_progress_says_its_numbers_once(queue):
         assert "5/10" not in tail.detail.value
     finally:
         tail.close()
+
+
+def test_plots_follow_the_theme(queue):
+    """No white box in a dark notebook: the PNGs (the history plots, the explorer's) are
+    transparent where nothing is drawn, and their text and axes a grey that reads on both."""
+    image = pytest.importorskip("matplotlib.image")
+    from matplotlib.colors import to_hex
+
+    from mjq_notebook.notebook.widgets.explore import latency_png
+
+    for n in range(6):
+        queue.pub({"n": n})
+        queue.done(queue.next(timeout=5))
+    frame = queue.history()
+    figures = [frame.mjq.plot_latency(), frame.mjq.plot_timeline()]
+    pngs = [figure._repr_png_() for figure in figures] + [latency_png(frame)]
+    for png in pngs:
+        pixels = image.imread(io.BytesIO(png))
+        assert pixels[0, 0, 3] == 0 and pixels[-1, -1, 3] == 0  # corners: see-through
+        white = (pixels[..., :3].min(axis=-1) > 0.98) & (pixels[..., 3] > 0.98)
+        assert white.mean() < 0.01, f"{white.mean():.0%} opaque white"
+    for figure in figures:
+        ax = figure.axes[0]
+        texts = [ax.yaxis.label, *ax.get_yticklabels(), ax.title if ax.get_title() else None]
+        colours = {to_hex(text.get_color()) for text in texts if text is not None}
+        assert colours == {"#777777"}, colours
+        assert to_hex(ax.spines["left"].get_edgecolor()) == "#777777"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run tail.js")
+def test_the_page_writes_a_live_cell_as_the_kernel_does():
+    """tail.js's liveText and formatting.live_text: the same text for the same moment, so a
+    row sent by the kernel and the page's next tick never disagree."""
+    import datetime as dt
+
+    from mjq_notebook.notebook.formatting import live_text
+    from mjq_notebook.notebook.widgets import tail as tail_module
+
+    source = (tail_module._STATIC / "tail.js").read_text()
+    functions = source[source.index("function significant") : source.index("// A column's")]
+    since = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    cases = [(cell, offset) for cell in ("wait", "run", "due") for offset in
+             (-200.0, -4.2, -0.25, 0.0, 0.246, 12.34, 167.0, 3601.0)]  # fmt: skip
+    rows = [{"live": cell, "live_from": since.timestamp() * 1000} for cell, _ in cases]
+    nows = [(since.timestamp() + offset) * 1000 for _, offset in cases]
+    script = functions + (
+        f"const rows = {json.dumps(rows)}, nows = {json.dumps(nows)};"
+        "console.log(JSON.stringify(rows.map((row, i) => liveText(row, nows[i]))));"
+    )
+    out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True)
+    expected = [live_text(c, since, since + dt.timedelta(seconds=o)) for c, o in cases]
+    assert json.loads(out.stdout) == expected

@@ -291,7 +291,7 @@ def test_the_tail_and_q_jobs_show_a_job_alike(queue):
     of pymjq (ts.started and ts.done filled with its publish time) waits on, in both."""
     from mjq_notebook.core.job import utcnow
     from mjq_notebook.notebook.display import job_cells
-    from mjq_notebook.notebook.widgets.tail import job_row
+    from mjq_notebook.notebook.widgets.rows import job_row
 
     delayed = queue.pub({"later": True}, delay=3600)
     queue.pub({"running": True})

@@ -195,7 +195,9 @@ def queue_cells(row: Mapping[str, Any]) -> dict[str, str]:
     cells["oldest_waiting_s"] = "—" if oldest is None else format_seconds(oldest)
     cells["paused"] = "paused" if row.get("paused") else "—"
     workers, lost = row.get("workers"), row.get("workers_lost")
-    cells["workers"] = "—" if workers is None else workers_count({"running": workers, "lost": lost})
+    cells["workers"] = (
+        "—" if workers is None else workers_count({"running": workers, "lost": lost or 0})
+    )
     return cells
 
 

@@ -258,7 +258,12 @@ class RequeueAll:
         self.no.on_click(self.drop)
 
     def _ask(self, _button: Any = None) -> None:
-        if self.steering.read_only or self.label is None or self.confirm_box is None:
+        if (
+            self.steering.read_only
+            or self.label is None
+            or self.confirm_box is None
+            or not self.yes
+        ):
             self._say(refused("retry all"))  # a read-only one has no confirmation row
             return
         term = self._term()
