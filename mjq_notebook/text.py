@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -83,6 +84,42 @@ def format_bytes(size: Any) -> str:
 def jobs_text(n: int) -> str:
     """ "1 job", "3 jobs", "1,000 jobs"."""
     return f"{n:,} job{'' if n == 1 else 's'}"
+
+
+def progress_text(done: float, total: float | None, message: str | None) -> str:
+    """A job's progress said once: "40% · 4/10 · resizing"; the message alone after the
+    percentage when it already says the numbers ("50% · step 5 of 10", not "step 5 of 10
+    5/10"); "3 done · resizing", or "resized 3 photos", without a total."""
+    number = significant(done) if isinstance(done, float) else f"{done:,}"
+    said = {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", message or "")}
+    if total is None or total <= 0:
+        numbers, needed = f"{number} done", {number}
+    else:
+        whole = significant(total) if isinstance(total, float) else f"{total:,}"
+        numbers, needed = f"{number}/{whole}", {number, whole}
+    if message and {n.replace(",", "") for n in needed} <= said:
+        parts = [message]
+    else:
+        parts = [numbers, message] if message else [numbers]
+    if total is not None and total > 0:
+        parts.insert(0, f"{min(max(done / total, 0.0), 1.0):.0%}")
+    return " · ".join(parts)
+
+
+WORKER_STATES = ("running", "stopping", "lost", "stopped")  # the order they are counted in
+
+
+def workers_count(states: Mapping[str, Any]) -> str:
+    """Workers by state, said one way in every panel and table: "0 running, 1 lost" (running
+    always; the others when there are some). A count that is no integer (records anyone
+    could write) is shown as printable text."""
+    order = [*WORKER_STATES, *sorted(set(states) - set(WORKER_STATES), key=str)]
+    counts = [(state, states.get(state) or 0) for state in order]
+    return ", ".join(
+        f"{n:,} {printable(state)}" if int_or_none(n) is not None else f"{printable(n)} {state}"
+        for state, n in counts
+        if n or state == "running"
+    )
 
 
 def text_table(rows: Iterable[Sequence[str]]) -> list[str]:

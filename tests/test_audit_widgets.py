@@ -29,8 +29,8 @@ OWNER_PAGE = {"HTTP_X_MJQ_ROLE": "owner", "HTTP_X_MJQ_CLIENT": "10.1.2.3:5555"}
 VIEWER_PAGE = {"HTTP_X_MJQ_ROLE": "viewer", "HTTP_X_MJQ_CLIENT": "10.9.8.7:4444"}
 # every label an action control has ever had; a viewer's tree must hold none of them
 ACTION_LABELS = (
-    "Pause queue", "Resume queue", "Publish", "Requeue", "Requeue all failed…",
-    "Don't requeue", "Cancel job", "Confirm cancel", "Keep it", "Run now", "Release now",
+    "Pause queue", "Resume queue", "Publish", "Retry", "Retry all failed…",
+    "Don't retry", "Cancel job", "Confirm cancel", "Keep it", "Run now", "Release now",
     "Copy to publish form", "Edit and retry", "Retry with this data",
 )  # fmt: skip
 
@@ -141,7 +141,7 @@ def test_each_action_of_a_notebook_dashboard_is_recorded_once_with_who(queue):
         assert queue.get(failed[0])["status"] == "waiting"
         assert _only(queue, "requeue")["jobs"] == [failed[0]]
         tail.requeue_all_button.click()
-        assert "Requeue 2 failed jobs" in tail.confirm_label.value
+        assert "Retry 2 failed jobs" in tail.confirm_label.value
         tail.confirm_button.click()
         entry = _only(queue, "requeue all")
         assert entry["count"] == 2 and {queue.get(i)["status"] for i in failed} == {"waiting"}
@@ -274,11 +274,11 @@ def test_a_viewers_handlers_called_anyway_change_nothing_and_record_nothing(view
     assert "read-only: can't run now" in _said(tail.message)
     tail.select(ids["failed"])
     tail.actions._requeue()
-    assert "read-only: can't requeue" in _said(tail.message)
+    assert "read-only: can't retry" in _said(tail.message)
     tail.requeue_all._ask()
     tail.requeue_all._pending = {"query": None}  # as if a confirmation had been shown
     tail.requeue_all._confirm()
-    assert "read-only: can't requeue all" in _said(tail.message)
+    assert "read-only: can't retry all" in _said(tail.message)
     held = _lost_worker_job(queue)
     tail.actions.show(queue.get(held), worker_lost=True)
     tail.actions._release()

@@ -255,7 +255,7 @@ def test_requeue_a_failed_job_in_the_page(lab):
     lab.queue.fail(job, "broken on purpose")
     expect(lab.row(token)).to_contain_text("failed", timeout=5_000)
     lab.row(token).click()
-    requeue = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Requeue$"))
+    requeue = lab.dashboard.get_by_role("button", name=re.compile(r"^\W*Retry$"))
     expect(requeue).to_be_visible(timeout=5_000)
     requeue.click()
     expect(lab.row(token)).to_contain_text("waiting", timeout=5_000)
@@ -367,7 +367,7 @@ def test_the_workers_panel_shows_two_workers_and_progress_shows_as_a_bar(
         for name in names:
             expect(panel.locator("tr", has_text=name)).to_contain_text("running", timeout=20_000)
         cell = lab.row(token).locator("td.mjq-tail-data")
-        expect(cell).to_contain_text("40% · resizing 4/10", timeout=10_000)
+        expect(cell).to_contain_text("40% · 4/10 · resizing", timeout=10_000)
         bar = cell.locator(".mjq-tail-bar > span")
         assert bar.evaluate("(el) => el.style.width") == "40%"
         expect(panel).to_contain_text(" for ", timeout=5_000)  # what one runs, how long

@@ -71,7 +71,7 @@ def test_retry_a_group_from_the_errors_panel(lab):
     expect(confirm).to_be_visible(timeout=5_000)
     assert {lab.queue.get(i)["status"] for i in lab.keys} == {"failed"}  # asked, not done
     confirm.click()
-    expect(panel).to_contain_text("requeued 3 jobs", timeout=5_000)
+    expect(panel).to_contain_text("retried 3 jobs", timeout=5_000)
     states = {lab.queue.get(i)["status"] for i in lab.keys}
     assert states == {"waiting"}
     assert {lab.queue.get(i)["status"] for i in lab.others} == {"failed"}

@@ -100,7 +100,7 @@ def test_rows_show_as_text_html_and_a_frame(database):
     text = repr(rows)
     assert text.splitlines()[0].split()[:3] == ["queue", "waiting", "working"]
     [emails] = [line for line in text.splitlines() if line.startswith("emails ")]
-    assert "paused" in emails and emails.endswith("1 (1 lost)")
+    assert "paused" in emails and emails.endswith("1 running, 1 lost")
     html = rows._repr_html_()
     shown = assert_inert(html)
     for payload in XSS:

@@ -66,7 +66,7 @@ def test_a_group_opens_its_jobs_in_the_tail_and_retry_all_requeues_exactly_them(
     assert panel.confirm_button.description == "Confirm: retry 3 jobs"
     assert panel.confirm_button.layout.display is None
     panel.confirm_button.click()
-    assert "requeued 3 jobs" in panel.message.value
+    assert "retried 3 jobs" in panel.message.value
     assert {q.get(i)["status"] for i in keys} == {"waiting"}
     assert {q.get(i)["status"] for i in values} == {"failed"}
     assert q.audit(1)[0]["action"] == "retry all" and q.audit(1)[0]["count"] == 3

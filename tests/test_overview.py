@@ -131,4 +131,4 @@ def test_spark_and_row_html_are_well_formed():
     line = root.find("{http://www.w3.org/2000/svg}polyline")
     assert len(line.get("points").split()) == 4 and "peak 5" in ET.tostring(root, "unicode")
     html = row_html({"queue": "q", "waiting": 2, "done": 9, "paused": True, "workers": 1})
-    assert "waiting 2" in html and "paused" in html and "workers 1" in html
+    assert "waiting 2" in html and "paused" in html and "workers: 1 running" in html

@@ -176,21 +176,21 @@ def test_requeue_all_needs_confirmation_and_requeues_only_the_failed(tail, queue
     wait_for(lambda: shows(tail, ids[3], "failed"), EVENTUALLY, "the failures")
     tail.requeue_all_button.click()
     assert tail.confirm_box.layout.display is None
-    assert "Requeue 4 failed jobs" in tail.confirm_label.value
+    assert "Retry 4 failed jobs" in tail.confirm_label.value
     assert queue.counts()["failed"] == 4  # nothing happened yet
     tail.cancel_button.click()
     assert tail.confirm_box.layout.display == "none" and queue.counts()["failed"] == 4
     tail.search.value = "data.kind:a"
     tail.requeue_all_button.click()
-    assert "Requeue 2 failed jobs" in tail.confirm_label.value
+    assert "Retry 2 failed jobs" in tail.confirm_label.value
     tail.confirm_button.click()
     assert {queue.get(i)["status"] for i in (ids[1], ids[3])} == {"waiting"}
     assert {queue.get(i)["status"] for i in (ids[0], ids[2])} == {"failed"}
     tail.search.value = ""
     tail.requeue_all_button.click()
-    assert "Requeue 2 failed jobs" in tail.confirm_label.value
+    assert "Retry 2 failed jobs" in tail.confirm_label.value
     tail.confirm_button.click()
-    assert "requeued 2" in tail.message.value
+    assert "retried 2" in tail.message.value
     statuses = [queue.get(i)["status"] for i in ids]
     assert statuses == ["waiting"] * 4 + ["done", "working"]
     assert queue.history_collection.count_documents({"status": "done"}) == 1
@@ -291,7 +291,7 @@ def test_the_tail_and_q_jobs_show_a_job_alike(queue):
     of pymjq (ts.started and ts.done filled with its publish time) waits on, in both."""
     from mjq_notebook.core.job import utcnow
     from mjq_notebook.notebook.display import job_cells
-    from mjq_notebook.notebook.widgets.tail import job_row
+    from mjq_notebook.notebook.widgets.rows import job_row
 
     delayed = queue.pub({"later": True}, delay=3600)
     queue.pub({"running": True})

@@ -38,12 +38,12 @@ DB = "web_roles"
 FORGED = {"X-Mjq-Role": "owner", "X-Mjq-Client": "6.6.6.6"}  # what a viewer might send
 # what no viewer may see or click (the tail's job actions, the dashboard's, the form's)
 ACTIONS = ("Pause queue", "Resume queue", "Publish", "Cancel job", "Confirm cancel", "Run now",
-           "Release now", "Requeue", "Retry all", "Cancel all", "Run all")  # fmt: skip
-NOT_CLICKED = ("Close", "Keep it", "Don't requeue")  # each would undo the clicks around it
+           "Release now", "Retry", "Retry all", "Cancel all", "Run all")  # fmt: skip
+NOT_CLICKED = ("Close", "Keep it", "Don't retry")  # each would undo the clicks around it
 
 
 def _actions(labels: set[str]) -> set[str]:
-    """The labels of action buttons ("Publish 3 copies", "Requeue all failed…" too)."""
+    """The labels of action buttons ("Publish 3 copies", "Retry all failed…" too)."""
     return {label for label in labels if label.startswith(ACTIONS)}
 
 

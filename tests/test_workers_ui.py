@@ -320,7 +320,7 @@ def test_progress_text():
     at = dt.datetime.now(dt.timezone.utc)
     assert progress_of({"progress": {"done": 4, "total": 10, "message": "resizing", "at": at}}) == (
         0.4,
-        "40% · resizing 4/10",
+        "40% · 4/10 · resizing",
     )
     assert progress_of({"progress": {"done": 3, "total": None, "message": None}}) == (
         None,
@@ -351,8 +351,8 @@ def _progress_shows(queue, tail):
     started = time.monotonic()
     wait_for(lambda: row(tail, job_id)["progress_pct"] == "40", 1.0, "progress in the row")
     print(f"progress shown after {time.monotonic() - started:.2f} s")
-    assert row(tail, job_id)["progress"] == f"40% · resizing {XSS_IN_ONE} 4/10"  # text, the JS says
-    wait_for(lambda: "40% · resizing" in tail.detail.value, 1.0, "progress in the detail")
+    assert row(tail, job_id)["progress"] == f"40% · 4/10 · resizing {XSS_IN_ONE}"  # the JS: text
+    wait_for(lambda: "40% · 4/10 · resizing" in tail.detail.value, 1.0, "progress in the detail")
     assert 'role="progressbar"' in tail.detail.value and "width:40.0%" in tail.detail.value
     assert "<script>" not in tail.detail.value and "&lt;script&gt;" in tail.detail.value
     queue.done(job)
@@ -389,7 +389,7 @@ def test_the_dashboard_shows_two_workers_with_what_they_run(queue, board):
 
         wait_for(two_rows, SOON, "two workers, one running the job")
         html = panel.value
-        assert "2 workers: 2 running" in html
+        assert "workers: 2 running" in html
         assert "<script>" not in html and "&lt;script&gt;" in html
         assert "<img src=x" not in html
         assert re.search(r"\d+ (ms|s) ago", html)

@@ -10,7 +10,9 @@ formatter (it does once pyplot was used in the kernel), so ``HistoryFigure`` als
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..text import format_seconds
 from .timing import FLOOR_S, PERCENTILES, throughput
@@ -26,8 +28,32 @@ _MARKER_STYLES = {"p50": ":", "p90": "--", "p99": "-."}
 TITLE_SIZE, LABEL_SIZE, LEGEND_SIZE = 11, 10, 9
 _BAR = "#4c78a8"
 _MARK = "#d62728"
+# The figures follow the notebook's theme: no box of their own (transparent figure and axes,
+# also in the PNG), and text, ticks and spines in a mid grey that reads on white and on
+# JupyterLab Dark's #111 alike (contrast about 4.4:1 and 4.2:1).
+INK = "#777777"
+THEME: dict[str, Any] = {
+    "figure.facecolor": "none", "axes.facecolor": "none", "savefig.facecolor": "none",
+    "text.color": INK, "axes.labelcolor": INK, "axes.edgecolor": INK, "axes.titlecolor": INK,
+    "xtick.color": INK, "ytick.color": INK, "grid.color": INK, "legend.labelcolor": INK,
+}  # fmt: skip
+_Draw = TypeVar("_Draw", bound=Callable[..., Any])
 
 
+def themed(draw: _Draw) -> _Draw:
+    """Draw in ``THEME`` (matplotlib reads its settings as artists are made)."""
+
+    @functools.wraps(draw)
+    def drawn(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib
+
+        with matplotlib.rc_context(THEME):  # type: ignore[arg-type]  # names as rcParams has them
+            return draw(*args, **kwargs)
+
+    return drawn  # type: ignore[return-value]
+
+
+@themed
 def plot_latency(
     frame: pd.DataFrame, *, log: bool = True, bins: int = 40, figsize: tuple = (9, 3.4)
 ) -> Figure:
@@ -85,6 +111,7 @@ def plot_latency(
     return fig
 
 
+@themed
 def plot_timeline(
     frame: pd.DataFrame, freq: str | None = None, *, figsize: tuple = (9, 4.5)
 ) -> Figure:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from bson.codec_options import CodecOptions
 
-from ..text import format_seconds, printable
+from ..text import format_seconds, printable, workers_count
 from .job import FINISHED, IN_HISTORY, STATUSES, Status, utcnow
 from .names import COMPANIONS
 from .outage import unavailable_as_error
@@ -195,7 +195,9 @@ def queue_cells(row: Mapping[str, Any]) -> dict[str, str]:
     cells["oldest_waiting_s"] = "—" if oldest is None else format_seconds(oldest)
     cells["paused"] = "paused" if row.get("paused") else "—"
     workers, lost = row.get("workers"), row.get("workers_lost")
-    cells["workers"] = "—" if workers is None else str(workers) + (f" ({lost} lost)" * bool(lost))
+    cells["workers"] = (
+        "—" if workers is None else workers_count({"running": workers, "lost": lost or 0})
+    )
     return cells
 
 

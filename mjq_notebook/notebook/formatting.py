@@ -11,7 +11,15 @@ import textwrap
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..text import as_of, format_seconds, format_time, int_or_none, significant, text_table, utc
+from ..text import (
+    as_of,
+    format_seconds,
+    format_time,
+    int_or_none,
+    progress_text,
+    text_table,
+    utc,
+)
 
 LIST_COLUMNS = ("id", "status", "created (UTC)", "wait", "run", "attempts", "error", "data")
 # job_cells() gives them in this order
@@ -124,21 +132,19 @@ def error_preview(error: Any) -> str:
 
 def progress_of(job: Mapping[str, Any]) -> tuple[float | None, str] | None:
     """A job's last reported progress as (the fraction done, None when the total is unknown;
-    its text: "40% · resizing 4/10", "resizing 4 done"); None when it reported none. NOT
-    escaped: the message is the handler's."""
+    its text, ``text.progress_text``: "40% · 4/10 · resizing", "3 done"); None when it
+    reported none. NOT escaped: the message is the handler's."""
     value = job.get("progress")
     if not isinstance(value, Mapping):
         return None
     done, total, message = value.get("done"), value.get("total"), value.get("message")
     if not isinstance(done, (int, float)) or isinstance(done, bool):
         return None
-    number = significant(done) if isinstance(done, float) else f"{done:,}"
-    words = [" ".join(str(message).split())[:120]] if message else []
-    if isinstance(total, (int, float)) and total > 0:
-        fraction = min(max(done / total, 0.0), 1.0)
-        whole = significant(total) if isinstance(total, float) else f"{total:,}"
-        return fraction, f"{fraction:.0%} · " + " ".join([*words, f"{number}/{whole}"])
-    return None, " ".join([*words, f"{number} done"])
+    if not isinstance(total, (int, float)) or isinstance(total, bool) or total <= 0:
+        total = None
+    words = " ".join(str(message).split())[:120] if message else None
+    fraction = None if total is None else min(max(done / total, 0.0), 1.0)
+    return fraction, progress_text(done, total, words)
 
 
 # -- rows of a job list ---------------------------------------------------------------------
@@ -159,6 +165,15 @@ def live_cell(job: Mapping[str, Any], now: dt.datetime) -> tuple[str, dt.datetim
     if status == "working" and isinstance(started, dt.datetime):
         return "run", utc(started)
     return None
+
+
+def live_text(cell: str, since: dt.datetime, now: dt.datetime) -> str:
+    """A live cell's text at ``now`` ("due in 4 s", "2 min 47 s …"); tail.js's ``liveText``
+    writes the same between updates."""
+    seconds = (now - since).total_seconds()
+    if cell == "due":
+        return "due in " + format_seconds(-seconds) if seconds < 0 else "due now"
+    return format_seconds(max(0.0, seconds)) + " …"
 
 
 LOST_ROW = "working · worker lost"  # a lost worker's job's status cell
@@ -195,11 +210,7 @@ def job_cells(
     }
     live = live_cell(job, now)
     if live is not None:
-        cell, since = live
-        if cell == "due":
-            cells["wait"] = "due in " + format_seconds((since - now).total_seconds())
-        else:
-            cells[cell] = format_seconds((now - since).total_seconds()) + " …"
+        cells["wait" if live[0] == "due" else live[0]] = live_text(*live, now)
     attempts, most = int_or_none(job.get("attempts")), int_or_none(job.get("max_attempts"))
     return {
         "id": str(job.get("_id")),

@@ -154,7 +154,7 @@ def _times_html(job: Mapping[str, Any], status: str, now: dt.datetime) -> str:
 
 def _progress_html(job: Mapping[str, Any], now: dt.datetime, frozen: bool = False) -> str:
     """The last progress the job reported: a bar (a faint full one when the total is
-    unknown; grey when ``frozen``: its worker is lost), "40% · resizing 4/10" and when it
+    unknown; grey when ``frozen``: its worker is lost), "40% · 4/10 · resizing" and when it
     was reported; "" when it reported none."""
     progress = progress_of(job)
     if progress is None:

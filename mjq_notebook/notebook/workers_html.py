@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.job import utcnow
 from ..core.registry import COLUMNS, State, job_parts, worker_cells
-from ..text import printable
+from ..text import printable, workers_count
 from .markup import escape, wrap
 
 # a worker's state -> the badge colour of the job status it is most like
@@ -50,9 +50,7 @@ def workers_html(
     for row in workers:
         state = printable(row.get("state"))
         states[state] = states.get(state, 0) + 1
-    summary = " · ".join(f"{n} {escape(state)}" for state, n in states.items())
-    plural = "" if len(workers) == 1 else "s"
-    title = f'<div class="mjq-dim">{len(workers):,} worker{plural}: {summary}</div>'
+    title = f'<div class="mjq-dim">workers: {escape(workers_count(states))}</div>'
     head = "".join(
         f'<th class="{"mjq-n" if name in _NUMERIC else ""}">{escape(name)}</th>' for name in columns
     )

@@ -1,7 +1,7 @@
 """Who may open ``mjq dashboard``: its token, the host names and port it answers, and the file
 that hands the owner the tokenised URL.
 
-The page shows job data and its buttons publish, pause, requeue and cancel, so it always asks
+The page shows job data and its buttons publish, pause, retry and cancel, so it always asks
 for a token, on 127.0.0.1 too (127.0.0.1 is shared by every user of the machine), as Jupyter
 does: a random one made at each start unless the owner gives one in ``$MJQ_DASHBOARD_TOKEN``
 or a file, never on a command line (``ps`` shows it to everyone). Jupyter Server checks the
@@ -28,11 +28,11 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 LOCAL_NAMES = ("localhost",)  # and any loopback address, which Jupyter Server allows itself
 NO_TOKEN_WARNING = (
     "mjq dashboard: --no-token: anyone who can reach this port -- every user of this machine "
-    "on 127.0.0.1 -- sees every job and can publish, pause, requeue and cancel"
+    "on 127.0.0.1 -- sees every job and can publish, pause, retry and cancel"
 )
 VIEWER_NOTE = (
     "a viewer sees every queue, job, worker and chart, and can't publish, pause, resume, "
-    "cancel, run now, release or requeue: the page shows no such button, its kernel refuses"
+    "cancel, run now, release or retry: the page shows no such button, its kernel refuses"
 )
 
 

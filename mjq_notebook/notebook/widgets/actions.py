@@ -1,10 +1,14 @@
-"""What the tail offers to do: "Requeue all failed…" (with a confirmation row) and, for the
-selected job in its detail: Requeue (failed), Cancel job (waiting or
+"""What the tail offers to do: "Retry all failed…" (with a confirmation row: "Retry 12 jobs")
+and, for the selected job in its detail: Retry (failed), Cancel job (waiting or
 delayed; a second click on "Confirm cancel" does it), Run now (a delayed job or a retry in
 back-off) and, for a working job whose worker is lost, a note saying when it can be taken
 again (``formatting.lost_note``) and Release now (``q.reclaim`` with the document shown, so
 only the attempt the user saw is ended); Edit and retry for a failed job (``edit_retry.py``).
 The detail it goes with shows the job's attempts (``detail_html``).
+
+One word, one meaning: the buttons that send failed jobs back to waiting, with more attempts,
+say "Retry" as ``q.retry`` does (the core calls it requeueing, ``core/parts/requeue.py``);
+handing back a lost worker's job is "Release now" (the core's reclaim, ``leases.py``).
 
 The buttons act through the widget's ``Steering`` (so each action is recorded in the queue's
 audit, with who) on the kernel's thread; ``show`` may be called from the watcher's thread
@@ -39,7 +43,8 @@ log = logging.getLogger("mjq_notebook")
 _FIT = {"width": "auto"}  # buttons are 148 px by default: the labels would be cut
 CANCEL = "Cancel job"
 CONFIRM = "Confirm cancel"
-REQUEUE_SCAN = 10_000  # failed jobs a search looks through for "requeue all"
+REQUEUE_SCAN = 10_000  # failed jobs a search looks through for "Retry all failed…"
+RETRY, RETRY_ALL, DONT = "Retry", "Retry all failed…", "Don't retry"  # the buttons' labels
 RELEASE_HINT = "Release now hands it back at once"
 
 
@@ -60,7 +65,7 @@ class JobActions(W.HBox):
     buttons at all (their attributes are None), and a handler called anyway is refused."""
 
     def __init__(
-        self, steering: Steering, say: Callable[[str], None], changed: Callable[[Any], None]
+        self, steering: Steering, say: Callable[..., None], changed: Callable[[Any], None]
     ) -> None:
         self.steering = steering
         self.queue = steering.queue
@@ -81,9 +86,9 @@ class JobActions(W.HBox):
             return
         hidden = {"display": "none", **_FIT}
         self.requeue_button = W.Button(
-            description="Requeue",
+            description=RETRY,
             icon="redo",
-            tooltip="put this failed job back to waiting",
+            tooltip="run this failed job again: back to waiting, with one more attempt",
             layout=hidden,
         )
         self.cancel_job_button = W.Button(
@@ -188,7 +193,9 @@ class JobActions(W.HBox):
     def _run_now(self, _button: Any = None) -> None:
         job = self._job
         if job is not None and job.get("status") == "waiting":
-            self._act(job, "run now", self.steering.promote, "is due now", "was not delayed")
+            self._act(
+                job, "run now", self.steering.promote, "is due now", "was not delayed", "waiting"
+            )
 
     def _release(self, _button: Any = None) -> None:
         job = self._job
@@ -200,17 +207,31 @@ class JobActions(W.HBox):
                 self.steering.reclaim,
                 "is waiting again",
                 "was no longer held by that attempt",
+                "waiting",
             )
 
     def _requeue(self, _button: Any = None) -> None:
         if self._job is not None:
             self._act(
-                self._job, "requeue", self.steering.retry, "is waiting again", "was not failed"
+                self._job,
+                "retry",
+                self.steering.retry,
+                "is waiting again",
+                "was not failed",
+                "waiting",
             )
 
     def _act(
-        self, job: Job, name: str, call: Callable[[Any], bool], done: str, not_done: str
+        self,
+        job: Job,
+        name: str,
+        call: Callable[[Any], bool],
+        done: str,
+        not_done: str,
+        reached: str | None = None,
     ) -> None:
+        """Do ``call(job)`` and say how it went; the message "job … {done}" holds while the
+        job stays in the status it ``reached`` (the tail's ``say`` clears it when it moves)."""
         try:
             ok = call(job)
         except ReadOnlyError:
@@ -220,14 +241,17 @@ class JobActions(W.HBox):
             log.info("mjq: %s of job %s failed: %r", name, job.id, exc)
             self._say(f"{name} failed: {type(exc).__name__}")
             return
-        self._say(f"job {job.id} {done}" if ok else f"job {job.id} {not_done}: nothing done")
+        if ok:
+            self._say(f"job {job.id} {done}", (job.id, reached) if reached else None)
+        else:
+            self._say(f"job {job.id} {not_done}: nothing done")
         self._changed(job.id)
 
 
 class RequeueAll:
-    """ "Requeue all failed…" and its confirmation row (``confirm_box``: the count, Requeue,
-    Don't requeue). ``term()`` gives the tail's search (compiled); ``changed()`` follows a
-    requeue. The requeue goes through ``steering``; a read-only one gets no widgets (all None)."""
+    """ "Retry all failed…" and its confirmation row (``confirm_box``: the count, "Retry 12
+    jobs", "Don't retry"). ``term()`` gives the tail's search (compiled); ``changed()``
+    follows a retry. It goes through ``steering``; a read-only one gets no widgets (all None)."""
 
     def __init__(
         self,
@@ -244,21 +268,26 @@ class RequeueAll:
         if steering.read_only:
             return
         self.button = W.Button(
-            description="Requeue all failed…",
-            tooltip="every failed job matching the filter",
+            description=RETRY_ALL,
+            tooltip="run every failed job matching the filter again (asks to confirm)",
             layout=_FIT,
         )
         self.label = W.HTML()
-        self.yes = W.Button(description="Requeue", button_style="danger", layout=_FIT)
-        self.no = W.Button(description="Don't requeue", layout=_FIT)
+        self.yes = W.Button(description=RETRY, button_style="danger", layout=_FIT)
+        self.no = W.Button(description=DONT, layout=_FIT)
         self.confirm_box = W.HBox([self.label, self.yes, self.no], layout={"display": "none"})
         self.button.on_click(self._ask)
         self.yes.on_click(self._confirm)
         self.no.on_click(self.drop)
 
     def _ask(self, _button: Any = None) -> None:
-        if self.steering.read_only or self.label is None or self.confirm_box is None:
-            self._say(refused("requeue all"))  # a read-only one has no confirmation row
+        if (
+            self.steering.read_only
+            or self.label is None
+            or self.confirm_box is None
+            or not self.yes
+        ):
+            self._say(refused("retry all"))  # a read-only one has no confirmation row
             return
         term = self._term()
         try:
@@ -276,7 +305,8 @@ class RequeueAll:
             return
         self._pending = {"query": query}
         plural = "job" if count == 1 else "jobs"
-        self.label.value = f"<b>Requeue {count:,} failed {plural} matching this filter?</b>"
+        self.label.value = f"<b>Retry {count:,} failed {plural} matching this filter?</b>"
+        self.yes.description = f"Retry {count:,} {plural}"  # says what it does, and to how many
         self.confirm_box.layout.display = None
 
     def _confirm(self, _button: Any = None) -> None:
@@ -287,12 +317,12 @@ class RequeueAll:
         try:
             count = self.steering.retry_failed(pending["query"])
         except ReadOnlyError:
-            self._say(refused("requeue all"))
+            self._say(refused("retry all"))
             return
         except Exception as exc:
-            self._say(f"requeue failed: {type(exc).__name__}")
+            self._say(f"retry all failed: {type(exc).__name__}")
             return
-        self._say(f"requeued {count:,} failed job{'' if count == 1 else 's'}")
+        self._say(f"retried {count:,} failed job{'' if count == 1 else 's'}: waiting again")
         self._changed()
 
     def filtered(self, status: str | None) -> None:
@@ -303,7 +333,7 @@ class RequeueAll:
         self.drop()
 
     def drop(self, _button: Any = None) -> None:
-        """Hide the confirmation row (the filter changed, or "Don't requeue")."""
+        """Hide the confirmation row (the filter changed, or "Don't retry")."""
         self._pending = None
         if self.confirm_box is not None:
             self.confirm_box.layout.display = "none"

@@ -330,6 +330,9 @@ class _ChartThread:
                 dashboard._render_charts(dashboard.watcher.snapshot)
                 dashboard._audit.refresh()
                 dashboard.errors_panel.refresh()
+                for part in (dashboard.tail, dashboard.publisher):  # messages go on time
+                    if part is not None:
+                        part.notice.tick()
             except Exception:  # drawing must never kill the thread or reach the notebook
                 log.exception("mjq: the dashboard's charts failed")
             del dashboard

@@ -239,7 +239,7 @@ class ErrorsPanel:
         except Exception as exc:  # said, never raised into the notebook
             self._say(f"could not {action}: {type(exc).__name__}: {exc}")
         else:
-            done = "requeued" if action == "retry" else "cancelled"
+            done = "retried" if action == "retry" else "cancelled"
             self._say(f"{done} {jobs_text(count)} of group {group['group']}")
             self._due = True
             self._acted()

@@ -109,9 +109,9 @@ def row_html(row: Mapping[str, Any]) -> str:
     counts.update({n: row.get(n) or 0 for n in ("cancelled", "lost") if row.get(n)})
     paused = '<span class="mjq-badge mjq-s-waiting">paused</span> ' if row.get("paused") else ""
     facts = " · ".join(
-        f"{HEADS.get(name, name)} {cells[name]}"
+        f"{HEADS.get(name, name)}{':' * (name == 'workers')} {cells[name]}"
         for name in ("finished_10min", "oldest_waiting_s", "workers")
-    )
+    )  # "workers: 0 running, 1 lost"
     return _wrap(
         f"{paused}{display.counts_html(counts)}"
         f'<div class="mjq-dim" style="font-size:11px">{escape(facts)}</div>'

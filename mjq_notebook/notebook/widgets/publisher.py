@@ -24,6 +24,7 @@ from ..display import escape
 from ..markup import wrap
 from .acting import actor_or_here, read_only_html, refused
 from .lifecycle import Lifecycle
+from .notice import Notice
 
 if TYPE_CHECKING:
     from bson import ObjectId
@@ -148,6 +149,7 @@ class Publisher(Lifecycle, widgets.VBox):
         # stretched, not width 100%: 100% plus the widget's 2 px margins overflowed the form
         # (a 957 px box in a 953 px output, with a scrollbar under it)
         self.message = widgets.HTML(layout=widgets.Layout(align_self="stretch"))
+        self.notice = Notice(self.message)  # "published 3 jobs" goes after a while, or on an edit
         self._style = widgets.HTML(_STYLE, layout=widgets.Layout(height="0px", margin="0"))
         self.editor.observe(self._validate, names="value")
         for control in (self.priority, self.delay, self.max_attempts):
@@ -175,6 +177,7 @@ class Publisher(Lifecycle, widgets.VBox):
         self.publish_button = self._style = None
         self._problem = "read-only"
         self.message = widgets.HTML(wrap(read_only_html(self.actor)))
+        self.notice = Notice(self.message)
         super().__init__([self.message], layout=layout, **kwargs)
         self._opened()
 
@@ -196,7 +199,8 @@ class Publisher(Lifecycle, widgets.VBox):
             if problem:
                 self._show(problem, _ERROR)
             elif self.message.value.startswith("<div data-kind='error'"):
-                self.message.value = ""  # fixed: the stale complaint goes
+                self.notice.say("")  # fixed: the stale complaint goes
+            self.notice.tick()  # an edit is this form's tick
 
     def _option_problem(self) -> str:
         delay = self.delay.value
@@ -226,11 +230,18 @@ class Publisher(Lifecycle, widgets.VBox):
         self.publish_button.disabled = self._busy or not self.valid
 
     def _show(self, text: str, style: str, kind: str = "error") -> None:
+        """A complaint (or "publishing…") stays until the input changes; what was published
+        goes after a few seconds, or once the form holds other data."""
         body = escape(text)
-        self.message.value = (
+        html = (
             f"<div data-kind='{kind}' style='{style};white-space:pre-wrap;"
             f"font-family:var(--jp-code-font-family,monospace);font-size:12px'>{body}</div>"
         )
+        if kind != "ok" or self.editor is None:
+            self.notice.say(html, lasting=True)
+            return
+        sent = self.editor.value
+        self.notice.say(html, until=lambda: self.editor is None or self.editor.value != sent)
 
     # -- actions -----------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""The tail's rows: what a row holds (``job_row``, from the display's one row builder), which
-jobs are in sight in the "all" view (``in_sight``)."""
+"""The tail's rows: what a row holds (``job_row``, from the display's one row builder), the rows
+as they go out (``RowCache``) and which jobs are in sight in the "all" view (``in_sight``)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from bson.errors import InvalidId
 
 from ...core.job import Job
 from .. import display
-from ..formatting import progress_of
+from ..formatting import live_text, progress_of
 
 
 def job_row(job: Job, now: dt.datetime, worker_lost: bool = False) -> dict[str, Any]:
     """One table row: ``display.job_cells`` as plain strings (the front end renders them as
     text, never as HTML), with the cell that keeps changing (``live``: "wait", "run", "due"
     or "") and the time it counts from (``live_from``, unix ms), a working job's last
-    progress (``progress``: "40% · resizing 4/10", ``progress_pct``: "40" of 100, "" when
+    progress (``progress``: "40% · 4/10 · resizing", ``progress_pct``: "40" of 100, "" when
     the total is unknown; both "" for a job not running or that reported none), and
     ``worker_lost`` ("1" when the registry says the worker running it is lost, its status
     then "working · worker lost"; else "")."""
@@ -35,6 +35,51 @@ def job_row(job: Job, now: dt.datetime, worker_lost: bool = False) -> dict[str, 
     )  # fmt: skip
     row["worker_lost"] = "1" if worker_lost and job.get("status") == "working" else ""
     return row
+
+
+class RowCache:
+    """The tail's rows, formatting only jobs that changed since the last call (most refreshes
+    change a few rows of fifty). A kept row's live cell is written afresh for each call: kept
+    as formatted, a job waiting minutes went out as the "246 ms …" of its first sight with
+    every change of another row, and the page showed it until its next tick. Called on the
+    watcher's thread only."""
+
+    def __init__(self) -> None:
+        self._held: dict[Any, tuple[Job, dict[str, Any]]] = {}
+        self._basis: list[dict[str, Any]] | None = None  # the rows last given, as formatted
+
+    def rows(
+        self, jobs: list[Job], now: dt.datetime, lost: dict[str, dict]
+    ) -> list[dict[str, Any]] | None:
+        """The rows of ``jobs`` as of ``now`` (``lost``: the lost workers' records by id);
+        None when only the live cells' clocks moved since the last rows (the page counts
+        those on itself)."""
+        basis, rows = [], []
+        for job in jobs:
+            held, gone = self._held.get(job.id), worker_lost(job, lost)
+            live = display.live_cell(job, now)
+            kind = "" if live is None else live[0]  # a delay running out makes it a wait
+            if (held is None or held[0] != job or held[1]["live"] != kind
+                    or held[1]["worker_lost"] != ("1" if gone else "")):  # fmt: skip
+                held = self._held[job.id] = (job, job_row(job, now, gone))
+            basis.append(held[1])
+            cell = "wait" if kind == "due" else kind
+            rows.append(held[1] if live is None else {**held[1], cell: live_text(*live, now)})
+        if len(self._held) > 2 * len(jobs) + 50:  # forget jobs no longer shown
+            self._held = {job.id: self._held[job.id] for job in jobs}
+        if basis == self._basis:
+            return None
+        self._basis = basis
+        return rows
+
+
+def worker_lost(job: Job | None, lost: dict[str, dict]) -> bool:
+    """True when ``job`` is working and the registry says its worker is lost (``lost``: the
+    snapshot's ``lost_workers``)."""
+    if job is None or job.get("status") != "working":
+        return False
+    worker = job.get("worker")
+    return isinstance(worker, str) and worker in lost
 
 
 def in_sight(working: Sequence[Job], newest: Sequence[Job], limit: int) -> list[Job]:

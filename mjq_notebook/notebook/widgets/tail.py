@@ -1,5 +1,5 @@
 """``Tail``: the queue's newest jobs as a live table, with filters, detail, the selected job's
-actions (requeue, cancel, run now, release; ``actions.py``), actions on every match of the
+actions (retry, cancel, run now, release; ``actions.py``), actions on every match of the
 search query (``bulk_actions.py``) and a compact workers panel. A working job whose worker
 the registry says is lost reads "working · worker lost" (the watcher's ``lost_workers``,
 read while working jobs are in view, panel open or not).
@@ -39,7 +39,9 @@ from .acting import actor_or_here, read_only_html
 from .actions import JobActions, RequeueAll
 from .bulk_actions import BulkActions
 from .lifecycle import Lifecycle
-from .rows import _as_id, in_sight, job_row
+from .notice import Notice, left
+from .rows import RowCache, _as_id, in_sight
+from .rows import worker_lost as _worker_lost
 from .search import QueryBox
 from .workers import WorkersView
 
@@ -104,7 +106,7 @@ class Tail(Lifecycle, W.VBox):
         self._status: str | None = None  # the filter and search as the watcher thread reads them
         self._match: dict[str, Any] = {}  # the search's last good query, compiled
         self._shown: dict[str, Job] = {}  # jobs in the rows, by id string
-        self._row_cache: dict[Any, tuple[Job, dict[str, str]]] = {}  # see _rows_of
+        self._rows = RowCache()
         self._detail_job: Job | None = None
         self._detail_lost = False  # the detail's job runs on a worker the registry says is lost
         self._copy_callbacks: list[Callable[[Any], None]] = []
@@ -130,6 +132,7 @@ class Tail(Lifecycle, W.VBox):
         self.workers_view = WorkersView(compact=True, display="none")
         self.counters = W.HTML(layout={} if counters else {"display": "none"})
         self.message = W.HTML()
+        self.notice = Notice(self.message)  # its messages go after a while, or when untrue
         self.detail = W.HTML()
         # a read-only viewer's tail makes none of the action controls (each is None then)
         read_only = self.actor.read_only
@@ -253,7 +256,7 @@ class Tail(Lifecycle, W.VBox):
         jobs = self._jobs_for(snapshot, status, match)
         now = dt.datetime.now(dt.timezone.utc)
         lost = snapshot.lost_workers
-        rows = None if jobs is None else self._rows_of(jobs, now, lost)
+        rows = None if jobs is None else self._rows.rows(jobs, now, lost)
         show_counts = self._show_counters and snapshot.counts
         counters = _counters_html(snapshot.counts) if show_counts else None
         with self._lock:
@@ -277,25 +280,7 @@ class Tail(Lifecycle, W.VBox):
                 self._show_detail(current, gone)
             elif gone:  # its note as of now: "claimable again from …", then "its lease ended"
                 self.actions.show(current, gone)
-
-    def _rows_of(
-        self, jobs: list[Job], now: dt.datetime, lost: dict[str, dict]
-    ) -> list[dict[str, str]]:
-        """The rows of ``jobs`` (``lost``: the lost workers' records by id), formatting only
-        jobs that changed since the last call (most refreshes change a few rows of fifty).
-        Called on the watcher's thread only."""
-        cache = self._row_cache
-        rows = []
-        for job in jobs:
-            held = cache.get(job.id)
-            gone = _worker_lost(job, lost)
-            if held is None or held[0] != job or held[1]["worker_lost"] != ("1" if gone else ""):
-                held = cache[job.id] = (job, job_row(job, now, gone))
-            rows.append(held[1])
-        if len(cache) > 2 * len(jobs) + 50:  # forget jobs no longer shown
-            shown = {job.id for job in jobs}
-            self._row_cache = {key: cache[key] for key in shown}
-        return rows
+        self.notice.tick()
 
     def _jobs_for(self, snapshot: Snapshot, status: str | None, match: dict) -> list[Job] | None:
         """The window, or (filtered, at QUERY_RATE) a read; None leaves the rows as they are."""
@@ -409,8 +394,18 @@ class Tail(Lifecycle, W.VBox):
         if job is not None:
             _tell(self._copy_callbacks, job.get("data"))
 
-    def _say(self, text: str) -> None:
-        self.message.value = f'<span class="mjq-dim">{display.escape(text)}</span>' if text else ""
+    def _say(self, text: str, about: tuple[ObjectId, str] | None = None) -> None:
+        """The message line (``Notice``); ``about``: a job and the status an action gave it,
+        the message going once it leaves that status."""
+        until = None
+        if about is not None:
+            until = left(functools.partial(self._status_of, about[0]), about[1])
+        html = f'<span class="mjq-dim">{display.escape(text)}</span>' if text else ""
+        self.notice.say(html, until=until)
+
+    def _status_of(self, job_id: ObjectId) -> Any:
+        job = self.watcher.snapshot.followed.get(job_id) or self._shown.get(str(job_id))
+        return None if job is None else job.get("status")
 
 
 def _tell(callbacks: list[Callable[..., None]], *args: Any) -> None:
@@ -421,15 +416,6 @@ def _tell(callbacks: list[Callable[..., None]], *args: Any) -> None:
             callback(*args)
         except Exception:
             log.exception("mjq: a %s callback failed", getattr(callback, "__name__", "tail"))
-
-
-def _worker_lost(job: Job | None, lost: dict[str, dict]) -> bool:
-    """True when ``job`` is working and the registry says its worker is lost (``lost``: the
-    snapshot's ``lost_workers``)."""
-    if job is None or job.get("status") != "working":
-        return False
-    worker = job.get("worker")
-    return isinstance(worker, str) and worker in lost
 
 
 def _state_text(snapshot: Snapshot) -> str:

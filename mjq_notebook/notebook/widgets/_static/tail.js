@@ -45,7 +45,8 @@ function formatSeconds(value) {
   return parseFloat(hours) < 48 ? `${hours} h` : `${oneDecimal(value / 86400)} d`;
 }
 
-// The text of a row's live cell at the kernel's time ``now`` (unix ms).
+// The text of a row's live cell at the kernel's time ``now`` (unix ms);
+// formatting.live_text writes the same in the kernel.
 function liveText(row, now) {
   const seconds = (now - Number(row.live_from)) / 1000;
   if (row.live === "due") return seconds < 0 ? "due in " + formatSeconds(-seconds) : "due now";
@@ -58,7 +59,7 @@ function columnClass(key) {
 }
 
 // The data cell: a running job's progress first (a bar, its width a number clamped to 0-100,
-// a faint full one when the total is unknown, and "40% · resizing 4/10"), then the data. In
+// a faint full one when the total is unknown, and "40% · 4/10 · resizing"), then the data. In
 // the data column, so no column comes and goes (and moves the others) as progress does.
 // Written as text and style, never as HTML.
 function dataCell() {
@@ -113,14 +114,19 @@ function render({ model, el }) {
   const live = new Map(); // job id -> row, for the rows with a cell that keeps changing
   const timers = new Map(); // job id -> flash timeout
   let first = true;
-  let skew = 0; // the kernel's clock minus this browser's, as of the last rows sent
+  // The kernel's clock minus this browser's. Each update measures it late by the time the
+  // rows took to come, which varies: the largest measure is the truest, and a smaller one
+  // taken later would set the clock (and every wait shown) back.
+  let skew = -Infinity;
+  const kernelNow = () => Date.now() + (Number.isFinite(skew) ? skew : 0);
+  const liveKey = (row) => (row.live === "due" ? "wait" : row.live);
 
   // Count the live cells on by the kernel's clock: the table moves while nothing is sent.
   function tick() {
-    const now = Date.now() + skew;
+    const now = kernelNow();
     for (const [id, row] of live) {
       const tr = rowsById.get(id);
-      const index = COLUMNS.findIndex(([key]) => key === (row.live === "due" ? "wait" : row.live));
+      const index = COLUMNS.findIndex(([key]) => key === liveKey(row));
       if (tr && index >= 0) tr.children[index].textContent = liveText(row, now);
     }
   }
@@ -147,7 +153,8 @@ function render({ model, el }) {
     return tr;
   }
 
-  // Write a row's cells; true when any text changed.
+  // Write a row's cells; true when any text changed (a live cell counting on is no change:
+  // it is written as the ticks write it, by the kernel's clock now).
   function fill(tr, row) {
     let changed = false;
     COLUMNS.forEach(([key], index) => {
@@ -156,6 +163,14 @@ function render({ model, el }) {
         changed = fillData(td, row) || changed;
         return;
       }
+      if (row.live && key === liveKey(row)) {
+        const wasLive = td.dataset.live === row.live;
+        td.dataset.live = row.live;
+        td.textContent = liveText(row, kernelNow());
+        changed = changed || !wasLive;
+        return;
+      }
+      delete td.dataset.live;
       const text = row[key] == null ? "" : String(row[key]);
       if (td.textContent !== text) {
         td.textContent = text;
@@ -196,7 +211,7 @@ function render({ model, el }) {
 
   function update() {
     const rows = model.get("rows") || [];
-    if (model.get("now")) skew = model.get("now") - Date.now();
+    if (model.get("now")) skew = Math.max(skew, model.get("now") - Date.now());
     live.clear();
     const kept = anchor();
     const seen = new Set();
