@@ -157,3 +157,20 @@ def test_a_find_over_its_time_is_stopped_with_advice(queue, monkeypatch):
         queue.find("nowhere")
     with pytest.raises(JobQueueError, match="or leave out all=True"):
         find.count_matches(queue, "nowhere", all=True)
+
+
+def test_a_found_list_becomes_a_frame_in_the_history_columns(queue):
+    """``q.find(...).to_frame()``: the history frame's columns, the error's type and message
+    beside each other, the data flattened; each job once, as found."""
+    queue.max_attempts = 1
+    queue.pub_many([{"customer": 42, "plan": {"tier": "pro"}}, {"customer": 7}])
+    failing = queue.next()
+    queue.fail(failing, TimeoutError("host db-3 timed out after 30 s"))
+    frame = queue.find("data.customer:*").to_frame()
+    assert len(frame) == 2 and set(frame["id"]) == {job.id for job in queue.jobs()}
+    row = frame.set_index("id").loc[failing.id]
+    assert row["status"] == "failed" and row["error_type"] == "TimeoutError"
+    assert row["error_message"] == "host db-3 timed out after 30 s"
+    assert row["data.customer"] == failing.data["customer"]
+    assert {"created", "wait_s", "run_s", "data.plan.tier"} <= set(frame.columns)
+    assert queue.find("data.customer:1000").to_frame().empty

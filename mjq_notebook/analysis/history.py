@@ -151,6 +151,27 @@ def frame_from_batches(
         return _frame(history, queue, limit, data, naive_tz)
 
 
+def jobs_frame(jobs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Job documents (a ``JobList``: ``q.find``, ``q.jobs``) as a history frame: the same
+    columns, one row per job, oldest first."""
+    return frame_from_batches([b"".join(bson.encode(_projected(doc)) for doc in jobs)], [])
+
+
+def _projected(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A job document as ``_PROJECTION`` has the server shape it, in Python."""
+    ts, error = doc.get("ts"), doc.get("error")
+    ts = ts if isinstance(ts, Mapping) else {}
+    message = error if isinstance(error, str) else (error or {}).get("message")
+    error = error if isinstance(error, Mapping) else {}
+    shaped = {key: doc[key] for key in _PROJECTION if key in doc and _PROJECTION[key] == 1}
+    shaped.update(created=ts.get("created"), started=ts.get("started"), done=ts.get("done"))
+    shaped.update(error_type=error.get("type"), error_group=error.get("group"))
+    shaped["error_message"] = message[:FRAME_MESSAGE] if isinstance(message, str) else None
+    if "data" in doc:
+        shaped["data"] = doc["data"]
+    return shaped
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while decoding (as msgpack's docs advise for big

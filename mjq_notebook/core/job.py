@@ -344,3 +344,9 @@ class JobList(list):
         from ..notebook.display import job_list_html
 
         return job_list_html(self)
+
+    def to_frame(self) -> Any:
+        """The jobs as a DataFrame in ``q.history()``'s columns, oldest first (needs pandas)."""
+        from ..analysis.history import jobs_frame  # above this layer: import on use
+
+        return jobs_frame(self)

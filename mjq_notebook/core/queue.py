@@ -20,7 +20,7 @@ from .job import Job, JobList, Status, job_id, utcnow
 from .outage import display_timeout, unavailable_as_error
 from .parts import attempts, bulk, steer
 from .parts.bulk import Progress, Query
-from .parts.find import find_jobs
+from .parts.find import count_matches, find_jobs
 from .parts.leases import reclaim_one
 from .parts.requeue import KEEP, requeue_edited
 from .parts.retention import prune
@@ -205,7 +205,7 @@ class JobQueue(QueueBase):
         """How many jobs match ``query`` (ring and history, each once); with ``action``
         ("retry", "cancel", "promote"), how many ``<action>_all`` would change now."""
         if action is None:
-            return bulk.count(self.collection, self.history_collection, bulk.as_filter(query))
+            return count_matches(self, query or {}, all=True)
         return bulk.would_change(self, action, query)
 
     # -- inspecting -----------------------------------------------------------------------

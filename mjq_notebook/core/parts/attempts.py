@@ -24,12 +24,12 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from ...errors import JobQueueError
 from ..job import Status, utcnow
+from ..job import job_id as as_job_id
 from ..retries import retried
 from . import writes
 
@@ -196,21 +196,9 @@ def story(get: Any, log: Collection, job: Any) -> list[dict[str, Any]]:
     """The rows (``rows``) of ``job`` (a document, an ObjectId or its hex string), its
     document read with ``get`` (``q.get``: the ring, else history). JobQueueError when the
     queue knows nothing of it."""
-    job_id = as_id(job)
+    job_id = as_job_id(job)
     doc = get(job_id) if not isinstance(job, Mapping) or "status" not in job else job
     found = rows(log, doc if doc is not None else {"_id": job_id})
     if doc is None and not found:
         raise JobQueueError(f"no job {job_id} in this queue (nor in its history)")
     return found
-
-
-def as_id(job: Any) -> Any:
-    """The id of a job given as a document, an id, or an ObjectId's 24 hex digits (a string
-    that is none is an error, not a job that is never found)."""
-    if isinstance(job, Mapping):
-        return job["_id"]
-    if isinstance(job, str):
-        if not ObjectId.is_valid(job):
-            raise JobQueueError(f"{job!r:.60} is not a job id (24 hex digits)")
-        return ObjectId(job)
-    return job

@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..job import ACTS_ON, FINISHED, IN_HISTORY, Status, utcnow
-from ..query import compile_query
+from ..job import ACTS_ON, Status, utcnow
 from ..retries import retried
+from .find import count_matches, filter_of
 from .requeue import requeue
 from .steer import cancel
 
@@ -43,37 +43,9 @@ def state(action: str) -> dict[str, Any]:
     raise ValueError(f"a bulk action is one of {', '.join(ACTS_ON)}, not {action!r}")
 
 
-def as_filter(query: Query | None) -> dict[str, Any]:
-    """The MongoDB filter of ``query``: text is compiled (``QuerySyntaxError`` when it can't
-    be read), a mapping is taken as a filter, None matches every job."""
-    if query is None:
-        return {}
-    if isinstance(query, str):
-        return compile_query(query)
-    if isinstance(query, Mapping):
-        return dict(query)
-    raise TypeError(f"a query is text or a MongoDB filter, not {type(query).__name__}")
-
-
-def count(ring: Collection, history: Collection, match: Mapping[str, Any]) -> int:
-    """Jobs matching ``match`` in the ring and history together, each once: history's, the
-    ring's unfinished ones, and finishes of other programs not copied to history yet.
-
-    TODO(lead): the smallest count bulk actions need; unify with the query engineer's count
-    over ring and history (``core/parts/find.py``)."""
-    total = history.count_documents(match)
-    total += ring.count_documents({"$and": [match, {"status": {"$nin": list(FINISHED)}}]})
-    unmarked = {"$and": [match, {"status": {"$in": list(FINISHED)}, IN_HISTORY: {"$ne": True}}]}
-    ids = [doc["_id"] for doc in ring.find(unmarked, {"_id": 1})]  # few: swept within seconds
-    if ids:
-        total += len(ids) - history.count_documents({"_id": {"$in": ids}})
-    return total
-
-
 def would_change(queue: QueueBase, action: str, query: Query | None) -> int:
     """How many jobs ``action`` would change now: the matches in the state it changes."""
-    match = {"$and": [as_filter(query), state(action)]}
-    return count(queue.collection, queue.history_collection, match)
+    return count_matches(queue, {"$and": [filter_of(query or {}), state(action)]}, all=True)
 
 
 def act(
@@ -88,7 +60,7 @@ def act(
     total)`` after each batch; ``total``, counted first only when ``progress`` is given, is
     what matched at the start (``done`` may pass it if jobs came to match meanwhile)."""
     queue._require_capped()
-    match = {"$and": [as_filter(query), state(action)]}  # compiled before anything is done
+    match = {"$and": [filter_of(query or {}), state(action)]}  # compiled before anything is done
     total = would_change(queue, action, query) if progress is not None else 0
     if progress is not None:
         progress(0, total)

@@ -1,11 +1,12 @@
 """The tail's rows: what a row holds (``job_row``, from the display's one row builder), the rows
-as they go out (``RowCache``) and which jobs are in sight in the "all" view (``in_sight``)."""
+as they go out (``RowCache``), which jobs are in sight in the "all" view (``in_sight``), and
+the lines around them (``state_text``, ``counters_html``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -13,6 +14,9 @@ from bson.errors import InvalidId
 from ...core.job import Job
 from .. import display
 from ..formatting import live_text, progress_of
+
+if TYPE_CHECKING:
+    from ...live.watch import Snapshot
 
 
 def job_row(job: Job, now: dt.datetime, worker_lost: bool = False) -> dict[str, Any]:
@@ -99,3 +103,17 @@ def _as_id(text: str) -> ObjectId | None:
         return ObjectId(text) if text else None
     except (InvalidId, TypeError):
         return None
+
+
+def state_text(snapshot: Snapshot) -> str:
+    """The table's state line: live, paused, connecting… or reconnecting… and why."""
+    if snapshot.state == "reconnecting":
+        return f"reconnecting…: {snapshot.message}" if snapshot.message else "reconnecting…"
+    if snapshot.state == "connecting":
+        return "connecting…"
+    return snapshot.state
+
+
+def counters_html(counts: dict[str, int]) -> str:
+    """The counters above the table, styled to stand alone."""
+    return f'<div class="mjq">{display.stylesheet()}{display.counts_html(counts)}</div>'

@@ -40,7 +40,7 @@ from .actions import JobActions, RequeueAll
 from .bulk_actions import BulkActions
 from .lifecycle import Lifecycle
 from .notice import Notice, left
-from .rows import RowCache, _as_id, in_sight
+from .rows import RowCache, _as_id, counters_html, in_sight, state_text
 from .rows import worker_lost as _worker_lost
 from .search import QueryBox
 from .workers import WorkersView
@@ -103,6 +103,7 @@ class Tail(Lifecycle, W.VBox):
         self._lock = threading.RLock()
         self._sub: Subscription | None = None
         self._token: object | None = None  # identifies the current subscription's callback
+        self._answering = self._again = False  # a filter's answer being read; another wanted
         self._status: str | None = None  # the filter and search as the watcher thread reads them
         self._match: dict[str, Any] = {}  # the search's last good query, compiled
         self._shown: dict[str, Job] = {}  # jobs in the rows, by id string
@@ -258,12 +259,12 @@ class Tail(Lifecycle, W.VBox):
         lost = snapshot.lost_workers
         rows = None if jobs is None else self._rows.rows(jobs, now, lost)
         show_counts = self._show_counters and snapshot.counts
-        counters = _counters_html(snapshot.counts) if show_counts else None
+        counters = counters_html(snapshot.counts) if show_counts else None
         with self._lock:
-            if token is not self._token:
-                return
+            if token is not self._token or (status, match) != (self._status, self._match):
+                return  # the filter changed meanwhile: the answer to the new one shows
             with self.table.hold_sync():
-                _assign(self.table, "state", _state_text(snapshot))
+                _assign(self.table, "state", state_text(snapshot))
                 if rows is not None and rows != self.table.rows:
                     _assign(self.table, "rows", rows)
                     _assign(self.table, "now", now.timestamp() * 1000)
@@ -301,9 +302,27 @@ class Tail(Lifecycle, W.VBox):
         self.requeue_all.filtered(self._status)
         if sub is not None:  # answer now (a watcher awaiting a change may take 0.5 s), and again
             sub.rate = self._rate()
-            now = (self._token, self.watcher.snapshot)
-            threading.Thread(target=self._on_snapshot, args=now, daemon=True).start()
+            self._answer_now()
             sub.resend()
+
+    def _answer_now(self) -> None:
+        """Answer a new filter at once on one short-lived thread; typing faster than a read
+        makes it read once more for the latest filter, never a thread per keystroke."""
+        with self._lock:
+            self._again = self._answering
+            if self._answering:
+                return
+            self._answering = True
+
+        def answer() -> None:
+            again = True
+            while again:
+                self._on_snapshot(self._token, self.watcher.snapshot)
+                with self._lock:
+                    again, self._again = self._again, False
+                    self._answering = again
+
+        threading.Thread(target=answer, name="mjq-tail-answer", daemon=True).start()
 
     def _pause_changed(self, change: Any) -> None:
         """Freeze the view (the table shows "paused", the front end words it) or resume."""
@@ -416,18 +435,6 @@ def _tell(callbacks: list[Callable[..., None]], *args: Any) -> None:
             callback(*args)
         except Exception:
             log.exception("mjq: a %s callback failed", getattr(callback, "__name__", "tail"))
-
-
-def _state_text(snapshot: Snapshot) -> str:
-    if snapshot.state == "reconnecting":
-        return f"reconnecting…: {snapshot.message}" if snapshot.message else "reconnecting…"
-    if snapshot.state == "connecting":
-        return "connecting…"
-    return snapshot.state
-
-
-def _counters_html(counts: dict[str, int]) -> str:
-    return f'<div class="mjq">{display.stylesheet()}{display.counts_html(counts)}</div>'
 
 
 def _assign(widget: W.Widget, name: str, value: Any) -> None:
