@@ -144,6 +144,7 @@ def test_a_viewer_is_refused_every_action_and_nothing_changes(q):
         "retry": lambda: viewer.retry(failed),
         "retry_failed": viewer.retry_failed,
         "retry_all": lambda: viewer.retry_all({}),
+        "retry_with": lambda: viewer.retry_with(failed, {"edited": True}),
         "cancel_all": lambda: viewer.cancel_all(""),
         "promote_all": lambda: viewer.promote_all({}),
         "prune_history": lambda: viewer.prune_history(0),

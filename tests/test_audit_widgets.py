@@ -250,7 +250,8 @@ def test_a_viewer_sees_everything_and_no_action_control_exists(viewed):
     assert not [w for w in tree if isinstance(w, (Publisher, W.Textarea))]
     for widgets in (tree, made):
         labels = _controls(widgets)
-        assert set(labels) <= {"watched", "Close", "Freeze view", "Workers"}, labels
+        opens = {button.description for button in board.errors_panel.buttons}  # a group
+        assert set(labels) <= {"watched", "Close", "Freeze view", "Workers", *opens}, labels
     # nor in any widget's synced state (the tail's anywidget included)
     states = json.dumps([w.get_state() for w in made if not isinstance(w, W.Image)],
                         default=str)  # fmt: skip

@@ -51,6 +51,8 @@ def history_frame(
             "priority": 0,
             "worker": "w",
             "error_type": None,
+            "error_message": None,
+            "error_group": None,
         }
     )
     for name in ("created", "started", "done"):

@@ -345,7 +345,7 @@ def test_no_markup_from_data_errors_results_or_ids_gets_through(queue):
     jobs = queue.jobs(limit=10)
     assert len(jobs) == 4
     pages = [job_html(job) for job in jobs]
-    pages += [job_list_html(jobs), queue_html(queue), job_list_html([queue.get(XSS[2])])]
+    pages += [job_list_html(jobs), queue_html(queue), job_list_html([queue.get({"_id": XSS[2]})])]
     frame = queue.history()
     pages.append(summary(frame, by="data.kind")._repr_html_())
     pages.append(queue.stats(by="data.kind", exact=True)._repr_html_())

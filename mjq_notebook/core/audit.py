@@ -138,7 +138,7 @@ class Steering:
         who = {k: v for k, v in asdict(self.actor).items() if v is not None}
         changed = bool(self.queue.retry(job, data, by=who))
         if changed:
-            self._note("edit and retry", jobs=[job.get("_id") if isinstance(job, Mapping) else job])
+            self._note("edit and retry", jobs=[job_id(job)])
         return changed
 
     def retry_failed(self, query: Mapping[str, Any] | None = None) -> int:

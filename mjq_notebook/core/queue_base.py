@@ -89,7 +89,7 @@ class QueueBase:
         )
         if adopted and self._capped:
             warn_if_small(self.db, name, max_jobs, size_bytes)
-        if create:
+        if create and self._capped:  # never beside a collection that is no queue
             attempts.ensure_index(self.attempts_collection)
         log_ = self.attempts_collection
         self._owned = OwnedWrites(self.db, self.collection, self.history_collection, log_)

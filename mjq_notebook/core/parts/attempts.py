@@ -28,6 +28,7 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from ...errors import JobQueueError
+from ...text import int_or_none
 from ..job import Status, utcnow
 from ..job import job_id as as_job_id
 from ..retries import retried
@@ -56,7 +57,7 @@ def key(job_id: Any, attempt: int) -> dict[str, Any]:
 
 def record(job: Mapping[str, Any], outcome: str, ended: dt.datetime, error: Any = None) -> dict:
     """The record of ``job``'s current attempt (its document as the claim holds it)."""
-    attempt = int(job.get("attempts") or 0)
+    attempt = int_or_none(job.get("attempts")) or 0
     ts = job.get("ts") if isinstance(job.get("ts"), Mapping) else {}
     return {
         "_id": key(job["_id"], attempt),
@@ -91,7 +92,7 @@ def ended_write(
 
 def take_back(log: Collection, job: Mapping[str, Any], outcome: str) -> None:
     """Delete this claim's own record of ``outcome`` (its finish found the claim lost)."""
-    attempt = int(job.get("attempts") or 0)
+    attempt = int_or_none(job.get("attempts")) or 0
     mine = {"_id": key(job["_id"], attempt), "outcome": outcome, "worker": job.get("worker")}
     retried(lambda again: log.delete_one(mine), "taking back an attempt's record")
 
@@ -116,7 +117,7 @@ def edited(log: Collection, job: Mapping[str, Any], token: str, by: Any) -> dict
         "_id": {"job": job["_id"], "edit": token},
         "kind": EDITED,
         "job": job["_id"],
-        "attempt": int(job.get("attempts") or 0),
+        "attempt": int_or_none(job.get("attempts")) or 0,
         "ended": utcnow(),
         "outcome": EDITED,
         "data": job.get("data"),
@@ -134,11 +135,22 @@ def rows(log: Collection, job: Mapping[str, Any]) -> list[dict[str, Any]]:
     edit, then what the job's document says of the attempt it is in or waits for (and, for
     attempts other programs ran, of its last one)."""
     found = list(log.find({"job": job["_id"]}).sort([("attempt", ASCENDING)]))
-    found.sort(key=lambda d: (d.get("attempt") or 0, d.get("kind") == EDITED, _t(d.get("ended"))))
+    found.sort(
+        key=lambda d: (
+            int_or_none(d.get("attempt")) or 0,
+            d.get("kind") == EDITED,
+            _t(d.get("ended")),
+        )
+    )
     story = [_row(doc) for doc in found]
     recorded = {doc.get("attempt") for doc in found if doc.get("kind") != EDITED}
     story.extend(_from_document(job, recorded))
     return story
+
+
+def _order(doc: Mapping[str, Any]) -> tuple[int, bool, float]:
+    """Attempts in order, an edit after the failure it follows (records anyone could write)."""
+    return int_or_none(doc.get("attempt")) or 0, doc.get("kind") == EDITED, _t(doc.get("ended"))
 
 
 def _row(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,7 +178,7 @@ def _from_document(job: Mapping[str, Any], recorded: set[Any]) -> list[dict[str,
     """The rows the job's document gives: the attempt running (or the one it waits for), its
     last attempt when no record has it (pymjq's), a cancel."""
     status = job.get("status")
-    attempt = int(job.get("attempts") or 0)
+    attempt = int_or_none(job.get("attempts")) or 0
     ts = job.get("ts") if isinstance(job.get("ts"), Mapping) else {}
     started, done = ts.get("started"), ts.get("done")  # type: ignore[union-attr]
     if not attempt and started is not None and status in (Status.DONE.value, Status.FAILED.value):

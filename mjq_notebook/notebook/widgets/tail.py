@@ -104,6 +104,7 @@ class Tail(Lifecycle, W.VBox):
         self._sub: Subscription | None = None
         self._token: object | None = None  # identifies the current subscription's callback
         self._answering = self._again = False  # a filter's answer being read; another wanted
+        self._answer: threading.Thread | None = None
         self._status: str | None = None  # the filter and search as the watcher thread reads them
         self._match: dict[str, Any] = {}  # the search's last good query, compiled
         self._shown: dict[str, Job] = {}  # jobs in the rows, by id string
@@ -207,6 +208,8 @@ class Tail(Lifecycle, W.VBox):
         """On ``close()``: stop following the queue (the watcher's thread ends with its last
         subscriber)."""
         self._unsubscribe()
+        if self._answer is not None:
+            self._answer.join(timeout=5)  # a read under way (bounded by its maxTimeMS)
         self._copy_callbacks.clear()
         self._action_callbacks.clear()
 
@@ -317,12 +320,16 @@ class Tail(Lifecycle, W.VBox):
         def answer() -> None:
             again = True
             while again:
-                self._on_snapshot(self._token, self.watcher.snapshot)
                 with self._lock:
-                    again, self._again = self._again, False
-                    self._answering = again
+                    token = self._token
+                if token is not None:  # None: closed or frozen meanwhile
+                    self._on_snapshot(token, self.watcher.snapshot)
+                with self._lock:
+                    again = self._again and self._token is not None
+                    self._again, self._answering = False, again
 
-        threading.Thread(target=answer, name="mjq-tail-answer", daemon=True).start()
+        self._answer = threading.Thread(target=answer, name="mjq-tail-answer", daemon=True)
+        self._answer.start()
 
     def _pause_changed(self, change: Any) -> None:
         """Freeze the view (the table shows "paused", the front end words it) or resume."""
