@@ -62,9 +62,9 @@ def frame(
     if not len(periods) or periods[0] > first:  # an anchored offset starts at the window
         periods = periods.insert(0, first)
     rows = [_Period() for _ in periods]
-    for doc in docs:
-        at = pd.Timestamp(_aware(doc["_id"]))
-        index = int(periods.searchsorted(at, side="right")) - 1
+    docs = list(docs)
+    stamps = pd.DatetimeIndex([_aware(doc["_id"]) for doc in docs], tz="UTC")
+    for doc, index in zip(docs, periods.searchsorted(stamps, side="right") - 1, strict=True):
         if 0 <= index < len(rows):
             rows[index].add(doc)
     out = pd.DataFrame([row.values() for row in rows], index=periods, columns=COLUMNS)
@@ -85,8 +85,8 @@ class _Period:
     def add(self, doc: Mapping[str, Any]) -> None:
         for name in COUNTS:
             self.counts[name] += int(doc.get(name) or 0)
-        self.wait.merge(Sketch.from_doc(doc.get("wait")))
-        self.run.merge(Sketch.from_doc(doc.get("run")))
+        self.wait.merge_doc(doc.get("wait"))
+        self.run.merge_doc(doc.get("run"))
         age = doc.get("oldest_wait_s")
         if age is not None and (self.oldest is None or age > self.oldest):
             self.oldest = float(age)

@@ -113,14 +113,21 @@ class Sketch:
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any] | None) -> Sketch:
         """The sketch ``to_doc`` stored (an empty one for None or an empty document)."""
-        sketch = cls()
+        return cls().merge_doc(doc)
+
+    def merge_doc(self, doc: Mapping[str, Any] | None) -> Sketch:
+        """Add the counts of a stored sketch (``to_doc``'s form) into this one; returns it.
+        What merging many minutes does, without a Sketch for each."""
         if not doc:
-            return sketch
-        sketch.buckets = {int(key): int(n) for key, n in (doc.get("b") or {}).items()}
-        sketch.zeros = int(doc.get("z") or 0)
-        sketch.count = int(doc.get("n") or 0)
-        sketch.sum = float(doc.get("s") or 0.0)
-        return sketch
+            return self
+        buckets = self.buckets
+        for key, n in (doc.get("b") or {}).items():
+            k = int(key)
+            buckets[k] = buckets.get(k, 0) + int(n)
+        self.zeros += int(doc.get("z") or 0)
+        self.count += int(doc.get("n") or 0)
+        self.sum += float(doc.get("s") or 0.0)
+        return self
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sketch):
