@@ -112,7 +112,9 @@ def long_view(client, args: argparse.Namespace) -> None:
     with scratch_database(client_for(args.uri_used)) as db:
         q = JobQueue(db, "months", lease=30)
         q.history_collection.create_index([("ts.done", ASCENDING)])
-        until = dt.datetime.now(UTC).replace(second=0, microsecond=0)
+        # the window ends an hour from now, so that on a mongod the TTL monitor (90 days)
+        # deletes none of its minutes while the benchmark runs
+        until = dt.datetime.now(UTC).replace(second=0, microsecond=0) + dt.timedelta(hours=1)
         start = until - dt.timedelta(days=args.days)
         minutes = args.days * 1440
         seconds = fill_rollups(q, start, args.days, args.per_minute)
