@@ -255,3 +255,14 @@ def test_importing_the_package_imports_neither_pandas_nor_ipywidgets():
     code = "import sys, mjq_notebook; print(sorted({'pandas', 'ipywidgets'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_worker_rolls_up_unless_told_not_to(db):
+    off, on = JobQueue(db, "off"), JobQueue(db, "on")
+    for q in (off, on):
+        q.pub({"mode": "ok"})
+        q.done(q.next())  # finished before the worker starts: its first pass counts it
+    assert Worker(off, _handler, metrics=False).start(drain=True).join(30)
+    assert Worker(on, _handler).start(drain=True).join(30)
+    wait_for(lambda: metrics.collection(on).count_documents({"done": 1}) == 1, 30, "a roll")
+    assert metrics.collection(off).count_documents({}) == 0
