@@ -25,7 +25,10 @@ deletes, the dashboard.
   10 minutes counts a finish written a little after its ``ts.done``; one written more than 10
   minutes late (a pymjq finish swept into history much later, a clock far behind) is left out
   until ``rebuild_metrics`` rolls its minute again.
-- The first pass on a queue rolls from its oldest job (as ``rebuild_metrics()`` would).
+- The first pass on a queue rolls from its oldest job (as ``rebuild_metrics()`` would). Such
+  a pass reads all of history once and holds, per minute, the ids of the jobs created and
+  the attempts started in it (memory grows with the jobs of the window; a later pass reads
+  only its last 10 minutes or so).
 - ``prune_history`` rolls first, then *freezes* the minutes up to its cut-off's
   (``frozen_before``): their history is going, so no later pass nor rebuild recounts them. A
   prune whose cut-off is in the current minute (an age under a minute) freezes that minute:
