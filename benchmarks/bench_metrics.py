@@ -1,0 +1,235 @@
+"""Benchmark the rollups (``mjq_notebook.core.metrics``): what a long view costs, and what
+rolling up costs the queue.
+
+1. p99 wait over 90 days: from the rollups (``--days`` x 1,440 minute documents inserted
+   directly, each with wait and run sketches of ``--per-minute`` jobs) against computing it
+   from history on the same server (``--history-jobs`` finished jobs spread over the same
+   days): a ``find`` of ``ts.created``/``ts.started`` into numpy, and ``q.stats()`` (the
+   aggregation in the server). The rollups' cost grows with minutes, history's with jobs.
+2. pub + claim + done per job, one job at a time in one thread, on a fresh queue per round:
+   with no roller (as before the rollups), and with a Worker's roller rolling every 30 s
+   (``ROLL_EVERY_S``) and, to show a pass's own cost, every ``--hot-every`` seconds; sides
+   in alternating order, medians over ``--rounds``.
+
+    python benchmarks/bench_metrics.py                      # embedded SecantusDB, in-process
+    python benchmarks/bench_metrics.py --uri mongodb://localhost:27017   # or MJQ_TEST_MONGODB_URI
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import statistics
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+from _common import environment, parser, round_done, run_bench, scratch_database, smoke
+from bson import ObjectId
+from pymongo import ASCENDING
+
+from mjq_notebook import JobQueue
+from mjq_notebook.core import metrics
+from mjq_notebook.core.sketch import Sketch
+from mjq_notebook.server import client_for
+
+UTC = dt.timezone.utc
+
+
+def timed(call: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    value = call()
+    return time.perf_counter() - started, value
+
+
+# -- 1. p99 wait over 90 days -----------------------------------------------------------------
+
+
+def fill_rollups(q: JobQueue, start: dt.datetime, days: int, per_minute: int) -> float:
+    """Insert a minute document for every minute of ``days``; returns the seconds it took."""
+    rng = random.Random(26)
+    coll, docs, began = metrics.collection(q), [], time.perf_counter()
+    for i in range(days * 1440):
+        minute = start + dt.timedelta(minutes=i)
+        wait = Sketch.of(rng.lognormvariate(0, 1) for _ in range(per_minute))
+        run = Sketch.of(rng.lognormvariate(-0.7, 1.2) for _ in range(per_minute))
+        docs.append({
+            "_id": minute, "at": minute, "created": per_minute, "started": per_minute,
+            "done": per_minute, "failed": 0, "cancelled": 0, "retried": 0,
+            "wait": wait.to_doc(), "run": run.to_doc(), "rolled_at": minute, "fence": 1,
+        })  # fmt: skip
+        if len(docs) == 5000:
+            coll.insert_many(docs)
+            docs = []
+    if docs:
+        coll.insert_many(docs)
+    return time.perf_counter() - began
+
+
+def fill_history(q: JobQueue, start: dt.datetime, days: int, jobs: int) -> float:
+    """Insert ``jobs`` finished jobs spread over ``days`` into history, as the queue writes
+    them; returns the seconds it took."""
+    rng = random.Random(7)
+    span, docs, began = days * 86_400, [], time.perf_counter()
+    for _ in range(jobs):
+        created = start + dt.timedelta(seconds=rng.uniform(0, span))
+        started = created + dt.timedelta(seconds=rng.lognormvariate(0, 1))
+        done = started + dt.timedelta(seconds=rng.lognormvariate(-0.7, 1.2))
+        docs.append({
+            "_id": ObjectId(struct.pack(">I", int(created.timestamp())) + os.urandom(8)),
+            "status": "done", "ts": {"created": created, "started": started, "done": done},
+            "data": {"n": 1}, "priority": 0, "available_at": created, "attempts": 1,
+            "max_attempts": 3, "lease_until": None, "worker": "bench",
+        })  # fmt: skip
+        if len(docs) == 5000:
+            q.history_collection.insert_many(docs)
+            docs = []
+    if docs:
+        q.history_collection.insert_many(docs)
+    return time.perf_counter() - began
+
+
+def p99_from_rollups(q: JobQueue, since: dt.datetime, until: dt.datetime) -> float | None:
+    merged = Sketch()
+    for doc in metrics.read(q, since, until):
+        merged.merge(Sketch.from_doc(doc.get("wait")))
+    return merged.quantile(0.99)
+
+
+def p99_from_history(q: JobQueue, since: dt.datetime, until: dt.datetime) -> float:
+    window = {"ts.done": {"$gte": since, "$lt": until}}
+    fields = {"_id": 0, "ts.created": 1, "ts.started": 1}
+    rows = q.history_collection.find(window, fields, batch_size=10_000)
+    waits = np.array([(d["ts"]["started"] - d["ts"]["created"]).total_seconds() for d in rows])
+    return float(np.quantile(waits, 0.99))
+
+
+def long_view(client, args: argparse.Namespace) -> None:
+    with scratch_database(client_for(args.uri_used)) as db:
+        q = JobQueue(db, "months", lease=30)
+        q.history_collection.create_index([("ts.done", ASCENDING)])
+        # the window ends an hour from now, so that on a mongod the TTL monitor (90 days)
+        # deletes none of its minutes while the benchmark runs
+        until = dt.datetime.now(UTC).replace(second=0, microsecond=0) + dt.timedelta(hours=1)
+        start = until - dt.timedelta(days=args.days)
+        minutes = args.days * 1440
+        seconds = fill_rollups(q, start, args.days, args.per_minute)
+        print(f"rollups: {minutes:,} minute documents inserted in {seconds:.0f} s")
+        seconds = fill_history(q, start, args.days, args.history_jobs)
+        print(
+            f"history: {args.history_jobs:,} jobs over {args.days} days inserted in {seconds:.0f} s"
+        )
+        rollup_s, rollup_p99 = timed(lambda: p99_from_rollups(q, start, until))
+        frame_s, frame = timed(lambda: q.metrics(start, until, every="1D", roll=False))
+        find_s, find_p99 = timed(lambda: p99_from_history(q, start, until))
+        try:
+            stats_s, _ = timed(lambda: q.stats(since=start, until=until))
+            stats = f"{stats_s:.2f} s ({stats_s / rollup_s:.1f}x)"
+        except Exception as exc:  # a server without $percentile, say
+            stats = f"failed: {type(exc).__name__}"
+        per_job_us = find_s / max(args.history_jobs, 1) * 1e6
+        print(f"\n| p99 wait over {args.days} days | seconds | / rollups | p99 |")
+        print("|---|---:|---:|---:|")
+        print(f"| rollups: read {minutes:,} minutes, merge the sketches | {rollup_s:.2f} | 1.00x "
+              f"| {rollup_p99:.3f} |")  # fmt: skip
+        print(f"| q.metrics(every='1D'): {len(frame)} rows of p50/p90/p99 | {frame_s:.2f} "
+              f"| {frame_s / rollup_s:.2f}x | - |")  # fmt: skip
+        print(f"| history: find {args.history_jobs:,} jobs' times, numpy | {find_s:.2f} "
+              f"| {find_s / rollup_s:.2f}x | {find_p99:.3f} |")  # fmt: skip
+        print(f"| history: q.stats() in the server | {stats} | | |")
+        at_1_per_s = per_job_us * args.days * 86_400 / 1e6
+        print(f"history read per job: {per_job_us:.1f} us; at 1 job/s over {args.days} days "
+              f"({args.days * 86_400:,} jobs) that is ~{at_1_per_s:,.0f} s (extrapolated), "
+              f"the rollups' {rollup_s:.2f} s whatever the rate")  # fmt: skip
+
+
+# -- 2. what rolling adds per job --------------------------------------------------------------
+
+
+def per_job_ms(q: JobQueue, n: int) -> float:
+    started = time.perf_counter()
+    for i in range(n):
+        q.pub({"probe": i})
+        q.done(q.next(timeout=5))
+    return (time.perf_counter() - started) / n * 1000
+
+
+def with_roller(q: JobQueue, every: float | None, n: int) -> tuple[float, int]:
+    """Per-job ms while a roller rolls ``q`` every ``every`` seconds (None: no roller);
+    and how many passes ran."""
+    if every is None:
+        return per_job_ms(q, n), 0
+    stop, passes = threading.Event(), [0]
+
+    def roll() -> None:
+        while True:
+            metrics.roll(q, wait=0)
+            passes[0] += 1
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=roll, daemon=True)
+    thread.start()
+    try:
+        return per_job_ms(q, n), passes[0]
+    finally:
+        stop.set()
+        thread.join(60)
+
+
+def roller_cost(client, args: argparse.Namespace) -> None:
+    sides: dict[str, float | None] = {
+        "no roller": None,
+        f"roller every {metrics.ROLL_EVERY_S:g} s (a Worker's)": metrics.ROLL_EVERY_S,
+        f"roller every {args.hot_every:g} s": args.hot_every,
+    }
+    results: dict[str, list[float]] = {name: [] for name in sides}
+    passes: dict[str, int] = dict.fromkeys(sides, 0)
+    began = time.perf_counter()
+    with scratch_database(client_for(args.uri_used)) as db:
+        for rnd in range(args.rounds):
+            order = list(sides) if rnd % 2 == 0 else list(reversed(sides))
+            for name in order:
+                q = JobQueue(db, f"r{rnd}_{len(results[name])}_{abs(hash(name)) % 1000}")
+                ms, n = with_roller(q, sides[name], args.jobs)
+                results[name].append(ms)
+                passes[name] += n
+            round_done(rnd, args.rounds, began)
+    base = statistics.median(results["no roller"])
+    print(f"\n| pub+claim+done per job ({args.jobs:,} jobs a round, median of {args.rounds}) "
+          "| ms | / no roller | passes |")  # fmt: skip
+    print("|---|---:|---:|---:|")
+    for name, values in results.items():
+        ms = statistics.median(values)
+        print(f"| {name} | {ms:.2f} | {ms / base:.2f}x | {passes[name]} |")
+
+
+def bench(uri: str, args: argparse.Namespace) -> None:
+    args.uri_used = uri
+    client = client_for(uri)
+    print("\n".join(environment(client, args, "")))
+    long_view(client, args)
+    roller_cost(client, args)
+    client.close()
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--days", type=int, default=90, help="days of rollups (default 90)")
+    p.add_argument("--per-minute", type=int, default=20, help="jobs in each minute's sketches")
+    p.add_argument("--history-jobs", type=int, default=100_000, help="jobs in history")
+    p.add_argument("--jobs", type=int, default=1500, help="jobs per round of part 2")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--hot-every", type=float, default=1.0, help="the busy roller's period (s)")
+    args = smoke(
+        p.parse_args(), days=1, per_minute=3, history_jobs=500, jobs=30, rounds=1, hot_every=0.2
+    )
+    run_bench(bench, args)
+
+
+if __name__ == "__main__":
+    main()
