@@ -85,6 +85,8 @@ def test_choosing_7_days_draws_from_the_rollups_only(queue, server_uri):
         wait_for(lambda: "via " in board.counters.value, 10, "the watcher going live")
         wait_for(lambda: "Oldest waiting: <b>" in board.ranges.oldest.value, 5, "the age")
         assert "Oldest waiting: <b>none" not in board.ranges.oldest.value
+        status = board.errors_panel.status
+        wait_for(lambda: "in 1 group" in status.value, 10, "the errors panel's first look")
         assert board.ranges.charts.layout.display == "none"  # the live view: its own charts
         listener.sent.clear()
         start = time.monotonic()
@@ -95,7 +97,7 @@ def test_choosing_7_days_draws_from_the_rollups_only(queue, server_uri):
         chart_thread = f"mjq-dashboard-{name}"
 
         def oldest_finds() -> int:
-            return sum(1 for t, c, coll, _ in listener.sent if t == chart_thread and coll == name)
+            return sum(1 for t, _, coll, _ in listener.sent if t == chart_thread and coll == name)
 
         wait_for(lambda: oldest_finds() >= 6, 10, "a few more ticks of the chart thread")
         sent, elapsed = list(listener.sent), time.monotonic() - start
@@ -103,20 +105,26 @@ def test_choosing_7_days_draws_from_the_rollups_only(queue, server_uri):
         board.close()
         client.close()
     assert mjq_threads() == []
-    assert [s for s in sent if s[2] == f"{name}.history"] == []  # no job of history read
-    metrics_reads = [(t, c) for t, c, coll, _ in sent if coll == f"{name}.metrics"]
-    assert metrics_reads == [(chart_thread, "find")]  # once, on the chart thread, not per tick
-    ring = [(t, c, cmd) for t, c, coll, cmd in sent if coll == name]
-    for thread, command, body in ring:
-        if thread == chart_thread:  # the oldest waiting age: finds of waiting jobs
+    # The range is read on the chart thread (the watcher's thread goes on feeding the tail
+    # and the live counts as in the 10-minute view): from the rollups, once, and nothing
+    # else of the queue but the oldest waiting job (and the audit panel's look every 5 s).
+    ours = [(c, coll, cmd) for t, c, coll, cmd in sent if t == chart_thread]
+    assert [(c, coll) for c, coll, _ in ours if coll == f"{name}.metrics"] == [
+        ("find", f"{name}.metrics")
+    ]
+    assert [cmd for c, coll, cmd in ours if coll == f"{name}.history"] == []  # no job history
+    for command, coll, body in ours:
+        if coll == name:  # the oldest waiting age: finds of waiting jobs on the claim's index
             assert command == "find" and body["filter"]["status"] == "waiting", body
-        else:  # the watcher's change stream (a signal, no job read), nothing else
-            assert command in ("aggregate", "getMore"), body
-            if command == "aggregate":
-                assert "$changeStream" in body["pipeline"][0], body
+        else:
+            assert coll in (f"{name}.metrics", f"{name}.audit"), (command, coll)
+    assert [
+        t for t, *_ in sent if t not in (chart_thread, f"mjq-watch-{queue.db.name}.{name}")
+    ] == []
+    assert [coll for t, _, coll, _ in sent if coll == f"{name}.metrics" and t != chart_thread] == []
     # The oldest age is read at most once a second (a call is a find per priority and one
     # more to find there is no lower one).
-    assert oldest_finds() <= 3 * (elapsed + 1)
+    assert sum(1 for _, coll, _ in ours if coll == name) <= 3 * (elapsed + 1)
 
     # The lines are the metrics frame's values: the frame read equals the rollups' own
     # frame of the same periods, and each line draws its column.
