@@ -66,12 +66,13 @@ def _xs(lines: list[ET.Element]) -> set[str]:
 
 
 def _lines(svg: ET.Element, name: str) -> list[ET.Element]:
-    """The polylines whose tooltip starts with ``name``."""
-    return [
-        line
-        for line in svg.iter(f"{SVG}polyline")
-        if line.find(f"{SVG}title").text.startswith(f"{name}:")
-    ]
+    """The polylines of the line whose tooltip starts with ``name`` (a line with gaps is a
+    group of them, the tooltip the group's)."""
+    for part in [*svg.iter(f"{SVG}polyline"), *svg.iter(f"{SVG}g")]:
+        title = part.find(f"{SVG}title")
+        if title is not None and title.text.startswith(f"{name}:"):
+            return [part] if part.tag == f"{SVG}polyline" else part.findall(f"{SVG}polyline")
+    return []
 
 
 def test_choosing_7_days_draws_from_the_rollups_only(queue, server_uri):
@@ -196,3 +197,25 @@ def test_the_oldest_waiting_age_grows_while_a_job_waits_and_goes_when_claimed(qu
         assert board.sparkline.layout.display is None and board.ranges.charts.layout.display
     finally:
         board.close()
+
+
+def test_a_line_with_gaps_is_drawn_in_runs_and_a_lone_value_as_a_dot():
+    from mjq_notebook.notebook.widgets.charts import BRAND, Line, Panel, series_svg
+
+    nan = math.nan
+    wait = Line("p50", [1.0, nan, 2.0, 3.0, nan, nan, 40.0], BRAND)
+    empty = Line("p99", [nan] * 7, BRAND)
+    svg = ET.fromstring(
+        series_svg(
+            [Panel("wait", (wait,), str, log=True), Panel("run", (empty,), str)],
+            window=86400.0,
+            middle=True,
+        )
+    )
+    runs = [[p for p in line.get("points").split()] for line in _lines(svg, "wait p50")]
+    assert [len(run) for run in runs] == [2, 2, 2]  # [1], [2, 3], [40]: a lone one twice
+    assert runs[0][0] == runs[0][1] and runs[2][0] == runs[2][1]
+    assert _lines(svg, "run p99") == []
+    texts = ["".join(t.itertext()) for t in svg.iter(f"{SVG}text")]
+    assert "wait p50 · 1.0 to 40.0 (log)" in texts and "run p99 · none in this time" in texts
+    assert texts[-3:] == ["-24 h", "-12 h", "now"]

@@ -156,13 +156,17 @@ def _panel_row(panel: Panel, top: float, bottom: float, width: int) -> list[str]
         f'style="stroke:{GRID};stroke-width:1"/>',
     ]
     for line in panel.lines:
-        name = f"{panel.name} {line.name}".strip()
-        for points in _line_points(line.values, width, y_of):
-            parts.append(
-                f'<polyline points="{points}" style="fill:none;stroke:{line.colour};'
-                f'stroke-width:1.5;stroke-linejoin:round;stroke-linecap:round">'
-                f"<title>{escape(name)}: {escape(scale)}</title></polyline>"
-            )
+        title = f"<title>{escape(f'{panel.name} {line.name}'.strip())}: {escape(scale)}</title>"
+        style = (
+            f'style="fill:none;stroke:{line.colour};stroke-width:1.5;stroke-linejoin:round;'
+            'stroke-linecap:round"'
+        )
+        runs = _line_points(line.values, width, y_of)
+        if len(runs) == 1:
+            parts.append(f'<polyline points="{runs[0]}" {style}>{title}</polyline>')
+        elif runs:  # a line with gaps: its runs in a group, which holds the style and title
+            polylines = "".join(f'<polyline points="{points}"/>' for points in runs)
+            parts.append(f"<g {style}>{title}{polylines}</g>")
     return parts
 
 
