@@ -193,6 +193,7 @@ def test_the_oldest_waiting_age_grows_while_a_job_waits_and_goes_when_claimed(qu
         assert len(shown) <= elapsed + 2  # read (and sent) at most once a second
         board.ranges.picker.value = "1 h"  # a viewer's picker works too
         wait_for(lambda: "last 1 h" in board.ranges.charts.value, 10, "the hour's charts")
+        assert "none in this range yet" in board.ranges.charts.value  # nothing rolled up yet
         board.ranges.picker.value = "10 min"  # back to the live charts
         assert board.sparkline.layout.display is None and board.ranges.charts.layout.display
     finally:

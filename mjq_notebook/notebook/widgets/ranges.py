@@ -219,6 +219,11 @@ def range_html(
         f"last {span_label(window)} · {per} · {finished:,.0f} finished · "
         f"from the per-minute rollups (rolled up by the workers), read {stamp}"
     )
+    if not finished and all(math.isnan(v) for v in series["oldest_wait_s"]):
+        caption += (
+            " · none in this range yet: each Worker rolls up every 30 s, and q.metrics() "
+            "rolls up to now"
+        )
     return _wrap(
         f"<div {_CAPTION}>{escape(caption)}</div>"
         f"<div style='display:flex;flex-flow:row wrap;gap:4px 16px'>{svgs}</div>"
