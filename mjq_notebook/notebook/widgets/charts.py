@@ -1,4 +1,5 @@
-"""Small inline-SVG charts for the dashboard: a throughput sparkline and a latency histogram.
+"""Small inline-SVG charts for the dashboard: a throughput sparkline, a latency histogram,
+and the time series of its longer ranges (``series_svg``, which draws the sparkline too).
 
 Pure functions from numbers to SVG text: no widgets, no I/O, so they are cheap to test and to
 call from the watcher's thread. Colours are CSS variables with fallbacks (JupyterLab's
@@ -9,7 +10,8 @@ escaped even though it is made from numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from ...analysis.timing import FLOOR_S
 from ...text import format_seconds
@@ -63,47 +65,128 @@ def sparkline_svg(
     Each line has its own scale, named in its label ("peak 500 per 10 s"): on one shared
     scale the finished jobs lay flat beside a burst of created ones, as if none finished.
     """
-    axis = LINE_H  # the bottom line holds the time labels
-    row = (height - axis) / 2
-    body = []
-    for index, (counts, colour, name) in enumerate(
-        ((made, BRAND, "created"), (done, SUCCESS, "finished"))
-    ):
-        top = index * row
-        peak = max(0, *counts)
-        scale = f"peak {peak:,} per {_span(step)}" if peak else "none in this time"
-        plot_top, plot_bottom = top + LINE_H + 2, top + row - 3
-        body.append(
-            f'<text x="0" y="{top + LINE_H - 3:.1f}" style="fill:{TEXT};{_FONT}">'
-            f'<tspan style="fill:{colour};font-weight:600">{escape(name)}</tspan>'
-            f" · {escape(scale)}</text>"
-        )
-        body.append(
-            f'<line x1="0" y1="{plot_bottom + 0.5:.1f}" x2="{width}" y2="{plot_bottom + 0.5:.1f}" '
-            f'style="stroke:{GRID};stroke-width:1"/>'
-        )
-        points = _line_points(counts, width, plot_top, plot_bottom, max(1, peak))
-        body.append(
-            f'<polyline points="{points}" style="fill:none;stroke:{colour};stroke-width:1.5;'
-            f'stroke-linejoin:round"><title>{escape(name)} per {escape(_span(step))}: '
-            f"{escape(scale)}</title></polyline>"
-        )
-    body.append(_label(0, height - 3, f"-{_span(window)}"))
-    body.append(_label(width, height - 3, "now", anchor="end"))
+    per_step = f"per {span_label(step)}"
     title = (
-        f"jobs created (blue) and finished (green) per {_span(step)}, last {_span(window)}; "
+        f"jobs created (blue) and finished (green) {per_step}, last {span_label(window)}; "
         f"each line on its own scale (created peak {max(0, *made)}, finished peak "
         f"{max(0, *done)})"
     )
+    panels = [
+        Panel("created", (Line("", made, BRAND),), lambda n: f"{n:,.0f} {per_step}"),
+        Panel("finished", (Line("", done, SUCCESS),), lambda n: f"{n:,.0f} {per_step}"),
+    ]
+    return series_svg(panels, window=window, width=width, height=height, title=title)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a panel: ``values`` one per step, oldest first (None or NaN: a gap)."""
+
+    name: str  # "p99"; "" for a panel's only line
+    values: Sequence[float | None]
+    colour: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A row of a ``series_svg``: its lines on one scale, from 0 to their peak (or, ``log``,
+    from their least to their greatest value), ``say`` writing a value for its label."""
+
+    name: str
+    lines: tuple[Line, ...]
+    say: Callable[[float], str]
+    log: bool = False
+
+
+def series_svg(
+    panels: Sequence[Panel],
+    *,
+    window: float,
+    width: int = 300,
+    height: int = 96,
+    title: str = "",
+    middle: bool = False,
+) -> str:
+    """Time series over the last ``window`` seconds, one value per step, as rows one above
+    the other (each on its own scale, named in its label) over a time axis ("-7 d" …
+    "now"; with ``middle`` also the half-way time): the live sparkline and the dashboard's
+    longer ranges alike."""
+    axis = LINE_H  # the bottom line holds the time labels
+    row = (height - axis) / len(panels)
+    body = []
+    for index, panel in enumerate(panels):
+        top = index * row
+        body.extend(_panel_row(panel, top, top + row, width))
+    body.append(_label(0, height - 3, f"-{span_label(window)}"))
+    if middle:
+        body.append(_label(width / 2, height - 3, f"-{span_label(window / 2)}", anchor="middle"))
+    body.append(_label(width, height - 3, "now", anchor="end"))
     return _svg(width, height, title, body)
 
 
-def _line_points(counts: Sequence[int], width: int, top: float, bottom: float, peak: int) -> str:
-    """A line's points: a count of ``peak`` at ``top``, 0 at ``bottom`` (SVG y grows down)."""
-    n = len(counts)
-    xs = [width * (i + 0.5) / n for i in range(n)]
-    ys = [bottom - (bottom - top) * c / peak for c in counts]
-    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+def _panel_row(panel: Panel, top: float, bottom: float, width: int) -> list[str]:
+    """A panel's label (its name and scale), base line and lines between ``top`` and
+    ``bottom``."""
+    plot_top, plot_bottom = top + LINE_H + 2, bottom - 3
+    values = [v for line in panel.lines for v in _finite(line.values)]
+    peak = max(values, default=0.0)
+    low, high = 0.0, peak if peak > 0 else 1.0
+    if panel.log and values:
+        low = max(FLOOR_S, min(values))
+        high = max(peak, low * 10)
+        scale = f"{panel.say(low)} to {panel.say(high)} (log)"
+    else:
+        scale = f"peak {panel.say(peak)}" if peak > 0 else "none in this time"
+
+    def y_of(v: float) -> float:
+        share = math.log(max(v, low) / low) / math.log(high / low) if low else v / high
+        return plot_bottom - (plot_bottom - plot_top) * share
+
+    names = "".join(
+        f' <tspan style="fill:{line.colour};font-weight:600">{escape(line.name)}</tspan>'
+        for line in panel.lines
+        if line.name
+    )
+    colour = panel.lines[0].colour if not names else TEXT
+    parts = [
+        f'<text x="0" y="{top + LINE_H - 3:.1f}" style="fill:{TEXT};{_FONT}">'
+        f'<tspan style="fill:{colour};font-weight:600">{escape(panel.name)}</tspan>{names}'
+        f" · {escape(scale)}</text>",
+        f'<line x1="0" y1="{plot_bottom + 0.5:.1f}" x2="{width}" y2="{plot_bottom + 0.5:.1f}" '
+        f'style="stroke:{GRID};stroke-width:1"/>',
+    ]
+    for line in panel.lines:
+        title = f"<title>{escape(f'{panel.name} {line.name}'.strip())}: {escape(scale)}</title>"
+        style = (
+            f'style="fill:none;stroke:{line.colour};stroke-width:1.5;stroke-linejoin:round;'
+            'stroke-linecap:round"'
+        )
+        runs = _line_points(line.values, width, y_of)
+        if len(runs) == 1:
+            parts.append(f'<polyline points="{runs[0]}" {style}>{title}</polyline>')
+        elif runs:  # a line with gaps: its runs in a group, which holds the style and title
+            polylines = "".join(f'<polyline points="{points}"/>' for points in runs)
+            parts.append(f"<g {style}>{title}{polylines}</g>")
+    return parts
+
+
+def _finite(values: Sequence[float | None]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def _line_points(
+    values: Sequence[float | None], width: int, y_of: Callable[[float], float]
+) -> list[str]:
+    """A line's points, one run of them per stretch without gaps (a lone point is drawn as
+    a dot: the same point twice, with round caps)."""
+    n = len(values)
+    runs: list[list[str]] = [[]]
+    for i, v in enumerate(values):
+        if v is None or not math.isfinite(v):
+            runs.append([])
+            continue
+        runs[-1].append(f"{width * (i + 0.5) / n:.1f},{y_of(float(v)):.1f}")
+    return [" ".join(run if len(run) > 1 else run * 2) for run in runs if run]
 
 
 def histogram_svg(
@@ -214,10 +297,12 @@ def _label(x: float, y: float, text: str, anchor: str = "start") -> str:
     )
 
 
-def _span(seconds: float) -> str:
+def span_label(seconds: float) -> str:
     """A window or step: "10 s", "10 min"."""
     if seconds < 60:
         return f"{seconds:g} s"
     if seconds < 3600:
         return f"{seconds / 60:g} min"
-    return f"{seconds / 3600:g} h"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 86400:g} d"

@@ -1,5 +1,6 @@
 """The dashboard: counters (with "paused" and Pause queue / Resume queue), a throughput
-sparkline and a latency histogram, the workers panel, over the live tail, the publish form,
+sparkline and a latency histogram (or, for a range above 10 min, charts from the rollups:
+``ranges.py``, with "Oldest waiting"), the workers panel, over the live tail, the publish form,
 the errors panel (failures grouped by error, ``errors_panel.py``) and the audit panel (who
 did what, ``audit_panel.py``), in one layout that fits a notebook cell.
 
@@ -40,6 +41,7 @@ from .charts import histogram_svg, rebin, sparkline_svg
 from .errors_panel import ERRORS_TIP, ErrorsPanel
 from .lifecycle import Lifecycle
 from .publisher import Publisher
+from .ranges import RangeCharts
 from .workers import WorkersView
 
 if TYPE_CHECKING:
@@ -96,6 +98,8 @@ class Dashboard(Lifecycle, widgets.VBox):
             layout=widgets.Layout(flex="0 0 auto", max_width="100%", margin="2px 16px 2px 2px")
         )
         self.histogram = widgets.HTML(layout=widgets.Layout(flex="0 0 auto", max_width="100%"))
+        # the range picker and "Oldest waiting" above them; a range above 10 min hides them
+        self.ranges = RangeCharts(queue, (self.sparkline, self.histogram), self._range_picked)
         # Pause queue stops the queue for every process; the tail's "Freeze view" only its
         # table. A viewer gets neither the button nor the publish form: a note says why.
         self.pause_queue_button: widgets.Button | None = None
@@ -128,6 +132,7 @@ class Dashboard(Lifecycle, widgets.VBox):
                 flex_flow="row wrap", align_items="flex-start", justify_content="space-between"
             ),
         )
+        header = widgets.VBox([self.ranges.bar, header, self.ranges.charts])
         # The stylesheet goes once, in a widget that never changes; the live parts only
         # carry their classes, so each update is small.
         workers = widgets.HTML(display.stylesheet() + _heading("Workers"))
@@ -272,6 +277,13 @@ class Dashboard(Lifecycle, widgets.VBox):
             self._audit.refresh(force=True)
             self.errors_panel.refresh(force=True)
 
+    def _range_picked(self) -> None:
+        """A range was chosen: the chart thread reads it now (stopped: read here)."""
+        if self._charts is not None:
+            self._charts.wake()
+        else:
+            self.ranges.tick()
+
     def _failed_count(self) -> int | None:
         """The failed jobs, as the watcher last counted them (the errors panel regroups when
         this moved)."""
@@ -284,7 +296,10 @@ class Dashboard(Lifecycle, widgets.VBox):
 
     def _render_charts(self, snapshot: Snapshot, *, force: bool = False) -> None:
         """Redraw what changed: the sparkline when its text differs (its time axis slides
-        with the clock), the histogram when the latency sample did."""
+        with the clock), the histogram when the latency sample did; neither while a longer
+        range hides them."""
+        if not (self.ranges.live or force):
+            return
         spark = sparkline_html(snapshot.activity, time.time())
         if spark != self.sparkline.value:
             self.sparkline.value = spark
@@ -333,6 +348,7 @@ class _ChartThread:
                 for part in (dashboard.tail, dashboard.publisher):  # messages go on time
                     if part is not None:
                         part.notice.tick()
+                dashboard.ranges.tick()  # the oldest waiting age; a longer range's rollups
             except Exception:  # drawing must never kill the thread or reach the notebook
                 log.exception("mjq: the dashboard's charts failed")
             del dashboard
