@@ -1,0 +1,273 @@
+"""Every queue of a database as Prometheus metric families, read afresh at each scrape
+(``mjq metrics``).
+
+A ``prometheus_client`` custom collector: nothing runs between scrapes, and a scrape costs a
+few small reads per queue, none of which grows with history: ``counts()`` (6), the pause
+flag, the queue's counters document, the oldest waiting job, the worker registry (a day of
+records at most), and the latency rollups written since the previous scrape. Queues are read
+``PARALLEL`` at a time.
+
+The wait and run histograms are cumulative, as Prometheus wants: the first scrape merges the
+sketches of every retained minute, later ones merge only the minutes since, into sketches kept
+between scrapes. A minute still being written (the last ``SETTLE_S`` seconds) is read again
+at each scrape and kept only once settled, so no job is counted twice or missed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from ..core.catalog import queue_names
+from ..core.job import FINISHED, Status, utcnow
+from ..core.names import COUNTERS_ID
+from ..core.queue import JobQueue
+from ..core.registry import State
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+PARALLEL = 8  # queues read at once
+SETTLE_S = 120.0  # minutes this recent may still be written to: read again at each scrape
+# the histograms' upper bounds, seconds: 5 ms to a day, as latencies of a job queue spread
+BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
+)  # fmt: skip
+WORKER_STATES = tuple(state.value for state in State)
+LATENCIES = ("wait", "run")
+RETENTION = dt.timedelta(days=90)  # the rollups' own: the first scrape reads back this far
+
+# name, type, help: the families in the order they are written (the README lists them too)
+FAMILIES = {
+    "mjq_jobs": ("gauge", "Jobs of the queue by status, as JobQueue.counts() (lost: evicted "
+                 "from the ring unfinished)"),
+    "mjq_jobs_finished": ("counter", "Jobs finished, by outcome (done, failed, cancelled), "
+                          "including those pruned from history since"),
+    "mjq_oldest_waiting_age_seconds": ("gauge", "Seconds since the oldest waiting job was "
+                                       "published (0 when none waits)"),
+    "mjq_workers": ("gauge", "Workers in the queue's registry by state (lost: silent for "
+                    "three heartbeats)"),
+    "mjq_paused": ("gauge", "1 while the queue is paused, else 0"),
+    "mjq_job_wait_seconds": ("histogram", "Seconds from publish to start, from the queue's "
+                             "per-minute rollups"),
+    "mjq_job_run_seconds": ("histogram", "Seconds from start to finish, from the queue's "
+                            "per-minute rollups"),
+}  # fmt: skip
+
+
+class QueueCollector(Collector):
+    """The metric families of every queue in ``db``, read when collected (a scrape).
+
+    Holds the database, the queues opened so far (opening one costs a read) and the merged
+    latency sketches of settled minutes; no thread, no credentials."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queues: dict[str, JobQueue] = {}
+        self._latency: dict[str, Latency] = {}
+        self._lock = threading.Lock()  # scrapes may come at once (a threading server)
+
+    def __repr__(self) -> str:
+        return f"QueueCollector({self.db.name!r})"
+
+    def describe(self) -> list[Metric]:
+        """Nothing: registering the collector must not read the database."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """The families of ``FAMILIES``, one sample set per queue (read now)."""
+        samples = self.samples()
+        yield from families(samples)
+
+    def samples(self) -> list[dict[str, Any]]:
+        """Each queue's readings (see ``sample``), by name."""
+        now = utcnow()
+        names = queue_names(self.db)
+        with self._lock:
+            for gone in set(self._queues) - set(names):
+                self._queues.pop(gone, None)
+                self._latency.pop(gone, None)
+            pairs = [
+                (self._queue(name), self._latency.setdefault(name, Latency())) for name in names
+            ]
+        if len(pairs) <= 1:
+            return [sample(queue, latency, now) for queue, latency in pairs]
+        # each read in a copy of the caller's context, so a pymongo.timeout bounds them too
+        with ThreadPoolExecutor(min(PARALLEL, len(pairs)), "mjq-metrics") as pool:
+            futures = [
+                pool.submit(contextvars.copy_context().run, sample, queue, latency, now)
+                for queue, latency in pairs
+            ]
+            return [future.result() for future in futures]
+
+    def _queue(self, name: str) -> JobQueue:
+        if name not in self._queues:
+            self._queues[name] = JobQueue.open(self.db, name)
+        return self._queues[name]
+
+
+def sample(queue: JobQueue, latency: Latency, now: dt.datetime) -> dict[str, Any]:
+    """One queue's readings: ``counts``, ``finished`` (by outcome, pruned jobs included),
+    ``oldest_waiting_s``, ``workers`` (by state), ``paused`` and ``latency`` (merged sketches
+    by ``wait``/``run``, or None without rollups)."""
+    counts = queue.counts(warn=False)
+    counters = queue.db[f"{queue.name}.meta"].find_one({"_id": COUNTERS_ID}) or {}
+    states = Counter(row.get("state") for row in queue.workers())
+    return {
+        "queue": queue.name,
+        "counts": counts,
+        "finished": finished(counts, counters),
+        "oldest_waiting_s": oldest_waiting(queue, now) if counts.get("waiting") else 0.0,
+        "workers": {state: states.get(state, 0) for state in WORKER_STATES},
+        "paused": queue.paused,
+        "latency": latency.read(queue, now),
+    }
+
+
+def finished(counts: Mapping[str, int], counters: Mapping[str, Any]) -> dict[str, int]:
+    """Finished jobs by outcome since the queue began: ``counts()`` (history and the ring)
+    plus the jobs pruned from history, so the totals never fall. Pruned jobs are counted by
+    outcome where retention.py recorded it (``pruned_by``); the rest count as done."""
+    totals = {outcome: int(counts.get(outcome) or 0) for outcome in FINISHED}
+    pruned = int(counters.get("pruned") or 0)
+    by = counters.get("pruned_by")
+    by = by if isinstance(by, Mapping) else {}
+    for outcome in (Status.FAILED.value, Status.CANCELLED.value):
+        n = int(by.get(outcome) or 0)
+        totals[outcome] += n
+        pruned -= n
+    totals[Status.DONE.value] += max(pruned, 0)
+    return totals
+
+
+def oldest_waiting(queue: JobQueue, now: dt.datetime) -> float:
+    """Seconds since the oldest waiting job was published (0 when none waits)."""
+    try:  # TODO(i26-rollups): import at the top once merged
+        from ..core import metrics  # the rollups' module, which knows where to look
+    except ImportError:
+        from ..core.catalog import _oldest_waiting
+
+        return _oldest_waiting(queue.collection, now) or 0.0
+    age = metrics.oldest_waiting_age(queue)
+    return 0.0 if age is None else max(float(age), 0.0)
+
+
+class Latency:
+    """One queue's wait and run sketches merged over its settled minutes (kept between
+    scrapes), and up to where they reach."""
+
+    def __init__(self) -> None:
+        self.settled: dict[str, Any] = {}  # "wait"/"run" -> Sketch of minutes before ``until``
+        self.until: dt.datetime | None = None
+        self._lock = threading.Lock()
+
+    def read(self, queue: JobQueue, now: dt.datetime) -> dict[str, Any] | None:
+        """Merged sketches by ``wait``/``run`` of every minute up to ``now``: those settled
+        before (kept), the ones since (read; kept once settled)."""
+        try:  # TODO(i26-rollups): import at the top once merged
+            from ..core import metrics
+            from ..core.sketch import Sketch
+        except ImportError:
+            return None
+        with self._lock:  # one scrape of a queue at a time moves ``until``
+            since = self.until or now - RETENTION
+            settle = _minute(now - dt.timedelta(seconds=SETTLE_S))
+            fresh: dict[str, Any] = {}
+            for doc in metrics.read(queue, since, now):
+                minute = _minute_of(doc)
+                into = self.settled if minute is not None and minute < settle else fresh
+                for kind in LATENCIES:
+                    if isinstance(doc.get(kind), Mapping):
+                        sketch = Sketch.from_doc(doc[kind])
+                        into[kind] = into[kind].merge(sketch) if kind in into else sketch
+            self.until = max(settle, since)
+            merged = {}
+            for kind in LATENCIES:
+                parts = [s for s in (self.settled.get(kind), fresh.get(kind)) if s is not None]
+                merged[kind] = _merge(parts)
+            return merged
+
+
+def _merge(sketches: list[Any]) -> Any:
+    """One sketch of ``sketches`` (None for none), merging copies so kept ones stay as
+    they are."""
+    if not sketches:
+        return None
+    from ..core.sketch import Sketch
+
+    total = Sketch.from_doc(sketches[0].to_doc())
+    for sketch in sketches[1:]:
+        total = total.merge(sketch)
+    return total
+
+
+def _minute(when: dt.datetime) -> dt.datetime:
+    return when.replace(second=0, microsecond=0)
+
+
+def _minute_of(doc: Mapping[str, Any]) -> dt.datetime | None:
+    minute = doc.get("minute")
+    return minute if isinstance(minute, dt.datetime) else None
+
+
+def families(samples: list[dict[str, Any]]) -> Iterator[Metric]:
+    """The families of ``FAMILIES`` from the queues' readings."""
+    help_ = {name: text for name, (_, text) in FAMILIES.items()}
+    jobs = GaugeMetricFamily("mjq_jobs", help_["mjq_jobs"], labels=["queue", "status"])
+    done = CounterMetricFamily(
+        "mjq_jobs_finished", help_["mjq_jobs_finished"], labels=["queue", "outcome"]
+    )
+    oldest = GaugeMetricFamily(
+        "mjq_oldest_waiting_age_seconds", help_["mjq_oldest_waiting_age_seconds"],
+        labels=["queue"],
+    )  # fmt: skip
+    workers = GaugeMetricFamily("mjq_workers", help_["mjq_workers"], labels=["queue", "state"])
+    paused = GaugeMetricFamily("mjq_paused", help_["mjq_paused"], labels=["queue"])
+    latency = {
+        kind: HistogramMetricFamily(
+            f"mjq_job_{kind}_seconds", help_[f"mjq_job_{kind}_seconds"], labels=["queue"]
+        )
+        for kind in LATENCIES
+    }
+    for row in samples:
+        name = row["queue"]
+        for status, n in row["counts"].items():
+            jobs.add_metric([name, status], n)
+        for outcome, n in row["finished"].items():
+            done.add_metric([name, outcome], n)
+        oldest.add_metric([name], row["oldest_waiting_s"])
+        for state, n in row["workers"].items():
+            workers.add_metric([name, state], n)
+        paused.add_metric([name], 1 if row["paused"] else 0)
+        for kind in LATENCIES:
+            sketch = (row["latency"] or {}).get(kind)
+            buckets, total = histogram(sketch)
+            latency[kind].add_metric([name], buckets, total)
+    yield from (jobs, done, oldest, workers, paused, *latency.values())
+
+
+def histogram(sketch: Any) -> tuple[list[tuple[str, float]], float]:
+    """Cumulative ``le`` buckets (``BUCKETS``, then +Inf) and the sum of a merged sketch
+    (None: no job yet, all zero)."""
+    if sketch is None:
+        return [*((_le(b), 0.0) for b in BUCKETS), ("+Inf", 0.0)], 0.0
+    buckets = [(_le(b), float(sketch.count_at_most(b))) for b in BUCKETS]
+    return [*buckets, ("+Inf", float(sketch.count))], float(sketch.sum)
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
