@@ -325,16 +325,20 @@ def _flatten(values: pd.Series | None, prefix: str) -> pd.DataFrame:
     return pd.concat(columns, axis=1) if columns else pd.DataFrame(index=values.index)
 
 
+_METRICS_COLUMNS = {"done", "failed", "wait_p99", "run_p99", "error_rate"}  # q.metrics()
+
+
 @pd.api.extensions.register_dataframe_accessor("mjq")
 class HistoryAccessor:
     """``df.mjq.summary()``, ``.throughput()``, ``.plot_latency()``, ``.plot_timeline()``,
-    ``.capacity()``, ``.errors()``, ``.explore()``."""
+    ``.capacity()``, ``.errors()``, ``.explore()``; on a ``q.metrics()`` frame,
+    ``.plot_metrics()``."""
 
     required = ("status", "created", "started", "done", *STAGES)
 
     def __init__(self, frame: pd.DataFrame) -> None:
         missing = [c for c in self.required if c not in frame.columns]
-        if missing:
+        if missing and not set(frame.columns) >= _METRICS_COLUMNS:
             raise AttributeError(f"not a job history frame: no column(s) {missing}")
         self._frame = frame
 
@@ -367,6 +371,13 @@ class HistoryAccessor:
         from .errors import frame_errors
 
         return frame_errors(self._frame)
+
+    def plot_metrics(self, **kwargs: Any) -> Any:
+        """A ``q.metrics()`` frame's throughput and error rate, wait and run p50/p90/p99 and
+        the oldest waiting job's age over time (``metrics_plot.plot_metrics``)."""
+        from .metrics_plot import plot_metrics
+
+        return plot_metrics(self._frame, **kwargs)
 
     def explore(self) -> Any:
         """A history explorer widget over this frame: status and grouping -> summary, plot."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bson import ObjectId
 
+from . import metrics as rollups
 from .job import Job, JobList, Status, job_id, utcnow
 from .outage import display_timeout, unavailable_as_error
 from .parts import attempts, bulk, steer
@@ -141,13 +142,16 @@ class JobQueue(QueueBase):
         """Delete history rows of jobs finished more than ``older_than`` (seconds or a
         timedelta) ago; returns how many went. ``counts()`` then no longer counts them
         as done, and never as lost. History keeps everything until asked (see retention.py
-        for why a call and not a TTL index)."""
+        for why a call and not a TTL index). The rollups are brought up to now first and
+        keep them (``metrics.py``)."""
         age = (
             older_than if isinstance(older_than, dt.timedelta) else dt.timedelta(seconds=older_than)
         )
         if not age >= dt.timedelta(0):
             raise ValueError(f"older_than must be 0 or more, not {older_than!r}")
-        return prune(self.history_collection, self._meta, utcnow() - age)
+        cutoff = utcnow() - age
+        rollups.roll(self, wait=rollups.LEASE_S + 5, freeze_before=cutoff)
+        return prune(self.history_collection, self._meta, cutoff)
 
     # -- requeueing -----------------------------------------------------------------------
 
@@ -294,6 +298,26 @@ class JobQueue(QueueBase):
         from ..analysis.errors import errors
 
         return errors(self, since, query)
+
+    @unavailable_as_error
+    def metrics(
+        self, since: Any = None, until: Any = None, every: str = "1min", *, roll: bool = True
+    ) -> pd.DataFrame:
+        """Counts, wait/run p50/p90/p99, the oldest waiting job's age and the error rate per
+        ``every`` (a pandas offset alias, "1min" to "1D"), default the last hour, from the
+        per-minute rollups (``analysis/metrics.py``); rolled up to now first unless
+        ``roll=False``. ``since``/``until`` as ``history``'s. ``.mjq.plot_metrics()`` draws it."""
+        from ..analysis.metrics import load
+
+        return load(self, since, until, every, roll)
+
+    @unavailable_as_error
+    def rebuild_metrics(self, since: dt.datetime | dt.timedelta | None = None) -> int:
+        """Count the rollups again from history from ``since`` (a time, or how long ago;
+        default the oldest job): for queues older than them. Idempotent (the same documents);
+        minutes pruned are kept as they are. Returns the minute documents written."""
+        start = utcnow() - since if isinstance(since, dt.timedelta) else since
+        return rollups.rebuild(self, start)
 
     # -- notebook widgets (mjq_notebook.notebook.widgets; imported on use) ----------------
 

@@ -15,6 +15,7 @@ from pymongo.errors import ConnectionFailure
 from ..errors import Empty, LeaseLostError, ServerUnavailable, WorkerCrashed
 from ..signals import handling_stop_signals
 from .job import Job
+from .metrics import ROLL_EVERY_S, Roller
 from .outage import Backoff
 from .queue import JobQueue
 from .registry import HEARTBEAT_S, State, WorkerRecords, new_worker_id
@@ -63,7 +64,8 @@ class Worker:
     finish; a second signal releases them back to waiting and returns at once.
 
     The worker claims under its own id (``worker.id``, written into each job it claims), not
-    the queue object's, so the registry can tell which worker runs which job.
+    the queue object's, so the registry can tell which worker runs which job. ``metrics``:
+    roll up the queues' per-minute metrics every 30 s on a thread of its own (``metrics.py``).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Worker:
         poll: float = 1.0,
         heartbeat: float = HEARTBEAT_S,
         name: str | None = None,
+        metrics: bool = True,
     ) -> None:
         queues = [queue] if isinstance(queue, JobQueue) else list(queue)
         if not queues:
@@ -104,6 +107,7 @@ class Worker:
         self._poke = threading.Event()  # wakes the heartbeat thread: a stop, or the halt
         self._beat: threading.Thread | None = None  # the heartbeat thread, once started
         self._lost_logged = [0 for _ in queues]
+        self._roller = Roller(queues) if metrics else None
         self.crashed: BaseException | None = None  # what killed a thread, if one died
 
     def _guarded(self, target: Callable[..., None], *args: Any) -> None:
@@ -380,6 +384,8 @@ class Worker:
             [now + touch, lambda: touch, self._touch_running],
             [now + self.heartbeat, lambda: self.heartbeat, self._beat_registry],
         ]
+        if self._roller is not None:  # its passes run on a thread of their own
+            clocks.append([now, lambda: ROLL_EVERY_S, self._roller.kick])
         while True:
             for clock in clocks:
                 if time.monotonic() >= clock[0]:
