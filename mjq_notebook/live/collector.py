@@ -1,16 +1,18 @@
 """Every queue of a database as Prometheus metric families, read afresh at each scrape
 (``mjq metrics``).
 
-A ``prometheus_client`` custom collector: nothing runs between scrapes, and a scrape costs a
-few small reads per queue, none of which grows with history: ``counts()`` (6), the pause
-flag, the queue's counters document, the oldest waiting job, the worker registry (a day of
-records at most), and the latency rollups written since the previous scrape. Queues are read
-``PARALLEL`` at a time.
+A ``prometheus_client`` custom collector: nothing runs between scrapes, nothing is written,
+and a scrape costs a few small reads per queue, none of which grows with history:
+``counts()`` (6), the pause flag, the counters and rollup state (1), the oldest due waiting
+job (2 per priority in use, only when one waits), the worker registry (a day of records at
+most) and the rollups' minutes since the previous scrape. Queues are read ``PARALLEL`` at
+a time.
 
-The wait and run histograms are cumulative, as Prometheus wants: the first scrape merges the
-sketches of every retained minute, later ones merge only the minutes since, into sketches kept
-between scrapes. A minute still being written (the last ``SETTLE_S`` seconds) is read again
-at each scrape and kept only once settled, so no job is counted twice or missed.
+The wait and run histograms are cumulative, as Prometheus wants: merged from the per-minute
+sketches of the rollups (core/metrics.py), as fresh as their last roll (every worker rolls
+its queues every 30 s). The first scrape merges every retained minute; later ones read only
+the minutes not yet final (``Latency``) and keep the final ones merged between scrapes, so the
+counts never fall, also when the rollups' TTL removes a minute.
 """
 
 from __future__ import annotations
@@ -31,17 +33,20 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from ..core import metrics as rollups
 from ..core.catalog import queue_names
 from ..core.job import FINISHED, Status, utcnow
+from ..core.minutes import MINUTE, floor
 from ..core.names import COUNTERS_ID
 from ..core.queue import JobQueue
 from ..core.registry import State
+from ..core.sketch import Sketch
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
 PARALLEL = 8  # queues read at once
-SETTLE_S = 120.0  # minutes this recent may still be written to: read again at each scrape
+SLACK = dt.timedelta(minutes=2)  # a pass may still be writing minutes this far before its own
 # the histograms' upper bounds, seconds: 5 ms to a day, as latencies of a job queue spread
 BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -49,7 +54,7 @@ BUCKETS = (
 )  # fmt: skip
 WORKER_STATES = tuple(state.value for state in State)
 LATENCIES = ("wait", "run")
-RETENTION = dt.timedelta(days=90)  # the rollups' own: the first scrape reads back this far
+RETENTION = dt.timedelta(days=rollups.METRICS_DAYS)  # the first scrape reads back this far
 
 # name, type, help: the families in the order they are written (the README lists them too)
 FAMILIES = {
@@ -57,8 +62,8 @@ FAMILIES = {
                  "from the ring unfinished)"),
     "mjq_jobs_finished": ("counter", "Jobs finished, by outcome (done, failed, cancelled), "
                           "including those pruned from history since"),
-    "mjq_oldest_waiting_age_seconds": ("gauge", "Seconds since the oldest waiting job was "
-                                       "published (0 when none waits)"),
+    "mjq_oldest_waiting_age_seconds": ("gauge", "Seconds the oldest due waiting job has "
+                                       "waited since it was due (0 when none waits)"),
     "mjq_workers": ("gauge", "Workers in the queue's registry by state (lost: silent for "
                     "three heartbeats)"),
     "mjq_paused": ("gauge", "1 while the queue is paused, else 0"),
@@ -122,19 +127,21 @@ class QueueCollector(Collector):
 
 def sample(queue: JobQueue, latency: Latency, now: dt.datetime) -> dict[str, Any]:
     """One queue's readings: ``counts``, ``finished`` (by outcome, pruned jobs included),
-    ``oldest_waiting_s``, ``workers`` (by state), ``paused`` and ``latency`` (merged sketches
-    by ``wait``/``run``, or None without rollups)."""
+    ``oldest_waiting_s``, ``workers`` (by state), ``paused`` and ``latency`` (merged
+    sketches by ``wait``/``run``)."""
     counts = queue.counts(warn=False)
-    counters = queue.db[f"{queue.name}.meta"].find_one({"_id": COUNTERS_ID}) or {}
+    meta = queue.db[f"{queue.name}.meta"]  # the counters and the rollups' state: one read
+    docs = {d["_id"]: d for d in meta.find({"_id": {"$in": [COUNTERS_ID, rollups.STATE_ID]}})}
     states = Counter(row.get("state") for row in queue.workers())
+    age = rollups.oldest_waiting_age(queue) if counts.get("waiting") else None
     return {
         "queue": queue.name,
         "counts": counts,
-        "finished": finished(counts, counters),
-        "oldest_waiting_s": oldest_waiting(queue, now) if counts.get("waiting") else 0.0,
+        "finished": finished(counts, docs.get(COUNTERS_ID) or {}),
+        "oldest_waiting_s": 0.0 if age is None else max(float(age), 0.0),
         "workers": {state: states.get(state, 0) for state in WORKER_STATES},
         "paused": queue.paused,
-        "latency": latency.read(queue, now),
+        "latency": latency.read(queue, docs.get(rollups.STATE_ID) or {}, now),
     }
 
 
@@ -154,74 +161,39 @@ def finished(counts: Mapping[str, int], counters: Mapping[str, Any]) -> dict[str
     return totals
 
 
-def oldest_waiting(queue: JobQueue, now: dt.datetime) -> float:
-    """Seconds since the oldest waiting job was published (0 when none waits)."""
-    try:  # TODO(i26-rollups): import at the top once merged
-        from ..core import metrics  # the rollups' module, which knows where to look
-    except ImportError:
-        from ..core.catalog import _oldest_waiting
-
-        return _oldest_waiting(queue.collection, now) or 0.0
-    age = metrics.oldest_waiting_age(queue)
-    return 0.0 if age is None else max(float(age), 0.0)
-
-
 class Latency:
-    """One queue's wait and run sketches merged over its settled minutes (kept between
-    scrapes), and up to where they reach."""
+    """One queue's wait and run sketches merged over its final minutes (kept between
+    scrapes), and the minute they reach.
+
+    A minute is final once no roller writes it again: before the minute the last pass rolled
+    to (``rolled_to`` in the rollups' state) and before the ``TRAIL`` every pass rolls again
+    (metrics.py), less ``SLACK`` for a pass still writing. Later minutes are read at each
+    scrape, so a scrape reads the minutes since the previous one plus about a quarter hour."""
 
     def __init__(self) -> None:
-        self.settled: dict[str, Any] = {}  # "wait"/"run" -> Sketch of minutes before ``until``
-        self.until: dt.datetime | None = None
+        self.final = {kind: Sketch() for kind in LATENCIES}
+        self.until: dt.datetime | None = None  # the minutes before this are in ``final``
         self._lock = threading.Lock()
 
-    def read(self, queue: JobQueue, now: dt.datetime) -> dict[str, Any] | None:
-        """Merged sketches by ``wait``/``run`` of every minute up to ``now``: those settled
-        before (kept), the ones since (read; kept once settled)."""
-        try:  # TODO(i26-rollups): import at the top once merged
-            from ..core import metrics
-            from ..core.sketch import Sketch
-        except ImportError:
-            return None
+    def read(
+        self, queue: JobQueue, state: Mapping[str, Any], now: dt.datetime
+    ) -> dict[str, Sketch]:
+        """Merged sketches by ``wait``/``run`` of every retained minute up to ``now``
+        (``state``: the rollups' state document, as read with the counters)."""
+        rolled_to = state.get("rolled_to")
+        final = None
+        if isinstance(rolled_to, dt.datetime):
+            final = min(floor(rolled_to), floor(now) - rollups.TRAIL) - SLACK
         with self._lock:  # one scrape of a queue at a time moves ``until``
-            since = self.until or now - RETENTION
-            settle = _minute(now - dt.timedelta(seconds=SETTLE_S))
-            fresh: dict[str, Any] = {}
-            for doc in metrics.read(queue, since, now):
-                minute = _minute_of(doc)
-                into = self.settled if minute is not None and minute < settle else fresh
+            since = self.until or floor(now) - RETENTION
+            fresh = {kind: Sketch() for kind in LATENCIES}
+            for doc in rollups.read(queue, since, floor(now) + MINUTE):
+                into = self.final if final is not None and doc["_id"] < final else fresh
                 for kind in LATENCIES:
-                    if isinstance(doc.get(kind), Mapping):
-                        sketch = Sketch.from_doc(doc[kind])
-                        into[kind] = into[kind].merge(sketch) if kind in into else sketch
-            self.until = max(settle, since)
-            merged = {}
-            for kind in LATENCIES:
-                parts = [s for s in (self.settled.get(kind), fresh.get(kind)) if s is not None]
-                merged[kind] = _merge(parts)
-            return merged
-
-
-def _merge(sketches: list[Any]) -> Any:
-    """One sketch of ``sketches`` (None for none), merging copies so kept ones stay as
-    they are."""
-    if not sketches:
-        return None
-    from ..core.sketch import Sketch
-
-    total = Sketch.from_doc(sketches[0].to_doc())
-    for sketch in sketches[1:]:
-        total = total.merge(sketch)
-    return total
-
-
-def _minute(when: dt.datetime) -> dt.datetime:
-    return when.replace(second=0, microsecond=0)
-
-
-def _minute_of(doc: Mapping[str, Any]) -> dt.datetime | None:
-    minute = doc.get("minute")
-    return minute if isinstance(minute, dt.datetime) else None
+                    into[kind].merge(Sketch.from_doc(doc.get(kind)))
+            if final is not None and final > since:
+                self.until = final
+            return {kind: Sketch().merge(self.final[kind]).merge(fresh[kind]) for kind in LATENCIES}
 
 
 def families(samples: list[dict[str, Any]]) -> Iterator[Metric]:
@@ -254,17 +226,13 @@ def families(samples: list[dict[str, Any]]) -> Iterator[Metric]:
             workers.add_metric([name, state], n)
         paused.add_metric([name], 1 if row["paused"] else 0)
         for kind in LATENCIES:
-            sketch = (row["latency"] or {}).get(kind)
-            buckets, total = histogram(sketch)
+            buckets, total = histogram(row["latency"][kind])
             latency[kind].add_metric([name], buckets, total)
     yield from (jobs, done, oldest, workers, paused, *latency.values())
 
 
-def histogram(sketch: Any) -> tuple[list[tuple[str, float]], float]:
-    """Cumulative ``le`` buckets (``BUCKETS``, then +Inf) and the sum of a merged sketch
-    (None: no job yet, all zero)."""
-    if sketch is None:
-        return [*((_le(b), 0.0) for b in BUCKETS), ("+Inf", 0.0)], 0.0
+def histogram(sketch: Sketch) -> tuple[list[tuple[str, float]], float]:
+    """Cumulative ``le`` buckets (``BUCKETS``, then +Inf) and the sum of a merged sketch."""
     buckets = [(_le(b), float(sketch.count_at_most(b))) for b in BUCKETS]
     return [*buckets, ("+Inf", float(sketch.count))], float(sketch.sum)
 
