@@ -16,11 +16,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from bson import ObjectId
 from prometheus_client.parser import text_string_to_metric_families
 
 from mjq_notebook import JobQueue, Worker
 from mjq_notebook.cli.main import main
+from mjq_notebook.core import metrics as rollups
 from mjq_notebook.core.registry import workers_collection
+from mjq_notebook.core.sketch import Sketch
+from mjq_notebook.live.collector import BUCKETS
 
 from .support.processes import run_mjq, start_mjq
 from .support.servers import free_port
@@ -199,6 +203,78 @@ def test_finished_totals_never_fall_when_history_is_pruned(db, metrics):
     families = endpoint.scrape()
     assert values(families, "mjq_jobs", queue="emails")["done"] == 0.0  # gone from history
     assert values(families, "mjq_jobs_finished_total", queue="emails") == first
+
+
+# (wait, run) seconds of jobs finished an hour or two ago: none within 1% of a bucket's bound
+LATENCIES = [(0.02, 0.004), (0.3, 0.07), (4.0, 1.5), (40.0, 12.0), (700.0, 3000.0)]
+
+
+def _finished_long_ago(queue, now):
+    """History rows of LATENCIES, one a minute from two hours ago, as finishes write them."""
+    rows = []
+    for i, (wait, run) in enumerate(LATENCIES):
+        done = now - dt.timedelta(hours=2) + dt.timedelta(minutes=i, seconds=30)
+        started = done - dt.timedelta(seconds=run)
+        created = started - dt.timedelta(seconds=wait)
+        ts = {"created": created, "started": started, "done": done}
+        rows.append({"_id": ObjectId(), "status": "done", "ts": ts, "data": {}, "attempts": 1})
+    queue.history_collection.insert_many(rows)
+
+
+def _histogram(families, kind, queue):
+    name = f"mjq_job_{kind}_seconds"
+    buckets = values(families, f"{name}_bucket", queue=queue)
+    count = values(families, f"{name}_count", queue=queue)[()]
+    total = values(families, f"{name}_sum", queue=queue)[()]
+    return buckets, count, total
+
+
+def _merged_rollups(queue, kind):
+    now = dt.datetime.now(dt.timezone.utc)
+    docs = rollups.read(queue, now - dt.timedelta(days=91), now + dt.timedelta(minutes=1))
+    merged = Sketch()
+    for doc in docs:
+        merged.merge(Sketch.from_doc(doc.get(kind)))
+    return merged
+
+
+def test_the_histograms_are_the_rollups_merged_and_never_fall(db, metrics):
+    queue = JobQueue(db, "emails")
+    _finished_long_ago(queue, dt.datetime.now(dt.timezone.utc))
+    assert queue.rebuild_metrics(since=dt.timedelta(hours=4)) > 0
+    endpoint = metrics()
+    families = endpoint.scrape()
+    for kind, exact in (("wait", [w for w, _ in LATENCIES]), ("run", [r for _, r in LATENCIES])):
+        buckets, count, total = _histogram(families, kind, "emails")
+        merged = _merged_rollups(queue, kind)
+        assert list(buckets) == [repr(b) for b in BUCKETS] + ["+Inf"]
+        assert buckets == {
+            **{repr(b): float(merged.count_at_most(b)) for b in BUCKETS},
+            "+Inf": merged.count,
+        }
+        assert buckets == {  # and the exact values' (none near a bound)
+            **{repr(b): float(sum(v <= b for v in exact)) for b in BUCKETS},
+            "+Inf": len(exact),
+        }
+        assert count == len(exact) and total == pytest.approx(sum(exact))
+    before = {kind: _histogram(families, kind, "emails") for kind in ("wait", "run")}
+    # the rollups' TTL index removes minutes 90 days old: a counter must not fall for it
+    assert rollups.collection(queue).delete_many({}).deleted_count > 0
+    families = endpoint.scrape()
+    assert {kind: _histogram(families, kind, "emails") for kind in ("wait", "run")} == before
+    queue.pub({"n": "now"})  # a job finished now counts on top, once rolled
+    queue.done(queue.next())
+    rollups.roll(queue)  # as every worker does every 30 s
+    families = endpoint.scrape()
+    for kind in ("wait", "run"):
+        buckets, count, total = _histogram(families, kind, "emails")
+        fresh = _merged_rollups(queue, kind)
+        assert fresh.count == 1 and count == len(LATENCIES) + 1
+        assert total == pytest.approx(before[kind][2] + fresh.sum)
+        assert buckets["+Inf"] == count
+        for bound in BUCKETS:
+            earlier = before[kind][0][repr(bound)]
+            assert buckets[repr(bound)] == earlier + fresh.count_at_most(bound)
 
 
 def _query_ops(client) -> int:
