@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 from bson import ObjectId
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from mjq_notebook import JobQueue, Worker
@@ -39,6 +42,7 @@ FAMILIES = {
     "mjq_job_wait_seconds": "histogram",
     "mjq_job_run_seconds": "histogram",
 }
+OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 
 
 class Metrics:
@@ -56,10 +60,11 @@ class Metrics:
         self.token_file = Path(found.group(1)) if found else None
         self.token = self.token_file.read_text().strip() if self.token_file else None
 
-    def get(self, token=None, host=None, path="/metrics", scheme="Bearer"):
+    def get(self, token=None, host=None, path="/metrics", scheme="Bearer", accept=None):
         """(status, body) of a GET; ``token`` None sends no Authorization header."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         headers = {} if token is None else {"Authorization": f"{scheme} {token}"}
+        headers.update({"Accept": accept} if accept else {})
         if host is not None:
             connection.putrequest("GET", path, skip_host=True)
             connection.putheader("Host", host)
@@ -74,11 +79,13 @@ class Metrics:
         finally:
             connection.close()
 
-    def scrape(self, token=None):
-        """The families of one scrape: {name: family}."""
-        status, body = self.get(token or self.token)
+    def scrape(self, token=None, openmetrics=False):
+        """The families of one scrape: {name: family}; in OpenMetrics, as Prometheus asks."""
+        accept = OPENMETRICS if openmetrics else None
+        status, body = self.get(token or self.token, accept=accept)
         assert status == 200, body
-        return {family.name: family for family in text_string_to_metric_families(body)}
+        parse = openmetrics_families if openmetrics else text_string_to_metric_families
+        return {family.name: family for family in parse(body)}
 
     def stop(self, signum=signal.SIGTERM):
         """Send ``signum``; (exit code, seconds to exit, stdout, stderr)."""
@@ -159,6 +166,8 @@ def test_every_family_with_the_values_of_every_queue(db, metrics):
         worker.stop()
         worker.join(10)
     assert {name: family.type for name, family in families.items()} == FAMILIES
+    openmetrics = endpoint.scrape(openmetrics=True)  # what Prometheus asks for first
+    assert {name: family.type for name, family in openmetrics.items()} == FAMILIES
     for name in ("emails", "other"):
         assert values(families, "mjq_jobs", queue=name) == {
             status: float(n) for status, n in counts[name].items()

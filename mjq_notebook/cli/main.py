@@ -334,7 +334,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     token = None
     if not args.no_token:
         token = given_token(token_file=args.token_file, env_name=metrics.TOKEN_ENV)
-    metrics.check(args.host, args.port, args.no_token, args.allow_host)
+    metrics.check(args.host, args.no_token, args.allow_host)
     db = _connect(args)
     queue_names(db)  # the server answers, before anything listens
     return metrics.serve(db, host=args.host, port=args.port, token=token,

@@ -52,7 +52,7 @@ def require_library() -> None:
         raise SystemExit(f"mjq metrics: needs prometheus_client, which is not installed: {INSTALL}")
 
 
-def check(host: str, port: int, no_token: bool, allow_hosts: list[str] | None) -> list[str]:
+def check(host: str, no_token: bool, allow_hosts: list[str] | None) -> list[str]:
     """The host names to answer (beside addresses), once the options agree; else
     :class:`DashboardError` in one line."""
     if no_token and not is_local(host):
@@ -121,6 +121,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server: Server
     server_version = "mjq-metrics"
     sys_version = ""
+    timeout = 30  # seconds a connection may stay silent: an idle one doesn't hold a thread
 
     def do_GET(self) -> None:
         self._answer(body=True)
@@ -193,7 +194,7 @@ def serve(
 
     from ..live.collector import QueueCollector
 
-    names = check(host, port, no_token, allow_hosts)
+    names = check(host, no_token, allow_hosts)
     made = None if no_token or token else new_token()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector(db))

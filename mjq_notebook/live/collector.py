@@ -3,10 +3,11 @@
 
 A ``prometheus_client`` custom collector: nothing runs between scrapes, nothing is written,
 and a scrape costs a few small reads per queue, none of which grows with history:
-``counts()`` (6), the pause flag, the counters and rollup state (1), the oldest due waiting
-job (2 per priority in use, only when one waits), the worker registry (a day of records at
-most) and the rollups' minutes since the previous scrape. Queues are read ``PARALLEL`` at
-a time.
+``counts()``, the pause flag, the counters and rollup state (one read), the oldest due waiting
+job (a few finds, only when one waits), the worker registry (a day of records at most) and
+the rollups' minutes not yet final. Measured on the embedded server: 10 finds and 3
+aggregations per queue plus one listCollections, 0.05 s a scrape for one queue and 0.13 s
+for ten (read ``PARALLEL`` at a time).
 
 The wait and run histograms are cumulative, as Prometheus wants: merged from the per-minute
 sketches of the rollups (core/metrics.py), as fresh as their last roll (every worker rolls
@@ -78,7 +79,7 @@ class QueueCollector(Collector):
     """The metric families of every queue in ``db``, read when collected (a scrape).
 
     Holds the database, the queues opened so far (opening one costs a read) and the merged
-    latency sketches of settled minutes; no thread, no credentials."""
+    latency sketches of final minutes; no thread, no credentials."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
