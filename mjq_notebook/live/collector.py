@@ -85,6 +85,7 @@ class QueueCollector(Collector):
         self.db = db
         self._queues: dict[str, JobQueue] = {}
         self._latency: dict[str, Latency] = {}
+        self._finished: dict[tuple[str, str], int] = {}  # the highest total reported
         self._lock = threading.Lock()  # scrapes may come at once (a threading server)
 
     def __repr__(self) -> str:
@@ -100,13 +101,34 @@ class QueueCollector(Collector):
         yield from families(samples)
 
     def samples(self) -> list[dict[str, Any]]:
-        """Each queue's readings (see ``sample``), by name."""
+        """Each queue's readings (see ``sample``), by name, the finished totals never lower
+        than reported before (see ``hold``)."""
+        rows = self._read()
+        with self._lock:
+            for row in rows:
+                row["finished"] = self.hold(row["queue"], row["finished"])
+        return rows
+
+    def hold(self, queue: str, totals: dict[str, int]) -> dict[str, int]:
+        """``totals`` (finished by outcome), each at least what was reported before: a failed
+        job retried leaves history, and a counter that fell would read to Prometheus as a
+        restart (``rate()`` would count everything again). The total holds until it passes
+        its highest; a restart of the endpoint starts from the database's totals."""
+        held = {}
+        for outcome, n in totals.items():
+            key = (queue, outcome)
+            held[outcome] = self._finished[key] = max(self._finished.get(key, 0), n)
+        return held
+
+    def _read(self) -> list[dict[str, Any]]:
         now = utcnow()
         names = queue_names(self.db)
         with self._lock:
             for gone in set(self._queues) - set(names):
                 self._queues.pop(gone, None)
                 self._latency.pop(gone, None)
+                for outcome in FINISHED:
+                    self._finished.pop((gone, outcome), None)
             pairs = [
                 (self._queue(name), self._latency.setdefault(name, Latency())) for name in names
             ]
