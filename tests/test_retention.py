@@ -1,6 +1,7 @@
 """Retention: ``prune`` deletes history rows finished before a cut-off, in batches along the
 ``ts.done`` index, and counts every one it deleted in ``<queue>.meta`` (so ``counts()`` can
-tell a pruned job from a lost one). Against the real server, calling ``prune`` directly."""
+tell a pruned job from a lost one), by outcome too (so finished totals never fall). Against
+the real server, calling ``prune`` directly."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from mjq_notebook.server import client_for
 
 CUTOFF = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 OLD, NEW = 230, 40
+FAILED = len(range(0, OLD, 7))  # of the OLD rows (see ``history``)
 
 
 def at(seconds: float) -> dt.datetime:
@@ -60,7 +62,11 @@ def test_only_rows_finished_before_the_cutoff_go(history):
     assert prune(rows, meta, CUTOFF, batch=50) == OLD
     assert {doc["_id"] for doc in rows.find({}, {"_id": 1})} == kept
     assert rows.count_documents({}) == NEW
-    assert counters(meta) == {"published": OLD + NEW, "pruned": OLD}
+    assert counters(meta) == {
+        "published": OLD + NEW,
+        "pruned": OLD,
+        "pruned_by": {"done": OLD - FAILED, "failed": FAILED},
+    }
 
 
 def test_a_second_run_deletes_nothing_and_a_later_cutoff_adds_to_the_count(history):
@@ -129,21 +135,25 @@ def test_deletes_go_in_batches_oldest_first_each_counted_first(history, server_u
     finally:
         client.close()
     names = [command["name"] for command in listener.commands]
-    # each batch counted before its delete, so counts() never takes it for lost
-    assert names == ["find", "update", "delete"] * 3  # 100, 100, 30: the last is short
+    # each batch counted before its deletes (one per outcome, each counted exactly), so
+    # counts() never takes it for lost
+    assert names == ["find", "update", "delete", "delete"] * 3  # 100, 100, 30: the last is short
     finds = [command for command in listener.commands if command["name"] == "find"]
     assert all(command["sort"] == {"ts.done": 1} and command["limit"] == 100 for command in finds)
     deletes = [command for command in listener.commands if command["name"] == "delete"]
-    assert [len(d["deletes"][0]["q"]["_id"]["$in"]) for d in deletes] == [100, 100, 30]
+    # done rows, then failed ones (i % 7 == 0): 85 + 15, 86 + 14, 26 + 4
+    assert [len(d["deletes"][0]["q"]["_id"]["$in"]) for d in deletes] == [85, 15, 86, 14, 26, 4]
     updates = [command for command in listener.commands if command["name"] == "update"]
     assert [u["updates"][0]["u"] for u in updates] == [
-        {"$inc": {"pruned": 100}}, {"$inc": {"pruned": 100}}, {"$inc": {"pruned": 30}}
-    ]  # fmt: skip
+        {"$inc": {"pruned_by.done": done, "pruned_by.failed": failed, "pruned": done + failed}}
+        for done, failed in ((85, 15), (86, 14), (26, 4))
+    ]
 
 
 def test_a_delete_cut_short_still_counts_what_went(history, monkeypatch):
-    """The connection drops after the server deleted a batch: what went is counted all the
-    same (else those jobs would read as lost), and the error reaches the caller."""
+    """The connection drops after the server deleted a batch's first rows (its done ones):
+    what went is counted all the same (else those jobs would read as lost), and the error
+    reaches the caller."""
     rows, meta = history
     real = rows.delete_many
 
@@ -154,9 +164,10 @@ def test_a_delete_cut_short_still_counts_what_went(history, monkeypatch):
     monkeypatch.setattr(rows, "delete_many", deleted_then_dropped)
     with pytest.raises(AutoReconnect):
         prune(rows, meta, CUTOFF, batch=100)
-    assert counters(meta)["pruned"] == 100 == OLD + NEW - rows.count_documents({})
+    assert counters(meta)["pruned"] == 85 == OLD + NEW - rows.count_documents({})
+    assert counters(meta)["pruned_by"] == {"done": 85, "failed": 0}  # the done went first
     monkeypatch.undo()
-    assert prune(rows, meta, CUTOFF, batch=100) == OLD - 100
+    assert prune(rows, meta, CUTOFF, batch=100) == OLD - 85
     assert counters(meta)["pruned"] == OLD
 
 
@@ -168,11 +179,13 @@ def test_rows_someone_else_deleted_meanwhile_are_not_counted(history, monkeypatc
     taken = []
 
     def someone_first(query, *args, **kwargs):
-        if not taken:
-            taken.append(query["_id"]["$in"][0])
+        failed = rows.find_one({"_id": {"$in": query["_id"]["$in"]}, "status": "failed"})
+        if not taken and failed:
+            taken.append(failed["_id"])
             rows.delete_one({"_id": taken[0]})
         return real(query, *args, **kwargs)
 
     monkeypatch.setattr(rows, "delete_many", someone_first)
     assert prune(rows, meta, CUTOFF, batch=100) == OLD - 1
     assert counters(meta)["pruned"] == OLD - 1
+    assert counters(meta)["pruned_by"] == {"done": OLD - FAILED, "failed": FAILED - 1}

@@ -349,6 +349,30 @@ def parser() -> argparse.ArgumentParser:
         help="pages open at once, each a kernel (default: 5); more are told to wait",
     )
 
+    sub = command(
+        "metrics",
+        "every queue of the database as a Prometheus endpoint, /metrics (pip install "
+        "'mjq-notebook[metrics]'; README: Prometheus)",
+        _connection(),
+    )
+    sub.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: "
+                     "127.0.0.1, this machine only)")  # fmt: skip
+    sub.add_argument("--port", type=_port, default=9464, help="port (default: 9464)")
+    sub.add_argument(
+        "--allow-host", action="append", metavar="NAME",
+        help="a host name scrapers use (repeatable); beside addresses and localhost, the "
+        "only names answered (another Host header gets 403)",
+    )  # fmt: skip
+    sub.add_argument(
+        "--token-file", metavar="PATH",
+        help="read the bearer token from this file (else $MJQ_METRICS_TOKEN, else a random "
+        "one at each start, written to a file of yours); 16 characters or more",
+    )  # fmt: skip
+    sub.add_argument("--token", action=_Refused, const="$MJQ_METRICS_TOKEN or --token-file",
+                     help=argparse.SUPPRESS)  # fmt: skip
+    sub.add_argument("--no-token", action="store_true",
+                     help="serve without a token (this machine's loopback only)")  # fmt: skip
+
     demo = _one_queue(default="demo")  # not $MJQ_QUEUE: the demo empties its queue first
     sub = command("demo", "publish a realistic workload, work it, print a summary", demo)
     sub.add_argument("--jobs", type=_positive, default=300, help="jobs to publish (default: 300)")

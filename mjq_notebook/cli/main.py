@@ -1,5 +1,6 @@
 """The ``mjq`` command: serve, pub, work, queues, workers, tail, stats, find, job, pause,
-resume, prune, resize, retry/cancel/promote QUERY (``bulk``), audit, dashboard (``web``), demo.
+resume, prune, resize, retry/cancel/promote QUERY (``bulk``), audit, dashboard (``web``), metrics,
+demo.
 
 Commands that read or steer a queue open it without creating anything, so a mistyped name is
 an error that lists the queues there are; only ``pub``, ``work`` and ``demo`` create one. A
@@ -325,6 +326,21 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
                      viewer_token=viewer)  # fmt: skip
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from . import metrics
+    from .web.access import given_token
+
+    metrics.require_library()
+    token = None
+    if not args.no_token:
+        token = given_token(token_file=args.token_file, env_name=metrics.TOKEN_ENV)
+    metrics.check(args.host, args.no_token, args.allow_host)
+    db = _connect(args)
+    queue_names(db)  # the server answers, before anything listens
+    return metrics.serve(db, host=args.host, port=args.port, token=token,
+                         no_token=args.no_token, allow_hosts=args.allow_host)  # fmt: skip
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -378,6 +394,7 @@ COMMANDS = {
     "audit": cmd_audit,
     "find": cmd_find,
     "dashboard": cmd_dashboard,
+    "metrics": cmd_metrics,
     "demo": cmd_demo,
 }
 

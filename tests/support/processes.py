@@ -33,6 +33,23 @@ def run_mjq(*args, uri=None, env=None, cwd=None, timeout=120, stdin=None):
     )
 
 
+def start_mjq(*args, uri=None, env=None, cwd=None):
+    """The real ``mjq`` command started in a process (and session) of its own, against ``uri``
+    (``env`` as for ``run_mjq``), its output piped as text; the caller ends it."""
+    env = {**os.environ, **({"MJQ_MONGODB_URI": uri} if uri else {}), **(env or {})}
+    env = {key: value for key, value in env.items() if value is not None}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mjq_notebook.cli", *args],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def embedded_mjq(*args: str, cwd: Path | str = "/") -> subprocess.CompletedProcess:
     """``mjq`` with no server named: it uses (or starts) the embedded server of
     $MJQ_DATA_DIR, the test's own."""

@@ -3,7 +3,9 @@
 History keeps every finished job until asked otherwise. ``prune`` deletes the rows whose
 ``ts.done`` is before a cut-off, in batches along the ``ts.done`` index (so one call never
 holds the server for long), and counts each batch in ``pruned`` on the ``{"_id": "counters"}``
-document of ``<queue>.meta``: ahead of its delete, then put right to what it deleted.
+document of ``<queue>.meta``, and by outcome in ``pruned_by.done``/``.failed``/``.cancelled``
+(so finished totals, ``mjq metrics``' counters, never fall): ahead of its delete, then put
+right to what it deleted.
 
 Why a call and not a TTL index on ``ts.done``: ``counts()`` tells a job lost to the capped
 ring's eviction from one that finished by comparing what was published with what the ring
@@ -16,11 +18,13 @@ chooses: ``JobQueue.prune_history`` and ``mjq prune --older-than 30d``.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from pymongo import ASCENDING
 from pymongo.errors import PyMongoError
 
+from ..job import FINISHED, Status
 from ..names import COUNTERS_ID
 
 if TYPE_CHECKING:
@@ -36,8 +40,9 @@ def prune(history: Collection, meta: Collection, before: dt.datetime, *, batch: 
     ``before`` (a timezone-aware datetime); return how many went.
 
     Oldest first, ``batch`` rows at a time: the ids of the next batch from the ``ts.done``
-    index, then one delete of those ids that still match the cut-off. Each batch is counted
-    in ``pruned`` on ``meta``'s counters document *before* its delete, and the count put
+    index, then one delete per outcome of those ids that still match the cut-off. Each batch
+    is counted in ``pruned`` (and ``pruned_by``) on ``meta``'s counters document *before* its
+    delete, and the count put
     right after it (rows another process deleted meanwhile are not ours to count): a
     ``counts()`` that reads history and then ``pruned`` never sees a pruned job as lost, at
     worst a batch in flight as already gone. The counter is exact once a batch is done, so
@@ -49,21 +54,28 @@ def prune(history: Collection, meta: Collection, before: dt.datetime, *, batch: 
     match = {"ts.done": {"$lt": cutoff}}
     total = 0
     while True:
-        found = history.find(match, {"_id": 1}, sort=[("ts.done", ASCENDING)], limit=batch)
-        ids = [doc["_id"] for doc in found]
-        if not ids:
+        found = history.find(match, {"status": 1}, sort=[("ts.done", ASCENDING)], limit=batch)
+        by_status: dict[str, list] = {status: [] for status in FINISHED}  # in this order
+        for doc in found:
+            by_status[_outcome(doc)].append(doc["_id"])
+        by_status = {status: ids for status, ids in by_status.items() if ids}
+        if not by_status:
             return total
-        _count(meta, len(ids))
-        try:
-            deleted = history.delete_many({"_id": {"$in": ids}, **match}).deleted_count
+        _count(meta, {status: len(ids) for status, ids in by_status.items()})
+        deleted: dict[str, int] = {}
+        try:  # one delete per outcome, so each outcome's count is exact
+            for status, ids in by_status.items():
+                deleted[status] = history.delete_many({"_id": {"$in": ids}, **match}).deleted_count
         except PyMongoError:
             # A delete cut short may have removed part of the batch: take back the count of
             # what is still there, then let the error out.
-            _count(meta, -history.count_documents({"_id": {"$in": ids}}))
+            left = [i for ids in by_status.values() for i in ids]
+            still = history.find({"_id": {"$in": left}}, {"status": 1})
+            _count(meta, dict(Counter(_outcome(doc) for doc in still)), sign=-1)
             raise
-        _count(meta, deleted - len(ids))
-        total += deleted
-        if len(ids) < batch:
+        _count(meta, {s: len(ids) - deleted[s] for s, ids in by_status.items()}, sign=-1)
+        total += sum(deleted.values())
+        if sum(map(len, by_status.values())) < batch:
             return total
 
 
@@ -80,6 +92,15 @@ def _check(before: dt.datetime, batch: int) -> dt.datetime:
     return before.astimezone(dt.timezone.utc)
 
 
-def _count(meta: Collection, deleted: int) -> None:
-    if deleted:
-        meta.update_one({"_id": COUNTERS_ID}, {"$inc": {"pruned": deleted}}, upsert=True)
+def _outcome(doc: dict) -> str:
+    """A history row's outcome as counted in ``pruned_by``: failed, cancelled, else done."""
+    status = doc.get("status")
+    return status if status in (Status.FAILED.value, Status.CANCELLED.value) else Status.DONE.value
+
+
+def _count(meta: Collection, by_status: dict[str, int], sign: int = 1) -> None:
+    """Add the rows of ``by_status`` (outcome -> rows) to ``pruned`` and ``pruned_by``."""
+    counts = {f"pruned_by.{status}": sign * n for status, n in by_status.items() if n}
+    if counts:
+        counts["pruned"] = sum(counts.values())
+        meta.update_one({"_id": COUNTERS_ID}, {"$inc": counts}, upsert=True)
