@@ -151,21 +151,23 @@ def batches(
 
 
 def all_within(
-    collections: list[Collection], match: dict, projection: dict, progress: Progress
+    collections: list[Collection], matches: list[dict], projection: dict, progress: Progress
 ) -> list[list[bytes]] | None:
-    """Every matching document, in the server's natural order (no sort to pay for), or None
-    as soon as it is clear there are more than ``DEFAULT_LIMIT``: the caller then fetches the
-    newest from the _id index. Unfiltered, the server's document count says so early."""
+    """Every document matching (each collection its filter), in the server's natural order
+    (no sort to pay for), or None as soon as it is clear there are more than
+    ``DEFAULT_LIMIT``: the caller then fetches the newest from the _id index. Unfiltered
+    (the first filter empty), the server's document count says so early."""
     cap = DEFAULT_LIMIT
+    unfiltered = not matches[0]
 
     def too_many() -> bool:
-        if not match and progress.count > min(CHECK_OVER, cap) and not progress.estimates:
+        if unfiltered and progress.count > min(CHECK_OVER, cap) and not progress.estimates:
             progress.estimates = [c.estimated_document_count() for c in collections]
             progress.set_total(sum(progress.estimates))
         return progress.count > cap or sum(progress.estimates) > cap
 
     parts = []
-    for collection in collections:
+    for collection, match in zip(collections, matches, strict=True):
         found = batches(collection, match, projection, None, progress, give_up=too_many)
         if found is None:
             return None

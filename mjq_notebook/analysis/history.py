@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import bson
 import pandas as pd
 
-from ..core.job import FINISHED, STATUSES, Status
+from ..core.job import FINISHED, IN_HISTORY, STATUSES, Status
 from ..core.outage import unavailable_as_error
 from . import fetch
 from .fetch import CODEC, DEFAULT_LIMIT, HistoryLimitWarning, job_filter
@@ -53,6 +53,7 @@ DTYPES = {
     "error_message": "str",
     "error_group": "str",
 }
+RING: Final = {IN_HISTORY: {"$ne": True}}  # the ring's jobs history does not hold
 FRAME_MESSAGE = 500  # characters of an error's message in a frame (the job keeps it all)
 # the message of an error stored as a document, or the error itself when a plain string (pymjq)
 _MESSAGE = {"$cond": [{"$eq": [{"$type": "$error"}, "string"]}, "$error", "$error.message"]}
@@ -116,16 +117,20 @@ def load(
     projection = {**_PROJECTION, **data}
     zone = getattr(queue, "naive_tz", None)
     collections = [queue.history_collection, queue.collection]  # history first: it wins ties
+    # Our finishes in the ring are in history, or were pruned from it: skipped, as counts()
+    # skips them (the ring keeps its newest document, finished or not: retention.py).
+    matches = [match, {"$and": [match, {IN_HISTORY: {"$ne": True}}]} if match else RING]
+    pairs = list(zip(collections, matches, strict=True))
     with fetch.Progress() as progress:
         if limit != "auto":
-            batches = [fetch.batches(c, match, projection, limit, progress) for c in collections]
+            batches = [fetch.batches(c, m, projection, limit, progress) for c, m in pairs]
             return frame_from_batches(*batches, limit=limit, data=bool(data), naive_tz=zone)
-        fetched = fetch.all_within(collections, match, projection, progress)
+        fetched = fetch.all_within(collections, matches, projection, progress)
         if fetched is not None:
             return frame_from_batches(*fetched, data=bool(data), naive_tz=zone)
         cap, estimates = fetch.DEFAULT_LIMIT, progress.estimates
         progress.restart(total=cap + 1 + estimates[1] if estimates else None)
-        batches = [fetch.batches(c, match, projection, cap + 1, progress) for c in collections]
+        batches = [fetch.batches(c, m, projection, cap + 1, progress) for c, m in pairs]
     frame = frame_from_batches(*batches, limit=cap + 1, data=bool(data), naive_tz=zone)
     if len(frame) > cap:  # one more than the cap arrived: there are more jobs
         frame = frame.iloc[1:].reset_index(drop=True)  # sorted by created: drop the oldest

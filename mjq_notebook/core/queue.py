@@ -23,7 +23,7 @@ from .parts.bulk import Progress, Query
 from .parts.find import count_matches, find_jobs
 from .parts.leases import reclaim_one
 from .parts.requeue import KEEP, requeue_edited
-from .parts.retention import prune
+from .parts.retention import prune_queue
 from .parts.room import Limits, resize
 from .queue_base import QueueBase
 from .registry import WorkerList, read_workers, worker_of
@@ -138,16 +138,18 @@ class JobQueue(QueueBase):
 
     @unavailable_as_error
     def prune_history(self, older_than: float | dt.timedelta) -> int:
-        """Delete history rows of jobs finished more than ``older_than`` (seconds or a
-        timedelta) ago; returns how many went. ``counts()`` then no longer counts them
-        as done, and never as lost. History keeps everything until asked (see retention.py
-        for why a call and not a TTL index)."""
+        """Delete the jobs finished more than ``older_than`` (seconds or a timedelta) ago,
+        from history and the ring alike; returns how many went. ``counts()`` and
+        ``history()`` then agree: neither shows them, and they never count as lost.
+        History keeps everything until asked (see retention.py for why a call, not a TTL)."""
         age = (
             older_than if isinstance(older_than, dt.timedelta) else dt.timedelta(seconds=older_than)
         )
         if not age >= dt.timedelta(0):
             raise ValueError(f"older_than must be 0 or more, not {older_than!r}")
-        return prune(self.history_collection, self._meta, utcnow() - age)
+        before = utcnow() - age
+        # rollups: metrics.roll(self) goes here, before any finish is deleted (i26-rollups)
+        return prune_queue(self._sweeper, self._meta, before)
 
     # -- requeueing -----------------------------------------------------------------------
 
