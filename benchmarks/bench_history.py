@@ -747,7 +747,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def bench(uri: str, args: argparse.Namespace) -> None:
     """Fill the queue, run every round and the checks, then print the report."""
-    client = client_for(uri)
+    # a long load keeps the server busy: a 5 s heartbeat would give up on it (and cancel it)
+    client = client_for(uri, timeout=120 if args.production else 5)
     print("\n".join(environment(client, args, f"; {versions()}")), flush=True)
     started = time.perf_counter()
     if args.production:

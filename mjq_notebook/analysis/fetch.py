@@ -112,9 +112,18 @@ def data_projection(fields: Iterable[str] | None) -> dict[str, int]:
     return dict.fromkeys(paths, 1)
 
 
+Sink = Callable[[bytes], None]
+
+
 @overload
 def batches(
-    collection: Collection, match: dict, projection: dict, limit: int | None, progress: Progress
+    collection: Collection,
+    match: dict,
+    projection: dict,
+    limit: int | None,
+    progress: Progress,
+    *,
+    sink: Sink | None = None,
 ) -> list[bytes]: ...
 @overload
 def batches(
@@ -124,6 +133,7 @@ def batches(
     limit: int | None,
     progress: Progress,
     give_up: Callable[[], bool] | None,
+    sink: Sink | None = None,
 ) -> list[bytes] | None: ...
 def batches(
     collection: Collection,
@@ -132,9 +142,11 @@ def batches(
     limit: int | None,
     progress: Progress,
     give_up: Callable[[], bool] | None = None,
+    sink: Sink | None = None,
 ) -> list[bytes] | None:
     """The matching documents as raw BSON batches, as the server sent them; None as soon as
-    ``give_up()`` says so after a batch."""
+    ``give_up()`` says so after a batch. With ``sink``, each batch goes to it as it arrives
+    and none is kept (the list returned is empty): it never holds them all."""
     raw = collection.with_options(codec_options=CODEC)
     if limit is None:
         cursor = raw.find_raw_batches(match, projection)
@@ -143,20 +155,29 @@ def batches(
     found = []
     with cursor:
         for batch in cursor:
-            found.append(batch)
             progress.update(batch)
+            if sink is None:
+                found.append(batch)
+            else:
+                sink(batch)
+            del batch
             if give_up is not None and give_up():
                 return None
     return found
 
 
 def all_within(
-    collections: list[Collection], matches: list[dict], projection: dict, progress: Progress
+    collections: list[Collection],
+    matches: list[dict],
+    projection: dict,
+    progress: Progress,
+    sinks: list[Sink] | None = None,
 ) -> list[list[bytes]] | None:
     """Every document matching (each collection its filter), in the server's natural order
     (no sort to pay for), or None as soon as it is clear there are more than
     ``DEFAULT_LIMIT``: the caller then fetches the newest from the _id index. Unfiltered
-    (the first filter empty), the server's document count says so early."""
+    (the first filter empty), the server's document count says so early. ``sinks``: one
+    per collection, as ``batches`` takes one (the lists returned are then empty)."""
     cap = DEFAULT_LIMIT
     unfiltered = not matches[0]
 
@@ -167,8 +188,9 @@ def all_within(
         return progress.count > cap or sum(progress.estimates) > cap
 
     parts = []
-    for collection, match in zip(collections, matches, strict=True):
-        found = batches(collection, match, projection, None, progress, give_up=too_many)
+    for k, (collection, match) in enumerate(zip(collections, matches, strict=True)):
+        sink = None if sinks is None else sinks[k]
+        found = batches(collection, match, projection, None, progress, too_many, sink)
         if found is None:
             return None
         parts.append(found)
