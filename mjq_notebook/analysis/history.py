@@ -56,7 +56,7 @@ DTYPES = {
     "error_group": "str",
 }
 RING: Final = {IN_HISTORY: {"$ne": True}}  # the ring's jobs history does not hold
-CHUNK = 4096  # documents decoded at a time: their dicts are dropped once they are columns
+CHUNK = 1024  # documents decoded at a time (~2.5 MB of dicts): dropped once they are columns
 FRAME_MESSAGE = 500  # characters of an error's message in a frame (the job keeps it all)
 # the message of an error stored as a document, or the error itself when a plain string (pymjq)
 _MESSAGE = {"$cond": [{"$eq": [{"$type": "$error"}, "string"]}, "$error", "$error.message"]}
@@ -234,8 +234,8 @@ def _frame(
         # A job in both collections appears once: more attempts is later; a tie: history.
         attempts = pd.to_numeric(raw["attempts"], errors="coerce").fillna(-1)
         order = attempts * 2 + raw["_source"]
-        raw = raw.loc[order.sort_values(kind="stable").index]
-        raw = raw.drop_duplicates("_id", keep="last")
+        ordered = order.sort_values(kind="stable").index
+        raw = raw.loc[ordered[~raw["_id"].loc[ordered].duplicated(keep="last").to_numpy()]]
     parts.clear()
     frame = _job_columns(raw, zone)  # indexed by each row's position in the batches
     del raw
@@ -317,7 +317,7 @@ def _decode_arrow(batches: list[bytes]) -> pd.DataFrame | None:
             context.process_bson_stream(batch)
     except (TypeError, OverflowError):  # e.g. a hand-written job with a string priority
         return None
-    frame = context.finish().to_pandas()
+    frame = context.finish().to_pandas(split_blocks=True, self_destruct=True)
     frame["_id"] = frame["_id"].astype(object)
     return frame
 
