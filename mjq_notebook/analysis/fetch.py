@@ -4,8 +4,12 @@ them, the cap on loads without a limit and the progress bar. ``history`` makes t
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 import pandas as pd
@@ -152,9 +156,9 @@ def batches(
         cursor = raw.find_raw_batches(match, projection)
     else:  # ObjectIds grow with creation time: the newest jobs come from the _id index
         cursor = raw.find_raw_batches(match, projection, sort=[("_id", DESCENDING)], limit=limit)
-    found = []
-    with cursor:
-        for batch in cursor:
+    found: list[bytes] = []
+    with cursor, _ahead(cursor) as arriving:
+        for batch in arriving:
             progress.update(batch)
             if sink is None:
                 found.append(batch)
@@ -164,6 +168,53 @@ def batches(
             if give_up is not None and give_up():
                 return None
     return found
+
+
+@contextlib.contextmanager
+def _ahead(cursor: Iterable[bytes]) -> Iterator[Iterator[bytes]]:
+    """The cursor's batches, the next one asked for while this one is used (decoded): a
+    thread reads the cursor, one batch ahead at most, so the server works meanwhile. The
+    thread runs in the caller's context (its ``pymongo.timeout``); its errors are raised
+    here; leaving the block early stops it."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in cursor:
+                if not offer(("batch", batch)):
+                    return
+            offer(("end", None))
+        except BaseException as exc:  # handed over, raised in the caller
+            offer(("error", exc))
+
+    def arriving() -> Iterator[bytes]:
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    reader = threading.Thread(
+        target=contextvars.copy_context().run, args=(read,), name="mjq-history-fetch", daemon=True
+    )
+    reader.start()
+    try:
+        yield arriving()
+    finally:
+        stop.set()
+        reader.join()
 
 
 def all_within(
