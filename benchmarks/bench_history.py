@@ -605,11 +605,15 @@ PRODUCTION_CHUNK = 50_000  # documents generated and inserted at a time
 
 def populate_in_chunks(db: Database, args: argparse.Namespace) -> Setup:
     """Like ``populate``, a day of jobs per chunk, so the generated documents never all sit in
-    this process's memory (its peak RSS is measured afterwards)."""
+    this process's memory (its peak RSS is measured afterwards). With ``--keep-database``
+    a database this filled before (the same ``--jobs``) is used as it is."""
     rng = random.Random(args.seed)
     ids, workers = Ids(rng), worker_names(rng)
     now = bson_time(dt.datetime.now(dt.timezone.utc))
     q = JobQueue(db, name=QUEUE)
+    n_both = min(args.queue_jobs // 7, args.jobs)
+    if args.keep_database and q.history_collection.estimated_document_count() == args.jobs:
+        return Setup(q, args.jobs, args.queue_jobs, n_both, {"reused the filled database": 0.0})
     chunks = math.ceil(args.jobs / PRODUCTION_CHUNK)
     started = time.perf_counter()
     for k in range(chunks):
@@ -619,7 +623,6 @@ def populate_in_chunks(db: Database, args: argparse.Namespace) -> Setup:
         for start in range(0, n, 10_000):
             q.history_collection.insert_many(finished[start : start + 10_000], ordered=False)
     took = time.perf_counter() - started
-    n_both = min(args.queue_jobs // 7, len(finished))
     insert_chunks(q.collection, queue_documents(rng, ids, workers, args.queue_jobs,
                                                 finished[-n_both:], now))  # fmt: skip
     seconds = {f"generate + insert {args.jobs} into history (10000 a call)": took}
@@ -656,6 +659,9 @@ def production(db: Database, args: argparse.Namespace) -> None:
     """Fill history with ``--jobs`` and load it once each way: seconds, bytes per row, RSS."""
     setup = populate_in_chunks(db, args)
     q = setup.queue
+    if args.fill_only:
+        print(f"filled {args.keep_database}: {setup.seconds}", flush=True)
+        return
     for label, seconds in setup.seconds.items():
         print(f"setup: {label} {seconds:.0f} s", flush=True)
     print(f"rss after setup: {_status_kb('VmRSS') / 1024:.0f} MB; pid {os.getpid()}\n")
@@ -669,6 +675,8 @@ def production(db: Database, args: argparse.Namespace) -> None:
         "raw fetch, no-data projection": lambda: raw_fetch(q, NO_DATA_PROJECTION),
         "history() (default cap)": q.history,
     }
+    if args.history_only:  # the first load's RSS is the only clean figure (see CHANGELOG.md)
+        sides = {"history(limit=None)": sides["history(limit=None)"]}
     raw_for = {"history(limit=None)": "raw fetch, same projection",
                "history(fields=[], limit=None)": "raw fetch, no-data projection",
                "history() (default cap)": "raw fetch, same projection"}  # fmt: skip
@@ -723,15 +731,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="time and memory of single loads at --jobs (e.g. 1000000) instead of the rounds",
     )
+    p.add_argument(
+        "--keep-database",
+        metavar="NAME",
+        help="--production: fill database NAME once and keep it, reusing it on later runs",
+    )
+    p.add_argument("--fill-only", action="store_true", help="--production: fill, load nothing")
+    p.add_argument(
+        "--history-only",
+        action="store_true",
+        help="--production: measure only history(limit=None), the first (clean) load",
+    )
     return smoke(p.parse_args(argv), jobs=300, queue_jobs=70, rounds=1, convert_repeat=1)
 
 
 def bench(uri: str, args: argparse.Namespace) -> None:
     """Fill the queue, run every round and the checks, then print the report."""
-    client = client_for(uri)
+    # a long load keeps the server busy: a 5 s heartbeat would give up on it (and cancel it)
+    client = client_for(uri, timeout=120 if args.production else 5)
     print("\n".join(environment(client, args, f"; {versions()}")), flush=True)
     started = time.perf_counter()
     if args.production:
+        if args.keep_database:
+            production(client[args.keep_database], args)
+            return
         with scratch_database(client) as db:
             production(db, args)
         return

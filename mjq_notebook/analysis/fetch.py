@@ -4,8 +4,12 @@ them, the cap on loads without a limit and the progress bar. ``history`` makes t
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 import pandas as pd
@@ -112,9 +116,18 @@ def data_projection(fields: Iterable[str] | None) -> dict[str, int]:
     return dict.fromkeys(paths, 1)
 
 
+Sink = Callable[[bytes], None]
+
+
 @overload
 def batches(
-    collection: Collection, match: dict, projection: dict, limit: int | None, progress: Progress
+    collection: Collection,
+    match: dict,
+    projection: dict,
+    limit: int | None,
+    progress: Progress,
+    *,
+    sink: Sink | None = None,
 ) -> list[bytes]: ...
 @overload
 def batches(
@@ -124,6 +137,7 @@ def batches(
     limit: int | None,
     progress: Progress,
     give_up: Callable[[], bool] | None,
+    sink: Sink | None = None,
 ) -> list[bytes] | None: ...
 def batches(
     collection: Collection,
@@ -132,41 +146,102 @@ def batches(
     limit: int | None,
     progress: Progress,
     give_up: Callable[[], bool] | None = None,
+    sink: Sink | None = None,
 ) -> list[bytes] | None:
     """The matching documents as raw BSON batches, as the server sent them; None as soon as
-    ``give_up()`` says so after a batch."""
+    ``give_up()`` says so after a batch. With ``sink``, each batch goes to it as it arrives
+    and none is kept (the list returned is empty): it never holds them all."""
     raw = collection.with_options(codec_options=CODEC)
     if limit is None:
         cursor = raw.find_raw_batches(match, projection)
     else:  # ObjectIds grow with creation time: the newest jobs come from the _id index
         cursor = raw.find_raw_batches(match, projection, sort=[("_id", DESCENDING)], limit=limit)
-    found = []
-    with cursor:
-        for batch in cursor:
-            found.append(batch)
+    found: list[bytes] = []
+    with cursor, _ahead(cursor) as arriving:
+        for batch in arriving:
             progress.update(batch)
+            if sink is None:
+                found.append(batch)
+            else:
+                sink(batch)
+            del batch
             if give_up is not None and give_up():
                 return None
     return found
 
 
+@contextlib.contextmanager
+def _ahead(cursor: Iterable[bytes]) -> Iterator[Iterator[bytes]]:
+    """The cursor's batches, the next one asked for while this one is used (decoded): a
+    thread reads the cursor, one batch ahead at most, so the server works meanwhile. The
+    thread runs in the caller's context (its ``pymongo.timeout``); its errors are raised
+    here; leaving the block early stops it."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in cursor:
+                if not offer(("batch", batch)):
+                    return
+            offer(("end", None))
+        except BaseException as exc:  # handed over, raised in the caller
+            offer(("error", exc))
+
+    def arriving() -> Iterator[bytes]:
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    reader = threading.Thread(
+        target=contextvars.copy_context().run, args=(read,), name="mjq-history-fetch", daemon=True
+    )
+    reader.start()
+    try:
+        yield arriving()
+    finally:
+        stop.set()
+        reader.join()
+
+
 def all_within(
-    collections: list[Collection], match: dict, projection: dict, progress: Progress
+    collections: list[Collection],
+    matches: list[dict],
+    projection: dict,
+    progress: Progress,
+    sinks: list[Sink] | None = None,
 ) -> list[list[bytes]] | None:
-    """Every matching document, in the server's natural order (no sort to pay for), or None
-    as soon as it is clear there are more than ``DEFAULT_LIMIT``: the caller then fetches the
-    newest from the _id index. Unfiltered, the server's document count says so early."""
+    """Every document matching (each collection its filter), in the server's natural order
+    (no sort to pay for), or None as soon as it is clear there are more than
+    ``DEFAULT_LIMIT``: the caller then fetches the newest from the _id index. Unfiltered
+    (the first filter empty), the server's document count says so early. ``sinks``: one
+    per collection, as ``batches`` takes one (the lists returned are then empty)."""
     cap = DEFAULT_LIMIT
+    unfiltered = not matches[0]
 
     def too_many() -> bool:
-        if not match and progress.count > min(CHECK_OVER, cap) and not progress.estimates:
+        if unfiltered and progress.count > min(CHECK_OVER, cap) and not progress.estimates:
             progress.estimates = [c.estimated_document_count() for c in collections]
             progress.set_total(sum(progress.estimates))
         return progress.count > cap or sum(progress.estimates) > cap
 
     parts = []
-    for collection in collections:
-        found = batches(collection, match, projection, None, progress, give_up=too_many)
+    for k, (collection, match) in enumerate(zip(collections, matches, strict=True)):
+        sink = None if sinks is None else sinks[k]
+        found = batches(collection, match, projection, None, progress, too_many, sink)
         if found is None:
             return None
         parts.append(found)

@@ -9,6 +9,7 @@ it registers the ``df.mjq`` accessor (see ``timing`` and ``plots`` for what it d
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping
@@ -18,9 +19,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import bson
 import pandas as pd
 
-from ..core.job import FINISHED, STATUSES, Status
+from ..core.job import FINISHED, IN_HISTORY, STATUSES, Status
 from ..core.outage import unavailable_as_error
 from . import fetch
+from .datacols import Pieces
 from .fetch import CODEC, DEFAULT_LIMIT, HistoryLimitWarning, job_filter
 from .plots import plot_latency, plot_timeline
 from .timing import STAGES, summary, throughput
@@ -53,6 +55,8 @@ DTYPES = {
     "error_message": "str",
     "error_group": "str",
 }
+RING: Final = {IN_HISTORY: {"$ne": True}}  # the ring's jobs history does not hold
+CHUNK = 1024  # documents decoded at a time (~2.5 MB of dicts): dropped once they are columns
 FRAME_MESSAGE = 500  # characters of an error's message in a frame (the job keeps it all)
 # the message of an error stored as a document, or the error itself when a plain string (pymjq)
 _MESSAGE = {"$cond": [{"$eq": [{"$type": "$error"}, "string"]}, "$error", "$error.message"]}
@@ -116,17 +120,25 @@ def load(
     projection = {**_PROJECTION, **data}
     zone = getattr(queue, "naive_tz", None)
     collections = [queue.history_collection, queue.collection]  # history first: it wins ties
-    with fetch.Progress() as progress:
+    # Our finishes in the ring are in history, or were pruned from it: skipped, as counts()
+    # skips them (the ring keeps its newest document, finished or not: retention.py).
+    matches = [match, {"$and": [match, {IN_HISTORY: {"$ne": True}}]} if match else RING]
+    pairs = list(zip(collections, matches, strict=True))
+    # Each batch becomes columns as it arrives, and its bytes go (``_Decoded``).
+    with fetch.Progress() as progress, _gc_paused():
+        decoded = _Decoded(bool(data))
         if limit != "auto":
-            batches = [fetch.batches(c, match, projection, limit, progress) for c in collections]
-            return frame_from_batches(*batches, limit=limit, data=bool(data), naive_tz=zone)
-        fetched = fetch.all_within(collections, match, projection, progress)
-        if fetched is not None:
-            return frame_from_batches(*fetched, data=bool(data), naive_tz=zone)
+            for (c, m), sink in zip(pairs, decoded.sinks, strict=True):
+                fetch.batches(c, m, projection, limit, progress, sink=sink)
+            return decoded.frame(limit, zone)
+        if fetch.all_within(collections, matches, projection, progress, decoded.sinks):
+            return decoded.frame(None, zone)
         cap, estimates = fetch.DEFAULT_LIMIT, progress.estimates
         progress.restart(total=cap + 1 + estimates[1] if estimates else None)
-        batches = [fetch.batches(c, match, projection, cap + 1, progress) for c in collections]
-    frame = frame_from_batches(*batches, limit=cap + 1, data=bool(data), naive_tz=zone)
+        decoded = _Decoded(bool(data))  # what the aborted fetch decoded goes
+        for (c, m), sink in zip(pairs, decoded.sinks, strict=True):
+            fetch.batches(c, m, projection, cap + 1, progress, sink=sink)
+        frame = decoded.frame(cap + 1, zone)
     if len(frame) > cap:  # one more than the cap arrived: there are more jobs
         frame = frame.iloc[1:].reset_index(drop=True)  # sorted by created: drop the oldest
         fetch.warn_limited(frame, sum(estimates) or None)
@@ -143,12 +155,38 @@ def frame_from_batches(
 ) -> pd.DataFrame:
     """The history frame from raw BSON batches of ``<name>.history`` and the queue.
 
-    The batches hold documents projected as ``load`` asks the server to. Without data
-    columns, pymongoarrow (when installed) decodes them straight into columns. ``naive_tz``:
-    see ``load``.
+    The batches hold documents projected as ``load`` asks the server to. pymongoarrow (when
+    installed) decodes our own fields straight into columns. ``naive_tz``: see ``load``.
     """
     with _gc_paused():
-        return _frame(history, queue, limit, data, naive_tz)
+        decoded = _Decoded(data)
+        for sink, batches in zip(decoded.sinks, (history, queue), strict=True):
+            for batch in batches:
+                sink(batch)
+        return decoded.frame(limit, naive_tz)
+
+
+class _Decoded:
+    """The rows of history and of the queue (in that order), decoded a batch at a time as
+    they arrive, so that no batch's bytes or documents outlive its decoding: our fields in
+    one small frame per batch, job data in ``Pieces`` (typed columns per chunk)."""
+
+    def __init__(self, data: bool) -> None:
+        self.pieces = Pieces() if data else None
+        self.parts: tuple[list[pd.DataFrame], list[pd.DataFrame]] = ([], [])
+        self.sinks: list[fetch.Sink] = [functools.partial(self._add, p) for p in self.parts]
+
+    def _add(self, part: list[pd.DataFrame], batch: bytes) -> None:
+        part.append(_decode(batch, self.pieces))
+
+    def frame(self, limit: int | None, zone: tzinfo | None) -> pd.DataFrame:
+        ours = [
+            pd.concat(part, ignore_index=True) if part else pd.DataFrame(columns=list(_PROJECTION))
+            for part in self.parts
+        ]
+        for part in self.parts:
+            part.clear()
+        return _frame(ours, self.pieces, limit, zone)
 
 
 def jobs_frame(jobs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -187,10 +225,8 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _frame(
-    history: list[bytes], queue: list[bytes], limit: int | None, data: bool, zone: tzinfo | None
+    parts: list[pd.DataFrame], pieces: Pieces | None, limit: int | None, zone: tzinfo | None
 ) -> pd.DataFrame:
-    columns = [*_PROJECTION, *(["data"] if data else [])]
-    parts = [_decode(batches, columns, arrow=not data) for batches in (history, queue)]
     for source, part in zip((1, 0), parts, strict=True):
         part["_source"] = source
     raw = pd.concat([part for part in parts if len(part)] or parts[:1], ignore_index=True)
@@ -198,36 +234,62 @@ def _frame(
         # A job in both collections appears once: more attempts is later; a tie: history.
         attempts = pd.to_numeric(raw["attempts"], errors="coerce").fillna(-1)
         order = attempts * 2 + raw["_source"]
-        raw = raw.loc[order.sort_values(kind="stable").index]
-        raw = raw.drop_duplicates("_id", keep="last")
-    frame = pd.concat([_job_columns(raw, zone), _flatten(raw.get("data"), "data")], axis=1)
+        ordered = order.sort_values(kind="stable").index
+        raw = raw.loc[ordered[~raw["_id"].loc[ordered].duplicated(keep="last").to_numpy()]]
+    parts.clear()
+    frame = _job_columns(raw, zone)  # indexed by each row's position in the batches
+    del raw
+    kept = frame.index
     if limit is not None and len(frame) > limit:
         frame = frame.nlargest(limit, "created", keep="first")
-    return frame.sort_values("created", kind="stable", ignore_index=True)
+    frame = frame.sort_values("created", kind="stable")
+    columns = _flatten(pieces, kept, frame.index)
+    return pd.concat([frame.reset_index(drop=True), columns], axis=1)
 
 
-def _decode(batches: list[bytes], columns: list[str], arrow: bool) -> pd.DataFrame:
-    """One column per projected field; data stays one column of dicts/values.
+def _flatten(pieces: Pieces | None, kept: pd.Index, order: pd.Index) -> pd.DataFrame:
+    """``data`` as ``data.<field>`` columns (see ``datacols``), rows in ``order``."""
+    if pieces is None:
+        return pd.DataFrame(index=pd.RangeIndex(len(order)))
+    return pieces.columns(kept, order)
 
-    Batch by batch: a batch's documents (dicts of ~2.5 kB) are dropped once they are columns,
-    so at most one batch of them is alive; only the ``data`` values are kept, to flatten.
+
+def _decode(batch: bytes, pieces: Pieces | None) -> pd.DataFrame:
+    """One column per projected field of ours; ``data`` (when ``pieces``) into ``pieces``.
+
+    pymongoarrow (when installed) decodes our fields straight from the bytes into typed
+    columns. Job data, which may be anything, is decoded by bson, ``CHUNK`` documents at a
+    time, each chunk made columns before the next is decoded: at most one chunk of
+    documents (dicts of ~2.5 kB) is alive, never a whole batch (16 MB, ~50,000 jobs).
     """
-    if arrow:
-        frame = _decode_arrow(batches)
-        if frame is not None:
-            return frame
-    ours = [name for name in columns if name != "data"]
-    chunks, data = [], []
-    for batch in batches:
-        documents = bson.decode_all(batch, CODEC)  # C code, one call per batch
-        # Naming the columns spares pandas a pass over every document to collect their keys.
-        chunks.append(pd.DataFrame(documents, columns=ours))
-        if len(ours) < len(columns):
-            data.extend([document.get("data", math.nan) for document in documents])
-    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=ours)
-    if len(ours) < len(columns):
-        frame["data"] = pd.Series(data, index=frame.index, dtype=None if data else object)
-    return frame
+    frame = _decode_arrow([batch])
+    if frame is not None and pieces is None:
+        return frame
+    ours = list(_PROJECTION)
+    chunks = []
+    for chunk in _chunks(batch):
+        documents = bson.decode_all(chunk, CODEC)  # C code, one call per chunk
+        if frame is None:  # naming the columns spares pandas a pass to collect their keys
+            chunks.append(pd.DataFrame(documents, columns=ours))
+        if pieces is not None:
+            pieces.add([document.get("data", math.nan) for document in documents])
+        del documents
+    if frame is not None:
+        return frame
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=ours)
+
+
+def _chunks(batch: bytes) -> Iterator[memoryview]:
+    """The batch's documents, ``CHUNK`` at a time (each document starts with its length)."""
+    view, start, offset, count = memoryview(batch), 0, 0, 0
+    while offset < len(batch):
+        offset += int.from_bytes(view[offset : offset + 4], "little")
+        count += 1
+        if count == CHUNK:
+            yield view[start:offset]
+            start, count = offset, 0
+    if start < len(batch):
+        yield view[start:]
 
 
 def _decode_arrow(batches: list[bytes]) -> pd.DataFrame | None:
@@ -255,7 +317,7 @@ def _decode_arrow(batches: list[bytes]) -> pd.DataFrame | None:
             context.process_bson_stream(batch)
     except (TypeError, OverflowError):  # e.g. a hand-written job with a string priority
         return None
-    frame = context.finish().to_pandas()
+    frame = context.finish().to_pandas(split_blocks=True, self_destruct=True)
     frame["_id"] = frame["_id"].astype(object)
     return frame
 
@@ -302,27 +364,6 @@ def _local(times: pd.Series, where: pd.Series, zone: tzinfo) -> pd.Series:
     """``times`` where ``where``, read as naive wall times of ``zone`` (stored as if UTC)."""
     wall = times.dt.tz_localize(None).dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
     return times.where(~where.to_numpy(dtype=bool), wall.dt.tz_convert("UTC").astype(TIME))
-
-
-def _flatten(values: pd.Series | None, prefix: str) -> pd.DataFrame:
-    """``data`` as ``data.<field>`` columns: nested documents flattened, lists kept as objects."""
-    if values is None:
-        return pd.DataFrame()
-    is_document = pd.Series([type(v) is dict for v in values], index=values.index, dtype=bool)
-    columns: list[pd.DataFrame] = []
-    others = values[~is_document & values.notna()]
-    if len(others):  # data that is not a document (pymjq allowed any value)
-        columns.append(values.where(~is_document).rename(prefix).to_frame())
-    documents = values[is_document]
-    if len(documents):
-        table = pd.DataFrame(documents.tolist(), index=documents.index).reindex(values.index)
-        for name in table.columns:
-            column = table[name]
-            if column.dtype == object and any(type(v) is dict for v in column):
-                columns.append(_flatten(column, f"{prefix}.{name}"))
-            else:
-                columns.append(column.rename(f"{prefix}.{name}").to_frame())
-    return pd.concat(columns, axis=1) if columns else pd.DataFrame(index=values.index)
 
 
 _METRICS_COLUMNS = {"done", "failed", "wait_p99", "run_p99", "error_rate"}  # q.metrics()

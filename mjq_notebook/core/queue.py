@@ -24,7 +24,7 @@ from .parts.bulk import Progress, Query
 from .parts.find import count_matches, find_jobs
 from .parts.leases import reclaim_one
 from .parts.requeue import KEEP, requeue_edited
-from .parts.retention import prune
+from .parts.retention import prune_queue
 from .parts.room import Limits, resize
 from .queue_base import QueueBase
 from .registry import WorkerList, read_workers, worker_of
@@ -139,19 +139,21 @@ class JobQueue(QueueBase):
 
     @unavailable_as_error
     def prune_history(self, older_than: float | dt.timedelta) -> int:
-        """Delete history rows of jobs finished more than ``older_than`` (seconds or a
-        timedelta) ago; returns how many went. ``counts()`` then no longer counts them
-        as done, and never as lost. History keeps everything until asked (see retention.py
-        for why a call and not a TTL index). The rollups are brought up to now first and
-        keep them (``metrics.py``)."""
+        """Delete the jobs finished more than ``older_than`` (seconds or a timedelta) ago,
+        from history and the ring alike; returns how many went. ``counts()`` and
+        ``history()`` then agree: neither shows them, and they never count as lost; the
+        rollups (``metrics.py``) count them first and keep them. History keeps everything
+        until asked (see retention.py for why a call, not a TTL)."""
         age = (
             older_than if isinstance(older_than, dt.timedelta) else dt.timedelta(seconds=older_than)
         )
         if not age >= dt.timedelta(0):
             raise ValueError(f"older_than must be 0 or more, not {older_than!r}")
-        cutoff = utcnow() - age
-        rollups.roll(self, wait=rollups.LEASE_S + 5, freeze_before=cutoff)
-        return prune(self.history_collection, self._meta, cutoff)
+
+        def counted(cutoff: dt.datetime) -> None:  # once history holds every finish to go
+            rollups.roll(self, wait=rollups.LEASE_S + 5, freeze_before=cutoff)
+
+        return prune_queue(self._sweeper, self._meta, utcnow() - age, counted)
 
     # -- requeueing -----------------------------------------------------------------------
 

@@ -13,12 +13,22 @@ and history hold, so every deletion from history has to be counted somewhere. A 
 deletes silently, on its own schedule (about once a minute), and every job it removed would
 read as lost. A call also says how many went, and runs when (and as often as) its caller
 chooses: ``JobQueue.prune_history`` and ``mjq prune --older-than 30d``.
+
+``prune_queue`` (what ``prune_history`` calls) first sweeps the ring (``sweep.py``) of every
+job finished before the cut-off: ours are in history already, other programs' (pymjq) are
+copied there, and both leave the ring, so the prune covers them and ``counts()``,
+``history()`` and the rollups agree right after it. The ring's newest document stays, done or
+not (the wake-up cursors stand on it): if it is our finish, every read skips it as in
+history (``IN_HISTORY``), pruned or not; if another program's, it is counted and shown from
+the ring, as any unswept finish of theirs, and goes to history (and a later prune) once a
+newer job arrives.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pymongo import ASCENDING
@@ -30,9 +40,26 @@ from ..names import COUNTERS_ID
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
-__all__ = ["BATCH", "prune"]
+    from .sweep import Sweeper
+
+__all__ = ["BATCH", "prune", "prune_queue"]
 
 BATCH = 1000  # rows per delete: a short hold on the server, few round trips
+
+
+def prune_queue(
+    sweeper: Sweeper,
+    meta: Collection,
+    before: dt.datetime,
+    counted: Callable[[dt.datetime], object] = lambda cutoff: None,
+) -> int:
+    """``prune`` of the queue ``sweeper`` sweeps: its ring's jobs finished before ``before``
+    first go to history (copied if another program finished them), ``counted(cutoff)`` (the
+    rollups, which count finishes from history) runs, then history's go."""
+    cutoff = _check(before, BATCH)  # a naive time writes nothing, not even the sweep
+    sweeper.sweep_all(cutoff)
+    counted(cutoff)
+    return prune(sweeper.history, meta, cutoff)
 
 
 def prune(history: Collection, meta: Collection, before: dt.datetime, *, batch: int = BATCH) -> int:

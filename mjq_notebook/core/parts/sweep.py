@@ -16,6 +16,7 @@ attempts). A document changed in between stays for the next sweep.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -72,19 +73,31 @@ class Sweeper:
         except (PyMongoError, InvalidDocument) as exc:  # finished all the same: the next one tries
             log.debug("could not sweep finished jobs from %s: %s", self.collection.name, exc)
 
-    def _sweep(self, others_only: bool) -> None:
-        finished = {"status": {"$in": list(FINISHED)}}  # an index range: few once swept
+    def sweep_all(self, before: dt.datetime) -> None:
+        """Sweep every job finished before ``before`` out of the ring, but the newest
+        document (kept for the wake-up cursors) and any changed while being swept:
+        ``prune_history`` does this first, so history holds every finish it may delete.
+        Errors are raised. Bounded: finishes arriving meanwhile can't keep it going."""
+        older = {"ts.done": {"$lt": before}}
+        passes = self.collection.count_documents(older) // max(BATCH - 2, 1) + 2
+        for _ in range(passes):
+            if not self._sweep(others_only=False, older=older):
+                return  # nothing more could go
+
+    def _sweep(self, others_only: bool, older: dict[str, Any] | None = None) -> int:
+        """One batch; how many finished documents it deleted from the ring."""
+        finished = {"status": {"$in": list(FINISHED)}, **(older or {})}  # few once swept
         ring = list(self.collection.find(finished, {**FINISH, IN_HISTORY: 1}, limit=BATCH))
         others = [doc for doc in ring if doc.get(IN_HISTORY) is not True]
         if not (others if others_only else ring):
-            return
+            return 0
         # The last document inserted, and the one with the newest id (the same but for
         # publishers in other processes within a second, or with other clocks).
         newest = self.collection.find_one({}, {"_id": 1}, sort=[("_id", DESCENDING)])
         keep = {doc["_id"] for doc in (last_inserted(self.collection, {"_id": 1}), newest) if doc}
         ring = [doc for doc in ring if doc["_id"] not in keep]
         if not ring:
-            return
+            return 0
         ids = [doc["_id"] for doc in ring]
         held = {row["_id"]: row for row in self.history.find({"_id": {"$in": ids}}, FINISH)}
         # ours went to history first: a missing row was pruned since, not to be copied back
@@ -94,13 +107,15 @@ class Sweeper:
             if (doc.get(IN_HISTORY) is True and doc["_id"] not in held)
             or self._in_history(doc, held.get(doc["_id"]))
         ]
-        if copied:
-            each = {"$or": [finish_of(doc) for doc in copied]}
-            among = {"$in": [doc["_id"] for doc in copied]}
-            retried(  # safe to repeat: only these very finishes match
-                lambda again: self.collection.delete_many({"_id": among, **each}, hint=ID_INDEX),
-                "a sweep",
-            )
+        if not copied:
+            return 0
+        each = {"$or": [finish_of(doc) for doc in copied]}
+        among = {"$in": [doc["_id"] for doc in copied]}
+        deleted = retried(  # safe to repeat: only these very finishes match
+            lambda again: self.collection.delete_many({"_id": among, **each}, hint=ID_INDEX),
+            "a sweep",
+        )
+        return deleted.deleted_count
 
     def _in_history(self, finish: dict[str, Any], row: dict[str, Any] | None) -> bool:
         """True once history holds ``finish``: copy the ring's document there if it holds
