@@ -233,3 +233,25 @@ def test_the_log_goes_on_after_the_server_went_away(queue, monkeypatch, caplog):
     assert opened == [None, {"_data": "82ab"}]  # opened again where it stopped
     assert len(seen) > 10  # changes after the outage came too
     assert "connection reset; following again" in caplog.text
+
+
+def test_a_job_published_just_after_the_head_is_read_is_not_missed(queue, monkeypatch):
+    """The log follows the queue from before it reads the newest jobs: a job published between
+    that read and the following has its line (it had none when the stream opened after)."""
+    queue.pub({"n": "before"})
+    log = JobLog(queue, limit=5)
+    head, published = log._head, []
+
+    def head_then_publish():
+        yield from head()
+        published.append(queue.pub({"n": "just after the head"}))
+
+    monkeypatch.setattr(log, "_head", head_then_publish)
+    seen = []
+    for change in log.changes(duration=3.0):
+        seen.append(change.job.get("_id"))
+        if published and published[0] in seen:
+            break
+    if log.mode != "change stream":
+        pytest.skip("the server has no change streams: the log polls (tested above)")
+    assert published and published[0] in seen

@@ -93,8 +93,13 @@ class JobLog:
         change as it comes, for ``duration`` seconds (None: until closed). ``on_follow(mode)``
         is called once the log follows the queue, after the newest jobs."""
         end = None if duration is None else time.monotonic() + duration
-        yield from self._head()
-        stream = self._open_stream()
+        stream = self._open_stream()  # before the head: a change while it is read is not lost
+        try:
+            yield from self._head()
+        except BaseException:  # closed (or failed) while the head was given
+            if stream is not None:
+                stream.close()
+            raise
         if on_follow is not None:
             on_follow(self.mode)
         if stream is None:
