@@ -14,8 +14,7 @@ pytest.importorskip("ipykernel", reason="the browser tests need ipykernel (the d
 
 from mjq_notebook import Empty, JobQueue
 
-from .support.jupyter import jupyter_lab, write_notebook
-from .support.lab import chromium_page, expect, run_all_and_wait_for_dashboard, wait_for_kernel
+from .support.lab import dashboard_in_lab, expect
 from .support.waiting import wait_for
 
 pytestmark = pytest.mark.browser
@@ -37,22 +36,8 @@ def lab(tmp_path_factory, client, server_uri):
     queue = JobQueue(client[db_name], lease=30)
     keys = [_fail(queue, KeyError(f"user {n} missing")) for n in (3, 17, 256)]
     others = [_fail(queue, ValueError(f"bad row {n}")) for n in (1, 2)]
-    root = tmp_path_factory.mktemp("lab-root")
-    write_notebook(
-        root / "errors.ipynb",
-        [
-            "from mjq_notebook import JobQueue, connect\n"
-            f"q = JobQueue(connect({server_uri!r}, {db_name!r}))\n"
-            "q.dashboard()",
-        ],
-    )
-    home = tmp_path_factory.mktemp("jupyter-home")
     try:
-        with jupyter_lab(root, home) as url, chromium_page(queue) as lab:
-            lab.page.goto(f"{url}/lab/tree/errors.ipynb")
-            wait_for_kernel(lab)
-            lab.run("application:toggle-left-area")
-            run_all_and_wait_for_dashboard(lab)
+        with dashboard_in_lab(tmp_path_factory, queue, server_uri) as lab:
             lab.keys, lab.others = keys, others  # type: ignore[attr-defined]
             yield lab
     finally:

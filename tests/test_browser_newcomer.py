@@ -18,8 +18,7 @@ pytest.importorskip("jupyterlab", reason="the browser tests need jupyterlab (the
 pytest.importorskip("ipykernel", reason="the browser tests need ipykernel (the dev extra)")
 from mjq_notebook import JobQueue
 
-from .support.jupyter import jupyter_lab, write_notebook
-from .support.lab import chromium_page, expect, run_all_and_wait_for_dashboard, wait_for_kernel
+from .support.lab import dashboard_in_lab, expect
 
 pytestmark = pytest.mark.browser
 image = pytest.importorskip("matplotlib.image")
@@ -35,23 +34,9 @@ def lab(tmp_path_factory, client, server_uri):
     for n in range(8):  # a history to plot
         queue.pub({"n": n})
         queue.done(queue.next(timeout=5))
-    root = tmp_path_factory.mktemp("lab-root")
-    write_notebook(
-        root / "newcomer.ipynb",
-        [
-            "from mjq_notebook import JobQueue, connect\n"
-            f"q = JobQueue(connect({server_uri!r}, {db_name!r}))\n"
-            "q.dashboard()",
-            "q.history().mjq.plot_latency()",
-        ],
-    )
-    home = tmp_path_factory.mktemp("jupyter-home")
     try:
-        with jupyter_lab(root, home) as url, chromium_page(queue) as lab:
-            lab.page.goto(f"{url}/lab/tree/newcomer.ipynb")
-            wait_for_kernel(lab)
-            lab.run("application:toggle-left-area")
-            run_all_and_wait_for_dashboard(lab)
+        plot = "q.history().mjq.plot_latency()"
+        with dashboard_in_lab(tmp_path_factory, queue, server_uri, plot) as lab:
             yield lab
     finally:
         client.drop_database(db_name)

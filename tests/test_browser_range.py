@@ -15,14 +15,7 @@ pytest.importorskip("jupyterlab", reason="the browser tests need jupyterlab (the
 pytest.importorskip("ipykernel", reason="the browser tests need ipykernel (the dev extra)")
 from mjq_notebook import JobQueue
 
-from .support.jupyter import jupyter_lab, write_notebook
-from .support.lab import (
-    chromium_page,
-    expect,
-    run_all_and_wait_for_dashboard,
-    shoot,
-    wait_for_kernel,
-)
+from .support.lab import dashboard_in_lab, expect, shoot
 from .support.rollups import seed_rollups
 
 pytestmark = pytest.mark.browser
@@ -34,22 +27,8 @@ def lab(tmp_path_factory, client, server_uri):
     queue = JobQueue(client[db_name], lease=30, max_attempts=1)
     seed_rollups(queue, days=7)  # a week as the workers would have rolled it up
     queue.pub({"kind": "report"})  # and one job waiting now
-    root = tmp_path_factory.mktemp("lab-root")
-    write_notebook(
-        root / "range.ipynb",
-        [
-            "from mjq_notebook import JobQueue, connect\n"
-            f"q = JobQueue(connect({server_uri!r}, {db_name!r}))\n"
-            "q.dashboard()",
-        ],
-    )
-    home = tmp_path_factory.mktemp("jupyter-home")
     try:
-        with jupyter_lab(root, home) as url, chromium_page(queue) as lab:
-            lab.page.goto(f"{url}/lab/tree/range.ipynb")
-            wait_for_kernel(lab)
-            lab.run("application:toggle-left-area")
-            run_all_and_wait_for_dashboard(lab)
+        with dashboard_in_lab(tmp_path_factory, queue, server_uri) as lab:
             yield lab
     finally:
         client.drop_database(db_name)

@@ -77,6 +77,7 @@ def test_next_times_out_with_empty(queue):
     assert 0.45 <= time.monotonic() - started < 2.0
 
 
+@pytest.mark.serial  # a latency bound: nothing of another xdist worker beside it
 def test_blocked_consumer_wakes_on_publish(queue):
     """A publish from elsewhere wakes a blocked consumer at once: well before its re-check."""
     queue.pub({"first": True})  # something in the collection for the wake-up cursor to follow

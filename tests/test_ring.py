@@ -138,6 +138,7 @@ def test_a_swept_failed_job_is_requeued_from_history(db, sweep_often):
     }
 
 
+@pytest.mark.serial  # a latency bound: nothing of another xdist worker beside it
 def test_a_consumer_on_a_swept_ring_still_wakes_at_once(db, sweep_often):
     """Every finish sweeps the ring, yet it keeps its newest document, so the consumer's
     wake-up cursor has one to stand on: each publish wakes it at once. (An empty ring would

@@ -65,9 +65,7 @@ def stats(
     older servers) sort each group's values on the server and interpolate as pandas does,
     which holds every value of a group in one 16 MB document: about 300,000 jobs a group.
     """
-    rows, keys = _aggregate(queue, since, until, by, query, exact)
-    parts = {_key(row["_id"], keys): _rows(row) for row in rows}
-    warn_negative(sum(row[f"{stage}_negative"] for row in rows for stage in STAGES))
+    _, keys, parts = _grouped(queue, since, until, by, query, exact)
     return summary_table(parts, keys)
 
 
@@ -84,9 +82,7 @@ def stats_tables(
     (``TIME_COLUMNS``, rows per (group, stage) as ``stats()``)."""
     import pandas as pd
 
-    rows, keys = _aggregate(queue, since, until, by, query, exact)
-    parts = {_key(row["_id"], keys): _rows(row) for row in rows}
-    warn_negative(sum(row[f"{stage}_negative"] for row in rows for stage in STAGES))
+    rows, keys, parts = _grouped(queue, since, until, by, query, exact)
     times = summary_table(parts, keys)
     counted = {_key(row["_id"], keys): _counts(row) for row in rows}
     if not counted and not keys:
@@ -101,6 +97,17 @@ def stats_tables(
     if not counts["other"].any():
         counts = counts.drop(columns="other")
     return counts, times[[c for c in TIME_COLUMNS if c in times.columns]]
+
+
+def _grouped(
+    queue: JobQueue, since: Any, until: Any, by: Any, query: Any, exact: bool
+) -> tuple[list[dict[str, Any]], list[str], dict[Any, Any]]:
+    """The one aggregation's rows, the group keys, and each group's stage rows (a warning
+    if some times were negative)."""
+    rows, keys = _aggregate(queue, since, until, by, query, exact)
+    parts = {_key(row["_id"], keys): _rows(row) for row in rows}
+    warn_negative(sum(row[f"{stage}_negative"] for row in rows for stage in STAGES))
+    return rows, keys, parts
 
 
 def _counts(row: Mapping[str, Any]) -> dict[str, Any]:

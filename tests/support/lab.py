@@ -84,6 +84,30 @@ def chromium_page(queue: JobQueue) -> Iterator[Lab]:
         browser.close()
 
 
+@contextlib.contextmanager
+def dashboard_in_lab(
+    tmp_path_factory: pytest.TempPathFactory, queue: JobQueue, uri: str, *more_cells: str
+) -> Iterator[Lab]:
+    """JupyterLab in Chromium with a notebook showing ``queue.dashboard()`` (then
+    ``more_cells``, where ``q`` is the queue), run, the left area hidden."""
+    from .jupyter import jupyter_lab, write_notebook
+
+    root = tmp_path_factory.mktemp("lab-root")
+    opening = (
+        "from mjq_notebook import JobQueue, connect\n"
+        f"q = JobQueue(connect({uri!r}, {queue.db.name!r}), {queue.name!r})\n"
+        "q.dashboard()"
+    )
+    write_notebook(root / "dashboard.ipynb", [opening, *more_cells])
+    home = tmp_path_factory.mktemp("jupyter-home")
+    with jupyter_lab(root, home) as url, chromium_page(queue) as lab:
+        lab.page.goto(f"{url}/lab/tree/dashboard.ipynb")
+        wait_for_kernel(lab)
+        lab.run("application:toggle-left-area")
+        run_all_and_wait_for_dashboard(lab)
+        yield lab
+
+
 def wait_for_kernel(lab: Lab) -> None:
     """Until the open notebook's kernel is connected (JupyterLab or Notebook 7)."""
     lab.page.wait_for_function(
