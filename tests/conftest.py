@@ -27,8 +27,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     server) run on one worker, which sets it up once; the soak is a group of its own. Each
     worker has its own server (the session fixtures) and temp folders. pyproject's
     ``--no-loadscope-reorder`` makes xdist hand the groups out in this order: those holding a
-    ``serial`` test first, then the soak (which waits for every serial test: ``alone_if_serial``),
-    those with a browser test, the other groups, the single tests (serial ones among them); a
+    ``serial`` test and serial tests first, then the soak (which waits for every serial test:
+    ``alone_if_serial``), those with a browser test, the other groups, the single tests; a
     group keeps its tests' order.
     """
     for item in items:
@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         return next(
             rank
-            for rank, holds in enumerate((_serial_group, _is_soak, _is_browser, _grouped, _any))
+            for rank, holds in enumerate((_serial, _is_soak, _is_browser, _grouped, _any))
             if holds(item)
         )
 
@@ -62,11 +62,12 @@ def _is(item: pytest.Item, marker: str) -> bool:
     return item.get_closest_marker(marker) is not None
 
 
-def _serial_group(item: pytest.Item) -> bool:
-    """A serial test in a group (a module's JupyterLab, say): its group goes first. A serial
-    test of its own goes with the single tests, late, when the browser groups (whose
-    JupyterLabs and Chromiums load the machine between their tests too) are done."""
-    return _is(item, "serial") and _grouped(item)
+def _serial(item: pytest.Item) -> bool:
+    """A serial test, or a group holding one (a module's JupyterLab, say), goes first: the
+    soak waits for them, and should wait seconds, not idle a worker for minutes. Their bounds
+    are measured against a baseline taken beside them, so a JupyterLab starting elsewhere
+    meanwhile (before the turnstile: module fixtures come first) doesn't break them."""
+    return _is(item, "serial")
 
 
 def _is_soak(item: pytest.Item) -> bool:

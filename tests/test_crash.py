@@ -153,7 +153,7 @@ def test_publishes_acknowledged_right_before_a_kill_9_survive_it(folder):
     assert acked <= stored, f"{len(acked - stored)} of 40 acknowledged jobs lost"
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(600, func_only=True)  # its setup may wait for the serial tests
 @pytest.mark.soak
 def test_soak_kill_9_again_and_again_while_workers_work(folder, processes, tmp_path):
     """Six kills in about a minute, with two `mjq work` processes, a publisher and a live
