@@ -34,13 +34,25 @@ pytestmark = pytest.mark.skipif(
 
 # Publishes until the file named by argv[2] exists, alternating pub and pub_many; appends
 # the id of every job whose publish returned to argv[1], after it returned.
+# Publishes until told to stop. Given a backlog (argv[4]), it holds the waiting jobs near that
+# many: workers always have work, and it drains in seconds once publishing stops, however
+# slowly they run.
 PUBLISHER = """
 import os, sys, time
+from pymongo.errors import PyMongoError
 from mjq_notebook import JobQueue, ServerUnavailable, connect
+BACKLOG = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 q = JobQueue(connect(), sys.argv[3])
 n = 0
 with open(sys.argv[1], "a") as acked:
     while not os.path.exists(sys.argv[2]):
+        try:
+            waiting = q.collection.count_documents({"status": "waiting"}, limit=BACKLOG or 1)
+            if BACKLOG and waiting >= BACKLOG:
+                time.sleep(0.1)
+                continue
+        except PyMongoError:
+            pass  # the server is away: the publish below says so
         try:
             ids = q.pub_many([{"n": n + i} for i in range(4)]) if n % 3 else [q.pub({"n": n})]
         except ServerUnavailable:
@@ -161,7 +173,7 @@ def test_soak_kill_9_again_and_again_while_workers_work(folder, processes, tmp_p
     has one row per job, and the dashboard says "reconnecting" and comes back each time."""
     kills = 6
     acked, stop, ran = tmp_path / "acked", tmp_path / "stop", tmp_path / "ran.log"
-    publisher = processes("-c", PUBLISHER, str(acked), str(stop), "soak")
+    publisher = processes("-c", PUBLISHER, str(acked), str(stop), "soak", "60")
     # a short lease: a job whose claim was lost with a killed server comes back soon
     work = ("-m", "mjq_notebook.cli", "work", "handlers:record", "--queue", "soak", "--lease", "5")
     workers = [processes(*work, cwd=HANDLERS_DIR, MJQ_TEST_LOG=str(ran)) for _ in range(2)]
