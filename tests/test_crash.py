@@ -47,8 +47,8 @@ n = 0
 with open(sys.argv[1], "a") as acked:
     while not os.path.exists(sys.argv[2]):
         try:
-            waiting = q.collection.count_documents({"status": "waiting"}, limit=BACKLOG or 1)
-            if BACKLOG and waiting >= BACKLOG:
+            waiting = {"status": "waiting"}
+            if BACKLOG and q.collection.count_documents(waiting, limit=BACKLOG) >= BACKLOG:
                 time.sleep(0.1)
                 continue
         except PyMongoError:
