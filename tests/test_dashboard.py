@@ -162,14 +162,18 @@ def _row_ids(board) -> set[str]:
 
 def test_a_job_from_another_client_shows_within_a_second(other, dashboard):
     wait_for(lambda: "via " in dashboard.counters.value, 5, "the watcher going live")
+    read = time.monotonic()
+    other.counts()  # what one read of the counts takes on this server now
+    read = time.monotonic() - read
     job_id = other.pub({"kind": "from-elsewhere"})
     start = time.monotonic()
     wait_for(lambda: str(job_id) in _row_ids(dashboard), 3, "the job showing in the tail")
     assert time.monotonic() - start < 1.0
     wait_for(lambda: "waiting 1" in dashboard.counters.value, 3, "the counters")
     # The watcher re-reads counts at most once a second and the header takes 2 snapshots a
-    # second: just after the watcher started (its counts fresh) that is up to 1.5 s.
-    assert time.monotonic() - start < 1.6
+    # second: just after the watcher started (its counts fresh) that is up to 1.5 s, plus
+    # the read itself (twice what it just took: a loaded machine's server is slower).
+    assert time.monotonic() - start < 1.5 + 2 * read + 0.1, f"one read of counts: {read:.3f} s"
 
 
 def test_finishing_jobs_updates_the_histogram_and_sparkline(other, dashboard):

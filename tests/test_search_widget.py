@@ -4,11 +4,12 @@ and the data paths of recent jobs; the answer shows within 0.5 s of typing."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from .support.waiting import wait_for
+from .support.waiting import mjq_threads, wait_for
 
 EVENTUALLY = 5.0
 
@@ -80,3 +81,23 @@ def test_recent_paths_are_read_once_in_a_burst_of_typing(tail, monkeypatch):
     for n in range(30):  # thirty keystrokes within a second or two
         tail.search.value = "data.c" + "u" * n
     assert len(reads) == 1
+
+
+def test_closing_waits_for_a_read_of_the_recent_paths_under_way(queue, monkeypatch):
+    """A box closed while its thread reads the recent jobs' paths leaves no thread behind."""
+    from mjq_notebook.notebook.widgets.search import QueryBox
+
+    reading = threading.Event()
+    jobs = queue.jobs
+
+    def slow_jobs(**kwargs):
+        reading.set()
+        time.sleep(0.5)
+        return jobs(**kwargs)
+
+    monkeypatch.setattr(queue, "jobs", slow_jobs)
+    box = QueryBox(queue)
+    box.value = "data."
+    assert reading.wait(5)
+    box.close()
+    assert "mjq-query-paths" not in mjq_threads()

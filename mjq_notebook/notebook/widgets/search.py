@@ -43,6 +43,7 @@ class QueryBox(W.VBox):
         self._paths: list[str] = []
         self._read_at = -PATHS_EVERY
         self._reading = threading.Lock()
+        self._reader: threading.Thread | None = None
         self.text = W.Combobox(
             placeholder=PLACEHOLDER, ensure_option=False, continuous_update=True,
             layout={"width": width},
@@ -63,6 +64,15 @@ class QueryBox(W.VBox):
     def on_change(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
 
+    def close(self) -> None:
+        """Close once a read of the recent paths under way is over (one bounded read): a
+        closed view leaves no thread behind."""
+        self._read_at = float("inf")  # no read starts after this
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+        self._callbacks.clear()
+        super().close()
+
     def _typed(self, change: Any = None) -> None:
         text = self.value
         try:
@@ -82,7 +92,10 @@ class QueryBox(W.VBox):
         """Complete the word being typed: options are the text with it completed."""
         if time.monotonic() - self._read_at >= PATHS_EVERY and self._reading.acquire(False):
             self._read_at = time.monotonic()
-            threading.Thread(target=self._read_paths, name="mjq-query-paths", daemon=True).start()
+            self._reader = threading.Thread(
+                target=self._read_paths, name="mjq-query-paths", daemon=True
+            )
+            self._reader.start()
         head, _, word = text.rpartition(" ")
         head = f"{head} " if head else ""
         sign = "-" if word.startswith("-") else ""
