@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ...core.queue import JobQueue
 
 PATHS_EVERY = 5.0  # seconds between reads of the recent jobs' data paths
-GROUPS_EVERY = 5.0  # seconds a read of the error groups without fingerprint serves a group:
+GROUPS_EVERY = 10.0  # seconds one read of the groups of failures without a fingerprint serves
 RECENT = 100  # jobs whose data paths are offered
 MAX_OPTIONS = 40
 STATUS_WORDS = ("waiting", "working", "done", "failed", "cancelled")
