@@ -16,7 +16,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..core.fingerprint import fingerprint, pattern_of
+from ..core.error_groups import IS_TEXT, KEY, TAIL, GroupMembers, key_fingerprint, members
+from ..core.fingerprint import pattern_of
 from ..core.job import IN_HISTORY, Status
 from ..core.outage import unavailable_as_error
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 SPARK_HOURS = 48  # hours of a group's sparkline: its newest
 MAX_WORKERS = 20  # worker ids listed per group ("workers" counts them all)
 MAX_MESSAGE = 500  # characters of a group's example message
-MAX_TRACEBACK_TAIL = 4000  # characters of a traceback's end read for its innermost frame
 HOUR_MS = 3_600_000
 COLUMNS = ("group", "type", "pattern", "frame", "count", "first", "last", "hours",
            "workers", "workers_count", "example", "message", "query", "filter")  # fmt: skip
@@ -64,7 +64,7 @@ def errors(
     """The failed jobs of ``queue`` (ring and history, each job once) grouped by error:
     ``since`` bounds ``ts.done`` (a datetime, a time pandas reads, or a duration meaning
     ago, as ``q.history(since=...)``); ``query`` a job query (text) or a MongoDB filter."""
-    match = _match(since, query)
+    match = _match(queue, since, query)
     ring = queue.collection.name
     pipeline: list[dict[str, Any]] = [
         {"$match": match},
@@ -92,7 +92,8 @@ def errors(
                 "_id": "$_id.k",
                 "count": {"$sum": "$n"},
                 "hours": {"$push": {"h": "$_id.h", "n": "$n"}},
-                **{name: {"$first": f"${name}"} for name in ("t", "m", "p", "f", "tb")},
+                **{name: {"$first": f"${name}"} for name in ("t", "m", "p", "f")},
+                "tb": {"$max": "$tb"},
                 "first": {"$min": "$first"},
                 "last": {"$max": "$last"},
                 "example": {"$max": "$example"},
@@ -127,14 +128,14 @@ def errors(
     return merged(rows)
 
 
-def _match(since: Any, query: str | Mapping[str, Any] | None) -> dict[str, Any]:
+def _match(queue: JobQueue, since: Any, query: str | Mapping[str, Any] | None) -> dict[str, Any]:
     clauses: list[Mapping[str, Any]] = [{"status": Status.FAILED.value}]
     if since is not None:
         clauses.append({"ts.done": {"$gte": _moment(since)}})
     if isinstance(query, str):
         from ..core.query import compile_query
 
-        query = compile_query(query)
+        query = compile_query(query, groups=GroupMembers(queue))  # group: as q.find's
     if query:
         clauses.append(query)
     return {"$and": clauses} if len(clauses) > 1 else dict(clauses[0])
@@ -148,19 +149,9 @@ def _moment(since: Any) -> dt.datetime:
     return _as_datetime(since)
 
 
-_IS_TEXT = {"$eq": [{"$type": "$error"}, "string"]}
 _FIELDS = {
     # the key: the stored fingerprint, else (type, message) to fingerprint here
-    "k": {
-        "$ifNull": [
-            "$error.group",
-            {
-                "t": {"$cond": [_IS_TEXT, "Error", {"$ifNull": ["$error.type", "Error"]}]},
-                "m": {"$cond": [_IS_TEXT, "$error", {"$ifNull": ["$error.message", ""]}]},
-                "s": _IS_TEXT,
-            },
-        ]
-    },
+    "k": {"$ifNull": ["$error.group", KEY]},
     "h": {  # the hour of the failure (date arithmetic: $dateTrunc needs MongoDB 5.0)
         "$cond": [
             {"$eq": [{"$type": "$ts.done"}, "date"]},
@@ -171,36 +162,27 @@ _FIELDS = {
     "done": "$ts.done",
     "worker": 1,
     "t": "$error.type",
-    "m": {"$substrCP": [{"$cond": [_IS_TEXT, "$error", "$error.message"]}, 0, MAX_MESSAGE]},
-    "p": "$error.pattern",
-    "f": "$error.frame",
-    "tb": {  # the end of the traceback, for the innermost frame of an error without one
+    "m": {  # the example message: text only (a message stored as a document reads as "")
         "$cond": [
+            IS_TEXT,
+            {"$substrCP": ["$error", 0, MAX_MESSAGE]},
             {
-                "$and": [
-                    {"$not": ["$error.group"]},
-                    {"$eq": [{"$type": "$error.traceback"}, "string"]},
+                "$cond": [
+                    {"$eq": [{"$type": "$error.message"}, "string"]},
+                    {"$substrCP": ["$error.message", 0, MAX_MESSAGE]},
+                    "",
                 ]
             },
-            {
-                "$substrCP": [
-                    "$error.traceback",
-                    {
-                        "$max": [
-                            0,
-                            {"$subtract": [{"$strLenCP": "$error.traceback"}, MAX_TRACEBACK_TAIL]},
-                        ]
-                    },
-                    MAX_TRACEBACK_TAIL,
-                ]
-            },
-            "",
         ]
     },
+    "p": "$error.pattern",
+    "f": "$error.frame",
+    "tb": TAIL,  # "" for a failure with a fingerprint
     "_id": 1,
 }
 _COLLECT = {
-    **{name: {"$first": f"${name}"} for name in ("t", "m", "p", "f", "tb")},
+    **{name: {"$first": f"${name}"} for name in ("t", "m", "p", "f")},
+    "tb": {"$max": "$tb"},  # as error_groups.pairs picks a pair's traceback
     "first": {"$min": "$done"},
     "last": {"$max": "$done"},
     "example": {"$max": "$_id"},
@@ -215,18 +197,12 @@ def merged(rows: Iterable[Mapping[str, Any]]) -> ErrorList:
     for row in rows:
         key = row["_id"]
         if isinstance(key, Mapping):  # no stored fingerprint: (type, message) of the error
-            kind, message = str(key.get("t") or "Error"), str(key.get("m") or "")
-            parts = fingerprint(kind, message, row.get("tb") or "")
-            group = parts["group"]
-            member: dict[str, Any] = {"error.group": {"$exists": False}, "status": "failed"}
-            if key.get("s"):  # stored as a plain string
-                member["error"] = message
-            else:
-                member |= {"error.type": row.get("t"), "error.message": message}
+            kind, parts = str(key.get("t") or "Error"), key_fingerprint(key, row.get("tb"))
+            group, member = parts["group"], dict(key)
         else:
             kind, group = str(row.get("t") or "Error"), str(key)
             parts = {"pattern": row.get("p") or "", "frame": row.get("f") or ""}
-            member = {"error.group": group, "status": Status.FAILED.value}
+            member = None
         _add(groups, group, kind, parts, row, member)
     done = [_finished(group) for group in groups.values()]
     done.sort(key=lambda g: (_sortable(g["last"]), g["count"]), reverse=True)
@@ -234,7 +210,8 @@ def merged(rows: Iterable[Mapping[str, Any]]) -> ErrorList:
 
 
 def _add(groups: dict[str, dict[str, Any]], key: str, kind: str, parts: Mapping[str, str],
-         row: Mapping[str, Any], member: dict[str, Any]) -> None:  # fmt: skip
+         row: Mapping[str, Any], pair: dict[str, Any] | None) -> None:  # fmt: skip
+    """Count ``row`` in its group; ``pair`` its (type, message) when it has no fingerprint."""
     workers = [w for w in row.get("workers") or [] if w is not None]
     counted = int(row.get("workers_count") or 0) - (len(row.get("workers") or []) - len(workers))
     hours = {_hour(h.get("h")): int(h.get("n") or 0) for h in row.get("hours") or []}
@@ -245,7 +222,8 @@ def _add(groups: dict[str, dict[str, Any]], key: str, kind: str, parts: Mapping[
             "count": int(row.get("count") or 0), "first": row.get("first"),
             "last": row.get("last"), "_hours": hours, "workers": workers,
             "workers_count": counted, "example": row.get("example"),
-            "message": row.get("m") or "", "query": f"group:{key}", "_members": [member],
+            "message": row.get("m") or "", "query": f"group:{key}",
+            "_pairs": [] if pair is None else [pair], "_stored": pair is None,
         }  # fmt: skip
         return
     group["count"] += int(row.get("count") or 0)
@@ -256,7 +234,10 @@ def _add(groups: dict[str, dict[str, Any]], key: str, kind: str, parts: Mapping[
     known = list(dict.fromkeys([*group["workers"], *workers]))
     group["workers"] = known[:MAX_WORKERS]
     group["workers_count"] = max(len(known), group["workers_count"], counted)
-    group["_members"].append(member)
+    if pair is None:
+        group["_stored"] = True
+    else:
+        group["_pairs"].append(pair)
     if _sortable(row.get("example")) > _sortable(group["example"]):
         group["example"] = row.get("example")
 
@@ -265,8 +246,9 @@ def _finished(group: dict[str, Any]) -> dict[str, Any]:
     """The group's sparkline: counts per hour from its first hour to its last (the newest
     ``SPARK_HOURS``), and the filter matching its jobs."""
     hours = {h: n for h, n in group.pop("_hours").items() if h is not None}
-    members = group.pop("_members")
-    group["filter"] = members[0] if len(members) == 1 else {"$or": members}
+    stored = [{"error.group": group["group"], "status": Status.FAILED.value}]
+    found = stored * group.pop("_stored") + members(group.pop("_pairs"))
+    group["filter"] = found[0] if len(found) == 1 else {"$or": found}
     if not hours:
         group["hours"], group["hours_from"] = [], None
         return group

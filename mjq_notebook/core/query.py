@@ -29,16 +29,27 @@ MONGO_OP = {">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
 PATH_PART = re.compile(r"[^\s$.\"*:]+")  # a key of a data path: no operator, no dot
 
 
-def compile_query(text: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
+Groups = Callable[[str], list[dict[str, Any]]]  # a group key's prefix -> filters of more jobs
+
+
+def compile_query(
+    text: str, *, now: dt.datetime | None = None, groups: Groups | None = None
+) -> dict[str, Any]:
     """The MongoDB filter matching the jobs ``text`` asks for ({} for an empty text);
     QuerySyntaxError, pointing at the position, when it can't be read. ``now`` anchors
-    relative times (``created:>1h``); by default the current time."""
+    relative times (``created:>1h``); by default the current time. ``groups(prefix)``, asked
+    only for a ``group:`` term, gives the filters of the failures of those error groups
+    stored without a fingerprint (``error_groups.GroupMembers`` reads them from a queue);
+    without it, ``group:`` matches the stored fingerprint only."""
     if not isinstance(text, str):
         raise TypeError(f"a query is text, not {type(text).__name__}")
     now = dt.datetime.now(dt.timezone.utc) if now is None else _utc(now)
+    terms = list(terms_of(text))
+    compiled = [_compile(term, now) for term in terms]  # every mistake found before a read
     parts = []
-    for term in terms_of(text):
-        part = _compile(term, now)
+    for term, part in zip(terms, compiled, strict=True):
+        if groups is not None and term.field == "group":
+            part = _group(part, term.value, groups)
         parts.append({"$nor": [part]} if term.negated else part)
     if not parts:
         return {}
@@ -144,6 +155,13 @@ def _prefix(field: str, suffix: str = "") -> Callable[[Term], dict[str, Any]]:
     return compile_prefix
 
 
+def _group(stored: dict[str, Any], prefix: str, groups: Groups) -> dict[str, Any]:
+    """A ``group:`` term: its ``stored`` match (the stored fingerprint starts with the
+    prefix) or the failures stored without one whose fingerprint does (``groups``)."""
+    more = groups(prefix)
+    return {"$or": [stored, *more]} if more else stored
+
+
 def _id(term: Term) -> dict[str, Any]:
     """A hex prefix: the range of ids it starts, which the ``_id`` index finds."""
     if term.op:
@@ -208,7 +226,7 @@ COMPILERS: dict[str, Callable[[Term], dict[str, Any]]] = {
     "host": _prefix("worker", "[^:]*:"),  # worker ids are host:pid:hex (registry.new_worker_id)
     "id": _id,
     "attempts": _attempts,
-    "group": _prefix("error.group"),
+    "group": _prefix("error.group"),  # the stored fingerprint; ``_group`` adds the others
 }
 
 

@@ -45,7 +45,7 @@ def state(action: str) -> dict[str, Any]:
 
 def would_change(queue: QueueBase, action: str, query: Query | None) -> int:
     """How many jobs ``action`` would change now: the matches in the state it changes."""
-    return count_matches(queue, {"$and": [filter_of(query or {}), state(action)]}, all=True)
+    return count_matches(queue, {"$and": [filter_of(query or {}, queue), state(action)]}, all=True)
 
 
 def act(
@@ -60,8 +60,8 @@ def act(
     total)`` after each batch; ``total``, counted first only when ``progress`` is given, is
     what matched at the start (``done`` may pass it if jobs came to match meanwhile)."""
     queue._require_capped()
-    match = {"$and": [filter_of(query or {}), state(action)]}  # compiled before anything is done
-    total = would_change(queue, action, query) if progress is not None else 0
+    match = {"$and": [filter_of(query or {}, queue), state(action)]}  # before anything is done
+    total = count_matches(queue, match, all=True) if progress is not None else 0
     if progress is not None:
         progress(0, total)
     ring, history = queue.collection, queue.history_collection

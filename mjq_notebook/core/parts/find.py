@@ -19,6 +19,7 @@ from pymongo import DESCENDING
 from pymongo.errors import ExecutionTimeout
 
 from ...errors import JobQueueError
+from ..error_groups import GroupMembers
 from ..job import JobList
 from ..query import compile_query
 from .reads import newest_once
@@ -40,7 +41,7 @@ def find_jobs(
     """The newest ``limit`` jobs matching ``query``, newest first (see ``JobQueue.find``)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be a whole number of jobs, 1 or more, not {limit!r}")
-    match = filter_of(query)
+    match = filter_of(query, queue)
     with _timeout_as_error(all):
         found = [
             list(
@@ -60,7 +61,7 @@ def count_matches(queue: QueueBase, query: str | Mapping[str, Any], *, all: bool
     """How many jobs ``query`` matches in the ring and history within the scan cap (all of
     them with ``all=True``), each job once: one in both (finished, not swept yet) counts once.
     Cheap on indexed fields (a count in the server); the ring's matches, few, are read."""
-    match = filter_of(query)
+    match = filter_of(query, queue)
     history, ring = queue.history_collection, queue.collection
     with _timeout_as_error(all):
         total = history.count_documents(bounded(match, history, all), maxTimeMS=MAX_TIME_MS)
@@ -74,11 +75,13 @@ def count_matches(queue: QueueBase, query: str | Mapping[str, Any], *, all: bool
     return total
 
 
-def filter_of(query: str | Mapping[str, Any]) -> dict[str, Any]:
+def filter_of(query: str | Mapping[str, Any], queue: QueueBase) -> dict[str, Any]:
     """A query's MongoDB filter: a query text compiled (QuerySyntaxError when it can't be
-    read), a Mapping taken as the raw filter it is (trusted, as ``query=`` arguments are)."""
+    read), a Mapping taken as the raw filter it is (trusted, as ``query=`` arguments are).
+    A ``group:`` term also matches ``queue``'s failures stored without a fingerprint whose
+    fingerprint is that group: one more read (``error_groups.pairs``), only for such a term."""
     if isinstance(query, str):
-        return compile_query(query)
+        return compile_query(query, groups=GroupMembers(queue))
     if isinstance(query, Mapping):
         return dict(query)
     raise TypeError(f"a query is text or a MongoDB filter (a dict), not {type(query).__name__}")

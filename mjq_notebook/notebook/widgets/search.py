@@ -4,7 +4,9 @@ recent jobs, with a line under it for the last mistake.
 
 ``filter`` is the last query that compiled: a bad one shows its message and leaves the rows
 as they were. The recent paths are read at most once every ``PATHS_EVERY`` seconds, on a
-thread of their own, never per keystroke.
+thread of their own, never per keystroke. A ``group:`` term also names the failures stored
+without a fingerprint (``core/error_groups.py``): their groups are read (one aggregation) when
+such a term is typed, at most once every ``GROUPS_EVERY`` seconds.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
+from pymongo.errors import PyMongoError
 
+from ...core.error_groups import GroupMembers
 from ...core.query import compile_query, field_names
-from ...errors import QuerySyntaxError
+from ...errors import JobQueueError
 from .. import markup
 
 if TYPE_CHECKING:
     from ...core.queue import JobQueue
 
 PATHS_EVERY = 5.0  # seconds between reads of the recent jobs' data paths
+GROUPS_EVERY = 10.0  # seconds one read of the groups of failures without a fingerprint serves
 RECENT = 100  # jobs whose data paths are offered
 MAX_OPTIONS = 40
 STATUS_WORDS = ("waiting", "working", "done", "failed", "cancelled")
@@ -40,6 +45,7 @@ class QueryBox(W.VBox):
         self.queue = queue
         self.filter: dict[str, Any] = {}
         self._callbacks: list[Callable[[], None]] = []
+        self._groups = GroupMembers(queue, max_age=GROUPS_EVERY)
         self._paths: list[str] = []
         self._read_at = -PATHS_EVERY
         self._reading = threading.Lock()
@@ -76,9 +82,10 @@ class QueryBox(W.VBox):
     def _typed(self, change: Any = None) -> None:
         text = self.value
         try:
-            compiled = compile_query(text.strip())
-        except QuerySyntaxError as exc:
-            message = markup.escape(str(exc))
+            compiled = compile_query(text.strip(), groups=self._groups)
+        except (JobQueueError, PyMongoError) as exc:  # QuerySyntaxError among them
+            said = str(exc) if isinstance(exc, JobQueueError) else type(exc).__name__
+            message = markup.escape(said)  # a failed read of the error groups, as a mistake
             self.error.value = markup.wrap(f"<span class='mjq-warn'>{message}</span>")
             self.error.layout.display = None
         else:
