@@ -36,8 +36,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from ..core import metrics as rollups
-from ..core.hours import floor_hour
 from ..core.catalog import queue_names
+from ..core.hours import floor_hour
 from ..core.job import FINISHED, Status, utcnow
 from ..core.minutes import MINUTE, floor
 from ..core.names import COUNTERS_ID
