@@ -68,10 +68,11 @@ def derive(
     documents, read once in ``_id`` order; returns the hour documents written. ``write``
     sends a batch under the roller's lease (``_Fenced`` when a later roller took over)."""
     minutes = queue.db[f"{queue.name}.metrics"]
-    query = {} if since is None else {"_id": {"$gte": floor_hour(since)}}
+    # by ``at`` (= ``_id``), through the TTL index: SecantusDB scans for an ``_id`` range
+    query = {} if since is None else {"at": {"$gte": floor_hour(since)}}
     hours, ops, written = collection(queue), [], 0
     hour: _Hour | None = None
-    for doc in minutes.find(query, batch_size=2000).sort("_id", ASCENDING):
+    for doc in minutes.find(query, batch_size=2000).sort("at", ASCENDING):
         at = floor_hour(doc["_id"])
         if hour is None or at != hour.at:
             if hour is not None:

@@ -169,9 +169,10 @@ def read(
 
 
 def _find(documents: Collection, lo: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
+    """By ``at`` (= ``_id``), through the TTL index: SecantusDB scans for an ``_id`` range."""
     if lo >= until:
         return []
-    return list(documents.find({"_id": {"$gte": lo, "$lt": until}}).sort("_id", ASCENDING))
+    return list(documents.find({"at": {"$gte": lo, "$lt": until}}).sort("at", ASCENDING))
 
 
 def oldest_waiting_age(queue: QueueBase) -> float | None:
