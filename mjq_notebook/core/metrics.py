@@ -1,5 +1,6 @@
-"""Rollups: a queue's counts and latency sketches per minute in ``<queue>.metrics``, kept
-``METRICS_DAYS`` (90) days and surviving ``prune_history``.
+"""Rollups: a queue's counts and latency sketches per minute in ``<queue>.metrics``, and per
+hour in ``<queue>.metrics_hours`` (``hours.py``), kept ``METRICS_DAYS`` (90) days and
+surviving ``prune_history``.
 
 One document per UTC minute: ``_id`` (and ``at``, the TTL index's field) = the minute;
 ``created, started, done, failed, cancelled, retried``; ``wait`` and ``run``
@@ -35,6 +36,16 @@ deletes, the dashboard.
   jobs finishing in the rest of it are not counted.
 - ``oldest_wait_s`` is a sample, not recomputable from the documents: each pass measures it
   once (``oldest_waiting_age``) and keeps the largest per minute; a rebuild leaves it alone.
+- Hours: after writing its minutes a pass derives every hour its window touches from the
+  stored minute documents (never from jobs: the same hours again on a rebuild, and after a
+  prune), under the same lease and fence (``hours.py``: a pending mark covers a pass that
+  stops in between; a deployment from before hours derives them all on its first pass). A
+  normal pass touches one or two hours and reads their minutes (up to 120 small documents).
+- Reads (``read``): given the boundaries of the periods it will be merged into, the window's
+  whole hours come as hour documents when every boundary inside them is on the hour (steps
+  of whole hours, days, weeks, months), the partial hours at its edges as minutes; 90 days
+  are ~2,200 documents, not 129,600. The ranges go through the TTL index on ``at`` (equal to
+  ``_id``): SecantusDB scans the collection for an ``_id`` range.
 """
 
 from __future__ import annotations
