@@ -40,7 +40,7 @@ __all__ = ["HOUR", "SUFFIX", "VERSION", "collection", "derive", "floor_hour", "s
 SUFFIX = ".metrics_hours"
 HOUR = dt.timedelta(hours=1)
 VERSION = 1  # the state's ``hours`` once every hour was derived from the minutes
-BATCH = 500  # hour documents per bulk write
+BATCH = 168  # hour documents per bulk write: the lease is renewed every week of minutes read
 FENCE_FIELDS = ("rolled_at", "fence")
 
 Write = Callable[["Collection", Sequence[UpdateOne]], int]
@@ -139,7 +139,10 @@ class _Hour:
             update["$unset"] = {"oldest_wait_s": ""}
         else:
             fields["oldest_wait_s"] = self.oldest
-        fence = {"$or": [{"fence": {"$lte": token}}, {"fence": {"$exists": False}}]}
+        # no newer fence (or none): an upsert that finds a newer one fails on the duplicate
+        # _id. ``$not``, not ``$or`` with ``$exists``: SecantusDB scans the collection per
+        # update for that ``$or`` (16.8 ms an update among 3,000 documents, 0.28 ms so)
+        fence = {"fence": {"$not": {"$gt": token}}}
         return UpdateOne({"_id": self.at, **fence}, update, upsert=True)
 
 
