@@ -167,6 +167,22 @@ def test_a_week_is_read_as_hour_documents(listened):
         assert got["done"].sum() > 0
 
 
+def test_a_normal_pass_derives_only_the_hours_it_rolled(listened, workload):
+    queue, reads = listened
+    _load(queue, workload)  # the first pass: every hour (five of the workload's)
+    before = _plain(_hour_docs(queue))
+    queue.pub({"x": 1})
+    queue.done(queue.next())
+    reads.docs.clear()
+    assert metrics.roll(queue) > 0  # its last 10 minutes: one hour or two, not two days
+    assert reads.docs[f"{queue.name}.metrics"] <= 2 * 60 + 11, reads.docs
+    now = dt.datetime.now(UTC)
+    recent = _hour_docs(queue, now - dt.timedelta(hours=2), now + dt.timedelta(hours=1))
+    assert sum(d["done"] for d in recent) == 1
+    assert all(d["rolled_at"] < recent[-1]["rolled_at"] for d in _hour_docs(queue)[:5])
+    assert _plain(_hour_docs(queue)[:5]) == before
+
+
 def test_prune_history_and_rebuilds_leave_the_hours(queue, workload):
     _load(queue, workload)
     window = (workload.start - dt.timedelta(hours=1), workload.end + dt.timedelta(hours=1))
