@@ -1,5 +1,6 @@
-"""Rollups: a queue's counts and latency sketches per minute in ``<queue>.metrics``, kept
-``METRICS_DAYS`` (90) days and surviving ``prune_history``.
+"""Rollups: a queue's counts and latency sketches per minute in ``<queue>.metrics``, and per
+hour in ``<queue>.metrics_hours`` (``hours.py``), kept ``METRICS_DAYS`` (90) days and
+surviving ``prune_history``.
 
 One document per UTC minute: ``_id`` (and ``at``, the TTL index's field) = the minute;
 ``created, started, done, failed, cancelled, retried``; ``wait`` and ``run``
@@ -35,6 +36,16 @@ deletes, the dashboard.
   jobs finishing in the rest of it are not counted.
 - ``oldest_wait_s`` is a sample, not recomputable from the documents: each pass measures it
   once (``oldest_waiting_age``) and keeps the largest per minute; a rebuild leaves it alone.
+- Hours: after writing its minutes a pass derives every hour its window touches from the
+  stored minute documents (never from jobs: the same hours again on a rebuild, and after a
+  prune), under the same lease and fence (``hours.py``: a pending mark covers a pass that
+  stops in between; a deployment from before hours derives them all on its first pass). A
+  normal pass touches one or two hours and reads their minutes (up to 120 small documents).
+- Reads (``read``): given the boundaries of the periods it will be merged into, the window's
+  whole hours come as hour documents when every boundary inside them is on the hour (steps
+  of whole hours, days, weeks, months), the partial hours at its edges as minutes; 90 days
+  are ~2,200 documents, not 129,600. The ranges go through the TTL index on ``at`` (equal to
+  ``_id``): SecantusDB scans the collection for an ``_id`` range.
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..errors import JobQueueError
+from . import hours
 from .job import Status, utcnow
 from .minutes import MINUTE, Minute, count, floor
 
@@ -92,6 +104,7 @@ def ensure_indexes(queue: QueueBase) -> None:
     """The TTL index on ``at`` and the attempts' ``ended`` index the passes read (each pass
     asks: the collections may have been dropped by ``clear_queue`` since)."""
     collection(queue).create_index([("at", ASCENDING)], expireAfterSeconds=METRICS_DAYS * 86_400)
+    hours.ensure_index(queue, METRICS_DAYS)
     queue.attempts_collection.create_index([("ended", ASCENDING)])
 
 
@@ -145,10 +158,32 @@ def rebuild(queue: QueueBase, since: dt.datetime | None = None) -> int:
     return roll(queue, wait=60.0, since=since or _oldest(queue) or utcnow())
 
 
-def read(queue: QueueBase, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
-    """The minute documents from ``since``'s minute to before ``until``, oldest first."""
-    window = {"$gte": floor(since), "$lt": until}
-    return list(collection(queue).find({"_id": window}).sort("_id", ASCENDING))
+def read(
+    queue: QueueBase,
+    since: dt.datetime,
+    until: dt.datetime,
+    cuts: Sequence[dt.datetime] | None = None,
+) -> list[dict[str, Any]]:
+    """The minute documents from ``since``'s minute to before ``until``, oldest first.
+
+    ``cuts``: the boundaries of the periods the documents will be merged into; then each
+    whole hour of the window comes as its hour document (``hours.span``: one read of the
+    state first) when every cut inside those hours is on the hour."""
+    lo = floor(since)
+    state = None if cuts is None else queue._meta.find_one({"_id": STATE_ID})
+    whole = None if state is None else hours.span(lo, until, cuts or (), state)
+    if whole is None:
+        return _find(collection(queue), lo, until)
+    a, b = whole
+    return [*_find(collection(queue), lo, a), *_find(hours.collection(queue), a, b),
+            *_find(collection(queue), b, until)]  # fmt: skip
+
+
+def _find(documents: Collection, lo: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
+    """By ``at`` (= ``_id``), through the TTL index: SecantusDB scans for an ``_id`` range."""
+    if lo >= until:
+        return []
+    return list(documents.find({"at": {"$gte": lo, "$lt": until}}).sort("at", ASCENDING))
 
 
 def oldest_waiting_age(queue: QueueBase) -> float | None:
@@ -205,6 +240,7 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
     keys = {m for m, minute in found.items() if not minute.empty()} | existing
     if age is not None and current >= lo:
         keys.add(current)
+    lease.set({"hours_from": min(lo, lease.state.get("hours_from") or lo)})  # hours.py
     written = 0
     ops: list[UpdateOne] = []
     for minute in sorted(keys):
@@ -219,7 +255,18 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
             written += _write(metrics, ops, lease)
             ops = []
     written += _write(metrics, ops, lease)
+    _derive_hours(queue, lease, lo, now)
     lease.set({"rolled_to": max(current, rolled_to or current), "rolled_at": utcnow()})
+    return written
+
+
+def _derive_hours(queue: QueueBase, lease: _Lease, lo: dt.datetime, now: dt.datetime) -> int:
+    """The hours from ``lo``'s (and any a stopped pass left pending) derived from their
+    minutes; every hour once when they never were (``hours.py``)."""
+    state = lease.state
+    since = None if state.get("hours") != hours.VERSION else min(lo, state.get("hours_from") or lo)
+    written = hours.derive(queue, since, lease.token, now, lambda c, ops: _write(c, ops, lease))
+    lease.set({"hours": hours.VERSION, "hours_from": None})
     return written
 
 

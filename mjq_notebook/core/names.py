@@ -1,10 +1,11 @@
 """Which names a queue may have: what its companions are called, and what the server allows.
 
 A queue ``<q>`` keeps plain collections beside it, ``<q>.history``, ``<q>.meta``,
-``<q>.workers``, ``<q>.audit``, ``<q>.attempts`` and ``<q>.metrics`` (the rollups). A queue
-named like one of those would take the place of another queue's companion (a capped,
-evictable history), so such names are refused, as are the names MongoDB reserves or rejects,
-and names whose companions would exceed the server's namespace limit.
+``<q>.workers``, ``<q>.audit``, ``<q>.attempts``, ``<q>.metrics`` and ``<q>.metrics_hours``
+(the rollups: minutes, hours). A queue named like one of those would take the place of
+another queue's companion (a capped, evictable history), so such names are refused, as are
+the names MongoDB reserves or rejects, and names whose companions would exceed the server's
+namespace limit.
 Everything here is checked before anything is created.
 """
 
@@ -13,7 +14,9 @@ from __future__ import annotations
 from ..errors import QueueNameError
 
 # the collections a queue keeps beside it
-COMPANIONS = (".history", ".meta", ".workers", ".audit", ".attempts", ".metrics")
+COMPANIONS = (
+    ".history", ".meta", ".workers", ".audit", ".attempts", ".metrics", ".metrics_hours",
+)  # fmt: skip
 # the ``<q>.meta`` document of the queue's counts: ``published`` (counters.py), ``pruned``
 # (retention.py), read by ``counts()`` (reads.py)
 COUNTERS_ID = "counters"

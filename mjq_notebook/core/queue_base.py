@@ -394,15 +394,16 @@ class QueueBase:
         pymjq only dropped the collection; its next ``pub`` then made a plain, uncapped
         one. A collection that is not capped is not a queue of ours and is left alone. The
         worker registry and the audit (who did what) stay; the attempts go with history, the
-        rollups (``<queue>.metrics``) too.
+        rollups (``<queue>.metrics`` and ``.metrics_hours``) too.
         """
         self._require_capped()
         options = self.collection.options()
         self._wakeup.close()
         log_ = self.attempts_collection
         rollups = self.db[f"{self.name}.metrics"]  # metrics.py; re-indexed on its next roll
-        for collection in (self.collection, self.history_collection, self._meta, log_, rollups):
-            collection.drop()
+        hourly = self.db[f"{self.name}.metrics_hours"]  # hours.py, likewise
+        for coll in (self.collection, self.history_collection, self._meta, log_, rollups, hourly):
+            coll.drop()
         self._capped = ensure_ring(self.db, self.name, options.get("max"), options["size"])
         attempts.ensure_index(log_, again=True)
         self._wakeup = Wakeup(self.collection)

@@ -11,8 +11,9 @@ for ten (read ``PARALLEL`` at a time).
 
 The wait and run histograms are cumulative, as Prometheus wants: merged from the per-minute
 sketches of the rollups (core/metrics.py), as fresh as their last roll (every worker rolls
-its queues every 30 s). The first scrape merges every retained minute; later ones read only
-the minutes not yet final (``Latency``) and keep the final ones merged between scrapes, so the
+its queues every 30 s). The first scrape merges every retained hour (hour documents, and
+minutes at the edges: ~2,200 documents for 90 days, not 129,600); later ones read only the
+minutes not yet final (``Latency``) and keep the final ones merged between scrapes, so the
 counts never fall, also when the rollups' TTL removes a minute.
 """
 
@@ -36,6 +37,7 @@ from prometheus_client.registry import Collector
 
 from ..core import metrics as rollups
 from ..core.catalog import queue_names
+from ..core.hours import floor_hour
 from ..core.job import FINISHED, Status, utcnow
 from ..core.minutes import MINUTE, floor
 from ..core.names import COUNTERS_ID
@@ -210,7 +212,10 @@ class Latency:
         with self._lock:  # one scrape of a queue at a time moves ``until``
             since = self.until or floor(now) - RETENTION
             fresh = {kind: Sketch() for kind in LATENCIES}
-            for doc in rollups.read(queue, since, floor(now) + MINUTE):
+            # the final whole hours as hour documents (no cut inside them: cuts=())
+            edge = max(since, floor_hour(final)) if final is not None else since
+            past = rollups.read(queue, since, edge, cuts=()) if edge > since else []
+            for doc in [*past, *rollups.read(queue, edge, floor(now) + MINUTE)]:
                 into = self.final if final is not None and doc["_id"] < final else fresh
                 for kind in LATENCIES:
                     into[kind].merge(Sketch.from_doc(doc.get(kind)))
