@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import pathlib
 import resource
@@ -265,6 +266,14 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
 
 
+def as_ratio(value: float, baseline: float) -> str:
+    """``value / baseline`` as "1.23x"; "n/a" when either was not measured (a view that saw
+    no job waiting, as a short run under load may: every job was claimed before a refresh)."""
+    if math.isnan(value) or math.isnan(baseline) or not baseline:
+        return "n/a"
+    return f"{value / baseline:.2f}x"
+
+
 def over_rounds(runs: list[dict[str, Any]], key: str) -> float:
     """A per-second figure over all rounds (each weighted by its length)."""
     return sum(r[key] * r["wall"] for r in runs) / sum(r["wall"] for r in runs)
@@ -308,9 +317,10 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
         if view == "poll":
             continue
         print(
-            f"  {view}: lag insert p50 {row['ins'][0] / base['ins'][0]:.2f}x, "
-            f"status p50 {row['sta'][0] / base['sta'][0]:.2f}x, "
-            f"bytes/s {row['kbps'] / base['kbps']:.2f}x, CPU {row['cpu'] / base['cpu']:.2f}x"
+            f"  {view}: lag insert p50 {as_ratio(row['ins'][0], base['ins'][0])}, "
+            f"status p50 {as_ratio(row['sta'][0], base['sta'][0])}, "
+            f"bytes/s {as_ratio(row['kbps'], base['kbps'])}, "
+            f"CPU {as_ratio(row['cpu'], base['cpu'])}"
         )
     if "dashboard" in summary:
         ratio = summary["dashboard"]["cpu"] / base["cpu"]

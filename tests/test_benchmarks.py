@@ -31,7 +31,8 @@ REPORT_LINE = {
     "bench_refresh.py": r"\| newest 50 jobs \| .* \| \d+\.\d+x wall",
     "bench_room.py": r"\| pub per job, empty ring \|( [\d.]+x? \|){8}",
     "bench_targets.py": r"\d+ of \d+ targets met",
-    "bench_widgets.py": r"tail: lag insert p50 \d+\.\d+x.*CPU \d+\.\d+x",
+    # (a smoke run under load may see no job waiting: no insert lag to compare)
+    "bench_widgets.py": r"tail: lag insert p50 (\d+\.\d+x|n/a).*CPU \d+\.\d+x",
 }
 SCRIPTS = sorted(path.name for path in BENCHMARKS.glob("bench_*.py"))
 BROWSER = {"bench_dashboard.py"}  # drives Chromium: with the browser tests, on their worker
