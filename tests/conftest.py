@@ -103,7 +103,8 @@ def alone_if_serial(request, tmp_path_factory):
     done = shared / "serial.done"
     done.mkdir(exist_ok=True)
     node = request.node
-    serial = _is(node, "serial")
+    # a serial test that names its latency-bound part (``alone``) runs the rest as any other
+    serial = _is(node, "serial") and "alone" not in request.fixturenames
     if _is(node, "soak"):  # (a serial test's run marks it done: pytest_runtest_protocol)
         pending = {_done_name(item) for item in node.session.items if _is(item, "serial")}
         deadline = time.monotonic() + SOAK_WAITS_S
@@ -117,7 +118,37 @@ def alone_if_serial(request, tmp_path_factory):
         fcntl.flock(lock, fcntl.LOCK_EX if serial else fcntl.LOCK_SH)
         if not serial:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
+        node.stash[_LOCKS] = (turnstile, lock)
         yield
+
+
+_LOCKS = pytest.StashKey[tuple]()
+
+
+@pytest.fixture
+def alone(request):
+    """For a ``serial`` test whose latency bound is a part of it: ``with alone(): ...`` runs
+    that part with no test of another xdist worker beside it, the rest (starting servers and
+    browsers, screenshots) beside the others, so the whole run waits seconds, not the test."""
+
+    @contextlib.contextmanager
+    def block():
+        locks = request.node.stash.get(_LOCKS, None)
+        if locks is None:  # not under xdist: nothing runs beside it anyway
+            yield
+            return
+        turnstile, lock = locks
+        fcntl.flock(lock, fcntl.LOCK_UN)  # (first: another worker's block may wait on it)
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+    assert _is(request.node, "serial"), "alone() is for tests marked serial (the soak waits)"
+    return block
 
 
 @pytest.hookimpl(wrapper=True)
