@@ -52,7 +52,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..errors import JobQueueError
 from .job import Status, utcnow
-from .minutes import MINUTE, Minute, count, floor
+from .minutes import LATE_FROM, MINUTE, STATE_ID, Minute, floor, windows
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -80,7 +80,6 @@ TRAIL = dt.timedelta(minutes=10)  # rolled again on every pass: late finishes ar
 ROLL_EVERY_S = 30.0  # a Worker's rolls (at most one per queue in that time among all rollers)
 LEASE_S = 60.0  # a roller's lease, renewed between batches
 BATCH = 500  # minute documents per bulk write
-STATE_ID = "metrics"  # the lease document in <queue>.meta
 
 
 def collection(queue: QueueBase) -> Collection:
@@ -89,10 +88,15 @@ def collection(queue: QueueBase) -> Collection:
 
 
 def ensure_indexes(queue: QueueBase) -> None:
-    """The TTL index on ``at`` and the attempts' ``ended`` index the passes read (each pass
-    asks: the collections may have been dropped by ``clear_queue`` since)."""
+    """The TTL index on ``at`` and the indexes the passes read by (each pass asks: the
+    collections may have been dropped by ``clear_queue`` since): the attempts' ``ended`` and
+    ``started``, history's ``ts.created`` and ``ts.started`` (a long pass reads its windows
+    by them, ``minutes.windows``; history's ``ts.done`` is the ring's own)."""
     collection(queue).create_index([("at", ASCENDING)], expireAfterSeconds=METRICS_DAYS * 86_400)
-    queue.attempts_collection.create_index([("ended", ASCENDING)])
+    for field in ("ended", "started"):
+        queue.attempts_collection.create_index([(field, ASCENDING)])
+    for field in ("ts.created", "ts.started"):
+        queue.history_collection.create_index([(field, ASCENDING)])
 
 
 def roll(
@@ -188,7 +192,7 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
     now = utcnow()
     current = floor(now)
     frozen = lease.state.get("frozen_before")
-    rolled_to = lease.state.get("rolled_to")
+    rolled_to = _take_late(lease)
     if since is not None:
         lo = floor(since)
     elif rolled_to is not None:
@@ -199,28 +203,52 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
         lo = max(lo, frozen)
     lo = min(lo, current + MINUTE)
     age = oldest_waiting_age(queue)
-    found = count(queue.collection, queue.history_collection, queue.attempts_collection, lo)
     metrics = collection(queue)
-    existing = {d["_id"] for d in metrics.find({"_id": {"$gte": lo}}, {"_id": 1})}
-    keys = {m for m, minute in found.items() if not minute.empty()} | existing
-    if age is not None and current >= lo:
-        keys.add(current)
     written = 0
-    ops: list[UpdateOne] = []
-    for minute in sorted(keys):
-        fields = found.get(minute, Minute()).fields()
-        fields.update(at=minute, rolled_at=now, fence=lease.token)
-        update: dict[str, Any] = {"$set": fields}
-        if minute == current and age is not None:
-            update["$max"] = {"oldest_wait_s": age}
-        fence = {"$or": [{"fence": {"$lte": lease.token}}, {"fence": {"$exists": False}}]}
-        ops.append(UpdateOne({"_id": minute, **fence}, update, upsert=True))
-        if len(ops) >= BATCH:
-            written += _write(metrics, ops, lease)
-            ops = []
-    written += _write(metrics, ops, lease)
+    parts = queue.collection, queue.history_collection, queue.attempts_collection
+    for low, high, found in windows(*parts, lo, current):
+        window = {"$gte": low} if high is None else {"$gte": low, "$lt": high}
+        existing = {d["_id"] for d in metrics.find({"_id": window}, {"_id": 1})}
+        keys = {m for m, minute in found.items() if not minute.empty()} | existing
+        if age is not None and high is None and current >= low:
+            keys.add(current)
+        ops: list[UpdateOne] = []
+        for minute in sorted(keys):
+            fields = found.get(minute, Minute()).fields()
+            fields.update(at=minute, rolled_at=now, fence=lease.token)
+            update: dict[str, Any] = {"$set": fields}
+            if minute == current and age is not None:
+                update["$max"] = {"oldest_wait_s": age}
+            fence = {"$or": [{"fence": {"$lte": lease.token}}, {"fence": {"$exists": False}}]}
+            ops.append(UpdateOne({"_id": minute, **fence}, update, upsert=True))
+            if len(ops) >= BATCH:
+                written += _write(metrics, ops, lease)
+                ops = []
+        written += _write(metrics, ops, lease)
+        if high is not None:  # a pass stopped here resumes from the next window
+            lease.renew()
+            lease.set({"rolled_to": high})
     lease.set({"rolled_to": max(current, rolled_to or current), "rolled_at": utcnow()})
     return written
+
+
+def _take_late(lease: _Lease) -> dt.datetime | None:
+    """The lease's ``rolled_to``, moved back to the oldest minute a late write noted
+    (``note_late``), that note taken: a pass stopped after it resumes from there."""
+    for _ in range(5):  # a note arriving meanwhile changes it: read again
+        late = lease.state.get(LATE_FROM)
+        if late is None:
+            break
+        rolled = lease.state.get("rolled_to")
+        change: dict[str, Any] = {"$unset": {LATE_FROM: ""}}
+        if rolled is not None:  # else the first pass rolls from the oldest job anyway
+            change["$min"] = {"rolled_to": late}
+        if lease.meta.update_one({**lease._mine(), LATE_FROM: late}, change).matched_count:
+            lease.state.pop(LATE_FROM)
+            lease.state["rolled_to"] = None if rolled is None else min(rolled, late)
+            break
+        lease.state = lease.meta.find_one(lease._mine()) or lease.state
+    return lease.state.get("rolled_to")
 
 
 def _write(metrics: Collection, ops: Sequence[UpdateOne], lease: _Lease) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,11 @@ COUNTS = ("created", "started", "done", "failed", "cancelled", "retried")
 # jobs' ids carry their creation second (the publisher's clock, as ts.created): the ring is
 # read from lo less this, so a job whose id was made a little before its ts.created is seen
 ID_SLACK = dt.timedelta(minutes=1)
+STATE_ID = "metrics"  # the rollups' state in <queue>.meta: their lease, how far rolled
+LATE_FROM = "late_from"  # in it: the oldest minute a late write changed, for the next pass
+LATE = dt.timedelta(minutes=5)  # a write this far behind its ts.done is noted (note_late)
+WINDOW = dt.timedelta(hours=1)  # a long pass counts and writes this much at a time
+_LOOKUP = 1000  # ids per $in
 _RETRIED = ("failed", "lost")
 _OUTCOMES = (Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value)
 
@@ -75,41 +80,70 @@ class Minute:
 
 
 def count(
-    ring: Collection, history: Collection, attempts: Collection, lo: dt.datetime
+    ring: Collection,
+    history: Collection,
+    attempts: Collection,
+    lo: dt.datetime,
+    hi: dt.datetime | None = None,
+    *,
+    first: dt.datetime | None = None,
+    strays: Iterable[tuple[Any, Any]] = (),
 ) -> dict[dt.datetime, Minute]:
-    """The minutes from ``lo`` (a minute) on, as the documents say now: only minutes with
-    something in them."""
+    """The minutes from ``lo`` (a minute) up to ``hi`` (None: on to now), as the documents
+    say now: only minutes with something in them.
+
+    ``first``: the first minute of the pass this window belongs to (default ``lo``): a
+    window counts what one pass from ``first`` would count in its minutes, so a pass in
+    windows (``windows``) writes the same minutes as one pass. ``strays``: the ring's jobs
+    such a pass reads apart (``strays()``). Memory: the ids of the jobs created and of the
+    attempts started in the window, not those of the pass."""
+    first = lo if first is None else first
     minutes: dict[dt.datetime, Minute] = defaultdict(Minute)
     created: dict[dt.datetime, set[Any]] = defaultdict(set)
     started: dict[dt.datetime, set[tuple[Any, dt.datetime]]] = defaultdict(set)
-    final_failures: set[tuple[Any, int]] = set()
+
+    def inside(when: dt.datetime) -> bool:
+        return when >= lo and (hi is None or when < hi)
 
     def note(job_id: Any, ts: Any) -> None:
         ts = ts if isinstance(ts, Mapping) else {}
         made, began = _time(ts.get("created")), _time(ts.get("started"))
-        if made is not None and made >= lo:
+        if made is not None and inside(made):
             created[floor(made)].add(job_id)
-        if began is not None and began >= lo:
+        if began is not None and inside(began):
             started[floor(began)].add((job_id, began))
 
-    projection = {"status": 1, "ts": 1, "attempts": 1}
-    for doc in history.find({"ts.done": {"$gte": lo}}, projection):
+    for doc in history.find({"ts.done": _window(lo, hi)}, {"status": 1, "ts": 1}):
         note(doc["_id"], doc.get("ts"))
         _finish(minutes, doc, lo)
-        if doc.get("status") == Status.FAILED.value:
-            final_failures.add((doc["_id"], int(doc.get("attempts") or 0)))
-    since_id = ObjectId.from_datetime(lo - ID_SLACK)
-    for doc in _ring(ring, since_id):
-        note(doc["_id"], doc.get("ts"))
-    ended_since = {"kind": "attempt", "ended": {"$gte": lo}}
+    # finished outside the window (after it, or before it within the pass: clocks), created
+    # or started in it: one pass read them by ts.done, a window reads them by those times
+    done_outside = _outside("ts.done", lo, hi, first)
+    for by in ("ts.created", "ts.started") if done_outside else ():
+        for doc in history.find({by: _window(lo, hi), **done_outside}, {"ts": 1}, hint=[(by, 1)]):
+            note(doc["_id"], doc.get("ts"))
     fields = {"job": 1, "attempt": 1, "started": 1, "ended": 1, "outcome": 1}
-    for doc in attempts.find(ended_since, fields):
+    failures: list[tuple[Any, int, dt.datetime]] = []
+    for doc in attempts.find({"kind": "attempt", "ended": _window(lo, hi)}, fields):
         began, ended = _time(doc.get("started")), _time(doc.get("ended"))
-        if began is not None and began >= lo:
+        if began is not None and inside(began):
             started[floor(began)].add((doc.get("job"), began))
-        last = (doc.get("job"), int(doc.get("attempt") or 0)) in final_failures
-        if doc.get("outcome") in _RETRIED and ended is not None and not last:
-            minutes[floor(ended)].retried += 1
+        if doc.get("outcome") in _RETRIED and ended is not None:
+            failures.append((doc.get("job"), int(doc.get("attempt") or 0), floor(ended)))
+    ended_outside = _outside("ended", lo, hi, first)
+    if ended_outside:
+        began_in = {"kind": "attempt", "started": _window(lo, hi), **ended_outside}
+        for doc in attempts.find(began_in, {"job": 1, "started": 1}, hint=[("started", 1)]):
+            began = _time(doc["started"])  # in the window: a time
+            started[floor(began)].add((doc.get("job"), began))  # type: ignore[arg-type]
+    final = _final_failures(history, {job for job, _, _ in failures}, first)
+    for job, attempt, minute in failures:
+        if (job, attempt) not in final:
+            minutes[minute].retried += 1
+    for doc in _ring(ring, lo, hi):
+        note(doc["_id"], doc.get("ts"))
+    for job_id, ts in strays:
+        note(job_id, ts)
     for minute, ids in created.items():
         minutes[minute].created = len(ids)
     for minute, pairs in started.items():
@@ -117,11 +151,97 @@ def count(
     return dict(minutes)
 
 
-def _ring(ring: Collection, since_id: ObjectId) -> Iterable[Mapping[str, Any]]:
-    """The ring's jobs published since ``since_id`` and those working now (ids and times)."""
+def windows(
+    ring: Collection,
+    history: Collection,
+    attempts: Collection,
+    lo: dt.datetime,
+    until: dt.datetime,
+    width: dt.timedelta | None = None,
+) -> Iterator[tuple[dt.datetime, dt.datetime | None, dict[dt.datetime, Minute]]]:
+    """``count`` from ``lo`` in windows of ``width`` (default ``WINDOW``), oldest first, as
+    ``(lo, hi, minutes)``; the last one, from the window that reaches ``until`` on, is open
+    (``hi`` None). Each is read only when asked for, so a caller writes one before the next
+    is read: memory holds one window's ids, whatever the pass's length."""
+    width = width or WINDOW
+    extra = strays(ring, lo) if lo + width <= until else []
+    low = lo
+    while low + width <= until:
+        yield (
+            low,
+            low + width,
+            count(ring, history, attempts, low, low + width, first=lo, strays=extra),
+        )
+        low += width
+    yield low, None, count(ring, history, attempts, low, first=lo, strays=extra)
+
+
+def strays(ring: Collection, first: dt.datetime) -> list[tuple[Any, Any]]:
+    """The ring's jobs one pass from ``first`` reads (``_ring``) whose creation or start is
+    more than ``ID_SLACK`` away from their id's time (another program's clock or local
+    times, an attempt long after the job's publication that no record holds): a window
+    reads the ring by id, so a pass in windows reads these once, first. Working jobs are
+    read by every window."""
+    out = []
+    for doc in ring.find({"_id": {"$gte": ObjectId.from_datetime(first - ID_SLACK)}}, {"ts": 1}):
+        ts = doc.get("ts") if isinstance(doc.get("ts"), Mapping) else {}
+        times = [_time(ts.get(name)) for name in ("created", "started")]
+        if any(when is not None and not _near(doc["_id"], floor(when)) for when in times):
+            out.append((doc["_id"], ts))
+    return out
+
+
+def _near(job_id: Any, minute: dt.datetime) -> bool:
+    """Whether a window holding ``minute`` reads ``job_id`` from the ring (``_ring``)."""
+    low = ObjectId.from_datetime(minute - ID_SLACK)
+    return isinstance(job_id, ObjectId) and low <= job_id < ObjectId.from_datetime(
+        minute + MINUTE + ID_SLACK
+    )
+
+
+def note_late(meta: Collection, done: Any, now: dt.datetime) -> None:
+    """Say in the rollups' state that a finish of ``done`` (its ``ts.done``) reached history
+    only ``now``: if that is ``LATE`` or more, the next pass rolls again from its minute (the
+    trailing ``TRAIL`` might not reach it). For writes other than a finish's own (the sweep
+    copying other programs' finishes, a requeue taking one back): one update, late ones only."""
+    when = _time(done)
+    if when is not None and when <= now - LATE:
+        meta.update_one({"_id": STATE_ID}, {"$min": {LATE_FROM: floor(when)}})
+
+
+def _window(lo: dt.datetime, hi: dt.datetime | None) -> dict[str, Any]:
+    return {"$gte": lo} if hi is None else {"$gte": lo, "$lt": hi}
+
+
+def _outside(field: str, lo: dt.datetime, hi: dt.datetime | None, first: dt.datetime) -> dict:
+    """A filter on ``field`` for times from ``first`` on but not in [lo, hi); {} if none."""
+    ranges = ([{field: {"$gte": first, "$lt": lo}}] if first < lo else []) + (
+        [{field: {"$gte": hi}}] if hi is not None else []
+    )
+    return ranges[0] if len(ranges) == 1 else {"$or": ranges} if ranges else {}
+
+
+def _final_failures(history: Collection, jobs: set[Any], first: dt.datetime) -> set[Any]:
+    """(job, attempts) of those of ``jobs`` in history as failed for good (since ``first``):
+    their last failure ended the job, it was no retry."""
+    final, ids = set(), list(jobs)
+    failed = {"status": Status.FAILED.value, "ts.done": {"$gte": first}}
+    for i in range(0, len(ids), _LOOKUP):
+        batch = {"_id": {"$in": ids[i : i + _LOOKUP]}, **failed}
+        for doc in history.find(batch, {"attempts": 1}, hint="_id_"):
+            final.add((doc["_id"], int(doc.get("attempts") or 0)))
+    return final
+
+
+def _ring(ring: Collection, lo: dt.datetime, hi: dt.datetime | None) -> Iterable[Mapping[str, Any]]:
+    """The ring's jobs published around [lo, hi) (by id, ``ID_SLACK`` either side) and those
+    working now (ids and times)."""
     projection = {"ts": 1}
+    ids = {"$gte": ObjectId.from_datetime(lo - ID_SLACK)}
+    if hi is not None:
+        ids["$lt"] = ObjectId.from_datetime(hi + ID_SLACK)
     seen = set()
-    for doc in ring.find({"_id": {"$gte": since_id}}, projection):
+    for doc in ring.find({"_id": ids}, projection):
         seen.add(doc["_id"])
         yield doc
     for doc in ring.find({"status": Status.WORKING.value}, projection):
