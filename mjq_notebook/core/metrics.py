@@ -51,8 +51,9 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..errors import JobQueueError
+from . import minutes
 from .job import Status, utcnow
-from .minutes import LATE_FROM, MINUTE, STATE_ID, Minute, floor, windows
+from .minutes import LATE_FROM, MINUTE, STATE_ID, Minute, floor
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -202,11 +203,15 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
     if frozen is not None:
         lo = max(lo, frozen)
     lo = min(lo, current + MINUTE)
+    # a pass that stopped goes on from rolled_to, counting as the pass it was (from first)
+    first = min(lo, lease.state.get("pass_from") or lo)
+    if lo + minutes.WINDOW <= current:  # a long pass: say where it began
+        lease.set({"pass_from": first})
     age = oldest_waiting_age(queue)
     metrics = collection(queue)
     written = 0
     parts = queue.collection, queue.history_collection, queue.attempts_collection
-    for low, high, found in windows(*parts, lo, current):
+    for low, high, found in minutes.windows(*parts, lo, current, first):
         window = {"$gte": low} if high is None else {"$gte": low, "$lt": high}
         existing = {d["_id"] for d in metrics.find({"_id": window}, {"_id": 1})}
         keys = {m for m, minute in found.items() if not minute.empty()} | existing
@@ -228,7 +233,8 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
         if high is not None:  # a pass stopped here resumes from the next window
             lease.renew()
             lease.set({"rolled_to": high})
-    lease.set({"rolled_to": max(current, rolled_to or current), "rolled_at": utcnow()})
+    rolled = {"rolled_to": max(current, rolled_to or current), "rolled_at": utcnow()}
+    lease.set({**rolled, "pass_from": None})
     return written
 
 

@@ -157,23 +157,21 @@ def windows(
     attempts: Collection,
     lo: dt.datetime,
     until: dt.datetime,
-    width: dt.timedelta | None = None,
+    first: dt.datetime | None = None,
 ) -> Iterator[tuple[dt.datetime, dt.datetime | None, dict[dt.datetime, Minute]]]:
-    """``count`` from ``lo`` in windows of ``width`` (default ``WINDOW``), oldest first, as
-    ``(lo, hi, minutes)``; the last one, from the window that reaches ``until`` on, is open
-    (``hi`` None). Each is read only when asked for, so a caller writes one before the next
-    is read: memory holds one window's ids, whatever the pass's length."""
-    width = width or WINDOW
-    extra = strays(ring, lo) if lo + width <= until else []
+    """``count`` from ``lo`` in windows of ``WINDOW``, oldest first, as ``(lo, hi, minutes)``;
+    the last one, from the window that reaches ``until`` on, is open (``hi`` None). Each is
+    read only when asked for, so a caller writes one before the next is read: memory holds
+    one window's ids, whatever the pass's length. ``first``: the pass's first minute, if it
+    began before ``lo`` (it stopped, and goes on from ``lo``)."""
+    first = lo if first is None else min(first, lo)
+    extra = strays(ring, first) if lo + WINDOW <= until else []
     low = lo
-    while low + width <= until:
-        yield (
-            low,
-            low + width,
-            count(ring, history, attempts, low, low + width, first=lo, strays=extra),
-        )
-        low += width
-    yield low, None, count(ring, history, attempts, low, first=lo, strays=extra)
+    while low + WINDOW <= until:
+        high = low + WINDOW
+        yield low, high, count(ring, history, attempts, low, high, first=first, strays=extra)
+        low = high
+    yield low, None, count(ring, history, attempts, low, first=first, strays=extra)
 
 
 def strays(ring: Collection, first: dt.datetime) -> list[tuple[Any, Any]]:
@@ -199,14 +197,16 @@ def _near(job_id: Any, minute: dt.datetime) -> bool:
     )
 
 
-def note_late(meta: Collection, done: Any, now: dt.datetime) -> None:
-    """Say in the rollups' state that a finish of ``done`` (its ``ts.done``) reached history
-    only ``now``: if that is ``LATE`` or more, the next pass rolls again from its minute (the
-    trailing ``TRAIL`` might not reach it). For writes other than a finish's own (the sweep
-    copying other programs' finishes, a requeue taking one back): one update, late ones only."""
-    when = _time(done)
-    if when is not None and when <= now - LATE:
-        meta.update_one({"_id": STATE_ID}, {"$min": {LATE_FROM: floor(when)}})
+def note_late(ring: Collection, done: Iterable[Any], now: dt.datetime) -> None:
+    """Say in the rollups' state (``<queue>.meta`` beside ``ring``) that history changed
+    only ``now`` in the minutes of ``done`` (``ts.done`` times): if one is ``LATE`` or more
+    behind, the next pass rolls again from its minute (its trailing ``TRAIL`` might not
+    reach it). For writes other than a finish's own (the sweep copying other programs'
+    finishes, a requeue taking a failure back): one update, and only for late ones."""
+    times = [when for when in map(_time, done) if when is not None and when <= now - LATE]
+    if times:
+        meta = ring.database[f"{ring.name}.meta"]
+        meta.update_one({"_id": STATE_ID}, {"$min": {LATE_FROM: floor(min(times))}})
 
 
 def _window(lo: dt.datetime, hi: dt.datetime | None) -> dict[str, Any]:
