@@ -22,13 +22,20 @@ deletes, the dashboard.
 - What a pass rolls: from the lease's ``rolled_to`` (the minute the last pass was in), or
   ``TRAIL`` (10 minutes) back if that is later, up to now, the current minute included (so
   rolling now covers every job that ``prune_history`` could delete). Re-rolling the trailing
-  10 minutes counts a finish written a little after its ``ts.done``; one written more than 10
-  minutes late (a pymjq finish swept into history much later, a clock far behind) is left out
-  until ``rebuild_metrics`` rolls its minute again.
-- The first pass on a queue rolls from its oldest job (as ``rebuild_metrics()`` would). Such
-  a pass reads all of history once and holds, per minute, the ids of the jobs created and
-  the attempts started in it (memory grows with the jobs of the window; a later pass reads
-  only its last 10 minutes or so).
+  10 minutes counts a finish written a little after its ``ts.done``. Writes to history later
+  than that which are not a finish's own say so (``minutes.note_late``: the sweep copying
+  another program's finish ``LATE``, 5 minutes, or more after its ``ts.done``, a requeue
+  taking a failure back): the lease's ``late_from``, which the next pass takes, moving
+  ``rolled_to`` back to it. A finish of ours written late (sent again long after, a worker's
+  clock far behind the roller's) is not noted: it is left out until ``rebuild_metrics``.
+- The first pass on a queue rolls from its oldest job (as ``rebuild_metrics()`` would); any
+  pass longer than ``minutes.WINDOW`` (an hour: the first, a rebuild, one after rollers
+  stopped for a while) rolls in windows of it, each counted, written and recorded
+  (``rolled_to``, the lease renewed) before the next is read, so memory holds one window's
+  ids and a pass that stops (a crash, a lost lease) is taken up from there by the next one,
+  counting as the pass it was (``pass_from``). A window's reads are index ranges on both
+  sides (history by ``ts.done``, ``ts.created`` and ``ts.started``; the attempts by
+  ``ended`` and ``started``; the ring by id), so n windows cost about one pass.
 - ``prune_history`` rolls first, then *freezes* the minutes up to its cut-off's
   (``frozen_before``): their history is going, so no later pass nor rebuild recounts them. A
   prune whose cut-off is in the current minute (an age under a minute) freezes that minute:

@@ -1,7 +1,11 @@
 """What a queue did minute by minute, counted from its documents: the rollups' source.
 
-``count(ring, history, attempts, lo)`` reads what happened from ``lo`` on (three range reads,
-none of which grows with what came before ``lo``) and returns one ``Minute`` per UTC minute:
+``count(ring, history, attempts, lo, hi)`` reads what happened from ``lo`` up to ``hi`` (range
+reads, none of which grows with what came before ``lo`` or after ``hi``) and returns one
+``Minute`` per UTC minute; ``windows`` counts a long stretch one ``WINDOW`` at a time, each
+minute as one pass over the whole stretch counts it (what is counted in a minute is found by
+that minute's time: a job created in one window and finished in another is created in the
+first, done in the second):
 
 - ``done``, ``failed``, ``cancelled``: history rows by status, in the minute of ``ts.done``;
   the ``wait`` (``ts.started - ts.created``) and ``run`` (``ts.done - ts.started``) of each
@@ -16,7 +20,12 @@ none of which grows with what came before ``lo``) and returns one ``Minute`` per
 - ``retried``: attempts that ended ``failed`` or ``lost`` and were followed by another, in the
   minute they ended: every such record except the one that is its job's final failure (the
   job in history as failed with that many attempts). A failed job requeued later
-  (``q.retry``) turns its last failure into a retry if that minute is rolled again.
+  (``q.retry``) turns its last failure into a retry if that minute is rolled again (the
+  requeue notes it: ``note_late``).
+
+The ring is read by id (``ID_SLACK`` either side of the minutes read) and its working jobs by
+status; a job whose times lie further from its id's (another program's clock) is read once
+per long pass (``strays``).
 """
 
 from __future__ import annotations
