@@ -199,6 +199,8 @@ def oldest_waiting_age(queue: QueueBase) -> float | None:
 def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
     now = utcnow()
     current = floor(now)
+    if (lease.state.get("until") or now) - now < dt.timedelta(seconds=LEASE_S / 2):
+        lease.renew()  # building the indexes on a long history took much of it
     frozen = lease.state.get("frozen_before")
     rolled_to = _take_late(lease)
     if since is not None:
