@@ -53,7 +53,7 @@ STATE_ID = "metrics"  # the rollups' state in <queue>.meta: their lease, how far
 LATE_FROM = "late_from"  # in it: the oldest minute a late write changed, for the next pass
 LATE = dt.timedelta(minutes=5)  # a write this far behind its ts.done is noted (note_late)
 WINDOW = dt.timedelta(hours=1)  # a long pass counts and writes this much at a time
-_LOOKUP = 1000  # ids per $in
+_LOOKUP = 100  # ids per $in (SecantusDB takes a long $in in more than linear time)
 _RETRIED = ("failed", "lost")
 _OUTCOMES = (Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value)
 
@@ -127,10 +127,10 @@ def count(
         _finish(minutes, doc, lo)
     # finished outside the window (after it, or before it within the pass: clocks), created
     # or started in it: one pass read them by ts.done, a window reads them by those times
-    done_outside = _outside("ts.done", lo, hi, first)
-    for by in ("ts.created", "ts.started") if done_outside else ():
-        for doc in history.find({by: _window(lo, hi), **done_outside}, {"ts": 1}, hint=[(by, 1)]):
-            note(doc["_id"], doc.get("ts"))
+    for by in ("ts.created", "ts.started"):
+        for done in _outside("ts.done", lo, hi, first):
+            for doc in history.find({by: _window(lo, hi), **done}, {"ts": 1}):
+                note(doc["_id"], doc.get("ts"))
     fields = {"job": 1, "attempt": 1, "started": 1, "ended": 1, "outcome": 1}
     failures: list[tuple[Any, int, dt.datetime]] = []
     for doc in attempts.find({"kind": "attempt", "ended": _window(lo, hi)}, fields):
@@ -139,10 +139,9 @@ def count(
             started[floor(began)].add((doc.get("job"), began))
         if doc.get("outcome") in _RETRIED and ended is not None:
             failures.append((doc.get("job"), int(doc.get("attempt") or 0), floor(ended)))
-    ended_outside = _outside("ended", lo, hi, first)
-    if ended_outside:
+    for ended_outside in _outside("ended", lo, hi, first):
         began_in = {"kind": "attempt", "started": _window(lo, hi), **ended_outside}
-        for doc in attempts.find(began_in, {"job": 1, "started": 1}, hint=[("started", 1)]):
+        for doc in attempts.find(began_in, {"job": 1, "started": 1}):
             began = _time(doc["started"])  # in the window: a time
             started[floor(began)].add((doc.get("job"), began))  # type: ignore[arg-type]
     final = _final_failures(history, {job for job, _, _ in failures}, first)
@@ -222,12 +221,13 @@ def _window(lo: dt.datetime, hi: dt.datetime | None) -> dict[str, Any]:
     return {"$gte": lo} if hi is None else {"$gte": lo, "$lt": hi}
 
 
-def _outside(field: str, lo: dt.datetime, hi: dt.datetime | None, first: dt.datetime) -> dict:
-    """A filter on ``field`` for times from ``first`` on but not in [lo, hi); {} if none."""
-    ranges = ([{field: {"$gte": first, "$lt": lo}}] if first < lo else []) + (
-        [{field: {"$gte": hi}}] if hi is not None else []
-    )
-    return ranges[0] if len(ranges) == 1 else {"$or": ranges} if ranges else {}
+def _outside(
+    field: str, lo: dt.datetime, hi: dt.datetime | None, first: dt.datetime
+) -> list[dict[str, Any]]:
+    """Filters on ``field`` for the times from ``first`` on that are not in [lo, hi): one per
+    range (an ``$or`` of them, or a hint, makes some servers (SecantusDB) scan the index)."""
+    before = [{field: {"$gte": first, "$lt": lo}}] if first < lo else []
+    return before + ([{field: {"$gte": hi}}] if hi is not None else [])
 
 
 def _final_failures(history: Collection, jobs: set[Any], first: dt.datetime) -> set[Any]:
@@ -237,7 +237,7 @@ def _final_failures(history: Collection, jobs: set[Any], first: dt.datetime) -> 
     failed = {"status": Status.FAILED.value, "ts.done": {"$gte": first}}
     for i in range(0, len(ids), _LOOKUP):
         batch = {"_id": {"$in": ids[i : i + _LOOKUP]}, **failed}
-        for doc in history.find(batch, {"attempts": 1}, hint="_id_"):
+        for doc in history.find(batch, {"attempts": 1}):
             final.add((doc["_id"], int(doc.get("attempts") or 0)))
     return final
 
