@@ -31,18 +31,22 @@ per long pass (``strays``).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
+from pymongo.errors import PyMongoError
 
 from .job import Status
 from .sketch import Sketch
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
+
+log = logging.getLogger("mjq_notebook")
 
 MINUTE = dt.timedelta(minutes=1)
 COUNTS = ("created", "started", "done", "failed", "cancelled", "retried")
@@ -212,9 +216,13 @@ def note_late(ring: Collection, done: Iterable[Any], now: dt.datetime) -> None:
     reach it). For writes other than a finish's own (the sweep copying other programs'
     finishes, a requeue taking a failure back): one update, and only for late ones."""
     times = [when for when in map(_time, done) if when is not None and when <= now - LATE]
-    if times:
-        meta = ring.database[f"{ring.name}.meta"]
+    if not times:
+        return
+    meta = ring.database[f"{ring.name}.meta"]
+    try:  # the write it follows is done: a failed note costs a recount, not that write
         meta.update_one({"_id": STATE_ID}, {"$min": {LATE_FROM: floor(min(times))}})
+    except PyMongoError as exc:
+        log.warning("%s: the rollups miss a late change until a rebuild: %s", ring.name, exc)
 
 
 def _window(lo: dt.datetime, hi: dt.datetime | None) -> dict[str, Any]:
