@@ -233,7 +233,7 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
             update: dict[str, Any] = {"$set": fields}
             if minute == current and age is not None:
                 update["$max"] = {"oldest_wait_s": age}
-            fence = {"$or": [{"fence": {"$lte": lease.token}}, {"fence": {"$exists": False}}]}
+            fence = {"fence": {"$not": {"$gt": lease.token}}}  # no newer (an $or: a scan)
             ops.append(UpdateOne({"_id": minute, **fence}, update, upsert=True))
             if len(ops) >= BATCH:
                 written += _write(metrics, ops, lease)
