@@ -140,6 +140,7 @@ def rebuild_sides(args: argparse.Namespace) -> None:
         for rnd in range(args.rounds):
             for side in SIDES if rnd % 2 == 0 else reversed(SIDES):
                 results[side].append(rebuild_in_child(args.uri_used, db.name, side))
+                print(f"{side}: {json.dumps(results[side][-1])}", file=sys.stderr, flush=True)
             round_done(rnd, args.rounds, began)
     print(f"\n| rebuild_metrics(), {args.jobs:,} jobs over {args.days} days | seconds | "
           "peak RSS growth MB | minutes written |")  # fmt: skip

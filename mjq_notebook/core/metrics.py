@@ -222,7 +222,8 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
     parts = queue.collection, queue.history_collection, queue.attempts_collection
     for low, high, found in minutes.windows(*parts, lo, current, first):
         window = {"$gte": low} if high is None else {"$gte": low, "$lt": high}
-        existing = {d["_id"] for d in metrics.find({"_id": window}, {"_id": 1})}
+        # by at (= _id): SecantusDB scans the collection for a range of _id
+        existing = {d["_id"] for d in metrics.find({"at": window}, {"_id": 1})}
         keys = {m for m, minute in found.items() if not minute.empty()} | existing
         if age is not None and high is None and current >= low:
             keys.add(current)
