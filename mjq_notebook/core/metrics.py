@@ -35,7 +35,8 @@ deletes, the dashboard.
   ids and a pass that stops (a crash, a lost lease) is taken up from there by the next one,
   counting as the pass it was (``pass_from``). A window's reads are index ranges on both
   sides (history by ``ts.done``, ``ts.created`` and ``ts.started``; the attempts by
-  ``ended`` and ``started``; the ring by id), so n windows cost about one pass.
+  ``ended`` and ``started``; the ring by id), so n windows cost about one pass; the first
+  long pass makes those indexes (``ensure_window_indexes``).
 - ``prune_history`` rolls first, then *freezes* the minutes up to its cut-off's
   (``frozen_before``): their history is going, so no later pass nor rebuild recounts them. A
   prune whose cut-off is in the current minute (an age under a minute) freezes that minute:
@@ -96,13 +97,18 @@ def collection(queue: QueueBase) -> Collection:
 
 
 def ensure_indexes(queue: QueueBase) -> None:
-    """The TTL index on ``at`` and the indexes the passes read by (each pass asks: the
-    collections may have been dropped by ``clear_queue`` since): the attempts' ``ended`` and
-    ``started``, history's ``ts.created`` and ``ts.started`` (a long pass reads its windows
-    by them, ``minutes.windows``; history's ``ts.done`` is the ring's own)."""
+    """The TTL index on ``at`` and the attempts' ``ended`` index the passes read (each pass
+    asks: the collections may have been dropped by ``clear_queue`` since)."""
     collection(queue).create_index([("at", ASCENDING)], expireAfterSeconds=METRICS_DAYS * 86_400)
-    for field in ("ended", "started"):
-        queue.attempts_collection.create_index([(field, ASCENDING)])
+    queue.attempts_collection.create_index([("ended", ASCENDING)])
+
+
+def ensure_window_indexes(queue: QueueBase) -> None:
+    """The indexes a long pass reads its windows by (``minutes.windows``): the attempts'
+    ``started``, history's ``ts.created`` and ``ts.started``. Made by the first long pass
+    only: each costs every finish an index entry (``benchmarks/RESULTS.md``), which a queue
+    whose passes stay short never pays."""
+    queue.attempts_collection.create_index([("started", ASCENDING)])
     for field in ("ts.created", "ts.started"):
         queue.history_collection.create_index([(field, ASCENDING)])
 
@@ -199,8 +205,6 @@ def oldest_waiting_age(queue: QueueBase) -> float | None:
 def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
     now = utcnow()
     current = floor(now)
-    if (lease.state.get("until") or now) - now < dt.timedelta(seconds=LEASE_S / 2):
-        lease.renew()  # building the indexes on a long history took much of it
     frozen = lease.state.get("frozen_before")
     rolled_to = _take_late(lease)
     if since is not None:
@@ -214,7 +218,9 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
     lo = min(lo, current + MINUTE)
     # a pass that stopped goes on from rolled_to, counting as the pass it was (from first)
     first = min(lo, lease.state.get("pass_from") or lo)
-    if lo + minutes.WINDOW <= current:  # a long pass: say where it began
+    if lo + minutes.WINDOW <= current:  # a long pass: its indexes, and where it began
+        ensure_window_indexes(queue)
+        lease.renew()
         lease.set({"pass_from": first})
     age = oldest_waiting_age(queue)
     metrics = collection(queue)
