@@ -26,6 +26,7 @@ REPORT_LINE = {
     "bench_durability.py": r"\| q\.pub, per job \| [\d.]+ \| [\d.]+ \| \d+\.\d+x \|",
     "bench_find.py": r"\| `data\.user:user042` \(\d+ found\) \| [\d.]+ \| [\d.]+ \| [\d.]+x \|",
     "bench_metrics.py": r"\| roller every 30 s \(a Worker's\) \| [\d.]+ \| [\d.]+x \| \d+ \|",
+    "bench_rebuild.py": r"after/before: time [\d.]+x, peak RSS growth [\d.]+x",
     "bench_history.py": r"\| history\(\) \| \d+ \| raw fetch, same projection \| \d+ \| [\d.]+x",
     "bench_queue.py": r"\| pub\+claim\+done per job, mean \(ms\) \| [\d.]+ \| [\d.]+ \| [\d.]+x",
     "bench_refresh.py": r"\| newest 50 jobs \| .* \| \d+\.\d+x wall",

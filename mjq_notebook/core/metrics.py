@@ -23,13 +23,21 @@ deletes, the dashboard.
 - What a pass rolls: from the lease's ``rolled_to`` (the minute the last pass was in), or
   ``TRAIL`` (10 minutes) back if that is later, up to now, the current minute included (so
   rolling now covers every job that ``prune_history`` could delete). Re-rolling the trailing
-  10 minutes counts a finish written a little after its ``ts.done``; one written more than 10
-  minutes late (a pymjq finish swept into history much later, a clock far behind) is left out
-  until ``rebuild_metrics`` rolls its minute again.
-- The first pass on a queue rolls from its oldest job (as ``rebuild_metrics()`` would). Such
-  a pass reads all of history once and holds, per minute, the ids of the jobs created and
-  the attempts started in it (memory grows with the jobs of the window; a later pass reads
-  only its last 10 minutes or so).
+  10 minutes counts a finish written a little after its ``ts.done``. Writes to history later
+  than that which are not a finish's own say so (``minutes.note_late``: the sweep copying
+  another program's finish ``LATE``, 5 minutes, or more after its ``ts.done``, a requeue
+  taking a failure back): the lease's ``late_from``, which the next pass takes, moving
+  ``rolled_to`` back to it. A finish of ours written late (sent again long after, a worker's
+  clock far behind the roller's) is not noted: it is left out until ``rebuild_metrics``.
+- The first pass on a queue rolls from its oldest job (as ``rebuild_metrics()`` would); any
+  pass longer than ``minutes.WINDOW`` (an hour: the first, a rebuild, one after rollers
+  stopped for a while) rolls in windows of it, each counted, written and recorded
+  (``rolled_to``, the lease renewed) before the next is read, so memory holds one window's
+  ids and a pass that stops (a crash, a lost lease) is taken up from there by the next one,
+  counting as the pass it was (``pass_from``). A window's reads are index ranges on both
+  sides (history by ``ts.done``, ``ts.created`` and ``ts.started``; the attempts by
+  ``ended`` and ``started``; the ring by id), so n windows cost about one pass; the first
+  long pass makes those indexes (``ensure_window_indexes``).
 - ``prune_history`` rolls first, then *freezes* the minutes up to its cut-off's
   (``frozen_before``): their history is going, so no later pass nor rebuild recounts them. A
   prune whose cut-off is in the current minute (an age under a minute) freezes that minute:
@@ -62,9 +70,9 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..errors import JobQueueError
-from . import hours
+from . import hours, minutes
 from .job import Status, utcnow
-from .minutes import MINUTE, Minute, count, floor
+from .minutes import LATE_FROM, MINUTE, STATE_ID, Minute, floor
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -92,7 +100,6 @@ TRAIL = dt.timedelta(minutes=10)  # rolled again on every pass: late finishes ar
 ROLL_EVERY_S = 30.0  # a Worker's rolls (at most one per queue in that time among all rollers)
 LEASE_S = 60.0  # a roller's lease, renewed between batches
 BATCH = 500  # minute documents per bulk write
-STATE_ID = "metrics"  # the lease document in <queue>.meta
 
 
 def collection(queue: QueueBase) -> Collection:
@@ -106,6 +113,16 @@ def ensure_indexes(queue: QueueBase) -> None:
     collection(queue).create_index([("at", ASCENDING)], expireAfterSeconds=METRICS_DAYS * 86_400)
     hours.ensure_index(queue, METRICS_DAYS)
     queue.attempts_collection.create_index([("ended", ASCENDING)])
+
+
+def ensure_window_indexes(queue: QueueBase) -> None:
+    """The indexes a long pass reads its windows by (``minutes.windows``): the attempts'
+    ``started``, history's ``ts.created`` and ``ts.started``. Made by the first long pass
+    only: each costs every finish an index entry (``benchmarks/RESULTS.md``), which a queue
+    whose passes stay short never pays."""
+    queue.attempts_collection.create_index([("started", ASCENDING)])
+    for field in ("ts.created", "ts.started"):
+        queue.history_collection.create_index([(field, ASCENDING)])
 
 
 def roll(
@@ -223,7 +240,7 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
     now = utcnow()
     current = floor(now)
     frozen = lease.state.get("frozen_before")
-    rolled_to = lease.state.get("rolled_to")
+    rolled_to = _take_late(lease)
     if since is not None:
         lo = floor(since)
     elif rolled_to is not None:
@@ -233,30 +250,43 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
     if frozen is not None:
         lo = max(lo, frozen)
     lo = min(lo, current + MINUTE)
+    # a pass that stopped goes on from rolled_to, counting as the pass it was (from first)
+    first = min(lo, lease.state.get("pass_from") or lo)
+    if lo + minutes.WINDOW <= current:  # a long pass: its indexes, and where it began
+        ensure_window_indexes(queue)
+        lease.renew()
+        lease.set({"pass_from": first})
     age = oldest_waiting_age(queue)
-    found = count(queue.collection, queue.history_collection, queue.attempts_collection, lo)
     metrics = collection(queue)
-    existing = {d["_id"] for d in metrics.find({"_id": {"$gte": lo}}, {"_id": 1})}
-    keys = {m for m, minute in found.items() if not minute.empty()} | existing
-    if age is not None and current >= lo:
-        keys.add(current)
     lease.set({"hours_from": min(lo, lease.state.get("hours_from") or lo)})  # hours.py
     written = 0
-    ops: list[UpdateOne] = []
-    for minute in sorted(keys):
-        fields = found.get(minute, Minute()).fields()
-        fields.update(at=minute, rolled_at=now, fence=lease.token)
-        update: dict[str, Any] = {"$set": fields}
-        if minute == current and age is not None:
-            update["$max"] = {"oldest_wait_s": age}
-        fence = {"$or": [{"fence": {"$lte": lease.token}}, {"fence": {"$exists": False}}]}
-        ops.append(UpdateOne({"_id": minute, **fence}, update, upsert=True))
-        if len(ops) >= BATCH:
-            written += _write(metrics, ops, lease)
-            ops = []
-    written += _write(metrics, ops, lease)
+    parts = queue.collection, queue.history_collection, queue.attempts_collection
+    for low, high, found in minutes.windows(*parts, lo, current, first):
+        window = {"$gte": low} if high is None else {"$gte": low, "$lt": high}
+        # by at (= _id): SecantusDB scans the collection for a range of _id
+        existing = {d["_id"] for d in metrics.find({"at": window}, {"_id": 1})}
+        keys = {m for m, minute in found.items() if not minute.empty()} | existing
+        if age is not None and high is None and current >= low:
+            keys.add(current)
+        ops: list[UpdateOne] = []
+        for minute in sorted(keys):
+            fields = found.get(minute, Minute()).fields()
+            fields.update(at=minute, rolled_at=now, fence=lease.token)
+            update: dict[str, Any] = {"$set": fields}
+            if minute == current and age is not None:
+                update["$max"] = {"oldest_wait_s": age}
+            fence = {"fence": {"$not": {"$gt": lease.token}}}  # no newer (an $or: a scan)
+            ops.append(UpdateOne({"_id": minute, **fence}, update, upsert=True))
+            if len(ops) >= BATCH:
+                written += _write(metrics, ops, lease)
+                ops = []
+        written += _write(metrics, ops, lease)
+        if high is not None:  # a pass stopped here resumes from the next window
+            lease.renew()
+            lease.set({"rolled_to": high})
     _derive_hours(queue, lease, lo, now)
-    lease.set({"rolled_to": max(current, rolled_to or current), "rolled_at": utcnow()})
+    rolled = {"rolled_to": max(current, rolled_to or current), "rolled_at": utcnow()}
+    lease.set({**rolled, "pass_from": None})
     return written
 
 
@@ -268,6 +298,25 @@ def _derive_hours(queue: QueueBase, lease: _Lease, lo: dt.datetime, now: dt.date
     written = hours.derive(queue, since, lease.token, now, lambda c, ops: _write(c, ops, lease))
     lease.set({"hours": hours.VERSION, "hours_from": None})
     return written
+
+
+def _take_late(lease: _Lease) -> dt.datetime | None:
+    """The lease's ``rolled_to``, moved back to the oldest minute a late write noted
+    (``note_late``), that note taken: a pass stopped after it resumes from there."""
+    for _ in range(5):  # a note arriving meanwhile changes it: read again
+        late = lease.state.get(LATE_FROM)
+        if late is None:
+            break
+        rolled = lease.state.get("rolled_to")
+        change: dict[str, Any] = {"$unset": {LATE_FROM: ""}}
+        if rolled is not None:  # else the first pass rolls from the oldest job anyway
+            change["$min"] = {"rolled_to": late}
+        if lease.meta.update_one({**lease._mine(), LATE_FROM: late}, change).matched_count:
+            lease.state.pop(LATE_FROM)
+            lease.state["rolled_to"] = None if rolled is None else min(rolled, late)
+            break
+        lease.state = lease.meta.find_one(lease._mine()) or lease.state
+    return lease.state.get("rolled_to")
 
 
 def _write(metrics: Collection, ops: Sequence[UpdateOne], lease: _Lease) -> int:

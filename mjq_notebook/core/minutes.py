@@ -1,7 +1,11 @@
 """What a queue did minute by minute, counted from its documents: the rollups' source.
 
-``count(ring, history, attempts, lo)`` reads what happened from ``lo`` on (three range reads,
-none of which grows with what came before ``lo``) and returns one ``Minute`` per UTC minute:
+``count(ring, history, attempts, lo, hi)`` reads what happened from ``lo`` up to ``hi`` (range
+reads, none of which grows with what came before ``lo`` or after ``hi``) and returns one
+``Minute`` per UTC minute; ``windows`` counts a long stretch one ``WINDOW`` at a time, each
+minute as one pass over the whole stretch counts it (what is counted in a minute is found by
+that minute's time: a job created in one window and finished in another is created in the
+first, done in the second):
 
 - ``done``, ``failed``, ``cancelled``: history rows by status, in the minute of ``ts.done``;
   the ``wait`` (``ts.started - ts.created``) and ``run`` (``ts.done - ts.started``) of each
@@ -16,18 +20,25 @@ none of which grows with what came before ``lo``) and returns one ``Minute`` per
 - ``retried``: attempts that ended ``failed`` or ``lost`` and were followed by another, in the
   minute they ended: every such record except the one that is its job's final failure (the
   job in history as failed with that many attempts). A failed job requeued later
-  (``q.retry``) turns its last failure into a retry if that minute is rolled again.
+  (``q.retry``) turns its last failure into a retry if that minute is rolled again (the
+  requeue notes it: ``note_late``).
+
+The ring is read by id (``ID_SLACK`` either side of the minutes read) and its working jobs by
+status; a job whose times lie further from its id's (another program's clock) is read once
+per long pass (``strays``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
+from pymongo.errors import PyMongoError
 
 from .job import Status
 from .sketch import Sketch
@@ -35,11 +46,18 @@ from .sketch import Sketch
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
+log = logging.getLogger("mjq_notebook")
+
 MINUTE = dt.timedelta(minutes=1)
 COUNTS = ("created", "started", "done", "failed", "cancelled", "retried")
 # jobs' ids carry their creation second (the publisher's clock, as ts.created): the ring is
 # read from lo less this, so a job whose id was made a little before its ts.created is seen
 ID_SLACK = dt.timedelta(minutes=1)
+STATE_ID = "metrics"  # the rollups' state in <queue>.meta: their lease, how far rolled
+LATE_FROM = "late_from"  # in it: the oldest minute a late write changed, for the next pass
+LATE = dt.timedelta(minutes=5)  # a write this far behind its ts.done is noted (note_late)
+WINDOW = dt.timedelta(hours=1)  # a long pass counts and writes this much at a time
+_LOOKUP = 100  # ids per $in (SecantusDB takes a long $in in more than linear time)
 _RETRIED = ("failed", "lost")
 _OUTCOMES = (Status.DONE.value, Status.FAILED.value, Status.CANCELLED.value)
 
@@ -75,41 +93,69 @@ class Minute:
 
 
 def count(
-    ring: Collection, history: Collection, attempts: Collection, lo: dt.datetime
+    ring: Collection,
+    history: Collection,
+    attempts: Collection,
+    lo: dt.datetime,
+    hi: dt.datetime | None = None,
+    *,
+    first: dt.datetime | None = None,
+    strays: Iterable[tuple[Any, Any]] = (),
 ) -> dict[dt.datetime, Minute]:
-    """The minutes from ``lo`` (a minute) on, as the documents say now: only minutes with
-    something in them."""
+    """The minutes from ``lo`` (a minute) up to ``hi`` (None: on to now), as the documents
+    say now: only minutes with something in them.
+
+    ``first``: the first minute of the pass this window belongs to (default ``lo``): a
+    window counts what one pass from ``first`` would count in its minutes, so a pass in
+    windows (``windows``) writes the same minutes as one pass. ``strays``: the ring's jobs
+    such a pass reads apart (``strays()``). Memory: the ids of the jobs created and of the
+    attempts started in the window, not those of the pass."""
+    first = lo if first is None else first
     minutes: dict[dt.datetime, Minute] = defaultdict(Minute)
     created: dict[dt.datetime, set[Any]] = defaultdict(set)
     started: dict[dt.datetime, set[tuple[Any, dt.datetime]]] = defaultdict(set)
-    final_failures: set[tuple[Any, int]] = set()
+
+    def inside(when: dt.datetime) -> bool:
+        return when >= lo and (hi is None or when < hi)
 
     def note(job_id: Any, ts: Any) -> None:
         ts = ts if isinstance(ts, Mapping) else {}
         made, began = _time(ts.get("created")), _time(ts.get("started"))
-        if made is not None and made >= lo:
+        if made is not None and inside(made):
             created[floor(made)].add(job_id)
-        if began is not None and began >= lo:
+        if began is not None and inside(began):
             started[floor(began)].add((job_id, began))
 
-    projection = {"status": 1, "ts": 1, "attempts": 1}
-    for doc in history.find({"ts.done": {"$gte": lo}}, projection):
+    for doc in history.find({"ts.done": _window(lo, hi)}, {"status": 1, "ts": 1}):
         note(doc["_id"], doc.get("ts"))
         _finish(minutes, doc, lo)
-        if doc.get("status") == Status.FAILED.value:
-            final_failures.add((doc["_id"], int(doc.get("attempts") or 0)))
-    since_id = ObjectId.from_datetime(lo - ID_SLACK)
-    for doc in _ring(ring, since_id):
-        note(doc["_id"], doc.get("ts"))
-    ended_since = {"kind": "attempt", "ended": {"$gte": lo}}
+    # finished outside the window (after it, or before it within the pass: clocks), created
+    # or started in it: one pass read them by ts.done, a window reads them by those times
+    for by in ("ts.created", "ts.started"):
+        for done in _outside("ts.done", lo, hi, first):
+            for doc in history.find({by: _window(lo, hi), **done}, {"ts": 1}):
+                note(doc["_id"], doc.get("ts"))
     fields = {"job": 1, "attempt": 1, "started": 1, "ended": 1, "outcome": 1}
-    for doc in attempts.find(ended_since, fields):
+    failures: list[tuple[Any, int, dt.datetime]] = []
+    for doc in attempts.find({"kind": "attempt", "ended": _window(lo, hi)}, fields):
         began, ended = _time(doc.get("started")), _time(doc.get("ended"))
-        if began is not None and began >= lo:
+        if began is not None and inside(began):
             started[floor(began)].add((doc.get("job"), began))
-        last = (doc.get("job"), int(doc.get("attempt") or 0)) in final_failures
-        if doc.get("outcome") in _RETRIED and ended is not None and not last:
-            minutes[floor(ended)].retried += 1
+        if doc.get("outcome") in _RETRIED and ended is not None:
+            failures.append((doc.get("job"), int(doc.get("attempt") or 0), floor(ended)))
+    for ended_outside in _outside("ended", lo, hi, first):
+        began_in = {"kind": "attempt", "started": _window(lo, hi), **ended_outside}
+        for doc in attempts.find(began_in, {"job": 1, "started": 1}):
+            began = _time(doc["started"])  # in the window: a time
+            started[floor(began)].add((doc.get("job"), began))  # type: ignore[arg-type]
+    final = _final_failures(history, {job for job, _, _ in failures}, first)
+    for job, attempt, minute in failures:
+        if (job, attempt) not in final:
+            minutes[minute].retried += 1
+    for doc in _ring(ring, lo, hi):
+        note(doc["_id"], doc.get("ts"))
+    for job_id, ts in strays:
+        note(job_id, ts)
     for minute, ids in created.items():
         minutes[minute].created = len(ids)
     for minute, pairs in started.items():
@@ -117,11 +163,102 @@ def count(
     return dict(minutes)
 
 
-def _ring(ring: Collection, since_id: ObjectId) -> Iterable[Mapping[str, Any]]:
-    """The ring's jobs published since ``since_id`` and those working now (ids and times)."""
+def windows(
+    ring: Collection,
+    history: Collection,
+    attempts: Collection,
+    lo: dt.datetime,
+    until: dt.datetime,
+    first: dt.datetime | None = None,
+) -> Iterator[tuple[dt.datetime, dt.datetime | None, dict[dt.datetime, Minute]]]:
+    """``count`` from ``lo`` in windows of ``WINDOW``, oldest first, as ``(lo, hi, minutes)``;
+    the last one, from the window that reaches ``until`` on, is open (``hi`` None). Each is
+    read only when asked for, so a caller writes one before the next is read: memory holds
+    one window's ids, whatever the pass's length. ``first``: the pass's first minute, if it
+    began before ``lo`` (it stopped, and goes on from ``lo``)."""
+    first = lo if first is None else min(first, lo)
+    extra = strays(ring, first) if lo + WINDOW <= until else []
+    low = lo
+    while low + WINDOW <= until:
+        high = low + WINDOW
+        yield low, high, count(ring, history, attempts, low, high, first=first, strays=extra)
+        low = high
+    yield low, None, count(ring, history, attempts, low, first=first, strays=extra)
+
+
+def strays(ring: Collection, first: dt.datetime) -> list[tuple[Any, Any]]:
+    """The ring's jobs one pass from ``first`` reads (``_ring``) whose creation or start is
+    more than ``ID_SLACK`` away from their id's time (another program's clock or local
+    times, an attempt long after the job's publication that no record holds): a window
+    reads the ring by id, so a pass in windows reads these once, first. Working jobs are
+    read by every window."""
+    out = []
+    for doc in ring.find({"_id": {"$gte": ObjectId.from_datetime(first - ID_SLACK)}}, {"ts": 1}):
+        ts = doc.get("ts") if isinstance(doc.get("ts"), Mapping) else {}
+        times = [_time(ts.get(name)) for name in ("created", "started")]
+        if any(when is not None and not _near(doc["_id"], floor(when)) for when in times):
+            out.append((doc["_id"], ts))
+    return out
+
+
+def _near(job_id: Any, minute: dt.datetime) -> bool:
+    """Whether a window holding ``minute`` reads ``job_id`` from the ring (``_ring``)."""
+    low = ObjectId.from_datetime(minute - ID_SLACK)
+    return isinstance(job_id, ObjectId) and low <= job_id < ObjectId.from_datetime(
+        minute + MINUTE + ID_SLACK
+    )
+
+
+def note_late(ring: Collection, done: Iterable[Any], now: dt.datetime) -> None:
+    """Say in the rollups' state (``<queue>.meta`` beside ``ring``) that history changed
+    only ``now`` in the minutes of ``done`` (``ts.done`` times): if one is ``LATE`` or more
+    behind, the next pass rolls again from its minute (its trailing ``TRAIL`` might not
+    reach it). For writes other than a finish's own (the sweep copying other programs'
+    finishes, a requeue taking a failure back): one update, and only for late ones."""
+    times = [when for when in map(_time, done) if when is not None and when <= now - LATE]
+    if not times:
+        return
+    meta = ring.database[f"{ring.name}.meta"]
+    try:  # the write it follows is done: a failed note costs a recount, not that write
+        meta.update_one({"_id": STATE_ID}, {"$min": {LATE_FROM: floor(min(times))}})
+    except PyMongoError as exc:
+        log.warning("%s: the rollups miss a late change until a rebuild: %s", ring.name, exc)
+
+
+def _window(lo: dt.datetime, hi: dt.datetime | None) -> dict[str, Any]:
+    return {"$gte": lo} if hi is None else {"$gte": lo, "$lt": hi}
+
+
+def _outside(
+    field: str, lo: dt.datetime, hi: dt.datetime | None, first: dt.datetime
+) -> list[dict[str, Any]]:
+    """Filters on ``field`` for the times from ``first`` on that are not in [lo, hi): one per
+    range (an ``$or`` of them, or a hint, makes some servers (SecantusDB) scan the index)."""
+    before = [{field: {"$gte": first, "$lt": lo}}] if first < lo else []
+    return before + ([{field: {"$gte": hi}}] if hi is not None else [])
+
+
+def _final_failures(history: Collection, jobs: set[Any], first: dt.datetime) -> set[Any]:
+    """(job, attempts) of those of ``jobs`` in history as failed for good (since ``first``):
+    their last failure ended the job, it was no retry."""
+    final, ids = set(), list(jobs)
+    failed = {"status": Status.FAILED.value, "ts.done": {"$gte": first}}
+    for i in range(0, len(ids), _LOOKUP):
+        batch = {"_id": {"$in": ids[i : i + _LOOKUP]}, **failed}
+        for doc in history.find(batch, {"attempts": 1}):
+            final.add((doc["_id"], int(doc.get("attempts") or 0)))
+    return final
+
+
+def _ring(ring: Collection, lo: dt.datetime, hi: dt.datetime | None) -> Iterable[Mapping[str, Any]]:
+    """The ring's jobs published around [lo, hi) (by id, ``ID_SLACK`` either side) and those
+    working now (ids and times)."""
     projection = {"ts": 1}
+    ids = {"$gte": ObjectId.from_datetime(lo - ID_SLACK)}
+    if hi is not None:
+        ids["$lt"] = ObjectId.from_datetime(hi + ID_SLACK)
     seen = set()
-    for doc in ring.find({"_id": {"$gte": since_id}}, projection):
+    for doc in ring.find({"_id": ids}, projection):
         seen.add(doc["_id"])
         yield doc
     for doc in ring.find({"status": Status.WORKING.value}, projection):

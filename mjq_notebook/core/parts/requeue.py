@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from ..job import IN_HISTORY, Status, stored_size, utcnow
+from ..minutes import note_late
 from ..retries import retried
 from . import attempts
 
@@ -109,6 +110,9 @@ def requeue(
         if entry is not None:
             log.delete_one(entry)  # type: ignore[union-attr]  # set with entry
         raise
+    # that failure was no job's last: the rollups count it as a retry once they recount it
+    ts = failed.get("ts") if isinstance(failed.get("ts"), Mapping) else {}
+    note_late(queue, [ts.get("done")], now)  # type: ignore[union-attr]  # a Mapping
     return True
 
 

@@ -25,7 +25,8 @@ from bson.errors import InvalidDocument
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from ..job import FINISHED, IN_HISTORY
+from ..job import FINISHED, IN_HISTORY, utcnow
+from ..minutes import note_late
 from ..retries import retried
 from ..wakeup import last_inserted
 
@@ -99,14 +100,16 @@ class Sweeper:
         if not ring:
             return 0
         ids = [doc["_id"] for doc in ring]
+        written: list[Any] = []  # the ts.done of history rows written, and replaced
         held = {row["_id"]: row for row in self.history.find({"_id": {"$in": ids}}, FINISH)}
         # ours went to history first: a missing row was pruned since, not to be copied back
         copied = [
             doc
             for doc in ring
             if (doc.get(IN_HISTORY) is True and doc["_id"] not in held)
-            or self._in_history(doc, held.get(doc["_id"]))
+            or self._in_history(doc, held.get(doc["_id"]), written)
         ]
+        note_late(self.collection, written, utcnow())
         if not copied:
             return 0
         each = {"$or": [finish_of(doc) for doc in copied]}
@@ -117,10 +120,13 @@ class Sweeper:
         )
         return deleted.deleted_count
 
-    def _in_history(self, finish: dict[str, Any], row: dict[str, Any] | None) -> bool:
+    def _in_history(
+        self, finish: dict[str, Any], row: dict[str, Any] | None, written: list[Any]
+    ) -> bool:
         """True once history holds ``finish``: copy the ring's document there if it holds
         none or another finish (conditionally on the row read, so a finish written since
-        is not overwritten); False if the document changed meanwhile."""
+        is not overwritten; the finishes' times go to ``written``); False if the document
+        changed meanwhile."""
         if row is not None and finish_of(row) == finish_of(finish):
             return True
         doc = self.collection.find_one({"_id": finish["_id"]})
@@ -129,8 +135,11 @@ class Sweeper:
         try:
             if row is None:
                 self.history.insert_one(doc)
+                written.append(finish_of(doc)["ts.done"])
                 return True
             replaced = self.history.replace_one(finish_of(row), doc, hint=ID_INDEX)
+            if replaced.matched_count:
+                written.extend((finish_of(doc)["ts.done"], finish_of(row)["ts.done"]))
             return replaced.matched_count == 1
         except DuplicateKeyError:
             return False  # a row arrived meanwhile: the next sweep compares it
