@@ -261,7 +261,7 @@ def _pass(queue: QueueBase, lease: _Lease, since: dt.datetime | None) -> int:
     lease.set({"hours_from": min(lo, lease.state.get("hours_from") or lo)})  # hours.py
     written = 0
     parts = queue.collection, queue.history_collection, queue.attempts_collection
-    for low, high, found in minutes.windows(*parts, lo, current, first):
+    for low, high, found in minutes.windows(*parts, lo, current, first, metrics):
         window = {"$gte": low} if high is None else {"$gte": low, "$lt": high}
         # by at (= _id): SecantusDB scans the collection for a range of _id
         existing = {d["_id"] for d in metrics.find({"at": window}, {"_id": 1})}
