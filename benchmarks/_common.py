@@ -127,3 +127,21 @@ def verdict(ratio: float, target: float | None) -> str:
     if target is None:
         return "-"
     return "PASS" if ratio <= target else "FAIL"
+
+
+def per_job_ms(q: Any, n: int) -> float:
+    """Mean milliseconds of pub + next + done of ``n`` jobs on ``q``, one job at a time."""
+    started = time.perf_counter()
+    for i in range(n):
+        q.pub({"probe": i})
+        q.done(q.next(timeout=5))
+    return (time.perf_counter() - started) / n * 1000
+
+
+def status_kb(field: str) -> int:
+    """A ``/proc/self/status`` figure in kB (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)

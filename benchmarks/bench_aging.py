@@ -27,22 +27,13 @@ import threading
 import time
 from typing import Any
 
-from _common import environment, parser, run_bench, scratch_database, smoke, verdict
+from _common import environment, parser, per_job_ms, run_bench, scratch_database, smoke, verdict
 
 from mjq_notebook import JobQueue
 from mjq_notebook.core.parts import sweep as sweep_module
 from mjq_notebook.server import client_for
 
 TARGET = 1.5  # aged / fresh, the issue's goal
-
-
-def per_job_ms(q: JobQueue, n: int) -> float:
-    """Mean milliseconds of pub + next + done, one job at a time."""
-    started = time.perf_counter()
-    for i in range(n):
-        q.pub({"probe": i})
-        q.done(q.next(timeout=5))
-    return (time.perf_counter() - started) / n * 1000
 
 
 def pub_to_claim_ms(q: JobQueue, n: int, seed: int = 7) -> list[float]:

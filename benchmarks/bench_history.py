@@ -55,7 +55,16 @@ from unittest import mock
 import bson
 import numpy as np
 import pandas as pd
-from _common import environment, parser, round_done, run_bench, scratch_database, smoke, verdict
+from _common import (
+    environment,
+    parser,
+    round_done,
+    run_bench,
+    scratch_database,
+    smoke,
+    status_kb,
+    verdict,
+)
 from bson import ObjectId
 from bson.codec_options import CodecOptions
 from pymongo.collection import Collection
@@ -629,15 +638,6 @@ def populate_in_chunks(db: Database, args: argparse.Namespace) -> Setup:
     return Setup(q, args.jobs, args.queue_jobs, n_both, seconds)
 
 
-def _status_kb(field: str) -> int:
-    """A ``/proc/self/status`` figure in kB (Linux)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def peak_growth(call: Callable[[], Any]) -> tuple[Any, float, float, float]:
     """``call()``'s result, seconds, and the growth of this process's peak RSS during it in
     MB: by ``/proc/self/status`` VmHWM after resetting it, and by ``getrusage``'s ru_maxrss
@@ -645,12 +645,12 @@ def peak_growth(call: Callable[[], Any]) -> tuple[Any, float, float, float]:
     gc.collect()
     with open("/proc/self/clear_refs", "w") as clear:  # "5": reset the peak RSS (Linux 4.0+)
         clear.write("5")
-    rss, maxrss = _status_kb("VmRSS"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss, maxrss = status_kb("VmRSS"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with quiet():
         start = time.perf_counter()
         result = call()
         seconds = time.perf_counter() - start
-    hwm = _status_kb("VmHWM") - rss
+    hwm = status_kb("VmHWM") - rss
     lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss
     return result, seconds, hwm / 1024, lifetime / 1024
 
@@ -664,7 +664,7 @@ def production(db: Database, args: argparse.Namespace) -> None:
         return
     for label, seconds in setup.seconds.items():
         print(f"setup: {label} {seconds:.0f} s", flush=True)
-    print(f"rss after setup: {_status_kb('VmRSS') / 1024:.0f} MB; pid {os.getpid()}\n")
+    print(f"rss after setup: {status_kb('VmRSS') / 1024:.0f} MB; pid {os.getpid()}\n")
     print("| load | rows | seconds | vs raw fetch | frame B/row | peak RSS growth MB "
           "(VmHWM / ru_maxrss) | RSS growth B/row |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|")

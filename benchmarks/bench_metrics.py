@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from _common import environment, parser, round_done, run_bench, scratch_database, smoke
+from _common import environment, parser, per_job_ms, round_done, run_bench, scratch_database, smoke
 from bson import ObjectId
 from pymongo import ASCENDING
 
@@ -235,14 +235,6 @@ def hour_step_cost(client, args: argparse.Namespace) -> None:
 
 
 # -- 3. what rolling adds per job --------------------------------------------------------------
-
-
-def per_job_ms(q: JobQueue, n: int) -> float:
-    started = time.perf_counter()
-    for i in range(n):
-        q.pub({"probe": i})
-        q.done(q.next(timeout=5))
-    return (time.perf_counter() - started) / n * 1000
 
 
 def with_roller(q: JobQueue, every: float | None, n: int) -> tuple[float, int]:

@@ -31,7 +31,16 @@ import subprocess
 import sys
 import time
 
-from _common import environment, parser, round_done, run_bench, scratch_database, smoke
+from _common import (
+    environment,
+    parser,
+    per_job_ms,
+    round_done,
+    run_bench,
+    scratch_database,
+    smoke,
+    status_kb,
+)
 from bson import ObjectId
 from pymongo import ASCENDING
 
@@ -88,14 +97,6 @@ def fill(q: JobQueue, start: dt.datetime, days: int, jobs: int) -> float:
 # -- one rebuild, in a process of its own ---------------------------------------------------
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def child(uri: str, db: str, side: str) -> None:
     """Rebuild the rollups once, as ``side`` says; print seconds, peak RSS growth (MB) and
     the minute documents written as JSON."""
@@ -106,11 +107,11 @@ def child(uri: str, db: str, side: str) -> None:
     gc.collect()
     with open("/proc/self/clear_refs", "w") as clear:  # "5": reset the peak RSS (Linux 4.0+)
         clear.write("5")
-    rss = _status_kb("VmRSS")
+    rss = status_kb("VmRSS")
     started = time.perf_counter()
     written = q.rebuild_metrics()
     seconds = time.perf_counter() - started
-    growth = (_status_kb("VmHWM") - rss) / 1024
+    growth = (status_kb("VmHWM") - rss) / 1024
     print(json.dumps({"seconds": seconds, "mb": growth, "written": written}))
 
 
@@ -173,14 +174,6 @@ def indexes_before(q: JobQueue) -> None:
 def _all_indexes(q: JobQueue) -> None:
     metrics.ensure_indexes(q)
     metrics.ensure_window_indexes(q)
-
-
-def per_job_ms(q: JobQueue, n: int) -> float:
-    started = time.perf_counter()
-    for i in range(n):
-        q.pub({"probe": i})
-        q.done(q.next(timeout=5))
-    return (time.perf_counter() - started) / n * 1000
 
 
 def hot_path(args: argparse.Namespace) -> None:

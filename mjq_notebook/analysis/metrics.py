@@ -23,8 +23,8 @@ import pandas as pd
 from pymongo.errors import OperationFailure
 
 from ..core import metrics as rollups
+from ..core.hours import Merged
 from ..core.minutes import COUNTS, floor
-from ..core.sketch import Sketch
 from . import history as _accessor  # noqa: F401  # registers df.mjq (.plot_metrics())
 from .fetch import _as_datetime
 
@@ -97,22 +97,8 @@ def _periods(since: dt.datetime, until: dt.datetime, step: Any) -> pd.DatetimeIn
     return periods[periods > start].insert(0, start)
 
 
-class _Period:
+class _Period(Merged):
     """One period's sums, merged sketches and largest oldest-wait sample."""
-
-    def __init__(self) -> None:
-        self.counts = dict.fromkeys(COUNTS, 0)
-        self.wait, self.run = Sketch(), Sketch()
-        self.oldest: float | None = None
-
-    def add(self, doc: Mapping[str, Any]) -> None:
-        for name in COUNTS:
-            self.counts[name] += int(doc.get(name) or 0)
-        self.wait.merge_doc(doc.get("wait"))
-        self.run.merge_doc(doc.get("run"))
-        age = doc.get("oldest_wait_s")
-        if age is not None and (self.oldest is None or age > self.oldest):
-            self.oldest = float(age)
 
     def values(self) -> list[Any]:
         out: list[Any] = [self.counts[name] for name in COUNTS]

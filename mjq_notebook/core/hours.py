@@ -111,17 +111,16 @@ def span(
     return a, b
 
 
-class _Hour:
-    """One hour's minutes merged."""
+class Merged:
+    """Rollup documents (minutes or hours) merged: the counts summed, the sketches merged,
+    the largest oldest-wait sample. An hour here; a period of ``q.metrics()`` above."""
 
-    def __init__(self, at: dt.datetime) -> None:
-        self.at, self.minutes = at, 0
+    def __init__(self) -> None:
         self.counts = dict.fromkeys(COUNTS, 0)
         self.wait, self.run = Sketch(), Sketch()
         self.oldest: float | None = None
 
     def add(self, doc: Mapping[str, Any]) -> None:
-        self.minutes += 1
         for name in COUNTS:
             self.counts[name] += int(doc.get(name) or 0)
         self.wait.merge_doc(doc.get("wait"))
@@ -129,6 +128,18 @@ class _Hour:
         age = doc.get("oldest_wait_s")
         if age is not None and (self.oldest is None or age > self.oldest):
             self.oldest = float(age)
+
+
+class _Hour(Merged):
+    """One hour's minutes merged."""
+
+    def __init__(self, at: dt.datetime) -> None:
+        super().__init__()
+        self.at, self.minutes = at, 0
+
+    def add(self, doc: Mapping[str, Any]) -> None:
+        self.minutes += 1
+        super().add(doc)
 
     def op(self, token: int, now: dt.datetime) -> UpdateOne:
         fields: dict[str, Any] = dict(self.counts)
