@@ -182,16 +182,15 @@ def windows(
     extra = strays(ring, first) if lo + WINDOW <= until else []
     low = lo
     while low + WINDOW <= until:
-        # windows with nothing in them are skipped (a pymjq job of 2016 and one of today
-        # are two windows apart, not 90,000), keeping the windows' alignment
-        nxt = _next_event(ring, history, attempts, stands, low, extra)
-        ahead = (min(nxt, until) if nxt is not None else until) - low
-        low += (ahead // WINDOW) * WINDOW
-        if low + WINDOW > until:
-            break
         high = low + WINDOW
-        yield low, high, count(ring, history, attempts, low, high, first=first, strays=extra)
+        found = count(ring, history, attempts, low, high, first=first, strays=extra)
+        yield low, high, found
         low = high
+        if not found:  # skip to the window of the next event, keeping the alignment (a
+            # pymjq job of 2016 and one of today are a few windows apart, not 90,000)
+            nxt = _next_event(ring, history, attempts, stands, low, extra)
+            ahead = (min(nxt, until) if nxt is not None else until) - low
+            low += max(ahead, dt.timedelta(0)) // WINDOW * WINDOW
     yield low, None, count(ring, history, attempts, low, first=first, strays=extra)
 
 
