@@ -205,6 +205,20 @@ def db(client):
     client.drop_database(name)
 
 
+@pytest.fixture
+def quiet_db():
+    """A database on an embedded server of the test's own (on ``MJQ_TEST_MONGODB_URI``'s
+    when set), for a latency bound: on the shared server, other tests' open cursors and
+    change streams (SecantusDB wakes every waiting getMore on any write) weigh on it too."""
+    with contextlib.ExitStack() as stack:
+        uri = TEST_URI or stack.enter_context(embedded_server(":memory:")).uri
+        client = client_for(uri)
+        name = f"mjq_test_{uuid.uuid4().hex[:10]}"
+        yield client[name]
+        client.drop_database(name)
+        client.close()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "both_feeds: run with change streams and with polling")
 

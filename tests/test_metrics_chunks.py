@@ -18,15 +18,11 @@ from mjq_notebook.core.job import IN_HISTORY, utcnow
 from mjq_notebook.core.minutes import floor
 from mjq_notebook.core.sketch import Sketch
 
-from .support.workload import object_id
+from .support.workload import bson_ms, object_id
 
 WIDTH = dt.timedelta(minutes=2)  # the windows here: a 25-minute workload spans a dozen
 VOLATILE = ("rolled_at", "fence", "oldest_wait_s")
 COUNTS = ("created", "started", "done", "failed", "cancelled", "retried")
-
-
-def _ms(when: dt.datetime) -> dt.datetime:
-    return when.replace(microsecond=when.microsecond // 1000 * 1000)
 
 
 @dataclass
@@ -48,7 +44,7 @@ class Generated:
         rng = random.Random(self.seed)
         start = self.end - dt.timedelta(minutes=65)
         for _ in range(self.jobs):
-            self._job(rng, _ms(start + dt.timedelta(seconds=rng.uniform(0, 25 * 60))))
+            self._job(rng, bson_ms(start + dt.timedelta(seconds=rng.uniform(0, 25 * 60))))
         stray = start + dt.timedelta(minutes=3)  # pymjq, local time ahead: no record
         ts = {"created": stray + dt.timedelta(minutes=10), "started": None, "done": None}
         self.ring.append({"_id": object_id(stray), "status": "waiting", "ts": ts, "attempts": 0})
@@ -59,15 +55,15 @@ class Generated:
         ts = {"created": created, "started": None, "done": None}
         doc = {"_id": job_id, "status": "done", "ts": ts, "attempts": 0, "priority": 0}
         if kind > 0.93:  # cancelled while waiting
-            ts["done"] = _ms(created + dt.timedelta(seconds=rng.uniform(1, 300)))
+            ts["done"] = bson_ms(created + dt.timedelta(seconds=rng.uniform(1, 300)))
             doc["status"] = "cancelled"
             self.history.append(doc)
             return
         pymjq = kind < 0.05  # another program's: no attempt records, no attempts counted
         clock = created
         for attempt in range(1, tries + 1):
-            began = _ms(clock + dt.timedelta(seconds=rng.uniform(0, 360)))
-            ended = _ms(began + dt.timedelta(seconds=rng.uniform(0.1, 240)))
+            began = bson_ms(clock + dt.timedelta(seconds=rng.uniform(0, 360)))
+            ended = bson_ms(began + dt.timedelta(seconds=rng.uniform(0.1, 240)))
             ts.update(started=began, done=ended)
             doc["attempts"] = 0 if pymjq else attempt
             if attempt == tries and kind > 0.88:  # still in the ring
@@ -273,7 +269,7 @@ def test_a_pass_skips_the_empty_windows_between_years(queue, windows_seen, monke
 def _late_pymjq_finish(queue, minutes_ago: int) -> dict:
     """A job another program finished ``minutes_ago`` minutes ago, left in the ring (no
     history row yet), and a newer job after it (the sweep keeps the ring's newest)."""
-    done = _ms(utcnow() - dt.timedelta(minutes=minutes_ago))
+    done = bson_ms(utcnow() - dt.timedelta(minutes=minutes_ago))
     ts = {
         "created": done - dt.timedelta(minutes=2),
         "started": done - dt.timedelta(minutes=1),

@@ -78,11 +78,12 @@ def test_next_times_out_with_empty(queue):
 
 
 @pytest.mark.serial  # a latency bound: nothing of another xdist worker beside it
-def test_blocked_consumer_wakes_on_publish(queue):
+def test_blocked_consumer_wakes_on_publish(quiet_db):
     """A publish from elsewhere wakes a blocked consumer at once: well before its re-check."""
+    queue = JobQueue(quiet_db)
     queue.pub({"first": True})  # something in the collection for the wake-up cursor to follow
     queue.done(queue.next())
-    delays, _, baseline = claim_delays(queue, JobQueue(queue.db))
+    delays, _, baseline = claim_delays(queue, JobQueue(quiet_db))
     assert_woken(delays, baseline)
 
 

@@ -138,15 +138,15 @@ def test_a_swept_failed_job_is_requeued_from_history(db, sweep_often):
 
 
 @pytest.mark.serial  # a latency bound: nothing of another xdist worker beside it
-def test_a_consumer_on_a_swept_ring_still_wakes_at_once(db, sweep_often):
+def test_a_consumer_on_a_swept_ring_still_wakes_at_once(quiet_db, sweep_often):
     """Every finish sweeps the ring, yet it keeps its newest document, so the consumer's
     wake-up cursor has one to stand on: each publish wakes it at once. (An empty ring would
     leave it polling every 250 ms, which the median catches too.)"""
-    q = JobQueue(db)
+    q = JobQueue(quiet_db)
     q.pub({"n": "first"})
     _work(q, 1)
-    delays, ids, baseline = claim_delays(q, JobQueue(db))  # each finished and swept in turn
-    ring = [doc["_id"] for doc in db.jobqueue.find({}, {"_id": 1})]
+    delays, ids, baseline = claim_delays(q, JobQueue(quiet_db))  # each finished and swept in turn
+    ring = [doc["_id"] for doc in quiet_db.jobqueue.find({}, {"_id": 1})]
     assert ids[-1] in ring and len(ring) <= 2  # the newest stays (and, where $natural is not
     # honoured, the one it finds); the rest went to history
     assert_woken(delays, baseline)

@@ -20,7 +20,7 @@ def object_id(at: dt.datetime) -> ObjectId:
     return ObjectId(struct.pack(">I", int(at.timestamp())) + os.urandom(8))
 
 
-def _ms(when: dt.datetime) -> dt.datetime:
+def bson_ms(when: dt.datetime) -> dt.datetime:
     """BSON's precision."""
     return when.replace(microsecond=when.microsecond // 1000 * 1000)
 
@@ -46,7 +46,7 @@ class Workload:
         at = self.start
         workers = [f"host{i}:{1000 + i}:{i:04x}" for i in range(4)]
         for _ in range(self.jobs):
-            at = _ms(at + dt.timedelta(seconds=rng.expovariate(rate)))
+            at = bson_ms(at + dt.timedelta(seconds=rng.expovariate(rate)))
             self._job(rng, at, workers)
 
     def _job(self, rng: random.Random, created: dt.datetime, workers: list[str]) -> None:
@@ -61,13 +61,13 @@ class Workload:
             "lease_until": None, "worker": None,
         }  # fmt: skip
         if status == "cancelled":
-            ts["done"] = _ms(created + dt.timedelta(seconds=rng.uniform(0.5, 30)))
+            ts["done"] = bson_ms(created + dt.timedelta(seconds=rng.uniform(0.5, 30)))
             self.history.append(doc)
             return
         clock = created
         for attempt in range(1, tries + 1):
-            began = _ms(clock + dt.timedelta(seconds=rng.lognormvariate(0.0, 1.0)))
-            ended = _ms(began + dt.timedelta(seconds=rng.lognormvariate(-0.7, 1.2)))
+            began = bson_ms(clock + dt.timedelta(seconds=rng.lognormvariate(0.0, 1.0)))
+            ended = bson_ms(began + dt.timedelta(seconds=rng.lognormvariate(-0.7, 1.2)))
             outcome = "done" if attempt == tries and status == "done" else "failed"
             worker = rng.choice(workers)
             self.attempts.append({
