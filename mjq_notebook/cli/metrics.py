@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DashboardError
-from ..signals import handling_stop_signals
+from ..signals import StopFlag, handling_stop_signals
 from .web.access import LOCAL_NAMES, is_local, new_token, url_folder
 
 if TYPE_CHECKING:
@@ -237,8 +237,8 @@ def _announce(host: str, port: int, database: str, no_token: bool, path: Path | 
 
 def _run(server: Server) -> None:
     """Serve on a thread until a stop signal; then stop it cleanly (requests finish)."""
-    stopping = threading.Event()
-    with handling_stop_signals(lambda signum, frame: stopping.set()):
+    stopping = StopFlag()
+    with handling_stop_signals(stopping.set):
         thread = threading.Thread(target=server.serve_forever, name="mjq-metrics", daemon=True)
         thread.start()
         while not stopping.wait(0.5) and thread.is_alive():

@@ -7,12 +7,11 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Sequence
 
 from ..errors import JobQueueError, ServerUnavailable
-from ..signals import handling_stop_signals
+from ..signals import StopFlag, handling_stop_signals
 from .access import private_folder, private_umask
 from .embedded import EmbeddedServer, start_server
 from .folder import DataFolder
@@ -71,9 +70,9 @@ def _serve(
     take_lock: bool,
     on_ready: Callable[[EmbeddedServer], None] | None,
 ) -> str:
-    stop = threading.Event()
+    stop = StopFlag()
     reason = ["stopped by signal"]
-    with handling_stop_signals(lambda *_: stop.set()):
+    with handling_stop_signals(stop.set):
         lock = start_lock(folder, START_TIMEOUT + 10) if take_lock else contextlib.nullcontext()
         with lock:
             running = find_running(folder) if take_lock else None
@@ -108,9 +107,7 @@ def _serve(
     return reason[0]
 
 
-def _run(
-    server: EmbeddedServer, stop: threading.Event, idle_timeout: float | None, reason: list
-) -> None:
+def _run(server: EmbeddedServer, stop: StopFlag, idle_timeout: float | None, reason: list) -> None:
     poll = min(1.0, idle_timeout / 4) if idle_timeout else 3600.0
     last_client = time.monotonic()
     while not stop.wait(poll):
