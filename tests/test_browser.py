@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import signal
-import subprocess
 import time
 import uuid
 
@@ -33,7 +31,7 @@ from .support.lab import (
     stage_screenshot_jobs,
     wait_for_kernel,
 )
-from .support.processes import start_worker
+from .support.processes import start_worker, stop_processes
 from .support.xss import XSS
 
 pytestmark = pytest.mark.browser
@@ -376,14 +374,7 @@ def test_the_workers_panel_shows_two_workers_and_progress_shows_as_a_bar(
         shoot(lab, tmp_path, "dashboard-workers")
     finally:
         release.touch()
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(10)
+        stop_processes(workers, grace=30)
     assert [w.returncode for w in workers] == [0, 0], [w.stdout.read() for w in workers]
     for name in names:
         row = lab.dashboard.locator("table.mjq-workers tr", has_text=name)

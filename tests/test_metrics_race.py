@@ -15,7 +15,7 @@ import pandas as pd
 from mjq_notebook.core import metrics
 from mjq_notebook.core.job import utcnow
 
-from .support.processes import start_worker
+from .support.processes import start_worker, stop_processes
 from .support.waiting import wait_for
 
 JOBS = 200
@@ -32,18 +32,6 @@ ROLLER = textwrap.dedent(
         time.sleep(0.1)
     """
 )
-
-
-def _stop(processes):
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def _token(queue) -> int:
@@ -74,10 +62,10 @@ def test_competing_workers_and_rollers_count_each_job_once(server_uri, db, queue
 
         wait_for(rolled_since_all_done, 60, "a pass that began after the last finish")
         stop.touch()
-        _stop(rollers)
+        stop_processes(rollers)
     finally:
         stop.touch()
-        _stop(rollers + workers)
+        stop_processes(rollers + workers)
     history = queue.history(limit=None)
     assert len(history) == JOBS and set(history["worker"].str.split(":").str[1]) == {
         str(w.pid) for w in workers

@@ -78,6 +78,20 @@ def read_log(log: Path) -> list[list[str]]:
     return [line.split() for line in log.read_text().splitlines()]
 
 
+def stop_processes(processes: list[subprocess.Popen], grace: float = 20) -> None:
+    """SIGTERM each process still running, then wait ``grace`` seconds for each; one that
+    has not ended by then is killed."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 def kill_groups(processes: list[subprocess.Popen]) -> None:
     """Kill each process still running, with its process group (its own session)."""
     for process in processes:
