@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from mjq_notebook import JobQueue, QueueNameError, Worker
-from mjq_notebook.core import metrics
+from mjq_notebook.core import hours, metrics
 from mjq_notebook.core.catalog import queues
 from mjq_notebook.core.sketch import RELATIVE_ERROR, ZERO_S, Sketch
 
@@ -222,19 +222,27 @@ def test_the_oldest_waiting_age(queue):
     assert metrics.oldest_waiting_age(queue) is None
 
 
-def test_metrics_is_a_companion(db, queue):
+@pytest.mark.parametrize(
+    ("tier", "ttl"),
+    [(metrics, metrics.METRICS_DAYS * 86_400), (hours, metrics.METRICS_DAYS * 86_400 + 3600)],
+    ids=["minutes", "hours"],
+)
+def test_the_rollups_are_a_companion(db, queue, tier, ttl):
+    """Each tier's collection is not a queue, no queue takes its name, clear_queue drops it
+    and the next roll puts its TTL index back (hours go an hour after their last minute)."""
     queue.pub({"x": 1})
     queue.done(queue.next())
     metrics.roll(queue)
-    assert metrics.collection(queue).count_documents({}) > 0
-    assert [row["queue"] for row in queues(db)] == [queue.name]  # mjq queues: not .metrics
+    name = tier.collection(queue).name
+    assert tier.collection(queue).count_documents({}) > 0
+    assert [row["queue"] for row in queues(db)] == [queue.name]  # mjq queues: not name
     with pytest.raises(QueueNameError):
-        JobQueue(db, f"{queue.name}.metrics")
+        JobQueue(db, name)
     queue.clear_queue()
-    assert f"{queue.name}.metrics" not in db.list_collection_names()
+    assert name not in db.list_collection_names()
     assert metrics.roll(queue) == 0  # nothing to roll; the TTL index is back
-    ttl = [i for i in metrics.collection(queue).list_indexes() if "expireAfterSeconds" in i]
-    assert ttl[0]["expireAfterSeconds"] == metrics.METRICS_DAYS * 86_400
+    indexes = [i for i in tier.collection(queue).list_indexes() if "expireAfterSeconds" in i]
+    assert indexes[0]["expireAfterSeconds"] == ttl
 
 
 def test_a_stale_roller_cannot_overwrite_a_later_one(queue):

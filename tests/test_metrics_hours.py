@@ -12,10 +12,9 @@ import pandas as pd
 import pytest
 from pymongo import monitoring
 
-from mjq_notebook import JobQueue, QueueNameError
+from mjq_notebook import JobQueue
 from mjq_notebook.analysis.metrics import frame
 from mjq_notebook.core import hours, metrics
-from mjq_notebook.core.catalog import queues
 from mjq_notebook.core.minutes import COUNTS
 from mjq_notebook.core.sketch import Sketch
 from mjq_notebook.server.client import client_for
@@ -265,21 +264,6 @@ def test_a_stale_roller_cannot_overwrite_the_hours(queue):
     with pytest.raises(metrics._Fenced):
         metrics._derive_hours(queue, stale, _midnight(0), dt.datetime.now(UTC))
     assert {d["done"] for d in _hour_docs(queue)} == {7}
-
-
-def test_hours_are_a_companion(db, queue):
-    queue.pub({"x": 1})
-    queue.done(queue.next())
-    metrics.roll(queue)
-    assert hours.collection(queue).count_documents({}) >= 1
-    assert [row["queue"] for row in queues(db)] == [queue.name]  # not .metrics_hours
-    with pytest.raises(QueueNameError):
-        JobQueue(db, f"{queue.name}.metrics_hours")
-    queue.clear_queue()
-    assert f"{queue.name}.metrics_hours" not in db.list_collection_names()
-    assert metrics.roll(queue) == 0  # nothing to roll; the TTL index is back
-    ttl = [i for i in hours.collection(queue).list_indexes() if "expireAfterSeconds" in i]
-    assert ttl[0]["expireAfterSeconds"] == metrics.METRICS_DAYS * 86_400 + 3600
 
 
 def test_which_hours_a_window_reads_as_hours():
