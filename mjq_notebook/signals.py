@@ -1,6 +1,7 @@
 """Stop on SIGINT/SIGTERM for the length of a block, then put the old handlers back.
 
-Used by the two long-running commands: ``mjq serve`` and a worker's ``run()``.
+Used by the long-running commands (``mjq serve``, ``tail``, ``metrics``) and a worker's
+``run()``.
 """
 
 from __future__ import annotations

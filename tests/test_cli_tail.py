@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import subprocess
 
 import pytest
 from pymongo.errors import OperationFailure
@@ -255,3 +256,28 @@ def test_a_job_published_just_after_the_head_is_read_is_not_missed(queue, monkey
     if log.mode != "change stream":
         pytest.skip("the server has no change streams: the log polls (tested above)")
     assert published and published[0] in seen
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_end_the_tail_even_started_in_the_background(db, server_uri, signum):
+    """A shell starts ``mjq tail ... &`` with SIGINT ignored, and Python then raises no
+    KeyboardInterrupt: the tail's own handler stops it all the same, between two reads."""
+    q = JobQueue(db)
+    marker = q.pub({"before": "the tail"})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited, as from `&`
+    try:
+        tail = MjqTail(server_uri, db, "--duration", "60")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        wait_for(lambda: tail.printed(str(marker), "waiting"), 60, "the tail to follow")
+    finally:
+        tail.process.send_signal(signum)
+        try:
+            code = tail.process.wait(10)
+        except subprocess.TimeoutExpired:
+            tail.process.kill()
+            tail.process.wait(10)
+            pytest.fail(f"the tail went on after signal {signum!r}")
+    errors = tail.process.stderr.read()
+    assert code == 130 and "Traceback" not in errors, errors

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..signals import StopFlag, handling_stop_signals
 from ..text import format_time, printable, significant
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ DATA_MOST = 80  # characters of a job's data shown
 def tail(queue: JobQueue, *, limit: int, duration: float | None, form: str = "table") -> int:
     """The newest ``limit`` jobs, each at its latest change, oldest first, then each change
     of any job as it comes, for ``duration`` seconds (None: until Ctrl-C); ``form`` "json":
-    one JSON object a change."""
+    one JSON object a change. 130 once stopped by Ctrl-C or SIGTERM."""
     from ..live.joblog import POLL_S, JobLog
 
     print(
@@ -52,9 +53,13 @@ def tail(queue: JobQueue, *, limit: int, duration: float | None, form: str = "ta
         )
         print(f"mjq: {how}", file=sys.stderr, flush=True)
 
-    for change in JobLog(queue, limit=limit).changes(duration, following):
-        print(_json(change) if form == "json" else _line(_cells(change)), flush=True)
-    return 0
+    # Ctrl-C or SIGTERM end the log between two reads (a KeyboardInterrupt could land inside
+    # the driver), and do so where the shell started the tail with SIGINT ignored (``&``)
+    stop = StopFlag()
+    with handling_stop_signals(stop.set):
+        for change in JobLog(queue, limit=limit).changes(duration, following, stop.is_set):
+            print(_json(change) if form == "json" else _line(_cells(change)), flush=True)
+    return 130 if stop.is_set() else 0
 
 
 def _cells(change: JobChange) -> list[str]:

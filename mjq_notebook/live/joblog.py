@@ -85,14 +85,20 @@ class JobLog:
         # what they changed from; each is the start of its job's next line
         self._met: dict[Any, dict[str, Any]] = {}
         self._last = _NEVER  # the time of the last change given: never go back
+        self._stopped: Callable[[], bool] = lambda: False
 
     def changes(
-        self, duration: float | None = None, on_follow: Callable[[str], None] | None = None
+        self,
+        duration: float | None = None,
+        on_follow: Callable[[str], None] | None = None,
+        stopped: Callable[[], bool] = lambda: False,
     ) -> Iterator[JobChange]:
         """The newest ``limit`` jobs, each at its latest change in time order, then every
-        change as it comes, for ``duration`` seconds (None: until closed). ``on_follow(mode)``
-        is called once the log follows the queue, after the newest jobs."""
+        change as it comes, for ``duration`` seconds (None: until closed) or until
+        ``stopped()`` (seen within ``AWAIT_MS``). ``on_follow(mode)`` is called once the log
+        follows the queue, after the newest jobs."""
         end = None if duration is None else time.monotonic() + duration
+        self._stopped = stopped
         stream = self._open_stream()  # before the head: a change while it is read is not lost
         try:
             yield from self._head()
@@ -106,6 +112,9 @@ class JobLog:
             yield from self._poll(end)
         else:
             yield from self._follow(stream, end)
+
+    def _going(self, end: float | None) -> bool:
+        return not self._stopped() and (end is None or time.monotonic() < end)
 
     # -- the head: the newest jobs as they are ---------------------------------------------
 
@@ -128,7 +137,7 @@ class JobLog:
 
     def _follow(self, stream: Any, end: float | None) -> Iterator[JobChange]:
         try:
-            while end is None or time.monotonic() < end:
+            while self._going(end):
                 try:
                     events = _batch(stream, end)
                 except (PyMongoError, ConnectionError) as exc:
@@ -155,7 +164,7 @@ class JobLog:
         token = stream.resume_token
         stream.close()
         log.warning("mjq: %s; following again when the server is back", failure_reason(exc))
-        while end is None or time.monotonic() < end:
+        while self._going(end):
             time.sleep(RETRY_S)
             try:
                 return self.queue.collection.watch(
@@ -195,7 +204,7 @@ class JobLog:
 
     def _poll(self, end: float | None) -> Iterator[JobChange]:
         working: set[Any] = {i for i, job in self._jobs.items() if job.get("status") == "working"}
-        while end is None or time.monotonic() < end:
+        while self._going(end):
             time.sleep(POLL_S if end is None else max(0.0, min(POLL_S, end - time.monotonic())))
             seen = dt.datetime.now(dt.timezone.utc)
             try:
