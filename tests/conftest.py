@@ -20,6 +20,7 @@ from .support.servers import TEST_URI, force_polling, stop_servers
 from .support.waiting import wait_for
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups marked here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """For ``-n N --dist loadgroup`` (the README's test command), groups and their order.
 
@@ -87,6 +88,20 @@ def _any(item: pytest.Item) -> bool:
 
 
 SOAK_WAITS_S = 300  # at most, for the serial tests to be done
+
+
+@pytest.fixture(autouse=True)
+def grouped_by_xdist(request):
+    """Fail a grouped test that xdist did not group: pytest 9.2 ignores how xdist names it
+    "<id>@<group>" (pytest-xdist#1386), and each worker would set up its module's JupyterLab."""
+    node = request.node
+    xdist_groups = "PYTEST_XDIST_WORKER" in os.environ and request.config.getvalue("loadgroup")
+    if xdist_groups and _grouped(node) and "@" not in node.nodeid:
+        pytest.fail(
+            "--dist loadgroup does not group this test with this pytest and pytest-xdist "
+            "(pytest-xdist#1386); pyproject's dev extra pins pytest",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)
