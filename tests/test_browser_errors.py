@@ -9,9 +9,6 @@ import uuid
 
 import pytest
 
-pytest.importorskip("jupyterlab", reason="the browser tests need jupyterlab (the dev extra)")
-pytest.importorskip("ipykernel", reason="the browser tests need ipykernel (the dev extra)")
-
 from mjq_notebook import Empty, JobQueue
 
 from .support.lab import dashboard_in_lab, expect

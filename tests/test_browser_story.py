@@ -11,9 +11,6 @@ import uuid
 
 import pytest
 
-pytest.importorskip("jupyterlab", reason="the browser tests need jupyterlab (the dev extra)")
-pytest.importorskip("ipykernel", reason="the browser tests need ipykernel (the dev extra)")
-
 from mjq_notebook import JobQueue
 
 from .support.jupyter import jupyter_lab, write_notebook

@@ -23,7 +23,7 @@ from mjq_notebook import JobQueue
 from mjq_notebook.cli.web.serve import notebook
 
 from .support.browser import CHROMIUM, CHROMIUM_ARGS, DOCS, WATCH_FOR_ROW
-from .support.dashboard import dashboard_env, printed_url, start_dashboard
+from .support.dashboard import dashboard_env, printed_url, require_voila, start_dashboard
 from .support.servers import free_port
 
 
@@ -122,7 +122,7 @@ def _shoot_web(page, row, tmp_path: Path, suffix: str) -> list[Path]:
 @pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed")
 @pytest.mark.serial  # a latency bound: nothing of another xdist worker beside it
 def test_the_page_shows_the_queues_live_and_stops_on_sigterm(tmp_path, server_uri, db, alone):
-    pytest.importorskip("voila", reason="mjq dashboard needs voila (the web extra)")
+    require_voila()
     import psutil
 
     expect = sync_api.expect
@@ -231,7 +231,7 @@ def _contrast(one: str, other: str) -> float:
 def test_the_page_follows_the_system_theme_uses_the_width_and_warns_of_nothing(
     tmp_path, server_uri, db
 ):
-    pytest.importorskip("voila", reason="mjq dashboard needs voila (the web extra)")
+    require_voila()
     expect = sync_api.expect
     JobQueue(db, "emails").pub({"to": "a@example.com"})
     port = free_port()

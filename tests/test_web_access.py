@@ -26,12 +26,12 @@ import pytest
 from mjq_notebook import JobQueue
 from mjq_notebook.cli.web.serve import Site
 
-from .support.dashboard import dashboard_env, printed_url, start_dashboard
+from .support.dashboard import dashboard_env, printed_url, require_voila, start_dashboard
 from .support.nobody import NOBODY
 from .support.servers import free_port
 from .support.waiting import wait_for
 
-pytest.importorskip("voila", reason="mjq dashboard needs voila (the web extra)")
+require_voila()
 psutil = pytest.importorskip("psutil")
 
 DB = "web_access"

@@ -26,12 +26,12 @@ import pytest
 
 from mjq_notebook import JobQueue
 
-from .support.dashboard import dashboard_env, start_dashboard
+from .support.dashboard import dashboard_env, require_voila, start_dashboard
 from .support.kernel_socket import KernelSocket
 from .support.servers import free_port
 from .support.waiting import wait_for
 
-pytest.importorskip("voila", reason="mjq dashboard needs voila (the web extra)")
+require_voila()
 psutil = pytest.importorskip("psutil")
 
 DB = "web_roles"

@@ -3,6 +3,7 @@ environment (the URI and token never on a command line) and the address it print
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -12,6 +13,13 @@ from pathlib import Path
 import pytest
 
 from .jupyter import isolated_jupyter_env
+
+
+def require_voila() -> None:
+    """Skip the calling test (or module) where Voilà, the web extra, is missing: found, not
+    imported (its import, all of Jupyter Server's, takes over a second in each process)."""
+    if importlib.util.find_spec("voila") is None:
+        pytest.skip("mjq dashboard needs voila (the web extra)", allow_module_level=True)
 
 
 def dashboard_env(home: Path, server_uri: str, **extra: str) -> dict[str, str]:

@@ -1,10 +1,11 @@
 """A notebook open in Chromium through Playwright (JupyterLab or Notebook 7): the page, the
 dashboard in it, the kernel behind it, and the jobs and screenshots the docs show. Importing
-it skips the calling module where Playwright or Chromium is missing (see require_chromium)."""
+it skips the calling module where Playwright, Chromium, JupyterLab or ipykernel is missing."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import shutil
@@ -23,6 +24,9 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser tests need playwright (the dev extra)"
 )
 require_chromium()
+for _name in ("jupyterlab", "ipykernel"):  # found, not imported: JupyterLab's import is 1 s
+    if importlib.util.find_spec(_name) is None:
+        pytest.skip(f"the browser tests need {_name} (the dev extra)", allow_module_level=True)
 expect = sync_api.expect
 
 
