@@ -187,7 +187,10 @@ def test_fail_records_error_and_retries_with_backoff(db):
     assert history["status"] == "failed" and history["attempts"] == 3
 
 
-def test_claim_context_manager(queue):
+def test_claim_context_manager(db):
+    # a failed job waits an hour before its retry: the claims below take the next one, on a
+    # busy machine too (the fixture's queue retries after 0.05 s)
+    queue = JobQueue(db, lease=30, backoff=3600)
     queue.pub_many([{"n": 1}, {"n": 2}, {"n": 3}])
     with queue.claim(timeout=0) as job:
         job["result"] = {"sum": 42}
@@ -202,6 +205,7 @@ def test_claim_context_manager(queue):
     with pytest.raises(KeyboardInterrupt), queue.claim(timeout=0) as job:
         raise KeyboardInterrupt
     stored = queue.get(job.id)
+    assert stored["data"] == {"n": 3}
     assert stored["status"] == "waiting" and stored["attempts"] == 0 and "error" not in stored
 
 
