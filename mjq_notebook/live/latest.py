@@ -34,10 +34,11 @@ class Latest(Generic[T]):
         self._threads: list[threading.Thread] = []
 
     def set(self, item: T | None) -> None:
-        """Work on ``item`` as soon as the thread is free (None: stop, the thread ends)."""
+        """Work on ``item`` as soon as the thread is free (None: stop, the thread ends); the
+        item being kept current changes nothing."""
         with self._cond:
-            if self._closed:
-                return
+            if self._closed or (item is not None and item is self._item):
+                return  # the same item: its repeats go on as they were
             self._item, self._new = item, item is not None
             self._cond.notify_all()
             if item is None or self._running:
