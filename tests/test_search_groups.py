@@ -172,3 +172,20 @@ def test_closing_leaves_no_group_thread_behind(queue, box):
 
 def ids(tail) -> list[str]:
     return [row["id"] for row in tail.table.rows]
+
+
+def test_a_mistake_typed_after_a_group_query_keeps_its_filter_current(queue, monkeypatch):
+    monkeypatch.setattr(search, "GROUPS_EVERY", 0.3)
+    first = as_pymjq(queue, MISSING)
+    box = QueryBox(queue)
+    try:
+        box.value = f"group:{group_of(MISSING)}"
+        wait_for(lambda: box.filter, EVENTUALLY, "the group's filter")
+        assert found(queue, box.filter) == {first}
+        box.value = f"group:{group_of(MISSING)} stauts:x"  # typing on: the group's filter stays
+        late = as_pymjq(queue, "user 812 not found in shard 0x0aa7")
+        wait_for(lambda: late in found(queue, box.filter), EVENTUALLY, "the new failure")
+        assert "unknown field `stauts`" in box.error.value  # the text's mistake still shows
+    finally:
+        box.close()
+    assert THREAD not in mjq_threads()
