@@ -9,10 +9,12 @@ aggregation expression only as ``$literal``. Field paths are checked (no ``$``).
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import difflib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
@@ -41,19 +43,42 @@ def compile_query(
     only for a ``group:`` term, gives the filters of the failures of those error groups
     stored without a fingerprint (``error_groups.GroupMembers`` reads them from a queue);
     without it, ``group:`` matches the stored fingerprint only."""
+    return parse_query(text, now=now).filter(groups)
+
+
+def parse_query(text: str, *, now: dt.datetime | None = None) -> ParsedQuery:
+    """``text`` read and checked, every mistake found (QuerySyntaxError), without a read:
+    ``.filter(groups)`` then resolves its ``group:`` terms (a search box does that off the
+    kernel's thread when ``.grouped``)."""
     if not isinstance(text, str):
         raise TypeError(f"a query is text, not {type(text).__name__}")
     now = dt.datetime.now(dt.timezone.utc) if now is None else _utc(now)
     terms = list(terms_of(text))
-    compiled = [_compile(term, now) for term in terms]  # every mistake found before a read
-    parts = []
-    for term, part in zip(terms, compiled, strict=True):
-        if groups is not None and term.field == "group":
-            part = _group(part, term.value, groups)
-        parts.append({"$nor": [part]} if term.negated else part)
-    if not parts:
-        return {}
-    return parts[0] if len(parts) == 1 else {"$and": parts}
+    return ParsedQuery(tuple((term, _compile(term, now)) for term in terms))
+
+
+@dataclass(frozen=True, eq=False)
+class ParsedQuery:
+    """A query's terms, each with its filter; ``group:`` terms not yet resolved."""
+
+    parts: tuple[tuple[Term, dict[str, Any]], ...]
+
+    @property
+    def grouped(self) -> bool:
+        """Whether ``filter(groups)`` would read (it has a ``group:`` term)."""
+        return any(term.field == "group" for term, _ in self.parts)
+
+    def filter(self, groups: Groups | None = None) -> dict[str, Any]:
+        """The MongoDB filter (as ``compile_query``), ``group:`` terms resolved by ``groups``."""
+        parts = []
+        for term, part in self.parts:
+            part = copy.deepcopy(part)  # each filter its own: a caller may keep or change it
+            if groups is not None and term.field == "group":
+                part = _group(part, term.value, groups)
+            parts.append({"$nor": [part]} if term.negated else part)
+        if not parts:
+            return {}
+        return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
 def field_names() -> tuple[str, ...]:
