@@ -12,8 +12,7 @@ import pytest
 from mjq_notebook import JobQueue
 from mjq_notebook.notebook.widgets.search import PLACEHOLDER
 
-from .support.jupyter import jupyter_lab, write_notebook
-from .support.lab import chromium_page, expect, run_all_and_wait_for_dashboard, wait_for_kernel
+from .support.lab import dashboard_in_lab, expect
 
 pytestmark = pytest.mark.browser
 
@@ -22,18 +21,8 @@ pytestmark = pytest.mark.browser
 def lab(tmp_path_factory, client, server_uri):
     db_name = f"mjq_test_{uuid.uuid4().hex[:10]}"
     queue = JobQueue(client[db_name], lease=30)
-    root = tmp_path_factory.mktemp("lab-root")
-    write_notebook(
-        root / "dashboard.ipynb",
-        [f"from mjq_notebook import JobQueue, connect\n"
-         f"JobQueue(connect({server_uri!r}, {db_name!r})).dashboard()"],
-    )  # fmt: skip
-    home = tmp_path_factory.mktemp("jupyter-home")
     try:
-        with jupyter_lab(root, home) as url, chromium_page(queue) as lab:
-            lab.page.goto(f"{url}/lab/tree/dashboard.ipynb")
-            wait_for_kernel(lab)
-            run_all_and_wait_for_dashboard(lab)
+        with dashboard_in_lab(tmp_path_factory, queue, server_uri) as lab:
             yield lab
     finally:
         client.drop_database(db_name)
