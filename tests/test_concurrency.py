@@ -98,8 +98,15 @@ def test_workers_ride_out_a_server_restart(tmp_path):
         db = client_for(uri)["restart"]
         q = JobQueue(db)
         ids = {str(i) for i in q.pub_many([{"n": n} for n in range(40)])}
-        workers = [start_worker(uri, db, "record", log, "--drain", sleep="0.05") for _ in range(2)]
-        wait_for(lambda: len(read_log(log)) >= 5, 60, "some jobs to run")
+        workers = [start_worker(uri, db, "record", log, "--drain", sleep="0.2") for _ in range(2)]
+
+        # both working (a worker still starting up when the server goes is not what this
+        # tests: on a busy machine one took longer to start than the other took for 5 jobs)
+        def both_working() -> bool:
+            runs = read_log(log)
+            return len({pid for _, pid, *_ in runs}) == 2 and len(runs) >= 5
+
+        wait_for(both_working, 60, "both workers to run jobs")
     # the server is down now, mid-work
     ran_before_restart = len(read_log(log))
     # longer than the workers' 5 s server selection: an operation started after the server

@@ -152,7 +152,7 @@ def test_a_new_failure_of_the_group_shows_in_the_tail_while_its_query_is_on(queu
         wait_for(lambda: ids(tail) == [str(late), str(first)], EVENTUALLY, "the new failure")
         tail.search.value = "status:done"  # no group: term: no more reads, the thread ends
         wait_for(lambda: THREAD not in mjq_threads(), EVENTUALLY, "the group thread to end")
-        assert ids(tail) == []
+        wait_for(lambda: ids(tail) == [], EVENTUALLY, "the rows of status:done (none)")
         tail.search.value = f"group:{group_of(MISSING)}"
         wait_for(lambda: len(ids(tail)) == 2, EVENTUALLY, "the group's failures again")
         assert THREAD in mjq_threads()
