@@ -103,7 +103,7 @@ def kill_groups(processes: list[subprocess.Popen]) -> None:
 
 class MjqTail:
     """A real ``mjq tail`` process on ``db`` whose output lines are collected as they come;
-    ``stop()`` sends Ctrl-C and returns (exit status, stderr)."""
+    ``stop()`` sends Ctrl-C (or another signal) and returns (exit status, stderr)."""
 
     def __init__(self, uri, db, *extra):
         self.process = subprocess.Popen(
@@ -124,8 +124,15 @@ class MjqTail:
         """Whether a line printed so far has every one of ``words``."""
         return any(all(w in line for w in words) for line in list(self.lines))
 
-    def stop(self) -> tuple[int, str]:
-        self.process.send_signal(signal.SIGINT)  # Ctrl-C: mjq exits quietly with 130
-        code = self.process.wait(30)
+    def stop(self, signum: int = signal.SIGINT, timeout: float = 30) -> tuple[int, str]:
+        """Send ``signum`` (Ctrl-C: mjq exits quietly with 130); a tail still running
+        ``timeout`` seconds later is killed, and TimeoutExpired raised."""
+        self.process.send_signal(signum)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise
         self._reader.join(10)
         return code, self.process.stderr.read()
