@@ -9,7 +9,6 @@ quickly, and a click on Publish writing a job. ``MJQ_SCREENSHOTS=1`` also writes
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import statistics
 import time
@@ -17,13 +16,10 @@ import uuid
 
 import pytest
 
-if importlib.util.find_spec("notebook.app") is None:  # found, not imported (1 s)
-    pytest.skip("the Notebook 7 test needs notebook>=7 (dev extra)", allow_module_level=True)
-
 from mjq_notebook import JobQueue
 
 from .support.browser import WATCH_FOR_ROW
-from .support.jupyter import jupyter_lab, write_notebook
+from .support.jupyter import jupyter_lab, require_modules, write_notebook
 from .support.lab import (
     chromium_page,
     expect,
@@ -33,6 +29,7 @@ from .support.lab import (
     wait_for_kernel,
 )
 
+require_modules("notebook.app", needed_by="the Notebook 7 tests (notebook>=7)")
 pytestmark = pytest.mark.browser
 
 # A job published from outside shows within 0.5 s (issue 17), at random moments as a user's

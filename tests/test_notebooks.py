@@ -23,13 +23,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-for _name in ("nbformat", "nbclient"):  # found, not imported: their import takes 1.4 s
-    if importlib.util.find_spec(_name) is None:
-        pytest.skip(f"the notebook tests need {_name} (dev extra)", allow_module_level=True)
+from mjq_notebook.server import pid_alive, read_info, stop_server
 
-from mjq_notebook.server import pid_alive, read_info, stop_server  # noqa: E402
+from .support.jupyter import isolated_jupyter_env, require_modules
 
-from .support.jupyter import isolated_jupyter_env  # noqa: E402
+require_modules("nbformat", "nbclient", needed_by="the notebook tests")
 
 if TYPE_CHECKING:
     import nbformat

@@ -3,7 +3,6 @@ environment (the URI and token never on a command line) and the address it print
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -12,14 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from .jupyter import isolated_jupyter_env
+from .jupyter import isolated_jupyter_env, require_modules
 
 
 def require_voila() -> None:
-    """Skip the calling test (or module) where Voilà, the web extra, is missing: found, not
-    imported (its import, all of Jupyter Server's, takes over a second in each process)."""
-    if importlib.util.find_spec("voila") is None:
-        pytest.skip("mjq dashboard needs voila (the web extra)", allow_module_level=True)
+    """Skip the calling test (or module) where Voilà, the web extra, is missing."""
+    require_modules("voila", needed_by="mjq dashboard's tests")
 
 
 def dashboard_env(home: Path, server_uri: str, **extra: str) -> dict[str, str]:

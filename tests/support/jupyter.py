@@ -9,6 +9,7 @@ so the tests neither read nor change the user's Jupyter setup, and nothing reach
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,7 +19,19 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from .servers import free_port
+
+
+def require_modules(*names: str, needed_by: str) -> None:
+    """Skip the calling test (or module) where one of ``names`` is not installed: found, not
+    imported (JupyterLab's, Voilà's or nbformat's import takes over a second in each process:
+    all of Jupyter Server, a JSON-schema grammar)."""
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"{needed_by} need {name} (the dev extra)", allow_module_level=True)
+
 
 # The lab plugin that fetches news from the internet and asks about it in a pop-up.
 DISABLED_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)

@@ -5,7 +5,6 @@ it skips the calling module where Playwright, Chromium, JupyterLab or ipykernel 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import shutil
@@ -19,14 +18,13 @@ import pytest
 from mjq_notebook import JobQueue
 
 from .browser import CHROMIUM, CHROMIUM_ARGS, DOCS, require_chromium
+from .jupyter import require_modules
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser tests need playwright (the dev extra)"
 )
 require_chromium()
-for _name in ("jupyterlab", "ipykernel"):  # found, not imported: JupyterLab's import is 1 s
-    if importlib.util.find_spec(_name) is None:
-        pytest.skip(f"the browser tests need {_name} (the dev extra)", allow_module_level=True)
+require_modules("jupyterlab", "ipykernel", needed_by="the browser tests")
 expect = sync_api.expect
 
 
